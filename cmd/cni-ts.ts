@@ -1,0 +1,39 @@
+/**
+ * The multi-call executable: one file, installed as `bridge`, `host-local`, `routes` (links), dispatching on
+ * the name it was invoked by. Invoked as `cni-ts NAME ...` it runs that plugin, which is how the sources are
+ * run in development (`node dist/cni-ts.cjs host-local`).
+ */
+import { basename } from "node:path";
+import { hostLocal } from "../ipam/host-local/main.js";
+import { registerInProcess } from "../lib/invoke.js";
+import { CNI_TS_VERSION, pluginMain, type PluginDefinition } from "../lib/skel.js";
+import { bridge } from "../plugins/bridge/main.js";
+import { routes } from "../plugins/routes/main.js";
+
+export const APPLETS: Readonly<Record<string, PluginDefinition>> = { bridge, "host-local": hostLocal, routes };
+
+function usage(): string {
+  return `cni-ts ${CNI_TS_VERSION}: CNI plugins in one executable\n` +
+    `Installed under the names of its plugins (links to this file), it acts as that plugin:\n` +
+    Object.values(APPLETS).map((p) => `  ${p.name.padEnd(11)} ${p.about}\n`).join("") +
+    `Run by hand: cni-ts PLUGIN [--help]\n`;
+}
+
+async function main(): Promise<void> {
+  for (const p of Object.values(APPLETS)) registerInProcess(p);
+  let argv = process.argv.slice(2);
+  let name = basename(process.argv[1] ?? "");
+  if (!Object.hasOwn(APPLETS, name)) {
+    name = argv[0] ?? "";
+    argv = argv.slice(1);
+  }
+  const plugin = Object.hasOwn(APPLETS, name) ? APPLETS[name] : undefined;
+  if (!plugin) {
+    process.stderr.write(usage());
+    process.exitCode = name === "" || name === "--help" || name === "-h" || name === "--version" ? 0 : 2;
+    return;
+  }
+  await pluginMain(plugin, argv);
+}
+
+void main();

@@ -1,0 +1,89 @@
+/**
+ * Run a program with an argument vector (never a shell), optional stdin, a deadline, and captured output.
+ * Every kernel operation (ip, nsenter, iptables, nft) and every delegate goes through here.
+ *
+ * @example
+ *   const r = await run("ip", ["-json", "link", "show"], { timeoutMs: 5000 });
+ *   if (r.code !== 0) throw new Error(r.stderr);
+ */
+import { spawn } from "node:child_process";
+import { CniError, ErrorCode } from "./errors.js";
+
+export interface RunOptions {
+  input?: string | Buffer;
+  env?: NodeJS.ProcessEnv;
+  /** Kill the process (SIGKILL) after this long; the result then has timedOut = true. */
+  timeoutMs?: number;
+  /** Upper bound on captured stdout/stderr each, so a runaway child cannot exhaust memory. */
+  maxOutputBytes?: number;
+}
+
+export interface RunResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+}
+
+const DEFAULT_TIMEOUT_MS = 30_000;
+const DEFAULT_MAX_OUTPUT = 8 * 1024 * 1024;
+
+export function run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+  const max = opts.maxOutputBytes ?? DEFAULT_MAX_OUTPUT;
+  return new Promise((resolve, reject) => {
+    // Own process group, so a deadline kills the child's children too: a grandchild holding our pipes
+    // would otherwise keep us waiting long after the child itself is dead.
+    const child = spawn(file, args, { env: opts.env ?? process.env, stdio: ["pipe", "pipe", "pipe"], detached: true });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    let outLen = 0;
+    let errLen = 0;
+    let timedOut = false;
+    let settled = false;
+    const settle = (code: number | null, signal: NodeJS.Signals | null) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      resolve({ code, signal, timedOut, stdout: Buffer.concat(out).toString("utf8"), stderr: Buffer.concat(err).toString("utf8") });
+    };
+    const timer = setTimeout(() => {
+      timedOut = true;
+      try {
+        if (child.pid !== undefined) process.kill(-child.pid, "SIGKILL");
+      } catch {
+        child.kill("SIGKILL");
+      }
+      child.stdout.destroy();
+      child.stderr.destroy();
+    }, opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+    child.stdout.on("data", (b: Buffer) => {
+      if (outLen < max) out.push(b);
+      outLen += b.length;
+    });
+    child.stderr.on("data", (b: Buffer) => {
+      if (errLen < max) err.push(b);
+      errLen += b.length;
+    });
+    child.on("error", (e: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      reject(new CniError(ErrorCode.Internal, `cannot execute ${file}: ${e.code ?? e.message}`, e.message));
+    });
+    child.on("exit", (code, signal) => {
+      if (timedOut) settle(code, signal);
+    });
+    child.on("close", (code, signal) => settle(code, signal));
+    // A child that exits without reading its stdin makes the write fail with EPIPE: that is its answer, not ours.
+    child.stdin.on("error", () => {});
+    child.stdin.end(opts.input ?? "");
+  });
+}
+
+/** Like run, but a non-zero exit or a timeout is a CniError (code 100 unless given) carrying stderr. */
+export async function runOk(file: string, args: readonly string[], opts: RunOptions & { code?: number; what?: string } = {}): Promise<string> {
+  const r = await run(file, args, opts);
+  const what = opts.what ?? `${file} ${args.join(" ")}`;
+  if (r.timedOut) throw new CniError(ErrorCode.TryAgainLater, `${what}: timed out`, r.stderr.trim());
+  if (r.code !== 0) throw new CniError(opts.code ?? ErrorCode.KernelOperationFailed, `${what}: ${r.stderr.trim() || `exit ${r.code ?? r.signal}`}`);
+  return r.stdout;
+}

@@ -1,0 +1,64 @@
+/**
+ * A validated `ip -batch -` script: one spawn per namespace side instead of one per attribute.
+ *
+ * Batch lines are a command language: iproute2 splits them on whitespace, honours quotes and `#` comments,
+ * and reads a leading `-` as an option. Names were validated where they entered (lib/validate); this builder
+ * refuses any token that could still change the meaning of a line, as a last guard.
+ *
+ * @example
+ *   await new IpBatch().cmd("link", "set", "dev", "eth0", "up").cmd("addr", "add", "10.1.2.3/24", "dev", "eth0").run("/var/run/netns/pod");
+ */
+import { CniError, ErrorCode } from "../errors.js";
+import { runOk } from "../exec.js";
+import { inNetns } from "../netns.js";
+
+const UNSAFE_TOKEN = /[\s"'\\#\x00-\x1f\x7f]/;
+
+export type Token = string | number;
+
+export class IpBatch {
+  private readonly lines: string[] = [];
+
+  /** Append one command (without the leading `ip`). */
+  cmd(...tokens: Token[]): this {
+    this.lines.push(tokens.map(checkToken).join(" "));
+    return this;
+  }
+
+  get length(): number {
+    return this.lines.length;
+  }
+
+  text(): string {
+    return this.lines.map((l) => l + "\n").join("");
+  }
+
+  /** Run every line in the namespace at `netns` (ours when undefined); the first failing line aborts the rest. */
+  async run(netns?: string, what = "ip -batch"): Promise<void> {
+    if (this.lines.length === 0) return;
+    const [file, args] = inNetns(netns, "ip", ["-batch", "-"]);
+    try {
+      await runOk(file, args, { input: this.text(), what });
+    } catch (e) {
+      throw explainBatchFailure(e, this.lines);
+    }
+  }
+}
+
+function checkToken(t: Token): string {
+  const s = String(t);
+  if (s === "" || UNSAFE_TOKEN.test(s)) {
+    throw new CniError(ErrorCode.Internal, `refusing unsafe ip -batch token ${JSON.stringify(s)}`);
+  }
+  return s;
+}
+
+/** ip reports "Command failed -:N": name the command itself so the error says what did not work. */
+function explainBatchFailure(e: unknown, lines: readonly string[]): unknown {
+  if (!(e instanceof CniError)) return e;
+  const m = /Command failed -:(\d+)/.exec(e.message);
+  const line = m ? lines[Number(m[1]) - 1] : undefined;
+  if (line === undefined) return e;
+  const reason = e.message.replace(/\s*Command failed -:\d+\s*/g, " ").replace(/^.*?: /, "").trim();
+  return new CniError(e.code, `ip ${line}: ${reason}`, e.details);
+}

@@ -1,0 +1,55 @@
+/**
+ * Network namespaces named by a path (CNI_NETNS): `/var/run/netns/NAME`, `/proc/PID/ns/net`, a bind mount.
+ * Entry is `nsenter --net=PATH`, which accepts all of them; no `ip netns` name is ever needed.
+ */
+import { statfsSync, statSync } from "node:fs";
+import { CniError, ErrorCode } from "./errors.js";
+import { quoteInput } from "./validate.js";
+
+const NSFS_MAGIC = 0x6e736673;
+
+export type NetnsState = "ok" | "missing" | "not-netns" | "self";
+
+/** What CNI_NETNS points at. "self" is the plugin's own namespace: acting there would change the node. */
+export function inspectNetns(path: string): NetnsState {
+  let st;
+  try {
+    st = statSync(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT" || (e as NodeJS.ErrnoException).code === "ENOTDIR") return "missing";
+    throw new CniError(ErrorCode.InvalidEnvironmentVariables, `CNI_NETNS ${quoteInput(path)} cannot be read`, String(e));
+  }
+  try {
+    if (statfsSync(path).type !== NSFS_MAGIC) return "not-netns";
+  } catch {
+    // statfs may be refused on another process's /proc/PID/ns/net (EACCES); nsenter will judge it.
+  }
+  const self = statSync("/proc/self/ns/net");
+  if (st.dev === self.dev && st.ino === self.ino) return "self";
+  return "ok";
+}
+
+/** Throw the right CNI error unless CNI_NETNS is a usable namespace other than ours. `allowMissing` for DEL. */
+export function requireUsableNetns(path: string, allowMissing: boolean): NetnsState {
+  if (!path.startsWith("/")) {
+    throw new CniError(ErrorCode.InvalidEnvironmentVariables, "CNI_NETNS must be an absolute path", `CNI_NETNS=${quoteInput(path)}`);
+  }
+  const state = inspectNetns(path);
+  switch (state) {
+    case "missing":
+      if (allowMissing) return state;
+      throw new CniError(ErrorCode.UnknownContainer, `network namespace ${quoteInput(path)} does not exist`, "CNI_NETNS names no file");
+    case "not-netns":
+      throw new CniError(ErrorCode.InvalidEnvironmentVariables, `CNI_NETNS ${quoteInput(path)} is not a network namespace`);
+    case "self":
+      throw new CniError(ErrorCode.InvalidNetNS, "plugin's netns and netns from CNI_NETNS should not be the same", `CNI_NETNS=${quoteInput(path)}`);
+    default:
+      return state;
+  }
+}
+
+/** argv prefix that runs a command inside the namespace at `path` (or in ours when path is undefined). */
+export function inNetns(path: string | undefined, file: string, args: readonly string[]): [string, string[]] {
+  if (path === undefined) return [file, [...args]];
+  return ["nsenter", [`--net=${path}`, "--", file, ...args]];
+}

@@ -1,0 +1,51 @@
+// What the tests and the demo need from the machine, and how to get it on Debian.
+// As root on Debian, missing packages are installed; anywhere else we stop and say exactly what to install.
+import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+
+/** [how to detect it, Debian package] */
+export const NEEDS = {
+  ip: ["/usr/sbin/ip", "iproute2"],
+  nsenter: ["/usr/bin/nsenter", "util-linux"],
+  ping: ["/usr/bin/ping", "iputils-ping"],
+  strip: ["/usr/bin/strip", "binutils"],
+  iptables: ["/usr/sbin/iptables", "iptables"],
+  nft: ["/usr/sbin/nft", "nftables"],
+  "reference plugins": ["/usr/lib/cni/host-local", "containernetworking-plugins"],
+};
+
+function present([path, , ]) {
+  return existsSync(path);
+}
+
+/** Make sure every named need is met; returns nothing, exits the process with a clear message if it cannot. */
+export function ensureDeps(names) {
+  const missing = names.filter((n) => !present(NEEDS[n]));
+  if (missing.length === 0) return;
+  const pkgs = [...new Set(missing.map((n) => NEEDS[n][1]))];
+  const isDebian = existsSync("/etc/debian_version");
+  const isRoot = process.getuid?.() === 0;
+  if (!isDebian || !isRoot) {
+    console.error(`missing: ${missing.join(", ")}. Install the Debian packages: apt-get install ${pkgs.join(" ")} (as root)`);
+    process.exit(1);
+  }
+  console.error(`installing Debian packages: ${pkgs.join(" ")}`);
+  const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+  let r = spawnSync("apt-get", ["install", "-y", "-qq", ...pkgs], { stdio: "inherit", env });
+  if (r.status !== 0) {
+    spawnSync("apt-get", ["update", "-qq"], { stdio: "inherit", env });
+    r = spawnSync("apt-get", ["install", "-y", "-qq", ...pkgs], { stdio: "inherit", env });
+  }
+  const still = names.filter((n) => !present(NEEDS[n]));
+  if (r.status !== 0 || still.length > 0) {
+    console.error(`could not install ${pkgs.join(" ")}; still missing: ${still.join(", ")}`);
+    process.exit(1);
+  }
+}
+
+export function requireRoot(what) {
+  if (process.getuid?.() !== 0) {
+    console.error(`${what} needs root: it creates network namespaces (ip netns add). Run it as root.`);
+    process.exit(1);
+  }
+}

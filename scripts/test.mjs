@@ -1,0 +1,57 @@
+#!/usr/bin/env node
+// `npm test`: every test. Type check, unit tests, build the executables, integration tests against real
+// network namespaces (root). Ends with one line "N passed, M failed[, K skipped]".
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ensureDeps, requireRoot } from "./deps.mjs";
+
+const args = process.argv.slice(2);
+const unitOnly = args.includes("--unit");
+const totals = { passed: 0, failed: 0, skipped: 0 };
+const reports = mkdtempSync(join(tmpdir(), "cni-ts-test-"));
+let ok = true;
+
+function sh(cmd, argv, what) {
+  console.error(`\n== ${what}`);
+  const r = spawnSync(cmd, argv, { stdio: "inherit" });
+  if (r.status !== 0) {
+    console.error(`== ${what}: FAILED (exit ${r.status ?? r.signal})`);
+    ok = false;
+  }
+  return r.status === 0;
+}
+
+function vitest(project) {
+  const out = join(reports, `${project}.json`);
+  sh("npx", ["vitest", "run", "--project", project, "--reporter=default", "--reporter=json", `--outputFile.json=${out}`], `${project} tests`);
+  if (!existsSync(out)) {
+    totals.failed += 1;
+    return;
+  }
+  const r = JSON.parse(readFileSync(out, "utf8"));
+  totals.passed += r.numPassedTests;
+  totals.failed += r.numFailedTests;
+  totals.skipped += r.numPendingTests + r.numTodoTests;
+  if (r.numTotalTests === 0) {
+    console.error(`== ${project}: no test ran`);
+    ok = false;
+  }
+}
+
+try {
+  sh("npx", ["tsc", "--noEmit", "-p", "."], "type check");
+  vitest("unit");
+  if (!unitOnly) {
+    requireRoot("the integration tests");
+    ensureDeps(["ip", "nsenter", "ping", "strip"]);
+    if (sh("node", ["build.mjs"], "build")) vitest("integration");
+  }
+} finally {
+  rmSync(reports, { recursive: true, force: true });
+}
+
+const line = `${totals.passed} passed, ${totals.failed} failed` + (totals.skipped ? `, ${totals.skipped} skipped` : "");
+console.log(`\n${line}`);
+process.exit(ok && totals.failed === 0 ? 0 : 1);

@@ -1,0 +1,20 @@
+import { defineConfig } from "vitest/config";
+
+// Two projects: unit (pure logic, no root, no kernel) and integration (the built executables against
+// real network namespaces; needs root and `npm run build` first).
+export default defineConfig({
+  test: {
+    projects: [
+      { test: { name: "unit", include: ["test/unit/**/*.test.ts", "**/*.unit.test.ts"], exclude: ["node_modules/**", "dist/**"] } },
+      {
+        test: {
+          name: "integration",
+          include: ["test/integration/**/*.test.ts"],
+          testTimeout: 120_000,
+          hookTimeout: 120_000,
+          fileParallelism: false,
+        },
+      },
+    ],
+  },
+});
