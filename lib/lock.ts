@@ -1,0 +1,54 @@
+/**
+ * Exclusive file locks with a bounded wait, compatible with the reference plugins' `flock` on the same file
+ * (host-local's `<dataDir>/<net>/lock`), so ours and theirs exclude each other on a mixed node.
+ *
+ * Node has no flock(2), and native addons are out, so util-linux `flock` holds the lock for us: it runs a shell
+ * that says when the lock is taken and then waits on its stdin. Closing that stdin releases the lock; so does our
+ * death (the pipe closes), and so does the helper's death (the kernel drops the lock). A dead holder never blocks
+ * anyone for longer than it takes the kernel to notice.
+ *
+ * @example
+ *   await withFileLock("/var/lib/cni/networks/net1/lock", 10_000, async () => { ... });
+ */
+import { spawn } from "node:child_process";
+import { CniError, ErrorCode } from "./errors.js";
+
+export const DEFAULT_LOCK_WAIT_MS = 30_000;
+
+export async function withFileLock<T>(file: string, waitMs: number, fn: () => Promise<T>): Promise<T> {
+  const release = await acquire(file, waitMs);
+  try {
+    return await fn();
+  } finally {
+    release();
+  }
+}
+
+function acquire(file: string, waitMs: number): Promise<() => void> {
+  const seconds = Math.max(1, Math.ceil(waitMs / 1000)).toString();
+  return new Promise((resolve, reject) => {
+    const child = spawn("flock", ["--exclusive", "--timeout", seconds, "--conflict-exit-code", "75", file, "-c", "echo locked; read _"], {
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let stderr = "";
+    let held = false;
+    child.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
+    child.stdout.on("data", () => {
+      if (held) return;
+      held = true;
+      resolve(() => {
+        child.stdin.end();
+        // The helper must not keep our event loop alive; the lock goes with it either way.
+        child.unref();
+      });
+    });
+    child.on("error", (e: NodeJS.ErrnoException) =>
+      reject(new CniError(ErrorCode.Internal, `cannot run flock (util-linux) to lock ${file}: ${e.code ?? e.message}`)),
+    );
+    child.on("exit", (code) => {
+      if (held) return;
+      if (code === 75) reject(new CniError(ErrorCode.TryAgainLater, `timed out after ${seconds} s waiting for the lock ${file}`, "another plugin instance holds it; retry later"));
+      else reject(new CniError(ErrorCode.IOFailure, `cannot lock ${file}: ${stderr.trim() || `flock exit ${code}`}`));
+    });
+  });
+}
