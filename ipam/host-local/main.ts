@@ -16,51 +16,68 @@ import { allocate, hasFree } from "./allocator.js";
 import { loadHostLocalConfig, loadStoreLocation } from "./config.js";
 import { rangeSetToString } from "./range.js";
 import { loadResolvConf } from "./resolvconf.js";
-import { DiskStore } from "./store.js";
+import { DiskStore, type IndexEntry } from "./store.js";
 
 async function add(ctx: CmdContext): Promise<Result> {
   const conf = loadHostLocalConfig(ctx.config, ctx.args.get("IP"));
   const dns = conf.resolvConf ? loadResolvConf(conf.resolvConf) : undefined;
   const store = DiskStore.open(conf.dataDir, conf.name, true)!;
-  const ips = await store.locked(() => allocate(store, conf.rangeSets, conf.requestedIPs, ctx.containerID, ctx.ifname));
+  store.begin(ctx.containerID, ctx.ifname);
+  let ips;
+  try {
+    ips = await allocate(store, conf.rangeSets, conf.requestedIPs, ctx.containerID, ctx.ifname);
+  } catch (e) {
+    store.abort();
+    throw e;
+  }
+  store.commit(ips.map((ip) => ip.address.split("/")[0]!));
   const result: Result = { ips };
   if (conf.routes.length > 0) result.routes = conf.routes;
   if (dns) result.dns = dns;
   return result;
 }
 
+/** The addresses prevResult says this attachment got, in canonical text (no prefix): hints, verified before use. */
+function prevResultIPs(ctx: CmdContext): string[] {
+  if (ctx.config.prevResult === undefined) return [];
+  try {
+    return (parseResult(ctx.config.prevResult, ctx.version).ips ?? []).flatMap((ip) => {
+      const a = parseIP(ip.address.split("/")[0] ?? "");
+      return a ? [formatIP(a)] : [];
+    });
+  } catch {
+    return [];
+  }
+}
+
 async function del(ctx: CmdContext): Promise<void> {
   const { dataDir, name } = loadStoreLocation(ctx.config);
   const store = DiskStore.open(dataDir, name, false);
   if (!store) return;
-  const released = await store.locked(async () => store.releaseAttachment(ctx.containerID, ctx.ifname));
+  const released = store.releaseAttachment(ctx.containerID, ctx.ifname, prevResultIPs(ctx));
   log.debug(`host-local: released [${released.join(" ")}] of ${ctx.containerID}/${ctx.ifname}`);
-}
-
-/** The addresses prevResult says this attachment got, in canonical text (no prefix). */
-function prevResultIPs(ctx: CmdContext): string[] {
-  if (ctx.config.prevResult === undefined) return [];
-  return (parseResult(ctx.config.prevResult, ctx.version).ips ?? []).map((ip) => {
-    const a = parseIP(ip.address.split("/")[0] ?? "");
-    return a ? formatIP(a) : ip.address;
-  });
 }
 
 async function check(ctx: CmdContext): Promise<void> {
   const conf = loadHostLocalConfig(ctx.config, ctx.args.get("IP"));
   const store = DiskStore.open(conf.dataDir, conf.name, false);
-  const held = store ? await store.locked(async () => store.held(ctx.containerID, ctx.ifname)) : [];
+  const expected = prevResultIPs(ctx);
+  const held = store ? store.held(ctx.containerID, ctx.ifname) : [];
   if (held.length === 0) {
     throw new CniError(ErrorCode.CheckFailed, `host-local: Failed to find address added by container ${ctx.containerID}`, `no reservation for ${ctx.containerID}/${ctx.ifname} in ${conf.dataDir}/${conf.name}`);
   }
-  const missing = prevResultIPs(ctx).filter((ip) => !held.includes(ip));
+  const missing = expected.filter((ip) => !held.includes(ip));
   if (missing.length > 0) {
     throw new CniError(ErrorCode.CheckFailed, `host-local: address ${missing.join(", ")} of prevResult is not reserved for ${ctx.containerID}/${ctx.ifname}`, `reserved: ${held.join(", ")}`);
   }
 }
 
+/** An ADD that has not finished (state "adding") keeps its reservation this long even if GC is told it is not valid. */
+const ADDING_PROTECTION_MS = 60_000;
+
 async function gc(ctx: GcContext): Promise<void> {
   const { dataDir, name } = loadStoreLocation(ctx.config);
+  const graceMs = loadGcGraceSeconds(ctx.config) * 1000;
   const store = DiskStore.open(dataDir, name, false);
   if (!store) return;
   const valid = ctx.validAttachments;
@@ -70,14 +87,39 @@ async function gc(ctx: GcContext): Promise<void> {
   }
   const live = new Set(valid.map((a) => `${a.containerID}\r\n${a.ifname}`));
   const liveIDs = new Set(valid.map((a) => a.containerID));
+  // Legacy files name only a container: they stay while any attachment of that container is live.
+  const isLive = (id: string, ifname: string | undefined) => (ifname === undefined ? liveIDs.has(id) : live.has(`${id}\r\n${ifname}`));
   await store.locked(async () => {
-    const all = store.scan();
-    // Legacy files name only a container: they stay while any attachment of that container is live.
-    const stale = all.filter((r) => (r.ifname === undefined ? !liveIDs.has(r.id) : !live.has(`${r.id}\r\n${r.ifname}`)));
-    for (const r of stale) await store.release(r.ip);
-    store.rebuildIndex(all.filter((r) => !stale.includes(r)));
-    if (stale.length > 0) log.debug(`host-local: GC released ${stale.map((r) => `${r.ip} (${r.id}/${r.ifname ?? ""})`).join(", ")}`);
+    const now = Date.now();
+    const entries = new Map(store.entries().map((e) => [`${e.id}\r\n${e.ifname}`, e]));
+    // Not released: an ADD still running, or one finished after the runtime computed its list (the spec forbids
+    // GC during ADD; if a runtime does it anyway, no pod loses the address it was just given).
+    const protectedNow = (e: IndexEntry | undefined, mtimeMs: number) =>
+      (e?.state === "adding" && now - e.time < ADDING_PROTECTION_MS) || now - (e?.time ?? mtimeMs) < graceMs;
+    const released: string[] = [];
+    for (const r of store.scan()) {
+      if (isLive(r.id, r.ifname)) continue;
+      const e = entries.get(`${r.id}\r\n${r.ifname ?? ""}`);
+      if (protectedNow(e, r.mtimeMs)) continue;
+      await store.release(r.ip);
+      released.push(`${r.ip} (${r.id}/${r.ifname ?? ""})`);
+    }
+    for (const e of entries.values()) {
+      if (!isLive(e.id, e.ifname) && !protectedNow(e, e.time)) store.forget(e.id, e.ifname);
+    }
+    store.sweepTmp(ADDING_PROTECTION_MS);
+    if (released.length > 0) log.debug(`host-local: GC released ${released.join(", ")}`);
   });
+}
+
+/** `ipam.gcGraceSeconds` (ours, default 60): GC leaves attachments younger than this alone. */
+function loadGcGraceSeconds(config: CmdContext["config"]): number {
+  const v = config.ipam?.gcGraceSeconds;
+  if (v === undefined || v === null) return 60;
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 0) {
+    throw new CniError(ErrorCode.InvalidNetworkConfig, `ipam.gcGraceSeconds must be a non-negative integer, got ${JSON.stringify(v)}`);
+  }
+  return v;
 }
 
 async function status(ctx: CmdContext): Promise<void> {

@@ -1,29 +1,31 @@
 /**
- * host-local's reservations on disk, in the reference's format, without the reference's O(N) scans.
+ * host-local's reservations on disk, in the reference's format, with O(1) ADD and DEL and no lock on either.
  *
  * Layout shared with the reference Go plugin (a node can switch implementations and keep every reservation):
  *   <dataDir>/<net>/<ip>                  "containerID\r\nifname" (legacy: "containerID"), mode 0600
  *   <dataDir>/<net>/last_reserved_ip.<i>  the last address reserved in range set i
- *   <dataDir>/<net>/lock                  flock(2)ed by both implementations around every change
+ *   <dataDir>/<net>/lock                  flock(2)ed by the reference around its changes, and by our GC
  * Ours alone (the reference never reads outside <dataDir>/<net>, and no network can be named ".cni-ts"):
- *   <dataDir>/.cni-ts/<net>/attachments/<sha256(id\r\nifname)>   {"id","ifname","ips"}: who holds what
- *   <dataDir>/.cni-ts/<net>/synced       the network directory's identity and mtime after our last change
- *   <dataDir>/.cni-ts/<net>/tmp/         files written here first, then link()ed into place
+ *   <dataDir>/.cni-ts/<net>/attachments/<sha256(id\r\nifname)>   {id, ifname, ips, state, time}
+ *   <dataDir>/.cni-ts/<net>/tmp/          files written here first, then link()ed or rename()d into place
  *
- * A reservation appears with its content in one step (link of a complete file; EEXIST means taken), so a kill
- * at any point leaves either no file or a whole one. The attachment index makes ADD's duplicate check and DEL's
- * lookup O(1). It is trusted only while the network directory is exactly as we left it (`synced`): a change by
- * anyone else (the reference plugin, a crash of ours between reservation and index update, a person) changes the
- * directory's mtime, and the next locked operation rebuilds the index with one scan. Empty reservation files
- * (reference leftovers, plugins#498) are removed during that scan: under the lock nobody is half-way writing one.
+ * Why no lock on ADD and DEL: a reservation is created by link(2) of a complete file, which fails with EEXIST when
+ * the address is taken, so two ADDs (ours or the reference's O_EXCL create) can never get one address; and the spec
+ * forbids parallel operations on one attachment, which is all an index entry describes. The node-wide lock of the
+ * reference (plugins#561: thousands of processes queued on it) is kept only for GC.
+ *
+ * The attachment index is written intent-first: state "adding" before the first reservation, "added" with the
+ * addresses after the last, "released" (a tombstone) after DEL. So a kill at any point leaves either an entry that
+ * lists the reservation, or an "adding" entry that tells DEL to look for it. DEL scans the directory only for an
+ * attachment it has never seen (one ADDed by the reference plugin) or whose ADD was interrupted.
  */
 import { createHash } from "node:crypto";
-import { closeSync, linkSync, lstatSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from "node:fs";
+import { closeSync, linkSync, lstatSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { formatIP, parseIP } from "../../lib/cidr.js";
 import { CniError, ErrorCode } from "../../lib/errors.js";
 import { DEFAULT_LOCK_WAIT_MS, withFileLock } from "../../lib/lock.js";
 import { log } from "../../lib/log.js";
-import { parseIP, formatIP } from "../../lib/cidr.js";
 import type { ReservationStore } from "./allocator.js";
 
 /** One reservation file as found on disk. `ifname` is undefined for legacy files holding only the ID. */
@@ -31,16 +33,25 @@ export interface Reservation {
   ip: string;
   id: string;
   ifname: string | undefined;
+  /** Modification time of the file, ms since the epoch. */
+  mtimeMs: number;
 }
 
-interface IndexEntry {
+export type EntryState = "adding" | "added" | "released";
+
+export interface IndexEntry {
   id: string;
   ifname: string;
   ips: string[];
+  state: EntryState;
+  /** When the state was last written, ms since the epoch. */
+  time: number;
 }
 
 const LAST_RESERVED = "last_reserved_ip.";
 const CRLF = "\r\n";
+/** An empty reservation file younger than this may be a reference ADD between its create and its write. */
+const EMPTY_FILE_GRACE_MS = 10_000;
 
 function errno(e: unknown): string | undefined {
   return (e as NodeJS.ErrnoException).code;
@@ -77,9 +88,9 @@ function ensureDir(path: string, create: boolean): boolean {
 
 export class DiskStore implements ReservationStore {
   private readonly meta: string;
-  /** Index changes of this operation, written once at the end of the locked section. */
-  private readonly pending = new Map<string, IndexEntry>();
   private tmpCounter = 0;
+  /** The entry of the attachment this ADD works for, once begin() wrote its intent. */
+  private current: IndexEntry | undefined;
 
   private constructor(readonly dir: string, meta: string) {
     this.meta = meta;
@@ -94,29 +105,35 @@ export class DiskStore implements ReservationStore {
     const dir = join(dataDir, name);
     if (!ensureDir(dir, create)) return undefined;
     const meta = join(dataDir, ".cni-ts", name);
-    ensureDir(join(dataDir, ".cni-ts"), true);
-    ensureDir(meta, true);
     ensureDir(join(meta, "attachments"), true);
     ensureDir(join(meta, "tmp"), true);
     return new DiskStore(dir, meta);
   }
 
-  /** Run `fn` holding the network's lock with a trustworthy index; changes to the index are saved at the end. */
-  async locked<T>(fn: () => Promise<T>, waitMs = DEFAULT_LOCK_WAIT_MS): Promise<T> {
-    const lockFile = join(this.dir, "lock");
-    closeSync(openSync(lockFile, "a", 0o600));
-    return withFileLock(lockFile, waitMs, async () => {
-      if (!this.indexIsCurrent()) this.rebuildIndex(this.scan());
-      try {
-        return await fn();
-      } finally {
-        this.flushIndex();
-        this.markSynced();
-      }
-    });
+  // --- the ADD protocol: begin (intent), reservations, commit or abort ----------------------------------------------
+
+  /** Record that (id, ifname) is being added, before any reservation exists. */
+  begin(id: string, ifname: string): void {
+    const previous = this.readEntry(id, ifname);
+    this.current = { id, ifname, ips: previous?.state === "released" ? [] : (previous?.ips ?? []), state: "adding", time: Date.now() };
+    this.writeEntry(this.current);
   }
 
-  // --- ReservationStore ---------------------------------------------------------------------------------------
+  /** The ADD succeeded: the entry lists exactly `ips`. */
+  commit(ips: readonly string[]): void {
+    if (!this.current) return;
+    this.writeEntry({ ...this.current, ips: [...ips], state: "added", time: Date.now() });
+    this.current = undefined;
+  }
+
+  /** The ADD failed after begin: the allocator released what it took; leave a tombstone. */
+  abort(): void {
+    if (!this.current) return;
+    this.writeEntry({ ...this.current, ips: [], state: "released", time: Date.now() });
+    this.current = undefined;
+  }
+
+  // --- ReservationStore -------------------------------------------------------------------------------------------
 
   async reserve(ip: string, id: string, ifname: string, setIndex: number): Promise<boolean> {
     const target = join(this.dir, ip);
@@ -127,7 +144,6 @@ export class DiskStore implements ReservationStore {
       rmSync(tmp, { force: true });
     }
     this.writeAtomic(join(this.dir, `${LAST_RESERVED}${setIndex}`), ip);
-    this.entry(id, ifname).ips.push(ip);
     return true;
   }
 
@@ -149,40 +165,118 @@ export class DiskStore implements ReservationStore {
   }
 
   async findByAttachment(id: string, ifname: string): Promise<string[]> {
-    return this.held(id, ifname);
+    return this.verified(this.readEntry(id, ifname)?.ips ?? [], id, ifname);
   }
 
   async release(ip: string): Promise<void> {
     rmSync(join(this.dir, ip), { force: true });
-    for (const e of this.pending.values()) e.ips = e.ips.filter((x) => x !== ip);
   }
 
-  // --- whole-attachment operations (DEL, CHECK, GC) -------------------------------------------------------------
+  // --- whole-attachment operations (DEL, CHECK) ---------------------------------------------------------------------
 
   /**
-   * The addresses (id, ifname) holds, verified against the files themselves. Like the reference, legacy
-   * ID-only files count only when the attachment holds no file in the current format.
+   * The addresses (id, ifname) holds. From the index when it knows the attachment; from `hints` (prevResult) when
+   * they check out; otherwise from one scan of the directory. Like the reference, legacy ID-only files count only
+   * when the attachment holds no file in the current format.
    */
-  held(id: string, ifname: string): string[] {
-    const exact = this.entry(id, ifname).ips.filter((ip) => this.owner(ip)?.id === id && this.owner(ip)?.ifname === ifname);
-    if (exact.length > 0) return exact;
-    return this.entry(id, "").ips.filter((ip) => this.owner(ip)?.id === id && this.owner(ip)?.ifname === undefined);
+  held(id: string, ifname: string, hints: readonly string[] = []): string[] {
+    const entry = this.readEntry(id, ifname);
+    const known = this.verified([...(entry?.state === "released" ? [] : (entry?.ips ?? [])), ...hints], id, ifname);
+    if (known.length > 0 || entry?.state === "added" || entry?.state === "released") return known;
+    const all = this.scan();
+    const exact = all.filter((r) => r.id === id && r.ifname === ifname).map((r) => r.ip);
+    return exact.length > 0 ? exact : all.filter((r) => r.id === id && r.ifname === undefined).map((r) => r.ip);
   }
 
-  /** Release everything (id, ifname) holds; returns the released addresses. */
-  releaseAttachment(id: string, ifname: string): string[] {
-    const exact = this.entry(id, ifname);
-    const fromExact = exact.ips.some((ip) => this.owner(ip)?.id === id && this.owner(ip)?.ifname === ifname);
-    const ips = this.held(id, ifname);
+  /** Release everything (id, ifname) holds and leave a tombstone, so a repeated DEL is O(1). */
+  releaseAttachment(id: string, ifname: string, hints: readonly string[] = []): string[] {
+    const ips = this.held(id, ifname, hints);
     for (const ip of ips) rmSync(join(this.dir, ip), { force: true });
-    // The exact entry is now empty either way (what it listed was released or belonged to someone else by now).
-    exact.ips = [];
-    if (!fromExact) this.entry(id, "").ips = [];
+    this.writeEntry({ id, ifname, ips: [], state: "released", time: Date.now() });
     return ips;
   }
 
-  /** Who owns the reservation of ip (undefined when there is none). */
-  owner(ip: string): { id: string; ifname: string | undefined } | undefined {
+  // --- GC -------------------------------------------------------------------------------------------------------------
+
+  /** Run `fn` holding the network's lock (the reference's flock on <net>/lock): GC must not meet a reference ADD half-way. */
+  async locked<T>(fn: () => Promise<T>, waitMs = DEFAULT_LOCK_WAIT_MS): Promise<T> {
+    const lockFile = join(this.dir, "lock");
+    closeSync(openSync(lockFile, "a", 0o600));
+    return withFileLock(lockFile, waitMs, fn);
+  }
+
+  /**
+   * Every reservation of the network: one pass over the directory. Files not named by an address (lock,
+   * last_reserved_ip.*, anything else) are never touched. Empty files older than a few seconds are leftovers of an
+   * interrupted reference ADD (plugins#498): removed here, never counted as used.
+   */
+  scan(): Reservation[] {
+    const out: Reservation[] = [];
+    for (const name of readdirSync(this.dir)) {
+      const ip = parseIP(name);
+      if (!ip || formatIP(ip) !== name) continue;
+      const file = join(this.dir, name);
+      let text: string;
+      let mtimeMs: number;
+      try {
+        text = readFileSync(file, "utf8");
+        mtimeMs = statSync(file).mtimeMs;
+      } catch {
+        continue;
+      }
+      const owner = parseContent(text);
+      if (owner) out.push({ ip: name, ...owner, mtimeMs });
+      else if (Date.now() - mtimeMs > EMPTY_FILE_GRACE_MS) {
+        log.warn(`host-local: removing empty reservation file ${file} (left by an interrupted ADD)`);
+        rmSync(file, { force: true });
+      }
+    }
+    return out;
+  }
+
+  /** Every index entry (GC's view of who holds what and since when). */
+  entries(): IndexEntry[] {
+    const out: IndexEntry[] = [];
+    for (const f of readdirSync(join(this.meta, "attachments"))) {
+      try {
+        out.push(JSON.parse(readFileSync(join(this.meta, "attachments", f), "utf8")) as IndexEntry);
+      } catch {
+        rmSync(join(this.meta, "attachments", f), { force: true });
+      }
+    }
+    return out;
+  }
+
+  forget(id: string, ifname: string): void {
+    rmSync(join(this.meta, "attachments", attachmentKey(id, ifname)), { force: true });
+  }
+
+  /** Temp files of processes killed between write and link/rename. */
+  sweepTmp(olderThanMs: number): void {
+    const dir = join(this.meta, "tmp");
+    for (const f of readdirSync(dir)) {
+      try {
+        if (Date.now() - statSync(join(dir, f)).mtimeMs > olderThanMs) rmSync(join(dir, f), { force: true });
+      } catch {
+        // gone already
+      }
+    }
+  }
+
+  // --- internals ----------------------------------------------------------------------------------------------------
+
+  /** Keep only the addresses whose file still names this attachment (an index entry is a claim, the file is the truth). */
+  private verified(ips: readonly string[], id: string, ifname: string): string[] {
+    const out: string[] = [];
+    for (const ip of new Set(ips)) {
+      const owner = this.owner(ip);
+      if (owner && owner.id === id && (owner.ifname === ifname || owner.ifname === undefined)) out.push(ip);
+    }
+    return out;
+  }
+
+  private owner(ip: string): { id: string; ifname: string | undefined } | undefined {
+    if (!parseIP(ip)) return undefined;
     try {
       return parseContent(readFileSync(join(this.dir, ip), "utf8"));
     } catch {
@@ -190,85 +284,17 @@ export class DiskStore implements ReservationStore {
     }
   }
 
-  /**
-   * Every reservation of the network: one pass over the directory (GC's and the rebuild's cost, never ADD's).
-   * Files that are not named by an address (lock, last_reserved_ip.*, anything else) are never touched.
-   * Empty files are leftovers of an interrupted reference ADD: removed here, under the lock.
-   */
-  scan(): Reservation[] {
-    const out: Reservation[] = [];
-    for (const name of readdirSync(this.dir)) {
-      const ip = parseIP(name);
-      if (!ip || formatIP(ip) !== name) continue;
-      let text: string;
-      try {
-        text = readFileSync(join(this.dir, name), "utf8");
-      } catch {
-        continue;
-      }
-      const owner = parseContent(text);
-      if (!owner) {
-        log.warn(`host-local: removing empty reservation file ${join(this.dir, name)} (left by an interrupted ADD)`);
-        rmSync(join(this.dir, name), { force: true });
-        continue;
-      }
-      out.push({ ip: name, ...owner });
-    }
-    return out;
-  }
-
-  /** Replace the index by what `reservations` says, and forget leftovers of killed processes in tmp/. */
-  rebuildIndex(reservations: readonly Reservation[]): void {
-    rmSync(join(this.meta, "attachments"), { recursive: true, force: true });
-    mkdirSync(join(this.meta, "attachments"), { mode: 0o755 });
-    for (const f of readdirSync(join(this.meta, "tmp"))) rmSync(join(this.meta, "tmp", f), { force: true });
-    this.pending.clear();
-    for (const r of reservations) this.entry(r.id, r.ifname ?? "").ips.push(r.ip);
-  }
-
-  // --- internals ------------------------------------------------------------------------------------------------
-
-  /** The index entry of an attachment, loaded once per operation and written back by flushIndex. */
-  private entry(id: string, ifname: string): IndexEntry {
-    const key = attachmentKey(id, ifname);
-    let e = this.pending.get(key);
-    if (!e) {
-      e = { id, ifname, ips: [] };
-      try {
-        const saved = JSON.parse(readFileSync(join(this.meta, "attachments", key), "utf8")) as IndexEntry;
-        if (saved.id === id && saved.ifname === ifname && Array.isArray(saved.ips)) e.ips = saved.ips.filter((x) => typeof x === "string");
-      } catch {
-        // no entry yet
-      }
-      this.pending.set(key, e);
-    }
-    return e;
-  }
-
-  private flushIndex(): void {
-    for (const [key, e] of this.pending) {
-      const file = join(this.meta, "attachments", key);
-      if (e.ips.length === 0) rmSync(file, { force: true });
-      else this.writeAtomic(file, JSON.stringify({ id: e.id, ifname: e.ifname, ips: [...new Set(e.ips)] }));
-    }
-    this.pending.clear();
-  }
-
-  private dirStamp(): string {
-    const st = statSync(this.dir, { bigint: true });
-    return `${st.dev}:${st.ino}:${st.mtimeNs}:${st.ctimeNs}`;
-  }
-
-  private indexIsCurrent(): boolean {
+  private readEntry(id: string, ifname: string): IndexEntry | undefined {
     try {
-      return readFileSync(join(this.meta, "synced"), "utf8") === this.dirStamp();
+      const e = JSON.parse(readFileSync(join(this.meta, "attachments", attachmentKey(id, ifname)), "utf8")) as IndexEntry;
+      return e.id === id && e.ifname === ifname && Array.isArray(e.ips) ? e : undefined;
     } catch {
-      return false;
+      return undefined;
     }
   }
 
-  private markSynced(): void {
-    this.writeAtomic(join(this.meta, "synced"), this.dirStamp());
+  private writeEntry(e: IndexEntry): void {
+    this.writeAtomic(join(this.meta, "attachments", attachmentKey(e.id, e.ifname)), JSON.stringify(e));
   }
 
   private writeTmp(content: string): string {
@@ -288,7 +314,10 @@ export class DiskStore implements ReservationStore {
     }
   }
 
-  /** link(2) is the atomic "create with this content unless it exists". An empty file in the way is a leftover. */
+  /**
+   * link(2) is the atomic "create with this content unless it exists". An empty file in the way is replaced only when
+   * it is old enough to be a leftover rather than a reference ADD between its create and its write.
+   */
   private linkOrRepair(tmp: string, target: string): boolean {
     try {
       linkSync(tmp, target);
@@ -296,16 +325,15 @@ export class DiskStore implements ReservationStore {
     } catch (e) {
       if (errno(e) !== "EEXIST") throw new CniError(ErrorCode.IOFailure, `cannot create ${target}: ${errno(e) ?? String(e)}`);
     }
-    let size: number;
+    let st;
     try {
-      size = statSync(target).size;
+      st = statSync(target);
     } catch {
       return this.linkOrRepair(tmp, target);
     }
-    if (size > 0) return false;
+    if (st.size > 0 || Date.now() - st.mtimeMs <= EMPTY_FILE_GRACE_MS) return false;
     log.warn(`host-local: replacing empty reservation file ${target} (left by an interrupted ADD)`);
-    unlinkSync(target);
-    linkSync(tmp, target);
-    return true;
+    rmSync(target, { force: true });
+    return this.linkOrRepair(tmp, target);
   }
 }
