@@ -1,0 +1,310 @@
+/**
+ * iptables backend of ipMasq, in the reference's layout (`plugins:pkg/ip/ipmasq_iptables_linux.go`), so that the
+ * reference bridge and ours recognise, check and delete each other's rules:
+ *
+ *   -N CNI-<sha512(network + containerID) hex, 24 chars>                         (table nat)
+ *   -A CNI-…  -d <subnet>     -m comment --comment "name: \"<net>\" id: \"<id>\"" -j ACCEPT
+ *   -A CNI-…  ! -d 224.0.0.0/4 -m comment --comment "…"                          -j MASQUERADE   (IPv6: ff00::/8)
+ *   -A POSTROUTING -s <ip>/32 -m comment --comment "…"                           -j CNI-…
+ *
+ * The chain is per (network, containerID): the reference ignores ifname "for historical reasons", and so must we
+ * to share its chain names. Two interfaces of one container on one network therefore share a chain, and a DEL of
+ * either removes both masquerades.
+ *
+ * Every change is one `iptables-restore --noflush` per family, after one `iptables-save -t nat` to learn what is
+ * there: the restore applies atomically (one nft transaction under iptables-nft, one table replace under legacy),
+ * and no rule text depends on the caller knowing the pod's addresses, which a DEL often does not (plugins#810).
+ * Differences from the reference, all on the side of fewer leftovers: a re-ADD rebuilds the chain with every
+ * ACCEPT before the MASQUERADE (the reference's AppendUnique puts a second subnet's ACCEPT after it, where it never
+ * matches), DEL finds the jumps by target instead of by address, and GC works (the reference's is a FIXME).
+ */
+import { createHash } from "node:crypto";
+import { bigIntToIP, parseCidr } from "./cidr.js";
+import { CniError, ErrorCode } from "./errors.js";
+import { run } from "./exec.js";
+import { log } from "./log.js";
+import { hasExecutable, requireExecutable, type NormalizedMasqEntry } from "./masq.js";
+import { inNetns } from "./netns.js";
+import type { Attachment } from "./types.js";
+
+const TIMEOUT_MS = 20_000;
+// A restore that lost a race (a concurrent DEL removed the rule or chain we meant to delete) is recomputed.
+const ATTEMPTS = 3;
+const MULTICAST: Record<4 | 6, string> = { 4: "224.0.0.0/4", 6: "ff00::/8" };
+const TOOLS: Record<4 | 6, { save: string; restore: string }> = {
+  4: { save: "iptables-save", restore: "iptables-restore" },
+  6: { save: "ip6tables-save", restore: "ip6tables-restore" },
+};
+
+/** The reference's chain name: "CNI-" + sha512(network + containerID) in hex, cut to 28 characters. */
+export function iptablesMasqChain(network: string, containerID: string): string {
+  return ("CNI-" + createHash("sha512").update(network + containerID).digest("hex")).slice(0, 28);
+}
+
+/** The reference's rule comment, Go's `name: %q id: %q` (identical to JSON quoting for the names we accept). */
+export function iptablesMasqComment(network: string, containerID: string): string {
+  return `name: ${JSON.stringify(network)} id: ${JSON.stringify(containerID)}`;
+}
+
+/** A string in iptables-restore's quoting: double quotes, with `"` and `\` escaped. */
+function quote(s: string): string {
+  return `"${s.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
+}
+
+/** One `-A CHAIN …` line of iptables-save. */
+interface SavedRule {
+  raw: string;
+  chain: string;
+  args: string[];
+}
+
+interface SavedNat {
+  chains: Set<string>;
+  rules: SavedRule[];
+}
+
+/** Split a save line into words the way iptables-restore does: double quotes group, a backslash escapes. */
+function tokenize(line: string): string[] {
+  const out: string[] = [];
+  let cur = "";
+  let inWord = false;
+  let quoted = false;
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i]!;
+    if (quoted) {
+      if (c === "\\" && i + 1 < line.length) cur += line[++i];
+      else if (c === '"') quoted = false;
+      else cur += c;
+    } else if (c === '"') {
+      quoted = true;
+      inWord = true;
+    } else if (c === " " || c === "\t") {
+      if (inWord) out.push(cur);
+      cur = "";
+      inWord = false;
+    } else {
+      cur += c;
+      inWord = true;
+    }
+  }
+  if (inWord) out.push(cur);
+  return out;
+}
+
+function parseSave(text: string): SavedNat {
+  const nat: SavedNat = { chains: new Set(), rules: [] };
+  let inNat = false;
+  for (const line of text.split("\n")) {
+    if (line.startsWith("*")) inNat = line === "*nat";
+    else if (!inNat) continue;
+    else if (line.startsWith(":")) nat.chains.add(line.slice(1).split(" ")[0]!);
+    else if (line.startsWith("-A ")) {
+      const words = tokenize(line);
+      nat.rules.push({ raw: line, chain: words[1] ?? "", args: words.slice(2) });
+    }
+  }
+  return nat;
+}
+
+/** The value after `flag` and whether a `!` precedes the flag. */
+function option(args: readonly string[], flag: string): { value: string; negated: boolean } | undefined {
+  const i = args.indexOf(flag);
+  if (i < 0 || i + 1 >= args.length) return undefined;
+  return { value: args[i + 1]!, negated: args[i - 1] === "!" };
+}
+
+/** "10.1.0.0/24", "10.1.0.5" or "10.1.0.5/32" as canonical "addr/prefix" text (iptables-save prints the prefix). */
+function canonicalCidr(text: string, family: 4 | 6): string | undefined {
+  const c = parseCidr(text.includes("/") ? text : `${text}/${family === 4 ? 32 : 128}`);
+  return c && c.family === family ? `${bigIntToIP(c.family, c.network)}/${c.prefix}` : undefined;
+}
+
+function hostCidr(ip: string, family: 4 | 6): string {
+  return `${ip}/${family === 4 ? 32 : 128}`;
+}
+
+async function saveNat(family: 4 | 6, netns: string | undefined): Promise<{ ok: true; nat: SavedNat } | { ok: false; error: string }> {
+  const [file, args] = inNetns(netns, TOOLS[family].save, ["-t", "nat"]);
+  const r = await run(file, args, { timeoutMs: TIMEOUT_MS });
+  if (r.code !== 0 || r.timedOut) return { ok: false, error: `${TOOLS[family].save} -t nat: ${r.timedOut ? "timed out" : r.stderr.trim() || `exit ${r.code}`}` };
+  return { ok: true, nat: parseSave(r.stdout) };
+}
+
+async function restore(family: 4 | 6, lines: readonly string[], netns: string | undefined): Promise<{ ok: boolean; stderr: string }> {
+  // -w: legacy iptables takes the xtables lock instead of failing when another writer holds it; iptables-nft ignores it.
+  const [file, args] = inNetns(netns, TOOLS[family].restore, ["--noflush", "-w"]);
+  const r = await run(file, args, { input: ["*nat", ...lines, "COMMIT", ""].join("\n"), timeoutMs: TIMEOUT_MS });
+  if (r.timedOut) throw new CniError(ErrorCode.TryAgainLater, `${TOOLS[family].restore}: timed out`);
+  return { ok: r.code === 0, stderr: r.stderr.trim() };
+}
+
+/** ADD for the iptables backend: per family one save and one restore, whatever the number of entries. */
+export async function iptAddMasq(entries: readonly NormalizedMasqEntry[], netns?: string): Promise<void> {
+  for (const family of [4, 6] as const) {
+    const mine = entries.filter((e) => e.family === family);
+    if (mine.length === 0) continue;
+    requireExecutable(TOOLS[family].save);
+    requireExecutable(TOOLS[family].restore);
+    let error: string | undefined;
+    for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
+      const saved = await saveNat(family, netns);
+      if (!saved.ok) throw new CniError(ErrorCode.KernelOperationFailed, `iptables ipMasq setup failed: ${saved.error}`);
+      const lines = addLines(mine, family, saved.nat);
+      const r = lines.length === 0 ? { ok: true, stderr: "" } : await restore(family, lines, netns);
+      error = r.ok ? undefined : r.stderr;
+      if (r.ok) break;
+    }
+    if (error !== undefined) throw new CniError(ErrorCode.KernelOperationFailed, `iptables ipMasq setup failed: ${error}`);
+  }
+}
+
+function addLines(entries: readonly NormalizedMasqEntry[], family: 4 | 6, nat: SavedNat): string[] {
+  const groups = new Map<string, { comment: string; subnets: string[]; ips: string[] }>();
+  for (const e of entries) {
+    const chain = iptablesMasqChain(e.network, e.containerID);
+    let g = groups.get(chain);
+    if (!g) {
+      // Keep the subnets already accepted: another interface of the same container on the same network shares
+      // this chain (the reference's AppendUnique keeps them too).
+      const kept = nat.rules
+        .filter((r) => r.chain === chain && option(r.args, "-j")?.value === "ACCEPT")
+        .map((r) => option(r.args, "-d"))
+        .filter((d) => d !== undefined && !d.negated)
+        .map((d) => canonicalCidr(d!.value, family))
+        .filter((d) => d !== undefined);
+      g = { comment: quote(iptablesMasqComment(e.network, e.containerID)), subnets: kept, ips: [] };
+      groups.set(chain, g);
+    }
+    if (!g.subnets.includes(e.subnet)) g.subnets.push(e.subnet);
+    if (!g.ips.includes(e.ip)) g.ips.push(e.ip);
+  }
+  const lines: string[] = [];
+  const same = (a: readonly string[], b: readonly string[]) => a.length === b.length && a.every((l, i) => tokenize(l).join("\0") === tokenize(b[i]!).join("\0"));
+  for (const [chain, g] of groups) {
+    const want = [
+      ...g.subnets.map((s) => `-A ${chain} -d ${s} -m comment --comment ${g.comment} -j ACCEPT`),
+      `-A ${chain} ! -d ${MULTICAST[family]} -m comment --comment ${g.comment} -j MASQUERADE`,
+    ];
+    const have = nat.rules.filter((r) => r.chain === chain).map((r) => r.raw);
+    // A chain that is already right stays untouched, so a repeated ADD keeps its counters and costs no write.
+    // Otherwise declaring it under --noflush flushes it (legacy and nft alike) and it is rebuilt whole.
+    if (!nat.chains.has(chain) || !same(have, want)) lines.push(`:${chain} - [0:0]`, ...want);
+    for (const ip of g.ips) {
+      const present = nat.rules.some(
+        (r) => r.chain === "POSTROUTING" && option(r.args, "-j")?.value === chain && canonicalCidr(option(r.args, "-s")?.value ?? "", family) === hostCidr(ip, family),
+      );
+      if (!present) lines.push(`-A POSTROUTING -s ${ip} -m comment --comment ${g.comment} -j ${chain}`);
+    }
+  }
+  return lines;
+}
+
+/** Restore lines that delete `chains` and every rule jumping to them; empty when none of it exists. */
+function deleteLines(nat: SavedNat, chains: ReadonlySet<string>): string[] {
+  const lines: string[] = [];
+  for (const r of nat.rules) {
+    const target = option(r.args, "-j")?.value;
+    if (target !== undefined && chains.has(target) && !chains.has(r.chain)) lines.push(`-D ${r.raw.slice(3)}`);
+  }
+  for (const c of chains) if (nat.chains.has(c)) lines.push(`-F ${c}`, `-X ${c}`);
+  return lines;
+}
+
+/**
+ * Remove `pick(nat)` chains in one restore per family, re-reading after a lost race. A family whose tables cannot
+ * be read (no binary, no kernel support) holds nothing of ours, like the reference's "supported" test.
+ */
+async function deleteChains(netns: string | undefined, pick: (nat: SavedNat) => Set<string>, what: string): Promise<void> {
+  for (const family of [4, 6] as const) {
+    if (!hasExecutable(TOOLS[family].save) || !hasExecutable(TOOLS[family].restore)) continue;
+    let error: string | undefined;
+    for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
+      const saved = await saveNat(family, netns);
+      if (!saved.ok) {
+        log.debug(`ipMasq: skipping ${TOOLS[family].save}: ${saved.error}`);
+        error = undefined;
+        break;
+      }
+      const lines = deleteLines(saved.nat, pick(saved.nat));
+      const r = lines.length === 0 ? { ok: true, stderr: "" } : await restore(family, lines, netns);
+      error = r.ok ? undefined : r.stderr;
+      if (r.ok) break;
+    }
+    if (error !== undefined) throw new CniError(ErrorCode.KernelOperationFailed, `iptables ipMasq teardown of ${what} failed: ${error}`);
+  }
+}
+
+/** DEL for the iptables backend: the attachment's chain and every rule that jumps to it; addresses not needed. */
+export async function iptDelMasq(network: string, containerID: string, netns?: string): Promise<void> {
+  const chain = iptablesMasqChain(network, containerID);
+  await deleteChains(netns, () => new Set([chain]), `${network}/${containerID}`);
+}
+
+/** The reference comment's (network, containerID), or undefined for any other comment. */
+function parseComment(text: string): { network: string; containerID: string } | undefined {
+  const m = /^name: ("(?:[^"\\]|\\.)*") id: ("(?:[^"\\]|\\.)*")$/.exec(text);
+  if (!m) return undefined;
+  try {
+    return { network: JSON.parse(m[1]!) as string, containerID: JSON.parse(m[2]!) as string };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * GC for the iptables backend: masquerade chains of `network` whose containerID is not among the valid attachments'.
+ * A chain is recognised by a rule comment naming the network and a container whose chain name is that very chain;
+ * portmap's chains carry the same comment under other names and are left alone. A chain without any rule names
+ * nobody and stays.
+ */
+export async function iptGcMasq(network: string, valid: readonly Attachment[], netns?: string): Promise<void> {
+  const keep = new Set(valid.map((a) => a.containerID));
+  await deleteChains(
+    netns,
+    (nat) => {
+      const stale = new Set<string>();
+      for (const r of nat.rules) {
+        const c = option(r.args, "--comment");
+        const id = c ? parseComment(c.value) : undefined;
+        if (!id || id.network !== network || keep.has(id.containerID)) continue;
+        const chain = iptablesMasqChain(id.network, id.containerID);
+        if (r.chain === chain || option(r.args, "-j")?.value === chain) stale.add(chain);
+      }
+      return stale;
+    },
+    `network ${network}`,
+  );
+}
+
+/** CHECK for the iptables backend: chain, its ACCEPT and MASQUERADE rules, and the POSTROUTING jump per address. */
+export async function iptCheckMasq(entries: readonly NormalizedMasqEntry[], netns?: string): Promise<string | undefined> {
+  for (const family of [4, 6] as const) {
+    const mine = entries.filter((e) => e.family === family);
+    if (mine.length === 0) continue;
+    requireExecutable(TOOLS[family].save);
+    const saved = await saveNat(family, netns);
+    if (!saved.ok) return `cannot read the nat table: ${saved.error}`;
+    const nat = saved.nat;
+    for (const e of mine) {
+      const chain = iptablesMasqChain(e.network, e.containerID);
+      const who = `${e.network}/${e.containerID}`;
+      if (!nat.chains.has(chain)) return `iptables chain ${chain} (nat) of ${who} is missing`;
+      const rules = nat.rules.filter((r) => r.chain === chain);
+      const masq = rules.findIndex((r) => {
+        const d = option(r.args, "-d");
+        return option(r.args, "-j")?.value === "MASQUERADE" && d?.negated === true && canonicalCidr(d.value, family) === MULTICAST[family];
+      });
+      if (masq < 0) return `iptables chain ${chain} of ${who} has no "! -d ${MULTICAST[family]} -j MASQUERADE" rule`;
+      const accept = rules.findIndex((r) => {
+        const d = option(r.args, "-d");
+        return option(r.args, "-j")?.value === "ACCEPT" && d?.negated === false && canonicalCidr(d.value, family) === e.subnet;
+      });
+      if (accept < 0 || accept > masq) return `iptables chain ${chain} of ${who} does not accept traffic to ${e.subnet} before masquerading`;
+      const jump = nat.rules.some(
+        (r) => r.chain === "POSTROUTING" && option(r.args, "-j")?.value === chain && canonicalCidr(option(r.args, "-s")?.value ?? "", family) === hostCidr(e.ip, family),
+      );
+      if (!jump) return `iptables has no POSTROUTING rule sending traffic from ${e.ip} to ${chain} (${who})`;
+    }
+  }
+  return undefined;
+}

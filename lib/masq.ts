@@ -1,0 +1,178 @@
+/**
+ * ipMasq for the bridge plugin: traffic from a pod address to a destination outside the pod's subnet leaves the
+ * node with the node's address; traffic to the pod's own subnet and to multicast keeps the pod's address.
+ *
+ * Two backends, chosen per network like the reference's `ipMasqBackend`:
+ * - "nftables" (lib/masq-nft.ts): our own table `inet cni_ts_masq` whose four rules never change; a pod costs
+ *   map elements, not rules, so the packet path does not grow with the number of pods (cni#215).
+ * - "iptables" (lib/masq-iptables.ts): the reference's layout to the byte (chain names, rules, comments), so a node
+ *   can switch between the reference bridge and ours and either one's DEL cleans up the other's rules.
+ *
+ * Every function takes `netns`: the plugin calls them without it (it already runs in the node's namespace); tests
+ * pass a namespace of their own so that nothing ever touches the machine's root namespace.
+ *
+ * @example
+ *   const backend = resolveMasqBackend(conf.ipMasqBackend);
+ *   await addMasq(backend, [{ network: "net1", containerID, ifname: "eth0", ip: "10.1.0.5", subnet: "10.1.0.0/24" }]);
+ *   await delMasq("net1", containerID, "eth0", ["10.1.0.5/24"]);
+ */
+import { accessSync, constants, statSync } from "node:fs";
+import { delimiter, join } from "node:path";
+import { bigIntToIP, cidrContains, formatIP, parseCidr, parseIP, type Family } from "./cidr.js";
+import { CniError, ErrorCode } from "./errors.js";
+import { iptAddMasq, iptCheckMasq, iptDelMasq, iptGcMasq } from "./masq-iptables.js";
+import { nftAddMasq, nftCheckMasq, nftDelMasq, nftGcMasq } from "./masq-nft.js";
+import type { Attachment } from "./types.js";
+
+/** The two ways of installing the masquerade, as the config key `ipMasqBackend` names them. */
+export type MasqBackend = "iptables" | "nftables";
+
+/** One masqueraded address of one attachment. ip: the pod address without prefix; subnet: the network CIDR of that address (e.g. "10.1.0.0/24"). */
+export interface MasqEntry {
+  network: string;
+  containerID: string;
+  ifname: string;
+  ip: string;
+  subnet: string;
+}
+
+/**
+ * A MasqEntry after validation, in the canonical text the kernel tools print back (dotted quad, RFC 5952 IPv6,
+ * network address with its prefix), so that what we wrote and what we read compare as plain strings.
+ */
+export interface NormalizedMasqEntry extends MasqEntry {
+  family: Family;
+}
+
+// The names end up inside iptables-restore and nft scripts, quoted: a quote, a backslash or a newline would let
+// them write rules of their own. Callers validate them already (lib/validate.ts); this is the last line.
+const SAFE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.\-]*$/;
+
+function requireSafe(what: string, value: string): void {
+  if (!SAFE_NAME.test(value) || value.length > 255) {
+    throw new CniError(ErrorCode.Internal, `ipMasq: refusing ${what} ${JSON.stringify(value.slice(0, 64))}`);
+  }
+}
+
+/** Check an attachment's identity before it reaches a firewall script (exported for the backends). */
+export function requireSafeIdentity(network: string, containerID: string, ifname?: string): void {
+  requireSafe("network name", network);
+  requireSafe("containerID", containerID);
+  if (ifname !== undefined) requireSafe("interface name", ifname);
+}
+
+/** Validate entries and bring addresses to canonical text; an address outside its own subnet is a caller bug. */
+export function normalizeEntries(entries: readonly MasqEntry[]): NormalizedMasqEntry[] {
+  return entries.map((e) => {
+    requireSafeIdentity(e.network, e.containerID, e.ifname);
+    const ip = parseIP(e.ip);
+    const subnet = parseCidr(e.subnet);
+    if (ip === undefined) throw new CniError(ErrorCode.Internal, `ipMasq: ${JSON.stringify(e.ip)} is not an IP address`);
+    if (subnet === undefined) throw new CniError(ErrorCode.Internal, `ipMasq: ${JSON.stringify(e.subnet)} is not a CIDR`);
+    if (!cidrContains(subnet, ip)) {
+      throw new CniError(ErrorCode.Internal, `ipMasq: address ${e.ip} is not inside its subnet ${e.subnet}`);
+    }
+    return { ...e, family: ip.family, ip: formatIP(ip), subnet: `${bigIntToIP(subnet.family, subnet.network)}/${subnet.prefix}` };
+  });
+}
+
+/**
+ * Whether a program can be started from PATH. nsenter --net switches only the network namespace, so the lookup in
+ * our own mount namespace is the one nsenter will make.
+ */
+export function hasExecutable(name: string): boolean {
+  for (const dir of (process.env.PATH ?? "").split(delimiter)) {
+    if (dir === "") continue;
+    const file = join(dir, name);
+    try {
+      accessSync(file, constants.X_OK);
+      if (statSync(file).isFile()) return true;
+    } catch {
+      // not in this directory
+    }
+  }
+  return false;
+}
+
+/** Throw code 100 naming the program when it is not installed: better than nsenter's "exit 127". */
+export function requireExecutable(name: string): void {
+  if (!hasExecutable(name)) {
+    throw new CniError(ErrorCode.KernelOperationFailed, `ipMasq: ${name} not found in PATH`, `PATH=${process.env.PATH ?? ""}`);
+  }
+}
+
+/** The reference's default: iptables if an iptables binary exists, else nftables if nft exists (else error code 100 naming both). Config value validation ("iptables"|"nftables", else CniError code 7 "unknown ipmasq backend") too. */
+export function resolveMasqBackend(configured: string | undefined): MasqBackend {
+  if (configured === "iptables" || configured === "nftables") return configured;
+  if (configured !== undefined && configured !== "") {
+    throw new CniError(ErrorCode.InvalidNetworkConfig, `unknown ipmasq backend ${JSON.stringify(configured)}`, 'ipMasqBackend must be "iptables" or "nftables"');
+  }
+  // The reference prefers iptables whenever it is usable, because kube-proxy and friends may still program
+  // iptables and an operator expects to find the masquerade next to their rules.
+  if (hasExecutable("iptables")) return "iptables";
+  if (hasExecutable("nft")) return "nftables";
+  throw new CniError(ErrorCode.KernelOperationFailed, "ipMasq needs iptables or nft: neither iptables nor nft was found in PATH", `PATH=${process.env.PATH ?? ""}`);
+}
+
+/** Masquerade every entry's traffic to outside its subnet. Idempotent: a repeated ADD leaves the same state. */
+export async function addMasq(backend: MasqBackend, entries: MasqEntry[], netns?: string): Promise<void> {
+  const norm = normalizeEntries(entries);
+  if (norm.length === 0) return;
+  if (backend === "nftables") await nftAddMasq(norm, netns);
+  else await iptAddMasq(norm, netns);
+}
+
+/**
+ * Remove everything of attachment (network, containerID, ifname) from BOTH backends (like the reference's teardown), without needing its IPs (ips is only a hint); succeeds when nothing is there, when the tables do not exist, and when a backend binary is missing.
+ *
+ * Hints written as "ip/prefix" (a result's `ips[].address`) let the nftables side skip reading its maps; they
+ * must then name every address of the attachment, because an element no hint names stays until the address is
+ * handed out again (the next ADD replaces it) or GC runs. Bare addresses are ignored. The iptables side always
+ * reads the nat table and removes the attachment's chain with every rule that jumps to it: its chain is per
+ * (network, containerID), so all interfaces of that container on that network lose their masquerade together.
+ */
+export async function delMasq(network: string, containerID: string, ifname: string, ips?: string[], netns?: string): Promise<void> {
+  requireSafeIdentity(network, containerID, ifname);
+  const errors: string[] = [];
+  // Both backends, always: the attachment may come from another plugin version or an earlier configuration.
+  try {
+    await iptDelMasq(network, containerID, netns);
+  } catch (e) {
+    errors.push((e as Error).message);
+  }
+  try {
+    await nftDelMasq(network, containerID, ifname, ips ?? [], netns);
+  } catch (e) {
+    errors.push((e as Error).message);
+  }
+  if (errors.length > 0) throw new CniError(ErrorCode.KernelOperationFailed, `ipMasq teardown failed: ${errors.join("; ")}`);
+}
+
+/** undefined when every entry's masquerade is in place, else a sentence naming what is missing. */
+export async function checkMasq(backend: MasqBackend, entries: MasqEntry[], netns?: string): Promise<string | undefined> {
+  const norm = normalizeEntries(entries);
+  if (norm.length === 0) return undefined;
+  return backend === "nftables" ? nftCheckMasq(norm, netns) : iptCheckMasq(norm, netns);
+}
+
+/**
+ * Remove masquerade state of every attachment of `network` not in `valid`, both backends.
+ *
+ * The iptables side knows attachments only by containerID (its chain ignores ifname, like the reference), so an
+ * attachment counts as valid there when any valid attachment has its containerID.
+ */
+export async function gcMasq(network: string, valid: Attachment[], netns?: string): Promise<void> {
+  requireSafe("network name", network);
+  const errors: string[] = [];
+  try {
+    await iptGcMasq(network, valid, netns);
+  } catch (e) {
+    errors.push((e as Error).message);
+  }
+  try {
+    await nftGcMasq(network, valid, netns);
+  } catch (e) {
+    errors.push((e as Error).message);
+  }
+  if (errors.length > 0) throw new CniError(ErrorCode.KernelOperationFailed, `ipMasq GC failed: ${errors.join("; ")}`);
+}

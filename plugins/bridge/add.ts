@@ -1,0 +1,139 @@
+/**
+ * bridge ADD: IPAM and the bridge read in parallel, one batch on the node (bridge, veth pair with the pod end
+ * created directly in the pod, port flags, gateway), one script in the pod (sysctls, addresses, routes),
+ * masquerade, then a bounded wait until the port forwards. Anything created is removed again if a later step fails
+ * (the reference leaves the veth behind).
+ */
+import { bigIntToIP, parseCidr } from "../../lib/cidr.js";
+import { CniError, ErrorCode } from "../../lib/errors.js";
+import { run } from "../../lib/exec.js";
+import { delegate } from "../../lib/invoke.js";
+import { IpBatch } from "../../lib/ip/batch.js";
+import { getLink, ipJson, type LinkInfo } from "../../lib/ip/read.js";
+import { log } from "../../lib/log.js";
+import { addMasq, delMasq, resolveMasqBackend, type MasqEntry } from "../../lib/masq.js";
+import type { CmdContext } from "../../lib/skel.js";
+import { ensureSysctl, writeSysctl } from "../../lib/sysctl.js";
+import type { Interface, IPConfig, Result } from "../../lib/types.js";
+import { versionAtLeast } from "../../lib/version.js";
+import { loadBridgeConfig, type BridgeConfig } from "./config.js";
+import { gatewaysOf, routesOf, type GatewayAddr } from "./gateway.js";
+import { hostBatch, readBridge, vlanLines, type BridgeState, type HostPlan } from "./host.js";
+import { hostVethName, randomMac } from "./names.js";
+import { podScript, waitForDad } from "./pod.js";
+
+const PORT_WAIT_MS = [0, 20, 50, 100, 250, 500, 1000, 1000];
+
+export function masqEntries(conf: BridgeConfig, ctx: CmdContext, ips: readonly IPConfig[]): MasqEntry[] {
+  return ips.map((ip) => {
+    const c = parseCidr(ip.address)!;
+    return { network: conf.name, containerID: ctx.containerID, ifname: ctx.ifname, ip: bigIntToIP(c.family, c.ip), subnet: `${bigIntToIP(c.family, c.network)}/${c.prefix}` };
+  });
+}
+
+/** Undo, best effort, in reverse: the caller's error is the one that matters. */
+async function rollback(conf: BridgeConfig, ctx: CmdContext, hostVeth: string | undefined, ipamDone: boolean): Promise<void> {
+  if (hostVeth) await new IpBatch().cmd("link", "del", "dev", hostVeth).run().catch(() => undefined);
+  if (conf.ipMasq) await delMasq(conf.name, ctx.containerID, ctx.ifname).catch(() => undefined);
+  if (ipamDone && conf.ipamType) await delegate(conf.ipamType, "DEL", ctx).catch((e: unknown) => log.warn(`bridge: IPAM DEL during rollback failed: ${String(e)}`));
+}
+
+/** Explain a failed node batch: which of the two interfaces is in the way. */
+async function explainVethFailure(e: unknown, ctx: CmdContext, hostVeth: string): Promise<unknown> {
+  if (!(e instanceof CniError) || !/File exists/.test(e.message)) return e;
+  const inPod = await ipJson<LinkInfo[]>(["link", "show", "dev", ctx.ifname], ctx.netns).then((l) => l.length > 0).catch(() => false);
+  if (inPod) return new CniError(ErrorCode.AlreadyInUse, `container veth name provided (${ctx.ifname}) already exists`, `in ${ctx.netns}`);
+  if (await getLink(hostVeth)) {
+    return new CniError(ErrorCode.AlreadyInUse, `host interface ${hostVeth} of ${ctx.containerID}/${ctx.ifname} already exists`, "a previous ADD of this attachment was not followed by DEL: run DEL first");
+  }
+  return e;
+}
+
+async function applyHost(conf: BridgeConfig, state: BridgeState, plan: HostPlan, ctx: CmdContext): Promise<void> {
+  try {
+    await hostBatch(conf, state, plan).run(undefined, "configuring the node");
+  } catch (e) {
+    // Another ADD may have created the bridge between our read and our batch: adopt it and go again, once.
+    if (!state.exists && e instanceof CniError && /ip link add name .* type bridge/.test(e.message)) {
+      const now = await readBridge(conf.bridge);
+      if (now.exists) return hostBatch(conf, now, { ...plan, bridgeMac: now.mac ?? plan.bridgeMac }).run(undefined, "configuring the node");
+    }
+    throw await explainVethFailure(e, ctx, plan.hostVeth);
+  }
+}
+
+function nodeSysctls(conf: BridgeConfig, hostVeth: string, gateways: readonly GatewayAddr[]): void {
+  writeSysctl(["net", "ipv6", "conf", conf.bridge, "accept_ra"], "0", { optional: true });
+  writeSysctl(["net", "ipv6", "conf", hostVeth, "accept_ra"], "0", { optional: true });
+  if (!conf.isGateway) return;
+  if (gateways.some((g) => g.family === 4)) ensureSysctl(["net", "ipv4", "ip_forward"], "1");
+  if (gateways.some((g) => g.family === 6)) ensureSysctl(["net", "ipv6", "conf", "all", "forwarding"], "1");
+}
+
+async function applyVlans(conf: BridgeConfig, hostVeth: string): Promise<void> {
+  const lines = vlanLines(conf, hostVeth);
+  if (lines.length === 0) return;
+  const r = await run("bridge", ["-batch", "-"], { input: lines.join("\n") + "\n" });
+  if (r.code !== 0) throw new CniError(ErrorCode.KernelOperationFailed, `bridge vlan setup of ${hostVeth} failed: ${r.stderr.trim()}`);
+}
+
+/** ADD returns only once the host port forwards, so the pod's first packets are not dropped (plugins#463). */
+async function waitForPort(hostVeth: string): Promise<void> {
+  let state = "unknown";
+  for (const ms of PORT_WAIT_MS) {
+    if (ms) await new Promise((r) => setTimeout(r, ms));
+    const link = await getLink(hostVeth);
+    state = link?.operstate ?? "missing";
+    if (state === "UP") return;
+  }
+  throw new CniError(ErrorCode.KernelOperationFailed, `bridge port in error state: ${state}`, `${hostVeth} did not come up within 2.9 s`);
+}
+
+export async function add(ctx: CmdContext): Promise<Result> {
+  const conf = loadBridgeConfig(ctx.config, ctx.args);
+  if (!conf.ipamType && !versionAtLeast(ctx.version, "0.3.0")) {
+    throw new CniError(ErrorCode.IncompatibleVersion, "cannot convert: no valid IP addresses", `L2 mode (no ipam) needs cniVersion 0.3.0 or later, config is ${ctx.version}`);
+  }
+  if (conf.vlan && conf.isGateway) {
+    throw new CniError(ErrorCode.UnsupportedField, "vlan together with isGateway is not supported by cni-ts yet", `vlan=${conf.vlan}, isGateway=true`);
+  }
+  if (conf.ipMasq && conf.ipamType) resolveMasqBackend(conf.ipMasqBackend);
+  const hostVeth = hostVethName(ctx.containerID, ctx.ifname);
+
+  const [stateR, ipamR] = await Promise.allSettled([readBridge(conf.bridge), conf.ipamType ? delegate(conf.ipamType, "ADD", ctx) : Promise.resolve(undefined)]);
+  const ipamDone = ipamR.status === "fulfilled" && ipamR.value !== undefined;
+  if (stateR.status === "rejected" || ipamR.status === "rejected") {
+    await rollback(conf, ctx, undefined, ipamDone);
+    throw stateR.status === "rejected" ? stateR.reason : (ipamR as PromiseRejectedResult).reason;
+  }
+  const state = stateR.value;
+  const ipam = ipamR.value;
+  let created = false;
+  try {
+    if (ipam && (ipam.ips ?? []).length === 0) throw new CniError(ErrorCode.Internal, "IPAM plugin returned missing IP config");
+    const { ips, gateways } = gatewaysOf(ipam?.ips ?? [], conf);
+    const routes = routesOf(ipam?.routes ?? [], gateways, conf);
+    const plan: HostPlan = { hostVeth, hostMac: randomMac(), podIfname: ctx.ifname, podMac: conf.mac ?? randomMac(), netns: ctx.netns, bridgeMac: state.mac ?? randomMac(), gateways };
+    await applyHost(conf, state, plan, ctx);
+    created = true;
+    nodeSysctls(conf, hostVeth, gateways);
+    const masq = conf.ipMasq && ips.length > 0 ? addMasq(resolveMasqBackend(conf.ipMasqBackend), masqEntries(conf, ctx, ips)) : Promise.resolve();
+    await Promise.all([podScript(conf, ctx.ifname, ips, routes, gateways).run(ctx.netns), applyVlans(conf, hostVeth), masq]);
+    if (conf.enabledad && ips.some((ip) => ip.address.includes(":"))) await waitForDad(ctx.netns, ctx.ifname);
+    if (!conf.disableContainerInterface) await waitForPort(hostVeth);
+
+    const interfaces: Interface[] = [
+      { name: conf.bridge, mac: plan.bridgeMac },
+      { name: hostVeth, mac: plan.hostMac },
+      { name: ctx.ifname, mac: plan.podMac, sandbox: ctx.netns },
+    ];
+    const result: Result = { interfaces, ips: ips.map((ip) => ({ ...ip, interface: 2 })) };
+    if (routes.length > 0) result.routes = routes;
+    const dns = conf.dns ?? ipam?.dns;
+    if (dns) result.dns = dns;
+    return result;
+  } catch (e) {
+    await rollback(conf, ctx, created ? hostVeth : undefined, ipamDone);
+    throw e;
+  }
+}

@@ -1,0 +1,109 @@
+/**
+ * The node's side of an attachment: the bridge (created on first use, MAC pinned), the host end of the veth pair and
+ * its bridge-port flags, the gateway addresses, the node sysctls. One `ip -batch` for all of it.
+ */
+import { CniError, ErrorCode } from "../../lib/errors.js";
+import { IpBatch } from "../../lib/ip/batch.js";
+import { ipJson, type AddrInfo, type LinkInfo } from "../../lib/ip/read.js";
+import { cidrsOverlap, parseCidr } from "../../lib/cidr.js";
+import type { BridgeConfig } from "./config.js";
+import type { GatewayAddr } from "./gateway.js";
+
+export interface BridgeState {
+  exists: boolean;
+  mac?: string;
+  kind?: string;
+  addrs: AddrInfo[];
+}
+
+/** What the kernel holds under the bridge's name right now (one spawn: link details and addresses). */
+export async function readBridge(name: string): Promise<BridgeState> {
+  let links: Array<LinkInfo & { addr_info?: AddrInfo[] }>;
+  try {
+    links = await ipJson<Array<LinkInfo & { addr_info?: AddrInfo[] }>>(["-details", "addr", "show", "dev", name]);
+  } catch (e) {
+    if (e instanceof CniError && /does not exist|Cannot find device/.test(e.message)) return { exists: false, addrs: [] };
+    throw e;
+  }
+  const link = links[0];
+  if (!link) return { exists: false, addrs: [] };
+  const state: BridgeState = { exists: true, addrs: link.addr_info ?? [] };
+  if (link.address !== undefined) state.mac = link.address;
+  if (link.linkinfo?.info_kind !== undefined) state.kind = link.linkinfo.info_kind;
+  if (state.kind !== "bridge") throw new CniError(ErrorCode.InvalidNetworkConfig, `"${name}" already exists but is not a bridge`, `it is a ${state.kind ?? "link of unknown kind"}`);
+  return state;
+}
+
+/** Gateway address changes on the bridge, with the reference's rule for an address that is in the way (forceAddress). */
+function gatewayLines(b: IpBatch, conf: BridgeConfig, state: BridgeState, gateways: readonly GatewayAddr[]): void {
+  for (const gw of gateways) {
+    const want = parseCidr(gw.cidr)!;
+    for (const a of state.addrs) {
+      if (a.scope === "link") continue;
+      const have = parseCidr(`${a.local}/${a.prefixlen}`);
+      if (!have || have.family !== want.family || `${a.local}/${a.prefixlen}` === gw.cidr) continue;
+      // IPv4: one gateway address per bridge. IPv6: several, unless their subnets overlap.
+      const overlaps = have.family === 4 || cidrsOverlap(have, want);
+      if (!overlaps) continue;
+      if (!conf.forceAddress) {
+        throw new CniError(ErrorCode.InvalidNetworkConfig, `"${conf.bridge}" already has an IP address different from ${gw.cidr}`, `it has ${a.local}/${a.prefixlen}; set forceAddress to replace it, or remove it`);
+      }
+      b.cmd("addr", "del", `${a.local}/${a.prefixlen}`, "dev", conf.bridge);
+    }
+    b.cmd("addr", "replace", gw.cidr, "dev", conf.bridge);
+  }
+}
+
+export interface HostPlan {
+  hostVeth: string;
+  hostMac: string;
+  podIfname: string;
+  podMac: string;
+  netns: string;
+  bridgeMac: string;
+  gateways: GatewayAddr[];
+}
+
+/**
+ * The node's batch: bridge (create or adopt), the veth pair with its pod end created directly in the pod's
+ * namespace (no move between namespaces), port flags, up, gateways.
+ */
+export function hostBatch(conf: BridgeConfig, state: BridgeState, plan: HostPlan): IpBatch {
+  const b = new IpBatch();
+  const br = conf.bridge;
+  if (!state.exists) {
+    const create: Array<string | number> = ["link", "add", "name", br, "address", plan.bridgeMac];
+    if (conf.mtu) create.push("mtu", conf.mtu);
+    create.push("type", "bridge");
+    if (conf.vlan || conf.vlanTrunk.length > 0) create.push("vlan_filtering", 1);
+    b.cmd(...create);
+  } else {
+    // Pin the MAC of a bridge we did not create, so it stops following its lowest port (kubernetes#63922).
+    b.cmd("link", "set", "dev", br, "address", plan.bridgeMac);
+  }
+  if (conf.promiscMode) b.cmd("link", "set", "dev", br, "promisc", "on");
+  b.cmd("link", "set", "dev", br, "up");
+  const veth: Array<string | number> = ["link", "add", "name", plan.hostVeth, "address", plan.hostMac];
+  if (conf.mtu) veth.push("mtu", conf.mtu);
+  veth.push("type", "veth", "peer", "name", plan.podIfname, "address", plan.podMac);
+  if (conf.mtu) veth.push("mtu", conf.mtu);
+  veth.push("netns", plan.netns);
+  b.cmd(...veth);
+  b.cmd("link", "set", "dev", plan.hostVeth, "master", br);
+  if (conf.hairpinMode || conf.portIsolation) {
+    b.cmd("link", "set", "dev", plan.hostVeth, "type", "bridge_slave", "hairpin", conf.hairpinMode ? "on" : "off", "isolated", conf.portIsolation ? "on" : "off");
+  }
+  b.cmd("link", "set", "dev", plan.hostVeth, "up");
+  if (conf.isGateway) gatewayLines(b, conf, state, plan.gateways);
+  return b;
+}
+
+/** Bridge VLAN membership of the host veth (a `bridge -batch`): PVID untagged, trunk VIDs tagged. */
+export function vlanLines(conf: BridgeConfig, hostVeth: string): string[] {
+  if (!conf.vlan && conf.vlanTrunk.length === 0) return [];
+  const lines: string[] = [];
+  if (!conf.preserveDefaultVlan) lines.push(`vlan del dev ${hostVeth} vid 1`);
+  lines.push(`vlan add dev ${hostVeth} vid ${conf.vlan || 1} pvid untagged`);
+  for (const t of conf.vlanTrunk) lines.push(`vlan add dev ${hostVeth} vid ${t.min === t.max ? t.min : `${t.min}-${t.max}`}`);
+  return lines;
+}
