@@ -21,7 +21,7 @@ import { DiskStore, type IndexEntry } from "./store.js";
 async function add(ctx: CmdContext): Promise<Result> {
   const conf = loadHostLocalConfig(ctx.config, ctx.args.get("IP"));
   const dns = conf.resolvConf ? loadResolvConf(conf.resolvConf) : undefined;
-  const store = DiskStore.open(conf.dataDir, conf.name, true)!;
+  const store = (await DiskStore.open(conf.dataDir, conf.name, true))!;
   store.begin(ctx.containerID, ctx.ifname);
   let ips;
   try {
@@ -52,7 +52,17 @@ function prevResultIPs(ctx: CmdContext): string[] {
 
 async function del(ctx: CmdContext): Promise<void> {
   const { dataDir, name } = loadStoreLocation(ctx.config);
-  const store = DiskStore.open(dataDir, name, false);
+  let store;
+  try {
+    store = await DiskStore.open(dataDir, name, false);
+  } catch (e) {
+    // DEL must not fail forever over a directory we refuse to touch (a planted symlink): say so and succeed.
+    if (e instanceof CniError && e.code === ErrorCode.InvalidNetworkConfig) {
+      log.warn(`host-local DEL: ${e.message}; nothing released`);
+      return;
+    }
+    throw e;
+  }
   if (!store) return;
   const released = store.releaseAttachment(ctx.containerID, ctx.ifname, prevResultIPs(ctx));
   log.debug(`host-local: released [${released.join(" ")}] of ${ctx.containerID}/${ctx.ifname}`);
@@ -60,7 +70,7 @@ async function del(ctx: CmdContext): Promise<void> {
 
 async function check(ctx: CmdContext): Promise<void> {
   const conf = loadHostLocalConfig(ctx.config, ctx.args.get("IP"));
-  const store = DiskStore.open(conf.dataDir, conf.name, false);
+  const store = await DiskStore.open(conf.dataDir, conf.name, false);
   const expected = prevResultIPs(ctx);
   const held = store ? store.held(ctx.containerID, ctx.ifname) : [];
   if (held.length === 0) {
@@ -78,7 +88,7 @@ const ADDING_PROTECTION_MS = 60_000;
 async function gc(ctx: GcContext): Promise<void> {
   const { dataDir, name } = loadStoreLocation(ctx.config);
   const graceMs = loadGcGraceSeconds(ctx.config) * 1000;
-  const store = DiskStore.open(dataDir, name, false);
+  const store = await DiskStore.open(dataDir, name, false);
   if (!store) return;
   const valid = ctx.validAttachments;
   if (valid === undefined) {
@@ -124,7 +134,7 @@ function loadGcGraceSeconds(config: CmdContext["config"]): number {
 
 async function status(ctx: CmdContext): Promise<void> {
   const conf = loadHostLocalConfig(ctx.config, undefined);
-  const store = DiskStore.open(conf.dataDir, conf.name, false);
+  const store = await DiskStore.open(conf.dataDir, conf.name, false);
   if (!store) return;
   for (const [i, set] of conf.rangeSets.entries()) {
     const last = await store.lastReserved(i);

@@ -17,10 +17,13 @@
  * The attachment index is written intent-first: state "adding" before the first reservation, "added" with the
  * addresses after the last, "released" (a tombstone) after DEL. So a kill at any point leaves either an entry that
  * lists the reservation, or an "adding" entry that tells DEL to look for it. DEL scans the directory only for an
- * attachment it has never seen (one ADDed by the reference plugin) or whose ADD was interrupted.
+ * attachment whose ADD was interrupted. Reservations the reference plugin made before the node switched are indexed
+ * once, the first time cni-ts uses the network (importExisting). Running both implementations on one network at the
+ * same time is not supported: what the reference does behind the index is seen by DEL only through prevResult, and
+ * reclaimed by GC.
  */
 import { createHash } from "node:crypto";
-import { closeSync, linkSync, lstatSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, linkSync, lstatSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { formatIP, parseIP } from "../../lib/cidr.js";
 import { CniError, ErrorCode } from "../../lib/errors.js";
@@ -46,9 +49,16 @@ export interface IndexEntry {
   state: EntryState;
   /** When the state was last written, ms since the epoch. */
   time: number;
+  /**
+   * Made by importExisting from the reference's files: possibly partial (the reference reserves a dual-stack
+   * attachment in two locked steps, and the import may fall between them), so never conclusive for DEL.
+   */
+  imported?: boolean;
 }
 
 const LAST_RESERVED = "last_reserved_ip.";
+/** Marker: this network's existing reservations were indexed (see importExisting). */
+const IMPORTED = "imported";
 const CRLF = "\r\n";
 /** An empty reservation file younger than this may be a reference ADD between its create and its write. */
 const EMPTY_FILE_GRACE_MS = 10_000;
@@ -69,10 +79,13 @@ function parseContent(text: string): { id: string; ifname: string | undefined } 
   return i < 0 ? { id: t, ifname: undefined } : { id: t.slice(0, i).trim(), ifname: t.slice(i + 2).trim() };
 }
 
-/** A directory we own: created 0755 if missing; a symlink planted in its place is refused, never followed. */
-function ensureDir(path: string, create: boolean): boolean {
+/**
+ * A directory we own: created 0755 if missing; a symlink planted in its place is refused, never followed (code 7).
+ * `followLink` is for ipam.dataDir itself, which an operator may point elsewhere with a symlink, as with the reference.
+ */
+function ensureDir(path: string, create: boolean, followLink = false): boolean {
   try {
-    const st = lstatSync(path);
+    const st = followLink ? statSync(path) : lstatSync(path);
     if (st.isSymbolicLink() || !st.isDirectory()) {
       throw new CniError(ErrorCode.InvalidNetworkConfig, `${path} is not a directory (a symlink or a file is in its place)`, "remove it, or point ipam.dataDir elsewhere");
     }
@@ -81,7 +94,13 @@ function ensureDir(path: string, create: boolean): boolean {
     if (e instanceof CniError) throw e;
     if (errno(e) !== "ENOENT") throw new CniError(ErrorCode.IOFailure, `cannot use ${path}: ${errno(e) ?? String(e)}`);
     if (!create) return false;
-    mkdirSync(path, { recursive: true, mode: 0o755 });
+    try {
+      mkdirSync(path, { recursive: followLink, mode: 0o755 });
+    } catch (m) {
+      // Two first ADDs racing to create it: the loser checks what the winner made.
+      if (errno(m) !== "EEXIST") throw new CniError(ErrorCode.IOFailure, `cannot create ${path}: ${errno(m) ?? String(m)}`);
+      return ensureDir(path, false, followLink);
+    }
     return true;
   }
 }
@@ -91,6 +110,8 @@ export class DiskStore implements ReservationStore {
   private tmpCounter = 0;
   /** The entry of the attachment this ADD works for, once begin() wrote its intent. */
   private current: IndexEntry | undefined;
+  /** What the index said before begin(): a refused ADD (duplicate) must not erase what the attachment holds. */
+  private previous: IndexEntry | undefined;
 
   private constructor(readonly dir: string, meta: string) {
     this.meta = meta;
@@ -100,14 +121,35 @@ export class DiskStore implements ReservationStore {
    * Open the store of network `name`. With `create` false (DEL, CHECK, GC, STATUS) a network that never had a
    * reservation yields undefined and nothing is created.
    */
-  static open(dataDir: string, name: string, create: boolean): DiskStore | undefined {
-    if (!ensureDir(dataDir, create)) return undefined;
+  static async open(dataDir: string, name: string, create: boolean): Promise<DiskStore | undefined> {
+    if (!ensureDir(dataDir, create, true)) return undefined;
     const dir = join(dataDir, name);
     if (!ensureDir(dir, create)) return undefined;
     const meta = join(dataDir, ".cni-ts", name);
-    ensureDir(join(meta, "attachments"), true);
-    ensureDir(join(meta, "tmp"), true);
-    return new DiskStore(dir, meta);
+    for (const d of [join(dataDir, ".cni-ts"), meta, join(meta, "attachments"), join(meta, "tmp")]) ensureDir(d, true);
+    const store = new DiskStore(dir, meta);
+    if (!existsSync(join(meta, IMPORTED))) await store.importExisting();
+    return store;
+  }
+
+  /**
+   * First use of a network directory by cni-ts: index the reservations already there (made by the reference plugin
+   * before the node switched), under the reference's lock so none is half-written. Once per network; from then on
+   * the index knows every attachment, which is what keeps ADD and DEL O(1).
+   */
+  private async importExisting(): Promise<void> {
+    await this.locked(async () => {
+      if (existsSync(join(this.meta, IMPORTED))) return;
+      const byAttachment = new Map<string, IndexEntry>();
+      for (const r of this.scan()) {
+        const key = `${r.id}${CRLF}${r.ifname ?? ""}`;
+        const e = byAttachment.get(key) ?? { id: r.id, ifname: r.ifname ?? "", ips: [], state: "added" as const, time: r.mtimeMs, imported: true };
+        e.ips.push(r.ip);
+        byAttachment.set(key, e);
+      }
+      for (const e of byAttachment.values()) if (!this.readEntry(e.id, e.ifname)) this.writeEntry(e);
+      this.writeAtomic(join(this.meta, IMPORTED), `${new Date().toISOString()} ${byAttachment.size} attachments\n`);
+    });
   }
 
   // --- the ADD protocol: begin (intent), reservations, commit or abort ----------------------------------------------
@@ -115,6 +157,7 @@ export class DiskStore implements ReservationStore {
   /** Record that (id, ifname) is being added, before any reservation exists. */
   begin(id: string, ifname: string): void {
     const previous = this.readEntry(id, ifname);
+    this.previous = previous;
     this.current = { id, ifname, ips: previous?.state === "released" ? [] : (previous?.ips ?? []), state: "adding", time: Date.now() };
     this.writeEntry(this.current);
   }
@@ -126,10 +169,12 @@ export class DiskStore implements ReservationStore {
     this.current = undefined;
   }
 
-  /** The ADD failed after begin: the allocator released what it took; leave a tombstone. */
+  /** The ADD failed after begin: the allocator released what it took; the entry goes back to what it was. */
   abort(): void {
     if (!this.current) return;
-    this.writeEntry({ ...this.current, ips: [], state: "released", time: Date.now() });
+    const kept = this.previous && this.previous.state !== "released" ? this.verified(this.previous.ips, this.current.id, this.current.ifname) : [];
+    if (this.previous && kept.length > 0) this.writeEntry({ ...this.previous, ips: kept });
+    else this.writeEntry({ ...this.current, ips: [], state: "released", time: Date.now() });
     this.current = undefined;
   }
 
@@ -181,8 +226,13 @@ export class DiskStore implements ReservationStore {
    */
   held(id: string, ifname: string, hints: readonly string[] = []): string[] {
     const entry = this.readEntry(id, ifname);
-    const known = this.verified([...(entry?.state === "released" ? [] : (entry?.ips ?? [])), ...hints], id, ifname);
-    if (known.length > 0 || entry?.state === "added" || entry?.state === "released") return known;
+    const claimed = entry && entry.state !== "released" ? entry.ips : [];
+    const fromHints = this.verified(hints, id, ifname);
+    const known = this.verified([...claimed, ...hints], id, ifname);
+    // Conclusive: an entry of ours whose ADD finished (or that DEL already released), or a prevResult that agrees
+    // with the files (it lists every address the ADD returned).
+    const conclusive = (entry !== undefined && !entry.imported && entry.state !== "adding") || fromHints.length > 0;
+    if (conclusive) return known;
     const all = this.scan();
     const exact = all.filter((r) => r.id === id && r.ifname === ifname).map((r) => r.ip);
     return exact.length > 0 ? exact : all.filter((r) => r.id === id && r.ifname === undefined).map((r) => r.ip);

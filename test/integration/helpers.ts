@@ -12,13 +12,16 @@ export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 export const DIST_BIN = join(ROOT, "dist/bin");
 export const PLUGINS = ["bridge", "host-local", "routes"] as const;
 
-const NODE_TOOLS = ["ip", "nsenter", "iptables", "iptables-restore", "iptables-save", "ip6tables", "ip6tables-restore", "ip6tables-save", "nft", "ping", "sysctl"];
+// What a node has: iproute2 (ip, bridge), util-linux (nsenter, flock), a shell, iptables/nft, ping.
+const NODE_TOOLS = ["ip", "bridge", "nsenter", "flock", "sh", "iptables", "iptables-restore", "iptables-save", "ip6tables", "ip6tables-restore", "ip6tables-save", "nft", "ping", "sysctl"];
 
 let toolDir: string | undefined;
 /** A directory with links to the node tools only: proof that the executables need no Node.js on PATH. */
 export function toolPath(): string {
   if (toolDir) return toolDir;
   toolDir = mkdtempSync(join(tmpdir(), "cni-ts-tools-"));
+  const dir = toolDir;
+  process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
   for (const t of NODE_TOOLS) {
     for (const d of ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]) {
       if (existsSync(join(d, t))) {
