@@ -3,26 +3,33 @@
  * `inet cni_plugins_masquerade`, so the two plugins can run side by side without flushing each other's chain.
  *
  * Layout (per family; shown for IPv4):
- *   map pods4  { type ipv4_addr : mark }                               pod address      -> owner tag
- *   map local4 { type ipv4_addr . ipv4_addr : mark; flags interval }   pod address . pod subnet -> owner tag
+ *   set pods4    { type ipv4_addr }                               pod addresses
+ *   set local4   { type ipv4_addr . ipv4_addr; flags interval }   pod address . pod subnet
+ *   map owners4  { type ipv4_addr : mark }                        pod address -> owner tag (no rule reads it)
  *   chain postrouting { type nat hook postrouting priority srcnat
- *     ip saddr . ip daddr @local4 return                      # to its own subnet: keep the pod's address
- *     ip saddr @pods4 ip daddr != 224.0.0.0/4 masquerade      # anywhere else but multicast: masquerade
+ *     ip saddr @pods4 ip daddr != 224.0.0.0/4 ip saddr . ip daddr != @local4 masquerade
  *   }
- * Four rules in all, whatever the number of pods: a pod costs two hash/interval lookups, never a rule walk.
+ * Two rules in all (one per family), whatever the number of pods: a pod costs set elements, never a rule.
  *
- * Why maps with an owner tag, not plain sets: an address can move from a deleted attachment A to a new one B
- * before A's DEL has run (IPAM released it first). A's late DEL must not remove B's element, and a comment cannot
- * protect it, because the kernel deletes elements by key alone. The tag (32 bits of a hash of network, containerID
- * and ifname) makes the ownership test atomic: `add element { key : tagA }` is a no-op when A owns the key, creates
- * it when nobody does, and fails with EEXIST when another tag is there. So every delete is sent as
- *   add element M { key : tag }; delete element M { key }
- * in one transaction: it removes A's element, is harmless when there is none, and aborts when B owns it.
- * The element comment (`<hash16(network)>-<hash16(ifname:containerID)>`, the reference's instance hash, 33 of the
- * 128 characters nft allows) is what DEL and GC search for: the tag is too short to name a network.
+ * Why the owner map: an address can move from a deleted attachment A to a new one B before A's DEL has run (IPAM
+ * released it first). A's late DEL must not remove B's elements, and a comment cannot protect them, because the
+ * kernel deletes elements by key alone. The owner tag (32 bits of a hash of network, containerID and ifname) makes
+ * ownership atomic: `add element owners4 { ip : tagA }` is a no-op when A owns the address, creates the entry when
+ * nobody does, and fails (EEXIST; EBUSY on older kernels) when another tag is there. So every teardown of an
+ * address is sent as
+ *   add element owners4 { ip : tagA }; delete element owners4 { ip }; <add+delete of its set elements>
+ * in one transaction: it removes A's state, is harmless when there is none, and aborts when B owns the address.
+ * Add-then-delete is also how a set element is deleted idempotently, since nft 1.0.6 has no `destroy`.
+ * Invariant kept by ADD: every element of an address belongs to the address's owner (taking an address over
+ * removes all of the previous owner's elements for it).
  *
- * The negated map lookup `ip saddr . ip daddr != @local4` would save a rule, but kernels before 6.x refuse an
- * inverted lookup into a map (EINVAL), hence `return` first.
+ * The rules look up sets, not the owner map: a lookup into a map without using its value is refused by kernels
+ * before 6.5 ("relax set/map validation checks"), and nodes run older ones. Concatenated interval sets need
+ * Linux 5.6 and nft 0.9.4.
+ *
+ * Element comments (`<hash16(network)>-<hash16(ifname:containerID)>`, the reference's instance hash, 33 of the 128
+ * characters nft allows) on owners and local elements are what DEL and GC search for: the tag is too short to name
+ * a network.
  */
 import { createHash } from "node:crypto";
 import { bigIntToIP, parseCidr, parseIP } from "./cidr.js";
@@ -43,22 +50,25 @@ const TIMEOUT_MS = 20_000;
 const ATTEMPTS = 3;
 
 interface FamilyLayout {
-  family: 4 | 6;
   pods: string;
   local: string;
+  owners: string;
   proto: "ip" | "ip6";
   type: "ipv4_addr" | "ipv6_addr";
   multicast: { addr: string; len: number };
 }
 
 const LAYOUT: Record<4 | 6, FamilyLayout> = {
-  4: { family: 4, pods: "pods4", local: "local4", proto: "ip", type: "ipv4_addr", multicast: { addr: "224.0.0.0", len: 4 } },
-  6: { family: 6, pods: "pods6", local: "local6", proto: "ip6", type: "ipv6_addr", multicast: { addr: "ff00::", len: 8 } },
+  4: { pods: "pods4", local: "local4", owners: "owners4", proto: "ip", type: "ipv4_addr", multicast: { addr: "224.0.0.0", len: 4 } },
+  6: { pods: "pods6", local: "local6", owners: "owners6", proto: "ip6", type: "ipv6_addr", multicast: { addr: "ff00::", len: 8 } },
 };
-const MAPS = new Set(["pods4", "local4", "pods6", "local6"]);
 
 function sha512hex(s: string): string {
   return createHash("sha512").update(s).digest("hex");
+}
+
+function networkHash(network: string): string {
+  return sha512hex(network).slice(0, 16);
 }
 
 /** The element comment of an attachment: the same instance hash the reference's nftables backend puts in its rule comments. */
@@ -66,11 +76,7 @@ export function nftMasqComment(network: string, containerID: string, ifname: str
   return `${networkHash(network)}-${sha512hex(`${ifname}:${containerID}`).slice(0, 16)}`;
 }
 
-function networkHash(network: string): string {
-  return sha512hex(network).slice(0, 16);
-}
-
-/** The owner tag stored as element data: 32 bits of a hash of the whole attachment identity. */
+/** The owner tag stored in the owners map: 32 bits of a hash of the whole attachment identity. */
 export function nftMasqTag(network: string, containerID: string, ifname: string): number {
   return parseInt(sha512hex(`${network}\n${containerID}\n${ifname}`).slice(0, 8), 16);
 }
@@ -79,49 +85,53 @@ function hex32(n: number): string {
   return `0x${n.toString(16).padStart(8, "0")}`;
 }
 
-/** One element of one of our maps, as we write it and as we read it back. */
-interface Elem {
-  map: string;
-  /** nft text of the key: "10.1.0.5" or "10.1.0.5 . 10.1.0.0/24". */
-  key: string;
-  /** The pod address (first key component), to find every element of one address. */
+/** One pod address with the family it belongs to, in canonical text. */
+interface Addr {
+  family: 4 | 6;
   ip: string;
-  tag: number;
-  comment?: string;
 }
 
-/** The rules of the chain, in nft syntax and in the JSON form `nft -j` prints them (for CHECK). */
+/** What our table holds, as `nft -j list table` shows it. */
+interface Listing {
+  /** "4 10.1.0.5" -> present. */
+  pods: Set<string>;
+  /** "4 10.1.0.5" -> owner. */
+  owners: Map<string, { tag: number; comment?: string }>;
+  locals: { family: 4 | 6; ip: string; key: string; comment?: string }[];
+  /** undefined when the chain does not exist. */
+  chain?: { hook?: string; type?: string; rules: unknown[][] };
+}
+
+const id = (a: Addr): string => `${a.family} ${a.ip}`;
+
+/** The rule of each family, in nft syntax and in the JSON form `nft -j` prints it (for CHECK). */
 function constantRules(): { text: string; json: unknown[] }[] {
-  const out: { text: string; json: unknown[] }[] = [];
-  for (const f of [LAYOUT[4], LAYOUT[6]]) {
+  return [LAYOUT[4], LAYOUT[6]].map((f) => {
     const saddr = { payload: { protocol: f.proto, field: "saddr" } };
     const daddr = { payload: { protocol: f.proto, field: "daddr" } };
-    out.push({
-      text: `${f.proto} saddr . ${f.proto} daddr @${f.local} return`,
-      json: [{ match: { op: "==", left: { concat: [saddr, daddr] }, right: `@${f.local}` } }, { return: null }],
-    });
-    out.push({
-      text: `${f.proto} saddr @${f.pods} ${f.proto} daddr != ${f.multicast.addr}/${f.multicast.len} masquerade`,
+    return {
+      text: `${f.proto} saddr @${f.pods} ${f.proto} daddr != ${f.multicast.addr}/${f.multicast.len} ${f.proto} saddr . ${f.proto} daddr != @${f.local} masquerade`,
       json: [
         { match: { op: "==", left: saddr, right: `@${f.pods}` } },
         { match: { op: "!=", left: daddr, right: { prefix: f.multicast } } },
+        { match: { op: "!=", left: { concat: [saddr, daddr] }, right: `@${f.local}` } },
         { masquerade: null },
       ],
-    });
-  }
-  return out;
+    };
+  });
 }
 
 /**
- * Declarations that make ADD self-sufficient: `add` of an existing table, map or chain is a no-op, and the chain
- * is flushed and refilled so that a damaged or older rule set is repaired by the next ADD. All of it lands in one
- * transaction, so no packet ever sees the chain empty.
+ * Declarations that make ADD self-sufficient: `add` of an existing table, set or chain is a no-op, and the chain is
+ * flushed and refilled so that a damaged or older rule set is repaired by the next ADD. All of it lands in the same
+ * transaction as the elements, so no packet ever sees the chain empty.
  */
 function declarations(): string[] {
   const lines = [`add table ${MASQ_NFT_TABLE} { comment "cni-ts bridge ipMasq: masquerade pod traffic leaving its subnet"; }`];
   for (const f of [LAYOUT[4], LAYOUT[6]]) {
-    lines.push(`add map ${MASQ_NFT_TABLE} ${f.pods} { type ${f.type} : mark; comment "pod address -> owner tag"; }`);
-    lines.push(`add map ${MASQ_NFT_TABLE} ${f.local} { type ${f.type} . ${f.type} : mark; flags interval; comment "pod address . pod subnet -> owner tag"; }`);
+    lines.push(`add set ${MASQ_NFT_TABLE} ${f.pods} { type ${f.type}; comment "pod addresses"; }`);
+    lines.push(`add set ${MASQ_NFT_TABLE} ${f.local} { type ${f.type} . ${f.type}; flags interval; comment "pod address . pod subnet"; }`);
+    lines.push(`add map ${MASQ_NFT_TABLE} ${f.owners} { type ${f.type} : mark; comment "pod address -> owner tag, guards deletes"; }`);
   }
   lines.push(`add chain ${MASQ_NFT_TABLE} ${CHAIN} { type nat hook postrouting priority srcnat; policy accept; }`);
   lines.push(`flush chain ${MASQ_NFT_TABLE} ${CHAIN}`);
@@ -129,28 +139,34 @@ function declarations(): string[] {
   return lines;
 }
 
-function addLine(e: Elem): string {
-  const comment = e.comment === undefined ? "" : ` comment "${e.comment}"`;
-  return `add element ${MASQ_NFT_TABLE} ${e.map} { ${e.key}${comment} : ${hex32(e.tag)} }`;
+const el = (set: string, body: string): string => `element ${MASQ_NFT_TABLE} ${set} { ${body} }`;
+
+/** Delete a set element whether or not it is there. */
+function dropSetElem(set: string, key: string): string[] {
+  return [`add ${el(set, key)}`, `delete ${el(set, key)}`];
 }
 
-/** Delete `e` only if it still carries `e.tag` (see the file comment); a no-op when it is gone. */
-function guardedDelete(e: Elem): string[] {
-  return [`add element ${MASQ_NFT_TABLE} ${e.map} { ${e.key} : ${hex32(e.tag)} }`, `delete element ${MASQ_NFT_TABLE} ${e.map} { ${e.key} }`];
+/** Release the address's ownership if `tag` holds it (or nobody does); abort the transaction if another tag does. */
+function releaseOwner(a: Addr, tag: number): string[] {
+  const f = LAYOUT[a.family];
+  return [`add ${el(f.owners, `${a.ip} : ${hex32(tag)}`)}`, `delete ${el(f.owners, a.ip)}`];
 }
 
-function elementsOf(entries: readonly NormalizedMasqEntry[]): Elem[] {
-  const out = new Map<string, Elem>();
-  for (const e of entries) {
-    const f = LAYOUT[e.family];
-    const tag = nftMasqTag(e.network, e.containerID, e.ifname);
-    const comment = nftMasqComment(e.network, e.containerID, e.ifname);
-    const pods: Elem = { map: f.pods, key: e.ip, ip: e.ip, tag, comment };
-    const local: Elem = { map: f.local, key: `${e.ip} . ${e.subnet}`, ip: e.ip, tag, comment };
-    out.set(`${pods.map} ${pods.key}`, pods);
-    out.set(`${local.map} ${local.key}`, local);
-  }
-  return [...out.values()];
+/** Everything of one address, under the owner guard: the owner entry, the pods element, the listed local elements. */
+function releaseAddress(a: Addr, tag: number, localKeys: readonly string[]): string[] {
+  const f = LAYOUT[a.family];
+  return [...releaseOwner(a, tag), ...dropSetElem(f.pods, a.ip), ...localKeys.flatMap((k) => dropSetElem(f.local, k))];
+}
+
+function addLines(e: NormalizedMasqEntry): string[] {
+  const f = LAYOUT[e.family];
+  const comment = nftMasqComment(e.network, e.containerID, e.ifname);
+  const tag = nftMasqTag(e.network, e.containerID, e.ifname);
+  return [
+    `add ${el(f.pods, e.ip)}`,
+    `add ${el(f.local, `${e.ip} . ${e.subnet} comment "${comment}"`)}`,
+    `add ${el(f.owners, `${e.ip} comment "${comment}" : ${hex32(tag)}`)}`,
+  ];
 }
 
 async function nftScript(lines: readonly string[], netns: string | undefined): Promise<{ ok: boolean; stderr: string }> {
@@ -160,15 +176,23 @@ async function nftScript(lines: readonly string[], netns: string | undefined): P
   return { ok: r.code === 0, stderr: r.stderr.trim() };
 }
 
-// EEXIST: an ownership guard met another owner's element, or an interval overlapped another element.
-const isClash = (stderr: string): boolean => /File exists/.test(stderr);
-// ENOENT: table or map missing.
+// An owner guard met another owner's tag, or a local interval overlapped another element of the same address.
+const isClash = (stderr: string): boolean => /File exists|Device or resource busy/.test(stderr);
+// Table or set missing.
 const isMissing = (stderr: string): boolean => /No such file or directory/.test(stderr);
 
-interface Listing {
-  elems: Elem[];
-  /** undefined when the chain does not exist. */
-  chain?: { hook?: string; type?: string; rules: unknown[][] };
+function addrOf(text: unknown): Addr | undefined {
+  const ip = typeof text === "string" ? parseIP(text) : undefined;
+  return ip ? { family: ip.family, ip: bigIntToIP(ip.family, ip.value) } : undefined;
+}
+
+/** `{elem: {val, comment}}` or a bare value, as nft -j prints set and map elements. */
+function unwrap(item: unknown): { val: unknown; comment?: string } {
+  if (typeof item === "object" && item !== null && "elem" in item) {
+    const inner = (item as { elem: { val?: unknown; comment?: unknown } }).elem;
+    return { val: inner.val, comment: typeof inner.comment === "string" ? inner.comment : undefined };
+  }
+  return { val: item };
 }
 
 /** Read our table in one `nft -j list table`; undefined when it does not exist. */
@@ -186,13 +210,21 @@ async function listTable(netns: string | undefined): Promise<Listing | undefined
   } catch {
     throw new CniError(ErrorCode.DecodingFailure, `nft -j list table ${MASQ_NFT_TABLE}: unparsable JSON`, r.stdout.slice(0, 200));
   }
-  const out: Listing = { elems: [] };
+  const out: Listing = { pods: new Set(), owners: new Map(), locals: [] };
   for (const obj of doc.nftables ?? []) {
-    const map = obj.map as { name?: string; elem?: unknown[] } | undefined;
-    if (map?.name !== undefined && MAPS.has(map.name)) {
-      for (const item of map.elem ?? []) {
-        const e = parseElem(map.name, item);
-        if (e) out.elems.push(e);
+    const set = (obj.set ?? obj.map) as { name?: string; elem?: unknown[] } | undefined;
+    for (const item of set?.elem ?? []) {
+      if (set?.name === "pods4" || set?.name === "pods6") {
+        const a = addrOf(unwrap(item).val);
+        if (a) out.pods.add(id(a));
+      } else if (set?.name === "owners4" || set?.name === "owners6") {
+        if (!Array.isArray(item) || typeof item[1] !== "number") continue;
+        const { val, comment } = unwrap(item[0]);
+        const a = addrOf(val);
+        if (a) out.owners.set(id(a), { tag: item[1], comment });
+      } else if (set?.name === "local4" || set?.name === "local6") {
+        const local = parseLocal(item);
+        if (local) out.locals.push(local);
       }
     }
     const chain = obj.chain as { name?: string; hook?: string; type?: string } | undefined;
@@ -206,62 +238,43 @@ async function listTable(netns: string | undefined): Promise<Listing | undefined
   return out;
 }
 
-/** One map element of `nft -j`: `[ {elem: {val, comment}} | val, data ]`; val is an address or {concat: [addr, prefix]}. */
-function parseElem(map: string, item: unknown): Elem | undefined {
-  if (!Array.isArray(item) || item.length !== 2 || typeof item[1] !== "number") return undefined;
-  let val: unknown = item[0];
-  let comment: string | undefined;
-  if (typeof val === "object" && val !== null && "elem" in val) {
-    const inner = (val as { elem: { val?: unknown; comment?: unknown } }).elem;
-    val = inner.val;
-    if (typeof inner.comment === "string") comment = inner.comment;
-  }
-  const tag = item[1];
-  if (map.startsWith("pods")) {
-    const ip = typeof val === "string" ? parseIP(val) : undefined;
-    if (!ip) return undefined;
-    const text = bigIntToIP(ip.family, ip.value);
-    return { map, key: text, ip: text, tag, comment };
-  }
+/** A local element: {concat: [addr, {prefix: {addr, len}}]}; a /32 (/128) subnet comes back as a bare address. */
+function parseLocal(item: unknown): Listing["locals"][number] | undefined {
+  const { val, comment } = unwrap(item);
   const parts = (val as { concat?: unknown[] } | null)?.concat;
   if (!Array.isArray(parts) || parts.length !== 2) return undefined;
-  const ip = typeof parts[0] === "string" ? parseIP(parts[0]) : undefined;
-  if (!ip) return undefined;
-  const net = parts[1];
-  const bits = ip.family === 4 ? 32 : 128;
-  // A /32 (/128) subnet comes back as a bare address, any other prefix as {prefix: {addr, len}}.
-  const cidr =
-    typeof net === "string"
-      ? parseCidr(`${net}/${bits}`)
-      : parseCidr(`${(net as { prefix?: { addr?: string } }).prefix?.addr ?? ""}/${(net as { prefix?: { len?: number } }).prefix?.len ?? ""}`);
+  const a = addrOf(parts[0]);
+  if (!a) return undefined;
+  const net = parts[1] as string | { prefix?: { addr?: string; len?: number } };
+  const cidr = typeof net === "string" ? parseCidr(`${net}/${a.family === 4 ? 32 : 128}`) : parseCidr(`${net.prefix?.addr ?? ""}/${net.prefix?.len ?? ""}`);
   if (!cidr) return undefined;
-  const ipText = bigIntToIP(ip.family, ip.value);
-  return { map, key: `${ipText} . ${bigIntToIP(cidr.family, cidr.network)}/${cidr.prefix}`, ip: ipText, tag, comment };
+  return { ...a, key: `${a.ip} . ${bigIntToIP(cidr.family, cidr.network)}/${cidr.prefix}`, comment };
 }
 
-/** ADD for the nftables backend: one transaction in the common case (no element of another owner in the way). */
+/** ADD for the nftables backend: one transaction in the common case (no other owner's element in the way). */
 export async function nftAddMasq(entries: readonly NormalizedMasqEntry[], netns?: string): Promise<void> {
   requireExecutable("nft");
-  const wanted = elementsOf(entries);
-  let r = await nftScript([...declarations(), ...wanted.map(addLine)], netns);
+  const adds = entries.flatMap(addLines);
+  let r = await nftScript([...declarations(), ...adds], netns);
   for (let attempt = 1; !r.ok && attempt <= ATTEMPTS && isClash(r.stderr); attempt++) {
-    // Some key is held by another tag (an address reused before its old owner's DEL, or our own element with an
-    // older subnet): the newest ADD owns the address, so take every element of our addresses over, each delete
-    // guarded by the tag we saw, so a concurrent change makes this round fail instead of deleting blindly.
-    const listing = (await listTable(netns)) ?? { elems: [] };
+    // An address is still held by another tag (reused before its old owner's DEL), or one of our addresses has a
+    // local element with another subnet. The newest ADD owns the address: release the previous owner (guarded by
+    // the tag we saw, so a concurrent change makes this round fail instead of deleting blindly) and drop every
+    // local element of the address before adding ours.
+    const listing = (await listTable(netns)) ?? { pods: new Set<string>(), owners: new Map(), locals: [] };
     const lines = declarations();
-    const seen = new Set<string>();
-    for (const w of wanted) {
-      for (const e of listing.elems) {
-        if (e.map !== w.map || e.ip !== w.ip || (e.key === w.key && e.tag === w.tag)) continue;
-        const id = `${e.map} ${e.key}`;
-        if (seen.has(id)) continue;
-        seen.add(id);
-        lines.push(...guardedDelete(e));
-      }
+    const done = new Set<string>();
+    for (const e of entries) {
+      const a: Addr = { family: e.family, ip: e.ip };
+      if (done.has(id(a))) continue;
+      done.add(id(a));
+      const owner = listing.owners.get(id(a));
+      const mine = nftMasqTag(e.network, e.containerID, e.ifname);
+      if (owner && owner.tag !== mine) lines.push(...releaseOwner(a, owner.tag));
+      const locals = listing.locals.filter((l) => l.family === a.family && l.ip === a.ip);
+      for (const l of locals) lines.push(...dropSetElem(LAYOUT[a.family].local, l.key));
     }
-    lines.push(...wanted.map(addLine));
-    r = await nftScript(lines, netns);
+    r = await nftScript([...lines, ...adds], netns);
   }
   if (!r.ok) throw new CniError(ErrorCode.KernelOperationFailed, `nftables ipMasq setup failed: ${r.stderr}`);
 }
@@ -273,64 +286,84 @@ export async function nftDelMasq(network: string, containerID: string, ifname: s
   const comment = nftMasqComment(network, containerID, ifname);
   const hinted = hints.map((h) => parseCidr(h)).filter((c) => c !== undefined);
   if (hinted.length > 0 && hinted.length === hints.length) {
-    const lines: string[] = [];
-    for (const c of hinted) {
-      const f = LAYOUT[c.family];
-      const ip = bigIntToIP(c.family, c.ip);
-      const net = `${bigIntToIP(c.family, c.network)}/${c.prefix}`;
-      lines.push(...guardedDelete({ map: f.pods, key: ip, ip, tag }), ...guardedDelete({ map: f.local, key: `${ip} . ${net}`, ip, tag }));
-    }
-    // Success means every hinted element is gone or was never there. A failure (the table is missing, or one of
-    // the addresses already belongs to another attachment) aborts the whole transaction: sort it out by comment.
+    const lines = hinted.flatMap((c) => {
+      const a: Addr = { family: c.family, ip: bigIntToIP(c.family, c.ip) };
+      return releaseAddress(a, tag, [`${a.ip} . ${bigIntToIP(c.family, c.network)}/${c.prefix}`]);
+    });
+    // Success: every hinted element is gone or was never there. Failure (no table yet, or an address already
+    // belongs to another attachment) aborts the whole transaction: sort it out by comment.
     const r = await nftScript(lines, netns);
     if (r.ok) return;
     log.debug(`ipMasq: nftables DEL by hints failed (${r.stderr}); looking for the elements by comment`);
   }
-  await deleteMatching(netns, (e) => e.comment === comment, `attachment ${network}/${containerID}/${ifname}`);
+  await releaseMatching(netns, (c) => c === comment, () => tag, `attachment ${network}/${containerID}/${ifname}`);
 }
 
-/** Delete every element `select` picks, guarded by its owner tag, re-reading after a lost race. */
-async function deleteMatching(netns: string | undefined, select: (e: Elem) => boolean, what: string): Promise<void> {
-  let last = "";
+/**
+ * Release every address whose owner entry (or, for an address nobody owns, a local element) carries a comment that
+ * `pick` selects; addresses owned under another comment are left alone. `tagOf` gives the guard for an address
+ * without owner entry. Re-reads after a lost race.
+ */
+async function releaseMatching(netns: string | undefined, pick: (comment: string | undefined) => boolean, tagOf: () => number, what: string): Promise<void> {
+  let error = "";
   for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
     const listing = await listTable(netns);
     if (!listing) return;
-    const doomed = listing.elems.filter(select);
-    if (doomed.length === 0) return;
-    const r = await nftScript(doomed.flatMap(guardedDelete), netns);
+    const doomed = new Map<string, { a: Addr; tag: number }>();
+    for (const [key, o] of listing.owners) {
+      if (!pick(o.comment)) continue;
+      const [fam, ip] = key.split(" ") as [string, string];
+      doomed.set(key, { a: { family: fam === "4" ? 4 : 6, ip }, tag: o.tag });
+    }
+    for (const l of listing.locals) {
+      const key = id(l);
+      if (pick(l.comment) && !listing.owners.has(key) && !doomed.has(key)) doomed.set(key, { a: { family: l.family, ip: l.ip }, tag: tagOf() });
+    }
+    if (doomed.size === 0) return;
+    const lines = [...doomed.values()].flatMap(({ a, tag }) =>
+      releaseAddress(
+        a,
+        tag,
+        listing.locals.filter((l) => l.family === a.family && l.ip === a.ip).map((l) => l.key),
+      ),
+    );
+    const r = await nftScript(lines, netns);
     if (r.ok) return;
-    last = r.stderr;
+    error = r.stderr;
     if (!isClash(r.stderr) && !isMissing(r.stderr)) break;
   }
-  throw new CniError(ErrorCode.KernelOperationFailed, `nftables ipMasq teardown of ${what} failed: ${last}`);
+  throw new CniError(ErrorCode.KernelOperationFailed, `nftables ipMasq teardown of ${what} failed: ${error}`);
 }
 
-/** GC for the nftables backend: elements whose comment names `network` but none of the valid attachments. */
+/** GC for the nftables backend: addresses whose comment names `network` but none of the valid attachments. */
 export async function nftGcMasq(network: string, valid: readonly Attachment[], netns?: string): Promise<void> {
   if (!hasExecutable("nft")) return;
   const prefix = `${networkHash(network)}-`;
   const keep = new Set(valid.map((a) => nftMasqComment(network, a.containerID, a.ifname)));
-  await deleteMatching(netns, (e) => e.comment !== undefined && e.comment.startsWith(prefix) && !keep.has(e.comment), `network ${network}`);
+  // An ownerless leftover has no tag to show; guard it with 0, which only fails if someone takes the address meanwhile.
+  await releaseMatching(netns, (c) => c !== undefined && c.startsWith(prefix) && !keep.has(c), () => 0, `network ${network}`);
 }
 
-/** CHECK for the nftables backend: the four rules, and both elements of every entry carrying the entry's tag. */
+/** CHECK for the nftables backend: the two rules, and every entry's three elements, owned by the entry. */
 export async function nftCheckMasq(entries: readonly NormalizedMasqEntry[], netns?: string): Promise<string | undefined> {
   requireExecutable("nft");
   const listing = await listTable(netns);
   if (!listing) return `nftables table ${MASQ_NFT_TABLE} does not exist`;
   const chain = listing.chain;
   if (!chain || chain.type !== "nat" || chain.hook !== "postrouting") return `nftables chain ${MASQ_NFT_TABLE} ${CHAIN} is missing or is not a nat postrouting chain`;
-  const expected = constantRules();
   const actual = chain.rules.map((r) => JSON.stringify(r));
-  const missingRule = expected.find((r) => !actual.includes(JSON.stringify(r.json)));
+  const missingRule = constantRules().find((r) => !actual.includes(JSON.stringify(r.json)));
   if (missingRule) return `nftables chain ${MASQ_NFT_TABLE} ${CHAIN} lacks the rule "${missingRule.text}"`;
-  for (const entry of entries) {
-    const who = `attachment ${entry.network}/${entry.containerID}/${entry.ifname}`;
-    for (const w of elementsOf([entry])) {
-      const e = listing.elems.find((x) => x.map === w.map && x.key === w.key);
-      if (!e) return `nftables map ${w.map} has no element ${w.key} for ${who}`;
-      if (e.tag !== w.tag) return `nftables element ${w.key} of map ${w.map} belongs to another attachment than ${who}`;
-    }
+  for (const e of entries) {
+    const f = LAYOUT[e.family];
+    const who = `attachment ${e.network}/${e.containerID}/${e.ifname}`;
+    const key = id({ family: e.family, ip: e.ip });
+    if (!listing.pods.has(key)) return `nftables set ${f.pods} has no element ${e.ip} for ${who}`;
+    const owner = listing.owners.get(key);
+    if (!owner) return `nftables map ${f.owners} has no element ${e.ip} for ${who}`;
+    if (owner.tag !== nftMasqTag(e.network, e.containerID, e.ifname)) return `nftables address ${e.ip} belongs to another attachment than ${who}`;
+    const local = `${e.ip} . ${e.subnet}`;
+    if (!listing.locals.some((l) => l.key === local)) return `nftables set ${f.local} has no element ${local} for ${who}`;
   }
   return undefined;
 }

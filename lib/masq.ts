@@ -3,8 +3,8 @@
  * node with the node's address; traffic to the pod's own subnet and to multicast keeps the pod's address.
  *
  * Two backends, chosen per network like the reference's `ipMasqBackend`:
- * - "nftables" (lib/masq-nft.ts): our own table `inet cni_ts_masq` whose four rules never change; a pod costs
- *   map elements, not rules, so the packet path does not grow with the number of pods (cni#215).
+ * - "nftables" (lib/masq-nft.ts): our own table `inet cni_ts_masq` whose two rules never change; a pod costs
+ *   set elements, not rules, so the packet path does not grow with the number of pods (cni#215).
  * - "iptables" (lib/masq-iptables.ts): the reference's layout to the byte (chain names, rules, comments), so a node
  *   can switch between the reference bridge and ours and either one's DEL cleans up the other's rules.
  *
@@ -125,9 +125,11 @@ export async function addMasq(backend: MasqBackend, entries: MasqEntry[], netns?
 /**
  * Remove everything of attachment (network, containerID, ifname) from BOTH backends (like the reference's teardown), without needing its IPs (ips is only a hint); succeeds when nothing is there, when the tables do not exist, and when a backend binary is missing.
  *
- * Hints written as "ip/prefix" (a result's `ips[].address`) let the nftables side skip reading its maps; they
- * must then name every address of the attachment, because an element no hint names stays until the address is
- * handed out again (the next ADD replaces it) or GC runs. Bare addresses are ignored. The iptables side always
+ * Hints written as "ip/prefix" (a result's `ips[].address`, the prefix giving the subnet) let the nftables side
+ * skip reading its table; they must then name every address of the attachment with the subnet ADD was given,
+ * because an element no hint names stays until its address is handed out again (that ADD takes it over) or GC
+ * runs. If any hint is a bare address, or an address turns out to belong to another attachment, the nftables
+ * side reads the table and goes by the attachment's element comments instead. The iptables side always
  * reads the nat table and removes the attachment's chain with every rule that jumps to it: its chain is per
  * (network, containerID), so all interfaces of that container on that network lose their masquerade together.
  */

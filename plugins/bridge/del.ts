@@ -37,10 +37,10 @@ function lenientConfig(ctx: CmdContext): Partial<BridgeConfig> & { name: string 
   }
 }
 
-/** Addresses of this attachment from prevResult: a hint for masquerade teardown, never required. */
+/** Addresses of this attachment from prevResult ("ip/prefix"): a hint for masquerade teardown, never required. */
 function prevIPs(ctx: CmdContext): string[] {
   try {
-    return (parseResult(ctx.config.prevResult, ctx.version).ips ?? []).map((ip) => ip.address.split("/")[0]!);
+    return (parseResult(ctx.config.prevResult, ctx.version).ips ?? []).map((ip) => ip.address);
   } catch {
     return [];
   }

@@ -47,7 +47,14 @@ export function podScript(conf: BridgeConfig, ifname: string, ips: readonly IPCo
     }
   }
   if (!conf.disableContainerInterface) b.cmd("link", "set", "dev", ifname, "up");
-  for (const r of routes) b.cmd(...routeArgs(r, ifname, gateways));
+  // IPAM's gateway-less default plus isDefaultGateway's default resolve to the same kernel route: add it once.
+  const seen = new Set<string>();
+  for (const r of routes) {
+    const key = `${r.dst} ${nextHopFor(r, gateways) ?? ""} ${r.table ?? ""}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    b.cmd(...routeArgs(r, ifname, gateways));
+  }
   return s.batch(b);
 }
 
