@@ -135,18 +135,10 @@ export async function addMasq(backend: MasqBackend, entries: MasqEntry[], netns?
  */
 export async function delMasq(network: string, containerID: string, ifname: string, ips?: string[], netns?: string): Promise<void> {
   requireSafeIdentity(network, containerID, ifname);
-  const errors: string[] = [];
-  // Both backends, always: the attachment may come from another plugin version or an earlier configuration.
-  try {
-    await iptDelMasq(network, containerID, netns);
-  } catch (e) {
-    errors.push((e as Error).message);
-  }
-  try {
-    await nftDelMasq(network, containerID, ifname, ips ?? [], netns);
-  } catch (e) {
-    errors.push((e as Error).message);
-  }
+  // Both backends, always (the attachment may come from another plugin version or an earlier configuration), and
+  // at the same time: they touch different tables, and DEL latency is every pod's stop latency.
+  const outcomes = await Promise.allSettled([iptDelMasq(network, containerID, netns), nftDelMasq(network, containerID, ifname, ips ?? [], netns)]);
+  const errors = outcomes.flatMap((o) => (o.status === "rejected" ? [(o.reason as Error).message] : []));
   if (errors.length > 0) throw new CniError(ErrorCode.KernelOperationFailed, `ipMasq teardown failed: ${errors.join("; ")}`);
 }
 

@@ -4,6 +4,7 @@
  * So an empty CNI_NETNS, a deleted namespace, a vanished interface or a second DEL all end the same way: nothing
  * left. Every step runs even if an earlier one failed; the first failure is reported at the end.
  */
+import { existsSync } from "node:fs";
 import { CniError, ErrorCode } from "../../lib/errors.js";
 import { delegate } from "../../lib/invoke.js";
 import { IpBatch } from "../../lib/ip/batch.js";
@@ -16,6 +17,11 @@ import { loadBridgeConfig, type BridgeConfig } from "./config.js";
 import { hostVethName } from "./names.js";
 
 const GONE = /Cannot find device|does not exist|No such device/;
+
+/** /proc/sys/net/ipv4/conf/<name> exists for every interface of our namespace: a check without a spawn. */
+async function hostLinkExists(name: string): Promise<boolean> {
+  return existsSync(`/proc/sys/net/ipv4/conf/${name}`);
+}
 
 async function deleteLink(name: string, netns?: string): Promise<void> {
   try {
@@ -57,11 +63,24 @@ export async function del(ctx: CmdContext): Promise<void> {
       errors.push(e);
     }
   };
-  // Deleting either end of a veth pair deletes both; the pod end goes first while its namespace still exists.
-  if (ctx.netns !== "" && inspectNetns(ctx.netns) === "ok") await step("pod interface", () => deleteLink(ctx.ifname, ctx.netns));
-  await step("host interface", () => deleteLink(hostVethName(ctx.containerID, ctx.ifname)));
-  if (conf.ipamType) await step("IPAM", () => delegate(conf.ipamType!, "DEL", ctx).then(() => undefined));
-  if (conf.ipMasq) await step("masquerade", () => delMasq(conf.name, ctx.containerID, ctx.ifname, prevIPs(ctx)));
+  // Independent steps, run at the same time. Deleting either end of a veth pair deletes both: the pod end first
+  // while its namespace exists; the host end by its derived name covers an empty or vanished CNI_NETNS.
+  const links = async () => {
+    if (ctx.netns !== "" && inspectNetns(ctx.netns) === "ok") {
+      let podGone = false;
+      await step("pod interface", async () => {
+        await deleteLink(ctx.ifname, ctx.netns);
+        podGone = true;
+      });
+      if (podGone && !(await hostLinkExists(hostVethName(ctx.containerID, ctx.ifname)))) return;
+    }
+    await step("host interface", () => deleteLink(hostVethName(ctx.containerID, ctx.ifname)));
+  };
+  await Promise.all([
+    links(),
+    conf.ipamType ? step("IPAM", () => delegate(conf.ipamType!, "DEL", ctx).then(() => undefined)) : undefined,
+    conf.ipMasq ? step("masquerade", () => delMasq(conf.name, ctx.containerID, ctx.ifname, prevIPs(ctx))) : undefined,
+  ]);
   if (errors.length > 0) {
     const first = errors[0];
     throw first instanceof CniError ? first : new CniError(ErrorCode.Internal, String(first));
