@@ -56,7 +56,7 @@ async function applyHost(conf: BridgeConfig, state: BridgeState, plan: HostPlan,
     // Another ADD may have created the bridge between our read and our batch: adopt it and go again, once.
     if (!state.exists && e instanceof CniError && /ip link add name .* type bridge/.test(e.message)) {
       const now = await readBridge(conf.bridge);
-      if (now.exists) return hostBatch(conf, now, { ...plan, bridgeMac: now.mac ?? plan.bridgeMac }).run(undefined, "configuring the node");
+      if (now.exists) return hostBatch(conf, now, Object.assign(plan, { bridgeMac: now.mac ?? plan.bridgeMac })).run(undefined, "configuring the node");
     }
     throw await explainVethFailure(e, ctx, plan.hostVeth);
   }
@@ -82,7 +82,7 @@ async function waitForPort(hostVeth: string): Promise<void> {
   let state = "unknown";
   for (const ms of PORT_WAIT_MS) {
     if (ms) await new Promise((r) => setTimeout(r, ms));
-    const link = await getLink(hostVeth);
+    const link = (await ipJson<LinkInfo[]>(["link", "show", "dev", hostVeth]).catch(() => [] as LinkInfo[]))[0];
     state = link?.operstate ?? "missing";
     if (state === "UP") return;
   }
@@ -118,9 +118,13 @@ export async function add(ctx: CmdContext): Promise<Result> {
     created = true;
     nodeSysctls(conf, hostVeth, gateways);
     const masq = conf.ipMasq && ips.length > 0 ? addMasq(resolveMasqBackend(conf.ipMasqBackend), masqEntries(conf, ctx, ips)) : Promise.resolve();
-    await Promise.all([podScript(conf, ctx.ifname, ips, routes, gateways).run(ctx.netns), applyVlans(conf, hostVeth), masq]);
-    if (conf.enabledad && ips.some((ip) => ip.address.includes(":"))) await waitForDad(ctx.netns, ctx.ifname);
-    if (!conf.disableContainerInterface) await waitForPort(hostVeth);
+    // The pod's side, then the waits that depend on it, run while the firewall is programmed.
+    const pod = async () => {
+      await Promise.all([podScript(conf, ctx.ifname, ips, routes, gateways).run(ctx.netns), applyVlans(conf, hostVeth)]);
+      if (conf.enabledad && ips.some((ip) => ip.address.includes(":"))) await waitForDad(ctx.netns, ctx.ifname);
+      if (!conf.disableContainerInterface) await waitForPort(hostVeth);
+    };
+    await Promise.all([pod(), masq]);
 
     const interfaces: Interface[] = [
       { name: conf.bridge, mac: plan.bridgeMac },
