@@ -1,10 +1,33 @@
-/** The `routes` plugin's definition (the verbs arrive with the routes issue). */
-import type { PluginDefinition } from "../../lib/skel.js";
-import { unimplementedVerbs } from "../../lib/unimplemented.js";
+/**
+ * The `routes` plugin: a chained plugin that shapes the pod's routes (route-override's keys, every spec 1.1 route
+ * field) and ensures routes on the node; and, as `routes sync`, the node-level peer routes of a kubenet-style
+ * cluster. See docs/routes.md.
+ */
+import type { CmdContext, PluginDefinition } from "../../lib/skel.js";
+import { add } from "./add.js";
+import { check } from "./check.js";
+import { routesCli } from "./cli.js";
+import { loadRoutesConfig } from "./config.js";
 
-export const routes: PluginDefinition = {
+/** DEL changes nothing: the pod's routes go with its namespace, and hostRoutes are shared by every pod of the node
+ * (removing them when one pod goes would cut the others off). */
+async function del(): Promise<void> {}
+
+/** STATUS: ready whenever the config is valid (nothing else can keep ADD from working). */
+async function status(ctx: CmdContext): Promise<void> {
+  loadRoutesConfig(ctx.config);
+}
+
+/** The plugin, plus `cli` for `routes sync ...` (dispatched by cmd/cni-ts.ts when argv[0] is "sync"). */
+export const routes: PluginDefinition & { cli(argv: readonly string[]): Promise<number> } = {
   name: "routes",
-  about: "CNI routes plugin (cni-ts): route shaping inside the pod and on the node",
+  about: "CNI routes plugin (cni-ts): route shaping inside the pod and on the node; `routes sync --help` for node mode",
   netns: "required",
-  ...unimplementedVerbs("routes"),
+  add,
+  del,
+  check,
+  // Nothing per attachment is kept anywhere, so there is nothing to collect.
+  gc: async () => {},
+  status,
+  cli: routesCli,
 };

@@ -1,0 +1,160 @@
+/**
+ * `routes sync`: on this node, `podCIDR via InternalIP` for every other node of a NodeList (kubenet / flannel
+ * host-gw style), in one batch. Routes carry SYNC_PROTO; a route to a peer's podCIDR that does not is someone
+ * else's and is never touched, and routes of ours whose node left the list are deleted.
+ *
+ * The decisions are pure (planSync) so they are unit-tested; syncOnce reads the node and applies.
+ *
+ * @example
+ *   const plan = planSync(parseNodeList(text, "nodes.json"), "node1", await readRoutes(), await localNetworks());
+ */
+import { cidrContains, formatIP, isNetworkAddress, parseCidr, parseIP, bigIntToIP, type Cidr } from "../../lib/cidr.js";
+import { ipJson, type LinkAddrs } from "../../lib/ip/read.js";
+import { applyOps } from "./apply.js";
+import { SYNC_PROTO } from "./config.js";
+import { planHost, type HostChange, type HostPlan, type WantedRoute } from "./hostplan.js";
+import { describeKernel, readRoutes, type KernelRoute } from "./kernel.js";
+import { InputError, type NodeEntry } from "./nodelist.js";
+
+/** One address of this node with its prefix: the networks it reaches directly. */
+export interface LocalNet {
+  ifname: string;
+  cidr: Cidr;
+}
+
+/** One sync's decisions: the node-route plan plus the peers left out and why. */
+export interface SyncPlan {
+  host: HostPlan;
+  wanted: WantedRoute[];
+  /** Nodes or pod CIDRs left out for an ordinary reason (no podCIDR yet, no InternalIP of that family). */
+  skipped: string[];
+  /** Left out because something is wrong (peer not directly reachable, bad CIDR, clash): exit status 1. */
+  problems: string[];
+}
+
+/** This node's addresses that reach neighbours: not host-scope (lo) nor link-local, and not /32 or /128. */
+export async function localNetworks(): Promise<LocalNet[]> {
+  const links = await ipJson<LinkAddrs[]>(["addr", "show"]);
+  const out: LocalNet[] = [];
+  for (const l of links) {
+    for (const a of l.addr_info) {
+      if (a.scope === "host" || a.scope === "link" || a.scope === "254" || a.scope === "253") continue;
+      const cidr = parseCidr(`${a.local}/${a.prefixlen}`);
+      if (cidr) out.push({ ifname: l.ifname, cidr });
+    }
+  }
+  return out;
+}
+
+/** The routes this node should have, and why any node was left out. */
+export function wantedRoutes(nodes: readonly NodeEntry[], self: string, nets: readonly LocalNet[]): Pick<SyncPlan, "wanted" | "skipped" | "problems"> {
+  const wanted: WantedRoute[] = [];
+  const skipped: string[] = [];
+  const problems: string[] = [];
+  const owner = new Map<string, string>();
+  const me = nodes.find((n) => n.name === self);
+  for (const n of me?.podCIDRs ?? []) {
+    const c = parseCidr(n);
+    if (c) owner.set(`${bigIntToIP(c.family, c.network)}/${c.prefix}`, self);
+  }
+  for (const node of nodes) {
+    if (node.name === self) continue;
+    if (node.podCIDRs.length === 0) {
+      skipped.push(`skip node ${node.name}: no spec.podCIDR`);
+      continue;
+    }
+    for (const text of node.podCIDRs) {
+      const c = parseCidr(text);
+      if (!c || !isNetworkAddress(c)) {
+        problems.push(`skip node ${node.name}: podCIDR ${JSON.stringify(text)} is not a network CIDR`);
+        continue;
+      }
+      const dst = `${bigIntToIP(c.family, c.network)}/${c.prefix}`;
+      const ip = node.internalIPs.map((a) => parseIP(a)).find((a) => a?.family === c.family);
+      if (!ip) {
+        skipped.push(`skip node ${node.name}: no IPv${c.family} InternalIP for podCIDR ${dst}`);
+        continue;
+      }
+      const gw = formatIP(ip);
+      const clash = owner.get(dst);
+      if (clash !== undefined) {
+        problems.push(`skip node ${node.name}: podCIDR ${dst} is also node ${clash}'s`);
+        continue;
+      }
+      if (nets.some((n) => n.cidr.family === ip.family && n.cidr.ip === ip.value)) {
+        problems.push(`skip node ${node.name}: its InternalIP ${gw} is an address of this node`);
+        continue;
+      }
+      // A gateway off every connected network cannot be a next hop: the kernel refuses the route, or (with
+      // onlink) the packets vanish. Say so rather than blackhole the peer's pods.
+      const direct = nets.some((n) => n.cidr.prefix < (n.cidr.family === 4 ? 32 : 128) && cidrContains(n.cidr, ip));
+      if (!direct) {
+        problems.push(`skip node ${node.name}: InternalIP ${gw} is not on a directly connected network of this node, so ${dst} via ${gw} would not work`);
+        continue;
+      }
+      owner.set(dst, node.name);
+      wanted.push({ route: { dst, gw }, label: `node ${node.name}` });
+    }
+  }
+  return { wanted, skipped, problems };
+}
+
+/** The full plan for this node. Throws InputError when `self` is not in the list. */
+export function planSync(nodes: readonly NodeEntry[], self: string, current: readonly KernelRoute[], nets: readonly LocalNet[]): SyncPlan {
+  if (!nodes.some((n) => n.name === self)) throw new InputError(`node ${JSON.stringify(self)} is not in the node list (--node must name this node)`);
+  const w = wantedRoutes(nodes, self, nets);
+  const host = planHost(w.wanted, current, SYNC_PROTO, true, "no node in the list has this podCIDR any more");
+  const conflicts = host.conflicts.map(
+    (c) => `conflict ${c.want.route.dst} via ${c.want.route.gw} (${c.want.label}): ${describeKernel(c.existing)} is in the way and was not installed by routes sync; left alone`,
+  );
+  return { host, ...w, problems: [...w.problems, ...conflicts] };
+}
+
+/** One line of the report: what a change does. */
+export function describeChange(ch: HostChange): string {
+  switch (ch.kind) {
+    case "add":
+      return `add ${ch.want.route.dst} via ${ch.want.route.gw} (${ch.want.label})`;
+    case "replace":
+      return `replace ${ch.want.route.dst} via ${ch.want.route.gw} (${ch.want.label}; was ${describeKernel(ch.old)})`;
+    case "delete":
+      return `delete ${describeKernel(ch.old)} (${ch.why})`;
+  }
+}
+
+/** Where the report goes: changes to `out`, skips, problems and errors to `err`. */
+export interface SyncOutput {
+  out(line: string): void;
+  err(line: string): void;
+}
+
+/**
+ * Plan against this node's routes and addresses, print the plan, and (unless dryRun) apply it in one batch.
+ * Returns the exit status: 0 in sync, 1 when a route could not be applied or a peer was left out for a problem.
+ * InputError propagates (status 2 for the caller).
+ */
+export async function syncOnce(nodes: readonly NodeEntry[], self: string, dryRun: boolean, io: SyncOutput, quietWhenInSync = false): Promise<number> {
+  const [current, nets] = await Promise.all([readRoutes(), localNetworks()]);
+  const plan = planSync(nodes, self, current, nets);
+  for (const s of plan.skipped) io.err(s);
+  for (const p of plan.problems) io.err(p);
+  const changes = plan.host.changes;
+  for (const ch of changes) io.out(describeChange(ch));
+  const status = plan.problems.length > 0 ? 1 : 0;
+  if (dryRun) {
+    io.out(`dry run: ${changes.length} change(s) planned, ${plan.host.unchanged.length} route(s) already in place; nothing changed`);
+    return status;
+  }
+  if (changes.length === 0) {
+    if (!quietWhenInSync) io.out(`in sync: ${plan.host.unchanged.length} route(s) in place, nothing to change`);
+    return status;
+  }
+  try {
+    await applyOps(changes.map((c) => c.op), undefined, "this node");
+  } catch (e) {
+    io.err(`routes sync failed, nothing changed: ${(e as Error).message}`);
+    return 1;
+  }
+  io.out(`${changes.length} change(s) applied, ${plan.host.unchanged.length} route(s) already in place`);
+  return status;
+}
