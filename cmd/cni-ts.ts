@@ -6,6 +6,7 @@
 import { basename } from "node:path";
 import { hostLocal } from "../ipam/host-local/main.js";
 import { registerInProcess } from "../lib/invoke.js";
+import { installMain } from "./install.js";
 import { CNI_TS_VERSION, pluginMain, type PluginDefinition } from "../lib/skel.js";
 import { bridge } from "../plugins/bridge/main.js";
 import { routes } from "../plugins/routes/main.js";
@@ -16,7 +17,8 @@ function usage(): string {
   return `cni-ts ${CNI_TS_VERSION}: CNI plugins in one executable\n` +
     `Installed under the names of its plugins (links to this file), it acts as that plugin:\n` +
     Object.values(APPLETS).map((p) => `  ${p.name.padEnd(11)} ${p.about}\n`).join("") +
-    `Run by hand: cni-ts PLUGIN [--help]\n`;
+    `Run by hand: cni-ts PLUGIN [--help]\n` +
+    `Install on a node: cni-ts install [--dir /opt/cni/bin] [--force]\n`;
 }
 
 async function main(): Promise<void> {
@@ -27,12 +29,14 @@ async function main(): Promise<void> {
     name = argv[0] ?? "";
     argv = argv.slice(1);
   }
+  if (name === "install") return void (process.exitCode = installMain(argv, Object.keys(APPLETS)));
   const plugin = Object.hasOwn(APPLETS, name) ? APPLETS[name] : undefined;
   if (!plugin) {
     process.stderr.write(usage());
     process.exitCode = name === "" || name === "--help" || name === "-h" || name === "--version" ? 0 : 2;
     return;
   }
+  if (plugin === routes && argv[0] === "sync") return void (process.exitCode = await routes.cli(argv));
   await pluginMain(plugin, argv);
 }
 

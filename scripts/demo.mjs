@@ -1,18 +1,16 @@
 #!/usr/bin/env node
-// `npm run demo`: the main job. Build if needed, then run the plugins as a runtime would on a node, inside a
-// throwaway sandbox of network namespaces (the machine's own namespace is never touched), and show the result.
-// It grows with the plugins: today it installs the executables into a relocated /opt/cni/bin and asks each
-// one what it is and which spec versions it speaks, from inside a node namespace.
+// `npm run demo [-- --keep | --remove ID]`: the main job. Build if needed, then run the cluster lab (lab/main.ts):
+// three nodes and five pods in network namespaces of their own, kubenet-style, with every pod pinging every
+// other pod across nodes. The machine's own network namespace is never touched; everything is removed at the end.
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, symlinkSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readdirSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ensureDeps, requireRoot } from "./deps.mjs";
+import { runTs } from "./run-ts.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const exe = join(root, "dist/bin/cni-ts");
-const PLUGINS = ["bridge", "host-local", "routes"];
 
 function newestSource(dir) {
   let newest = 0;
@@ -32,54 +30,7 @@ function buildIfNeeded() {
   if (r.status !== 0) process.exit(1);
 }
 
-function sh(cmd, args, opts = {}) {
-  return spawnSync(cmd, args, { encoding: "utf8", ...opts });
-}
-
 requireRoot("the demo");
-ensureDeps(["ip", "nsenter", "strip"]);
+ensureDeps(["ip", "nsenter", "ping", "strip"]);
 buildIfNeeded();
-
-const id = `ctsdemo${process.pid.toString(36)}`;
-const node = `${id}-node`;
-const work = mkdtempSync(join(tmpdir(), `${id}-`));
-const optBin = join(work, "opt/cni/bin");
-let ok = true;
-const cleanup = () => {
-  sh("ip", ["netns", "del", node]);
-  rmSync(work, { recursive: true, force: true });
-};
-process.on("SIGINT", () => {
-  cleanup();
-  process.exit(130);
-});
-
-try {
-  mkdirSync(optBin, { recursive: true });
-  for (const p of PLUGINS) symlinkSync(exe, join(optBin, p));
-  if (sh("ip", ["netns", "add", node]).status !== 0) throw new Error(`cannot create namespace ${node}`);
-  console.log(`sandbox: node namespace ${node}, plugins in ${optBin}\n`);
-  console.log("PLUGIN       VERSION answer (CNI_COMMAND=VERSION, run inside the node namespace)");
-  for (const p of PLUGINS) {
-    const r = sh("ip", ["netns", "exec", node, join(optBin, p)], {
-      env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", CNI_COMMAND: "VERSION" },
-      input: '{"cniVersion":"1.1.0"}',
-    });
-    let line;
-    try {
-      const v = JSON.parse(r.stdout);
-      line = `speaks ${v.supportedVersions.join(", ")}`;
-    } catch {
-      ok = false;
-      line = `FAILED (exit ${r.status}): ${r.stdout}${r.stderr}`;
-    }
-    console.log(`${p.padEnd(12)} ${line}`);
-  }
-} catch (e) {
-  ok = false;
-  console.error(String(e));
-} finally {
-  cleanup();
-}
-console.log(`\nverdict: ${ok ? "OK" : "FAILED"} (sandbox removed)`);
-process.exit(ok ? 0 : 1);
+process.exit(await runTs(join(root, "lab/main.ts"), process.argv.slice(2)));

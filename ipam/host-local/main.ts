@@ -148,7 +148,8 @@ export const hostLocal: PluginDefinition = {
   name: "host-local",
   about: "CNI host-local IPAM plugin (cni-ts): addresses from ranges, reserved on local disk",
   netns: "ignored",
-  argsKeys: ["IP"],
+  // MAC is bridge's: a main plugin passes its CNI_ARGS on to IPAM unchanged, so it must not fail here.
+  argsKeys: ["IP", "MAC"],
   add,
   del,
   check,

@@ -1,0 +1,201 @@
+/**
+ * The cluster lab (`npm run demo`): a kubenet-style cluster in network namespaces. Three nodes on an underlay,
+ * each with its own pod subnet, our executables in a relocated /opt/cni/bin and a conflist in a relocated
+ * /etc/cni/net.d; five pods ADDed through a runtime with libcni's semantics; node routes to the other nodes' pod
+ * subnets installed by `routes sync` from a generated NodeList; then every pod pings every other pod.
+ *
+ *   lab [--keep]        run the lab (and leave it up with --keep)
+ *   lab --remove ID     remove a lab left up with --keep
+ */
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { CniRuntime, loadConfDir } from "../conformance/runner/index.js";
+import { endProgress, progress, table } from "./report.js";
+import { Topology, sh, type LabNode } from "./topology.js";
+
+const EXE = resolve(process.env.CNI_TS_EXE ?? "dist/bin/cni-ts");
+const PODS: Array<{ name: string; node: number }> = [
+  { name: "web-0", node: 1 }, { name: "web-1", node: 2 }, { name: "db-0", node: 3 }, { name: "cache-0", node: 1 }, { name: "api-0", node: 2 },
+];
+
+interface Pod {
+  name: string;
+  node: LabNode;
+  netns: string;
+  containerID: string;
+  ip?: string;
+}
+
+function kubenetConflist(node: LabNode): object {
+  return {
+    cniVersion: "1.0.0",
+    name: "kubenet",
+    plugins: [{
+      type: "bridge", bridge: "cbr0", isGateway: true, hairpinMode: true,
+      ipam: { type: "host-local", dataDir: node.dataDir, ranges: [[{ subnet: node.podCIDR }]], routes: [{ dst: "0.0.0.0/0" }] },
+    }],
+  };
+}
+
+function nodeList(nodes: LabNode[]): object {
+  return {
+    apiVersion: "v1",
+    kind: "NodeList",
+    items: nodes.map((n) => ({
+      apiVersion: "v1", kind: "Node", metadata: { name: n.name },
+      spec: { podCIDR: n.podCIDR, podCIDRs: [n.podCIDR] },
+      status: { addresses: [{ type: "InternalIP", address: n.nodeIP }, { type: "Hostname", address: n.name }] },
+    })),
+  };
+}
+
+function runtimeFor(node: LabNode): CniRuntime {
+  return new CniRuntime({ cniPath: [node.binDir], cacheDir: node.cacheDir, wrapper: ["nsenter", `--net=/var/run/netns/${node.netns}`, "--"], timeoutMs: 30_000 });
+}
+
+function ping(from: string, to: string): number | undefined {
+  const out = sh("ip", ["netns", "exec", from, "ping", "-c1", "-W1", to], true);
+  const m = /time=([\d.]+) ms/.exec(out);
+  return m ? Number(m[1]) : undefined;
+}
+
+function routesOf(node: LabNode): string {
+  return sh("ip", ["-n", node.netns, "route", "show"]).trim().split("\n").map((l) => `    ${l}`).join("\n");
+}
+
+async function run(keep: boolean): Promise<boolean> {
+  if (!existsSync(EXE)) throw new Error(`${EXE} is missing: run npm run build`);
+  const id = `ctslab${process.pid.toString(36)}`;
+  const work = mkdtempSync(join(tmpdir(), `${id}-`));
+  const topo = new Topology(id, work);
+  const started = Date.now();
+  let ok = false;
+  const onSignal = () => {
+    endProgress();
+    const left = topo.destroy();
+    process.stderr.write(`\ninterrupted: lab removed${left.length ? ` except ${left.join(", ")}` : ""}\n`);
+    process.exit(130);
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  const pods: Pod[] = [];
+  try {
+    progress("creating the underlay and 3 nodes");
+    topo.createUnderlay();
+    const nodes = [1, 2, 3].map((i) => topo.addNode(i, EXE, kubenetConflist));
+    const runtimes = new Map(nodes.map((n) => [n.name, runtimeFor(n)]));
+
+    for (const p of PODS) {
+      const node = nodes[p.node - 1]!;
+      progress(`ADD ${p.name} on ${node.name}`);
+      const pod: Pod = { name: p.name, node, netns: topo.addPod(p.name), containerID: `${id}-${p.name}` };
+      pods.push(pod);
+      const list = loadConfDir(node.confDir);
+      const result = await runtimes.get(node.name)!.addNetworkList(list, { containerID: pod.containerID, netns: `/var/run/netns/${pod.netns}`, ifname: "eth0" });
+      pod.ip = ((result.ips as Array<{ address: string }>)[0]?.address ?? "").split("/")[0];
+      await runtimes.get(node.name)!.checkNetworkList(list, { containerID: pod.containerID, netns: `/var/run/netns/${pod.netns}`, ifname: "eth0" });
+    }
+
+    const nodesFile = join(work, "nodes.json");
+    writeFileSync(nodesFile, JSON.stringify(nodeList(nodes), null, 2));
+    const syncs: string[] = [];
+    for (const n of nodes) {
+      progress(`routes sync on ${n.name}`);
+      const r = spawnSync("nsenter", [`--net=/var/run/netns/${n.netns}`, "--", join(n.binDir, "routes"), "sync", "--nodes", nodesFile, "--node", n.name], { encoding: "utf8", env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" } });
+      syncs.push(`  ${n.name}: ${(r.stdout + r.stderr).trim().split("\n").join("\n           ")}`);
+      if (r.status !== 0) throw new Error(`routes sync on ${n.name} failed (exit ${r.status}): ${r.stderr.trim()}`);
+    }
+
+    const matrix: string[][] = [];
+    let good = 0;
+    let total = 0;
+    for (const a of pods) {
+      progress(`ping from ${a.name}`);
+      const row = [a.name];
+      for (const b of pods) {
+        if (a === b) {
+          row.push("-");
+          continue;
+        }
+        total++;
+        const rtt = ping(a.netns, b.ip!);
+        if (rtt !== undefined) good++;
+        row.push(rtt === undefined ? "FAIL" : `${rtt.toFixed(2)}ms`);
+      }
+      matrix.push(row);
+    }
+    endProgress();
+
+    const distinct = new Set(pods.map((p) => p.ip)).size === pods.length;
+    console.log(`\ncni-ts cluster lab ${id}: 3 nodes (network namespaces) on an underlay, kubenet-style pod subnets\n`);
+    console.log(table(["NAME", "READY", "STATUS", "IP", "NODE"], pods.map((p) => [p.name, "1/1", "Running", p.ip ?? "?", p.node.name])));
+    console.log(`\nnode routes (routes sync from a NodeList of ${nodes.length} nodes):`);
+    console.log(syncs.join("\n"));
+    for (const n of nodes) console.log(`\n  ${n.name} (${n.nodeIP}, pods ${n.podCIDR}):\n${routesOf(n)}`);
+    console.log(`\nping matrix (from row to column, round-trip time):\n`);
+    console.log(table(["FROM \\ TO", ...pods.map((p) => p.name)], matrix));
+    ok = distinct && good === total;
+    console.log(`\n${distinct ? `${pods.length} pods, ${pods.length} distinct addresses` : "DUPLICATE ADDRESSES"}; ${good}/${total} pings answered`);
+
+    if (keep) {
+      console.log(`\nthe lab stays up (--keep). Enter a pod:   ip netns exec ${pods[0]!.netns} sh`);
+      console.log(`                          a node:  ip netns exec ${nodes[0]!.netns} sh`);
+      console.log(`remove it later with:     npm run demo -- --remove ${id}`);
+      writeFileSync(join(tmpdir(), `${id}.lab`), JSON.stringify({ namespaces: topo.namespaces, work }));
+      console.log(`verdict: ${ok ? "OK" : "FAILED"} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+      return ok;
+    }
+
+    for (const p of [...pods].reverse()) {
+      progress(`DEL ${p.name}`);
+      const list = loadConfDir(p.node.confDir);
+      await runtimes.get(p.node.name)!.delNetworkList(list, { containerID: p.containerID, netns: `/var/run/netns/${p.netns}`, ifname: "eth0" });
+    }
+    endProgress();
+    const leftovers = nodes.flatMap((n) => {
+      const links = sh("ip", ["-n", n.netns, "-o", "link", "show"]).split("\n").filter((l) => /^\d+: veth/.test(l)).map((l) => `${n.name}: ${l.split(":")[1]!.trim()}`);
+      const netDir = join(n.dataDir, "kubenet");
+      const reservations = existsSync(netDir) ? readdirSync(netDir).filter((f) => /^[0-9a-f.:]+$/.test(f)).map((f) => `${n.name}: reservation ${f}`) : [];
+      const cache = existsSync(join(n.cacheDir, "results")) ? readdirSync(join(n.cacheDir, "results")).map((f) => `${n.name}: cache ${f}`) : [];
+      return [...links, ...reservations, ...cache];
+    });
+    console.log(leftovers.length === 0 ? "after DEL: no veth, no reservation, no cache entry left" : `after DEL, left behind: ${leftovers.join(", ")}`);
+    ok &&= leftovers.length === 0;
+    return ok;
+  } finally {
+    endProgress();
+    if (!keep || !ok) {
+      const left = topo.destroy();
+      console.log(`lab removed${left.length ? `, except ${left.join(", ")}` : ""} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+      if (left.length) ok = false;
+    }
+    if (!keep) console.log(`verdict: ${ok ? "OK" : "FAILED"}`);
+  }
+}
+
+function remove(id: string): boolean {
+  if (!/^ctslab[0-9a-z]+$/.test(id)) throw new Error(`not a lab id: ${id}`);
+  const file = join(tmpdir(), `${id}.lab`);
+  const namespaces = sh("ip", ["netns", "list"]).split("\n").map((l) => l.split(" ")[0] ?? "").filter((n) => n.startsWith(`${id}-`));
+  for (const ns of namespaces) sh("ip", ["netns", "del", ns], true);
+  if (existsSync(file)) {
+    const { work } = JSON.parse(String(spawnSync("cat", [file]).stdout)) as { work: string };
+    if (work.startsWith(join(tmpdir(), id))) rmSync(work, { recursive: true, force: true });
+    rmSync(file, { force: true });
+  }
+  console.log(`removed ${namespaces.length} namespaces of ${id}`);
+  return true;
+}
+
+const args = process.argv.slice(2);
+try {
+  const i = args.indexOf("--remove");
+  const ok = i >= 0 ? remove(args[i + 1] ?? "") : await run(args.includes("--keep"));
+  process.exit(ok ? 0 : 1);
+} catch (e) {
+  endProgress();
+  console.error(`lab: ${(e as Error).message}`);
+  process.exit(1);
+}
