@@ -50,7 +50,8 @@ function gatewayLines(b: IpBatch, conf: BridgeConfig, state: BridgeState, gatewa
       }
       b.cmd("addr", "del", `${a.local}/${a.prefixlen}`, "dev", conf.bridge);
     }
-    b.cmd("addr", "replace", gw.cidr, "dev", conf.bridge);
+    // nodad: the gateway must answer the pod's first packets, not after ~2 s of duplicate address detection.
+    b.cmd("addr", "replace", gw.cidr, "dev", conf.bridge, ...(gw.family === 6 ? ["nodad"] : []));
   }
 }
 
