@@ -200,13 +200,18 @@ function addLines(entries: readonly NormalizedMasqEntry[], family: 4 | 6, nat: S
 }
 
 /** Restore lines that delete `chains` and every rule jumping to them; empty when none of it exists. */
-function deleteLines(nat: SavedNat, chains: ReadonlySet<string>): string[] {
+function deleteLines(nat: SavedNat, chains: ReadonlySet<string>, keepJump?: (r: SavedRule) => boolean): string[] {
   const lines: string[] = [];
+  const stillUsed = new Set<string>();
   for (const r of nat.rules) {
     const target = option(r.args, "-j")?.value;
-    if (target !== undefined && chains.has(target) && !chains.has(r.chain)) lines.push(`-D ${r.raw.slice(3)}`);
+    if (target === undefined || !chains.has(target) || chains.has(r.chain)) continue;
+    if (keepJump?.(r)) stillUsed.add(target);
+    else lines.push(`-D ${r.raw.slice(3)}`);
   }
-  for (const c of chains) if (nat.chains.has(c)) lines.push(`-F ${c}`, `-X ${c}`);
+  // A chain another interface of the same container still jumps to stays (the chain is per container, as the
+  // reference names it; its rules are the same for every interface of one network).
+  for (const c of chains) if (nat.chains.has(c) && !stillUsed.has(c)) lines.push(`-F ${c}`, `-X ${c}`);
   return lines;
 }
 
@@ -214,7 +219,7 @@ function deleteLines(nat: SavedNat, chains: ReadonlySet<string>): string[] {
  * Remove `pick(nat)` chains in one restore per family, re-reading after a lost race. A family whose tables cannot
  * be read (no binary, no kernel support) holds nothing of ours, like the reference's "supported" test.
  */
-async function deleteChains(netns: string | undefined, pick: (nat: SavedNat) => Set<string>, what: string): Promise<void> {
+async function deleteChains(netns: string | undefined, pick: (nat: SavedNat) => Set<string>, what: string, keepJump?: (r: SavedRule) => boolean): Promise<void> {
   for (const family of [4, 6] as const) {
     if (!hasExecutable(TOOLS[family].save) || !hasExecutable(TOOLS[family].restore)) continue;
     let error: string | undefined;
@@ -225,7 +230,7 @@ async function deleteChains(netns: string | undefined, pick: (nat: SavedNat) => 
         error = undefined;
         break;
       }
-      const lines = deleteLines(saved.nat, pick(saved.nat));
+      const lines = deleteLines(saved.nat, pick(saved.nat), keepJump);
       const r = lines.length === 0 ? { ok: true, stderr: "" } : await restore(family, lines, netns);
       error = r.ok ? undefined : r.stderr;
       if (r.ok) break;
@@ -234,10 +239,24 @@ async function deleteChains(netns: string | undefined, pick: (nat: SavedNat) => 
   }
 }
 
-/** DEL for the iptables backend: the attachment's chain and every rule that jumps to it; addresses not needed. */
-export async function iptDelMasq(network: string, containerID: string, netns?: string): Promise<void> {
+/**
+ * DEL for the iptables backend. With the attachment's addresses ("ip/prefix" hints, from prevResult), only the
+ * POSTROUTING jumps from those addresses go, and the per-container chain goes once nothing jumps to it: another
+ * interface of the same pod on the same network keeps its masquerade. Without hints (no prevResult), every jump to
+ * the chain and the chain itself go, as the reference's teardown does.
+ */
+export async function iptDelMasq(network: string, containerID: string, netns?: string, hints: readonly string[] = []): Promise<void> {
   const chain = iptablesMasqChain(network, containerID);
-  await deleteChains(netns, () => new Set([chain]), `${network}/${containerID}`);
+  const mine = new Set(hints.flatMap((h) => {
+    const c = parseCidr(h.includes("/") ? h : `${h}/${h.includes(":") ? 128 : 32}`);
+    return c ? [bigIntToIP(c.family, c.ip)] : [];
+  }));
+  const keepJump = mine.size === 0 ? undefined : (r: SavedRule) => {
+    const src = option(r.args, "-s")?.value;
+    const c = src ? parseCidr(src.includes("/") ? src : `${src}/${src.includes(":") ? 128 : 32}`) : undefined;
+    return c !== undefined && !mine.has(bigIntToIP(c.family, c.ip));
+  };
+  await deleteChains(netns, () => new Set([chain]), `${network}/${containerID}`, keepJump);
 }
 
 /** The reference comment's (network, containerID), or undefined for any other comment. */

@@ -137,7 +137,7 @@ export async function delMasq(network: string, containerID: string, ifname: stri
   requireSafeIdentity(network, containerID, ifname);
   // Both backends, always (the attachment may come from another plugin version or an earlier configuration), and
   // at the same time: they touch different tables, and DEL latency is every pod's stop latency.
-  const outcomes = await Promise.allSettled([iptDelMasq(network, containerID, netns), nftDelMasq(network, containerID, ifname, ips ?? [], netns)]);
+  const outcomes = await Promise.allSettled([iptDelMasq(network, containerID, netns, ips ?? []), nftDelMasq(network, containerID, ifname, ips ?? [], netns)]);
   const errors = outcomes.flatMap((o) => (o.status === "rejected" ? [(o.reason as Error).message] : []));
   if (errors.length > 0) throw new CniError(ErrorCode.KernelOperationFailed, `ipMasq teardown failed: ${errors.join("; ")}`);
 }

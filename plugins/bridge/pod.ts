@@ -12,8 +12,10 @@ import { nextHopFor, type GatewayAddr } from "./gateway.js";
 
 /** `ip route add` arguments for one route on `dev`. */
 export function routeArgs(route: Route, dev: string, gateways: readonly GatewayAddr[]): Array<string | number> {
-  // The family follows from dst (-4/-6 are not accepted inside a batch).
-  const args: Array<string | number> = ["route", "add", route.dst];
+  // append, not add: a second interface of the pod may bring a route to the same destination (a second default
+  // route), which the kernel keeps beside the first, as the reference's RouteAddEcmp does. The family follows
+  // from dst (-4/-6 are not accepted inside a batch).
+  const args: Array<string | number> = ["route", "append", route.dst];
   const via = nextHopFor(route, gateways);
   if (via !== undefined) args.push("via", via);
   args.push("dev", dev);

@@ -96,7 +96,7 @@ describe("gateways and routes", () => {
   it("turns every 1.1 route field into ip route arguments", () => {
     const gws = [{ family: 4 as const, cidr: "10.1.0.1/24", ip: "10.1.0.1" }];
     expect(routeArgs({ dst: "10.9.0.0/16", mtu: 1400, advmss: 1360, priority: 100, table: 100, scope: 0 }, "eth0", gws)).toEqual([
-      "route", "add", "10.9.0.0/16", "via", "10.1.0.1", "dev", "eth0", "metric", 100, "table", 100, "scope", 0, "mtu", 1400, "advmss", 1360,
+      "route", "append", "10.9.0.0/16", "via", "10.1.0.1", "dev", "eth0", "metric", 100, "table", 100, "scope", 0, "mtu", 1400, "advmss", 1360,
     ]);
   });
 });
