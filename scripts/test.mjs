@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // `npm test`: every test. Type check, unit tests, build the executables, integration tests against real
-// network namespaces (root). Ends with one line "N passed, M failed[, K skipped]".
+// network namespaces (root), then the conformance cases against our executables and against the reference plugins
+// (Debian's containernetworking-plugins). Ends with one line "N passed, M failed[, K skipped]".
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -21,6 +22,22 @@ function sh(cmd, argv, what) {
     ok = false;
   }
   return r.status === 0;
+}
+
+/** A conformance run: its steps count into the totals; its own last line says "N passed, M failed[, K skipped]". */
+function conformance(plugins) {
+  console.error(`\n== conformance against ${plugins}`);
+  const r = spawnSync("node", ["scripts/conformance.mjs", "--plugins", plugins], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] });
+  process.stdout.write(r.stdout ?? "");
+  const m = /(\d+) passed, (\d+) failed(?:, (\d+) skipped)?\s*$/.exec(r.stdout ?? "");
+  if (!m || r.status !== 0) {
+    console.error(`== conformance against ${plugins}: FAILED (exit ${r.status})`);
+    ok = false;
+  }
+  if (!m) return void (totals.failed += 1);
+  totals.passed += Number(m[1]);
+  totals.failed += Number(m[2]);
+  totals.skipped += Number(m[3] ?? 0);
 }
 
 function vitest(project) {
@@ -45,8 +62,12 @@ try {
   vitest("unit");
   if (!unitOnly) {
     requireRoot("the integration tests");
-    ensureDeps(["ip", "nsenter", "ping", "strip"]);
-    if (sh("node", ["build.mjs"], "build")) vitest("integration");
+    ensureDeps(["ip", "nsenter", "ping", "strip", "iptables", "nft", "reference plugins"]);
+    if (sh("node", ["build.mjs"], "build")) {
+      vitest("integration");
+      conformance("dist/bin");
+      conformance("/usr/lib/cni");
+    }
   }
 } finally {
   rmSync(reports, { recursive: true, force: true });
