@@ -6,6 +6,7 @@
 import { basename } from "node:path";
 import { hostLocal } from "../ipam/host-local/main.js";
 import { registerInProcess } from "../lib/invoke.js";
+import { conflistMain } from "./conflist.js";
 import { installMain } from "./install.js";
 import { CNI_TS_VERSION, pluginMain, type PluginDefinition } from "../lib/skel.js";
 import { bridge } from "../plugins/bridge/main.js";
@@ -18,7 +19,8 @@ function usage(): string {
     `Installed under the names of its plugins (links to this file), it acts as that plugin:\n` +
     Object.values(APPLETS).map((p) => `  ${p.name.padEnd(11)} ${p.about}\n`).join("") +
     `Run by hand: cni-ts PLUGIN [--help]\n` +
-    `Install on a node: cni-ts install [--dir /opt/cni/bin] [--force]\n`;
+    `Install on a node: cni-ts install [--dir /opt/cni/bin] [--force]\n` +
+    `Write a node's conflist: cni-ts conflist --template FILE --out FILE [--node NAME] [--pod-cidrs CIDR[,CIDR]]\n`;
 }
 
 async function main(): Promise<void> {
@@ -30,6 +32,7 @@ async function main(): Promise<void> {
     argv = argv.slice(1);
   }
   if (name === "install") return void (process.exitCode = installMain(argv, Object.keys(APPLETS)));
+  if (name === "conflist") return void (process.exitCode = await conflistMain(argv));
   const plugin = Object.hasOwn(APPLETS, name) ? APPLETS[name] : undefined;
   if (!plugin) {
     process.stderr.write(usage());
