@@ -13,7 +13,7 @@ const root = dirname(fileURLToPath(import.meta.url));
 const dist = join(root, "dist");
 const bin = join(dist, "bin");
 const require = createRequire(import.meta.url);
-const PLUGINS = ["bridge", "host-local", "routes"];
+const PLUGINS = ["bridge", "host-local", "routes", "loopback", "portmap"];
 const SEA_FUSE = "NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2";
 
 function fail(msg) {

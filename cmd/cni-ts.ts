@@ -10,9 +10,11 @@ import { conflistMain } from "./conflist.js";
 import { installMain } from "./install.js";
 import { CNI_TS_VERSION, pluginMain, type PluginDefinition } from "../lib/skel.js";
 import { bridge } from "../plugins/bridge/main.js";
+import { loopback } from "../plugins/loopback/main.js";
+import { portmap } from "../plugins/portmap/main.js";
 import { routes } from "../plugins/routes/main.js";
 
-export const APPLETS: Readonly<Record<string, PluginDefinition>> = { bridge, "host-local": hostLocal, routes };
+export const APPLETS: Readonly<Record<string, PluginDefinition>> = { bridge, "host-local": hostLocal, routes, loopback, portmap };
 
 function usage(): string {
   return `cni-ts ${CNI_TS_VERSION}: CNI plugins in one executable\n` +

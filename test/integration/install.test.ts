@@ -28,14 +28,14 @@ describe("cni-ts install", () => {
       const v = runExe(join(dir, p), { CNI_COMMAND: "VERSION" }, '{"cniVersion":"1.0.0"}');
       expect(v.json?.cniVersion).toBe("1.0.0");
     }
-    expect(readdirSync(dir).sort()).toEqual(["bridge", "cni-ts", "host-local", "routes"]);
+    expect(readdirSync(dir).sort()).toEqual(["cni-ts", ...PLUGINS].sort());
   });
 
   it("is repeatable: installing over our own install is fine and leaves no temporary file", () => {
     const dir = sandbox.tmpdir("again");
     expect(install(dir).status).toBe(0);
     expect(install(dir).status).toBe(0);
-    expect(readdirSync(dir).sort()).toEqual(["bridge", "cni-ts", "host-local", "routes"]);
+    expect(readdirSync(dir).sort()).toEqual(["cni-ts", ...PLUGINS].sort());
   });
 
   it("refuses to replace another plugin of the same name, changing nothing; --force replaces it", () => {

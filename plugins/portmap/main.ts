@@ -1,0 +1,94 @@
+/**
+ * The `portmap` plugin: chained after the main plugin, it forwards the runtime's `portMappings` (hostPort on the
+ * node to containerPort in the pod) with iptables (the reference's layout) or nftables (a table of constant rules
+ * and maps). See docs/portmap.md.
+ */
+import { CniError, ErrorCode } from "../../lib/errors.js";
+import { log } from "../../lib/log.js";
+import { hasExecutable } from "../../lib/masq.js";
+import type { CmdContext, GcContext, PluginDefinition } from "../../lib/skel.js";
+import type { Result } from "../../lib/types.js";
+import { parseResult } from "../../lib/version.js";
+import { loadPortmapConfig, type PortmapConfig } from "./config.js";
+import { iptAdd, iptCheck, iptDel, iptGc } from "./iptables.js";
+import { nftAdd, nftCheck, nftDel, nftGc } from "./nft.js";
+import { enableLocalnet, flushUdpConntrack, localnetProblem } from "./node.js";
+import { podAddresses, type PodAddr } from "./pod.js";
+
+function requirePrev(ctx: CmdContext, what: string): Result {
+  const raw = ctx.config.prevResult;
+  if (raw === undefined || raw === null) throw new CniError(ErrorCode.InvalidNetworkConfig, what, "portmap runs chained after a plugin that returns the pod's addresses (prevResult)");
+  return parseResult(raw, ctx.version);
+}
+
+async function add(ctx: CmdContext): Promise<Result> {
+  const conf = loadPortmapConfig(ctx.config);
+  const prev = requirePrev(ctx, "must be called as chained plugin");
+  const pods = podAddresses(prev, ctx.ifname);
+  if (conf.mappings.length === 0 || pods.length === 0) return prev;
+  if (conf.backend === "nftables") await nftAdd(conf, ctx.containerID, ctx.ifname, pods);
+  else await iptAdd(conf, ctx.containerID, pods);
+  const v4 = pods.find((p) => p.family === 4);
+  await Promise.all([
+    conf.snat && v4 ? enableLocalnet(v4.ip) : undefined,
+    flushUdpConntrack(conf.mappings, pods.map((p) => p.family)),
+  ]);
+  return prev;
+}
+
+/**
+ * DEL: both backends, by the attachment's identity alone, so it works without prevResult, without mappings (the
+ * reference does nothing then), with the namespace gone, and after the config switched backends.
+ */
+async function del(ctx: CmdContext): Promise<void> {
+  const outcomes = await Promise.allSettled([iptDel(ctx.config.name, ctx.containerID), nftDel(ctx.config.name, ctx.containerID, ctx.ifname)]);
+  const errors = outcomes.flatMap((o) => (o.status === "rejected" ? [o.reason as Error] : []));
+  for (const e of errors) log.warn(`portmap DEL: ${e.message}`);
+  if (errors[0]) throw errors[0] instanceof CniError ? errors[0] : new CniError(ErrorCode.KernelOperationFailed, errors[0].message);
+}
+
+async function problemOf(conf: PortmapConfig, ctx: CmdContext, pods: readonly PodAddr[]): Promise<string | undefined> {
+  const rules = conf.backend === "nftables" ? await nftCheck(conf, ctx.containerID, ctx.ifname, pods) : await iptCheck(conf, ctx.containerID, pods);
+  if (rules) return rules;
+  const v4 = pods.find((p) => p.family === 4);
+  return conf.snat && v4 ? localnetProblem(v4.ip) : undefined;
+}
+
+/** CHECK: every rule or element ADD made for the addresses in prevResult, and route_localnet (code 103). */
+async function check(ctx: CmdContext): Promise<void> {
+  const conf = loadPortmapConfig(ctx.config);
+  const prev = requirePrev(ctx, "Required prevResult missing");
+  const pods = podAddresses(prev, ctx.ifname);
+  if (conf.mappings.length === 0 || pods.length === 0) return;
+  const problem = await problemOf(conf, ctx, pods);
+  if (problem) throw new CniError(ErrorCode.CheckFailed, `portmap: ${problem}`, `attachment ${ctx.containerID}/${ctx.ifname} of network ${conf.name}`);
+}
+
+/** GC: both backends drop the state of this network's attachments that are not in the valid list. */
+async function gc(ctx: GcContext): Promise<void> {
+  if (ctx.validAttachments === undefined) return;
+  const valid = ctx.validAttachments;
+  const outcomes = await Promise.allSettled([iptGc(ctx.config.name, valid), nftGc(ctx.config.name, valid)]);
+  const errors = outcomes.flatMap((o) => (o.status === "rejected" ? [(o.reason as Error).message] : []));
+  if (errors.length > 0) throw new CniError(ErrorCode.KernelOperationFailed, `portmap GC failed: ${errors.join("; ")}`);
+}
+
+/** STATUS: the config is valid and its backend's tool is installed (code 50 otherwise: ADD could not work). */
+async function status(ctx: CmdContext): Promise<void> {
+  const conf = loadPortmapConfig(ctx.config);
+  const tool = conf.backend === "nftables" ? "nft" : "iptables-restore";
+  if (!hasExecutable(tool)) throw new CniError(ErrorCode.NotAvailable, `portmap: ${tool} not found in PATH`, `the ${conf.backend} backend needs it`);
+}
+
+/** The portmap plugin definition for the multi-call executable. */
+export const portmap: PluginDefinition = {
+  name: "portmap",
+  about: "CNI portmap plugin (cni-ts): hostPort forwarding to pods (iptables or nftables), chained after the main plugin",
+  // The pod's namespace is never entered: the rules live on the node. DEL must work after it is gone.
+  netns: "ignored",
+  add,
+  del,
+  check,
+  gc,
+  status,
+};

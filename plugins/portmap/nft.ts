@@ -1,0 +1,267 @@
+/**
+ * nftables backend: reads our table once (`nft -j list table`), then applies one transaction (`nft -f -`).
+ * Layout and element syntax: nft-rules.ts.
+ */
+import { parseIP } from "../../lib/cidr.js";
+import { CniError, ErrorCode } from "../../lib/errors.js";
+import { run } from "../../lib/exec.js";
+import { hasExecutable, requireExecutable } from "../../lib/masq.js";
+import type { Attachment } from "../../lib/types.js";
+import type { PortmapConfig } from "./config.js";
+import { nftNetworkTag, nftOwner } from "./identity.js";
+import {
+  addLines,
+  BASE_CHAINS,
+  claimOfMapElem,
+  claimsOverlap,
+  declarations,
+  desiredState,
+  dropMapElem,
+  dropRule,
+  dropSetElem,
+  LAYOUT,
+  parseCondComment,
+  PORTMAP_NFT_TABLE,
+  TABLE_NAME,
+  type Claim,
+  type MapElem,
+  type SetElem,
+} from "./nft-rules.js";
+import type { PodAddr } from "./pod.js";
+
+const TIMEOUT_MS = 20_000;
+// A transaction that lost a race (another pod's ADD took a key between our read and our write) is re-read: the
+// next round then reports the conflict properly, or succeeds.
+const ATTEMPTS = 3;
+
+const MAPS = new Set(["dnat4", "dnatip4", "dnat6", "dnatip6"]);
+const SETS = new Set(["masq4", "masq6"]);
+
+/** What our table holds, as far as portmap needs to know. */
+export interface Listing {
+  maps: Array<MapElem & { owner?: string }>;
+  sets: Array<SetElem & { owner?: string }>;
+  rules: Array<{ handle: number; comment?: string; owner?: string; claim?: Claim }>;
+  chains: Map<string, { hook?: string; type?: string; rules: string[] }>;
+}
+
+/** One component of a concatenated key or value in nft's element syntax. */
+function part(v: unknown): string {
+  if (typeof v === "number") return String(v);
+  if (typeof v === "string") {
+    const ip = parseIP(v);
+    return ip ? v.toLowerCase() : v;
+  }
+  const o = v as { prefix?: { addr?: string; len?: number }; range?: unknown[] } | null;
+  if (o?.prefix) {
+    const full = o.prefix.len === (String(o.prefix.addr).includes(":") ? 128 : 32);
+    return full ? String(o.prefix.addr) : `${o.prefix.addr}/${o.prefix.len}`;
+  }
+  if (Array.isArray(o?.range)) return `${part(o.range[0])}-${part(o.range[1])}`;
+  return JSON.stringify(v);
+}
+
+function concatText(v: unknown): string {
+  const c = (v as { concat?: unknown[] } | null)?.concat;
+  return Array.isArray(c) ? c.map(part).join(" . ") : part(v);
+}
+
+/** `{elem: {val, comment}}` or a bare value, as nft -j prints elements. */
+function unwrap(item: unknown): { val: unknown; comment?: string } {
+  if (typeof item === "object" && item !== null && "elem" in item) {
+    const inner = (item as { elem: { val?: unknown; comment?: unknown } }).elem;
+    return { val: inner.val, comment: typeof inner.comment === "string" ? inner.comment : undefined };
+  }
+  return { val: item };
+}
+
+/** Parse `nft -j list table inet cni_ts_portmap` output. */
+export function parseListing(json: string): Listing {
+  let doc: { nftables?: Record<string, unknown>[] };
+  try {
+    doc = JSON.parse(json) as typeof doc;
+  } catch {
+    throw new CniError(ErrorCode.DecodingFailure, `nft -j list table ${PORTMAP_NFT_TABLE}: unparsable JSON`, json.slice(0, 200));
+  }
+  const out: Listing = { maps: [], sets: [], rules: [], chains: new Map() };
+  for (const obj of doc.nftables ?? []) {
+    const set = (obj.map ?? obj.set) as { name?: string; elem?: unknown[] } | undefined;
+    if (set?.name && MAPS.has(set.name)) {
+      for (const item of set.elem ?? []) {
+        if (!Array.isArray(item)) continue;
+        const { val, comment } = unwrap(item[0]);
+        out.maps.push({ map: set.name, key: concatText(val), value: concatText(item[1]), owner: comment });
+      }
+    } else if (set?.name && SETS.has(set.name)) {
+      for (const item of set.elem ?? []) {
+        const { val, comment } = unwrap(item);
+        out.sets.push({ set: set.name, key: concatText(val), owner: comment });
+      }
+    }
+    const chain = obj.chain as { name?: string; hook?: string; type?: string } | undefined;
+    if (chain?.name) out.chains.set(chain.name, { hook: chain.hook, type: chain.type, rules: out.chains.get(chain.name)?.rules ?? [] });
+    const rule = obj.rule as { chain?: string; handle?: number; comment?: string; expr?: unknown[] } | undefined;
+    if (rule?.chain) {
+      const c = out.chains.get(rule.chain) ?? { rules: [] };
+      c.rules.push(JSON.stringify(rule.expr ?? []));
+      out.chains.set(rule.chain, c);
+      if (rule.chain === "conditional" && typeof rule.handle === "number") {
+        const fam = /"ipv6"|"(family|protocol)":"ip6"/.test(JSON.stringify(rule.expr ?? [])) ? 6 : 4;
+        const parsed = typeof rule.comment === "string" ? parseCondComment(rule.comment, fam) : undefined;
+        out.rules.push({ handle: rule.handle, comment: rule.comment, owner: parsed?.owner ?? rule.comment?.split(" ")[0], claim: parsed?.claim });
+      }
+    }
+  }
+  return out;
+}
+
+async function listTable(): Promise<Listing | undefined> {
+  const r = await run("nft", ["-j", "list", "table", "inet", TABLE_NAME], { timeoutMs: TIMEOUT_MS });
+  if (r.timedOut) throw new CniError(ErrorCode.TryAgainLater, `nft list table ${PORTMAP_NFT_TABLE}: timed out`);
+  if (r.code !== 0) {
+    if (/No such file or directory/.test(r.stderr)) return undefined;
+    throw new CniError(ErrorCode.KernelOperationFailed, `nft list table ${PORTMAP_NFT_TABLE}: ${r.stderr.trim() || `exit ${r.code}`}`);
+  }
+  return parseListing(r.stdout);
+}
+
+async function nftScript(lines: readonly string[]): Promise<{ ok: boolean; stderr: string }> {
+  const r = await run("nft", ["-f", "-"], { input: lines.join("\n") + "\n", timeoutMs: TIMEOUT_MS });
+  if (r.timedOut) throw new CniError(ErrorCode.TryAgainLater, "nft -f -: timed out");
+  return { ok: r.code === 0, stderr: r.stderr.trim() };
+}
+
+// A key another owner took between our read and our write, or an overlapping interval.
+const isClash = (stderr: string): boolean => /File exists|Device or resource busy|No such file or directory/.test(stderr);
+
+/** Lines removing every element and conditional rule whose owner `pick` selects. */
+function dropLines(listing: Listing, pick: (owner: string | undefined) => boolean): string[] {
+  return [
+    ...listing.maps.filter((e) => pick(e.owner)).flatMap(dropMapElem),
+    ...listing.sets.filter((e) => pick(e.owner)).flatMap(dropSetElem),
+    ...listing.rules.filter((r) => pick(r.owner)).map((r) => dropRule(r.handle)),
+  ];
+}
+
+/** All claims of owners other than `owner` in the listing. */
+function foreignClaims(listing: Listing, owner: string): Array<{ claim: Claim; owner?: string; to: string }> {
+  const out: Array<{ claim: Claim; owner?: string; to: string }> = [];
+  for (const e of listing.maps) {
+    const claim = claimOfMapElem(e);
+    if (claim && e.owner !== owner) out.push({ claim, owner: e.owner, to: e.value.replace(" . ", ":") });
+  }
+  for (const r of listing.rules) if (r.claim && r.owner !== owner) out.push({ claim: r.claim, owner: r.owner, to: "a conditional rule" });
+  return out;
+}
+
+/** ADD: code 102 for a hostPort another attachment holds; otherwise one transaction replacing our state. */
+export async function nftAdd(conf: PortmapConfig, containerID: string, ifname: string, pods: readonly PodAddr[]): Promise<void> {
+  requireExecutable("nft");
+  const owner = nftOwner(conf.name, containerID, ifname);
+  const want = desiredState(conf, owner, pods);
+  let error = "";
+  for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
+    const listing = await listTable();
+    const lines = declarations();
+    if (listing) {
+      const theirs = foreignClaims(listing, owner);
+      for (const c of want.claims) {
+        const hit = theirs.find((t) => claimsOverlap(t.claim, c));
+        if (!hit) continue;
+        throw new CniError(
+          ErrorCode.AlreadyInUse,
+          `hostPort ${c.port}/${c.proto}${c.hostIP ? ` on ${c.hostIP}` : ""} (IPv${c.family}) is already mapped by another attachment`,
+          `owner ${hit.owner ?? "unknown"} in ${PORTMAP_NFT_TABLE} forwards it to ${hit.to}; delete that attachment first`,
+        );
+      }
+      // A repeated ADD replaces what this attachment had: elements that stay the same are left as they are.
+      const keepMap = new Set(want.maps.map((e) => `${e.map} ${e.key} ${e.value}`));
+      const keepSet = new Set(want.sets.map((e) => `${e.set} ${e.key}`));
+      lines.push(
+        ...listing.maps.filter((e) => e.owner === owner && !keepMap.has(`${e.map} ${e.key} ${e.value}`)).flatMap(dropMapElem),
+        ...listing.sets.filter((e) => e.owner === owner && !keepSet.has(`${e.set} ${e.key}`)).flatMap(dropSetElem),
+        ...listing.rules.filter((r) => r.owner === owner).map((r) => dropRule(r.handle)),
+      );
+      const mine = new Set([...listing.maps.filter((e) => e.owner === owner).map((e) => `${e.map} ${e.key} ${e.value}`), ...listing.sets.filter((e) => e.owner === owner).map((e) => `${e.set} ${e.key}`)]);
+      want.maps = want.maps.filter((e) => !mine.has(`${e.map} ${e.key} ${e.value}`));
+      want.sets = want.sets.filter((e) => !mine.has(`${e.set} ${e.key}`));
+    }
+    const r = await nftScript([...lines, ...addLines(want, owner)]);
+    if (r.ok) return;
+    error = r.stderr;
+    if (!isClash(r.stderr)) break;
+    // Re-derive from the state we will read next round.
+    Object.assign(want, desiredState(conf, owner, pods));
+  }
+  throw new CniError(ErrorCode.KernelOperationFailed, `portmap: nftables setup failed: ${error}`);
+}
+
+/** Remove every element and rule whose owner `pick` selects, re-reading after a lost race. */
+async function dropMatching(pick: (owner: string | undefined) => boolean, what: string): Promise<void> {
+  if (!hasExecutable("nft")) return;
+  let error = "";
+  for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
+    const listing = await listTable();
+    if (!listing) return;
+    const lines = dropLines(listing, pick);
+    if (lines.length === 0) return;
+    const r = await nftScript(lines);
+    if (r.ok) return;
+    error = r.stderr;
+    if (!isClash(r.stderr)) break;
+  }
+  throw new CniError(ErrorCode.KernelOperationFailed, `portmap: nftables teardown of ${what} failed: ${error}`);
+}
+
+/** DEL: the attachment's elements and rules, found by owner; nothing else needed. */
+export async function nftDel(network: string, containerID: string, ifname: string): Promise<void> {
+  const owner = nftOwner(network, containerID, ifname);
+  await dropMatching((o) => o === owner, `${network}/${containerID}/${ifname}`);
+}
+
+/** GC: elements and rules of `network` whose attachment is not in `valid`. */
+export async function nftGc(network: string, valid: readonly Attachment[]): Promise<void> {
+  const prefix = `${nftNetworkTag(network)}-`;
+  const keep = new Set(valid.map((a) => nftOwner(network, a.containerID, a.ifname)));
+  await dropMatching((o) => o !== undefined && o.startsWith(prefix) && !keep.has(o), `network ${network}`);
+}
+
+/** The constant structure: base chains hooked as they must be, and the rules that reference our maps and sets. */
+function structureProblem(listing: Listing): string | undefined {
+  for (const [name, hook] of Object.entries(BASE_CHAINS)) {
+    const c = listing.chains.get(name);
+    if (!c || c.type !== "nat" || c.hook !== hook) return `nftables chain ${PORTMAP_NFT_TABLE} ${name} is missing or is not a nat ${hook} chain`;
+    if (name !== "postrouting" && !c.rules.some((r) => r.includes('"jump":{"target":"hostports"}'))) return `nftables chain ${name} does not jump to hostports`;
+  }
+  const hostports = listing.chains.get("hostports")?.rules ?? [];
+  for (const f of [LAYOUT[4], LAYOUT[6]]) {
+    for (const m of [f.dnat, f.dnatip]) if (!hostports.some((r) => r.includes(`"@${m}"`))) return `nftables chain hostports does not look up @${m}`;
+    const post = listing.chains.get("postrouting")?.rules ?? [];
+    if (!post.some((r) => r.includes(`"@${f.masq}"`) && r.includes("masquerade"))) return `nftables chain postrouting does not masquerade by @${f.masq}`;
+  }
+  if (!hostports.some((r) => r.includes('"jump":{"target":"conditional"}'))) return "nftables chain hostports does not jump to conditional";
+  return undefined;
+}
+
+/** CHECK: structure, then every element and rule ADD made, owned by this attachment. */
+export async function nftCheck(conf: PortmapConfig, containerID: string, ifname: string, pods: readonly PodAddr[]): Promise<string | undefined> {
+  requireExecutable("nft");
+  const owner = nftOwner(conf.name, containerID, ifname);
+  const want = desiredState(conf, owner, pods);
+  const listing = await listTable();
+  if (!listing) return `nftables table ${PORTMAP_NFT_TABLE} does not exist`;
+  const problem = structureProblem(listing);
+  if (problem) return problem;
+  for (const e of want.maps) {
+    const have = listing.maps.find((x) => x.map === e.map && x.key === e.key);
+    if (!have) return `nftables map ${e.map} has no element ${e.key} -> ${e.value}`;
+    if (have.owner !== owner || have.value !== e.value) return `nftables map ${e.map} element ${e.key} maps to ${have.value} for owner ${have.owner ?? "unknown"}, not to ${e.value} for this attachment (${owner})`;
+  }
+  for (const e of want.sets) {
+    if (!listing.sets.some((x) => x.set === e.set && x.key === e.key && x.owner === owner)) return `nftables set ${e.set} has no element ${e.key} of this attachment`;
+  }
+  for (const r of want.rules) {
+    if (!listing.rules.some((x) => x.comment === r.comment)) return `nftables chain conditional has no rule "${r.text}"`;
+  }
+  return undefined;
+}
