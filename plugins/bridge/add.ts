@@ -21,6 +21,7 @@ import { gatewaysOf, routesOf, type GatewayAddr } from "./gateway.js";
 import { hostBatch, readBridge, vlanLines, type BridgeState, type HostPlan } from "./host.js";
 import { hostVethName, randomMac } from "./names.js";
 import { podScript, waitForDad } from "./pod.js";
+import { addSpoofCheck, delSpoofCheck } from "./spoofcheck.js";
 
 const PORT_WAIT_MS = [0, 20, 50, 100, 250, 500, 1000, 1000];
 
@@ -34,6 +35,7 @@ export function masqEntries(conf: BridgeConfig, ctx: CmdContext, ips: readonly I
 /** Undo, best effort, in reverse: the caller's error is the one that matters. */
 async function rollback(conf: BridgeConfig, ctx: CmdContext, hostVeth: string | undefined, ipamDone: boolean): Promise<void> {
   if (hostVeth) await new IpBatch().cmd("link", "del", "dev", hostVeth).run().catch(() => undefined);
+  if (hostVeth && conf.macspoofchk) await delSpoofCheck(hostVeth).catch(() => undefined);
   if (conf.ipMasq) await delMasq(conf.name, ctx.containerID, ctx.ifname).catch(() => undefined);
   if (ipamDone && conf.ipamType) await delegate(conf.ipamType, "DEL", ctx).catch((e: unknown) => log.warn(`bridge: IPAM DEL during rollback failed: ${String(e)}`));
 }
@@ -124,7 +126,8 @@ export async function add(ctx: CmdContext): Promise<Result> {
       if (conf.enabledad && ips.some((ip) => ip.address.includes(":"))) await waitForDad(ctx.netns, ctx.ifname);
       if (!conf.disableContainerInterface) await waitForPort(hostVeth);
     };
-    await Promise.all([pod(), masq]);
+    const spoof = conf.macspoofchk ? addSpoofCheck(conf.name, hostVeth, plan.podMac) : Promise.resolve();
+    await Promise.all([pod(), masq, spoof]);
 
     const interfaces: Interface[] = [
       { name: conf.bridge, mac: plan.bridgeMac },

@@ -14,6 +14,7 @@ import type { Interface, Result, Route } from "../../lib/types.js";
 import { parseResult } from "../../lib/version.js";
 import { masqEntries } from "./add.js";
 import { loadBridgeConfig, type BridgeConfig } from "./config.js";
+import { checkSpoofCheck } from "./spoofcheck.js";
 
 type Link = LinkInfo & { addr_info?: AddrInfo[] };
 
@@ -103,6 +104,11 @@ export async function check(ctx: CmdContext): Promise<void> {
   checkPodSide(conf, prev, podIface, podIndex, pod, routes, ctx);
   checkHostSide(conf, prev, hostLinks, pod, ctx);
 
+  if (conf.macspoofchk) {
+    const host = hostLinks.find((l) => l.ifindex === pod.link_index);
+    const problem = await checkSpoofCheck(host?.ifname ?? "", pod.address ?? "");
+    if (problem) throw failed(`macspoofchk: ${problem}`);
+  }
   if (conf.ipMasq && conf.ipamType) {
     const ips = (prev.ips ?? []).filter((ip) => ip.interface === undefined || ip.interface === podIndex);
     const problem = await checkMasq(resolveMasqBackend(conf.ipMasqBackend), masqEntries(conf, ctx, ips));

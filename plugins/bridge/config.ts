@@ -163,7 +163,5 @@ export function loadBridgeConfig(conf: NetConf, args: CniArgs): BridgeConfig {
   if (out.mtu !== 0 && out.mtu < 68) throw invalid(`mtu ${out.mtu} is below the minimum of 68`);
   if (out.hairpinMode && out.promiscMode) throw invalid("cannot set hairpin mode and promiscuous mode at the same time");
   if (out.disableContainerInterface && out.ipamType) throw invalid("cannot use IPAM when DisableContainerInterface flag is set");
-  // Refused rather than ignored: a config asking for spoof protection must not get a pod without it.
-  if (out.macspoofchk) throw new CniError(ErrorCode.UnsupportedField, "macspoofchk is not supported by cni-ts yet", "macspoofchk=true");
   return out;
 }

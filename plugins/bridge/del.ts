@@ -15,6 +15,7 @@ import type { CmdContext } from "../../lib/skel.js";
 import { parseResult } from "../../lib/version.js";
 import { loadBridgeConfig, type BridgeConfig } from "./config.js";
 import { hostVethName } from "./names.js";
+import { delSpoofCheck } from "./spoofcheck.js";
 
 const GONE = /Cannot find device|does not exist|No such device/;
 
@@ -39,7 +40,7 @@ function lenientConfig(ctx: CmdContext): Partial<BridgeConfig> & { name: string 
     log.warn(`bridge DEL: config not fully valid (${(e as Error).message}); cleaning up with what can be read`);
     const ipam = ctx.config.ipam;
     const ipamType = typeof ipam?.type === "string" && /^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$/.test(ipam.type) ? ipam.type : undefined;
-    return { name: ctx.config.name, ipamType, ipMasq: ctx.config.ipMasq === true };
+    return { name: ctx.config.name, ipamType, ipMasq: ctx.config.ipMasq === true, macspoofchk: ctx.config.macspoofchk === true };
   }
 }
 
@@ -80,6 +81,7 @@ export async function del(ctx: CmdContext): Promise<void> {
     links(),
     conf.ipamType ? step("IPAM", () => delegate(conf.ipamType!, "DEL", ctx).then(() => undefined)) : undefined,
     conf.ipMasq ? step("masquerade", () => delMasq(conf.name, ctx.containerID, ctx.ifname, prevIPs(ctx))) : undefined,
+    conf.macspoofchk ? step("macspoofchk", () => delSpoofCheck(hostVethName(ctx.containerID, ctx.ifname))) : undefined,
   ]);
   if (errors.length > 0) {
     const first = errors[0];

@@ -423,7 +423,6 @@ describe("errors: the right code, and nothing created or reserved", () => {
     ["vlan 5000", { vlan: 5000 }, 7],
     ["hairpinMode with promiscMode", { hairpinMode: true, promiscMode: true }, 7],
     ["vlan with isGateway (not supported by cni-ts yet)", { vlan: 100 }, 2],
-    ["macspoofchk (not supported by cni-ts yet)", { macspoofchk: true }, 2],
   ] as Array<[string, Conf, number]>)("%s: code %i", (_label, extra, code) => {
     const lab = new BridgeLab(sb, "bad");
     const pod = lab.pod();

@@ -1,0 +1,114 @@
+/**
+ * macspoofchk: frames entering the bridge from a pod's host veth must carry the pod's MAC, or they are dropped.
+ *
+ * One nftables bridge-family table for every pod of the node, with a constant rule and two sets: the guarded host
+ * veths, and the allowed (host veth . pod MAC) pairs. A pod costs two set elements, not the reference's chain pair
+ * and jump per pod. Elements are commented with the network name, so GC of one network never touches another's.
+ *
+ * @example
+ *   await addSpoofCheck("net1", "veth1a2b3c4d", "0a:58:0a:f4:01:05");
+ */
+import { CniError, ErrorCode } from "../../lib/errors.js";
+import { run } from "../../lib/exec.js";
+
+const TABLE = "bridge cni_ts_spoof";
+
+async function nft(args: string[], input?: string): Promise<{ ok: boolean; stdout: string; stderr: string }> {
+  const r = await run("nft", args, { input: input ?? "", timeoutMs: 10_000 });
+  if (r.timedOut) throw new CniError(ErrorCode.TryAgainLater, `nft ${args.join(" ")}: timed out`);
+  return { ok: r.code === 0, stdout: r.stdout, stderr: r.stderr.trim() };
+}
+
+/** Idempotent: the table, its sets, and the one rule (re-asserted, so a flushed chain is repaired by the next pod). */
+function declarations(): string[] {
+  return [
+    `add table ${TABLE}`,
+    `add set ${TABLE} guarded { type ifname; comment "host veths of pods with macspoofchk"; }`,
+    `add set ${TABLE} allowed { type ifname . ether_addr; comment "host veth . the pod's MAC"; }`,
+    `add chain ${TABLE} prerouting { type filter hook prerouting priority -300; policy accept; }`,
+    `flush chain ${TABLE} prerouting`,
+    `add rule ${TABLE} prerouting iifname @guarded iifname . ether saddr != @allowed drop`,
+  ];
+}
+
+const elements = (network: string, hostVeth: string, mac: string) => ({
+  guarded: `{ "${hostVeth}" comment "${network}" }`,
+  allowed: `{ "${hostVeth}" . ${mac} comment "${network}" }`,
+});
+
+export async function addSpoofCheck(network: string, hostVeth: string, mac: string): Promise<void> {
+  const e = elements(network, hostVeth, mac);
+  const r = await nft(["-f", "-"], [...declarations(), `add element ${TABLE} guarded ${e.guarded}`, `add element ${TABLE} allowed ${e.allowed}`].join("\n") + "\n");
+  if (!r.ok) throw new CniError(ErrorCode.KernelOperationFailed, `macspoofchk setup for ${hostVeth} failed: ${r.stderr}`);
+}
+
+interface SpoofState {
+  /** host veth -> network */
+  guarded: Map<string, string>;
+  /** "veth mac" -> network */
+  allowed: Map<string, string>;
+  ruleOk: boolean;
+}
+
+/** What the table holds now (undefined: no table). */
+async function readState(): Promise<SpoofState | undefined> {
+  const r = await nft(["-j", "list", "table", ...TABLE.split(" ")]);
+  if (!r.ok) return undefined;
+  const state: SpoofState = { guarded: new Map(), allowed: new Map(), ruleOk: false };
+  const items = (JSON.parse(r.stdout) as { nftables?: Array<Record<string, unknown>> }).nftables ?? [];
+  for (const it of items) {
+    const set = it.set as { name?: string; elem?: unknown[] } | undefined;
+    if (set?.name) {
+      for (const raw of set.elem ?? []) {
+        const wrapped = raw as { elem?: { val?: unknown; comment?: string } };
+        const val = wrapped.elem?.val ?? raw;
+        const comment = wrapped.elem?.comment ?? "";
+        if (set.name === "guarded" && typeof val === "string") state.guarded.set(val, comment);
+        const concat = (val as { concat?: unknown[] }).concat;
+        if (set.name === "allowed" && Array.isArray(concat)) state.allowed.set(`${String(concat[0])} ${String(concat[1])}`, comment);
+      }
+    }
+    if (it.rule) state.ruleOk = true;
+  }
+  return state;
+}
+
+/** Remove a pod's elements; succeeds when there is nothing (DEL twice, no table). */
+export async function delSpoofCheck(hostVeth: string): Promise<void> {
+  const state = await readState();
+  if (!state) return;
+  const lines: string[] = [];
+  for (const [veth, net] of state.guarded) if (veth === hostVeth) lines.push(`delete element ${TABLE} guarded { "${veth}" comment "${net}" }`);
+  for (const key of state.allowed.keys()) {
+    const [veth, mac] = key.split(" ");
+    if (veth === hostVeth) lines.push(`delete element ${TABLE} allowed { "${veth}" . ${mac} }`);
+  }
+  if (lines.length === 0) return;
+  const r = await nft(["-f", "-"], lines.join("\n") + "\n");
+  if (!r.ok) throw new CniError(ErrorCode.KernelOperationFailed, `macspoofchk teardown for ${hostVeth} failed: ${r.stderr}`);
+}
+
+/** undefined when the pod is guarded with exactly its MAC, else what is missing. */
+export async function checkSpoofCheck(hostVeth: string, mac: string): Promise<string | undefined> {
+  const state = await readState();
+  if (!state) return `table ${TABLE} is missing`;
+  if (!state.ruleOk) return `the drop rule of ${TABLE} is missing`;
+  if (!state.guarded.has(hostVeth)) return `${hostVeth} is not guarded`;
+  if (!state.allowed.has(`${hostVeth} ${mac.toLowerCase()}`)) return `${hostVeth} does not allow ${mac}`;
+  return undefined;
+}
+
+/** Drop elements of `network` whose host veth is not one of `keep`. */
+export async function gcSpoofCheck(network: string, keep: ReadonlySet<string>): Promise<void> {
+  const state = await readState();
+  if (!state) return;
+  const lines: string[] = [];
+  for (const [veth, net] of state.guarded) if (net === network && !keep.has(veth)) lines.push(`delete element ${TABLE} guarded { "${veth}" }`);
+  for (const [key, net] of state.allowed) {
+    const [veth, mac] = key.split(" ");
+    if (net === network && !keep.has(veth!)) lines.push(`delete element ${TABLE} allowed { "${veth}" . ${mac} }`);
+  }
+  if (lines.length === 0) return;
+  const r = await nft(["-f", "-"], lines.join("\n") + "\n");
+  if (!r.ok) throw new CniError(ErrorCode.KernelOperationFailed, `macspoofchk GC of ${network} failed: ${r.stderr}`);
+}
