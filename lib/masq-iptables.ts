@@ -20,6 +20,7 @@
  */
 import { createHash } from "node:crypto";
 import { bigIntToIP, parseCidr } from "./cidr.js";
+import { option, parseSave, tokenize, type SavedNat, type SavedRule } from "./iptables-save.js";
 import { CniError, ErrorCode } from "./errors.js";
 import { run } from "./exec.js";
 import { log } from "./log.js";
@@ -49,68 +50,6 @@ export function iptablesMasqComment(network: string, containerID: string): strin
 /** A string in iptables-restore's quoting: double quotes, with `"` and `\` escaped. */
 function quote(s: string): string {
   return `"${s.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
-}
-
-/** One `-A CHAIN …` line of iptables-save. */
-interface SavedRule {
-  raw: string;
-  chain: string;
-  args: string[];
-}
-
-interface SavedNat {
-  chains: Set<string>;
-  rules: SavedRule[];
-}
-
-/** Split a save line into words the way iptables-restore does: double quotes group, a backslash escapes. */
-function tokenize(line: string): string[] {
-  const out: string[] = [];
-  let cur = "";
-  let inWord = false;
-  let quoted = false;
-  for (let i = 0; i < line.length; i++) {
-    const c = line[i]!;
-    if (quoted) {
-      if (c === "\\" && i + 1 < line.length) cur += line[++i];
-      else if (c === '"') quoted = false;
-      else cur += c;
-    } else if (c === '"') {
-      quoted = true;
-      inWord = true;
-    } else if (c === " " || c === "\t") {
-      if (inWord) out.push(cur);
-      cur = "";
-      inWord = false;
-    } else {
-      cur += c;
-      inWord = true;
-    }
-  }
-  if (inWord) out.push(cur);
-  return out;
-}
-
-function parseSave(text: string): SavedNat {
-  const nat: SavedNat = { chains: new Set(), rules: [] };
-  let inNat = false;
-  for (const line of text.split("\n")) {
-    if (line.startsWith("*")) inNat = line === "*nat";
-    else if (!inNat) continue;
-    else if (line.startsWith(":")) nat.chains.add(line.slice(1).split(" ")[0]!);
-    else if (line.startsWith("-A ")) {
-      const words = tokenize(line);
-      nat.rules.push({ raw: line, chain: words[1] ?? "", args: words.slice(2) });
-    }
-  }
-  return nat;
-}
-
-/** The value after `flag` and whether a `!` precedes the flag. */
-function option(args: readonly string[], flag: string): { value: string; negated: boolean } | undefined {
-  const i = args.indexOf(flag);
-  if (i < 0 || i + 1 >= args.length) return undefined;
-  return { value: args[i + 1]!, negated: args[i - 1] === "!" };
 }
 
 /** "10.1.0.0/24", "10.1.0.5" or "10.1.0.5/32" as canonical "addr/prefix" text (iptables-save prints the prefix). */

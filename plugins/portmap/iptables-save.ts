@@ -6,6 +6,9 @@
 import { bigIntToIP, parseCidr, type Family } from "../../lib/cidr.js";
 import { CniError, ErrorCode } from "../../lib/errors.js";
 import { run } from "../../lib/exec.js";
+import { option, parseSave, tokenize, type SavedNat, type SavedRule } from "../../lib/iptables-save.js";
+
+export { option, parseSave, tokenize, type SavedNat, type SavedRule };
 
 const TIMEOUT_MS = 20_000;
 
@@ -15,47 +18,6 @@ export const TOOLS: Record<Family, { save: string; restore: string; cmd: string 
   6: { save: "ip6tables-save", restore: "ip6tables-restore", cmd: "ip6tables" },
 };
 
-/** One `-A CHAIN …` line of iptables-save. */
-export interface SavedRule {
-  raw: string;
-  chain: string;
-  args: string[];
-}
-
-/** The nat table: its chains and its rules in order. */
-export interface SavedNat {
-  chains: Set<string>;
-  rules: SavedRule[];
-}
-
-/** Split a save line into words the way iptables-restore does: double quotes group, a backslash escapes. */
-export function tokenize(line: string): string[] {
-  const out: string[] = [];
-  let cur = "";
-  let inWord = false;
-  let quoted = false;
-  for (let i = 0; i < line.length; i++) {
-    const c = line[i]!;
-    if (quoted) {
-      if (c === "\\" && i + 1 < line.length) cur += line[++i];
-      else if (c === '"') quoted = false;
-      else cur += c;
-    } else if (c === '"') {
-      quoted = true;
-      inWord = true;
-    } else if (c === " " || c === "\t") {
-      if (inWord) out.push(cur);
-      cur = "";
-      inWord = false;
-    } else {
-      cur += c;
-      inWord = true;
-    }
-  }
-  if (inWord) out.push(cur);
-  return out;
-}
-
 /** One word in iptables-restore syntax: quoted (with `"` and `\` escaped) when it holds anything but plain characters. */
 export function quoteWord(s: string): string {
   return /^[A-Za-z0-9_.:/,!+=@%\-\[\]]+$/.test(s) ? s : `"${s.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
@@ -64,29 +26,6 @@ export function quoteWord(s: string): string {
 /** A rule (its words without `-A CHAIN`) as one restore line. */
 export function ruleLine(op: "-A" | "-D" | "-I", chain: string, words: readonly string[], position?: number): string {
   return [op, chain, ...(position === undefined ? [] : [String(position)]), ...words.map(quoteWord)].join(" ");
-}
-
-/** Parse iptables-save output, keeping only the nat table. */
-export function parseSave(text: string): SavedNat {
-  const nat: SavedNat = { chains: new Set(), rules: [] };
-  let inNat = false;
-  for (const line of text.split("\n")) {
-    if (line.startsWith("*")) inNat = line === "*nat";
-    else if (!inNat) continue;
-    else if (line.startsWith(":")) nat.chains.add(line.slice(1).split(" ")[0]!);
-    else if (line.startsWith("-A ")) {
-      const words = tokenize(line);
-      nat.rules.push({ raw: line, chain: words[1] ?? "", args: words.slice(2) });
-    }
-  }
-  return nat;
-}
-
-/** The value after `flag` (or one of its spellings), and whether a `!` precedes it. */
-export function option(args: readonly string[], ...flags: string[]): { value: string; negated: boolean } | undefined {
-  const i = args.findIndex((a) => flags.includes(a));
-  if (i < 0 || i + 1 >= args.length) return undefined;
-  return { value: args[i + 1]!, negated: args[i - 1] === "!" };
 }
 
 /** "10.1.0.5", "10.1.0.5/24" or "fd00::/64" as iptables prints it: the masked network with its prefix. */

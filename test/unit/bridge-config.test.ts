@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { CniError } from "../../lib/errors.js";
+import { codeOf } from "./codes.js";
 import type { NetConf } from "../../lib/types.js";
 import { loadBridgeConfig } from "../../plugins/bridge/config.js";
 import { gatewaysOf, nextHopFor, routesOf } from "../../plugins/bridge/gateway.js";
@@ -9,14 +9,6 @@ import { routeArgs } from "../../plugins/bridge/pod.js";
 const base = (o: Record<string, unknown> = {}): NetConf => ({ cniVersion: "1.0.0", name: "net1", type: "bridge", ...o }) as NetConf;
 const load = (o: Record<string, unknown> = {}, args: Array<[string, string]> = []) => loadBridgeConfig(base(o), new Map(args));
 
-function codeOf(f: () => unknown): number | undefined {
-  try {
-    f();
-  } catch (e) {
-    return e instanceof CniError ? e.code : -1;
-  }
-  return undefined;
-}
 
 describe("bridge config", () => {
   it("has the reference's defaults", () => {

@@ -1,15 +1,7 @@
 import { describe, expect, it } from "vitest";
+import { codeOf } from "./codes.js";
 import { parseCniArgs, splitCniArgs } from "../../lib/cniargs.js";
-import { CniError } from "../../lib/errors.js";
 
-function codeOf(f: () => unknown): number | undefined {
-  try {
-    f();
-  } catch (e) {
-    return e instanceof CniError ? e.code : -1;
-  }
-  return undefined;
-}
 
 describe("CNI_ARGS", () => {
   it("splits K=V pairs, keeps order and values", () => {

@@ -1,16 +1,8 @@
 import { describe, expect, it } from "vitest";
-import { CniError } from "../../lib/errors.js";
+import { codeOf } from "./codes.js";
 import { IpBatch } from "../../lib/ip/batch.js";
 import { validateContainerID, validateIfname, validateNetworkName, validatePluginType } from "../../lib/validate.js";
 
-function codeOf(f: () => unknown): number | undefined {
-  try {
-    f();
-  } catch (e) {
-    return e instanceof CniError ? e.code : -1;
-  }
-  return undefined;
-}
 
 describe("name validation", () => {
   it("container IDs", () => {
