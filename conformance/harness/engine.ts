@@ -24,11 +24,11 @@ import {
   type Verb,
 } from "../runner/index.js";
 import { caseTypes, unmet, type MachineFeatures, type PluginSet } from "./features.js";
-import { links, natMentions, natText, NSENTER, ping, routes, sysctls, type KLink, type KRoute } from "./kernel.js";
+import { connect, links, natMentions, natText, NSENTER, ping, routes, sysctls, type KLink, type KRoute } from "./kernel.js";
 import { knownFailure, listedFailure, type KnownDifferences, type KnownFailure } from "./known.js";
 import { addressMatches, matchLink, matchResult, matchRoutes, partialMatch, resultAddresses, resultGateway, resultHostVeth, resultMac, showRoute } from "./match.js";
 import { ipSync, type RunSandbox } from "./sandbox.js";
-import { expectFor, stepLabel, topologyOf, validateCase, type CaseDef, type Expect, type NodeDef, type NsExpect, type StepDef } from "./schema.js";
+import { CONNECT_TO, expectFor, stepLabel, topologyOf, validateCase, type CaseDef, type Expect, type NodeDef, type NsExpect, type StepDef } from "./schema.js";
 
 type J = Record<string, unknown>;
 
@@ -95,6 +95,14 @@ export interface Observation {
   kernel?: J;
 }
 
+export interface ConnectOutcome {
+  listen: string;
+  from: string;
+  to: string;
+  proto: string;
+  ok: boolean;
+}
+
 export interface PingOutcome {
   from: string;
   to: string;
@@ -116,6 +124,7 @@ export interface StepOutcome {
   ms: number;
   observation?: Observation;
   pings?: PingOutcome[];
+  connects?: ConnectOutcome[];
   knownBug?: string;
   known?: KnownFailure;
 }
@@ -238,6 +247,7 @@ export async function runCase(c: LoadedCase, ctx: RunContext): Promise<StepOutco
   const pods = new Map<string, PodEnv>();
   const attachments = new Map<string, Attachment>();
   let outside = false;
+  let outsidePath: string | undefined;
 
   try {
     // ---- topology
@@ -279,6 +289,7 @@ export async function runCase(c: LoadedCase, ctx: RunContext): Promise<StepOutco
           const ext = mk("ext");
           attach("uext", ext.name, "eth0", OUTSIDE4, OUTSIDE6);
           outside = true;
+          outsidePath = ext.path;
         }
         for (const n of nodes.values()) {
           for (const r of n.def.routes ?? []) {
@@ -319,6 +330,7 @@ export async function runCase(c: LoadedCase, ctx: RunContext): Promise<StepOutco
       let list: NetworkConfigList | undefined;
       const reasons: string[] = [];
       const pings: PingOutcome[] = [];
+      const connects: ConnectOutcome[] = [];
       try {
         // ---- the action
         try {
@@ -468,6 +480,25 @@ export async function runCase(c: LoadedCase, ctx: RunContext): Promise<StepOutco
           pings.push({ from: p.from, to: p.to, address: addr, ok: r.ok, ...(r.rttMs !== undefined ? { rttMs: r.rttMs } : {}) });
           if (r.ok !== wantOk2) reasons.push(`ping ${p.from} -> ${p.to} (${addr}): ${r.ok ? "answered, expected no answer" : `no answer (${r.output.split("\n").slice(-2).join(" / ")})`}`);
         }
+        for (const cx of expect.connect ?? []) {
+          const lp = pods.get(cx.listen)!;
+          const what = `connect ${cx.proto} ${cx.from} -> ${cx.to} (listener in ${cx.listen}:${cx.port})`;
+          if (lp.deleted) {
+            reasons.push(`${what}: the namespace of ${cx.listen} was deleted`);
+            continue;
+          }
+          const fromPath = cx.from === "outside" ? outsidePath : cx.from === "node" ? lp.node.path : pods.get(cx.from)?.path;
+          const m = CONNECT_TO.exec(cx.to)!;
+          const host = m[1] === "node" ? ((cx.family ?? 4) === 4 ? lp.node.underlay4 : lp.node.underlay6) : m[1]!.replace(/^\[|\]$/g, "");
+          if (!fromPath || !host) {
+            reasons.push(`${what}: ${!fromPath ? `no namespace for ${cx.from} (outside needs topology.outside)` : "the node has no underlay address (needs topology.outside or two nodes)"}`);
+            continue;
+          }
+          const wantOk3 = cx.ok ?? true;
+          const r = await connect(lp.path, cx.port, fromPath, host, Number(m[2]), cx.proto, wantOk3);
+          connects.push({ listen: cx.listen, from: cx.from, to: `${host.includes(":") ? `[${host}]` : host}:${m[2]}`, proto: cx.proto, ok: r.ok });
+          if (r.ok !== wantOk3) reasons.push(`${what} [${host}]: ${r.ok ? "answered, expected no answer" : `no answer (${r.output || "nothing"})`}`);
+        }
         for (const pn of expect.gone ? (expect.goneFor ?? (s.pod ? [s.pod] : [])) : []) {
           const g = expect.gone!;
           const a = attachments.get(`${pn}/${pn === s.pod ? ifname : "eth0"}`);
@@ -513,7 +544,7 @@ export async function runCase(c: LoadedCase, ctx: RunContext): Promise<StepOutco
       }
       const ms = Math.round(performance.now() - t0);
       const knownBug = s.knownBug ?? def.knownBug;
-      const o: StepOutcome = { case: c.name, step: label, title, status: reasons.length === 0 ? "PASS" : "FAIL", reasons, ms, observation: obs, ...(pings.length ? { pings } : {}), ...(knownBug && reasons.length ? { knownBug } : {}) };
+      const o: StepOutcome = { case: c.name, step: label, title, status: reasons.length === 0 ? "PASS" : "FAIL", reasons, ms, observation: obs, ...(pings.length ? { pings } : {}), ...(connects.length ? { connects } : {}), ...(knownBug && reasons.length ? { knownBug } : {}) };
       if (o.status === "FAIL") {
         const kf = knownFailure(ctx.known, impl, c.name, label, reasons.join("\n"));
         if (kf) Object.assign(o, { status: "XFAIL", known: kf });

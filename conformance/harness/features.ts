@@ -20,6 +20,8 @@ export interface PluginSet {
 export interface MachineFeatures {
   nft: boolean;
   iptables: boolean;
+  /** python3, for the `connect` checks' listener and client. */
+  python3: boolean;
   ipv6: boolean;
 }
 
@@ -63,7 +65,7 @@ export function detectMachine(): MachineFeatures {
   } catch {
     ipv6 = existsSync("/proc/net/if_inet6");
   }
-  return { nft: has("nft"), iptables: has("iptables") && has("iptables-save"), ipv6 };
+  return { nft: has("nft"), iptables: has("iptables") && has("iptables-save"), python3: has("python3"), ipv6 };
 }
 
 /** Plugin types a case uses: every `type` and `ipam.type` in its config files (parsed loosely; bad files skipped). */
@@ -101,7 +103,7 @@ export function caseTypes(confDirs: string[]): string[] {
  * - spec:X      every plugin the case uses (that the directory has) lists X in its VERSION answer;
  * - verb:GC|STATUS  the same plugins speak 1.1.0 (the verbs exist only there);
  * - plugin:NAME the directory has NAME and it answers VERSION (whether its verbs work is seen at run time);
- * - tool:nft|iptables, ipv6  the machine has them;  impl:NAME  the set is that implementation.
+ * - tool:nft|iptables|python3, ipv6  the machine has them;  impl:NAME  the set is that implementation.
  */
 export function unmet(requires: readonly string[], used: readonly string[], set: PluginSet, machine: MachineFeatures): string | undefined {
   const present = used.filter((t) => set.versions[t]);

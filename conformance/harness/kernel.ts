@@ -3,6 +3,7 @@
  * addresses, routes, sysctls, the nat table / nft ruleset, and ping with its RTT. Everything goes through
  * `ip -n NS -json ...` or `nsenter --net=PATH`, so the reading process itself never leaves the root namespace.
  */
+import { spawn } from "node:child_process";
 import { run } from "../../lib/exec.js";
 
 export interface KLink {
@@ -166,4 +167,111 @@ export async function ping(fromPath: string, to: string, expectOk = true): Promi
     if (expectOk) await new Promise((res) => setTimeout(res, 300));
   }
   return { ok: false, output: last };
+}
+
+/* ---------------------------------------------------------------- connect through a port ---------------------- */
+
+// TCP and UDP on one dual-stack port; every answer carries the token the client sent, so an answer from anything
+// but this listener (another process on the port, a stale forward) does not count.
+const LISTENER = String.raw`
+import socket, sys, threading
+port = int(sys.argv[1])
+def tcp():
+    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("::", port)); s.listen(16)
+    while True:
+        c, a = s.accept()
+        try:
+            c.settimeout(3)
+            c.sendall(("%s tcp\n" % c.makefile().readline().strip()).encode())
+        except Exception:
+            pass
+        finally:
+            c.close()
+def udp():
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    s.bind(("::", port))
+    while True:
+        d, a = s.recvfrom(2048)
+        s.sendto(("%s udp\n" % d.decode().strip()).encode(), a)
+threading.Thread(target=tcp, daemon=True).start()
+threading.Thread(target=udp, daemon=True).start()
+print("ready", flush=True)
+threading.Event().wait()
+`;
+
+const CLIENT = String.raw`
+import socket, sys
+host, port, proto, token = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+if proto == "tcp":
+    s = socket.socket(fam, socket.SOCK_STREAM); s.settimeout(1.5)
+    s.connect((host, port)); s.sendall((token + "\n").encode())
+    print(s.makefile().readline().strip())
+else:
+    s = socket.socket(fam, socket.SOCK_DGRAM); s.settimeout(0.5)
+    for _ in range(3):
+        s.sendto((token + "\n").encode(), (host, port))
+        try:
+            print(s.recvfrom(2048)[0].decode().strip()); break
+        except socket.timeout:
+            pass
+    else:
+        sys.exit(1)
+`;
+
+// Listeners still running when the process exits (Ctrl-C mid-check: the sandbox's signal handler exits) are killed.
+const listeners = new Set<ReturnType<typeof spawn>>();
+let exitHook = false;
+
+export interface ConnectResult {
+  ok: boolean;
+  output: string;
+}
+
+/**
+ * A python3 listener (TCP and UDP, dual-stack) on `port` in the namespace at `listenPath`, for the duration of one
+ * check: a client in `fromPath` sends a token to host:hostPort and must get it back. An expected answer is tried up
+ * to 3 times, an expected silence once. The listener is killed before this returns.
+ */
+export async function connect(listenPath: string, port: number, fromPath: string, host: string, hostPort: number, proto: "tcp" | "udp", expectOk = true): Promise<ConnectResult> {
+  const child = spawn(NSENTER, [`--net=${listenPath}`, "--", "python3", "-u", "-c", LISTENER, String(port)], { env: { PATH }, stdio: ["ignore", "pipe", "pipe"] });
+  listeners.add(child);
+  if (!exitHook) {
+    exitHook = true;
+    process.on("exit", () => {
+      for (const l of listeners) l.kill("SIGKILL");
+    });
+  }
+  try {
+    await new Promise<void>((resolve, reject) => {
+      let err = "";
+      const t = setTimeout(() => reject(new Error(`listener on port ${port} not ready after 10 s: ${err}`)), 10_000);
+      child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+      child.stdout.once("data", () => {
+        clearTimeout(t);
+        resolve();
+      });
+      child.once("exit", (code) => {
+        clearTimeout(t);
+        reject(new Error(`listener on port ${port} exited (${code}): ${err.trim()}`));
+      });
+    });
+    const token = `ctc-${Math.random().toString(36).slice(2, 10)}`;
+    let last = "";
+    for (let i = 0; i < (expectOk ? 3 : 1); i++) {
+      const r = await inNs(fromPath, ["python3", "-c", CLIENT, host, String(hostPort), proto, token], 10_000);
+      const out = r.stdout.trim();
+      last = (out + " " + r.stderr.trim().split("\n").slice(-1)[0]).trim();
+      if (r.code === 0 && out === `${token} ${proto}`) return { ok: true, output: out };
+      if (expectOk) await new Promise((res) => setTimeout(res, 300));
+    }
+    return { ok: false, output: last };
+  } finally {
+    child.kill("SIGKILL");
+    listeners.delete(child);
+  }
 }

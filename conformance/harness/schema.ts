@@ -13,7 +13,7 @@ export const ACTIONS = ["NETNS-DEL", "CACHE-DROP", "EXEC", "ASSERT"] as const;
 export type StepVerb = (typeof VERBS)[number] | (typeof ACTIONS)[number];
 
 /** Requirement words a case or step may list; anything else is a schema error. */
-export const REQUIREMENT = /^(spec:(0\.1\.0|0\.2\.0|0\.3\.0|0\.3\.1|0\.4\.0|1\.0\.0|1\.1\.0)|verb:(GC|STATUS)|plugin:[a-z0-9][a-z0-9._-]*|tool:(nft|iptables)|ipv6|impl:[a-z0-9-]+)$/;
+export const REQUIREMENT = /^(spec:(0\.1\.0|0\.2\.0|0\.3\.0|0\.3\.1|0\.4\.0|1\.0\.0|1\.1\.0)|verb:(GC|STATUS)|plugin:[a-z0-9][a-z0-9._-]*|tool:(nft|iptables|python3)|ipv6|impl:[a-z0-9-]+)$/;
 
 /** An address expectation: "10.1.0.2/24" exactly, or "in 10.1.0.0/24" (inside that subnet, with that prefix). */
 export type AddressPattern = string;
@@ -105,6 +105,25 @@ export interface PingExpect {
   ok?: boolean;
 }
 
+/** `to` of a connect check: "node:PORT" (the listener pod's node on the underlay), "A.B.C.D:PORT" or "[V6]:PORT". */
+export const CONNECT_TO = /^(node|\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:.]+\]):(\d{1,5})$/;
+
+export interface ConnectExpect {
+  /** The pod whose namespace runs a python3 listener (TCP and UDP, dual-stack) for the duration of the check. */
+  listen: string;
+  /** The port the listener binds in the pod (a mapping's containerPort). */
+  port: number;
+  /** Where the client runs: a pod name, "outside" (the outside host) or "node" (the listener pod's node). */
+  from: string;
+  /** "node:PORT" (the listener pod's node address on the underlay, of `family`), "A.B.C.D:PORT" or "[V6]:PORT". */
+  to: string;
+  proto: "tcp" | "udp";
+  /** The family of "node:PORT" (default 4). */
+  family?: 4 | 6;
+  /** The client gets its token back from the listener (default true). */
+  ok?: boolean;
+}
+
 export interface GoneExpect {
   /** The host veth of the step's pod (from its last ADD result) is gone from the node. */
   veth?: boolean;
@@ -137,6 +156,8 @@ export interface Expect {
   /** State in the step's node namespace. */
   node?: NodeExpect;
   ping?: PingExpect[];
+  /** Connections through a port (a hostPort) to a listener in a pod; needs `tool:python3`. */
+  connect?: ConnectExpect[];
   /** What must be gone (after DEL / GC) for the step's pod, or for each listed pod. */
   gone?: GoneExpect;
   goneFor?: string[];
@@ -343,7 +364,7 @@ function checkResult(c: Checker, path: string, v: unknown): void {
   c.bool(`${path}.sandbox`, v.sandbox);
 }
 
-const EXPECT_KEYS = ["ok", "code", "msg", "runtimeError", "result", "version", "pod", "pods", "node", "ping", "gone", "goneFor", "reservations", "cacheEntries", "byImpl"];
+const EXPECT_KEYS = ["ok", "code", "msg", "runtimeError", "result", "version", "pod", "pods", "node", "ping", "connect", "gone", "goneFor", "reservations", "cacheEntries", "byImpl"];
 
 function checkExpect(c: Checker, path: string, v: unknown, pods: Set<string>, top = true): void {
   if (v === undefined) return;
@@ -385,6 +406,25 @@ function checkExpect(c: Checker, path: string, v: unknown, pods: Set<string>, to
         if (typeof p.from === "string" && !pods.has(p.from)) c.err(`${pp}.from`, `unknown pod ${p.from}`);
         if (p.family !== undefined && p.family !== 4 && p.family !== 6) c.err(`${pp}.family`, "must be 4 or 6");
         c.bool(`${pp}.ok`, p.ok);
+      });
+  }
+  if (v.connect !== undefined) {
+    if (!Array.isArray(v.connect)) c.err(`${path}.connect`, "must be an array");
+    else
+      v.connect.forEach((x, i) => {
+        const pp = `${path}.connect[${i}]`;
+        if (!isObj(x)) return c.err(pp, "must be an object");
+        c.keys(pp, x, ["listen", "port", "from", "to", "proto", "family", "ok"]);
+        c.str(`${pp}.listen`, x.listen, false);
+        if (typeof x.listen === "string" && !pods.has(x.listen)) c.err(`${pp}.listen`, `unknown pod ${x.listen}`);
+        if (typeof x.port !== "number" || !Number.isInteger(x.port) || x.port < 1 || x.port > 65535) c.err(`${pp}.port`, "must be a port (1-65535)");
+        c.str(`${pp}.from`, x.from, false);
+        if (typeof x.from === "string" && x.from !== "outside" && x.from !== "node" && !pods.has(x.from)) c.err(`${pp}.from`, `must be a pod, "outside" or "node": ${x.from}`);
+        const m = typeof x.to === "string" ? CONNECT_TO.exec(x.to) : null;
+        if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) c.err(`${pp}.to`, 'must be "node:PORT", "A.B.C.D:PORT" or "[V6]:PORT"');
+        if (x.proto !== "tcp" && x.proto !== "udp") c.err(`${pp}.proto`, 'must be "tcp" or "udp"');
+        if (x.family !== undefined && x.family !== 4 && x.family !== 6) c.err(`${pp}.family`, "must be 4 or 6");
+        c.bool(`${pp}.ok`, x.ok);
       });
   }
   if (v.gone !== undefined) {

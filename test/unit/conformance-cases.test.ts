@@ -133,6 +133,15 @@ describe("known-differences.json", () => {
 describe("schema validation rejects broken cases", () => {
   const ok = { description: "a valid minimal case", topology: { pods: ["a"] }, steps: [{ verb: "ADD", pod: "a" }] };
   it("accepts a minimal case", () => expect(validateCase(ok)).toEqual([]));
+  it("accepts connect checks", () => {
+    const connect = [
+      { listen: "a", port: 80, from: "outside", to: "node:8080", proto: "tcp" },
+      { listen: "a", port: 80, from: "node", to: "127.0.0.1:8080", proto: "udp", ok: false },
+      { listen: "a", port: 80, from: "a", to: "node:8080", proto: "tcp", family: 6 },
+      { listen: "a", port: 80, from: "outside", to: "[2001:db8:100::a]:8080", proto: "udp" },
+    ];
+    expect(validateCase({ ...ok, requires: ["tool:python3", "plugin:portmap"], steps: [{ verb: "ASSERT", expect: { connect } }] })).toEqual([]);
+  });
   it.each([
     ["unknown key", { ...ok, extra: 1 }, "case.extra: unknown key"],
     ["unknown verb", { ...ok, steps: [{ verb: "FOO" }] }, "verb"],
@@ -142,6 +151,13 @@ describe("schema validation rejects broken cases", () => {
     ["bad address pattern", { ...ok, steps: [{ verb: "ADD", pod: "a", expect: { result: { ips: [{ address: "10.0.0.1" }] } } }] }, "address"],
     ["bad regex", { ...ok, steps: [{ verb: "ADD", pod: "a", expect: { ok: false, msg: "(" } }] }, "bad regex"],
     ["ping from unknown pod", { ...ok, steps: [{ verb: "ASSERT", expect: { ping: [{ from: "x", to: "a" }] } }] }, "unknown pod x"],
+    ["connect from unknown pod", { ...ok, steps: [{ verb: "ASSERT", expect: { connect: [{ listen: "a", port: 80, from: "x", to: "node:8080", proto: "tcp" }] } }] }, '"outside" or "node": x'],
+    ["connect listener unknown", { ...ok, steps: [{ verb: "ASSERT", expect: { connect: [{ listen: "x", port: 80, from: "outside", to: "node:8080", proto: "tcp" }] } }] }, "unknown pod x"],
+    ["connect bad target", { ...ok, steps: [{ verb: "ASSERT", expect: { connect: [{ listen: "a", port: 80, from: "node", to: "node", proto: "tcp" }] } }] }, "node:PORT"],
+    ["connect bad port", { ...ok, steps: [{ verb: "ASSERT", expect: { connect: [{ listen: "a", port: 0, from: "node", to: "127.0.0.1:99999", proto: "sctp" }] } }] }, "must be a port"],
+    ["connect bad proto", { ...ok, steps: [{ verb: "ASSERT", expect: { connect: [{ listen: "a", port: 80, from: "node", to: "[::1]:8080", proto: "sctp" }] } }] }, 'must be "tcp" or "udp"'],
+    ["connect unknown key", { ...ok, steps: [{ verb: "ASSERT", expect: { connect: [{ listen: "a", port: 80, from: "node", to: "[::1]:8080", proto: "tcp", expect: true }] } }] }, "connect[0].expect: unknown key"],
+    ["bad tool", { ...ok, requires: ["tool:python2"] }, "unknown requirement"],
     ["valid outside GC", { ...ok, steps: [{ verb: "ADD", pod: "a", valid: ["a"] }] }, "only for GC"],
     ["VERSION without plugin", { ...ok, steps: [{ verb: "VERSION" }] }, "VERSION needs a plugin"],
     ["unknown key in byImpl", { ...ok, steps: [{ verb: "ADD", pod: "a", expect: { byImpl: { reference: { codes: 1 } } } }] }, "unknown key"],
@@ -161,7 +177,7 @@ describe("per-implementation expectations and requirements", () => {
     expect(expectFor(e, "reference")).toEqual({ ok: false, code: 999, msg: "x" });
   });
   const set = (versions: Record<string, string[]>, impl = "reference"): PluginSet => ({ dir: "/p", impl, about: "", versions });
-  const machine = { nft: true, iptables: true, ipv6: true };
+  const machine = { nft: true, iptables: true, python3: true, ipv6: true };
   const ref = set({ bridge: ALL.slice(0, 6), "host-local": ALL.slice(0, 6) });
   it("a 1.1.0 case is skipped against a 1.0.0 plugin set, with the reason", () => {
     expect(unmet(["spec:1.1.0"], ["bridge", "host-local"], ref, machine)).toMatch(/needs spec:1.1.0: bridge speaks 0.1.0…1.0.0/);
@@ -172,6 +188,8 @@ describe("per-implementation expectations and requirements", () => {
     expect(unmet(["plugin:routes"], ["routes"], ref, machine)).toMatch(/no working routes/);
     expect(unmet(["tool:nft"], [], ref, { ...machine, nft: false })).toMatch(/nft is not installed/);
     expect(unmet(["ipv6"], [], ref, { ...machine, ipv6: false })).toMatch(/IPv6/);
+    expect(unmet(["tool:python3"], [], ref, { ...machine, python3: false })).toMatch(/needs tool:python3: python3 is not installed/);
+    expect(unmet(["tool:python3", "plugin:portmap"], ["bridge", "portmap"], ref, machine)).toMatch(/no working portmap/);
   });
   it("the implementation is read from the about text", () => {
     expect(implFromAbout("CNI bridge plugin version unknown\nCNI protocol versions supported: 0.1.0")).toBe("reference");
