@@ -20,6 +20,8 @@ import { DiskStore, type IndexEntry } from "./store.js";
 
 async function add(ctx: CmdContext): Promise<Result> {
   const conf = loadHostLocalConfig(ctx.config, ctx.args.get("IP"));
+  // Refused here, where the operator sees it, rather than by every later GC of the network.
+  loadGcGraceSeconds(ctx.config);
   const dns = conf.resolvConf ? loadResolvConf(conf.resolvConf) : undefined;
   const store = (await DiskStore.open(conf.dataDir, conf.name, true))!;
   store.begin(ctx.containerID, ctx.ifname);

@@ -149,8 +149,16 @@ function parseBounds(raw: RawRange, subnet: Cidr, fail: Fail): { rangeStart: IPA
   if (!cidrContains(subnet, rangeEnd) || rangeEnd.value < rangeStart.value) {
     throw fail(`RangeEnd ${formatIP(rangeEnd)} not in network ${net}`);
   }
+  // ::ffff:0:0/96 aliases IPv4 addresses: such an address cannot name a reservation file both implementations
+  // read the same way, and handing one out would leak it. Refuse the range instead of skipping inside it.
+  if (subnet.family === 6 && rangeStart.value <= MAPPED_LAST && rangeEnd.value >= MAPPED_FIRST) {
+    throw fail(`range ${formatIP(rangeStart)}-${formatIP(rangeEnd)} includes IPv4-mapped addresses (::ffff:0:0/96); choose a range outside them`);
+  }
   return { rangeStart, rangeEnd };
 }
+
+const MAPPED_FIRST = 0xffffn << 32n;
+const MAPPED_LAST = MAPPED_FIRST | 0xffffffffn;
 
 /**
  * Validate one range and fill in its defaults exactly as the reference does: rangeStart = network + 1,

@@ -4,7 +4,7 @@
  *
  * @example parseResolvConf("nameserver 10.0.0.10\nsearch svc.cluster.local\n") // {nameservers: ["10.0.0.10"], search: [...]}
  */
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { CniError, ErrorCode } from "../../lib/errors.js";
 import type { DNS } from "../../lib/types.js";
 
@@ -33,11 +33,18 @@ export function parseResolvConf(text: string): DNS {
   return dns;
 }
 
+const MAX_RESOLV_CONF_BYTES = 64 * 1024;
+
+/** A regular file of at most 64 KiB: a FIFO would hang ADD, /dev/zero would eat memory (code 7 for both). */
 export function loadResolvConf(path: string): DNS {
   let text: string;
   try {
-    text = readFileSync(path, "utf8");
+    const st = statSync(path);
+    if (!st.isFile()) throw new CniError(ErrorCode.InvalidNetworkConfig, `ipam.resolvConf ${JSON.stringify(path)} is not a regular file`);
+    if (st.size > MAX_RESOLV_CONF_BYTES) throw new CniError(ErrorCode.InvalidNetworkConfig, `ipam.resolvConf ${JSON.stringify(path)} is larger than ${MAX_RESOLV_CONF_BYTES} bytes`);
+    text = readFileSync(path, "utf8").slice(0, MAX_RESOLV_CONF_BYTES);
   } catch (e) {
+    if (e instanceof CniError) throw e;
     throw new CniError(ErrorCode.InvalidNetworkConfig, `cannot read ipam.resolvConf ${JSON.stringify(path)}: ${(e as NodeJS.ErrnoException).code ?? e}`);
   }
   return parseResolvConf(text);

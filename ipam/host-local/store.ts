@@ -23,7 +23,7 @@
  * reclaimed by GC.
  */
 import { createHash } from "node:crypto";
-import { closeSync, existsSync, linkSync, lstatSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { closeSync, constants, existsSync, linkSync, lstatSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { formatIP, parseIP } from "../../lib/cidr.js";
 import { CniError, ErrorCode } from "../../lib/errors.js";
@@ -251,7 +251,13 @@ export class DiskStore implements ReservationStore {
   /** Run `fn` holding the network's lock (the reference's flock on <net>/lock): GC must not meet a reference ADD half-way. */
   async locked<T>(fn: () => Promise<T>, waitMs = DEFAULT_LOCK_WAIT_MS): Promise<T> {
     const lockFile = join(this.dir, "lock");
-    closeSync(openSync(lockFile, "a", 0o600));
+    // O_NOFOLLOW: a symlink planted at <net>/lock must not make us create its target as root.
+    try {
+      closeSync(openSync(lockFile, constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND | constants.O_NOFOLLOW, 0o600));
+    } catch (e) {
+      if (errno(e) === "ELOOP") throw new CniError(ErrorCode.InvalidNetworkConfig, `${lockFile} is a symlink`, "remove it; the lock file must be a regular file");
+      throw new CniError(ErrorCode.IOFailure, `cannot open ${lockFile}: ${errno(e) ?? String(e)}`);
+    }
     return withFileLock(lockFile, waitMs, fn);
   }
 
