@@ -18,7 +18,7 @@
  * ACCEPT before the MASQUERADE (the reference's AppendUnique puts a second subnet's ACCEPT after it, where it never
  * matches), DEL finds the jumps by target instead of by address, and GC works (the reference's is a FIXME).
  */
-import { createHash } from "node:crypto";
+import { hashHex } from "./hash.js";
 import { bigIntToIP, parseCidr } from "./cidr.js";
 import { option, parseSave, tokenize, type SavedNat, type SavedRule } from "./iptables-save.js";
 import { CniError, ErrorCode } from "./errors.js";
@@ -39,7 +39,7 @@ const TOOLS: Record<4 | 6, { save: string; restore: string }> = {
 
 /** The reference's chain name: "CNI-" + sha512(network + containerID) in hex, cut to 28 characters. */
 export function iptablesMasqChain(network: string, containerID: string): string {
-  return ("CNI-" + createHash("sha512").update(network + containerID).digest("hex")).slice(0, 28);
+  return ("CNI-" + hashHex("sha512", network + containerID)).slice(0, 28);
 }
 
 /** The reference's rule comment, Go's `name: %q id: %q` (identical to JSON quoting for the names we accept). */

@@ -31,7 +31,7 @@
  * characters nft allows) on owners and local elements are what DEL and GC search for: the tag is too short to name
  * a network.
  */
-import { createHash } from "node:crypto";
+import { hashHex } from "./hash.js";
 import { bigIntToIP, parseCidr, parseIP } from "./cidr.js";
 import { CniError, ErrorCode } from "./errors.js";
 import { run } from "./exec.js";
@@ -64,7 +64,7 @@ const LAYOUT: Record<4 | 6, FamilyLayout> = {
 };
 
 function sha512hex(s: string): string {
-  return createHash("sha512").update(s).digest("hex");
+  return hashHex("sha512", s);
 }
 
 function networkHash(network: string): string {

@@ -6,7 +6,7 @@
  *   <dataDir>/<net>/last_reserved_ip.<i>  the last address reserved in range set i
  *   <dataDir>/<net>/lock                  flock(2)ed by the reference around its changes, and by our GC
  * Ours alone (the reference never reads outside <dataDir>/<net>, and no network can be named ".cni-ts"):
- *   <dataDir>/.cni-ts/<net>/attachments/<sha256(id\r\nifname)>   {id, ifname, ips, state, time}
+ *   <dataDir>/.cni-ts/<net>/attachments/<id@ifname>  {id, ifname, ips, state, time} (a sha256 for unusual names)
  *   <dataDir>/.cni-ts/<net>/tmp/          files written here first, then link()ed or rename()d into place
  *
  * Why no lock on ADD and DEL: a reservation is created by link(2) of a complete file, which fails with EEXIST when
@@ -22,7 +22,7 @@
  * same time is not supported: what the reference does behind the index is seen by DEL only through prevResult, and
  * reclaimed by GC.
  */
-import { createHash } from "node:crypto";
+import { hashHex } from "../../lib/hash.js";
 import { closeSync, constants, existsSync, linkSync, lstatSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { formatIP, parseIP } from "../../lib/cidr.js";
@@ -67,8 +67,17 @@ function errno(e: unknown): string | undefined {
   return (e as NodeJS.ErrnoException).code;
 }
 
+const SAFE_PART = /^[A-Za-z0-9_.\-]*$/;
+
+/**
+ * The index file name of an attachment: "<id>@<ifname>" when both are plain names (the runtime's values, validated
+ * by skel, never contain "@"), else a hash, which also covers whatever text a reference file held when it was
+ * imported. Plain names need no hashing, so ADD and DEL do not load node:crypto.
+ */
 function attachmentKey(id: string, ifname: string): string {
-  return createHash("sha256").update(`${id}${CRLF}${ifname}`).digest("hex");
+  const plain = `${id}@${ifname}`;
+  if (plain.length <= 200 && id !== "" && SAFE_PART.test(id) && SAFE_PART.test(ifname) && !id.startsWith(".")) return plain;
+  return hashHex("sha256", `${id}${CRLF}${ifname}`);
 }
 
 /** The reference's content rule: trimmed, "id\r\nifname", or a bare id for legacy files. */

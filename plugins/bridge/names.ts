@@ -6,10 +6,10 @@
  * MACs are chosen by us and set at creation (addr_assign_type "set"), so neither the kernel's bridge MAC
  * inheritance nor udev's MACAddressPolicy=persistent changes them after ADD (cni#943, kubernetes#63922).
  */
-import { createHash, randomBytes } from "node:crypto";
+import { hashHex, randomBytes } from "../../lib/hash.js";
 
 export function hostVethName(containerID: string, ifname: string): string {
-  return "veth" + createHash("sha256").update(`${containerID}\r\n${ifname}`).digest("hex").slice(0, 8);
+  return "veth" + hashHex("sha256", `${containerID}\r\n${ifname}`).slice(0, 8);
 }
 
 /** A random locally administered unicast MAC. */

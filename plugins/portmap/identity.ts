@@ -9,9 +9,9 @@
  *   instance hash the reference's nftables masquerade uses): bounded (33 of nft's 128 comment characters), per
  *   attachment, and with the network visible to GC as the prefix.
  */
-import { createHash } from "node:crypto";
+import { hashHex } from "../../lib/hash.js";
 
-const sha512hex = (s: string): string => createHash("sha512").update(s).digest("hex");
+const sha512hex = (s: string): string => hashHex("sha512", s);
 
 /** The reference's per-container DNAT chain: "CNI-DN-" + sha512(network + containerID) hex, 28 characters in all. */
 export function dnatChainName(network: string, containerID: string): string {
