@@ -72,7 +72,7 @@ import socket, sys
 host, port, proto = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 fam = socket.AF_INET6 if ":" in host else socket.AF_INET
 if proto == "tcp":
-    s = socket.socket(fam, socket.SOCK_STREAM); s.settimeout(1.5)
+    s = socket.socket(fam, socket.SOCK_STREAM); s.settimeout(5)  # a first SYN lost to neighbour discovery is resent after 1 s
     s.connect((host, port)); s.sendall(b"hello\n")
     print(s.makefile().readline().strip())
 else:
