@@ -81,6 +81,7 @@ async function run(keep: boolean): Promise<boolean> {
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
   const pods: Pod[] = [];
+  let firstResult: Record<string, unknown> | undefined;
   try {
     progress("creating the underlay and 3 nodes");
     topo.createUnderlay();
@@ -94,6 +95,7 @@ async function run(keep: boolean): Promise<boolean> {
       pods.push(pod);
       const list = loadConfDir(node.confDir);
       const result = await runtimes.get(node.name)!.addNetworkList(list, { containerID: pod.containerID, netns: `/var/run/netns/${pod.netns}`, ifname: "eth0" });
+      firstResult ??= result;
       pod.ip = ((result.ips as Array<{ address: string }>)[0]?.address ?? "").split("/")[0];
       await runtimes.get(node.name)!.checkNetworkList(list, { containerID: pod.containerID, netns: `/var/run/netns/${pod.netns}`, ifname: "eth0" });
     }
@@ -131,6 +133,7 @@ async function run(keep: boolean): Promise<boolean> {
     const distinct = new Set(pods.map((p) => p.ip)).size === pods.length;
     console.log(`\ncni-ts cluster lab ${id}: 3 nodes (network namespaces) on an underlay, kubenet-style pod subnets\n`);
     console.log(table(["NAME", "READY", "STATUS", "IP", "NODE"], pods.map((p) => [p.name, "1/1", "Running", p.ip ?? "?", p.node.name])));
+    console.log(`\nthe CNI result of ADD ${pods[0]!.name} (bridge + host-local, as the runtime received it):\n${JSON.stringify(firstResult, null, 2)}`);
     console.log(`\nnode routes (routes sync from a NodeList of ${nodes.length} nodes):`);
     console.log(syncs.join("\n"));
     for (const n of nodes) console.log(`\n  ${n.name} (${n.nodeIP}, pods ${n.podCIDR}):\n${routesOf(n)}`);
