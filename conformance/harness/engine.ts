@@ -3,6 +3,7 @@
  * that node would (CniRuntime, plugins executed inside the node namespace), and compare what the plugins answered
  * and what the kernel shows with the case's expectations. Everything the case created is removed in `finally`.
  */
+import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { CniError } from "../../lib/errors.js";
@@ -198,6 +199,18 @@ function prepareConfDir(src: string, dst: string, dataDir: string): void {
   }
 }
 
+/**
+ * The kernel destroys a deleted namespace's devices asynchronously (and with them the host end of the pod's veth):
+ * wait until the node no longer shows it, 3 s at most, so that what the step asserts is the settled state.
+ */
+async function vethGone(nodeNs: string, veth: string | undefined): Promise<void> {
+  if (!veth) return;
+  for (const deadline = Date.now() + 3000; Date.now() < deadline; ) {
+    if (spawnSync("ip", ["-n", nodeNs, "link", "show", "dev", veth], { stdio: "ignore" }).status !== 0) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 /** `ip` inside the sandbox's own namespaces only (every call names one with -n). */
 function ipq(args: string[]): void {
   if (args[0] !== "-n") throw new Error("refusing an ip command outside the run's namespaces");
@@ -337,6 +350,7 @@ export async function runCase(c: LoadedCase, ctx: RunContext): Promise<StepOutco
           if (s.verb === "NETNS-DEL") {
             ctx.sandbox.delNetns(pod!.ns);
             pod!.deleted = true;
+            await vethGone(node.ns, attachments.get(key)?.hostVeth);
           } else if (s.verb === "CACHE-DROP") {
             list = loadNet(node, s.network);
             rmSync(cachePath(node.cacheDir, list.name, pod!.containerID, ifname), { force: true });
