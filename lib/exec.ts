@@ -6,7 +6,7 @@
  *   const r = await run("ip", ["-json", "link", "show"], { timeoutMs: 5000 });
  *   if (r.code !== 0) throw new Error(r.stderr);
  */
-import { spawn } from "node:child_process";
+import { childProcessModule } from "./builtin.js";
 import { CniError, ErrorCode } from "./errors.js";
 
 export interface RunOptions {
@@ -34,7 +34,7 @@ export function run(file: string, args: readonly string[], opts: RunOptions = {}
   return new Promise((resolve, reject) => {
     // Own process group, so a deadline kills the child's children too: a grandchild holding our pipes
     // would otherwise keep us waiting long after the child itself is dead.
-    const child = spawn(file, args, { env: opts.env ?? process.env, stdio: ["pipe", "pipe", "pipe"], detached: true });
+    const child = childProcessModule().spawn(file, args, { env: opts.env ?? process.env, stdio: ["pipe", "pipe", "pipe"], detached: true });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let outLen = 0;

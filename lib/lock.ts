@@ -10,7 +10,7 @@
  * @example
  *   await withFileLock("/var/lib/cni/networks/net1/lock", 10_000, async () => { ... });
  */
-import { spawn } from "node:child_process";
+import { childProcessModule } from "./builtin.js";
 import { CniError, ErrorCode } from "./errors.js";
 
 export const DEFAULT_LOCK_WAIT_MS = 30_000;
@@ -27,7 +27,7 @@ export async function withFileLock<T>(file: string, waitMs: number, fn: () => Pr
 function acquire(file: string, waitMs: number): Promise<() => void> {
   const seconds = Math.max(1, Math.ceil(waitMs / 1000)).toString();
   return new Promise((resolve, reject) => {
-    const child = spawn("flock", ["--exclusive", "--timeout", seconds, "--conflict-exit-code", "75", file, "-c", "echo locked; read _"], {
+    const child = childProcessModule().spawn("flock", ["--exclusive", "--timeout", seconds, "--conflict-exit-code", "75", file, "-c", "echo locked; read _"], {
       stdio: ["pipe", "pipe", "pipe"],
     });
     let stderr = "";

@@ -11,10 +11,11 @@
  *   export const example: PluginDefinition = { name: "example", about: "...", netns: "required", add, del, check };
  *   // cmd/cni-ts.ts: await pluginMain(example);
  */
+import { writeSync } from "node:fs";
 import { checkKnownArgs, splitCniArgs, type CniArgs } from "./cniargs.js";
 import { CniError, ErrorCode, asCniError } from "./errors.js";
 import { requireUsableNetns } from "./netns.js";
-import { readStdin } from "./stdin.js";
+import { readStdin, stdinMayBeTerminal } from "./stdin.js";
 import type { Attachment, NetConf, Result } from "./types.js";
 import { validateContainerID, validateIfname, validateNetworkName, quoteInput } from "./validate.js";
 import { LATEST_VERSION, SUPPORTED_VERSIONS, formatResult, isSupportedVersion, versionAtLeast } from "./version.js";
@@ -134,7 +135,7 @@ export async function pluginMain(plugin: PluginDefinition, argv: readonly string
     process.exitCode = 0;
     return;
   }
-  const stdinIsTty = process.stdin.isTTY === true;
+  const stdinIsTty = stdinMayBeTerminal();
   const outcome = await runPlugin(plugin, {
     env: process.env,
     // VERSION does not need stdin and a runtime may not send any: read it only briefly there.
@@ -146,9 +147,23 @@ export async function pluginMain(plugin: PluginDefinition, argv: readonly string
   process.exit(outcome.exitCode);
 }
 
+// write(2) on fd 1 rather than `process.stdout`, whose creation loads net and stream (a few ms per process); a
+// non-blocking pipe that is full (EAGAIN) gets the rest through the stream.
 function writeStdout(text: string): Promise<void> {
   if (text === "") return Promise.resolve();
-  return new Promise((resolve) => process.stdout.write(text, () => resolve()));
+  let rest = Buffer.from(text, "utf8");
+  while (rest.length > 0) {
+    try {
+      rest = rest.subarray(writeSync(1, rest));
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === "EINTR") continue;
+      if (code !== "EAGAIN") return Promise.resolve(); // EPIPE, EBADF: nobody reads the answer.
+      const left = rest;
+      return new Promise((resolve) => process.stdout.write(left, () => resolve()));
+    }
+  }
+  return Promise.resolve();
 }
 
 async function loadStdin(io: PluginIO): Promise<Buffer> {
