@@ -159,23 +159,25 @@ function deleteLines(nat: SavedNat, chains: ReadonlySet<string>, keepJump?: (r: 
  * be read (no binary, no kernel support) holds nothing of ours, like the reference's "supported" test.
  */
 async function deleteChains(netns: string | undefined, pick: (nat: SavedNat) => Set<string>, what: string, keepJump?: (r: SavedRule) => boolean): Promise<void> {
-  for (const family of [4, 6] as const) {
-    if (!hasExecutable(TOOLS[family].save) || !hasExecutable(TOOLS[family].restore)) continue;
+  // iptables and ip6tables tables are independent: both at once, since this is on every pod's DEL path.
+  const errors = await Promise.all(([4, 6] as const).map(async (family) => {
+    if (!hasExecutable(TOOLS[family].save) || !hasExecutable(TOOLS[family].restore)) return undefined;
     let error: string | undefined;
     for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
       const saved = await saveNat(family, netns);
       if (!saved.ok) {
         log.debug(`ipMasq: skipping ${TOOLS[family].save}: ${saved.error}`);
-        error = undefined;
-        break;
+        return undefined;
       }
       const lines = deleteLines(saved.nat, pick(saved.nat), keepJump);
       const r = lines.length === 0 ? { ok: true, stderr: "" } : await restore(family, lines, netns);
       error = r.ok ? undefined : r.stderr;
       if (r.ok) break;
     }
-    if (error !== undefined) throw new CniError(ErrorCode.KernelOperationFailed, `iptables ipMasq teardown of ${what} failed: ${error}`);
-  }
+    return error;
+  }));
+  const error = errors.find((e) => e !== undefined);
+  if (error !== undefined) throw new CniError(ErrorCode.KernelOperationFailed, `iptables ipMasq teardown of ${what} failed: ${error}`);
 }
 
 /**
