@@ -9,7 +9,7 @@ import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   BenchError, OURS_EXE, REFERENCE_BIN, ensureBuilt, ensureReference, fmtMs, fmtRatio, machineInfo, markdownTable,
-  mustSucceed, oursVersion, percentile, median, referenceVersion, runPlugin, targetLine, withTmpRoot,
+  mustSucceed, oursVersion, parseResult, percentile, median, referenceVersion, runPlugin, targetLine, withTmpRoot,
 } from "./lib.mjs";
 
 export const usage = "npm run bench -- bridge [--n 50] [--backend iptables|nftables] [--json FILE]";
@@ -68,8 +68,12 @@ async function call(impl, verb, i) {
     PATH: "/usr/sbin:/usr/bin:/sbin:/bin",
     CNI_COMMAND: verb, CNI_CONTAINERID: `bench-${i}`, CNI_NETNS: `/var/run/netns/${impl.pods[i]}`, CNI_IFNAME: "eth0", CNI_PATH: impl.cniPath,
   };
-  const r = await runPlugin("nsenter", env, impl.conf, { args: [`--net=/var/run/netns/${impl.node}`, "--", join(impl.cniPath, "bridge")] });
-  return mustSucceed(r, `${impl.label} ${verb} pod ${i}`);
+  // DEL gets the ADD's result as prevResult, as libcni sends it from its cache (cniVersion 0.4.0 and later).
+  const stdin = verb === "DEL" && impl.results?.[i] ? JSON.stringify({ ...JSON.parse(impl.conf), prevResult: impl.results[i] }) : impl.conf;
+  const r = await runPlugin("nsenter", env, stdin, { args: [`--net=/var/run/netns/${impl.node}`, "--", join(impl.cniPath, "bridge")] });
+  mustSucceed(r, `${impl.label} ${verb} pod ${i}`);
+  if (verb === "ADD") (impl.results ??= [])[i] = parseResult(r, `${impl.label} ADD pod ${i}`);
+  return r;
 }
 
 async function phase(impl, verb, n, width) {

@@ -169,6 +169,15 @@ function addLines(e: NormalizedMasqEntry): string[] {
   ];
 }
 
+/**
+ * True when nft refused a script because our table does not exist (the node uses the iptables backend): nft points
+ * its caret at the table name, where a missing element gets "Could not process rule" under the element.
+ */
+export function tableMissing(stderr: string): boolean {
+  const m = /:(\d+)-(\d+): Error: No such file or directory\n(.*)\n/.exec(stderr);
+  return m !== null && m[3]!.slice(Number(m[1]) - 1, Number(m[2])) === TABLE_NAME;
+}
+
 async function nftScript(lines: readonly string[], netns: string | undefined): Promise<{ ok: boolean; stderr: string }> {
   const [file, args] = inNetns(netns, "nft", ["-f", "-"]);
   const r = await run(file, args, { input: lines.join("\n") + "\n", timeoutMs: TIMEOUT_MS });
@@ -295,7 +304,7 @@ export async function nftDelMasq(network: string, containerID: string, ifname: s
     // Success: every hinted element is gone or was never there. Failure (no table yet, or an address already
     // belongs to another attachment) aborts the whole transaction: sort it out by comment.
     const r = await nftScript(lines, netns);
-    if (r.ok) return;
+    if (r.ok || tableMissing(r.stderr)) return;
     log.debug(`ipMasq: nftables DEL by hints failed (${r.stderr}); looking for the elements by comment`);
   }
   await releaseMatching(netns, (c) => c === comment, () => tag, `attachment ${network}/${containerID}/${ifname}`);
