@@ -84,6 +84,10 @@ export async function iptAddMasq(entries: readonly NormalizedMasqEntry[], netns?
     if (mine.length === 0) continue;
     requireExecutable(TOOLS[family].save);
     requireExecutable(TOOLS[family].restore);
+    // The usual case, a container's first attachment on this network: its chain does not exist yet, so the whole
+    // layout can be written without reading the table. `-N` fails if the chain exists (another interface of the
+    // container, a leftover), and then nothing of the restore is applied and the read-and-compute path decides.
+    if ((await restore(family, addLines(mine, family, EMPTY_NAT, true), netns)).ok) continue;
     let error: string | undefined;
     for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
       const saved = await saveNat(family, netns);
@@ -97,7 +101,9 @@ export async function iptAddMasq(entries: readonly NormalizedMasqEntry[], netns?
   }
 }
 
-function addLines(entries: readonly NormalizedMasqEntry[], family: 4 | 6, nat: SavedNat): string[] {
+const EMPTY_NAT: SavedNat = parseSave("");
+
+function addLines(entries: readonly NormalizedMasqEntry[], family: 4 | 6, nat: SavedNat, createChains = false): string[] {
   const groups = new Map<string, { comment: string; subnets: string[]; ips: string[] }>();
   for (const e of entries) {
     const chain = iptablesMasqChain(e.network, e.containerID);
@@ -127,7 +133,8 @@ function addLines(entries: readonly NormalizedMasqEntry[], family: 4 | 6, nat: S
     const have = nat.rules.filter((r) => r.chain === chain).map((r) => r.raw);
     // A chain that is already right stays untouched, so a repeated ADD keeps its counters and costs no write.
     // Otherwise declaring it under --noflush flushes it (legacy and nft alike) and it is rebuilt whole.
-    if (!nat.chains.has(chain) || !same(have, want)) lines.push(`:${chain} - [0:0]`, ...want);
+    if (createChains) lines.push(`-N ${chain}`, ...want);
+    else if (!nat.chains.has(chain) || !same(have, want)) lines.push(`:${chain} - [0:0]`, ...want);
     for (const ip of g.ips) {
       const present = nat.rules.some(
         (r) => r.chain === "POSTROUTING" && option(r.args, "-j")?.value === chain && canonicalCidr(option(r.args, "-s")?.value ?? "", family) === hostCidr(ip, family),
