@@ -24,7 +24,7 @@ import { option, parseSave, tokenize, type SavedNat, type SavedRule } from "./ip
 import { CniError, ErrorCode } from "./errors.js";
 import { run } from "./exec.js";
 import { log } from "./log.js";
-import { hasExecutable, requireExecutable, type NormalizedMasqEntry } from "./masq.js";
+import { hasExecutable, requireExecutable, type LiveMasqKeys, type NormalizedMasqEntry } from "./masq.js";
 import { inNetns } from "./netns.js";
 import type { Attachment } from "./types.js";
 
@@ -167,7 +167,7 @@ function deleteLines(nat: SavedNat, chains: ReadonlySet<string>, keepJump?: (r: 
  */
 async function deleteChains(
   netns: string | undefined,
-  pick: (nat: SavedNat) => Set<string>,
+  pick: (nat: SavedNat) => Set<string> | Promise<Set<string>>,
   what: string,
   keepJump?: (r: SavedRule) => boolean,
   blind?: Partial<Record<4 | 6, readonly string[]>>,
@@ -186,7 +186,7 @@ async function deleteChains(
         log.debug(`ipMasq: skipping ${TOOLS[family].save}: ${saved.error}`);
         return undefined;
       }
-      const lines = deleteLines(saved.nat, pick(saved.nat), keepJump);
+      const lines = deleteLines(saved.nat, await pick(saved.nat), keepJump);
       const r = lines.length === 0 ? { ok: true, stderr: "" } : await restore(family, lines, netns);
       error = r.ok ? undefined : r.stderr;
       if (r.ok) break;
@@ -238,16 +238,17 @@ function parseComment(text: string): { network: string; containerID: string } | 
 }
 
 /**
- * GC for the iptables backend: masquerade chains of `network` whose containerID is not among the valid attachments'.
+ * GC for the iptables backend: masquerade chains of `network` whose containerID is not among the valid attachments'
+ * and that no live attachment names (`live`, asked after each read of the nat table, only when a chain is stale).
  * A chain is recognised by a rule comment naming the network and a container whose chain name is that very chain;
  * portmap's chains carry the same comment under other names and are left alone. A chain without any rule names
  * nobody and stays.
  */
-export async function iptGcMasq(network: string, valid: readonly Attachment[], netns?: string): Promise<void> {
+export async function iptGcMasq(network: string, valid: readonly Attachment[], netns?: string, live?: LiveMasqKeys): Promise<void> {
   const keep = new Set(valid.map((a) => a.containerID));
   await deleteChains(
     netns,
-    (nat) => {
+    async (nat) => {
       const stale = new Set<string>();
       for (const r of nat.rules) {
         const c = option(r.args, "--comment");
@@ -256,6 +257,9 @@ export async function iptGcMasq(network: string, valid: readonly Attachment[], n
         const chain = iptablesMasqChain(id.network, id.containerID);
         if (r.chain === chain || option(r.args, "-j")?.value === chain) stale.add(chain);
       }
+      // A jump an ADD adds after this read keeps its chain anyway: the restore then fails on "-X" (chain in use)
+      // and the next round reads again.
+      if (stale.size > 0 && live) for (const chain of await live()) stale.delete(chain);
       return stale;
     },
     `network ${network}`,

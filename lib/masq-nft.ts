@@ -36,7 +36,7 @@ import { bigIntToIP, parseCidr, parseIP } from "./cidr.js";
 import { CniError, ErrorCode } from "./errors.js";
 import { run } from "./exec.js";
 import { log } from "./log.js";
-import { hasExecutable, requireExecutable, type NormalizedMasqEntry } from "./masq.js";
+import { hasExecutable, requireExecutable, type LiveMasqKeys, type NormalizedMasqEntry } from "./masq.js";
 import { inNetns } from "./netns.js";
 import type { Attachment } from "./types.js";
 
@@ -313,22 +313,35 @@ export async function nftDelMasq(network: string, containerID: string, ifname: s
 /**
  * Release every address whose owner entry (or, for an address nobody owns, a local element) carries a comment that
  * `pick` selects; addresses owned under another comment are left alone. `tagOf` gives the guard for an address
- * without owner entry. Re-reads after a lost race.
+ * without owner entry. `live`, asked after each read and only when something is selected, names comments that
+ * must stay after all. Re-reads after a lost race.
  */
-async function releaseMatching(netns: string | undefined, pick: (comment: string | undefined) => boolean, tagOf: () => number, what: string): Promise<void> {
+async function releaseMatching(
+  netns: string | undefined,
+  pick: (comment: string | undefined) => boolean,
+  tagOf: () => number,
+  what: string,
+  live?: LiveMasqKeys,
+): Promise<void> {
   let error = "";
   for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
     const listing = await listTable(netns);
     if (!listing) return;
-    const doomed = new Map<string, { a: Addr; tag: number }>();
+    const doomed = new Map<string, { a: Addr; tag: number; comment: string | undefined }>();
     for (const [key, o] of listing.owners) {
       if (!pick(o.comment)) continue;
       const [fam, ip] = key.split(" ") as [string, string];
-      doomed.set(key, { a: { family: fam === "4" ? 4 : 6, ip }, tag: o.tag });
+      doomed.set(key, { a: { family: fam === "4" ? 4 : 6, ip }, tag: o.tag, comment: o.comment });
     }
     for (const l of listing.locals) {
       const key = id(l);
-      if (pick(l.comment) && !listing.owners.has(key) && !doomed.has(key)) doomed.set(key, { a: { family: l.family, ip: l.ip }, tag: tagOf() });
+      if (pick(l.comment) && !listing.owners.has(key) && !doomed.has(key)) doomed.set(key, { a: { family: l.family, ip: l.ip }, tag: tagOf(), comment: l.comment });
+    }
+    // Asked after the read (see LiveMasqKeys): an owner that appeared since is still seen, and one whose ADD comes
+    // later writes elements this round never listed and so never deletes (its tag fails our guard on a shared address).
+    if (doomed.size > 0 && live) {
+      const spared = await live();
+      for (const [key, d] of doomed) if (d.comment !== undefined && spared.has(d.comment)) doomed.delete(key);
     }
     if (doomed.size === 0) return;
     const lines = [...doomed.values()].flatMap(({ a, tag }) =>
@@ -346,13 +359,13 @@ async function releaseMatching(netns: string | undefined, pick: (comment: string
   throw new CniError(ErrorCode.KernelOperationFailed, `nftables ipMasq teardown of ${what} failed: ${error}`);
 }
 
-/** GC for the nftables backend: addresses whose comment names `network` but none of the valid attachments. */
-export async function nftGcMasq(network: string, valid: readonly Attachment[], netns?: string): Promise<void> {
+/** GC for the nftables backend: addresses whose comment names `network` but none of the valid or live attachments. */
+export async function nftGcMasq(network: string, valid: readonly Attachment[], netns?: string, live?: LiveMasqKeys): Promise<void> {
   if (!hasExecutable("nft")) return;
   const prefix = `${networkHash(network)}-`;
   const keep = new Set(valid.map((a) => nftMasqComment(network, a.containerID, a.ifname)));
   // An ownerless leftover has no tag to show; guard it with 0, which only fails if someone takes the address meanwhile.
-  await releaseMatching(netns, (c) => c !== undefined && c.startsWith(prefix) && !keep.has(c), () => 0, `network ${network}`);
+  await releaseMatching(netns, (c) => c !== undefined && c.startsWith(prefix) && !keep.has(c), () => 0, `network ${network}`, live);
 }
 
 /** CHECK for the nftables backend: the two rules, and every entry's three elements, owned by the entry. */

@@ -20,8 +20,8 @@ import { accessSync, constants, statSync } from "node:fs";
 import { delimiter, join } from "node:path";
 import { bigIntToIP, cidrContains, formatIP, parseCidr, parseIP, type Family } from "./cidr.js";
 import { CniError, ErrorCode } from "./errors.js";
-import { iptAddMasq, iptCheckMasq, iptDelMasq, iptGcMasq } from "./masq-iptables.js";
-import { nftAddMasq, nftCheckMasq, nftDelMasq, nftGcMasq } from "./masq-nft.js";
+import { iptAddMasq, iptCheckMasq, iptDelMasq, iptGcMasq, iptablesMasqChain } from "./masq-iptables.js";
+import { nftAddMasq, nftCheckMasq, nftDelMasq, nftGcMasq, nftMasqComment } from "./masq-nft.js";
 import type { Attachment } from "./types.js";
 
 /** The two ways of installing the masquerade, as the config key `ipMasqBackend` names them. */
@@ -150,21 +150,39 @@ export async function checkMasq(backend: MasqBackend, entries: MasqEntry[], netn
 }
 
 /**
- * Remove masquerade state of every attachment of `network` not in `valid`, both backends.
+ * The names under which the backends file an attachment's state: its nftables element comment and its iptables
+ * chain. GC reads them back from a live attachment's marker (the bridge puts them in its host veth's alias) to
+ * know which state still has an owner on the node, whatever the runtime's list says.
+ */
+export function masqKeys(network: string, containerID: string, ifname: string): string[] {
+  return [nftMasqComment(network, containerID, ifname), iptablesMasqChain(network, containerID)];
+}
+
+/**
+ * The masqKeys of every attachment that is live right now. GC calls it after each read of a backend's state and
+ * before deleting anything, never before the read: an ADD installs its masquerade only after it made itself live,
+ * so whatever state the read saw either belongs to something this call reports or has lost its owner.
+ */
+export type LiveMasqKeys = () => Promise<ReadonlySet<string>>;
+
+/**
+ * Remove masquerade state of every attachment of `network` that is neither in `valid` nor live (see LiveMasqKeys),
+ * both backends.
  *
  * The iptables side knows attachments only by containerID (its chain ignores ifname, like the reference), so an
- * attachment counts as valid there when any valid attachment has its containerID.
+ * attachment counts as valid there when any valid attachment has its containerID, and as live when any live
+ * attachment has its chain.
  */
-export async function gcMasq(network: string, valid: Attachment[], netns?: string): Promise<void> {
+export async function gcMasq(network: string, valid: Attachment[], netns?: string, live?: LiveMasqKeys): Promise<void> {
   requireSafe("network name", network);
   const errors: string[] = [];
   try {
-    await iptGcMasq(network, valid, netns);
+    await iptGcMasq(network, valid, netns, live);
   } catch (e) {
     errors.push((e as Error).message);
   }
   try {
-    await nftGcMasq(network, valid, netns);
+    await nftGcMasq(network, valid, netns, live);
   } catch (e) {
     errors.push((e as Error).message);
   }

@@ -19,7 +19,7 @@ import { versionAtLeast } from "../../lib/version.js";
 import { loadBridgeConfig, type BridgeConfig } from "./config.js";
 import { gatewaysOf, routesOf, type GatewayAddr } from "./gateway.js";
 import { hostBatch, readBridge, vlanLines, type BridgeState, type HostPlan } from "./host.js";
-import { hostVethName, randomMac } from "./names.js";
+import { hostVethAlias, hostVethName, randomMac } from "./names.js";
 import { podScript, waitForDad } from "./pod.js";
 import { addSpoofCheck, delSpoofCheck } from "./spoofcheck.js";
 
@@ -115,7 +115,10 @@ export async function add(ctx: CmdContext): Promise<Result> {
     if (ipam && (ipam.ips ?? []).length === 0) throw new CniError(ErrorCode.Internal, "IPAM plugin returned missing IP config");
     const { ips, gateways } = gatewaysOf(ipam?.ips ?? [], conf);
     const routes = routesOf(ipam?.routes ?? [], gateways, conf);
-    const plan: HostPlan = { hostVeth, hostMac: randomMac(), podIfname: ctx.ifname, podMac: conf.mac ?? randomMac(), netns: ctx.netns, bridgeMac: state.mac ?? randomMac(), gateways };
+    const hostAlias = hostVethAlias(conf.name, ctx.containerID, ctx.ifname);
+    const plan: HostPlan = { hostVeth, hostAlias, hostMac: randomMac(), podIfname: ctx.ifname, podMac: conf.mac ?? randomMac(), netns: ctx.netns, bridgeMac: state.mac ?? randomMac(), gateways };
+    // The veth (with its alias) exists before any masquerade or spoof-check state does: a GC that finds this
+    // attachment's state then also finds its veth, and keeps the state (docs/bridge.md, GC).
     await applyHost(conf, state, plan, ctx);
     created = true;
     nodeSysctls(conf, hostVeth, gateways);

@@ -57,6 +57,8 @@ function gatewayLines(b: IpBatch, conf: BridgeConfig, state: BridgeState, gatewa
 
 export interface HostPlan {
   hostVeth: string;
+  /** names.ts hostVethAlias: marks the veth as the live attachment's, for GC. */
+  hostAlias: string;
   hostMac: string;
   podIfname: string;
   podMac: string;
@@ -90,6 +92,9 @@ export function hostBatch(conf: BridgeConfig, state: BridgeState, plan: HostPlan
   if (conf.mtu) veth.push("mtu", conf.mtu);
   veth.push("netns", plan.netns);
   b.cmd(...veth);
+  // Right after the veth and long before the masquerade exists: GC keeps the state of an attachment whose veth it
+  // finds with this alias. (An alias given to `link add` is ignored by the kernel.)
+  b.cmd("link", "set", "dev", plan.hostVeth, "alias", plan.hostAlias);
   b.cmd("link", "set", "dev", plan.hostVeth, "master", br);
   if (conf.hairpinMode || conf.portIsolation) {
     b.cmd("link", "set", "dev", plan.hostVeth, "type", "bridge_slave", "hairpin", conf.hairpinMode ? "on" : "off", "isolated", conf.portIsolation ? "on" : "off");

@@ -98,16 +98,25 @@ export async function checkSpoofCheck(hostVeth: string, mac: string): Promise<st
   return undefined;
 }
 
-/** Drop elements of `network` whose host veth is not one of `keep`. */
-export async function gcSpoofCheck(network: string, keep: ReadonlySet<string>): Promise<void> {
+/**
+ * Drop elements of `network` whose host veth is neither one of `keep` nor live: `live` (the node's veths) is asked
+ * after the table was read and only when something is to go, so a veth an ADD made before its elements is seen.
+ * Deletes are add-then-delete, so an element a concurrent DEL removed first does not fail the whole GC.
+ */
+export async function gcSpoofCheck(network: string, keep: ReadonlySet<string>, live?: () => Promise<ReadonlySet<string>>): Promise<void> {
   const state = await readState();
   if (!state) return;
-  const lines: string[] = [];
-  for (const [veth, net] of state.guarded) if (net === network && !keep.has(veth)) lines.push(`delete element ${TABLE} guarded { "${veth}" }`);
-  for (const [key, net] of state.allowed) {
-    const [veth, mac] = key.split(" ");
-    if (net === network && !keep.has(veth!)) lines.push(`delete element ${TABLE} allowed { "${veth}" . ${mac} }`);
+  const doomed: Array<{ set: "guarded" | "allowed"; key: string; veth: string }> = [];
+  for (const [veth, net] of state.guarded) if (net === network && !keep.has(veth)) doomed.push({ set: "guarded", key: `"${veth}"`, veth });
+  for (const [k, net] of state.allowed) {
+    const [veth, mac] = k.split(" ") as [string, string];
+    if (net === network && !keep.has(veth)) doomed.push({ set: "allowed", key: `"${veth}" . ${mac}`, veth });
   }
+  if (doomed.length === 0) return;
+  const spared = live ? await live() : new Set<string>();
+  const lines = doomed
+    .filter((d) => !spared.has(d.veth))
+    .flatMap((d) => [`add element ${TABLE} ${d.set} { ${d.key} }`, `delete element ${TABLE} ${d.set} { ${d.key} }`]);
   if (lines.length === 0) return;
   const r = await nft(["-f", "-"], lines.join("\n") + "\n");
   if (!r.ok) throw new CniError(ErrorCode.KernelOperationFailed, `macspoofchk GC of ${network} failed: ${r.stderr}`);

@@ -16,6 +16,7 @@
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
+import { hostVethName } from "../../plugins/bridge/names.js";
 import { DIST_BIN, PLUGINS, type Sandbox, toolPath } from "./helpers.js";
 
 export interface Ns {
@@ -296,6 +297,20 @@ export class BridgeLab {
   /** The conf as the runtime sends it to CHECK/DEL: with prevResult. */
   withPrev(conf: Conf, prevResult: unknown): Conf {
     return { ...conf, prevResult };
+  }
+
+  /**
+   * Delete a pod's namespace without DEL, as when the runtime forgot the pod, and wait until the kernel has removed
+   * its host veth (it does so asynchronously, after `ip netns del` returns).
+   */
+  dropPod(pod: Ns, containerID = `ctr-${pod.name}`, ifname = "eth0"): void {
+    spawnSync("ip", ["netns", "del", pod.name]);
+    const veth = hostVethName(containerID, ifname);
+    const end = Date.now() + 10_000;
+    while (linkNames(this.node.name).includes(veth)) {
+      if (Date.now() > end) throw new Error(`${veth} still exists 10 s after its pod namespace was deleted`);
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+    }
   }
 
   /** Reservation files of the network in the host-local data dir (no lock, no last_reserved_ip.*). */

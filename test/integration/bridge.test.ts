@@ -5,6 +5,7 @@
 //
 // Nothing here touches the machine's root namespace; the Sandbox removes every namespace in afterAll.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { iptablesMasqChain } from "../../lib/masq-iptables.js";
 import { hostVethName } from "../../plugins/bridge/names.js";
 import {
   addrsOf,
@@ -402,6 +403,68 @@ describe.each(["nftables", "iptables"])("DEL leaves nothing behind (%s masquerad
   });
 });
 
+
+// GC at 1.1.0 with a list that leaves pods out, as a runtime's list does when it was computed before their ADDs
+// finished: the bridge keeps the state of every pod whose host veth exists, and collects it once the namespace (and
+// with it the veth) is gone. host-local applies its own rule to the reservations (gcGraceSeconds).
+describe.each(["nftables", "iptables"])("GC (%s masquerade, macspoofchk)", (backend) => {
+  it("keeps a live pod's masquerade and spoof check whatever the list; collects a gone pod's rules, then its reservation", () => {
+    const lab = new BridgeLab(sb, `gc${backend.slice(0, 3)}`);
+    withOutside(lab);
+    const ipam = lab.hostLocal(["10.37.0.0/24", "fd37::/64"]);
+    const conf = lab.conf({ isGateway: true, ipMasq: true, ipMasqBackend: backend, macspoofchk: true, ipam }, "1.1.0");
+    const gc = (valid: Array<{ containerID: string; ifname: string }>, grace?: number) => {
+      const g = lab.cni("GC", { ...conf, ipam: grace === undefined ? ipam : { ...ipam, gcGraceSeconds: grace }, "cni.dev/valid-attachments": valid });
+      expect([g.status, g.stdout], g.stderr).toEqual([0, ""]);
+    };
+    const healthy = (pod: Ns, r: unknown) => {
+      const c = lab.cni("CHECK", lab.withPrev(conf, r), { pod });
+      expect([c.status, c.stdout]).toEqual([0, ""]);
+      expect(ping(pod, "10.77.0.2", 2)).toBe(true);
+    };
+    // Mentions of an address as a whole (10.37.0.3, not 10.37.0.30) in a rule set.
+    const mentions = (text: string, ip: string) => new RegExp(`(^|[^0-9a-f:.])${ip.replace(/\./g, "\\.")}([^0-9a-f:.]|$)`, "m").test(text);
+    // Warm up so the bridge and the idle tables exist: then "before" and "after" compare exactly.
+    const w = lab.pod("warm");
+    lab.add(conf, { pod: w });
+    expect(lab.cni("DEL", conf, { pod: w }).status).toBe(0);
+    const clean = lab.snapshot();
+
+    const [a, b] = [lab.pod("a"), lab.pod("b")];
+    const ra = lab.add(conf, { pod: a });
+    const rb = lab.add(conf, { pod: b });
+    const both = lab.snapshot();
+    gc([]);
+    expect(lab.snapshot()).toEqual(both);
+    healthy(a, ra);
+    healthy(b, rb);
+
+    // a's namespace goes without DEL: its veth with it, so its masquerade and spoof-check elements go at the next
+    // GC; its reservation stays, younger than the default grace.
+    const vethA = hostVethName(`ctr-${a.name}`, "eth0");
+    const ipsA = (ra.ips as Array<{ address: string }>).map((i) => ipOnly(i.address));
+    lab.dropPod(a);
+    gc([]);
+    const afterA = lab.snapshot();
+    for (const ip of ipsA) {
+      expect(mentions(afterA.nft, ip), ip).toBe(false);
+      expect(mentions(afterA.ipt, ip), ip).toBe(false);
+    }
+    expect(afterA.ipt).not.toContain(iptablesMasqChain(lab.network, `ctr-${a.name}`));
+    expect(afterA.nft).not.toContain(vethA);
+    expect(afterA.nft).toContain(hostVethName(`ctr-${b.name}`, "eth0"));
+    expect(afterA.reservations).toEqual(both.reservations);
+    healthy(b, rb);
+
+    // With grace 0 and b listed, host-local releases a's reservations too: nothing of a is left anywhere.
+    gc([{ containerID: `ctr-${b.name}`, ifname: "eth0" }], 0);
+    const ipsB = (rb.ips as Array<{ address: string }>).map((i) => ipOnly(i.address));
+    expect(lab.reservations()).toEqual([...ipsB].sort());
+    healthy(b, rb);
+    expect(lab.cni("DEL", lab.withPrev(conf, rb), { pod: b }).status).toBe(0);
+    expect(lab.snapshot()).toEqual(clean);
+  });
+});
 
 describe("errors: the right code, and nothing created or reserved", () => {
   it("an eth0 that already exists in the pod: 102, no address leaked, no veth left", () => {

@@ -13,7 +13,7 @@ import { mkdirSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CniError } from "../../lib/errors.js";
-import { addMasq, checkMasq, delMasq, gcMasq, resolveMasqBackend, type MasqBackend, type MasqEntry } from "../../lib/masq.js";
+import { addMasq, checkMasq, delMasq, gcMasq, masqKeys, resolveMasqBackend, type MasqBackend, type MasqEntry } from "../../lib/masq.js";
 import { iptablesMasqChain, iptablesMasqComment } from "../../lib/masq-iptables.js";
 import { MASQ_NFT_TABLE, nftMasqComment } from "../../lib/masq-nft.js";
 import { Sandbox } from "./helpers.js";
@@ -294,6 +294,56 @@ describe.each(["nftables", "iptables"] as MasqBackend[])("ipMasq with the %s bac
     } finally {
       for (const e of [a, b, c, other]) await delMasq(e[0]!.network, e[0]!.containerID, "eth0", undefined, ns.node.path);
     }
+  });
+
+  it("GC also keeps what the live callback names, and asks it only after reading, only when something is stale", async () => {
+    const before = snapshot();
+    const [a, b] = [entry(5), entry(6)];
+    await addMasq(backend, [...a, ...b], ns.node.path);
+    let asked = 0;
+    const live = (keys: string[]) => async () => {
+      asked++;
+      return new Set(keys);
+    };
+    try {
+      await gcMasq(NET, [{ containerID: "c005", ifname: "eth0" }, { containerID: "c006", ifname: "eth0" }], ns.node.path, live([]));
+      expect(asked).toBe(0);
+      // Nothing listed, b live: a goes, b stays.
+      await gcMasq(NET, [], ns.node.path, live(masqKeys(NET, "c006", "eth0")));
+      expect(asked).toBeGreaterThan(0);
+      expect(await checkMasq(backend, b, ns.node.path)).toBeUndefined();
+      expect(await checkMasq(backend, a, ns.node.path)).toContain(`${NET}/c005`);
+      // A live key of another network spares nothing here.
+      await gcMasq(NET, [], ns.node.path, live(masqKeys("othernet", "c006", "eth0")));
+      expect(snapshot()).toEqual(before);
+    } finally {
+      for (const e of [a, b]) await delMasq(NET, e[0]!.containerID, "eth0", undefined, ns.node.path);
+    }
+  });
+
+  it("an address taken from a leaked attachment that is still live: GC keeps the new owner's, the old goes once not live", async () => {
+    const before = snapshot();
+    const LEAKED = "1eaked00000000000000000000000000000000000000000000000000000000001";
+    const leaked = [pod4, pod6].map((e) => ({ ...e, containerID: LEAKED }));
+    await addMasq(backend, leaked, ns.node.path);
+    // The runtime forgot LEAKED (its veth stays); IPAM released the address and handed it to CID.
+    await addMasq(backend, [pod4, pod6], ns.node.path);
+    const liveKeys = new Set([...masqKeys(NET, LEAKED, "eth0"), ...masqKeys(NET, CID, "eth0")]);
+    try {
+      await gcMasq(NET, [], ns.node.path, async () => liveKeys);
+      expect(await checkMasq(backend, [pod4, pod6], ns.node.path)).toBeUndefined();
+      // iptables: the leaked chain and its jumps stay beside the new owner's (both masquerade the same way).
+      if (backend === "iptables") expect(iptablesState()).toContain(iptablesMasqChain(NET, LEAKED));
+      await gcMasq(NET, [{ containerID: CID, ifname: "eth0" }], ns.node.path, async () => new Set(masqKeys(NET, CID, "eth0")));
+      expect(await checkMasq(backend, [pod4, pod6], ns.node.path)).toBeUndefined();
+      expect(ping("10.62.0.2") && ping("fd62::2")).toBe(true);
+      const text = backend === "nftables" ? sb.exec(ns.node.name, "nft", ["list", "table", "inet", "cni_ts_masq"]) : iptablesState();
+      expect(text).not.toContain(backend === "nftables" ? nftMasqComment(NET, LEAKED, "eth0") : iptablesMasqChain(NET, LEAKED));
+    } finally {
+      await delMasq(NET, CID, "eth0", undefined, ns.node.path);
+      await delMasq(NET, LEAKED, "eth0", undefined, ns.node.path);
+    }
+    expect(snapshot()).toEqual(before);
   });
 
   it("an address handed to a new attachment keeps its masquerade through the old attachment's late DEL", async () => {

@@ -43,12 +43,13 @@ describe("known bugs", () => {
     expect(left).toEqual([]);
   });
 
-  // bridge GC removes the masquerade of every attachment missing from the valid list, with neither the
-  // "ADD in progress" protection nor the gcGraceSeconds grace that host-local's GC applies. So when GC overlaps
-  // ADDs (the runtime computed its list before an ADD finished), host-local keeps the pod's address, as documented,
-  // but the pod loses its masquerade: CHECK fails with 103 and the pod cannot reach anything outside its subnet.
+  // bridge GC removed the masquerade of every attachment missing from the valid list, with neither the
+  // "ADD in progress" protection nor the gcGraceSeconds grace that host-local's GC applies. So when GC overlapped
+  // ADDs (the runtime computed its list before an ADD finished), host-local kept the pod's address, as documented,
+  // but the pod lost its masquerade: CHECK failed with 103 and the pod could not reach anything outside its subnet.
+  // Now GC keeps the state of every attachment whose host veth exists (docs/bridge.md, GC).
   for (const backend of ["nftables", "iptables"]) {
-    it.fails(`KNOWN BUG: GC keeps the masquerade of an attachment it keeps the address of (${backend})`, { timeout: 30_000 }, async () => {
+    it(`fixed: GC keeps the masquerade of an attachment it keeps the address of (${backend})`, { timeout: 30_000 }, async () => {
       const lab = new BridgeLab(sb, `gcmasq${backend.slice(0, 3)}`);
       const conf = lab.conf({ isGateway: true, ipMasq: true, ipMasqBackend: backend, ipam: lab.hostLocal(["10.89.0.0/24"]) }, "1.1.0");
       const pod = lab.pod("p");

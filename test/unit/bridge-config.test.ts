@@ -3,7 +3,11 @@ import { codeOf } from "./codes.js";
 import type { NetConf } from "../../lib/types.js";
 import { loadBridgeConfig } from "../../plugins/bridge/config.js";
 import { gatewaysOf, nextHopFor, routesOf } from "../../plugins/bridge/gateway.js";
-import { hostVethName } from "../../plugins/bridge/names.js";
+import { iptablesMasqChain } from "../../lib/masq-iptables.js";
+import { nftMasqComment } from "../../lib/masq-nft.js";
+import { masqKeys } from "../../lib/masq.js";
+import { liveLinksOf } from "../../plugins/bridge/live.js";
+import { hostVethAlias, hostVethName, masqKeysOfAlias } from "../../plugins/bridge/names.js";
 import { routeArgs } from "../../plugins/bridge/pod.js";
 
 const base = (o: Record<string, unknown> = {}): NetConf => ({ cniVersion: "1.0.0", name: "net1", type: "bridge", ...o }) as NetConf;
@@ -98,5 +102,23 @@ describe("host veth names", () => {
     expect(hostVethName("ctr1", "eth0")).toBe(hostVethName("ctr1", "eth0"));
     expect(hostVethName("ctr1", "eth0")).not.toBe(hostVethName("ctr1", "net1"));
     expect(hostVethName("ctr1", "eth0")).toMatch(/^veth[0-9a-f]{8}$/);
+  });
+
+  it("carry an alias naming the attachment's masquerade keys, which liveness reads back", () => {
+    const id = "x".repeat(255);
+    const alias = hostVethAlias("n".repeat(255), id, "eth0");
+    // Fits IFALIASZ at any identity length, and is one ip -batch token.
+    expect(alias).toMatch(/^cni-ts:[0-9a-f]{16}-[0-9a-f]{16}:CNI-[0-9a-f]{24}$/);
+    expect(masqKeysOfAlias(hostVethAlias("net1", "ctr1", "eth0"))).toEqual(masqKeys("net1", "ctr1", "eth0"));
+    expect(masqKeys("net1", "ctr1", "eth0")).toEqual([nftMasqComment("net1", "ctr1", "eth0"), iptablesMasqChain("net1", "ctr1")]);
+    expect(masqKeysOfAlias(undefined)).toEqual([]);
+    expect(masqKeysOfAlias("uplink to rack 4")).toEqual([]);
+    const live = liveLinksOf([
+      { ifname: hostVethName("ctr1", "eth0"), ifalias: hostVethAlias("net1", "ctr1", "eth0") },
+      { ifname: "vethforeign" },
+      { ifname: "vethother", ifalias: "something else" },
+    ]);
+    expect(live.veths).toEqual(new Set([hostVethName("ctr1", "eth0"), "vethforeign", "vethother"]));
+    expect(live.masqKeys).toEqual(new Set(masqKeys("net1", "ctr1", "eth0")));
   });
 });
