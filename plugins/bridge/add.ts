@@ -32,11 +32,15 @@ export function masqEntries(conf: BridgeConfig, ctx: CmdContext, ips: readonly I
   });
 }
 
-/** Undo, best effort, in reverse: the caller's error is the one that matters. */
+/**
+ * Undo, best effort, in reverse: the caller's error is the one that matters. Only what this ADD made: masquerade and
+ * spoof check come after the veth, so without a veth of ours there are none of ours either, and an ADD refused
+ * because the attachment is live (IPAM or the veth said 102) must not strip that live pod's rules.
+ */
 async function rollback(conf: BridgeConfig, ctx: CmdContext, hostVeth: string | undefined, ipamDone: boolean): Promise<void> {
   if (hostVeth) await new IpBatch().cmd("link", "del", "dev", hostVeth).run().catch(() => undefined);
   if (hostVeth && conf.macspoofchk) await delSpoofCheck(hostVeth).catch(() => undefined);
-  if (conf.ipMasq) await delMasq(conf.name, ctx.containerID, ctx.ifname).catch(() => undefined);
+  if (hostVeth && conf.ipMasq) await delMasq(conf.name, ctx.containerID, ctx.ifname).catch(() => undefined);
   if (ipamDone && conf.ipamType) await delegate(conf.ipamType, "DEL", ctx).catch((e: unknown) => log.warn(`bridge: IPAM DEL during rollback failed: ${String(e)}`));
 }
 
@@ -119,7 +123,14 @@ export async function add(ctx: CmdContext): Promise<Result> {
     const plan: HostPlan = { hostVeth, hostAlias, hostMac: randomMac(), podIfname: ctx.ifname, podMac: conf.mac ?? randomMac(), netns: ctx.netns, bridgeMac: state.mac ?? randomMac(), gateways };
     // The veth (with its alias) exists before any masquerade or spoof-check state does: a GC that finds this
     // attachment's state then also finds its veth, and keeps the state (docs/bridge.md, GC).
-    await applyHost(conf, state, plan, ctx);
+    try {
+      await applyHost(conf, state, plan, ctx);
+    } catch (e) {
+      // ip -batch stops at its first failing line: a veth made before it is ours to remove, and the MAC chosen by
+      // this very ADD tells it apart from a live attachment's veth of the same name.
+      created = (await getLink(hostVeth).catch(() => undefined))?.address === plan.hostMac;
+      throw e;
+    }
     created = true;
     nodeSysctls(conf, hostVeth, gateways);
     const masq = conf.ipMasq && ips.length > 0 ? addMasq(resolveMasqBackend(conf.ipMasqBackend), masqEntries(conf, ctx, ips)) : Promise.resolve();

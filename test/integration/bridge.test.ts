@@ -480,6 +480,36 @@ describe("errors: the right code, and nothing created or reserved", () => {
     expect(linkNames(pod.name)).toEqual(["eth0", "eth0peer", "lo"]);
   });
 
+  it.each(["iptables", "nftables"])("a second ADD of a live attachment (%s): 102, and the first pod keeps its address, veth and masquerade", (backend) => {
+    const lab = new BridgeLab(sb, `readd${backend.slice(0, 3)}`);
+    const conf = lab.conf({ isGateway: true, ipMasq: true, ipMasqBackend: backend, macspoofchk: true, ipam: lab.hostLocal(["10.36.0.0/24"]) }, "1.1.0");
+    const pod = lab.pod();
+    const first = lab.cni("ADD", conf, { pod });
+    expect(first.status, first.stdout + first.stderr).toBe(0);
+    const before = lab.snapshot();
+    const again = lab.cni("ADD", conf, { pod });
+    expect(again.status).toBe(1);
+    expect(again.out).toMatchObject({ code: 102 });
+    // The refused ADD rolled back only what it made itself: nothing, since it made nothing.
+    expect(lab.snapshot()).toEqual(before);
+    expect(lab.cni("CHECK", lab.withPrev(conf, first.out), { pod })).toMatchObject({ status: 0, stdout: "" });
+    expect(lab.cni("DEL", lab.withPrev(conf, first.out), { pod }).status).toBe(0);
+  });
+
+  it("a node batch that fails after creating the veth (IPv6 disabled on the bridge): 100, no veth, no reservation left", () => {
+    const lab = new BridgeLab(sb, "halfbatch");
+    const conf = lab.conf({ isGateway: true, ipam: lab.hostLocal(["10.35.0.0/24", "fd35::/64"]) });
+    nsRun(lab.node.name, "ip", ["link", "add", "cni0", "type", "bridge"]);
+    nsRun(lab.node.name, "sysctl", ["-qw", "net.ipv6.conf.cni0.disable_ipv6=1"]);
+    const pod = lab.pod();
+    const r = lab.cni("ADD", conf, { pod });
+    expect(r.status).toBe(1);
+    expect(r.out).toMatchObject({ code: 100 });
+    expect(vethsOf(lab)).toEqual([]);
+    expect(lab.reservations()).toEqual([]);
+    expect(linkNames(pod.name)).toEqual(["lo"]);
+  });
+
   it.each([
     ["bridge name with /", { bridge: "br/0" }, 7],
     ["bridge name of 16 characters", { bridge: "b".repeat(16) }, 7],
