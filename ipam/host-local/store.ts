@@ -133,9 +133,13 @@ export class DiskStore implements ReservationStore {
   static async open(dataDir: string, name: string, create: boolean): Promise<DiskStore | undefined> {
     if (!ensureDir(dataDir, create, true)) return undefined;
     const dir = join(dataDir, name);
-    if (!ensureDir(dir, create)) return undefined;
     const meta = join(dataDir, ".cni-ts", name);
-    for (const d of [join(dataDir, ".cni-ts"), meta, join(meta, "attachments"), join(meta, "tmp")]) ensureDir(d, true);
+    const dirs = [dir, join(dataDir, ".cni-ts"), meta, join(meta, "attachments"), join(meta, "tmp")];
+    // Every one is looked at before any is created, parents first: a symlink planted anywhere refuses the call
+    // (code 7) with nothing written, not even an empty <dataDir>/<name>/.
+    const present = dirs.map((d) => ensureDir(d, false));
+    if (!present[0] && !create) return undefined;
+    dirs.forEach((d, i) => present[i] || ensureDir(d, true));
     const store = new DiskStore(dir, meta);
     if (!existsSync(join(meta, IMPORTED))) await store.importExisting();
     return store;

@@ -121,15 +121,19 @@ describe("DiskStore", () => {
     expect(s.scan().map((r) => r.ip)).toEqual(["10.1.0.2"]);
   });
 
-  it("refuses a symlink planted at <dataDir>/<name> or at any directory of ours, and writes nothing there", async () => {
-    for (const planted of ["net2", ".cni-ts"]) {
+  it("refuses a symlink planted at <dataDir>/<name> or at any directory of ours, and writes nothing anywhere", async () => {
+    for (const planted of ["net2", ".cni-ts", ".cni-ts/net2", ".cni-ts/net2/attachments", ".cni-ts/net2/tmp"]) {
       const elsewhere = mkdtempSync(join(tmpdir(), "cni-ts-elsewhere-"));
       try {
+        mkdirSync(join(dataDir, planted, ".."), { recursive: true });
         symlinkSync(elsewhere, join(dataDir, planted));
+        const before = readdirSync(dataDir, { recursive: true }).sort();
         await expect(DiskStore.open(dataDir, "net2", true)).rejects.toThrow(CniError);
+        await expect(DiskStore.open(dataDir, "net2", false)).rejects.toThrow(CniError);
         expect(readdirSync(elsewhere)).toEqual([]);
+        expect(readdirSync(dataDir, { recursive: true }).sort()).toEqual(before);
       } finally {
-        rmSync(join(dataDir, planted), { force: true });
+        rmSync(join(dataDir, planted.split("/")[0]!), { recursive: true, force: true });
         rmSync(elsewhere, { recursive: true, force: true });
       }
     }
