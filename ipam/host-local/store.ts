@@ -17,13 +17,16 @@
  * The attachment index is written intent-first: state "adding" before the first reservation, "added" with the
  * addresses after the last, "released" (a tombstone) after DEL. So a kill at any point leaves either an entry that
  * lists the reservation, or an "adding" entry that tells DEL to look for it. DEL scans the directory only for an
- * attachment whose ADD was interrupted. Reservations the reference plugin made before the node switched are indexed
- * once, the first time cni-ts uses the network (importExisting). Running both implementations on one network at the
- * same time is not supported: what the reference does behind the index is seen by DEL only through prevResult, and
- * reclaimed by GC.
+ * attachment whose ADD was interrupted. An entry file's mtime is when the attachment's current life began: its ADD's
+ * start ("adding", kept through "added") or its DEL ("released"). GC reads it (an ADD that began less than 60 s ago
+ * is never collected: the runtime's ADD goes on after ours), so ageing the file ages the attachment.
+ *
+ * Reservations the reference plugin made before the node switched are indexed once, the first time cni-ts uses the
+ * network (importExisting). Running both implementations on one network at the same time is not supported: what the
+ * reference does behind the index is seen by DEL only through prevResult, and reclaimed by GC.
  */
 import { hashHex } from "../../lib/hash.js";
-import { closeSync, constants, existsSync, linkSync, lstatSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { closeSync, constants, existsSync, fstatSync, linkSync, lstatSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { formatIP, parseIP } from "../../lib/cidr.js";
 import { CniError, ErrorCode } from "../../lib/errors.js";
@@ -41,6 +44,13 @@ export interface Reservation {
 }
 
 export type EntryState = "adding" | "added" | "released";
+
+/** An index entry as it is on disk right now, with its file's mtime (see the file header). */
+export interface EntryNow {
+  entry: IndexEntry;
+  /** When the attachment's ADD began (adding, added) or its DEL ran (released), ms since the epoch. */
+  sinceMs: number;
+}
 
 export interface IndexEntry {
   id: string;
@@ -114,13 +124,34 @@ function ensureDir(path: string, create: boolean, followLink = false): boolean {
   }
 }
 
+/** An index entry file and its mtime, read from one open file (a rename over the name cannot mix two versions). */
+function readEntryFile(file: string): EntryNow | undefined {
+  let fd: number;
+  try {
+    fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+  } catch {
+    return undefined;
+  }
+  try {
+    const entry = JSON.parse(readFileSync(fd, "utf8")) as IndexEntry;
+    if (typeof entry?.id !== "string" || typeof entry.ifname !== "string" || !Array.isArray(entry.ips)) return undefined;
+    return { entry, sinceMs: fstatSync(fd).mtimeMs };
+  } catch {
+    return undefined;
+  } finally {
+    closeSync(fd);
+  }
+}
+
 export class DiskStore implements ReservationStore {
   private readonly meta: string;
   private tmpCounter = 0;
   /** The entry of the attachment this ADD works for, once begin() wrote its intent. */
   private current: IndexEntry | undefined;
+  /** When begin() ran: commit() keeps it as the entry's mtime, so GC sees when the ADD began, not when IPAM ended. */
+  private startedMs = 0;
   /** What the index said before begin(): a refused ADD (duplicate) must not erase what the attachment holds. */
-  private previous: IndexEntry | undefined;
+  private previous: EntryNow | undefined;
 
   private constructor(readonly dir: string, meta: string) {
     this.meta = meta;
@@ -169,24 +200,26 @@ export class DiskStore implements ReservationStore {
 
   /** Record that (id, ifname) is being added, before any reservation exists. */
   begin(id: string, ifname: string): void {
-    const previous = this.readEntry(id, ifname);
-    this.previous = previous;
-    this.current = { id, ifname, ips: previous?.state === "released" ? [] : (previous?.ips ?? []), state: "adding", time: Date.now() };
-    this.writeEntry(this.current);
+    this.previous = this.entryNow(id, ifname);
+    const previous = this.previous?.entry;
+    this.startedMs = Date.now();
+    this.current = { id, ifname, ips: previous?.state === "released" ? [] : (previous?.ips ?? []), state: "adding", time: this.startedMs };
+    this.writeEntry(this.current, this.startedMs);
   }
 
   /** The ADD succeeded: the entry lists exactly `ips`. */
   commit(ips: readonly string[]): void {
     if (!this.current) return;
-    this.writeEntry({ ...this.current, ips: [...ips], state: "added", time: Date.now() });
+    this.writeEntry({ ...this.current, ips: [...ips], state: "added", time: Date.now() }, this.startedMs);
     this.current = undefined;
   }
 
   /** The ADD failed after begin: the allocator released what it took; the entry goes back to what it was. */
   abort(): void {
     if (!this.current) return;
-    const kept = this.previous && this.previous.state !== "released" ? this.verified(this.previous.ips, this.current.id, this.current.ifname) : [];
-    if (this.previous && kept.length > 0) this.writeEntry({ ...this.previous, ips: kept });
+    const previous = this.previous?.entry;
+    const kept = previous && previous.state !== "released" ? this.verified(previous.ips, this.current.id, this.current.ifname) : [];
+    if (previous && kept.length > 0) this.writeEntry({ ...previous, ips: kept }, this.previous!.sinceMs);
     else this.writeEntry({ ...this.current, ips: [], state: "released", time: Date.now() });
     this.current = undefined;
   }
@@ -316,8 +349,38 @@ export class DiskStore implements ReservationStore {
     return out;
   }
 
-  forget(id: string, ifname: string): void {
-    rmSync(join(this.meta, "attachments", attachmentKey(id, ifname)), { force: true });
+  /** The entry of (id, ifname) as it is on disk now (GC re-reads it right before it releases anything). */
+  entryNow(id: string, ifname: string): EntryNow | undefined {
+    const now = readEntryFile(join(this.meta, "attachments", attachmentKey(id, ifname)));
+    return now && now.entry.id === id && now.entry.ifname === ifname ? now : undefined;
+  }
+
+  /** The reservation of `ip` as it is on disk now: owner and age, read from one open file. */
+  reservationNow(ip: string): Reservation | undefined {
+    if (!parseIP(ip)) return undefined;
+    let fd: number;
+    try {
+      fd = openSync(join(this.dir, ip), constants.O_RDONLY | constants.O_NOFOLLOW);
+    } catch {
+      return undefined;
+    }
+    try {
+      const owner = parseContent(readFileSync(fd, "utf8"));
+      return owner && { ip, ...owner, mtimeMs: fstatSync(fd).mtimeMs };
+    } catch {
+      return undefined;
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  /**
+   * Remove the entry of (id, ifname) if `stale` holds for what it is when removed. It is renamed aside first and
+   * judged there, so an ADD or DEL of the attachment that rewrites it (a rename over the name) is never lost: a
+   * rewrite that came before is seen and put back, one that comes after replaces nothing of ours.
+   */
+  forgetIf(id: string, ifname: string, stale: (e: EntryNow) => boolean): boolean {
+    return this.dropEntryIf(join(this.meta, "attachments", attachmentKey(id, ifname)), stale);
   }
 
   /** Temp files of processes killed between write and link/rename. */
@@ -354,28 +417,51 @@ export class DiskStore implements ReservationStore {
   }
 
   private readEntry(id: string, ifname: string): IndexEntry | undefined {
-    try {
-      const e = JSON.parse(readFileSync(join(this.meta, "attachments", attachmentKey(id, ifname)), "utf8")) as IndexEntry;
-      return e.id === id && e.ifname === ifname && Array.isArray(e.ips) ? e : undefined;
-    } catch {
-      return undefined;
-    }
+    return this.entryNow(id, ifname)?.entry;
   }
 
-  private writeEntry(e: IndexEntry): void {
-    this.writeAtomic(join(this.meta, "attachments", attachmentKey(e.id, e.ifname)), JSON.stringify(e));
+  /** `sinceMs` becomes the file's mtime (see the file header); by default, now. */
+  private writeEntry(e: IndexEntry, sinceMs?: number): void {
+    this.writeAtomic(join(this.meta, "attachments", attachmentKey(e.id, e.ifname)), JSON.stringify(e), sinceMs);
+  }
+
+  private dropEntryIf(file: string, stale: (e: EntryNow) => boolean): boolean {
+    const aside = this.tmpName();
+    try {
+      renameSync(file, aside);
+    } catch {
+      return false; // gone already
+    }
+    const now = readEntryFile(aside);
+    if (now === undefined || stale(now)) {
+      rmSync(aside, { force: true });
+      return true;
+    }
+    try {
+      linkSync(aside, file);
+    } catch (e) {
+      // EEXIST: the attachment's ADD or DEL wrote a newer entry meanwhile, which wins.
+      if (errno(e) !== "EEXIST") log.warn(`host-local: cannot put back index entry ${file}: ${errno(e) ?? String(e)}`);
+    }
+    rmSync(aside, { force: true });
+    return false;
+  }
+
+  private tmpName(): string {
+    return join(this.meta, "tmp", `${process.pid}.${++this.tmpCounter}`);
   }
 
   private writeTmp(content: string): string {
-    const tmp = join(this.meta, "tmp", `${process.pid}.${++this.tmpCounter}`);
+    const tmp = this.tmpName();
     writeFileSync(tmp, content, { mode: 0o600, flag: "w" });
     return tmp;
   }
 
   /** Write then rename: readers see the old content or the new, never a torn one. */
-  private writeAtomic(file: string, content: string): void {
+  private writeAtomic(file: string, content: string, mtimeMs?: number): void {
     const tmp = this.writeTmp(content);
     try {
+      if (mtimeMs !== undefined) utimesSync(tmp, new Date(), new Date(mtimeMs));
       renameSync(tmp, file);
     } catch (e) {
       rmSync(tmp, { force: true });

@@ -145,6 +145,14 @@ class Net {
     const old = new Date(Date.now() - 3_600_000);
     utimesSync(join(this.dir, file), old, old);
   }
+  /**
+   * Make every attachment's ADD (or DEL) look an hour old: an index entry's mtime is when its ADD began, and GC never
+   * releases an ADD that began less than 60 s ago, whatever gcGraceSeconds says (docs/host-local.md).
+   */
+  ageIndex(): void {
+    const old = new Date(Date.now() - 3_600_000);
+    for (const f of readdirSync(this.attachments)) utimesSync(join(this.attachments, f), old, old);
+  }
   read(file: string): string {
     return readFileSync(join(this.dir, file), "utf8");
   }
@@ -185,7 +193,10 @@ const dualStack = (n: number): Json => ({
 });
 /** What a network directory holds once every reservation is released (plus, possibly, the empty `lock`). */
 const LR = ["last_reserved_ip.0", "last_reserved_ip.1"];
-/** GC leaves young attachments alone by default in the working-tree design: these tests want it to act now. */
+/**
+ * GC leaves attachments changed less than gcGraceSeconds ago alone (default 60): these tests want it to act now. An
+ * ADD that began less than 60 s ago is kept whatever the grace: tests that GC such attachments age them (ageIndex).
+ */
 const NO_GRACE = { gcGraceSeconds: 0 };
 
 // --- 1. ADD / CHECK / DEL per version --------------------------------------------------------------------------
@@ -423,6 +434,7 @@ describe("GC (1.1.0)", () => {
   const mk = (label: string) => {
     const net = new Net(label, { ...dualStack(5), ...NO_GRACE }, "net1", "1.1.0");
     ["a1", "a2", "a3", "a4"].forEach((id) => net.add(id));
+    net.ageIndex(); // pods ADDed long ago
     return net;
   };
   const att = (...ids: string[]) => ids.map((containerID) => ({ containerID, ifname: "eth0" }));
@@ -475,6 +487,19 @@ describe("GC (1.1.0)", () => {
     expect(net.reservations()).toEqual({ "10.5.0.100": "legacyid", "10.5.0.2": "a1\r\neth0", "fd05::2": "a1\r\neth0" });
     expectOk(net.gc({ "cni.dev/valid-attachments": att("a1") }));
     expect(net.reservations()).toEqual({ "10.5.0.2": "a1\r\neth0", "fd05::2": "a1\r\neth0" });
+  });
+
+  it("with gcGraceSeconds 0, an attachment whose ADD began less than 60 s ago keeps its addresses (an ADD may still run)", () => {
+    const net = mk("gc-young");
+    net.add("a5");
+    expectOk(net.gc({ "cni.dev/valid-attachments": [] }));
+    expect(net.reservations()).toEqual({ "10.5.0.6": "a5\r\neth0", "fd05::6": "a5\r\neth0" });
+    expectOk(net.run("CHECK", "a5", "eth0"));
+    // Once its ADD is an hour old, the same GC releases it, and forgets it.
+    net.ageIndex();
+    expectOk(net.gc({ "cni.dev/valid-attachments": [] }));
+    expect(net.files()).toEqual(LR);
+    expect(readdirSync(net.attachments)).toEqual([]);
   });
 
   it("GC of a network with no directory creates nothing", () => {
