@@ -4,7 +4,8 @@
  *
  * ADD reserves one address per range set; DEL releases exactly the attachment (containerID, ifname) and always
  * succeeds; CHECK verifies the reservations and that they match prevResult; GC releases every reservation whose
- * attachment is not in the valid list; STATUS reports 50 when a range set has no free address.
+ * attachment is not in the valid list; STATUS reports 50 when a range set has no free address. ADD and DEL also
+ * sweep old tombstones from the index, at most once an hour per network (DiskStore.sweepTombstones).
  */
 import { formatIP, parseIP } from "../../lib/cidr.js";
 import { CniError, ErrorCode } from "../../lib/errors.js";
@@ -34,6 +35,7 @@ async function add(ctx: CmdContext): Promise<Result> {
     throw e;
   }
   store.commit(ips.map((ip) => ip.address.split("/")[0]!));
+  store.sweepTombstones();
   const result: Result = { ips };
   if (conf.routes.length > 0) result.routes = conf.routes;
   if (dns) result.dns = dns;
@@ -68,6 +70,7 @@ async function del(ctx: CmdContext): Promise<void> {
   }
   if (!store) return;
   const released = store.releaseAttachment(ctx.containerID, ctx.ifname, prevResultIPs(ctx));
+  store.sweepTombstones();
   log.debug(`host-local: released [${released.join(" ")}] of ${ctx.containerID}/${ctx.ifname}`);
 }
 

@@ -69,6 +69,10 @@ export interface IndexEntry {
 const LAST_RESERVED = "last_reserved_ip.";
 /** Marker: this network's existing reservations were indexed (see importExisting). */
 const IMPORTED = "imported";
+/** Marker: its mtime is when this network's old tombstones were last swept (see sweepTombstones). */
+const SWEPT = "swept";
+/** A tombstone ("released" entry) written longer ago than this is swept; a sweep runs at most this often. */
+export const TOMBSTONE_TTL_MS = 3_600_000;
 const CRLF = "\r\n";
 /** An empty reservation file younger than this may be a reference ADD between its create and its write. */
 const EMPTY_FILE_GRACE_MS = 10_000;
@@ -192,6 +196,7 @@ export class DiskStore implements ReservationStore {
         byAttachment.set(key, e);
       }
       for (const e of byAttachment.values()) if (!this.readEntry(e.id, e.ifname)) this.writeEntry(e);
+      this.writeAtomic(join(this.meta, SWEPT), "");
       this.writeAtomic(join(this.meta, IMPORTED), `${new Date().toISOString()} ${byAttachment.size} attachments\n`);
     });
   }
@@ -381,6 +386,42 @@ export class DiskStore implements ReservationStore {
    */
   forgetIf(id: string, ifname: string, stale: (e: EntryNow) => boolean): boolean {
     return this.dropEntryIf(join(this.meta, "attachments", attachmentKey(id, ifname)), stale);
+  }
+
+  /**
+   * Keep the index bounded without GC (which only spec 1.1.0 runtimes send): at most once per TOMBSTONE_TTL_MS per
+   * network, drop the tombstones written longer ago than that, and temp files of killed writers as old. Every other
+   * call costs one stat of the marker, so ADD and DEL stay O(1) but for one O(entries) pass an hour. A tombstone only
+   * saves a repeated DEL a directory scan, so losing an old one costs nothing. Never fails its caller.
+   */
+  sweepTombstones(): number {
+    const marker = join(this.meta, SWEPT);
+    const now = Date.now();
+    try {
+      const age = now - statSync(marker).mtimeMs;
+      // A marker from the future (the clock went back) does not postpone the sweep.
+      if (age >= 0 && age < TOMBSTONE_TTL_MS) return 0;
+    } catch (e) {
+      // Missing: a network indexed before sweeps existed; it may have a lot to sweep.
+      if (errno(e) !== "ENOENT") return 0;
+    }
+    const old = (e: EntryNow) => e.entry.state === "released" && Date.now() - e.sinceMs >= TOMBSTONE_TTL_MS;
+    let swept = 0;
+    try {
+      // Claimed first, so that the ADDs and DELs running meanwhile do not all sweep too.
+      this.writeAtomic(marker, "");
+      const dir = join(this.meta, "attachments");
+      for (const f of readdirSync(dir)) {
+        const e = readEntryFile(join(dir, f));
+        // Judged again once renamed aside: the attachment's ADD may rewrite the entry in between.
+        if (e && old(e) && this.dropEntryIf(join(dir, f), old)) swept++;
+      }
+      this.sweepTmp(TOMBSTONE_TTL_MS);
+    } catch (e) {
+      log.warn(`host-local: sweeping old tombstones in ${this.meta}: ${errno(e) ?? String(e)}`);
+    }
+    if (swept > 0) log.debug(`host-local: swept ${swept} tombstones older than ${TOMBSTONE_TTL_MS / 1000} s from ${this.meta}`);
+    return swept;
   }
 
   /** Temp files of processes killed between write and link/rename. */

@@ -676,6 +676,83 @@ describe("crash leftovers (empty reservation files, plugins#498)", () => {
   });
 });
 
+// --- 7b. tombstones: the index stays bounded without GC ----------------------------------------------------------
+
+describe("tombstones are swept without GC (at most once an hour, on ADD or DEL)", () => {
+  const HOUR = 3_600_000;
+  /** Set a file's mtime `ms` back: for an index entry, when its ADD began or its DEL ran. */
+  const ageBy = (file: string, ms: number) => {
+    const t = new Date(Date.now() - ms);
+    utimesSync(file, t, t);
+  };
+  const meta = (net: Net) => join(net.dataDir, ".cni-ts", net.name);
+  const entryFile = (net: Net, id: string) => join(net.attachments, `${id}@eth0`);
+  /** Every index entry as "id state". */
+  const index = (net: Net) =>
+    sorted(readdirSync(net.attachments).map((f) => {
+      const e = JSON.parse(readFileSync(join(net.attachments, f), "utf8")) as { id: string; state: string };
+      return `${e.id} ${e.state}`;
+    }));
+
+  it("DEL sweeps tombstones older than an hour once the last sweep is an hour old; young ones, adding and added stay", () => {
+    const net = new Net("sweep", { ranges: [[{ subnet: "10.11.0.0/24" }]] });
+    for (const id of ["old1", "old2", "young", "live", "stuck"]) net.add(id);
+    for (const id of ["old1", "old2", "young"]) net.del(id);
+    // An ADD killed long ago, never DELed: its entry still says "adding" (what begin() writes).
+    const stuck = JSON.parse(readFileSync(entryFile(net, "stuck"), "utf8")) as Json;
+    writeFileSync(entryFile(net, "stuck"), JSON.stringify({ ...stuck, state: "adding" }));
+    for (const id of ["old1", "old2", "live", "stuck"]) ageBy(entryFile(net, id), 2 * HOUR);
+    // Temporary files of writers killed long ago (and one of a writer still at work) go with the same sweep.
+    writeFileSync(join(meta(net), "tmp", "999999.1"), "old");
+    ageBy(join(meta(net), "tmp", "999999.1"), 2 * HOUR);
+    writeFileSync(join(meta(net), "tmp", "999999.2"), "new");
+    const reservations = net.reservations();
+
+    // The last sweep (when the network was first used) is recent: this DEL only stats the marker.
+    net.del("nobody1");
+    expect(index(net)).toEqual(["live added", "nobody1 released", "old1 released", "old2 released", "stuck adding", "young released"]);
+
+    ageBy(join(meta(net), "swept"), HOUR + 60_000);
+    net.del("nobody2");
+    expect(index(net)).toEqual(["live added", "nobody1 released", "nobody2 released", "stuck adding", "young released"]);
+    expect(readdirSync(join(meta(net), "tmp"))).toEqual(["999999.2"]);
+    expect(Date.now() - statSync(join(meta(net), "swept")).mtimeMs).toBeLessThan(60_000);
+    expect(net.reservations()).toEqual(reservations);
+
+    // A DEL repeated after its tombstone was swept still succeeds and releases nothing else.
+    net.del("old1");
+    expect(net.reservations()).toEqual(reservations);
+    expect(net.reservations()).toEqual({ "10.11.0.5": "live\r\neth0", "10.11.0.6": "stuck\r\neth0" });
+    // The stuck ADD's DEL still finds its address through its "adding" entry.
+    net.del("stuck");
+    expect(net.reservations()).toEqual({ "10.11.0.5": "live\r\neth0" });
+  });
+
+  it("ADD sweeps too, and a network indexed before the sweep existed (no marker) is swept at once", () => {
+    const net = new Net("sweep-add", { ranges: [[{ subnet: "10.11.1.0/24" }]] });
+    for (const id of ["a", "b"]) net.add(id);
+    net.del("a");
+    ageBy(entryFile(net, "a"), 2 * HOUR);
+    rmSync(join(meta(net), "swept"));
+    net.add("c");
+    expect(index(net)).toEqual(["b added", "c added"]);
+    expect(existsSync(join(meta(net), "swept"))).toBe(true);
+  });
+
+  it("the sweep keeps an old tombstone's attachment working: ADD again, DEL again", () => {
+    const net = new Net("sweep-readd", { ranges: [[{ subnet: "10.11.2.0/24" }]] });
+    net.add("x");
+    net.del("x");
+    ageBy(entryFile(net, "x"), 2 * HOUR);
+    ageBy(join(meta(net), "swept"), 2 * HOUR);
+    expect(net.addrOf("x")).toEqual(["10.11.2.3"]);
+    expect(index(net)).toEqual(["x added"]);
+    net.del("x");
+    expect(net.reservations()).toEqual({});
+    expect(index(net)).toEqual(["x released"]);
+  });
+});
+
 // --- 8. concurrency ---------------------------------------------------------------------------------------------
 
 describe("concurrency", () => {
@@ -727,8 +804,9 @@ describe("kill -9 during ADD", () => {
 
     expect(net.files()).toEqual(LR);
     // Our tmp/ may keep a killed writer's file until GC finds it old enough (the working-tree design sweeps after 60 s).
+    // `lock` and the tombstone sweep's marker `swept` are empty by design.
     const empty = tree(net.dataDir).filter(
-      (p) => !p.endsWith("/") && p !== "net1/lock" && !p.startsWith(".cni-ts/net1/tmp/") && statSync(join(net.dataDir, p)).size === 0,
+      (p) => !p.endsWith("/") && p !== "net1/lock" && p !== ".cni-ts/net1/swept" && !p.startsWith(".cni-ts/net1/tmp/") && statSync(join(net.dataDir, p)).size === 0,
     );
     expect(empty).toEqual([]);
     expect(net.claims()).toEqual([]);
