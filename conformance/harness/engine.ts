@@ -4,7 +4,7 @@
  * and what the kernel shows with the case's expectations. Everything the case created is removed in `finally`.
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { CniError } from "../../lib/errors.js";
 import { parseIP } from "../../lib/cidr.js";
@@ -237,7 +237,7 @@ export async function runCase(c: LoadedCase, ctx: RunContext): Promise<StepOutco
     outcomes.push(o);
     ctx.onStep?.(o);
   };
-  const titleOf = (s: StepDef) => [s.verb, s.verb === "VERSION" ? `${s.plugin}@${s.cniVersion ?? "1.1.0"}` : s.pod, s.verb === "EXEC" ? `ip ${s.ip!.join(" ")}` : undefined, s.ifname && s.ifname !== "eth0" ? s.ifname : undefined, s.network ? `[${s.network}]` : undefined, s.via === "plugin" ? "(direct)" : undefined].filter(Boolean).join(" ");
+  const titleOf = (s: StepDef) => [s.verb, s.verb === "VERSION" ? `${s.plugin}@${s.cniVersion ?? "1.1.0"}` : s.pod, s.verb === "EXEC" ? `ip ${s.ip!.join(" ")}` : undefined, s.verb === "AGE" ? `${s.seconds} s` : undefined, s.ifname && s.ifname !== "eth0" ? s.ifname : undefined, s.network ? `[${s.network}]` : undefined, s.via === "plugin" ? "(direct)" : undefined].filter(Boolean).join(" ");
   const skipRest = (from: number, reason: string) => {
     def.steps.slice(from).forEach((s, j) => emit({ case: c.name, step: stepLabel(s, from + j), title: titleOf(s), status: "SKIP", reasons: [reason], ms: 0 }));
   };
@@ -354,6 +354,8 @@ export async function runCase(c: LoadedCase, ctx: RunContext): Promise<StepOutco
           } else if (s.verb === "CACHE-DROP") {
             list = loadNet(node, s.network);
             rmSync(cachePath(node.cacheDir, list.name, pod!.containerID, ifname), { force: true });
+          } else if (s.verb === "AGE") {
+            ageTree(node.dataDir, s.seconds! * 1000);
           } else if (s.verb === "EXEC") {
             const veth = attachments.get(key)?.hostVeth;
             const argv = s.ip!.map((a) => (a === "$veth" ? (veth ?? "$veth") : a));
@@ -642,6 +644,18 @@ class KernelCache {
   nat(path: string): Promise<string> {
     if (!this.n.has(path)) this.n.set(path, natText(path));
     return this.n.get(path)!;
+  }
+}
+
+/** The AGE action: every file and directory under `dir` (symlinks untouched) changed `ms` earlier than it says. */
+function ageTree(dir: string, ms: number): void {
+  if (!existsSync(dir)) return;
+  for (const name of readdirSync(dir)) {
+    const p = join(dir, name);
+    const st = lstatSync(p);
+    if (st.isSymbolicLink()) continue;
+    if (st.isDirectory()) ageTree(p, ms);
+    utimesSync(p, new Date(st.atimeMs - ms), new Date(st.mtimeMs - ms));
   }
 }
 

@@ -9,7 +9,7 @@
 /** The CNI verbs a step can send. */
 export const VERBS = ["ADD", "CHECK", "DEL", "GC", "STATUS", "VERSION"] as const;
 /** Harness actions: not CNI calls, things the environment does between them. */
-export const ACTIONS = ["NETNS-DEL", "CACHE-DROP", "EXEC", "ASSERT"] as const;
+export const ACTIONS = ["NETNS-DEL", "CACHE-DROP", "EXEC", "AGE", "ASSERT"] as const;
 export type StepVerb = (typeof VERBS)[number] | (typeof ACTIONS)[number];
 
 /** Requirement words a case or step may list; anything else is a schema error. */
@@ -197,6 +197,11 @@ export interface StepDef {
    * pod); the word "$veth" is replaced by the pod's host veth. Used to break what CHECK must notice.
    */
   ip?: string[];
+  /**
+   * AGE: time passes for what the plugins keep on disk: every file and directory under the node's data dir gets its
+   * mtime moved back this many seconds (a GC after it sees attachments that old, without the case waiting).
+   */
+  seconds?: number;
   /** Requirements for this step only. */
   requires?: string[];
   expect?: Expect;
@@ -444,7 +449,7 @@ function checkExpect(c: Checker, path: string, v: unknown, pods: Set<string>, to
   }
 }
 
-const STEP_KEYS = ["verb", "name", "pod", "ifname", "network", "node", "via", "plugin", "cniVersion", "netns", "args", "capabilityArgs", "valid", "ip", "requires", "expect", "knownBug"];
+const STEP_KEYS = ["verb", "name", "pod", "ifname", "network", "node", "via", "plugin", "cniVersion", "netns", "args", "capabilityArgs", "valid", "ip", "seconds", "requires", "expect", "knownBug"];
 
 /**
  * Validate a parsed case.json; returns the list of problems (empty when valid). `files` are the names in the
@@ -545,6 +550,8 @@ export function validateCase(raw: unknown, files: Record<string, string[]> = {})
     c.strs(`${p}.ip`, s.ip);
     if (verb === "EXEC" && (!Array.isArray(s.ip) || s.ip.length === 0)) c.err(`${p}.ip`, "EXEC needs an ip command (argv after `ip -n NS`)");
     if (verb !== "EXEC" && s.ip !== undefined) c.err(`${p}.ip`, "only for EXEC");
+    if (verb === "AGE" && !(Number.isInteger(s.seconds) && (s.seconds as number) > 0)) c.err(`${p}.seconds`, "AGE needs a positive integer number of seconds");
+    if (verb !== "AGE" && s.seconds !== undefined) c.err(`${p}.seconds`, "only for AGE");
     if (s.args !== undefined && (!Array.isArray(s.args) || s.args.some((a) => !Array.isArray(a) || a.length !== 2 || a.some((x) => typeof x !== "string")))) c.err(`${p}.args`, "must be [[key, value], ...]");
     if (s.capabilityArgs !== undefined && !isObj(s.capabilityArgs)) c.err(`${p}.capabilityArgs`, "must be an object");
     if (s.valid !== undefined) {

@@ -4,7 +4,8 @@
  *
  * ADD reserves one address per range set; DEL releases exactly the attachment (containerID, ifname) and always
  * succeeds; CHECK verifies the reservations and that they match prevResult; GC releases every reservation whose
- * attachment is not in the valid list; STATUS reports 50 when a range set has no free address.
+ * attachment is not in the valid list; STATUS reports 50 when a range set has no free address. ADD and DEL also
+ * sweep old tombstones from the index, at most once an hour per network (DiskStore.sweepTombstones).
  */
 import { formatIP, parseIP } from "../../lib/cidr.js";
 import { CniError, ErrorCode } from "../../lib/errors.js";
@@ -16,7 +17,8 @@ import { allocate, hasFree } from "./allocator.js";
 import { loadHostLocalConfig, loadStoreLocation } from "./config.js";
 import { rangeSetToString } from "./range.js";
 import { loadResolvConf } from "./resolvconf.js";
-import { DiskStore, type IndexEntry } from "./store.js";
+import { collect } from "./gc.js";
+import { DiskStore } from "./store.js";
 
 async function add(ctx: CmdContext): Promise<Result> {
   const conf = loadHostLocalConfig(ctx.config, ctx.args.get("IP"));
@@ -33,6 +35,7 @@ async function add(ctx: CmdContext): Promise<Result> {
     throw e;
   }
   store.commit(ips.map((ip) => ip.address.split("/")[0]!));
+  store.sweepTombstones();
   const result: Result = { ips };
   if (conf.routes.length > 0) result.routes = conf.routes;
   if (dns) result.dns = dns;
@@ -67,6 +70,7 @@ async function del(ctx: CmdContext): Promise<void> {
   }
   if (!store) return;
   const released = store.releaseAttachment(ctx.containerID, ctx.ifname, prevResultIPs(ctx));
+  store.sweepTombstones();
   log.debug(`host-local: released [${released.join(" ")}] of ${ctx.containerID}/${ctx.ifname}`);
 }
 
@@ -84,47 +88,20 @@ async function check(ctx: CmdContext): Promise<void> {
   }
 }
 
-/** An ADD that has not finished (state "adding") keeps its reservation this long even if GC is told it is not valid. */
-const ADDING_PROTECTION_MS = 60_000;
-
 async function gc(ctx: GcContext): Promise<void> {
   const { dataDir, name } = loadStoreLocation(ctx.config);
   const graceMs = loadGcGraceSeconds(ctx.config) * 1000;
   const store = await DiskStore.open(dataDir, name, false);
   if (!store) return;
-  const valid = ctx.validAttachments;
-  if (valid === undefined) {
+  if (ctx.validAttachments === undefined) {
     log.warn("host-local: GC without cni.dev/valid-attachments: nothing released");
     return;
   }
-  const live = new Set(valid.map((a) => `${a.containerID}\r\n${a.ifname}`));
-  const liveIDs = new Set(valid.map((a) => a.containerID));
-  // Legacy files name only a container: they stay while any attachment of that container is live.
-  const isLive = (id: string, ifname: string | undefined) => (ifname === undefined ? liveIDs.has(id) : live.has(`${id}\r\n${ifname}`));
-  await store.locked(async () => {
-    const now = Date.now();
-    const entries = new Map(store.entries().map((e) => [`${e.id}\r\n${e.ifname}`, e]));
-    // Not released: an ADD still running, or one finished after the runtime computed its list (the spec forbids
-    // GC during ADD; if a runtime does it anyway, no pod loses the address it was just given).
-    const protectedNow = (e: IndexEntry | undefined, mtimeMs: number) =>
-      (e?.state === "adding" && now - e.time < ADDING_PROTECTION_MS) || now - (e?.time ?? mtimeMs) < graceMs;
-    const released: string[] = [];
-    for (const r of store.scan()) {
-      if (isLive(r.id, r.ifname)) continue;
-      const e = entries.get(`${r.id}\r\n${r.ifname ?? ""}`);
-      if (protectedNow(e, r.mtimeMs)) continue;
-      await store.release(r.ip);
-      released.push(`${r.ip} (${r.id}/${r.ifname ?? ""})`);
-    }
-    for (const e of entries.values()) {
-      if (!isLive(e.id, e.ifname) && !protectedNow(e, e.time)) store.forget(e.id, e.ifname);
-    }
-    store.sweepTmp(ADDING_PROTECTION_MS);
-    if (released.length > 0) log.debug(`host-local: GC released ${released.join(", ")}`);
-  });
+  const released = await collect(store, ctx.validAttachments, graceMs);
+  if (released.length > 0) log.debug(`host-local: GC released ${released.join(", ")}`);
 }
 
-/** `ipam.gcGraceSeconds` (ours, default 60): GC leaves attachments younger than this alone. */
+/** `ipam.gcGraceSeconds` (ours, default 60): GC leaves attachments changed less than this long ago alone. */
 function loadGcGraceSeconds(config: CmdContext["config"]): number {
   const v = config.ipam?.gcGraceSeconds;
   if (v === undefined || v === null) return 60;

@@ -17,13 +17,16 @@
  * The attachment index is written intent-first: state "adding" before the first reservation, "added" with the
  * addresses after the last, "released" (a tombstone) after DEL. So a kill at any point leaves either an entry that
  * lists the reservation, or an "adding" entry that tells DEL to look for it. DEL scans the directory only for an
- * attachment whose ADD was interrupted. Reservations the reference plugin made before the node switched are indexed
- * once, the first time cni-ts uses the network (importExisting). Running both implementations on one network at the
- * same time is not supported: what the reference does behind the index is seen by DEL only through prevResult, and
- * reclaimed by GC.
+ * attachment whose ADD was interrupted. An entry file's mtime is when the attachment's current life began: its ADD's
+ * start ("adding", kept through "added") or its DEL ("released"). GC reads it (an ADD that began less than 60 s ago
+ * is never collected: the runtime's ADD goes on after ours), so ageing the file ages the attachment.
+ *
+ * Reservations the reference plugin made before the node switched are indexed once, the first time cni-ts uses the
+ * network (importExisting). Running both implementations on one network at the same time is not supported: what the
+ * reference does behind the index is seen by DEL only through prevResult, and reclaimed by GC.
  */
 import { hashHex } from "../../lib/hash.js";
-import { closeSync, constants, existsSync, linkSync, lstatSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { closeSync, constants, existsSync, fstatSync, linkSync, lstatSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { formatIP, parseIP } from "../../lib/cidr.js";
 import { CniError, ErrorCode } from "../../lib/errors.js";
@@ -42,6 +45,13 @@ export interface Reservation {
 
 export type EntryState = "adding" | "added" | "released";
 
+/** An index entry as it is on disk right now, with its file's mtime (see the file header). */
+export interface EntryNow {
+  entry: IndexEntry;
+  /** When the attachment's ADD began (adding, added) or its DEL ran (released), ms since the epoch. */
+  sinceMs: number;
+}
+
 export interface IndexEntry {
   id: string;
   ifname: string;
@@ -59,6 +69,10 @@ export interface IndexEntry {
 const LAST_RESERVED = "last_reserved_ip.";
 /** Marker: this network's existing reservations were indexed (see importExisting). */
 const IMPORTED = "imported";
+/** Marker: its mtime is when this network's old tombstones were last swept (see sweepTombstones). */
+const SWEPT = "swept";
+/** A tombstone ("released" entry) written longer ago than this is swept; a sweep runs at most this often. */
+export const TOMBSTONE_TTL_MS = 3_600_000;
 const CRLF = "\r\n";
 /** An empty reservation file younger than this may be a reference ADD between its create and its write. */
 const EMPTY_FILE_GRACE_MS = 10_000;
@@ -114,13 +128,34 @@ function ensureDir(path: string, create: boolean, followLink = false): boolean {
   }
 }
 
+/** An index entry file and its mtime, read from one open file (a rename over the name cannot mix two versions). */
+function readEntryFile(file: string): EntryNow | undefined {
+  let fd: number;
+  try {
+    fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+  } catch {
+    return undefined;
+  }
+  try {
+    const entry = JSON.parse(readFileSync(fd, "utf8")) as IndexEntry;
+    if (typeof entry?.id !== "string" || typeof entry.ifname !== "string" || !Array.isArray(entry.ips)) return undefined;
+    return { entry, sinceMs: fstatSync(fd).mtimeMs };
+  } catch {
+    return undefined;
+  } finally {
+    closeSync(fd);
+  }
+}
+
 export class DiskStore implements ReservationStore {
   private readonly meta: string;
   private tmpCounter = 0;
   /** The entry of the attachment this ADD works for, once begin() wrote its intent. */
   private current: IndexEntry | undefined;
+  /** When begin() ran: commit() keeps it as the entry's mtime, so GC sees when the ADD began, not when IPAM ended. */
+  private startedMs = 0;
   /** What the index said before begin(): a refused ADD (duplicate) must not erase what the attachment holds. */
-  private previous: IndexEntry | undefined;
+  private previous: EntryNow | undefined;
 
   private constructor(readonly dir: string, meta: string) {
     this.meta = meta;
@@ -133,9 +168,13 @@ export class DiskStore implements ReservationStore {
   static async open(dataDir: string, name: string, create: boolean): Promise<DiskStore | undefined> {
     if (!ensureDir(dataDir, create, true)) return undefined;
     const dir = join(dataDir, name);
-    if (!ensureDir(dir, create)) return undefined;
     const meta = join(dataDir, ".cni-ts", name);
-    for (const d of [join(dataDir, ".cni-ts"), meta, join(meta, "attachments"), join(meta, "tmp")]) ensureDir(d, true);
+    const dirs = [dir, join(dataDir, ".cni-ts"), meta, join(meta, "attachments"), join(meta, "tmp")];
+    // Every one is looked at before any is created, parents first: a symlink planted anywhere refuses the call
+    // (code 7) with nothing written, not even an empty <dataDir>/<name>/.
+    const present = dirs.map((d) => ensureDir(d, false));
+    if (!present[0] && !create) return undefined;
+    dirs.forEach((d, i) => present[i] || ensureDir(d, true));
     const store = new DiskStore(dir, meta);
     if (!existsSync(join(meta, IMPORTED))) await store.importExisting();
     return store;
@@ -157,6 +196,7 @@ export class DiskStore implements ReservationStore {
         byAttachment.set(key, e);
       }
       for (const e of byAttachment.values()) if (!this.readEntry(e.id, e.ifname)) this.writeEntry(e);
+      this.writeAtomic(join(this.meta, SWEPT), "");
       this.writeAtomic(join(this.meta, IMPORTED), `${new Date().toISOString()} ${byAttachment.size} attachments\n`);
     });
   }
@@ -165,24 +205,26 @@ export class DiskStore implements ReservationStore {
 
   /** Record that (id, ifname) is being added, before any reservation exists. */
   begin(id: string, ifname: string): void {
-    const previous = this.readEntry(id, ifname);
-    this.previous = previous;
-    this.current = { id, ifname, ips: previous?.state === "released" ? [] : (previous?.ips ?? []), state: "adding", time: Date.now() };
-    this.writeEntry(this.current);
+    this.previous = this.entryNow(id, ifname);
+    const previous = this.previous?.entry;
+    this.startedMs = Date.now();
+    this.current = { id, ifname, ips: previous?.state === "released" ? [] : (previous?.ips ?? []), state: "adding", time: this.startedMs };
+    this.writeEntry(this.current, this.startedMs);
   }
 
   /** The ADD succeeded: the entry lists exactly `ips`. */
   commit(ips: readonly string[]): void {
     if (!this.current) return;
-    this.writeEntry({ ...this.current, ips: [...ips], state: "added", time: Date.now() });
+    this.writeEntry({ ...this.current, ips: [...ips], state: "added", time: Date.now() }, this.startedMs);
     this.current = undefined;
   }
 
   /** The ADD failed after begin: the allocator released what it took; the entry goes back to what it was. */
   abort(): void {
     if (!this.current) return;
-    const kept = this.previous && this.previous.state !== "released" ? this.verified(this.previous.ips, this.current.id, this.current.ifname) : [];
-    if (this.previous && kept.length > 0) this.writeEntry({ ...this.previous, ips: kept });
+    const previous = this.previous?.entry;
+    const kept = previous && previous.state !== "released" ? this.verified(previous.ips, this.current.id, this.current.ifname) : [];
+    if (previous && kept.length > 0) this.writeEntry({ ...previous, ips: kept }, this.previous!.sinceMs);
     else this.writeEntry({ ...this.current, ips: [], state: "released", time: Date.now() });
     this.current = undefined;
   }
@@ -312,8 +354,74 @@ export class DiskStore implements ReservationStore {
     return out;
   }
 
-  forget(id: string, ifname: string): void {
-    rmSync(join(this.meta, "attachments", attachmentKey(id, ifname)), { force: true });
+  /** The entry of (id, ifname) as it is on disk now (GC re-reads it right before it releases anything). */
+  entryNow(id: string, ifname: string): EntryNow | undefined {
+    const now = readEntryFile(join(this.meta, "attachments", attachmentKey(id, ifname)));
+    return now && now.entry.id === id && now.entry.ifname === ifname ? now : undefined;
+  }
+
+  /** The reservation of `ip` as it is on disk now: owner and age, read from one open file. */
+  reservationNow(ip: string): Reservation | undefined {
+    if (!parseIP(ip)) return undefined;
+    let fd: number;
+    try {
+      fd = openSync(join(this.dir, ip), constants.O_RDONLY | constants.O_NOFOLLOW);
+    } catch {
+      return undefined;
+    }
+    try {
+      const owner = parseContent(readFileSync(fd, "utf8"));
+      return owner && { ip, ...owner, mtimeMs: fstatSync(fd).mtimeMs };
+    } catch {
+      return undefined;
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  /**
+   * Remove the entry of (id, ifname) if `stale` holds for what it is when removed. It is renamed aside first and
+   * judged there, so an ADD or DEL of the attachment that rewrites it (a rename over the name) is never lost: a
+   * rewrite that came before is seen and put back, one that comes after replaces nothing of ours.
+   */
+  forgetIf(id: string, ifname: string, stale: (e: EntryNow) => boolean): boolean {
+    return this.dropEntryIf(join(this.meta, "attachments", attachmentKey(id, ifname)), stale);
+  }
+
+  /**
+   * Keep the index bounded without GC (which only spec 1.1.0 runtimes send): at most once per TOMBSTONE_TTL_MS per
+   * network, drop the tombstones written longer ago than that, and temp files of killed writers as old. Every other
+   * call costs one stat of the marker, so ADD and DEL stay O(1) but for one O(entries) pass an hour. A tombstone only
+   * saves a repeated DEL a directory scan, so losing an old one costs nothing. Never fails its caller.
+   */
+  sweepTombstones(): number {
+    const marker = join(this.meta, SWEPT);
+    const now = Date.now();
+    try {
+      const age = now - statSync(marker).mtimeMs;
+      // A marker from the future (the clock went back) does not postpone the sweep.
+      if (age >= 0 && age < TOMBSTONE_TTL_MS) return 0;
+    } catch (e) {
+      // Missing: a network indexed before sweeps existed; it may have a lot to sweep.
+      if (errno(e) !== "ENOENT") return 0;
+    }
+    const old = (e: EntryNow) => e.entry.state === "released" && Date.now() - e.sinceMs >= TOMBSTONE_TTL_MS;
+    let swept = 0;
+    try {
+      // Claimed first, so that the ADDs and DELs running meanwhile do not all sweep too.
+      this.writeAtomic(marker, "");
+      const dir = join(this.meta, "attachments");
+      for (const f of readdirSync(dir)) {
+        const e = readEntryFile(join(dir, f));
+        // Judged again once renamed aside: the attachment's ADD may rewrite the entry in between.
+        if (e && old(e) && this.dropEntryIf(join(dir, f), old)) swept++;
+      }
+      this.sweepTmp(TOMBSTONE_TTL_MS);
+    } catch (e) {
+      log.warn(`host-local: sweeping old tombstones in ${this.meta}: ${errno(e) ?? String(e)}`);
+    }
+    if (swept > 0) log.debug(`host-local: swept ${swept} tombstones older than ${TOMBSTONE_TTL_MS / 1000} s from ${this.meta}`);
+    return swept;
   }
 
   /** Temp files of processes killed between write and link/rename. */
@@ -350,28 +458,51 @@ export class DiskStore implements ReservationStore {
   }
 
   private readEntry(id: string, ifname: string): IndexEntry | undefined {
-    try {
-      const e = JSON.parse(readFileSync(join(this.meta, "attachments", attachmentKey(id, ifname)), "utf8")) as IndexEntry;
-      return e.id === id && e.ifname === ifname && Array.isArray(e.ips) ? e : undefined;
-    } catch {
-      return undefined;
-    }
+    return this.entryNow(id, ifname)?.entry;
   }
 
-  private writeEntry(e: IndexEntry): void {
-    this.writeAtomic(join(this.meta, "attachments", attachmentKey(e.id, e.ifname)), JSON.stringify(e));
+  /** `sinceMs` becomes the file's mtime (see the file header); by default, now. */
+  private writeEntry(e: IndexEntry, sinceMs?: number): void {
+    this.writeAtomic(join(this.meta, "attachments", attachmentKey(e.id, e.ifname)), JSON.stringify(e), sinceMs);
+  }
+
+  private dropEntryIf(file: string, stale: (e: EntryNow) => boolean): boolean {
+    const aside = this.tmpName();
+    try {
+      renameSync(file, aside);
+    } catch {
+      return false; // gone already
+    }
+    const now = readEntryFile(aside);
+    if (now === undefined || stale(now)) {
+      rmSync(aside, { force: true });
+      return true;
+    }
+    try {
+      linkSync(aside, file);
+    } catch (e) {
+      // EEXIST: the attachment's ADD or DEL wrote a newer entry meanwhile, which wins.
+      if (errno(e) !== "EEXIST") log.warn(`host-local: cannot put back index entry ${file}: ${errno(e) ?? String(e)}`);
+    }
+    rmSync(aside, { force: true });
+    return false;
+  }
+
+  private tmpName(): string {
+    return join(this.meta, "tmp", `${process.pid}.${++this.tmpCounter}`);
   }
 
   private writeTmp(content: string): string {
-    const tmp = join(this.meta, "tmp", `${process.pid}.${++this.tmpCounter}`);
+    const tmp = this.tmpName();
     writeFileSync(tmp, content, { mode: 0o600, flag: "w" });
     return tmp;
   }
 
   /** Write then rename: readers see the old content or the new, never a torn one. */
-  private writeAtomic(file: string, content: string): void {
+  private writeAtomic(file: string, content: string, mtimeMs?: number): void {
     const tmp = this.writeTmp(content);
     try {
+      if (mtimeMs !== undefined) utimesSync(tmp, new Date(), new Date(mtimeMs));
       renameSync(tmp, file);
     } catch (e) {
       rmSync(tmp, { force: true });

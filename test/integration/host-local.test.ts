@@ -145,6 +145,14 @@ class Net {
     const old = new Date(Date.now() - 3_600_000);
     utimesSync(join(this.dir, file), old, old);
   }
+  /**
+   * Make every attachment's ADD (or DEL) look an hour old: an index entry's mtime is when its ADD began, and GC never
+   * releases an ADD that began less than 60 s ago, whatever gcGraceSeconds says (docs/host-local.md).
+   */
+  ageIndex(): void {
+    const old = new Date(Date.now() - 3_600_000);
+    for (const f of readdirSync(this.attachments)) utimesSync(join(this.attachments, f), old, old);
+  }
   read(file: string): string {
     return readFileSync(join(this.dir, file), "utf8");
   }
@@ -185,7 +193,10 @@ const dualStack = (n: number): Json => ({
 });
 /** What a network directory holds once every reservation is released (plus, possibly, the empty `lock`). */
 const LR = ["last_reserved_ip.0", "last_reserved_ip.1"];
-/** GC leaves young attachments alone by default in the working-tree design: these tests want it to act now. */
+/**
+ * GC leaves attachments changed less than gcGraceSeconds ago alone (default 60): these tests want it to act now. An
+ * ADD that began less than 60 s ago is kept whatever the grace: tests that GC such attachments age them (ageIndex).
+ */
 const NO_GRACE = { gcGraceSeconds: 0 };
 
 // --- 1. ADD / CHECK / DEL per version --------------------------------------------------------------------------
@@ -423,6 +434,7 @@ describe("GC (1.1.0)", () => {
   const mk = (label: string) => {
     const net = new Net(label, { ...dualStack(5), ...NO_GRACE }, "net1", "1.1.0");
     ["a1", "a2", "a3", "a4"].forEach((id) => net.add(id));
+    net.ageIndex(); // pods ADDed long ago
     return net;
   };
   const att = (...ids: string[]) => ids.map((containerID) => ({ containerID, ifname: "eth0" }));
@@ -475,6 +487,19 @@ describe("GC (1.1.0)", () => {
     expect(net.reservations()).toEqual({ "10.5.0.100": "legacyid", "10.5.0.2": "a1\r\neth0", "fd05::2": "a1\r\neth0" });
     expectOk(net.gc({ "cni.dev/valid-attachments": att("a1") }));
     expect(net.reservations()).toEqual({ "10.5.0.2": "a1\r\neth0", "fd05::2": "a1\r\neth0" });
+  });
+
+  it("with gcGraceSeconds 0, an attachment whose ADD began less than 60 s ago keeps its addresses (an ADD may still run)", () => {
+    const net = mk("gc-young");
+    net.add("a5");
+    expectOk(net.gc({ "cni.dev/valid-attachments": [] }));
+    expect(net.reservations()).toEqual({ "10.5.0.6": "a5\r\neth0", "fd05::6": "a5\r\neth0" });
+    expectOk(net.run("CHECK", "a5", "eth0"));
+    // Once its ADD is an hour old, the same GC releases it, and forgets it.
+    net.ageIndex();
+    expectOk(net.gc({ "cni.dev/valid-attachments": [] }));
+    expect(net.files()).toEqual(LR);
+    expect(readdirSync(net.attachments)).toEqual([]);
   });
 
   it("GC of a network with no directory creates nothing", () => {
@@ -651,6 +676,83 @@ describe("crash leftovers (empty reservation files, plugins#498)", () => {
   });
 });
 
+// --- 7b. tombstones: the index stays bounded without GC ----------------------------------------------------------
+
+describe("tombstones are swept without GC (at most once an hour, on ADD or DEL)", () => {
+  const HOUR = 3_600_000;
+  /** Set a file's mtime `ms` back: for an index entry, when its ADD began or its DEL ran. */
+  const ageBy = (file: string, ms: number) => {
+    const t = new Date(Date.now() - ms);
+    utimesSync(file, t, t);
+  };
+  const meta = (net: Net) => join(net.dataDir, ".cni-ts", net.name);
+  const entryFile = (net: Net, id: string) => join(net.attachments, `${id}@eth0`);
+  /** Every index entry as "id state". */
+  const index = (net: Net) =>
+    sorted(readdirSync(net.attachments).map((f) => {
+      const e = JSON.parse(readFileSync(join(net.attachments, f), "utf8")) as { id: string; state: string };
+      return `${e.id} ${e.state}`;
+    }));
+
+  it("DEL sweeps tombstones older than an hour once the last sweep is an hour old; young ones, adding and added stay", () => {
+    const net = new Net("sweep", { ranges: [[{ subnet: "10.11.0.0/24" }]] });
+    for (const id of ["old1", "old2", "young", "live", "stuck"]) net.add(id);
+    for (const id of ["old1", "old2", "young"]) net.del(id);
+    // An ADD killed long ago, never DELed: its entry still says "adding" (what begin() writes).
+    const stuck = JSON.parse(readFileSync(entryFile(net, "stuck"), "utf8")) as Json;
+    writeFileSync(entryFile(net, "stuck"), JSON.stringify({ ...stuck, state: "adding" }));
+    for (const id of ["old1", "old2", "live", "stuck"]) ageBy(entryFile(net, id), 2 * HOUR);
+    // Temporary files of writers killed long ago (and one of a writer still at work) go with the same sweep.
+    writeFileSync(join(meta(net), "tmp", "999999.1"), "old");
+    ageBy(join(meta(net), "tmp", "999999.1"), 2 * HOUR);
+    writeFileSync(join(meta(net), "tmp", "999999.2"), "new");
+    const reservations = net.reservations();
+
+    // The last sweep (when the network was first used) is recent: this DEL only stats the marker.
+    net.del("nobody1");
+    expect(index(net)).toEqual(["live added", "nobody1 released", "old1 released", "old2 released", "stuck adding", "young released"]);
+
+    ageBy(join(meta(net), "swept"), HOUR + 60_000);
+    net.del("nobody2");
+    expect(index(net)).toEqual(["live added", "nobody1 released", "nobody2 released", "stuck adding", "young released"]);
+    expect(readdirSync(join(meta(net), "tmp"))).toEqual(["999999.2"]);
+    expect(Date.now() - statSync(join(meta(net), "swept")).mtimeMs).toBeLessThan(60_000);
+    expect(net.reservations()).toEqual(reservations);
+
+    // A DEL repeated after its tombstone was swept still succeeds and releases nothing else.
+    net.del("old1");
+    expect(net.reservations()).toEqual(reservations);
+    expect(net.reservations()).toEqual({ "10.11.0.5": "live\r\neth0", "10.11.0.6": "stuck\r\neth0" });
+    // The stuck ADD's DEL still finds its address through its "adding" entry.
+    net.del("stuck");
+    expect(net.reservations()).toEqual({ "10.11.0.5": "live\r\neth0" });
+  });
+
+  it("ADD sweeps too, and a network indexed before the sweep existed (no marker) is swept at once", () => {
+    const net = new Net("sweep-add", { ranges: [[{ subnet: "10.11.1.0/24" }]] });
+    for (const id of ["a", "b"]) net.add(id);
+    net.del("a");
+    ageBy(entryFile(net, "a"), 2 * HOUR);
+    rmSync(join(meta(net), "swept"));
+    net.add("c");
+    expect(index(net)).toEqual(["b added", "c added"]);
+    expect(existsSync(join(meta(net), "swept"))).toBe(true);
+  });
+
+  it("the sweep keeps an old tombstone's attachment working: ADD again, DEL again", () => {
+    const net = new Net("sweep-readd", { ranges: [[{ subnet: "10.11.2.0/24" }]] });
+    net.add("x");
+    net.del("x");
+    ageBy(entryFile(net, "x"), 2 * HOUR);
+    ageBy(join(meta(net), "swept"), 2 * HOUR);
+    expect(net.addrOf("x")).toEqual(["10.11.2.3"]);
+    expect(index(net)).toEqual(["x added"]);
+    net.del("x");
+    expect(net.reservations()).toEqual({});
+    expect(index(net)).toEqual(["x released"]);
+  });
+});
+
 // --- 8. concurrency ---------------------------------------------------------------------------------------------
 
 describe("concurrency", () => {
@@ -702,8 +804,9 @@ describe("kill -9 during ADD", () => {
 
     expect(net.files()).toEqual(LR);
     // Our tmp/ may keep a killed writer's file until GC finds it old enough (the working-tree design sweeps after 60 s).
+    // `lock` and the tombstone sweep's marker `swept` are empty by design.
     const empty = tree(net.dataDir).filter(
-      (p) => !p.endsWith("/") && p !== "net1/lock" && !p.startsWith(".cni-ts/net1/tmp/") && statSync(join(net.dataDir, p)).size === 0,
+      (p) => !p.endsWith("/") && p !== "net1/lock" && p !== ".cni-ts/net1/swept" && !p.startsWith(".cni-ts/net1/tmp/") && statSync(join(net.dataDir, p)).size === 0,
     );
     expect(empty).toEqual([]);
     expect(net.claims()).toEqual([]);

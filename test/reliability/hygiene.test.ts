@@ -206,13 +206,11 @@ describe("symlinks planted in the data dir", () => {
 
     expect(listing(target)).toEqual(targetBefore);
     expect(lstatSync(link).isSymbolicLink()).toBe(true);
-    // Known and minor (docs/reliability.md): with the link under .cni-ts, ADD has already created the empty
-    // <dataDir>/<name>/ when it finds the link. Nothing else may differ.
-    const changed = diffState(before, nodeState(lab));
-    const emptyNetDir = changed.filter((c) => c === `data +d ${lab.network}/`);
-    expect(changed.filter((c) => !emptyNetDir.includes(c))).toEqual([]);
+    expect(g.out?.code, g.stdout + g.stderr).toBe(7);
+    // Nothing at all differs: the refused ADD did not even create an empty <dataDir>/<name>/ (bug 8, fixed).
+    expect(diffState(before, nodeState(lab))).toEqual([]);
     expect(podLinks(pod.name)).toEqual([]);
-    report("symlink", { at: _where, addCode: r.out?.code, gcCode: g.out?.code ?? 0, targetUntouched: true, emptyNetworkDirCreated: emptyNetDir.length > 0 });
+    report("symlink", { at: _where, addCode: r.out?.code, gcCode: g.out?.code ?? 0, targetUntouched: true });
   });
 
   it("a symlink planted at <dataDir>/<name>/lock is not followed to create a file by GC", { timeout: 60_000 }, async () => {

@@ -66,14 +66,14 @@ describe("known bugs", () => {
     });
   }
 
-  // host-local's GC protects an ADD "still in progress" only while its own, IPAM, part runs: once host-local has
-  // committed the reservation, the entry says "added" and only gcGraceSeconds protects it. But the runtime's ADD
+  // host-local's GC protected an ADD "still in progress" only while its own, IPAM, part ran: once host-local had
+  // committed the reservation, the entry said "added" and only gcGraceSeconds protected it. But the runtime's ADD
   // (bridge) is still running (veth, pod addresses, DAD, masquerade, port wait). With gcGraceSeconds 0, a GC that
-  // overlaps it releases the address of an ADD that then succeeds, and the next ADD hands the address out again
-  // (seen in concurrency.test.ts as duplicate addresses). docs/host-local.md promises "never releases an ADD still in
-  // progress (60 s)" independently of the grace. Made deterministic here with enabledad: the ADD waits for IPv6 DAD
+  // overlapped it released the address of an ADD that then succeeded, and the next ADD handed the address out again
+  // (seen in concurrency.test.ts as duplicate addresses). Now an ADD that began less than 60 s ago is never released,
+  // whatever the grace (docs/host-local.md). Made deterministic here with enabledad: the ADD waits for IPv6 DAD
   // (about 1 s) after host-local has returned.
-  it.fails("KNOWN BUG: GC with gcGraceSeconds 0 does not release the address of a bridge ADD still in progress", { timeout: 30_000 }, async () => {
+  it("fixed: GC with gcGraceSeconds 0 does not release the address of a bridge ADD still in progress", { timeout: 30_000 }, async () => {
     const lab = new BridgeLab(sb, "gcinflight");
     const conf = lab.conf({ isGateway: true, enabledad: true, ipam: { ...lab.hostLocal(["10.88.0.0/24", "fd88::/64"]), gcGraceSeconds: 0 } }, "1.1.0");
     const pod = lab.pod("p");

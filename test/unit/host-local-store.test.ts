@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { CniError } from "../../lib/errors.js";
 import { parseResolvConf } from "../../ipam/host-local/resolvconf.js";
-import { DiskStore } from "../../ipam/host-local/store.js";
+import { DiskStore, type EntryNow, TOMBSTONE_TTL_MS } from "../../ipam/host-local/store.js";
 
 let dataDir = "";
 beforeEach(() => {
@@ -121,15 +121,19 @@ describe("DiskStore", () => {
     expect(s.scan().map((r) => r.ip)).toEqual(["10.1.0.2"]);
   });
 
-  it("refuses a symlink planted at <dataDir>/<name> or at any directory of ours, and writes nothing there", async () => {
-    for (const planted of ["net2", ".cni-ts"]) {
+  it("refuses a symlink planted at <dataDir>/<name> or at any directory of ours, and writes nothing anywhere", async () => {
+    for (const planted of ["net2", ".cni-ts", ".cni-ts/net2", ".cni-ts/net2/attachments", ".cni-ts/net2/tmp"]) {
       const elsewhere = mkdtempSync(join(tmpdir(), "cni-ts-elsewhere-"));
       try {
+        mkdirSync(join(dataDir, planted, ".."), { recursive: true });
         symlinkSync(elsewhere, join(dataDir, planted));
+        const before = readdirSync(dataDir, { recursive: true }).sort();
         await expect(DiskStore.open(dataDir, "net2", true)).rejects.toThrow(CniError);
+        await expect(DiskStore.open(dataDir, "net2", false)).rejects.toThrow(CniError);
         expect(readdirSync(elsewhere)).toEqual([]);
+        expect(readdirSync(dataDir, { recursive: true }).sort()).toEqual(before);
       } finally {
-        rmSync(join(dataDir, planted), { force: true });
+        rmSync(join(dataDir, planted.split("/")[0]!), { recursive: true, force: true });
         rmSync(elsewhere, { recursive: true, force: true });
       }
     }
@@ -170,6 +174,57 @@ describe("DiskStore", () => {
     s.begin("ctr1", "eth0");
     s.abort();
     expect(await s.findByAttachment("ctr1", "eth0")).toEqual(["10.1.0.2"]);
+  });
+});
+
+describe("removing index entries safely (GC, tombstone sweep)", () => {
+  const entryFile = (id: string) => join(dataDir, ".cni-ts", "net1", "attachments", `${id}@eth0`);
+  const hoursAgo = (file: string, h: number) => utimesSync(file, new Date(Date.now() - h * 3_600_000), new Date(Date.now() - h * 3_600_000));
+  const oldTombstone = (e: EntryNow) => e.entry.state === "released" && Date.now() - e.sinceMs >= TOMBSTONE_TTL_MS;
+
+  it("an entry rewritten by its ADD before it is judged is put back", async () => {
+    const s = await open();
+    s.begin("c", "eth0");
+    s.abort(); // a tombstone
+    hoursAgo(entryFile("c"), 2);
+    s.begin("c", "eth0"); // ADD again: the name now holds an "adding" entry
+    expect(s.forgetIf("c", "eth0", oldTombstone)).toBe(false);
+    expect(s.entries()).toEqual([expect.objectContaining({ id: "c", state: "adding" })]);
+  });
+
+  it("an entry its ADD rewrites while it is being judged (renamed aside) keeps the ADD's version", async () => {
+    const s = await open();
+    const add = await open();
+    s.begin("c", "eth0");
+    s.abort();
+    hoursAgo(entryFile("c"), 2);
+    // Judged old, and dropped, but the ADD wrote its intent in between: that one stays.
+    expect(s.forgetIf("c", "eth0", (e) => (add.begin("c", "eth0"), oldTombstone(e)))).toBe(true);
+    expect(s.entries()).toEqual([expect.objectContaining({ id: "c", state: "adding" })]);
+    // Judged young and put back, but the ADD wrote in between: the newer one wins, the old one is not put back.
+    add.commit([]);
+    const committed = readFileSync(entryFile("c"), "utf8");
+    expect(s.forgetIf("c", "eth0", (e) => (add.begin("c", "eth0"), add.commit([]), e.entry.state === "released"))).toBe(false);
+    expect(JSON.parse(readFileSync(entryFile("c"), "utf8"))).toMatchObject({ state: "added" });
+    expect(readFileSync(entryFile("c"), "utf8")).not.toBe(committed);
+    expect(readdirSync(join(dataDir, ".cni-ts", "net1", "tmp"))).toEqual([]);
+  });
+
+  it("sweepTombstones: once per hour (the marker's mtime), only tombstones older than an hour", async () => {
+    for (const id of ["old", "young", "stuck"]) (await open()).begin(id, "eth0"); // "stuck" stays "adding"
+    const t = await open();
+    t.begin("live", "eth0");
+    t.commit([]);
+    t.releaseAttachment("old", "eth0");
+    t.releaseAttachment("young", "eth0");
+    for (const id of ["old", "live", "stuck"]) hoursAgo(entryFile(id), 2);
+    expect(t.sweepTombstones()).toBe(0); // swept when first used: not again within the hour
+    expect(t.entries()).toHaveLength(4);
+    hoursAgo(join(dataDir, ".cni-ts", "net1", "swept"), 1.01);
+    expect(t.sweepTombstones()).toBe(1);
+    expect(t.entries().map((e) => `${e.id} ${e.state}`).sort()).toEqual(["live added", "stuck adding", "young released"]);
+    hoursAgo(entryFile("young"), 2);
+    expect(t.sweepTombstones()).toBe(0); // the marker is fresh again
   });
 });
 
