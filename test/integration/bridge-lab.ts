@@ -14,7 +14,7 @@
  *   expect(lab.ping(pod, "10.30.0.1")).toBe(true);
  */
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, symlinkSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, symlinkSync, utimesSync } from "node:fs";
 import { join } from "node:path";
 import { hostVethName } from "../../plugins/bridge/names.js";
 import { DIST_BIN, PLUGINS, type Sandbox, toolPath } from "./helpers.js";
@@ -311,6 +311,16 @@ export class BridgeLab {
       if (Date.now() > end) throw new Error(`${veth} still exists 10 s after its pod namespace was deleted`);
       Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
     }
+  }
+
+  /**
+   * Date every host-local index entry of the network an hour back, as if each ADD had begun long ago: host-local's GC
+   * never releases an ADD younger than 60 s, whatever gcGraceSeconds says.
+   */
+  ageIpamIndex(): void {
+    const dir = join(this.dataDir, ".cni-ts", this.network, "attachments");
+    const old = new Date(Date.now() - 3_600_000);
+    if (existsSync(dir)) for (const f of readdirSync(dir)) utimesSync(join(dir, f), old, old);
   }
 
   /** Reservation files of the network in the host-local data dir (no lock, no last_reserved_ip.*). */

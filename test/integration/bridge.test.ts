@@ -456,7 +456,9 @@ describe.each(["nftables", "iptables"])("GC (%s masquerade, macspoofchk)", (back
     expect(afterA.reservations).toEqual(both.reservations);
     healthy(b, rb);
 
-    // With grace 0 and b listed, host-local releases a's reservations too: nothing of a is left anywhere.
+    // With grace 0 and b listed, host-local releases a's reservations too once a's ADD is older than 60 s: nothing
+    // of a is left anywhere.
+    lab.ageIpamIndex();
     gc([{ containerID: `ctr-${b.name}`, ifname: "eth0" }], 0);
     const ipsB = (rb.ips as Array<{ address: string }>).map((i) => ipOnly(i.address));
     expect(lab.reservations()).toEqual([...ipsB].sort());
