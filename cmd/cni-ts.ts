@@ -3,6 +3,8 @@
  * the name it was invoked by. Invoked as `cni-ts NAME ...` it runs that plugin, which is how the sources are
  * run in development (`node dist/cni-ts.cjs host-local`).
  */
+// First: undoes what Node.js environment variables set up at bootstrap, before any other module runs.
+import "../lib/node-env.js";
 import { basename } from "node:path";
 import { hostLocal } from "../ipam/host-local/main.js";
 import { registerInProcess } from "../lib/invoke.js";

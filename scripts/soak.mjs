@@ -81,7 +81,7 @@ const summary = {
   gcRaceAddsOverlappingAGc: gcRace && sum(gcRace.rounds, (r) => r.addsOverlappingAGc),
   gcRaceReservationsLost: gcRace && { defaultGrace: sum(gcRace.rounds.filter((r) => r.gcGraceSeconds !== 0), (r) => r.reservationsLost), graceZero: sum(gcRace.rounds.filter((r) => r.gcGraceSeconds === 0), (r) => r.reservationsLost) },
   gcRaceDuplicateAddresses: gcRace && { defaultGrace: sum(gcRace.rounds.filter((r) => r.gcGraceSeconds !== 0), (r) => r.duplicateAddresses.length), graceZero: sum(gcRace.rounds.filter((r) => r.gcGraceSeconds === 0), (r) => r.duplicateAddresses.length) },
-  gcRaceMasqueradeLost: gcRace && sum(gcRace.rounds, (r) => r.checkFailures),
+  gcRaceCheckFailures: gcRace && { defaultGrace: sum(gcRace.rounds.filter((r) => r.gcGraceSeconds !== 0), (r) => r.checkFailures), graceZero: sum(gcRace.rounds.filter((r) => r.gcGraceSeconds === 0), (r) => r.checkFailures) },
   crashesInjectedAdd: crashAdd?.killed,
   crashRunsAdd: crashAdd?.runs,
   crashesInjectedDel: crashDel?.killed,

@@ -1,6 +1,6 @@
 // Deterministic reproductions of the plugin bugs the reliability suite found (docs/reliability.md, "Bugs found").
-// Each test states the correct behaviour and is marked `it.fails`: it passes while the bug is there and fails once
-// the bug is fixed, so that the marker is removed and the test guards the fix. Nothing here fixes plugin code.
+// Each test states the correct behaviour. While a bug is open its test is marked `it.fails` (it passes while the bug
+// is there and fails once it is fixed, so that the marker is removed); a fixed bug's test ("fixed: ...") guards the fix.
 import { existsSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
