@@ -26,6 +26,22 @@ export interface DelegateOptions {
 }
 
 const DEFAULT_DELEGATE_TIMEOUT_MS = 60_000;
+const TIMEOUT_ENV = "CNI_TS_DELEGATE_TIMEOUT_MS";
+
+/**
+ * How long an executed delegate may take: CNI_TS_DELEGATE_TIMEOUT_MS from the runtime's environment (an operator
+ * whose IPAM is slow, e.g. dhcp, or who wants a hung one cut short sooner), else 60 s. A value that is not a whole
+ * number of ms between 100 and 600,000 is refused (code 4) rather than silently replaced.
+ */
+export function delegateTimeoutMs(env: Readonly<Record<string, string | undefined>>): number {
+  const raw = env[TIMEOUT_ENV];
+  if (raw === undefined || raw === "") return DEFAULT_DELEGATE_TIMEOUT_MS;
+  const n = /^\d{1,7}$/.test(raw) ? Number(raw) : NaN;
+  if (!(n >= 100 && n <= 600_000)) {
+    throw new CniError(ErrorCode.InvalidEnvironmentVariables, `${TIMEOUT_ENV} must be a whole number of milliseconds between 100 and 600000`, `got ${JSON.stringify(raw.slice(0, 40))}`);
+  }
+  return n;
+}
 const inProcess = new Map<string, PluginDefinition>();
 
 /** Make `plugin` runnable in-process when CNI_PATH resolves its name to this executable. */
@@ -66,7 +82,7 @@ export async function delegate(type: string, verb: DelegateVerb, ctx: CmdContext
   const env = { ...ctx.env, CNI_COMMAND: verb };
   const stdin = opts.stdin ?? ctx.rawConfig;
   const local = inProcess.get(type);
-  const outcome = local && isSelf(file) ? await runPlugin(local, { env, stdin }) : await exec(file, type, env, stdin, opts.timeoutMs);
+  const outcome = local && isSelf(file) ? await runPlugin(local, { env, stdin }) : await exec(file, type, env, stdin, opts.timeoutMs ?? delegateTimeoutMs(ctx.env));
   if (outcome.exitCode !== 0) throw delegateError(type, outcome.stdout);
   if (verb !== "ADD") return undefined;
   let raw: unknown;

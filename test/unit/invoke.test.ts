@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { CniError } from "../../lib/errors.js";
-import { delegate, findPlugin } from "../../lib/invoke.js";
+import { delegate, delegateTimeoutMs, findPlugin } from "../../lib/invoke.js";
 import type { CmdContext } from "../../lib/skel.js";
 
 const root = mkdtempSync(join(tmpdir(), "cni-ts-invoke-"));
@@ -83,5 +83,24 @@ describe("delegate", () => {
   it("a delegate that hangs is killed at the deadline (code 11)", async () => {
     const err = (await delegate("hangs", "ADD", ctx([first]), { timeoutMs: 300 }).catch((e: unknown) => e)) as CniError;
     expect(err.code).toBe(11);
+  });
+
+  it("the deadline comes from CNI_TS_DELEGATE_TIMEOUT_MS in the caller's environment", async () => {
+    const c = ctx([first]);
+    const err = (await delegate("hangs", "ADD", { ...c, env: { ...c.env, CNI_TS_DELEGATE_TIMEOUT_MS: "300" } }).catch((e: unknown) => e)) as CniError;
+    expect([err.code, err.message]).toEqual([11, "hangs did not answer within 300 ms"]);
+  });
+});
+
+describe("delegateTimeoutMs", () => {
+  it("is 60 s by default and takes whole milliseconds from 100 to 600000", () => {
+    expect(delegateTimeoutMs({})).toBe(60_000);
+    expect(delegateTimeoutMs({ CNI_TS_DELEGATE_TIMEOUT_MS: "" })).toBe(60_000);
+    expect(delegateTimeoutMs({ CNI_TS_DELEGATE_TIMEOUT_MS: "100" })).toBe(100);
+    expect(delegateTimeoutMs({ CNI_TS_DELEGATE_TIMEOUT_MS: "600000" })).toBe(600_000);
+  });
+
+  it.each(["99", "600001", "1.5", "-1", "1e4", " 500", "abc", "99999999"])("refuses %j with code 4", (v) => {
+    expect(() => delegateTimeoutMs({ CNI_TS_DELEGATE_TIMEOUT_MS: v })).toThrow(expect.objectContaining({ code: 4 }));
   });
 });
