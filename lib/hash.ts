@@ -20,8 +20,8 @@ const K256 = new Uint32Array([
 ]);
 const H256 = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
 
-// SHA-512 constants as [high, low] 32-bit halves.
-const K512 = [
+// SHA-512 constants as [high, low] 32-bit halves; combined into 64-bit BigInts on first use (k512()).
+const K512_HALVES = [
   0x428a2f98, 0xd728ae22, 0x71374491, 0x23ef65cd, 0xb5c0fbcf, 0xec4d3b2f, 0xe9b5dba5, 0x8189dbbc, 0x3956c25b, 0xf348b538,
   0x59f111f1, 0xb605d019, 0x923f82a4, 0xaf194f9b, 0xab1c5ed5, 0xda6d8118, 0xd807aa98, 0xa3030242, 0x12835b01, 0x45706fbe,
   0x243185be, 0x4ee4b28c, 0x550c7dc3, 0xd5ffb4e2, 0x72be5d74, 0xf27b896f, 0x80deb1fe, 0x3b1696b1, 0x9bdc06a7, 0x25c71235,
@@ -38,7 +38,13 @@ const K512 = [
   0xd186b8c7, 0x21c0c207, 0xeada7dd6, 0xcde0eb1e, 0xf57d4f7f, 0xee6ed178, 0x06f067aa, 0x72176fba, 0x0a637dc5, 0xa2c898a6,
   0x113f9804, 0xbef90dae, 0x1b710b35, 0x131c471b, 0x28db77f5, 0x23047d84, 0x32caab7b, 0x40c72493, 0x3c9ebe0a, 0x15c9bebc,
   0x431d67c4, 0x9c100d4c, 0x4cc5d4be, 0xcb3e42b6, 0x597f299c, 0xfc657e2a, 0x5fcb6fab, 0x3ad6faec, 0x6c44198c, 0x4a475817,
-].map(BigInt);
+];
+let K512: bigint[] | undefined;
+
+function k512(): bigint[] {
+  K512 ??= Array.from({ length: 80 }, (_, i) => (BigInt(K512_HALVES[2 * i]!) << 32n) | BigInt(K512_HALVES[2 * i + 1]!));
+  return K512;
+}
 const H512 = [
   0x6a09e667f3bcc908n, 0xbb67ae8584caa73bn, 0x3c6ef372fe94f82bn, 0xa54ff53a5f1d36f1n,
   0x510e527fade682d1n, 0x9b05688c2b3e6c1fn, 0x1f83d9abfb41bd6bn, 0x5be0cd19137e2179n,
@@ -84,7 +90,7 @@ function sha256(data: Buffer): Buffer {
 // BigInt is slow, but a name is one or two 128-byte blocks: well under a millisecond.
 function sha512(data: Buffer): Buffer {
   const mask = (1n << 64n) - 1n;
-  const k = Array.from({ length: 80 }, (_, i) => (K512[2 * i]! << 32n) | K512[2 * i + 1]!);
+  const k = k512();
   const m = pad(data, 128);
   const h = H512.slice();
   const w = new Array<bigint>(80);
