@@ -53,7 +53,7 @@ async function bundle() {
     outfile: join(dist, "cni-ts.cjs"),
     bundle: true,
     platform: "node",
-    target: "node24",
+    target: "node26",
     format: "cjs",
     legalComments: "none",
     logLevel: "warning",
