@@ -12,6 +12,9 @@ export const NEEDS = {
   iptables: ["/usr/sbin/iptables", "iptables"],
   nft: ["/usr/sbin/nft", "nftables"],
   "reference plugins": ["/usr/lib/cni/host-local", "containernetworking-plugins"],
+  // The guest of scripts/vm.mjs (VLAN tests: this machine's kernel has no bridge vlan_filtering).
+  qemu: ["/usr/bin/qemu-system-x86_64", "qemu-system-x86"],
+  busybox: ["/bin/busybox", "busybox-static"],
 };
 
 function present([path, , ]) {
@@ -31,10 +34,10 @@ export function ensureDeps(names) {
   }
   console.error(`installing Debian packages: ${pkgs.join(" ")}`);
   const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
-  let r = spawnSync("apt-get", ["install", "-y", "-qq", ...pkgs], { stdio: "inherit", env });
+  let r = spawnSync("apt-get", ["install", "-y", "-qq", "--no-install-recommends", ...pkgs], { stdio: "inherit", env });
   if (r.status !== 0) {
     spawnSync("apt-get", ["update", "-qq"], { stdio: "inherit", env });
-    r = spawnSync("apt-get", ["install", "-y", "-qq", ...pkgs], { stdio: "inherit", env });
+    r = spawnSync("apt-get", ["install", "-y", "-qq", "--no-install-recommends", ...pkgs], { stdio: "inherit", env });
   }
   const still = names.filter((n) => !present(NEEDS[n]));
   if (r.status !== 0 || still.length > 0) {

@@ -6,7 +6,6 @@
  */
 import { bigIntToIP, parseCidr } from "../../lib/cidr.js";
 import { CniError, ErrorCode } from "../../lib/errors.js";
-import { run } from "../../lib/exec.js";
 import { delegate } from "../../lib/invoke.js";
 import { IpBatch } from "../../lib/ip/batch.js";
 import { getLink, ipJson, type LinkInfo } from "../../lib/ip/read.js";
@@ -18,10 +17,11 @@ import type { Interface, IPConfig, Result } from "../../lib/types.js";
 import { versionAtLeast } from "../../lib/version.js";
 import { loadBridgeConfig, type BridgeConfig } from "./config.js";
 import { gatewaysOf, routesOf, type GatewayAddr } from "./gateway.js";
-import { hostBatch, readBridge, vlanLines, type BridgeState, type HostPlan } from "./host.js";
+import { hostBatch, readBridge, type BridgeState, type HostPlan } from "./host.js";
 import { hostVethAlias, hostVethName, randomMac } from "./names.js";
 import { podScript, waitForDad } from "./pod.js";
 import { addSpoofCheck, delSpoofCheck } from "./spoofcheck.js";
+import { applyVlanLines, gatewayPortVlanLines, portVlanLines, vlanGatewayName } from "./vlan.js";
 
 const PORT_WAIT_MS = [0, 20, 50, 100, 250, 500, 1000, 1000];
 
@@ -55,14 +55,24 @@ async function explainVethFailure(e: unknown, ctx: CmdContext, hostVeth: string)
   return e;
 }
 
-async function applyHost(conf: BridgeConfig, state: BridgeState, plan: HostPlan, ctx: CmdContext): Promise<void> {
+/** Runs the node batch; returns the state it was built on (a concurrent ADD's bridge or VLAN gateway adopted). */
+async function applyHost(conf: BridgeConfig, state: BridgeState, plan: HostPlan, ctx: CmdContext): Promise<BridgeState> {
   try {
     await hostBatch(conf, state, plan).run(undefined, "configuring the node");
+    return state;
   } catch (e) {
-    // Another ADD may have created the bridge between our read and our batch: adopt it and go again, once.
-    if (!state.exists && e instanceof CniError && /ip link add name .* type bridge/.test(e.message)) {
-      const now = await readBridge(conf.bridge);
-      if (now.exists) return hostBatch(conf, now, Object.assign(plan, { bridgeMac: now.mac ?? plan.bridgeMac })).run(undefined, "configuring the node");
+    // Another ADD may have created the bridge or the VLAN gateway pair between our read and our batch. Both come
+    // before the pod's veth in the batch, so nothing of this pod exists yet: adopt what is there and go again, once.
+    const lostRace = e instanceof CniError && (
+      (!state.exists && /ip link add name .* type bridge/.test(e.message)) ||
+      (state.vlanGw?.exists === false && e.message.includes(` type veth peer name ${vlanGatewayName(conf.bridge, conf.vlan)} `))
+    );
+    if (lostRace) {
+      const now = await readBridge(conf);
+      if (now.exists !== state.exists || now.vlanGw?.exists !== state.vlanGw?.exists) {
+        await hostBatch(conf, now, Object.assign(plan, { bridgeMac: now.mac ?? plan.bridgeMac })).run(undefined, "configuring the node");
+        return now;
+      }
     }
     throw await explainVethFailure(e, ctx, plan.hostVeth);
   }
@@ -76,11 +86,11 @@ function nodeSysctls(conf: BridgeConfig, hostVeth: string, gateways: readonly Ga
   if (gateways.some((g) => g.family === 6)) ensureSysctl(["net", "ipv6", "conf", "all", "forwarding"], "1");
 }
 
-async function applyVlans(conf: BridgeConfig, hostVeth: string): Promise<void> {
-  const lines = vlanLines(conf, hostVeth);
-  if (lines.length === 0) return;
-  const r = await run("bridge", ["-batch", "-"], { input: lines.join("\n") + "\n" });
-  if (r.code !== 0) throw new CniError(ErrorCode.KernelOperationFailed, `bridge vlan setup of ${hostVeth} failed: ${r.stderr.trim()}`);
+/** VLAN membership of the pod's port and, with a VLAN gateway, of the gateway's port: one `bridge -batch`. */
+async function applyVlans(conf: BridgeConfig, hostVeth: string, built: BridgeState): Promise<void> {
+  const lines = portVlanLines(conf, hostVeth);
+  if (built.vlanGw) lines.push(...gatewayPortVlanLines(conf, !built.vlanGw.exists));
+  await applyVlanLines(lines, hostVeth);
 }
 
 /** ADD returns only once the host port forwards, so the pod's first packets are not dropped (plugins#463). */
@@ -100,13 +110,10 @@ export async function add(ctx: CmdContext): Promise<Result> {
   if (!conf.ipamType && !versionAtLeast(ctx.version, "0.3.0")) {
     throw new CniError(ErrorCode.IncompatibleVersion, "cannot convert: no valid IP addresses", `L2 mode (no ipam) needs cniVersion 0.3.0 or later, config is ${ctx.version}`);
   }
-  if (conf.vlan && conf.isGateway) {
-    throw new CniError(ErrorCode.UnsupportedField, "vlan together with isGateway is not supported by cni-ts yet", `vlan=${conf.vlan}, isGateway=true`);
-  }
   if (conf.ipMasq && conf.ipamType) resolveMasqBackend(conf.ipMasqBackend);
   const hostVeth = hostVethName(ctx.containerID, ctx.ifname);
 
-  const [stateR, ipamR] = await Promise.allSettled([readBridge(conf.bridge), conf.ipamType ? delegate(conf.ipamType, "ADD", ctx) : Promise.resolve(undefined)]);
+  const [stateR, ipamR] = await Promise.allSettled([readBridge(conf), conf.ipamType ? delegate(conf.ipamType, "ADD", ctx) : Promise.resolve(undefined)]);
   const ipamDone = ipamR.status === "fulfilled" && ipamR.value !== undefined;
   if (stateR.status === "rejected" || ipamR.status === "rejected") {
     await rollback(conf, ctx, undefined, ipamDone);
@@ -120,11 +127,12 @@ export async function add(ctx: CmdContext): Promise<Result> {
     const { ips, gateways } = gatewaysOf(ipam?.ips ?? [], conf);
     const routes = routesOf(ipam?.routes ?? [], gateways, conf);
     const hostAlias = hostVethAlias(conf.name, ctx.containerID, ctx.ifname);
-    const plan: HostPlan = { hostVeth, hostAlias, hostMac: randomMac(), podIfname: ctx.ifname, podMac: conf.mac ?? randomMac(), netns: ctx.netns, bridgeMac: state.mac ?? randomMac(), gateways };
+    const plan: HostPlan = { hostVeth, hostAlias, hostMac: randomMac(), podIfname: ctx.ifname, podMac: conf.mac ?? randomMac(), netns: ctx.netns, bridgeMac: state.mac ?? randomMac(), gateways, vlanGwMac: randomMac(), vlanGwPortMac: randomMac() };
     // The veth (with its alias) exists before any masquerade or spoof-check state does: a GC that finds this
     // attachment's state then also finds its veth, and keeps the state (docs/bridge.md, GC).
+    let built: BridgeState;
     try {
-      await applyHost(conf, state, plan, ctx);
+      built = await applyHost(conf, state, plan, ctx);
     } catch (e) {
       // ip -batch stops at its first failing line: a veth made before it is ours to remove, and the MAC chosen by
       // this very ADD tells it apart from a live attachment's veth of the same name.
@@ -136,7 +144,7 @@ export async function add(ctx: CmdContext): Promise<Result> {
     const masq = conf.ipMasq && ips.length > 0 ? addMasq(resolveMasqBackend(conf.ipMasqBackend), masqEntries(conf, ctx, ips)) : Promise.resolve();
     // The pod's side, then the waits that depend on it, run while the firewall is programmed.
     const pod = async () => {
-      await Promise.all([podScript(conf, ctx.ifname, ips, routes, gateways).run(ctx.netns), applyVlans(conf, hostVeth)]);
+      await Promise.all([podScript(conf, ctx.ifname, ips, routes, gateways).run(ctx.netns), applyVlans(conf, hostVeth, built)]);
       if (conf.enabledad && ips.some((ip) => ip.address.includes(":"))) await waitForDad(ctx.netns, ctx.ifname);
       if (!conf.disableContainerInterface) await waitForPort(hostVeth);
     };
@@ -148,6 +156,7 @@ export async function add(ctx: CmdContext): Promise<Result> {
       { name: hostVeth, mac: plan.hostMac },
       { name: ctx.ifname, mac: plan.podMac, sandbox: ctx.netns },
     ];
+    if (built.vlanGw) interfaces.push({ name: vlanGatewayName(conf.bridge, conf.vlan), mac: built.vlanGw.mac ?? plan.vlanGwMac });
     const result: Result = { interfaces, ips: ips.map((ip) => ({ ...ip, interface: 2 })) };
     if (routes.length > 0) result.routes = routes;
     const dns = conf.dns ?? ipam?.dns;

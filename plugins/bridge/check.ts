@@ -15,6 +15,7 @@ import { parseResult } from "../../lib/version.js";
 import { masqEntries } from "./add.js";
 import { loadBridgeConfig, type BridgeConfig } from "./config.js";
 import { checkSpoofCheck } from "./spoofcheck.js";
+import { portVlanProblem, readPortVlans, usesVlanGateway, vlanGatewayName } from "./vlan.js";
 
 type Link = LinkInfo & { addr_info?: AddrInfo[] };
 
@@ -54,10 +55,20 @@ function checkHostSide(conf: BridgeConfig, prev: Result, hostLinks: Link[], pod:
   if (conf.mtu && host.mtu !== conf.mtu) throw failed(`MTU of ${host.ifname} is ${host.mtu}, config says ${conf.mtu}`);
 
   if (conf.isGateway) {
+    // With a VLAN, the gateway is the `<bridge>.<vlan>` interface (vlan.ts), and it is in prevResult.
+    let gwLink: Link = br;
+    if (usesVlanGateway(conf)) {
+      const name = vlanGatewayName(conf.bridge, conf.vlan);
+      const found = hostLinks.find((l) => l.ifname === name);
+      if (!found) throw failed(`VLAN gateway interface ${name} does not exist`);
+      const prevGw = prev.interfaces?.find((i) => i.name === name && !i.sandbox);
+      if (prevGw?.mac && prevGw.mac !== found.address) throw failed(`interface ${name} MAC ${found.address} does not match ${prevGw.mac}`);
+      gwLink = found;
+    }
     for (const ip of prev.ips ?? []) {
       if (!ip.gateway) continue;
       const prefix = parseCidr(ip.address)!.prefix;
-      if (!hasAddr(br, `${ip.gateway}/${prefix}`)) throw failed(`gateway ${ip.gateway}/${prefix} is not on bridge ${conf.bridge}`);
+      if (!hasAddr(gwLink, `${ip.gateway}/${prefix}`)) throw failed(`gateway ${ip.gateway}/${prefix} is not on ${gwLink === br ? "bridge " : ""}${gwLink.ifname}`);
     }
   }
 }
@@ -104,6 +115,11 @@ export async function check(ctx: CmdContext): Promise<void> {
   checkPodSide(conf, prev, podIface, podIndex, pod, routes, ctx);
   checkHostSide(conf, prev, hostLinks, pod, ctx);
 
+  if (conf.vlan !== 0 || conf.vlanTrunk.length > 0) {
+    const host = hostLinks.find((l) => l.ifindex === pod.link_index)!;
+    const problem = portVlanProblem(conf, host.ifname, await readPortVlans(host.ifname));
+    if (problem) throw failed(`vlan: ${problem}`);
+  }
   if (conf.macspoofchk) {
     const host = hostLinks.find((l) => l.ifindex === pod.link_index);
     const problem = await checkSpoofCheck(host?.ifname ?? "", pod.address ?? "");

@@ -1,6 +1,7 @@
 /**
- * The node's side of an attachment: the bridge (created on first use, MAC pinned), the host end of the veth pair and
- * its bridge-port flags, the gateway addresses, the node sysctls. One `ip -batch` for all of it.
+ * The node's side of an attachment: the bridge (created on first use, MAC pinned), the VLAN gateway pair (vlan.ts),
+ * the host end of the veth pair and its bridge-port flags, the gateway addresses, the node sysctls. One `ip -batch`
+ * for all of it.
  */
 import { CniError, ErrorCode } from "../../lib/errors.js";
 import { IpBatch } from "../../lib/ip/batch.js";
@@ -8,16 +9,23 @@ import { ipJson, type AddrInfo, type LinkInfo } from "../../lib/ip/read.js";
 import { cidrsOverlap, parseCidr } from "../../lib/cidr.js";
 import type { BridgeConfig } from "./config.js";
 import type { GatewayAddr } from "./gateway.js";
+import { usesVlanGateway, vlanGatewayName, vlanGatewayPort } from "./vlan.js";
 
-export interface BridgeState {
+export interface LinkState {
   exists: boolean;
   mac?: string;
   kind?: string;
+  mtu?: number;
   addrs: AddrInfo[];
 }
 
-/** What the kernel holds under the bridge's name right now (one spawn: link details and addresses). */
-export async function readBridge(name: string): Promise<BridgeState> {
+export interface BridgeState extends LinkState {
+  /** With vlan and isGateway: the `<bridge>.<vlan>` gateway interface (vlan.ts). */
+  vlanGw?: LinkState;
+}
+
+/** What the kernel holds under one link name right now (one spawn: link details and addresses). */
+async function readLink(name: string): Promise<LinkState> {
   let links: Array<LinkInfo & { addr_info?: AddrInfo[] }>;
   try {
     links = await ipJson<Array<LinkInfo & { addr_info?: AddrInfo[] }>>(["-details", "addr", "show", "dev", name]);
@@ -27,18 +35,33 @@ export async function readBridge(name: string): Promise<BridgeState> {
   }
   const link = links[0];
   if (!link) return { exists: false, addrs: [] };
-  const state: BridgeState = { exists: true, addrs: link.addr_info ?? [] };
+  const state: LinkState = { exists: true, addrs: link.addr_info ?? [] };
   if (link.address !== undefined) state.mac = link.address;
   if (link.linkinfo?.info_kind !== undefined) state.kind = link.linkinfo.info_kind;
-  if (state.kind !== "bridge") throw new CniError(ErrorCode.InvalidNetworkConfig, `"${name}" already exists but is not a bridge`, `it is a ${state.kind ?? "link of unknown kind"}`);
+  if (link.mtu !== undefined) state.mtu = link.mtu;
   return state;
 }
 
-/** Gateway address changes on the bridge, with the reference's rule for an address that is in the way (forceAddress). */
-function gatewayLines(b: IpBatch, conf: BridgeConfig, state: BridgeState, gateways: readonly GatewayAddr[]): void {
+/** The bridge, and with vlan and isGateway its VLAN gateway interface, read in parallel. */
+export async function readBridge(conf: Pick<BridgeConfig, "bridge" | "vlan" | "isGateway">): Promise<BridgeState> {
+  const [state, vlanGw] = await Promise.all([
+    readLink(conf.bridge),
+    usesVlanGateway(conf) ? readLink(vlanGatewayName(conf.bridge, conf.vlan)) : Promise.resolve(undefined),
+  ]);
+  if (state.exists && state.kind !== "bridge") {
+    throw new CniError(ErrorCode.InvalidNetworkConfig, `"${conf.bridge}" already exists but is not a bridge`, `it is a ${state.kind ?? "link of unknown kind"}`);
+  }
+  return vlanGw ? { ...state, vlanGw } : state;
+}
+
+/**
+ * Gateway address changes on `dev` (the bridge, or the VLAN gateway interface), with the reference's rule for an
+ * address that is in the way (forceAddress).
+ */
+function gatewayLines(b: IpBatch, conf: BridgeConfig, dev: string, addrs: readonly AddrInfo[], gateways: readonly GatewayAddr[]): void {
   for (const gw of gateways) {
     const want = parseCidr(gw.cidr)!;
-    for (const a of state.addrs) {
+    for (const a of addrs) {
       if (a.scope === "link") continue;
       const have = parseCidr(`${a.local}/${a.prefixlen}`);
       if (!have || have.family !== want.family || `${a.local}/${a.prefixlen}` === gw.cidr) continue;
@@ -46,12 +69,12 @@ function gatewayLines(b: IpBatch, conf: BridgeConfig, state: BridgeState, gatewa
       const overlaps = have.family === 4 || cidrsOverlap(have, want);
       if (!overlaps) continue;
       if (!conf.forceAddress) {
-        throw new CniError(ErrorCode.InvalidNetworkConfig, `"${conf.bridge}" already has an IP address different from ${gw.cidr}`, `it has ${a.local}/${a.prefixlen}; set forceAddress to replace it, or remove it`);
+        throw new CniError(ErrorCode.InvalidNetworkConfig, `"${dev}" already has an IP address different from ${gw.cidr}`, `it has ${a.local}/${a.prefixlen}; set forceAddress to replace it, or remove it`);
       }
-      b.cmd("addr", "del", `${a.local}/${a.prefixlen}`, "dev", conf.bridge);
+      b.cmd("addr", "del", `${a.local}/${a.prefixlen}`, "dev", dev);
     }
     // nodad: the gateway must answer the pod's first packets, not after ~2 s of duplicate address detection.
-    b.cmd("addr", "replace", gw.cidr, "dev", conf.bridge, ...(gw.family === 6 ? ["nodad"] : []));
+    b.cmd("addr", "replace", gw.cidr, "dev", dev, ...(gw.family === 6 ? ["nodad"] : []));
   }
 }
 
@@ -65,6 +88,9 @@ export interface HostPlan {
   netns: string;
   bridgeMac: string;
   gateways: GatewayAddr[];
+  /** MACs for a VLAN gateway pair this ADD creates: the `<bridge>.<vlan>` end and its bridge port. */
+  vlanGwMac: string;
+  vlanGwPortMac: string;
 }
 
 /**
@@ -86,6 +112,7 @@ export function hostBatch(conf: BridgeConfig, state: BridgeState, plan: HostPlan
   }
   if (conf.promiscMode) b.cmd("link", "set", "dev", br, "promisc", "on");
   b.cmd("link", "set", "dev", br, "up");
+  if (state.vlanGw && !state.vlanGw.exists) vlanGatewayPairLines(b, conf, state, plan);
   const veth: Array<string | number> = ["link", "add", "name", plan.hostVeth, "address", plan.hostMac];
   if (conf.mtu) veth.push("mtu", conf.mtu);
   veth.push("type", "veth", "peer", "name", plan.podIfname, "address", plan.podMac);
@@ -100,16 +127,24 @@ export function hostBatch(conf: BridgeConfig, state: BridgeState, plan: HostPlan
     b.cmd("link", "set", "dev", plan.hostVeth, "type", "bridge_slave", "hairpin", conf.hairpinMode ? "on" : "off", "isolated", conf.portIsolation ? "on" : "off");
   }
   b.cmd("link", "set", "dev", plan.hostVeth, "up");
-  if (conf.isGateway) gatewayLines(b, conf, state, plan.gateways);
+  if (conf.isGateway) {
+    if (state.vlanGw) gatewayLines(b, conf, vlanGatewayName(br, conf.vlan), state.vlanGw.addrs, plan.gateways);
+    else gatewayLines(b, conf, br, state.addrs, plan.gateways);
+  }
   return b;
 }
 
-/** Bridge VLAN membership of the host veth (a `bridge -batch`): PVID untagged, trunk VIDs tagged. */
-export function vlanLines(conf: BridgeConfig, hostVeth: string): string[] {
-  if (!conf.vlan && conf.vlanTrunk.length === 0) return [];
-  const lines: string[] = [];
-  if (!conf.preserveDefaultVlan) lines.push(`vlan del dev ${hostVeth} vid 1`);
-  lines.push(`vlan add dev ${hostVeth} vid ${conf.vlan || 1} pvid untagged`);
-  for (const t of conf.vlanTrunk) lines.push(`vlan add dev ${hostVeth} vid ${t.min === t.max ? t.min : `${t.min}-${t.max}`}`);
-  return lines;
+/**
+ * The VLAN gateway pair, before the pod's veth: if a concurrent ADD made it first, this line fails with nothing of
+ * the pod's made yet, and add.ts reads the node again and adopts it. MTU: the bridge's, as the reference.
+ */
+function vlanGatewayPairLines(b: IpBatch, conf: BridgeConfig, state: BridgeState, plan: HostPlan): void {
+  const gw = vlanGatewayName(conf.bridge, conf.vlan);
+  const port = vlanGatewayPort(conf.bridge, conf.vlan);
+  const mtu = conf.mtu || state.mtu;
+  const mtuArgs = mtu ? ["mtu", mtu] : [];
+  b.cmd("link", "add", "name", port, "address", plan.vlanGwPortMac, ...mtuArgs, "type", "veth", "peer", "name", gw, "address", plan.vlanGwMac, ...mtuArgs);
+  b.cmd("link", "set", "dev", port, "master", conf.bridge);
+  b.cmd("link", "set", "dev", port, "up");
+  b.cmd("link", "set", "dev", gw, "up");
 }

@@ -13,7 +13,6 @@ import {
   type Conf,
   defaultGw,
   iptNat,
-  kernelHasVlanFiltering,
   linkNames,
   linkOf,
   nftRuleset,
@@ -517,7 +516,7 @@ describe("errors: the right code, and nothing created or reserved", () => {
     ["bridge name of 16 characters", { bridge: "b".repeat(16) }, 7],
     ["vlan 5000", { vlan: 5000 }, 7],
     ["hairpinMode with promiscMode", { hairpinMode: true, promiscMode: true }, 7],
-    ["vlan with isGateway (not supported by cni-ts yet)", { vlan: 100 }, 2],
+    ["vlan with isGateway, bridge name too long for <bridge>.<vlan>", { bridge: "b".repeat(12), vlan: 1000 }, 7],
   ] as Array<[string, Conf, number]>)("%s: code %i", (_label, extra, code) => {
     const lab = new BridgeLab(sb, "bad");
     const pod = lab.pod();
@@ -566,49 +565,6 @@ describe("errors: the right code, and nothing created or reserved", () => {
     expect(linkNames(pod.name)).toEqual(["lo"]);
     expect(lab.reservations()).toEqual([]);
     expect(nftRuleset(lab.node.name)).not.toContain("10.44.0.2");
-  });
-});
-
-const VLAN_OK = kernelHasVlanFiltering(sb);
-const VLAN_SKIP = VLAN_OK ? "" : " (skipped: this kernel cannot create a bridge with vlan_filtering)";
-
-describe("VLAN", () => {
-  /** `bridge -json vlan show` of one port: vid -> flags; ranges expanded. */
-  const vlansOf = (lab: BridgeLab, dev: string): Map<number, string[]> => {
-    const rows = JSON.parse(nsRun(lab.node.name, "bridge", ["-json", "vlan", "show", "dev", dev]).stdout || "[]") as Array<{ ifname: string; vlans: Array<{ vlan: number; vlanEnd?: number; flags?: string[] }> }>;
-    const out = new Map<number, string[]>();
-    for (const v of rows.find((r) => r.ifname === dev)?.vlans ?? []) for (let id = v.vlan; id <= (v.vlanEnd ?? v.vlan); id++) out.set(id, v.flags ?? []);
-    return out;
-  };
-
-  it.skipIf(!VLAN_OK)(`vlan 100: PVID 100 untagged on the host veth, VID 1 removed, vlan_filtering on${VLAN_SKIP}`, () => {
-    const lab = new BridgeLab(sb, "vlan");
-    const pod = lab.pod();
-    const r = lab.add(lab.conf({ vlan: 100, ipam: lab.hostLocal(["10.41.0.0/24"]) }), { pod });
-    expect(linkOf(lab.node.name, "cni0")!.linkinfo?.info_data?.vlan_filtering).toBe(1);
-    const v = vlansOf(lab, r.interfaces[1].name);
-    expect(v.get(100)).toEqual(expect.arrayContaining(["PVID", "Egress Untagged"]));
-    expect(v.has(1)).toBe(false);
-  });
-
-  it.skipIf(!VLAN_OK)(`preserveDefaultVlan keeps VID 1${VLAN_SKIP}`, () => {
-    const lab = new BridgeLab(sb, "vlanpd");
-    const pod = lab.pod();
-    const r = lab.add(lab.conf({ vlan: 100, preserveDefaultVlan: true, ipam: lab.hostLocal(["10.42.0.0/24"]) }), { pod });
-    const v = vlansOf(lab, r.interfaces[1].name);
-    expect(v.has(1)).toBe(true);
-    expect(v.get(100)).toEqual(expect.arrayContaining(["PVID"]));
-  });
-
-  it.skipIf(!VLAN_OK)(`vlanTrunk [101, 200-210]: tagged VIDs, native VLAN 1 untagged${VLAN_SKIP}`, () => {
-    const lab = new BridgeLab(sb, "trunk");
-    const pod = lab.pod();
-    const r = lab.add(lab.conf({ vlanTrunk: [{ id: 101 }, { minID: 200, maxID: 210 }], ipam: {} }), { pod });
-    const v = vlansOf(lab, r.interfaces[1].name);
-    for (const id of [101, 200, 205, 210]) expect(v.get(id)).toEqual([]);
-    expect(v.has(199)).toBe(false);
-    expect(v.has(211)).toBe(false);
-    expect(v.get(1)).toEqual(expect.arrayContaining(["PVID", "Egress Untagged"]));
   });
 });
 
