@@ -2,8 +2,10 @@
 // latency, ours beside the reference (Debian containernetworking-plugins in /usr/lib/cni), same run.
 //
 // Each implementation gets a node namespace of its own with N pod namespaces; the plugins run inside the node
-// namespace through nsenter, exactly as a runtime's call would cost plus the same nsenter for both. IPv4,
-// isGateway, ipMasq (the costly configuration: the reference's iptables rules grow with every pod).
+// namespace through `ip netns exec`, a runtime's call plus the same wrapper for both. Not a bare `nsenter --net`:
+// `ip netns exec` also mounts the node namespace's sysfs, as a real node's plugin sees it (a plugin in one namespace
+// with another namespace's /sys never happens on a node). IPv4, isGateway, ipMasq (the costly configuration: the
+// reference's iptables rules grow with every pod).
 import { spawnSync } from "node:child_process";
 import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -70,7 +72,7 @@ async function call(impl, verb, i) {
   };
   // DEL gets the ADD's result as prevResult, as libcni sends it from its cache (cniVersion 0.4.0 and later).
   const stdin = verb === "DEL" && impl.results?.[i] ? JSON.stringify({ ...JSON.parse(impl.conf), prevResult: impl.results[i] }) : impl.conf;
-  const r = await runPlugin("nsenter", env, stdin, { args: [`--net=/var/run/netns/${impl.node}`, "--", join(impl.cniPath, "bridge")] });
+  const r = await runPlugin("ip", env, stdin, { args: ["netns", "exec", impl.node, join(impl.cniPath, "bridge")] });
   mustSucceed(r, `${impl.label} ${verb} pod ${i}`);
   if (verb === "ADD") (impl.results ??= [])[i] = parseResult(r, `${impl.label} ADD pod ${i}`);
   return r;
@@ -120,7 +122,7 @@ export async function main(argv) {
       console.log(`machine:   ${m.cpus} CPUs (${m.cpuModel}), kernel ${m.kernel}, ${m.arch}`);
       console.log(`cni-ts:    cni-ts ${oursVersion()}, ${OURS_EXE}`);
       console.log(`reference: ${referenceVersion(join(REFERENCE_BIN, "bridge"))}`);
-      console.log(`settings:  cniVersion 1.0.0, IPv4, isGateway, ipMasq (${opts.backend}), N=${opts.n} pods per phase, each call through nsenter into the node namespace\n`);
+      console.log(`settings:  cniVersion 1.0.0, IPv4, isGateway, ipMasq (${opts.backend}), N=${opts.n} pods per phase, each call through ip netns exec into the node namespace\n`);
       const rows = [];
       const summary = {};
       for (const [label, byImpl] of Object.entries(results)) {
@@ -131,7 +133,7 @@ export async function main(argv) {
         rows.push([`${label} p95`, fmtMs(o.p95), fmtMs(r.p95), fmtRatio(o.p95, r.p95)]);
       }
       console.log(markdownTable(["scenario", "cni-ts", "reference", "cni-ts / reference"], rows));
-      console.log("\ntimes in ms, wall time of one call including nsenter");
+      console.log("\ntimes in ms, wall time of one call including ip netns exec");
       const addOk = summary["ADD sequential"].ours.median <= summary["ADD sequential"].reference.median;
       const delOk = summary["DEL sequential"].ours.median < summary["DEL sequential"].reference.median;
       console.log(targetLine(addOk, "ADD median no more than the reference's", `${fmtMs(summary["ADD sequential"].ours.median)} vs ${fmtMs(summary["ADD sequential"].reference.median)} ms`));

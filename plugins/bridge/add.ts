@@ -4,6 +4,7 @@
  * masquerade, then a bounded wait until the port forwards. Anything created is removed again if a later step fails
  * (the reference leaves the veth behind).
  */
+import { readFileSync } from "node:fs";
 import { bigIntToIP, parseCidr } from "../../lib/cidr.js";
 import { CniError, ErrorCode } from "../../lib/errors.js";
 import { delegate } from "../../lib/invoke.js";
@@ -93,13 +94,27 @@ async function applyVlans(conf: BridgeConfig, hostVeth: string, built: BridgeSta
   await applyVlanLines(lines, hostVeth);
 }
 
+/**
+ * The host veth's operstate from sysfs, without a process: sysfs shows the links of the namespace it was mounted in,
+ * which on a node (and under `ip netns exec`) is the one the plugin runs in. Elsewhere (a bare `nsenter --net`) it may
+ * show another namespace, so the answer counts only if the link there carries the MAC this ADD chose.
+ */
+function operstateFromSysfs(dev: string, mac: string): string | undefined {
+  try {
+    if (readFileSync(`/sys/class/net/${dev}/address`, "utf8").trim() !== mac) return undefined;
+    return readFileSync(`/sys/class/net/${dev}/operstate`, "utf8").trim().toUpperCase();
+  } catch {
+    return undefined;
+  }
+}
+
 /** ADD returns only once the host port forwards, so the pod's first packets are not dropped (plugins#463). */
-async function waitForPort(hostVeth: string): Promise<void> {
+async function waitForPort(hostVeth: string, hostMac: string): Promise<void> {
   let state = "unknown";
   for (const ms of PORT_WAIT_MS) {
     if (ms) await new Promise((r) => setTimeout(r, ms));
-    const link = (await ipJson<LinkInfo[]>(["link", "show", "dev", hostVeth]).catch(() => [] as LinkInfo[]))[0];
-    state = link?.operstate ?? "missing";
+    const operstate = operstateFromSysfs(hostVeth, hostMac) ?? (await ipJson<LinkInfo[]>(["link", "show", "dev", hostVeth]).catch(() => [] as LinkInfo[]))[0]?.operstate;
+    state = operstate ?? "missing";
     if (state === "UP") return;
   }
   throw new CniError(ErrorCode.KernelOperationFailed, `bridge port in error state: ${state}`, `${hostVeth} did not come up within 2.9 s`);
@@ -146,7 +161,7 @@ export async function add(ctx: CmdContext): Promise<Result> {
     const pod = async () => {
       await Promise.all([podScript(conf, ctx.ifname, ips, routes, gateways).run(ctx.netns), applyVlans(conf, hostVeth, built)]);
       if (conf.enabledad && ips.some((ip) => ip.address.includes(":"))) await waitForDad(ctx.netns, ctx.ifname);
-      if (!conf.disableContainerInterface) await waitForPort(hostVeth);
+      if (!conf.disableContainerInterface) await waitForPort(hostVeth, plan.hostMac);
     };
     const spoof = conf.macspoofchk ? addSpoofCheck(conf.name, hostVeth, plan.podMac) : Promise.resolve();
     await Promise.all([pod(), masq, spoof]);

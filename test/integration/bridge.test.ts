@@ -4,6 +4,7 @@
 //   pod ns(s) eth0 ── veth ── cni0 (node ns, gateway addresses, masquerade) ── vout ── "outside" ns
 //
 // Nothing here touches the machine's root namespace; the Sandbox removes every namespace in afterAll.
+import { spawnSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { iptablesMasqChain } from "../../lib/masq-iptables.js";
 import { hostVethName } from "../../plugins/bridge/names.js";
@@ -13,6 +14,7 @@ import {
   type Conf,
   defaultGw,
   iptNat,
+  labPath,
   linkNames,
   linkOf,
   nftRuleset,
@@ -565,6 +567,28 @@ describe("errors: the right code, and nothing created or reserved", () => {
     expect(linkNames(pod.name)).toEqual(["lo"]);
     expect(lab.reservations()).toEqual([]);
     expect(nftRuleset(lab.node.name)).not.toContain("10.44.0.2");
+  });
+});
+
+describe("port wait", () => {
+  // ADD reads the host veth's operstate from sysfs, which shows the namespace it was mounted in. Run the plugin with
+  // the node's network namespace but another namespace's sysfs, where a veth that stays DOWN has the host veth's
+  // name: the MAC guard must reject that link and ADD ask ip instead (taken for the veth, it fails ADD with code 100
+  // "bridge port in error state: DOWN").
+  it("under another namespace's sysfs with a decoy of the host veth's name: ADD succeeds, CHECK passes", () => {
+    const lab = new BridgeLab(sb, "sysfsdecoy");
+    const other = sb.netns("sysfsdecoy-other");
+    const pod = lab.pod();
+    const veth = hostVethName(`ctr-${pod.name}`, "eth0");
+    nsRun(other.name, "ip", ["link", "add", veth, "type", "veth", "peer", "name", "decoypeer"]);
+    const conf = lab.conf({ isGateway: true, ipam: lab.hostLocal(["10.46.0.0/24"]) });
+    const env = { PATH: labPath(sb), CNI_COMMAND: "ADD", CNI_CONTAINERID: `ctr-${pod.name}`, CNI_NETNS: pod.path, CNI_IFNAME: "eth0", CNI_PATH: lab.bin };
+    const r = spawnSync("ip", ["netns", "exec", other.name, "nsenter", `--net=${lab.node.path}`, "env", "-i", ...Object.entries(env).map(([k, v]) => `${k}=${v}`), `${lab.bin}/bridge`], { input: JSON.stringify(conf), encoding: "utf8", timeout: 30_000 });
+    expect([r.status, r.stderr]).toEqual([0, ""]);
+    const result = JSON.parse(r.stdout) as Record<string, any>;
+    expect(result.interfaces[1].name).toBe(veth);
+    expect(linkOf(lab.node.name, veth)!.operstate).toBe("UP");
+    expect(lab.cni("CHECK", lab.withPrev(conf, result), { pod })).toMatchObject({ status: 0, stdout: "" });
   });
 });
 
