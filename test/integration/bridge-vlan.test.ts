@@ -108,7 +108,7 @@ describe("VLAN traffic", () => {
 describe("VLAN gateway (vlan with isGateway)", () => {
   const gwConf = (lab: BridgeLab, extra: Conf = {}) => lab.conf({ vlan: 300, isGateway: true, ipam: lab.hostLocal(["10.51.0.0/24", "fd51::/64"]), ...extra });
 
-  vit(`the gateway is on cni0.300, a veth whose bridge port has PVID 300; 4th result interface; pods reach it; CHECK; DEL keeps it${SKIP}`, () => {
+  vit(`the gateway is on cni0.300, a veth whose bridge port has PVID 300; 4th result interface; pods reach it; CHECK; DEL and GC keep it${SKIP}`, () => {
     const lab = new BridgeLab(sb, "vlangw");
     const conf = gwConf(lab);
     const [a, b] = [lab.pod("a"), lab.pod("b")];
@@ -144,6 +144,10 @@ describe("VLAN gateway (vlan with isGateway)", () => {
     expect(podVeths(lab)).toEqual([]);
     expect(lab.reservations()).toEqual([]);
     expect(linkNames(lab.node.name)).toEqual(["cni0", "cni0.300", "lo", port].sort());
+    // GC with no valid attachment (spec 1.1) leaves it too.
+    expect(lab.cni("GC", { ...conf, cniVersion: "1.1.0", "cni.dev/valid-attachments": [] })).toMatchObject({ status: 0, stdout: "" });
+    expect(linkNames(lab.node.name)).toEqual(["cni0", "cni0.300", "lo", port].sort());
+    expect(addrsOf(lab.node.name, "cni0.300")).toEqual(["10.51.0.1/24", "fd51::1/64"]);
 
     // CHECK names a gateway interface that went missing.
     const c = lab.pod("c");
