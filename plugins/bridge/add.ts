@@ -57,7 +57,10 @@ async function explainVethFailure(e: unknown, ctx: CmdContext, hostVeth: string)
 }
 
 /** Runs the node batch; returns the state it was built on (a concurrent ADD's bridge or VLAN gateway adopted). */
-async function applyHost(conf: BridgeConfig, state: BridgeState, plan: HostPlan, ctx: CmdContext): Promise<BridgeState> {
+async function applyHost(conf: BridgeConfig, read: BridgeState, plan: HostPlan, ctx: CmdContext): Promise<BridgeState> {
+  // No gateway address (L2 mode), no VLAN gateway pair: the reference makes it only to hold an address.
+  const view = (s: BridgeState): BridgeState => (plan.gateways.length > 0 ? s : { ...s, vlanGw: undefined });
+  const state = view(read);
   try {
     await hostBatch(conf, state, plan).run(undefined, "configuring the node");
     return state;
@@ -69,7 +72,7 @@ async function applyHost(conf: BridgeConfig, state: BridgeState, plan: HostPlan,
       (state.vlanGw?.exists === false && e.message.includes(` type veth peer name ${vlanGatewayName(conf.bridge, conf.vlan)} `))
     );
     if (lostRace) {
-      const now = await readBridge(conf);
+      const now = view(await readBridge(conf));
       if (now.exists !== state.exists || now.vlanGw?.exists !== state.vlanGw?.exists) {
         await hostBatch(conf, now, Object.assign(plan, { bridgeMac: now.mac ?? plan.bridgeMac })).run(undefined, "configuring the node");
         return now;

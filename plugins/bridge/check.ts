@@ -57,7 +57,7 @@ function checkHostSide(conf: BridgeConfig, prev: Result, hostLinks: Link[], pod:
   if (conf.isGateway) {
     // With a VLAN, the gateway is the `<bridge>.<vlan>` interface (vlan.ts), and it is in prevResult.
     let gwLink: Link = br;
-    if (usesVlanGateway(conf)) {
+    if (usesVlanGateway(conf) && (prev.ips ?? []).some((ip) => ip.gateway)) {
       const name = vlanGatewayName(conf.bridge, conf.vlan);
       const found = hostLinks.find((l) => l.ifname === name);
       if (!found) throw failed(`VLAN gateway interface ${name} does not exist`);

@@ -183,6 +183,16 @@ describe("VLAN gateway (vlan with isGateway)", () => {
     expect(addrsOf(lab.node.name, "cni0.300")).toEqual(["10.51.0.1/24", "fd51::1/64"]);
   });
 
+  vit(`L2 mode (no IPAM): no gateway address, so no gateway pair; 3 interfaces; CHECK passes${SKIP}`, () => {
+    const lab = new BridgeLab(sb, "vlangwl2");
+    const conf = lab.conf({ vlan: 300, isGateway: true, ipam: {} });
+    const pod = lab.pod();
+    const r = lab.add(conf, { pod });
+    expect(r.interfaces.map((i: { name: string }) => i.name)).toEqual(["cni0", expect.stringMatching(/^veth/), "eth0"]);
+    expect(linkNames(lab.node.name).filter((n) => n.startsWith("vgw") || n.startsWith("cni0."))).toEqual([]);
+    expect(lab.cni("CHECK", lab.withPrev(conf, r), { pod })).toMatchObject({ status: 0, stdout: "" });
+  });
+
   vit(`the reference does the same: cni0.300 carries the gateway, 4th result interface, the pod reaches it${SKIP}`, () => {
     const lab = new BridgeLab(sb, "vlangwref", REFERENCE_BIN);
     const conf = lab.conf({ vlan: 300, isGateway: true, ipam: lab.hostLocal(["10.51.0.0/24"]) });
