@@ -36,7 +36,8 @@ function hasAddr(link: Link, cidr: string): boolean {
   });
 }
 
-function checkHostSide(conf: BridgeConfig, prev: Result, hostLinks: Link[], pod: Link, ctx: CmdContext): void {
+/** Returns the host end of the pod's veth, for the checks that follow. */
+function checkHostSide(conf: BridgeConfig, prev: Result, hostLinks: Link[], pod: Link, ctx: CmdContext): Link {
   const br = hostLinks.find((l) => l.ifname === conf.bridge);
   if (!br) throw failed(`bridge ${conf.bridge} does not exist`);
   if (br.linkinfo?.info_kind !== "bridge") throw failed(`${conf.bridge} is not a bridge`, `it is a ${br.linkinfo?.info_kind}`);
@@ -71,6 +72,7 @@ function checkHostSide(conf: BridgeConfig, prev: Result, hostLinks: Link[], pod:
       if (!hasAddr(gwLink, `${ip.gateway}/${prefix}`)) throw failed(`gateway ${ip.gateway}/${prefix} is not on ${gwLink === br ? "bridge " : ""}${gwLink.ifname}`);
     }
   }
+  return host;
 }
 
 function checkPodSide(conf: BridgeConfig, prev: Result, podIface: Interface, podIndex: number, pod: Link, routes: Array<RouteInfo & { family: 4 | 6 }>, ctx: CmdContext): void {
@@ -113,16 +115,14 @@ export async function check(ctx: CmdContext): Promise<void> {
   if (!pod) throw failed(`interface ${ctx.ifname} does not exist in ${ctx.netns}`);
   const routes = [...r4.map((r) => ({ ...r, family: 4 as const })), ...r6.map((r) => ({ ...r, family: 6 as const }))];
   checkPodSide(conf, prev, podIface, podIndex, pod, routes, ctx);
-  checkHostSide(conf, prev, hostLinks, pod, ctx);
+  const host = checkHostSide(conf, prev, hostLinks, pod, ctx);
 
   if (conf.vlan !== 0 || conf.vlanTrunk.length > 0) {
-    const host = hostLinks.find((l) => l.ifindex === pod.link_index)!;
     const problem = portVlanProblem(conf, host.ifname, await readPortVlans(host.ifname));
     if (problem) throw failed(`vlan: ${problem}`);
   }
   if (conf.macspoofchk) {
-    const host = hostLinks.find((l) => l.ifindex === pod.link_index);
-    const problem = await checkSpoofCheck(host?.ifname ?? "", pod.address ?? "");
+    const problem = await checkSpoofCheck(host.ifname, pod.address ?? "");
     if (problem) throw failed(`macspoofchk: ${problem}`);
   }
   if (conf.ipMasq && conf.ipamType) {
