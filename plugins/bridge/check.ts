@@ -15,7 +15,7 @@ import { parseResult } from "../../lib/version.js";
 import { masqEntries } from "./add.js";
 import { loadBridgeConfig, type BridgeConfig } from "./config.js";
 import { checkSpoofCheck } from "./spoofcheck.js";
-import { portVlanProblem, readPortVlans, usesVlanGateway, vlanGatewayName } from "./vlan.js";
+import { hasVlans, portVlanProblem, readPortVlans, usesVlanGateway, vlanGatewayName } from "./vlan.js";
 
 type Link = LinkInfo & { addr_info?: AddrInfo[] };
 
@@ -117,7 +117,7 @@ export async function check(ctx: CmdContext): Promise<void> {
   checkPodSide(conf, prev, podIface, podIndex, pod, routes, ctx);
   const host = checkHostSide(conf, prev, hostLinks, pod, ctx);
 
-  if (conf.vlan !== 0 || conf.vlanTrunk.length > 0) {
+  if (hasVlans(conf)) {
     const problem = portVlanProblem(conf, host.ifname, await readPortVlans(host.ifname));
     if (problem) throw failed(`vlan: ${problem}`);
   }

@@ -9,7 +9,7 @@ import { ipJson, type AddrInfo, type LinkInfo } from "../../lib/ip/read.js";
 import { cidrsOverlap, parseCidr } from "../../lib/cidr.js";
 import type { BridgeConfig } from "./config.js";
 import type { GatewayAddr } from "./gateway.js";
-import { usesVlanGateway, vlanGatewayName, vlanGatewayPort } from "./vlan.js";
+import { hasVlans, usesVlanGateway, vlanGatewayName, vlanGatewayPort } from "./vlan.js";
 
 export interface LinkState {
   exists: boolean;
@@ -104,7 +104,7 @@ export function hostBatch(conf: BridgeConfig, state: BridgeState, plan: HostPlan
     const create: Array<string | number> = ["link", "add", "name", br, "address", plan.bridgeMac];
     if (conf.mtu) create.push("mtu", conf.mtu);
     create.push("type", "bridge");
-    if (conf.vlan || conf.vlanTrunk.length > 0) create.push("vlan_filtering", 1);
+    if (hasVlans(conf)) create.push("vlan_filtering", 1);
     b.cmd(...create);
   } else {
     // Pin the MAC of a bridge we did not create, so it stops following its lowest port (kubernetes#63922).

@@ -26,7 +26,8 @@ export function usesVlanGateway(conf: Pick<BridgeConfig, "vlan" | "isGateway">):
   return conf.vlan !== 0 && conf.isGateway;
 }
 
-function hasVlans(conf: Pick<BridgeConfig, "vlan" | "vlanTrunk">): boolean {
+/** A VLAN config: the bridge is created with vlan_filtering, the port gets VLANs, CHECK reads them. */
+export function hasVlans(conf: Pick<BridgeConfig, "vlan" | "vlanTrunk">): boolean {
   return conf.vlan !== 0 || conf.vlanTrunk.length > 0;
 }
 
