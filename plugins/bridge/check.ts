@@ -44,6 +44,7 @@ function checkHostSide(conf: BridgeConfig, prev: Result, hostLinks: Link[], pod:
   const prevBr = prev.interfaces?.find((i) => i.name === conf.bridge && !i.sandbox);
   if (prevBr?.mac && prevBr.mac !== br.address) throw failed(`bridge ${conf.bridge} MAC ${br.address} does not match ${prevBr.mac}`);
   if (conf.promiscMode && !(br.promiscuity && br.promiscuity > 0)) throw failed(`bridge ${conf.bridge} is not in promiscuous mode`);
+  if (hasVlans(conf) && br.linkinfo?.info_data?.vlan_filtering !== 1) throw failed(`vlan: bridge ${conf.bridge} has vlan_filtering off`, "its ports' VLANs are not enforced");
 
   const host = hostLinks.find((l) => l.ifindex === pod.link_index && l.linkinfo?.info_kind === "veth");
   if (!host) throw failed(`the host end of ${ctx.ifname} (ifindex ${pod.link_index}) does not exist`);

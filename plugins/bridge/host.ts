@@ -16,6 +16,8 @@ export interface LinkState {
   mac?: string;
   kind?: string;
   mtu?: number;
+  /** A bridge's `vlan_filtering` (off on kernels without it, and on bridges made without it). */
+  vlanFiltering?: boolean;
   addrs: AddrInfo[];
 }
 
@@ -39,6 +41,7 @@ async function readLink(name: string): Promise<LinkState> {
   if (link.address !== undefined) state.mac = link.address;
   if (link.linkinfo?.info_kind !== undefined) state.kind = link.linkinfo.info_kind;
   if (link.mtu !== undefined) state.mtu = link.mtu;
+  if (state.kind === "bridge") state.vlanFiltering = link.linkinfo?.info_data?.vlan_filtering === 1;
   return state;
 }
 
@@ -109,6 +112,10 @@ export function hostBatch(conf: BridgeConfig, state: BridgeState, plan: HostPlan
   } else {
     // Pin the MAC of a bridge we did not create, so it stops following its lowest port (kubernetes#63922).
     b.cmd("link", "set", "dev", br, "address", plan.bridgeMac);
+    // A bridge made without vlan_filtering (by an earlier non-VLAN network of the same name, or by hand) accepts
+    // the port's `bridge vlan` lines and ignores them: the pod would share every VLAN. Its other ports keep their
+    // default PVID 1, so their traffic goes on as before.
+    if (hasVlans(conf) && !state.vlanFiltering) b.cmd("link", "set", "dev", br, "type", "bridge", "vlan_filtering", 1);
   }
   if (conf.promiscMode) b.cmd("link", "set", "dev", br, "promisc", "on");
   b.cmd("link", "set", "dev", br, "up");

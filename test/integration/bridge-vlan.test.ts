@@ -103,6 +103,31 @@ describe("VLAN traffic", () => {
     expect(ping(t, ipA, 3)).toBe(true);
     expect(ping(t, ipC, 2)).toBe(false);
   });
+
+  vit(`a bridge an earlier non-VLAN network made gets vlan_filtering from the first VLAN ADD: VLANs kept apart, the earlier pod still reaches its gateway; CHECK reports it switched off${SKIP}`, () => {
+    const lab = new BridgeLab(sb, "vlanlate");
+    const plain = { ...lab.conf({ isGateway: true, ipam: lab.hostLocal(["10.52.0.0/24"]) }), name: "plain" };
+    const p0 = lab.pod("p0");
+    lab.add(plain, { pod: p0 });
+    expect(linkOf(lab.node.name, "cni0")!.linkinfo?.info_data?.vlan_filtering).toBe(0);
+
+    const net100 = netOn(lab, "v100", { vlan: 100 }, ["10.50.0.10", "10.50.0.19"]);
+    const net200 = netOn(lab, "v200", { vlan: 200 }, ["10.50.0.20", "10.50.0.29"]);
+    const [a, b, c] = [lab.pod("a"), lab.pod("b"), lab.pod("c")];
+    const ra = lab.add(net100, { pod: a });
+    const rb = lab.add(net100, { pod: b });
+    const rc = lab.add(net200, { pod: c });
+    expect(linkOf(lab.node.name, "cni0")!.linkinfo?.info_data?.vlan_filtering).toBe(1);
+    expect(ping(a, ipOnly(rb.ips[0].address), 3)).toBe(true);
+    expect(ping(a, ipOnly(rc.ips[0].address), 2)).toBe(false);
+    expect(ping(p0, "10.52.0.1", 3)).toBe(true);
+    expect(lab.cni("CHECK", lab.withPrev(net100, ra), { pod: a })).toMatchObject({ status: 0, stdout: "" });
+
+    nsRun(lab.node.name, "ip", ["link", "set", "dev", "cni0", "type", "bridge", "vlan_filtering", "0"]);
+    const k = lab.cni("CHECK", lab.withPrev(net100, ra), { pod: a });
+    expect(k.status).toBe(1);
+    expect(k.out).toMatchObject({ code: 103, msg: "vlan: bridge cni0 has vlan_filtering off" });
+  });
 });
 
 describe("VLAN gateway (vlan with isGateway)", () => {

@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { codeOf } from "./codes.js";
 import type { NetConf } from "../../lib/types.js";
 import { loadBridgeConfig } from "../../plugins/bridge/config.js";
+import { hostBatch, type BridgeState, type HostPlan } from "../../plugins/bridge/host.js";
 import { hostVethName } from "../../plugins/bridge/names.js";
 import {
   gatewayPortVlanLines, parsePortVlans, portVlanLines, portVlanProblem, usesVlanGateway, vlanGatewayName, vlanGatewayPort,
@@ -57,6 +58,28 @@ describe("VLAN lines", () => {
     expect(gatewayPortVlanLines(conf, true)).toEqual([`vlan del dev ${port} vid 1`, `vlan add dev ${port} vid 100 pvid untagged`]);
     expect(gatewayPortVlanLines(conf, false)).toEqual([`vlan add dev ${port} vid 100 pvid untagged`]);
     expect(gatewayPortVlanLines({ ...conf, preserveDefaultVlan: true }, true)).toEqual([`vlan add dev ${port} vid 100 pvid untagged`]);
+  });
+});
+
+describe("VLAN filtering on the bridge", () => {
+  const plan: HostPlan = {
+    hostVeth: "veth0123abcd", hostAlias: "a", hostMac: "02:00:00:00:00:01", podIfname: "eth0", podMac: "02:00:00:00:00:02",
+    netns: "/run/netns/p", bridgeMac: "02:00:00:00:00:03", gateways: [], vlanGwMac: "02:00:00:00:00:04", vlanGwPortMac: "02:00:00:00:00:05",
+  };
+  const lines = (conf: ReturnType<typeof load>, state: BridgeState) => hostBatch(conf, state, plan).text().split("\n");
+  const filteringOn = (l: string[]) => l.filter((x) => x.includes("vlan_filtering 1"));
+
+  it("a bridge it creates for a VLAN config has it from the start", () => {
+    expect(filteringOn(lines(load({ vlan: 100 }), { exists: false, addrs: [] }))).toEqual([expect.stringMatching(/^link add name cni0 .*type bridge vlan_filtering 1$/)]);
+    expect(filteringOn(lines(load({}), { exists: false, addrs: [] }))).toEqual([]);
+  });
+
+  it("an existing bridge without it gets it switched on by a VLAN or trunk config, and by nothing else", () => {
+    const off: BridgeState = { exists: true, kind: "bridge", vlanFiltering: false, addrs: [] };
+    expect(filteringOn(lines(load({ vlan: 100 }), off))).toEqual(["link set dev cni0 type bridge vlan_filtering 1"]);
+    expect(filteringOn(lines(load({ vlanTrunk: [{ id: 5 }] }), off))).toEqual(["link set dev cni0 type bridge vlan_filtering 1"]);
+    expect(filteringOn(lines(load({}), off))).toEqual([]);
+    expect(filteringOn(lines(load({ vlan: 100 }), { ...off, vlanFiltering: true }))).toEqual([]);
   });
 });
 
