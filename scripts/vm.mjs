@@ -123,7 +123,8 @@ mount -t tmpfs tmpfs /newroot/run
 mount --move /proc /newroot/proc
 mount --move /sys /newroot/sys
 mount --move /dev /newroot/dev
-exec switch_root /newroot /.vm/busybox sh -c "/bin/sh $RUN </dev/null; echo ${EXIT_MARK}\\$?; /.vm/busybox sync; /.vm/busybox poweroff -f"
+# Bridge netfilter, as on a Kubernetes node (kubeadm requires it) and as this machine's kernel has it built in.
+exec switch_root /newroot /.vm/busybox sh -c "/.vm/modprobe br_netfilter || echo 'cni-ts-vm: br_netfilter not loaded'; /bin/sh $RUN </dev/null; echo ${EXIT_MARK}\\$?; /.vm/busybox sync; /.vm/busybox poweroff -f"
 `;
 
 /** A newc initramfs: busybox, the boot modules, /init. */
