@@ -782,7 +782,6 @@ describe("kill -9 during ADD", () => {
   it("30 ADDs killed at random moments, each followed by DEL, then GC: nothing is left and the network works", async () => {
     const net = new Net("kill", { ...dualStack(9), ...NO_GRACE }, "net1", "1.1.0");
     const outcomes = { killed: 0, finished: 0 };
-    const started = Date.now();
     for (let i = 0; i < 30; i++) {
       const id = `k${i}`;
       const delay = Math.floor(Math.random() * 81);
@@ -816,7 +815,6 @@ describe("kill -9 during ADD", () => {
     expect(net.reservations()).toEqual({ [last[0] as string]: "final\r\neth0", [last[1] as string]: "final\r\neth0" });
     net.del("final");
     expect(net.files()).toEqual(LR);
-    expect(Date.now() - started).toBeLessThan(30_000);
   });
 });
 
