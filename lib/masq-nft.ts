@@ -164,7 +164,10 @@ function addLines(e: NormalizedMasqEntry): string[] {
   const tag = nftMasqTag(e.network, e.containerID, e.ifname);
   return [
     `add ${el(f.pods, e.ip)}`,
-    `add ${el(f.local, `${e.ip} . ${e.subnet} comment "${comment}"`)}`,
+    // `create`, not `add`: an interval that overlaps one already there (the same address re-ADDed with another
+    // subnet) must fail so that nftAddMasq replaces it. Debian 12's kernel (6.1) answers `add` of such an interval
+    // with success and inserts nothing; 6.18 says EEXIST to both.
+    `create ${el(f.local, `${e.ip} . ${e.subnet} comment "${comment}"`)}`,
     `add ${el(f.owners, `${e.ip} comment "${comment}" : ${hex32(tag)}`)}`,
   ];
 }
@@ -263,7 +266,7 @@ function parseLocal(item: unknown): Listing["locals"][number] | undefined {
 /** ADD for the nftables backend: one transaction in the common case (no other owner's element in the way). */
 export async function nftAddMasq(entries: readonly NormalizedMasqEntry[], netns?: string): Promise<void> {
   requireExecutable("nft");
-  const adds = entries.flatMap(addLines);
+  const adds = [...new Set(entries.flatMap(addLines))];
   // Every ADD re-asserts the constant rules (~15 ms more than elements alone): a ruleset flushed by another tool
   // is repaired by the next pod instead of silently leaving every pod unmasqueraded.
   let r = await nftScript([...declarations(), ...adds], netns);
