@@ -7,13 +7,17 @@
 //   npm run soak -- --short         the counts `npm test` runs, with the same summary
 //   npm run soak -- --out FILE      where the figures go (JSON lines; default dist/reliability/soak-<time>.jsonl)
 //   npm run soak -- churn crash     only the test files whose path contains one of these words
+//   npm run soak -- --guest [WORD]  instead: the integration tests (test/integration, or the files whose name
+//                                   contains WORD) in a guest with Debian's stock kernel (scripts/vm.mjs), the kernel
+//                                   operators run, where `npm test` only runs the VLAN file. Emulated: about an hour
+//                                   for all of them. Not the reliability suite: its time limits are for native speed.
 // Every count can be set alone: CNI_TS_SOAK_CHURN, _PODS, _GC_ROUNDS, _CRASH_ADD, _CRASH_DEL, _PROPERTY.
 // CNI_TS_SEED=<n> replays a run's random choices.
 //
 // Needs root (network namespaces) and builds the executables first. Prints a summary of the figures at the end:
 // they are what docs/reliability.md reports.
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ensureDeps, requireRoot } from "./deps.mjs";
@@ -21,6 +25,7 @@ import { ensureDeps, requireRoot } from "./deps.mjs";
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const args = process.argv.slice(2);
 const short = args.includes("--short");
+const guest = args.includes("--guest");
 const outIdx = args.indexOf("--out");
 const out = outIdx >= 0 ? resolve(args[outIdx + 1] ?? "") : join(root, "dist", "reliability", `soak-${new Date().toISOString().replace(/[:.]/g, "-")}.jsonl`);
 const filters = args.filter((a, i) => !a.startsWith("--") && (outIdx < 0 || i !== outIdx + 1));
@@ -45,6 +50,8 @@ function step(what, cmd, argv) {
   }
   return r.status === 0;
 }
+
+if (guest) process.exit(await guestRun());
 
 const integration = filters.length > 0 ? filters.map((f) => `test/reliability/${f}`) : ["test/reliability"];
 const unit = filters.length > 0 ? filters.filter((f) => f.startsWith("property")).map((f) => `test/unit/${f}`) : ["test/unit/property-"];
@@ -96,3 +103,35 @@ const summary = {
 };
 console.log(`\n== soak summary\n${JSON.stringify(summary, null, 2)}`);
 process.exit(ok ? 0 : 1);
+
+/** `--guest`: the integration files in the guest; the figures (counts, failed tests) go to the JSON lines file too. */
+async function guestRun() {
+  ensureDeps(["qemu", "busybox"]);
+  const files = readdirSync(join(root, "test", "integration"))
+    .filter((f) => f.endsWith(".test.ts") && (filters.length === 0 || filters.some((w) => f.includes(w))))
+    .map((f) => `test/integration/${f}`);
+  if (files.length === 0) {
+    console.error(`soak --guest: no file of test/integration matches ${filters.join(", ")}`);
+    return 2;
+  }
+  const report = join(dirname(out), `guest-${Date.now()}.json`);
+  if (step("build", "node", ["build.mjs"])) {
+    step(`integration tests in the guest (${files.length} files)`, "node", [
+      "scripts/vm.mjs", "--share", dirname(out), "--timeout", "7200", "--",
+      "env", "CI=1", "npx", "vitest", "run", "--project", "integration", "--reporter=default", "--reporter=json", `--outputFile.json=${report}`, ...files,
+    ]);
+  }
+  const r = existsSync(report) ? JSON.parse(readFileSync(report, "utf8")) : undefined;
+  const figures = {
+    section: "guest",
+    minutes: Math.round((Date.now() - started) / 6000) / 10,
+    files: files.length,
+    passed: r?.numPassedTests,
+    failed: r?.numFailedTests,
+    skipped: r?.numPendingTests,
+    failedTests: (r?.testResults ?? []).flatMap((f) => f.assertionResults.filter((a) => a.status === "failed").map((a) => `${f.name.replace(`${root}/`, "")}: ${a.fullName}`)),
+  };
+  writeFileSync(out, JSON.stringify(figures) + "\n", { flag: "a" });
+  console.log(`\n== soak summary (guest)\n${JSON.stringify({ ...figures, figures: out }, null, 2)}`);
+  return ok && r !== undefined && r.numFailedTests === 0 ? 0 : 1;
+}
