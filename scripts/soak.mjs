@@ -8,9 +8,10 @@
 //   npm run soak -- --out FILE      where the figures go (JSON lines; default dist/reliability/soak-<time>.jsonl)
 //   npm run soak -- churn crash     only the test files whose path contains one of these words
 //   npm run soak -- --guest [WORD]  instead: the integration tests (test/integration, or the files whose name
-//                                   contains WORD) in a guest with Debian's stock kernel (scripts/vm.mjs), the kernel
-//                                   operators run, where `npm test` only runs the VLAN file. Emulated: about an hour
-//                                   for all of them. Not the reliability suite: its time limits are for native speed.
+//                                   contains WORD) in a guest with Debian's stock kernel (scripts/vm.mjs), the
+//                                   kernel operators run, where `npm test` runs only the VLAN and masquerade files.
+//                                   Emulated: about an hour for all of them. Not the reliability suite: its time
+//                                   limits are for native speed.
 // Every count can be set alone: CNI_TS_SOAK_CHURN, _PODS, _GC_ROUNDS, _CRASH_ADD, _CRASH_DEL, _PROPERTY.
 // CNI_TS_SEED=<n> replays a run's random choices.
 //
@@ -21,6 +22,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ensureDeps, requireRoot } from "./deps.mjs";
+import { vitestInGuestArgv } from "./vm.mjs";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const args = process.argv.slice(2);
@@ -116,10 +118,7 @@ async function guestRun() {
   }
   const report = join(dirname(out), `guest-${Date.now()}.json`);
   if (step("build", "node", ["build.mjs"])) {
-    step(`integration tests in the guest (${files.length} files)`, "node", [
-      "scripts/vm.mjs", "--share", dirname(out), "--timeout", "7200", "--",
-      "env", "CI=1", "npx", "vitest", "run", "--project", "integration", "--reporter=default", "--reporter=json", `--outputFile.json=${report}`, ...files,
-    ]);
+    step(`integration tests in the guest (${files.length} files)`, "node", vitestInGuestArgv(files, report, 7200));
   }
   const r = existsSync(report) ? JSON.parse(readFileSync(report, "utf8")) : undefined;
   const figures = {

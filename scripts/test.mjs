@@ -8,6 +8,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ensureDeps, requireRoot } from "./deps.mjs";
+import { vitestInGuestArgv } from "./vm.mjs";
 
 const args = process.argv.slice(2);
 const unitOnly = args.includes("--unit");
@@ -82,8 +83,7 @@ function vitestInGuest() {
   }
   ensureDeps(["qemu", "busybox"]);
   const out = join(reports, "guest.json");
-  sh("node", ["scripts/vm.mjs", "--share", reports, "--timeout", "1500", "--",
-    "env", "CI=1", "npx", "vitest", "run", "--project", "integration", "--reporter=default", "--reporter=json", `--outputFile.json=${out}`, ...GUEST_FILES], what);
+  sh("node", vitestInGuestArgv(GUEST_FILES, out, 1500), what);
   const r = count(out);
   if (r && (r.numTotalTests === 0 || r.numPendingTests > 0)) {
     console.error(`== ${what}: ${r.numPendingTests} of ${r.numTotalTests} skipped in the guest`);

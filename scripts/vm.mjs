@@ -13,7 +13,7 @@
 import { spawn, spawnSync } from "node:child_process";
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const CACHE = process.env.CNI_TS_VM_CACHE || "/var/cache/cni-ts-vm";
@@ -208,6 +208,17 @@ export async function runInVm(o) {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Arguments for `node`: integration test files run by vitest in the guest, their JSON report written to `report`
+ * (in a directory the guest shares read-write). npm test's guest step and `npm run soak -- --guest` both use it.
+ */
+export function vitestInGuestArgv(files, report, timeoutSeconds) {
+  return [
+    "scripts/vm.mjs", "--share", dirname(report), "--timeout", String(timeoutSeconds), "--",
+    "env", "CI=1", "npx", "vitest", "run", "--project", "integration", "--reporter=default", "--reporter=json", `--outputFile.json=${report}`, ...files,
+  ];
 }
 
 async function main(argv) {
