@@ -15,7 +15,7 @@ import { parseResult } from "../../lib/version.js";
 import { masqEntries } from "./add.js";
 import { loadBridgeConfig, type BridgeConfig } from "./config.js";
 import { checkSpoofCheck } from "./spoofcheck.js";
-import { hasVlans, portVlanProblem, readPortVlans, usesVlanGateway, vlanGatewayName } from "./vlan.js";
+import { hasVlans, portVlanProblem, readPortVlans, usesVlanGateway, vlanFilteringOn, vlanGatewayName } from "./vlan.js";
 
 type Link = LinkInfo & { addr_info?: AddrInfo[] };
 
@@ -44,7 +44,7 @@ function checkHostSide(conf: BridgeConfig, prev: Result, hostLinks: Link[], pod:
   const prevBr = prev.interfaces?.find((i) => i.name === conf.bridge && !i.sandbox);
   if (prevBr?.mac && prevBr.mac !== br.address) throw failed(`bridge ${conf.bridge} MAC ${br.address} does not match ${prevBr.mac}`);
   if (conf.promiscMode && !(br.promiscuity && br.promiscuity > 0)) throw failed(`bridge ${conf.bridge} is not in promiscuous mode`);
-  if (hasVlans(conf) && br.linkinfo?.info_data?.vlan_filtering !== 1) throw failed(`vlan: bridge ${conf.bridge} has vlan_filtering off`, "its ports' VLANs are not enforced");
+  if (hasVlans(conf) && !vlanFilteringOn(br)) throw failed(`vlan: bridge ${conf.bridge} has vlan_filtering off`, "its ports' VLANs are not enforced");
 
   const host = hostLinks.find((l) => l.ifindex === pod.link_index && l.linkinfo?.info_kind === "veth");
   if (!host) throw failed(`the host end of ${ctx.ifname} (ifindex ${pod.link_index}) does not exist`);

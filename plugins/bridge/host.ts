@@ -9,7 +9,7 @@ import { ipJson, type AddrInfo, type LinkInfo } from "../../lib/ip/read.js";
 import { cidrsOverlap, parseCidr } from "../../lib/cidr.js";
 import type { BridgeConfig } from "./config.js";
 import type { GatewayAddr } from "./gateway.js";
-import { hasVlans, usesVlanGateway, vlanGatewayName, vlanGatewayPort } from "./vlan.js";
+import { hasVlans, usesVlanGateway, vlanFilteringOn, vlanGatewayName, vlanGatewayPort } from "./vlan.js";
 
 export interface LinkState {
   exists: boolean;
@@ -41,7 +41,7 @@ async function readLink(name: string): Promise<LinkState> {
   if (link.address !== undefined) state.mac = link.address;
   if (link.linkinfo?.info_kind !== undefined) state.kind = link.linkinfo.info_kind;
   if (link.mtu !== undefined) state.mtu = link.mtu;
-  if (state.kind === "bridge") state.vlanFiltering = link.linkinfo?.info_data?.vlan_filtering === 1;
+  if (state.kind === "bridge") state.vlanFiltering = vlanFilteringOn(link);
   return state;
 }
 

@@ -10,6 +10,7 @@
 import { CniError, ErrorCode } from "../../lib/errors.js";
 import { run } from "../../lib/exec.js";
 import { hashHex } from "../../lib/hash.js";
+import type { LinkInfo } from "../../lib/ip/read.js";
 import type { BridgeConfig } from "./config.js";
 
 /** The gateway end: `<bridge>.<vlan>`, the reference's name. config.ts refuses a bridge name that makes it too long. */
@@ -29,6 +30,11 @@ export function usesVlanGateway(conf: Pick<BridgeConfig, "vlan" | "isGateway">):
 /** A VLAN config: the bridge is created with vlan_filtering, the port gets VLANs, CHECK reads them. */
 export function hasVlans(conf: Pick<BridgeConfig, "vlan" | "vlanTrunk">): boolean {
   return conf.vlan !== 0 || conf.vlanTrunk.length > 0;
+}
+
+/** Whether a bridge, as `ip -details -json` shows it, enforces its ports' VLANs (off where the kernel lacks it). */
+export function vlanFilteringOn(bridge: Pick<LinkInfo, "linkinfo">): boolean {
+  return bridge.linkinfo?.info_data?.vlan_filtering === 1;
 }
 
 /** A pod's host veth: the default VID 1 removed (unless preserveDefaultVlan), the PVID untagged, trunk VIDs tagged. */
