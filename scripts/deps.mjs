@@ -12,7 +12,7 @@ export const NEEDS = {
   iptables: ["/usr/sbin/iptables", "iptables"],
   nft: ["/usr/sbin/nft", "nftables"],
   "reference plugins": ["/usr/lib/cni/host-local", "containernetworking-plugins"],
-  // The guest of scripts/vm.mjs (VLAN tests: this machine's kernel has no bridge vlan_filtering).
+  // The guest of scripts/vm.mjs (VLAN and masquerade tests on Debian's kernel).
   qemu: ["/usr/bin/qemu-system-x86_64", "qemu-system-x86"],
   busybox: ["/bin/busybox", "busybox-static"],
 };

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // `npm test`: every test. Type check, unit tests, build the executables, integration tests against real
-// network namespaces (root), the integration files that need VLAN support again in a guest with Debian's kernel
-// (scripts/vm.mjs), then the conformance cases against our executables and against the reference plugins
+// network namespaces (root), the VLAN and masquerade files again in a guest with Debian's kernel (scripts/vm.mjs),
+// then the conformance cases against our executables and against the reference plugins
 // (Debian's containernetworking-plugins). Ends with one line "N passed, M failed[, K skipped]".
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";

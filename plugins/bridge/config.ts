@@ -9,6 +9,7 @@ import type { CniArgs } from "../../lib/cniargs.js";
 import { CniError, ErrorCode } from "../../lib/errors.js";
 import type { DNS, NetConf } from "../../lib/types.js";
 import { validateIfname, validatePluginType } from "../../lib/validate.js";
+import { usesVlanGateway, vlanGatewayName } from "./vlan.js";
 
 export interface VlanRange {
   min: number;
@@ -163,8 +164,8 @@ export function loadBridgeConfig(conf: NetConf, args: CniArgs): BridgeConfig {
   if (out.mtu !== 0 && out.mtu < 68) throw invalid(`mtu ${out.mtu} is below the minimum of 68`);
   if (out.hairpinMode && out.promiscMode) throw invalid("cannot set hairpin mode and promiscuous mode at the same time");
   if (out.disableContainerInterface && out.ipamType) throw invalid("cannot use IPAM when DisableContainerInterface flag is set");
-  if (out.vlan !== 0 && out.isGateway && `${bridge}.${out.vlan}`.length > 15) {
-    throw invalid(`VLAN gateway interface name "${bridge}.${out.vlan}" is longer than 15 characters`, "with vlan and isGateway the gateway is the interface <bridge>.<vlan>: use a shorter bridge name");
+  if (usesVlanGateway(out) && vlanGatewayName(bridge, out.vlan).length > 15) {
+    throw invalid(`VLAN gateway interface name "${vlanGatewayName(bridge, out.vlan)}" is longer than 15 characters`, "with vlan and isGateway the gateway is the interface <bridge>.<vlan>: use a shorter bridge name");
   }
   return out;
 }
