@@ -9,7 +9,7 @@ import { CniError, ErrorCode } from "../../lib/errors.js";
 import { IpBatch } from "../../lib/ip/batch.js";
 import { ipJson, type AddrInfo, type LinkInfo } from "../../lib/ip/read.js";
 import { log } from "../../lib/log.js";
-import { inspectNetns, requireUsableNetns } from "../../lib/netns.js";
+import { inspectNetns, netnsForDel, requireUsableNetns } from "../../lib/netns.js";
 import type { CmdContext, PluginDefinition } from "../../lib/skel.js";
 import type { IPConfig, Result } from "../../lib/types.js";
 import { quoteInput } from "../../lib/validate.js";
@@ -57,15 +57,11 @@ async function add(ctx: CmdContext): Promise<Result> {
 
 /**
  * DEL: lo down. Nothing to do without a namespace, and a namespace already gone (or its mount point left empty by
- * the runtime) took lo with it; both are success so that a runtime's retried DEL always completes.
+ * the runtime) took lo with it; both are success so that a runtime's retried DEL always completes. Our own
+ * namespace is refused (8): setting lo down there would cut the node's loopback.
  */
 async function del(ctx: CmdContext): Promise<void> {
-  if (ctx.netns === "") return;
-  if (!ctx.netns.startsWith("/")) requireUsableNetns(ctx.netns, true);
-  const state = inspectNetns(ctx.netns);
-  if (state === "missing" || state === "not-netns") return;
-  // Setting lo down in our own namespace would cut the node's loopback: refuse (code 8) like ADD does.
-  if (state === "self") requireUsableNetns(ctx.netns, true);
+  if (netnsForDel(ctx.netns) === "gone") return;
   try {
     await new IpBatch().cmd("link", "set", "dev", LO, "down").run(ctx.netns, `setting ${LO} down in ${ctx.netns}`);
   } catch (e) {
