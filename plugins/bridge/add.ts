@@ -40,7 +40,7 @@ export function masqEntries(conf: BridgeConfig, ctx: CmdContext, ips: readonly I
  */
 async function rollback(conf: BridgeConfig, ctx: CmdContext, hostVeth: string | undefined, ipamDone: boolean): Promise<void> {
   if (hostVeth) await new IpBatch().cmd("link", "del", "dev", hostVeth).run().catch(() => undefined);
-  if (hostVeth && conf.macspoofchk) await delSpoofCheck(hostVeth).catch(() => undefined);
+  if (hostVeth && conf.macspoofchk) await delSpoofCheck(hostVeth, conf.name).catch(() => undefined);
   if (hostVeth && conf.ipMasq) await delMasq(conf.name, ctx.containerID, ctx.ifname).catch(() => undefined);
   if (ipamDone && conf.ipamType) await delegate(conf.ipamType, "DEL", ctx).catch((e: unknown) => log.warn(`bridge: IPAM DEL during rollback failed: ${String(e)}`));
 }

@@ -1,27 +1,54 @@
 /**
  * bridge DEL: best effort and idempotent. It works from what it knows, not from what is still alive: the host veth
  * name follows from the attachment, masquerade state is keyed by the attachment, and IPAM releases by attachment.
- * So an empty CNI_NETNS, a deleted namespace, a vanished interface or a second DEL all end the same way: nothing
- * left. Every step runs even if an earlier one failed; the first failure is reported at the end.
+ * So an empty CNI_NETNS, a deleted namespace, a path that is no longer a namespace (an unmounted one's empty file),
+ * a vanished interface or a second DEL all end the same way: nothing of the attachment left. It removes only links
+ * that are the attachment's own (owner.ts): a DEL after a refused ADD leaves the live pod that was in the way alone.
+ * Every step runs even if an earlier one failed; the first failure is reported at the end.
  */
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { CniError, ErrorCode } from "../../lib/errors.js";
 import { delegate } from "../../lib/invoke.js";
 import { IpBatch } from "../../lib/ip/batch.js";
+import { getLink, ipJson, type LinkInfo } from "../../lib/ip/read.js";
 import { log } from "../../lib/log.js";
 import { delMasq } from "../../lib/masq.js";
-import { inspectNetns } from "../../lib/netns.js";
+import { inspectNetns, netnsForDel } from "../../lib/netns.js";
 import type { CmdContext } from "../../lib/skel.js";
+import type { Result } from "../../lib/types.js";
 import { parseResult } from "../../lib/version.js";
 import { loadBridgeConfig, type BridgeConfig } from "./config.js";
-import { hostVethName } from "./names.js";
+import { hostVethAlias, hostVethName } from "./names.js";
+import { hostVethOwner, prevHostMac, prevPodMac, sameMac, type HostVethView, type Ownership } from "./owner.js";
 import { delSpoofCheck } from "./spoofcheck.js";
 
 const GONE = /Cannot find device|does not exist|No such device/;
 
 /** /proc/sys/net/ipv4/conf/<name> exists for every interface of our namespace: a check without a spawn. */
-async function hostLinkExists(name: string): Promise<boolean> {
+function hostLinkExists(name: string): boolean {
   return existsSync(`/proc/sys/net/ipv4/conf/${name}`);
+}
+
+/**
+ * The link named like the attachment's host veth, as far as ownership needs it. With a MAC from prevResult, sysfs
+ * answers without a process when it shows our namespace (its MAC there is the one ADD chose); else one `ip -d -json`.
+ */
+async function readHostVeth(name: string, prevMac: string | undefined): Promise<HostVethView | undefined> {
+  if (!hostLinkExists(name)) return undefined;
+  if (prevMac !== undefined) {
+    try {
+      const mac = readFileSync(`/sys/class/net/${name}/address`, "utf8").trim();
+      if (sameMac(mac, prevMac)) return { mac };
+    } catch {
+      // not in this sysfs: ask ip
+    }
+  }
+  const links = await ipJson<Array<LinkInfo & { ifalias?: string }>>(["-details", "link", "show", "dev", name]).catch((e: unknown) => {
+    if (e instanceof CniError && GONE.test(e.message)) return [];
+    throw e;
+  });
+  const l = links[0];
+  return l ? { kind: l.linkinfo?.info_kind, alias: l.ifalias, mac: l.address } : undefined;
 }
 
 async function deleteLink(name: string, netns?: string): Promise<void> {
@@ -44,12 +71,13 @@ function lenientConfig(ctx: CmdContext): Partial<BridgeConfig> & { name: string 
   }
 }
 
-/** Addresses of this attachment from prevResult ("ip/prefix"): a hint for masquerade teardown, never required. */
-function prevIPs(ctx: CmdContext): string[] {
+/** prevResult, when it can be read: a hint for masquerade teardown and ownership, never required. */
+function prevResultOf(ctx: CmdContext): Result | undefined {
+  if (ctx.config.prevResult === undefined || ctx.config.prevResult === null) return undefined;
   try {
-    return (parseResult(ctx.config.prevResult, ctx.version).ips ?? []).map((ip) => ip.address);
+    return parseResult(ctx.config.prevResult, ctx.version);
   } catch {
-    return [];
+    return undefined;
   }
 }
 
@@ -64,24 +92,36 @@ export async function del(ctx: CmdContext): Promise<void> {
       errors.push(e);
     }
   };
-  // Independent steps, run at the same time. Deleting either end of a veth pair deletes both: the pod end first
-  // while its namespace exists; the host end by its derived name covers an empty or vanished CNI_NETNS.
+  const prev = prevResultOf(ctx);
+  const hostVeth = hostVethName(ctx.containerID, ctx.ifname);
+  // Only the attachment's own links go (owner.ts). Deleting the host veth deletes its pod end with it, so the pod's
+  // namespace is entered only for an interface whose host end has no name we know (made by the reference plugin),
+  // and only when prevResult proves it is this attachment's by its MAC.
   const links = async () => {
-    if (ctx.netns !== "" && inspectNetns(ctx.netns) === "ok") {
-      let podGone = false;
-      await step("pod interface", async () => {
-        await deleteLink(ctx.ifname, ctx.netns);
-        podGone = true;
+    let owner: Ownership = "absent";
+    await step("host interface", async () => {
+      owner = hostVethOwner(await readHostVeth(hostVeth, prevHostMac(prev, hostVeth)), hostVethAlias(conf.name, ctx.containerID, ctx.ifname), prevHostMac(prev, hostVeth));
+      if (owner === "ours") await deleteLink(hostVeth);
+      else if (owner === "foreign") log.warn(`bridge DEL: ${hostVeth} is not this attachment's (another network's, or not made by cni-ts): left alone`);
+    });
+    const podMac = prevPodMac(prev, ctx.ifname);
+    if (owner !== "absent" || podMac === undefined || netnsForDel(ctx.netns) !== "ok") return;
+    await step("pod interface", async () => {
+      const link = await getLink(ctx.ifname, ctx.netns).catch((e: unknown) => {
+        // The namespace went away between the look and nsenter: its interfaces went with it.
+        if (inspectNetns(ctx.netns) !== "ok") return undefined;
+        throw e;
       });
-      if (podGone && !(await hostLinkExists(hostVethName(ctx.containerID, ctx.ifname)))) return;
-    }
-    await step("host interface", () => deleteLink(hostVethName(ctx.containerID, ctx.ifname)));
+      if (!link) return;
+      if (sameMac(link.address, podMac)) await deleteLink(ctx.ifname, ctx.netns);
+      else log.warn(`bridge DEL: ${ctx.ifname} in ${ctx.netns} has MAC ${link.address ?? "none"}, not ${podMac} of this attachment's result: left alone`);
+    });
   };
   await Promise.all([
     links(),
     conf.ipamType ? step("IPAM", () => delegate(conf.ipamType!, "DEL", ctx).then(() => undefined)) : undefined,
-    conf.ipMasq ? step("masquerade", () => delMasq(conf.name, ctx.containerID, ctx.ifname, prevIPs(ctx))) : undefined,
-    conf.macspoofchk ? step("macspoofchk", () => delSpoofCheck(hostVethName(ctx.containerID, ctx.ifname))) : undefined,
+    conf.ipMasq ? step("masquerade", () => delMasq(conf.name, ctx.containerID, ctx.ifname, (prev?.ips ?? []).map((ip) => ip.address))) : undefined,
+    conf.macspoofchk ? step("macspoofchk", () => delSpoofCheck(hostVeth, conf.name)) : undefined,
   ]);
   if (errors.length > 0) {
     const first = errors[0];

@@ -73,15 +73,20 @@ async function readState(): Promise<SpoofState | undefined> {
   return state;
 }
 
-/** Remove a pod's elements; succeeds when there is nothing (DEL twice, no table). */
-export async function delSpoofCheck(hostVeth: string): Promise<void> {
+/**
+ * Remove a pod's elements; succeeds when there is nothing (DEL twice, no table). With `network`, only elements of that
+ * network: the host veth's name does not include it, and a DEL must not strip another network's attachment of the
+ * same container ID and ifname (whose ADD refused this one's).
+ */
+export async function delSpoofCheck(hostVeth: string, network?: string): Promise<void> {
   const state = await readState();
   if (!state) return;
+  const ours = (veth: string, net: string) => veth === hostVeth && (network === undefined || net === network);
   const lines: string[] = [];
-  for (const [veth, net] of state.guarded) if (veth === hostVeth) lines.push(`delete element ${TABLE} guarded { "${veth}" comment "${net}" }`);
-  for (const key of state.allowed.keys()) {
-    const [veth, mac] = key.split(" ");
-    if (veth === hostVeth) lines.push(`delete element ${TABLE} allowed { "${veth}" . ${mac} }`);
+  for (const [veth, net] of state.guarded) if (ours(veth, net)) lines.push(`delete element ${TABLE} guarded { "${veth}" comment "${net}" }`);
+  for (const [key, net] of state.allowed) {
+    const [veth, mac] = key.split(" ") as [string, string];
+    if (ours(veth, net)) lines.push(`delete element ${TABLE} allowed { "${veth}" . ${mac} }`);
   }
   if (lines.length === 0) return;
   const r = await nft(["-f", "-"], lines.join("\n") + "\n");
