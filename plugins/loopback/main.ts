@@ -44,6 +44,9 @@ export function loopbackIPs(addrs: readonly AddrInfo[]): IPConfig[] {
 
 async function add(ctx: CmdContext): Promise<Result> {
   requireUsableNetns(ctx.netns, false);
+  // Everything the answer depends on is parsed before lo changes: a refused ADD (a malformed prevResult is 6) leaves
+  // the pod exactly as it was.
+  const chained = ctx.config.prevResult !== undefined && ctx.config.prevResult !== null ? parseResult(ctx.config.prevResult, ctx.version) : undefined;
   await new IpBatch().cmd("link", "set", "dev", LO, "up").run(ctx.netns, `bringing ${LO} up in ${ctx.netns}`);
   // Read after the link is up: the kernel adds 127.0.0.1/8 and ::1/128 only then.
   const lo = await readLo(ctx.netns);
@@ -51,7 +54,7 @@ async function add(ctx: CmdContext): Promise<Result> {
   const other = (lo.addr_info ?? []).filter((a) => !isLoopbackAddr(a));
   if (other.length > 0) log.warn(`loopback: ${LO} also has ${other.map((a) => a.local).join(", ")}; reporting only its loopback addresses`);
   // Chained after another plugin, the reference passes that plugin's result on untouched.
-  if (ctx.config.prevResult !== undefined && ctx.config.prevResult !== null) return parseResult(ctx.config.prevResult, ctx.version);
+  if (chained) return chained;
   return { interfaces: [{ name: LO, mac: LO_MAC, sandbox: ctx.netns }], ips: loopbackIPs(lo.addr_info ?? []) };
 }
 
