@@ -112,29 +112,48 @@ async function createSharedChains(family: Family, names: readonly string[]): Pro
   }
 }
 
-/** ADD: per family of the pod's addresses, one save and (if anything is missing) one restore. */
+/** What refuses an ADD in one family's nat table: a host port another attachment maps (102), a missing externalSetMarkChain (7). */
+function refuse(conf: PortmapConfig, family: Family, nat: SavedNat, containerID: string): void {
+  refuseConflicts(conf, family, nat, dnatChainName(conf.name, containerID));
+  const ext = conf.externalSetMarkChain;
+  if (conf.snat && ext !== undefined && !nat.chains.has(ext)) {
+    throw new CniError(ErrorCode.InvalidNetworkConfig, `externalSetMarkChain ${ext} does not exist in the ${TOOLS[family].save.replace("-save", "")} nat table`);
+  }
+}
+
+async function readNat(family: Family): Promise<SavedNat> {
+  const saved = await saveNat(family);
+  if (!saved.ok) throw new CniError(ErrorCode.KernelOperationFailed, `portmap: cannot read the nat table: ${saved.error}`);
+  return saved.nat;
+}
+
+/**
+ * ADD: per family of the pod's addresses, one save and (if anything is missing) one restore. Every family is judged
+ * before any is changed: a refusal in the IPv6 table must not leave the IPv4 rules (or the shared chains) behind.
+ */
 export async function iptAdd(conf: PortmapConfig, containerID: string, pods: readonly PodAddr[]): Promise<void> {
+  const first = new Map<Family, SavedNat>();
+  for (const pod of pods) {
+    requireExecutable(TOOLS[pod.family].save);
+    requireExecutable(TOOLS[pod.family].restore);
+    const nat = await readNat(pod.family);
+    refuse(conf, pod.family, nat, containerID);
+    first.set(pod.family, nat);
+  }
   for (const pod of pods) {
     const tools = TOOLS[pod.family];
-    requireExecutable(tools.save);
-    requireExecutable(tools.restore);
     let error = "";
     for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
-      let saved = await saveNat(pod.family);
-      if (!saved.ok) throw new CniError(ErrorCode.KernelOperationFailed, `portmap: cannot read the nat table: ${saved.error}`);
-      const missing = sharedChains(conf).filter((c) => !saved.ok || !saved.nat.chains.has(c));
+      let nat = (attempt === 0 ? first.get(pod.family) : undefined) ?? (await readNat(pod.family));
+      const missing = sharedChains(conf).filter((c) => !nat.chains.has(c));
       if (missing.length > 0) {
         requireExecutable(tools.cmd);
         await createSharedChains(pod.family, missing);
-        saved = await saveNat(pod.family);
-        if (!saved.ok) throw new CniError(ErrorCode.KernelOperationFailed, `portmap: cannot read the nat table: ${saved.error}`);
+        nat = await readNat(pod.family);
       }
-      refuseConflicts(conf, pod.family, saved.nat, dnatChainName(conf.name, containerID));
-      const ext = conf.externalSetMarkChain;
-      if (conf.snat && ext !== undefined && !saved.nat.chains.has(ext)) {
-        throw new CniError(ErrorCode.InvalidNetworkConfig, `externalSetMarkChain ${ext} does not exist in the ${tools.save.replace("-save", "")} nat table`);
-      }
-      const lines = addLines(conf, pod, saved.nat, containerID);
+      // Again: another ADD may have taken a port since the first look.
+      refuse(conf, pod.family, nat, containerID);
+      const lines = addLines(conf, pod, nat, containerID);
       const r = lines.length === 0 ? { ok: true, stderr: "" } : await restoreNat(pod.family, lines);
       if (r.ok) {
         error = "";
