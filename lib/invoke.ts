@@ -10,6 +10,7 @@
  */
 import { statSync } from "node:fs";
 import { join } from "node:path";
+import { msFromEnv } from "./env-ms.js";
 import { CniError, ErrorCode } from "./errors.js";
 import { run } from "./exec.js";
 import { runPlugin, type CmdContext, type PluginDefinition, type PluginOutcome } from "./skel.js";
@@ -34,13 +35,7 @@ const TIMEOUT_ENV = "CNI_TS_DELEGATE_TIMEOUT_MS";
  * number of ms between 100 and 600,000 is refused (code 4) rather than silently replaced.
  */
 export function delegateTimeoutMs(env: Readonly<Record<string, string | undefined>>): number {
-  const raw = env[TIMEOUT_ENV];
-  if (raw === undefined || raw === "") return DEFAULT_DELEGATE_TIMEOUT_MS;
-  const n = /^\d{1,7}$/.test(raw) ? Number(raw) : NaN;
-  if (!(n >= 100 && n <= 600_000)) {
-    throw new CniError(ErrorCode.InvalidEnvironmentVariables, `${TIMEOUT_ENV} must be a whole number of milliseconds between 100 and 600000`, `got ${JSON.stringify(raw.slice(0, 40))}`);
-  }
-  return n;
+  return msFromEnv(env, TIMEOUT_ENV, DEFAULT_DELEGATE_TIMEOUT_MS);
 }
 const inProcess = new Map<string, PluginDefinition>();
 

@@ -15,7 +15,7 @@ import { writeSync } from "node:fs";
 import { checkKnownArgs, splitCniArgs, type CniArgs } from "./cniargs.js";
 import { CniError, ErrorCode, asCniError } from "./errors.js";
 import { requireUsableNetns } from "./netns.js";
-import { readStdin, stdinMayBeTerminal } from "./stdin.js";
+import { readStdin, stdinDeadline, stdinMayBeTerminal } from "./stdin.js";
 import type { Attachment, NetConf, Result } from "./types.js";
 import { validateContainerID, validateIfname, validateNetworkName, quoteInput } from "./validate.js";
 import { LATEST_VERSION, SUPPORTED_VERSIONS, formatResult, isSupportedVersion, versionAtLeast } from "./version.js";
@@ -139,7 +139,7 @@ export async function pluginMain(plugin: PluginDefinition, argv: readonly string
   const outcome = await runPlugin(plugin, {
     env: process.env,
     // VERSION does not need stdin and a runtime may not send any: read it only briefly there.
-    stdin: () => (stdinIsTty ? Promise.resolve(Buffer.alloc(0)) : readStdin(undefined, process.env.CNI_COMMAND === "VERSION" ? 1000 : undefined)),
+    stdin: () => (stdinIsTty ? Promise.resolve(Buffer.alloc(0)) : readStdin(undefined, stdinDeadline(process.env))),
   });
   await writeStdout(outcome.stdout);
   // Exit now: the answer is out, and waiting for the event loop to drain (closed child pipes, timers) only adds
