@@ -24,6 +24,8 @@ export interface RunResult {
   stdout: string;
   stderr: string;
   timedOut: boolean;
+  /** The deadline the child had, for messages. */
+  timeoutMs: number;
 }
 
 const DEFAULT_TIMEOUT_MS = 30_000;
@@ -31,6 +33,7 @@ const DEFAULT_MAX_OUTPUT = 8 * 1024 * 1024;
 
 export function run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
   const max = opts.maxOutputBytes ?? DEFAULT_MAX_OUTPUT;
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   return new Promise((resolve, reject) => {
     // Own process group, so a deadline kills the child's children too: a grandchild holding our pipes
     // would otherwise keep us waiting long after the child itself is dead.
@@ -45,7 +48,7 @@ export function run(file: string, args: readonly string[], opts: RunOptions = {}
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      resolve({ code, signal, timedOut, stdout: Buffer.concat(out).toString("utf8"), stderr: Buffer.concat(err).toString("utf8") });
+      resolve({ code, signal, timedOut, timeoutMs, stdout: Buffer.concat(out).toString("utf8"), stderr: Buffer.concat(err).toString("utf8") });
     };
     const timer = setTimeout(() => {
       timedOut = true;
@@ -56,7 +59,7 @@ export function run(file: string, args: readonly string[], opts: RunOptions = {}
       }
       child.stdout.destroy();
       child.stderr.destroy();
-    }, opts.timeoutMs ?? DEFAULT_TIMEOUT_MS);
+    }, timeoutMs);
     child.stdout.on("data", (b: Buffer) => {
       if (outLen < max) out.push(b);
       outLen += b.length;
@@ -79,11 +82,19 @@ export function run(file: string, args: readonly string[], opts: RunOptions = {}
   });
 }
 
+/**
+ * The error for a child killed at its deadline: code 11 (try again later: a firewall lock, a loaded node), naming the
+ * command and the deadline, so a hung `ip`, `nft` or `iptables` is told apart from one that refused.
+ */
+export function timedOutError(what: string, r: Pick<RunResult, "timeoutMs" | "stderr">): CniError {
+  return new CniError(ErrorCode.TryAgainLater, `${what}: no answer within ${r.timeoutMs} ms, killed`, r.stderr.trim());
+}
+
 /** Like run, but a non-zero exit or a timeout is a CniError (code 100 unless given) carrying stderr. */
 export async function runOk(file: string, args: readonly string[], opts: RunOptions & { code?: number; what?: string } = {}): Promise<string> {
   const r = await run(file, args, opts);
   const what = opts.what ?? `${file} ${args.join(" ")}`;
-  if (r.timedOut) throw new CniError(ErrorCode.TryAgainLater, `${what}: timed out`, r.stderr.trim());
+  if (r.timedOut) throw timedOutError(what, r);
   if (r.code !== 0) throw new CniError(opts.code ?? ErrorCode.KernelOperationFailed, `${what}: ${r.stderr.trim() || `exit ${r.code ?? r.signal}`}`);
   return r.stdout;
 }

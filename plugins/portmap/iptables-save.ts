@@ -5,7 +5,7 @@
  */
 import { bigIntToIP, parseCidr, type Family } from "../../lib/cidr.js";
 import { CniError, ErrorCode } from "../../lib/errors.js";
-import { run } from "../../lib/exec.js";
+import { run, timedOutError } from "../../lib/exec.js";
 import { option, parseSave, tokenize, type SavedNat, type SavedRule } from "../../lib/iptables-save.js";
 
 export { option, parseSave, tokenize, type SavedNat, type SavedRule };
@@ -102,5 +102,7 @@ export async function restoreNat(family: Family, lines: readonly string[]): Prom
 /** `iptables -t nat -C CHAIN rule…`: iptables' own judgement whether a rule exists, for words we cannot canonicalise. */
 export async function ruleExists(family: Family, chain: string, words: readonly string[]): Promise<boolean> {
   const r = await run(TOOLS[family].cmd, ["-w", "-t", "nat", "-C", chain, ...words], { timeoutMs: TIMEOUT_MS });
+  // A hung iptables is not an answer: "missing" would send CHECK after the wrong problem.
+  if (r.timedOut) throw timedOutError(`${TOOLS[family].cmd} -t nat -C ${chain}`, r);
   return r.code === 0;
 }

@@ -7,7 +7,7 @@
  */
 import type { Family } from "../../lib/cidr.js";
 import { CniError, ErrorCode } from "../../lib/errors.js";
-import { run } from "../../lib/exec.js";
+import { run, timedOutError } from "../../lib/exec.js";
 import { log } from "../../lib/log.js";
 import { hasExecutable, requireExecutable } from "../../lib/masq.js";
 import type { Attachment } from "../../lib/types.js";
@@ -107,6 +107,7 @@ function sharedChains(conf: PortmapConfig): string[] {
 async function createSharedChains(family: Family, names: readonly string[]): Promise<void> {
   for (const name of names) {
     const r = await run(TOOLS[family].cmd, ["-w", "-t", "nat", "-N", name], { timeoutMs: 20_000 });
+    if (r.timedOut) throw timedOutError(`portmap: ${TOOLS[family].cmd} -t nat -N ${name}`, r);
     // "Chain already exists", or under iptables-nft when another -N won the race: "CHAIN_USER_ADD failed (File exists)".
     if (r.code !== 0 && !/already exists|File exists/i.test(r.stderr)) throw new CniError(ErrorCode.KernelOperationFailed, `portmap: ${TOOLS[family].cmd} -t nat -N ${name}: ${r.stderr.trim()}`);
   }
