@@ -22,7 +22,7 @@ import { hashHex } from "./hash.js";
 import { bigIntToIP, parseCidr } from "./cidr.js";
 import { option, parseSave, tokenize, type SavedNat, type SavedRule } from "./iptables-save.js";
 import { CniError, ErrorCode } from "./errors.js";
-import { run } from "./exec.js";
+import { run, timedOutError } from "./exec.js";
 import { log } from "./log.js";
 import { hasExecutable, requireExecutable, type LiveMasqKeys, type NormalizedMasqEntry } from "./masq.js";
 import { inNetns } from "./netns.js";
@@ -65,7 +65,7 @@ function hostCidr(ip: string, family: 4 | 6): string {
 async function saveNat(family: 4 | 6, netns: string | undefined): Promise<{ ok: true; nat: SavedNat } | { ok: false; error: string }> {
   const [file, args] = inNetns(netns, TOOLS[family].save, ["-t", "nat"]);
   const r = await run(file, args, { timeoutMs: TIMEOUT_MS });
-  if (r.code !== 0 || r.timedOut) return { ok: false, error: `${TOOLS[family].save} -t nat: ${r.timedOut ? "timed out" : r.stderr.trim() || `exit ${r.code}`}` };
+  if (r.code !== 0 || r.timedOut) return { ok: false, error: `${TOOLS[family].save} -t nat: ${r.timedOut ? `no answer within ${r.timeoutMs} ms, killed` : r.stderr.trim() || `exit ${r.code}`}` };
   return { ok: true, nat: parseSave(r.stdout) };
 }
 
@@ -73,7 +73,7 @@ async function restore(family: 4 | 6, lines: readonly string[], netns: string | 
   // -w: legacy iptables takes the xtables lock instead of failing when another writer holds it; iptables-nft ignores it.
   const [file, args] = inNetns(netns, TOOLS[family].restore, ["--noflush", "-w"]);
   const r = await run(file, args, { input: ["*nat", ...lines, "COMMIT", ""].join("\n"), timeoutMs: TIMEOUT_MS });
-  if (r.timedOut) throw new CniError(ErrorCode.TryAgainLater, `${TOOLS[family].restore}: timed out`);
+  if (r.timedOut) throw timedOutError(`${TOOLS[family].restore}`, r);
   return { ok: r.code === 0, stderr: r.stderr.trim() };
 }
 

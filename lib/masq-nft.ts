@@ -34,7 +34,7 @@
 import { hashHex } from "./hash.js";
 import { bigIntToIP, parseCidr, parseIP } from "./cidr.js";
 import { CniError, ErrorCode } from "./errors.js";
-import { run } from "./exec.js";
+import { run, timedOutError } from "./exec.js";
 import { log } from "./log.js";
 import { hasExecutable, requireExecutable, type LiveMasqKeys, type NormalizedMasqEntry } from "./masq.js";
 import { inNetns } from "./netns.js";
@@ -184,7 +184,7 @@ export function tableMissing(stderr: string): boolean {
 async function nftScript(lines: readonly string[], netns: string | undefined): Promise<{ ok: boolean; stderr: string }> {
   const [file, args] = inNetns(netns, "nft", ["-f", "-"]);
   const r = await run(file, args, { input: lines.join("\n") + "\n", timeoutMs: TIMEOUT_MS });
-  if (r.timedOut) throw new CniError(ErrorCode.TryAgainLater, "nft -f -: timed out");
+  if (r.timedOut) throw timedOutError("nft -f -", r);
   return { ok: r.code === 0, stderr: r.stderr.trim() };
 }
 
@@ -211,7 +211,7 @@ function unwrap(item: unknown): { val: unknown; comment?: string } {
 async function listTable(netns: string | undefined): Promise<Listing | undefined> {
   const [file, args] = inNetns(netns, "nft", ["-j", "list", "table", "inet", TABLE_NAME]);
   const r = await run(file, args, { timeoutMs: TIMEOUT_MS });
-  if (r.timedOut) throw new CniError(ErrorCode.TryAgainLater, `nft list table ${MASQ_NFT_TABLE}: timed out`);
+  if (r.timedOut) throw timedOutError(`nft list table ${MASQ_NFT_TABLE}`, r);
   if (r.code !== 0) {
     if (isMissing(r.stderr)) return undefined;
     throw new CniError(ErrorCode.KernelOperationFailed, `nft list table ${MASQ_NFT_TABLE}: ${r.stderr.trim() || `exit ${r.code}`}`);

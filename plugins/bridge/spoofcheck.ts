@@ -9,13 +9,13 @@
  *   await addSpoofCheck("net1", "veth1a2b3c4d", "0a:58:0a:f4:01:05");
  */
 import { CniError, ErrorCode } from "../../lib/errors.js";
-import { run } from "../../lib/exec.js";
+import { run, timedOutError } from "../../lib/exec.js";
 
 const TABLE = "bridge cni_ts_spoof";
 
 async function nft(args: string[], input?: string): Promise<{ ok: boolean; stdout: string; stderr: string }> {
   const r = await run("nft", args, { input: input ?? "", timeoutMs: 10_000 });
-  if (r.timedOut) throw new CniError(ErrorCode.TryAgainLater, `nft ${args.join(" ")}: timed out`);
+  if (r.timedOut) throw timedOutError(`nft ${args.join(" ")}`, r);
   return { ok: r.code === 0, stdout: r.stdout, stderr: r.stderr.trim() };
 }
 

@@ -87,7 +87,7 @@ export function canonicalRule(args: readonly string[]): string {
 /** `iptables-save -t nat` of a family; undefined when the family's tools cannot read it (no kernel support). */
 export async function saveNat(family: Family): Promise<{ ok: true; nat: SavedNat } | { ok: false; error: string }> {
   const r = await run(TOOLS[family].save, ["-t", "nat"], { timeoutMs: TIMEOUT_MS });
-  if (r.code !== 0 || r.timedOut) return { ok: false, error: `${TOOLS[family].save} -t nat: ${r.timedOut ? "timed out" : r.stderr.trim() || `exit ${r.code}`}` };
+  if (r.code !== 0 || r.timedOut) return { ok: false, error: `${TOOLS[family].save} -t nat: ${r.timedOut ? `no answer within ${r.timeoutMs} ms, killed` : r.stderr.trim() || `exit ${r.code}`}` };
   return { ok: true, nat: parseSave(r.stdout) };
 }
 
@@ -95,7 +95,7 @@ export async function saveNat(family: Family): Promise<{ ok: true; nat: SavedNat
 export async function restoreNat(family: Family, lines: readonly string[]): Promise<{ ok: boolean; stderr: string }> {
   // -w: legacy iptables waits for the xtables lock instead of failing; iptables-nft ignores it.
   const r = await run(TOOLS[family].restore, ["--noflush", "-w"], { input: ["*nat", ...lines, "COMMIT", ""].join("\n"), timeoutMs: TIMEOUT_MS });
-  if (r.timedOut) throw new CniError(ErrorCode.TryAgainLater, `${TOOLS[family].restore}: timed out`);
+  if (r.timedOut) throw timedOutError(`${TOOLS[family].restore}`, r);
   return { ok: r.code === 0, stderr: r.stderr.trim() };
 }
 

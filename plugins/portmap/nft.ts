@@ -4,7 +4,7 @@
  */
 import { parseIP } from "../../lib/cidr.js";
 import { CniError, ErrorCode } from "../../lib/errors.js";
-import { run } from "../../lib/exec.js";
+import { run, timedOutError } from "../../lib/exec.js";
 import { hasExecutable, requireExecutable } from "../../lib/masq.js";
 import type { Attachment } from "../../lib/types.js";
 import type { PortmapConfig } from "./config.js";
@@ -117,7 +117,7 @@ export function parseListing(json: string): Listing {
 
 async function listTable(): Promise<Listing | undefined> {
   const r = await run("nft", ["-j", "list", "table", "inet", TABLE_NAME], { timeoutMs: TIMEOUT_MS });
-  if (r.timedOut) throw new CniError(ErrorCode.TryAgainLater, `nft list table ${PORTMAP_NFT_TABLE}: timed out`);
+  if (r.timedOut) throw timedOutError(`nft list table ${PORTMAP_NFT_TABLE}`, r);
   if (r.code !== 0) {
     if (/No such file or directory/.test(r.stderr)) return undefined;
     throw new CniError(ErrorCode.KernelOperationFailed, `nft list table ${PORTMAP_NFT_TABLE}: ${r.stderr.trim() || `exit ${r.code}`}`);
@@ -127,7 +127,7 @@ async function listTable(): Promise<Listing | undefined> {
 
 async function nftScript(lines: readonly string[]): Promise<{ ok: boolean; stderr: string }> {
   const r = await run("nft", ["-f", "-"], { input: lines.join("\n") + "\n", timeoutMs: TIMEOUT_MS });
-  if (r.timedOut) throw new CniError(ErrorCode.TryAgainLater, "nft -f -: timed out");
+  if (r.timedOut) throw timedOutError("nft -f -", r);
   return { ok: r.code === 0, stderr: r.stderr.trim() };
 }
 

@@ -33,7 +33,7 @@ async function runBatch(lines: readonly Token[][], netns: string | undefined, fo
   const r = await run(file, args, { input: b.text(), timeoutMs: BATCH_TIMEOUT_MS });
   if (r.code === 0 && !r.timedOut) return { ok: true, failedLine: undefined, stderr: r.stderr };
   const m = /Command failed -:(\d+)/.exec(r.stderr);
-  return { ok: false, failedLine: m ? Number(m[1]) : undefined, stderr: r.timedOut ? "timed out" : r.stderr };
+  return { ok: false, failedLine: m ? Number(m[1]) : undefined, stderr: r.timedOut ? `no answer within ${r.timeoutMs} ms, killed` : r.stderr };
 }
 
 /** The kernel's complaint without iproute2's batch bookkeeping. */
