@@ -12,6 +12,7 @@ import { statSync } from "node:fs";
 import { join } from "node:path";
 import { CniError, ErrorCode } from "./errors.js";
 import { run } from "./exec.js";
+import { GO_ANY, decodeGo, goStruct, parseJsonText } from "./gojson.js";
 import { runPlugin, type CmdContext, type PluginDefinition, type PluginOutcome } from "./skel.js";
 import type { Result } from "./types.js";
 import { validatePluginType } from "./validate.js";
@@ -87,7 +88,7 @@ export async function delegate(type: string, verb: DelegateVerb, ctx: CmdContext
   if (verb !== "ADD") return undefined;
   let raw: unknown;
   try {
-    raw = JSON.parse(outcome.stdout);
+    raw = parseJsonText(outcome.stdout);
   } catch {
     throw new CniError(ErrorCode.DecodingFailure, `${type} returned an unparsable result`, outcome.stdout.slice(0, 200));
   }
@@ -114,9 +115,13 @@ async function exec(file: string, type: string, env: Record<string, string | und
   }
 }
 
+/** `types.Error`. */
+const ERROR_SHAPE = goStruct({ code: GO_ANY, msg: GO_ANY, details: GO_ANY });
+
 function delegateError(type: string, stdout: string): CniError {
   try {
-    const o = JSON.parse(stdout) as { code?: unknown; msg?: unknown; details?: unknown };
+    // libcni reads the error object into `types.Error` with Go's key rule ("Code" is code).
+    const o = decodeGo(parseJsonText(stdout), ERROR_SHAPE) as { code?: unknown; msg?: unknown; details?: unknown };
     if (typeof o.code === "number" && typeof o.msg === "string") {
       return new CniError(o.code, o.msg, typeof o.details === "string" ? o.details : "");
     }

@@ -14,7 +14,7 @@ import type { CmdContext, GcContext, PluginDefinition } from "../../lib/skel.js"
 import type { Result } from "../../lib/types.js";
 import { parseResult } from "../../lib/version.js";
 import { allocate, hasFree } from "./allocator.js";
-import { loadHostLocalConfig, loadStoreLocation } from "./config.js";
+import { HOST_LOCAL_CONF_SHAPE, loadHostLocalConfig, loadStoreLocation } from "./config.js";
 import { rangeSetToString } from "./range.js";
 import { loadResolvConf } from "./resolvconf.js";
 import { collect } from "./gc.js";
@@ -129,6 +129,7 @@ export const hostLocal: PluginDefinition = {
   netns: "ignored",
   // MAC is bridge's: a main plugin passes its CNI_ARGS on to IPAM unchanged, so it must not fail here.
   argsKeys: ["IP", "MAC"],
+  config: HOST_LOCAL_CONF_SHAPE,
   add,
   del,
   check,
