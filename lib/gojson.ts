@@ -113,11 +113,22 @@ function put(obj: Record<string, unknown>, key: string, value: unknown): void {
   Object.defineProperty(obj, key, { value, writable: true, enumerable: true, configurable: true });
 }
 
+/** Go's `encoding/json` refuses input nested deeper than this (its scanner's maxNestingDepth). */
+export const MAX_JSON_DEPTH = 10000;
+
+interface Frame {
+  obj?: Record<string, unknown>;
+  entries?: Array<readonly [string, unknown]>;
+  list?: unknown[];
+  key?: string;
+}
+
 /**
  * Parse JSON text as JSON.parse does (same values, same errors), remembering every key of every object in source
- * order so that `decodeGo` can apply Go's rule for duplicate and differently-cased keys.
+ * order so that `decodeGo` can apply Go's rule for duplicate and differently-cased keys. Like Go, it refuses
+ * nesting deeper than MAX_JSON_DEPTH; the walk keeps its own stack, so no depth can overflow the process's.
  *
- * @throws SyntaxError exactly when JSON.parse does, with its message
+ * @throws SyntaxError when JSON.parse does (with its message), or "exceeded max depth"
  */
 export function parseJsonText(text: string): unknown {
   JSON.parse(text); // validation and the error message; the walk below may then assume well-formed input
@@ -138,56 +149,74 @@ export function parseJsonText(text: string): unknown {
     i++;
     return escaped ? (JSON.parse(text.slice(start, i)) as string) : text.slice(start + 1, i - 1);
   };
-  const value = (): unknown => {
+  const key = (frame: Frame) => {
+    skipSpace();
+    frame.key = string();
+    skipSpace();
+    i++; // ':'
+  };
+  const stack: Frame[] = [];
+  let result: unknown;
+  let done = false;
+  // A finished value goes into the container being built (or is the result); then come separators and closers.
+  const attach = (v: unknown) => {
+    for (;;) {
+      const top = stack[stack.length - 1];
+      if (top === undefined) {
+        result = v;
+        done = true;
+        return;
+      }
+      if (top.list) top.list.push(v);
+      else {
+        top.entries!.push([top.key!, v]);
+        put(top.obj!, top.key!, v);
+      }
+      skipSpace();
+      if (text[i++] === ",") {
+        if (top.obj) key(top);
+        return;
+      }
+      // '}' or ']': this container is finished and is itself the value to attach.
+      stack.pop();
+      if (top.obj) sourceEntries.set(top.obj, top.entries!);
+      v = top.obj ?? top.list;
+    }
+  };
+  while (!done) {
     skipSpace();
     const c = text[i];
+    // Go counts every array and object, empty ones too.
+    if ((c === "{" || c === "[") && stack.length >= MAX_JSON_DEPTH) throw new SyntaxError(`exceeded max depth (${MAX_JSON_DEPTH} nested arrays and objects)`);
     if (c === "{") {
       i++;
-      const obj: Record<string, unknown> = {};
-      const entries: Array<readonly [string, unknown]> = [];
+      const frame: Frame = { obj: {}, entries: [] };
       skipSpace();
-      if (text[i] === "}") i++;
-      else {
-        for (;;) {
-          skipSpace();
-          const key = string();
-          skipSpace();
-          i++; // ':'
-          const v = value();
-          entries.push([key, v]);
-          put(obj, key, v);
-          skipSpace();
-          if (text[i++] === "}") break; // else ','
-        }
+      if (text[i] === "}") {
+        i++;
+        sourceEntries.set(frame.obj!, frame.entries!);
+        attach(frame.obj);
+      } else {
+        stack.push(frame);
+        key(frame);
       }
-      sourceEntries.set(obj, entries);
-      return obj;
-    }
-    if (c === "[") {
+    } else if (c === "[") {
       i++;
-      const list: unknown[] = [];
       skipSpace();
-      if (text[i] === "]") i++;
-      else {
-        for (;;) {
-          list.push(value());
-          skipSpace();
-          if (text[i++] === "]") break;
-        }
-      }
-      return list;
+      if (text[i] === "]") {
+        i++;
+        attach([]);
+      } else stack.push({ list: [] });
+    } else if (c === '"') attach(string());
+    else {
+      const start = i;
+      while (i < text.length && !",]} \t\n\r".includes(text[i]!)) i++;
+      const token = text.slice(start, i);
+      // The JSON number grammar is a subset of Number's, with the same value.
+      attach(token === "true" ? true : token === "false" ? false : token === "null" ? null : Number(token));
     }
-    if (c === '"') return string();
-    const start = i;
-    while (i < text.length && !",]} \t\n\r".includes(text[i]!)) i++;
-    const token = text.slice(start, i);
-    if (token === "true") return true;
-    if (token === "false") return false;
-    if (token === "null") return null;
-    return Number(token); // the JSON number grammar is a subset of Number's, with the same value
-  };
-  const out = value();
-  return out;
+  }
+  return result;
 }
 
 /**

@@ -5,7 +5,7 @@
 import { describe, expect, it } from "vitest";
 import { loadHostLocalConfig, HOST_LOCAL_CONF_SHAPE } from "../../ipam/host-local/config.js";
 import { CniError } from "../../lib/errors.js";
-import { decodeGo, foldKey, GO_ANY, goExtend, goList, goMap, goStruct, parseJsonText } from "../../lib/gojson.js";
+import { decodeGo, foldKey, GO_ANY, goExtend, goList, goMap, goStruct, MAX_JSON_DEPTH, parseJsonText } from "../../lib/gojson.js";
 import { parseConfig } from "../../lib/skel.js";
 import { parseResult } from "../../lib/version.js";
 import { BRIDGE_CONF_SHAPE, loadBridgeConfig } from "../../plugins/bridge/config.js";
@@ -28,6 +28,16 @@ describe("parseJsonText", () => {
       expect(parseJsonText(t)).toStrictEqual(JSON.parse(t));
     });
   }
+  it("refuses nesting deeper than Go's 10,000 (empty containers count), without overflowing the stack", () => {
+    const nest = (n: number) => `{"x":${"[".repeat(n - 1)}${"]".repeat(n - 1)}}`;
+    expect(() => parseJsonText(nest(MAX_JSON_DEPTH))).not.toThrow();
+    expect(() => parseJsonText(nest(MAX_JSON_DEPTH + 1))).toThrow(/exceeded max depth/);
+    expect(() => parseJsonText(`${'{"a":'.repeat(100_000)}1${"}".repeat(100_000)}`)).toThrow(/exceeded max depth/);
+    const deep = parseJsonText(nest(MAX_JSON_DEPTH)) as { x: unknown };
+    let d = 1;
+    for (let v = deep.x; Array.isArray(v) && v.length > 0; v = v[0]) d++;
+    expect(d).toBe(MAX_JSON_DEPTH - 1);
+  });
   it("keeps __proto__ an own key, never the prototype", () => {
     const v = parseJsonText('{"__proto__":{"polluted":1}}') as Record<string, unknown>;
     expect(Object.getPrototypeOf(v)).toBe(Object.prototype);
