@@ -24,6 +24,8 @@ export interface DelegateOptions {
   /** The config bytes to send; default: the caller's config unchanged. */
   stdin?: Buffer;
   timeoutMs?: number;
+  /** Variables to set (a string) or remove (undefined) in the delegate's environment, over the caller's. */
+  env?: Readonly<Record<string, string | undefined>>;
 }
 
 const DEFAULT_DELEGATE_TIMEOUT_MS = 60_000;
@@ -80,7 +82,8 @@ export async function delegate(type: string, verb: "ADD", ctx: CmdContext, opts?
 export async function delegate(type: string, verb: Exclude<DelegateVerb, "ADD">, ctx: CmdContext, opts?: DelegateOptions): Promise<undefined>;
 export async function delegate(type: string, verb: DelegateVerb, ctx: CmdContext, opts: DelegateOptions = {}): Promise<Result | undefined> {
   const file = findPlugin(type, ctx.path);
-  const env = { ...ctx.env, CNI_COMMAND: verb };
+  const env: Record<string, string | undefined> = { ...ctx.env, ...opts.env, CNI_COMMAND: verb };
+  for (const k of Object.keys(env)) if (env[k] === undefined) delete env[k];
   const stdin = opts.stdin ?? ctx.rawConfig;
   const local = inProcess.get(type);
   const outcome = local && isSelf(file) ? await runPlugin(local, { env, stdin }) : await exec(file, type, env, stdin, opts.timeoutMs ?? delegateTimeoutMs(ctx.env));
