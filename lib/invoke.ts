@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { msFromEnv } from "./env-ms.js";
 import { CniError, ErrorCode } from "./errors.js";
 import { run } from "./exec.js";
+import { GO_ANY, decodeGo, goStruct, parseJsonText } from "./gojson.js";
 import { runPlugin, type CmdContext, type PluginDefinition, type PluginOutcome } from "./skel.js";
 import type { Result } from "./types.js";
 import { validatePluginType } from "./validate.js";
@@ -24,6 +25,8 @@ export interface DelegateOptions {
   /** The config bytes to send; default: the caller's config unchanged. */
   stdin?: Buffer;
   timeoutMs?: number;
+  /** Variables to set (a string) or remove (undefined) in the delegate's environment, over the caller's. */
+  env?: Readonly<Record<string, string | undefined>>;
 }
 
 const DEFAULT_DELEGATE_TIMEOUT_MS = 60_000;
@@ -74,7 +77,8 @@ export async function delegate(type: string, verb: "ADD", ctx: CmdContext, opts?
 export async function delegate(type: string, verb: Exclude<DelegateVerb, "ADD">, ctx: CmdContext, opts?: DelegateOptions): Promise<undefined>;
 export async function delegate(type: string, verb: DelegateVerb, ctx: CmdContext, opts: DelegateOptions = {}): Promise<Result | undefined> {
   const file = findPlugin(type, ctx.path);
-  const env = { ...ctx.env, CNI_COMMAND: verb };
+  const env: Record<string, string | undefined> = { ...ctx.env, ...opts.env, CNI_COMMAND: verb };
+  for (const k of Object.keys(env)) if (env[k] === undefined) delete env[k];
   const stdin = opts.stdin ?? ctx.rawConfig;
   const local = inProcess.get(type);
   const outcome = local && isSelf(file) ? await runPlugin(local, { env, stdin }) : await exec(file, type, env, stdin, opts.timeoutMs ?? delegateTimeoutMs(ctx.env));
@@ -82,7 +86,7 @@ export async function delegate(type: string, verb: DelegateVerb, ctx: CmdContext
   if (verb !== "ADD") return undefined;
   let raw: unknown;
   try {
-    raw = JSON.parse(outcome.stdout);
+    raw = parseJsonText(outcome.stdout);
   } catch {
     throw new CniError(ErrorCode.DecodingFailure, `${type} returned an unparsable result`, outcome.stdout.slice(0, 200));
   }
@@ -109,9 +113,13 @@ async function exec(file: string, type: string, env: Record<string, string | und
   }
 }
 
+/** `types.Error`. */
+const ERROR_SHAPE = goStruct({ code: GO_ANY, msg: GO_ANY, details: GO_ANY });
+
 function delegateError(type: string, stdout: string): CniError {
   try {
-    const o = JSON.parse(stdout) as { code?: unknown; msg?: unknown; details?: unknown };
+    // libcni reads the error object into `types.Error` with Go's key rule ("Code" is code).
+    const o = decodeGo(parseJsonText(stdout), ERROR_SHAPE) as { code?: unknown; msg?: unknown; details?: unknown };
     if (typeof o.code === "number" && typeof o.msg === "string") {
       return new CniError(o.code, o.msg, typeof o.details === "string" ? o.details : "");
     }

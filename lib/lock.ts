@@ -7,16 +7,23 @@
  * death (the pipe closes), and so does the helper's death (the kernel drops the lock). A dead holder never blocks
  * anyone for longer than it takes the kernel to notice.
  *
+ * With `fd` (the file opened and checked by the caller), the helper locks that open file, inherited as its fd 3,
+ * instead of opening `file` by name: what was checked is what gets locked, whatever is renamed or planted at the
+ * name in between. The lock then belongs to the open file shared by both processes, so it lasts until the helper
+ * has exited and the caller has closed `fd`.
+ *
  * @example
  *   await withFileLock("/var/lib/cni/networks/net1/lock", 10_000, async () => { ... });
  */
+import type { ChildProcessByStdio } from "node:child_process";
+import type { Readable, Writable } from "node:stream";
 import { childProcessModule } from "./builtin.js";
 import { CniError, ErrorCode } from "./errors.js";
 
 export const DEFAULT_LOCK_WAIT_MS = 30_000;
 
-export async function withFileLock<T>(file: string, waitMs: number, fn: () => Promise<T>): Promise<T> {
-  const release = await acquire(file, waitMs);
+export async function withFileLock<T>(file: string, waitMs: number, fn: () => Promise<T>, fd?: number): Promise<T> {
+  const release = await acquire(file, waitMs, fd);
   try {
     return await fn();
   } finally {
@@ -24,12 +31,15 @@ export async function withFileLock<T>(file: string, waitMs: number, fn: () => Pr
   }
 }
 
-function acquire(file: string, waitMs: number): Promise<() => void> {
+function acquire(file: string, waitMs: number, fd: number | undefined): Promise<() => void> {
   const seconds = Math.max(1, Math.ceil(waitMs / 1000)).toString();
   return new Promise((resolve, reject) => {
-    const child = childProcessModule().spawn("flock", ["--exclusive", "--timeout", seconds, "--conflict-exit-code", "75", file, "-c", "echo locked; read _"], {
-      stdio: ["pipe", "pipe", "pipe"],
-    });
+    const flock = ["--exclusive", "--timeout", seconds, "--conflict-exit-code", "75"];
+    const child: ChildProcessByStdio<Writable, Readable, Readable> =
+      fd === undefined
+        ? childProcessModule().spawn("flock", [...flock, file, "-c", "echo locked; read _"], { stdio: ["pipe", "pipe", "pipe"] })
+        : // flock(1) takes no command with a descriptor, so a shell holds the descriptor while it waits on stdin.
+          childProcessModule().spawn("sh", ["-c", `flock ${flock.join(" ")} 3 || exit $?; echo locked; read _`], { stdio: ["pipe", "pipe", "pipe", fd] }) as unknown as ChildProcessByStdio<Writable, Readable, Readable>;
     let stderr = "";
     let held = false;
     child.stderr.on("data", (b: Buffer) => (stderr += b.toString()));

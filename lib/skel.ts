@@ -14,9 +14,10 @@
 import { writeSync } from "node:fs";
 import { checkKnownArgs, splitCniArgs, type CniArgs } from "./cniargs.js";
 import { CniError, ErrorCode, asCniError } from "./errors.js";
+import { decodeGo, parseJsonText, type GoStruct } from "./gojson.js";
 import { requireUsableNetns } from "./netns.js";
 import { readStdin, stdinDeadline, stdinMayBeTerminal } from "./stdin.js";
-import type { Attachment, NetConf, Result } from "./types.js";
+import { PLUGIN_CONF_SHAPE, type Attachment, type NetConf, type Result } from "./types.js";
 import { validateContainerID, validateIfname, validateNetworkName, quoteInput } from "./validate.js";
 import { LATEST_VERSION, SUPPORTED_VERSIONS, formatResult, isSupportedVersion, versionAtLeast } from "./version.js";
 
@@ -58,6 +59,11 @@ export interface PluginDefinition {
   netns: "required" | "ignored";
   /** CNI_ARGS keys this plugin understands (others need IgnoreUnknown=1). */
   argsKeys?: readonly string[];
+  /**
+   * The Go shape of the reference's config struct (PLUGIN_CONF_SHAPE extended): keys that match a field
+   * case-insensitively reach the verbs spelled as the field (lib/gojson.ts). Default: PLUGIN_CONF_SHAPE.
+   */
+  config?: GoStruct;
   add(ctx: CmdContext): Promise<Result>;
   del(ctx: CmdContext): Promise<void>;
   check(ctx: CmdContext): Promise<void>;
@@ -92,12 +98,17 @@ export async function runPlugin(plugin: PluginDefinition, io: PluginIO): Promise
   try {
     const command = parseCommand(io.env.CNI_COMMAND);
     if (command === "VERSION") return { stdout: versionAnswer(await loadStdin(io).catch(() => Buffer.alloc(0))), exitCode: 0 };
-    const base = validateEnv(command, io.env, plugin);
+    // The reference skel's order: the environment, then stdin (JSON 6, name 7, cniVersion 6, version 1), then the
+    // verb's version gate; only then what the plugin itself checks (CNI_ARGS, the netns).
+    const base = validateEnv(command, io.env);
     const rawConfig = await loadStdin(io);
-    const config = parseConfig(rawConfig);
+    const config = parseConfig(rawConfig, plugin.config);
     version = config.cniVersion;
     gateVerb(command, version);
-    const ctx: CmdContext = { ...base, command, config, rawConfig, version };
+    const args = splitCniArgs(io.env.CNI_ARGS);
+    checkKnownArgs(args, plugin.argsKeys ?? []);
+    if (base.netns !== "" && plugin.netns === "required") requireUsableNetns(base.netns, command === "DEL");
+    const ctx: CmdContext = { ...base, args, command, config, rawConfig, version };
     switch (command) {
       case "ADD": {
         const result = await plugin.add(ctx);
@@ -180,7 +191,7 @@ function parseCommand(raw: string | undefined): Verb {
   return raw as Verb;
 }
 
-function validateEnv(command: Exclude<Verb, "VERSION">, env: PluginIO["env"], plugin: PluginDefinition) {
+function validateEnv(command: Exclude<Verb, "VERSION">, env: PluginIO["env"]) {
   const missing = REQUIRED_ENV[command].filter((k) => env[k] === undefined || env[k] === "");
   if (missing.length > 0) {
     throw new CniError(ErrorCode.InvalidEnvironmentVariables, `required env variables [${missing.join(" ")}] missing`);
@@ -188,12 +199,9 @@ function validateEnv(command: Exclude<Verb, "VERSION">, env: PluginIO["env"], pl
   const perAttachment = command === "ADD" || command === "DEL" || command === "CHECK";
   const containerID = perAttachment ? validateContainerID(env.CNI_CONTAINERID) : "";
   const ifname = perAttachment ? validateIfname(env.CNI_IFNAME) : "";
-  const args = splitCniArgs(env.CNI_ARGS);
-  checkKnownArgs(args, plugin.argsKeys ?? []);
   const path = parseCniPath(env.CNI_PATH ?? "");
   const netns = perAttachment ? (env.CNI_NETNS ?? "") : "";
-  if (netns !== "" && plugin.netns === "required") requireUsableNetns(netns, command === "DEL");
-  return { containerID, ifname, args, path, netns, env };
+  return { containerID, ifname, path, netns, env };
 }
 
 /** CNI_PATH: absolute directories only; a relative entry would make the plugin run whatever sits in its cwd. */
@@ -207,26 +215,32 @@ export function parseCniPath(raw: string): string[] {
   return dirs;
 }
 
-/** Parse the config bytes into the base NetConf: JSON object (6), supported cniVersion (1), network name (7). */
-export function parseConfig(raw: Buffer): NetConf {
+/**
+ * Parse the config bytes as the reference's skel does, in its order: JSON (code 6), `name` missing or invalid (7),
+ * `cniVersion` (a wrong type is a decoding failure, 6; unsupported, 1). Keys are read with Go's rule into `shape`.
+ */
+export function parseConfig(raw: Buffer, shape: GoStruct = PLUGIN_CONF_SHAPE): NetConf {
   if (raw.length === 0) throw new CniError(ErrorCode.DecodingFailure, "error unmarshall network config: empty input", "the network configuration is expected on stdin");
   let parsed: unknown;
   try {
-    parsed = JSON.parse(raw.toString("utf8"));
+    parsed = parseJsonText(raw.toString("utf8"));
   } catch (e) {
     throw new CniError(ErrorCode.DecodingFailure, `error unmarshall network config: ${(e as Error).message}`);
   }
   if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
     throw new CniError(ErrorCode.DecodingFailure, "error unmarshall network config: not a JSON object");
   }
-  const conf = parsed as Record<string, unknown>;
+  const conf = decodeGo(parsed, shape) as Record<string, unknown>;
+  if (conf.name !== undefined && conf.name !== null && typeof conf.name !== "string") {
+    throw new CniError(ErrorCode.DecodingFailure, "error unmarshall network config: name must be a string", `got ${JSON.stringify(conf.name)}`);
+  }
+  const name = validateNetworkName(conf.name ?? undefined);
   // A config without cniVersion is a 0.1.0 config (SPEC.md; the reference answers 0.1.0).
-  const cniVersion = conf.cniVersion === undefined || conf.cniVersion === "" ? "0.1.0" : conf.cniVersion;
-  if (typeof cniVersion !== "string") throw new CniError(ErrorCode.InvalidNetworkConfig, "cniVersion must be a string");
+  const cniVersion = conf.cniVersion === undefined || conf.cniVersion === null || conf.cniVersion === "" ? "0.1.0" : conf.cniVersion;
+  if (typeof cniVersion !== "string") throw new CniError(ErrorCode.DecodingFailure, "cniVersion must be a string", `got ${JSON.stringify(cniVersion)}`);
   if (!isSupportedVersion(cniVersion)) {
     throw new CniError(ErrorCode.IncompatibleVersion, "incompatible CNI versions", `config is ${quoteInput(cniVersion)}, plugin supports [${SUPPORTED_VERSIONS.join(" ")}]`);
   }
-  const name = validateNetworkName(conf.name);
   return { ...conf, cniVersion, name } as NetConf;
 }
 

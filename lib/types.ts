@@ -2,6 +2,7 @@
  * The one internal result model (spec 1.1 shape) and the config shapes every plugin shares.
  * Results are built in this model and converted to the config's version only on output (lib/version).
  */
+import { GO_ANY, goList, goMap, goStruct } from "./gojson.js";
 
 export interface Interface {
   name: string;
@@ -64,3 +65,51 @@ export interface Attachment {
   containerID: string;
   ifname: string;
 }
+
+// The reference's struct layouts of these types, for Go's key rule (lib/gojson.ts): a key that matches a field
+// case-insensitively is read as that field, as `encoding/json` reads it into the Go types named below.
+
+/** `types.Route` (every spec 1.1 field). */
+export const ROUTE_SHAPE = goStruct({ dst: GO_ANY, gw: GO_ANY, mtu: GO_ANY, advmss: GO_ANY, priority: GO_ANY, table: GO_ANY, scope: GO_ANY });
+
+/** `types.DNS`. */
+export const DNS_SHAPE = goStruct({ nameservers: GO_ANY, domain: GO_ANY, search: GO_ANY, options: GO_ANY });
+
+/** `allocator.Range` (host-local's `ranges` entries and the `ipRanges` capability). */
+export const RANGE_SHAPE = goStruct({ subnet: GO_ANY, rangeStart: GO_ANY, rangeEnd: GO_ANY, gateway: GO_ANY });
+
+/** A result of any version: the union of `types100.Result`, `types040.Result` and `types020.Result`. */
+export const RESULT_SHAPE = goStruct({
+  cniVersion: GO_ANY,
+  interfaces: goList(goStruct({ name: GO_ANY, mac: GO_ANY, mtu: GO_ANY, sandbox: GO_ANY, socketPath: GO_ANY, pciID: GO_ANY })),
+  ips: goList(goStruct({ version: GO_ANY, interface: GO_ANY, address: GO_ANY, gateway: GO_ANY })),
+  routes: goList(ROUTE_SHAPE),
+  dns: DNS_SHAPE,
+  ip4: goStruct({ ip: GO_ANY, gateway: GO_ANY, routes: goList(ROUTE_SHAPE) }),
+  ip6: goStruct({ ip: GO_ANY, gateway: GO_ANY, routes: goList(ROUTE_SHAPE) }),
+});
+
+/**
+ * `types.PluginConf`, the keys every plugin reads; a plugin's own config extends it (`goExtend`). `capabilities` is
+ * a map (keys exact); `prevResult` is a map too, read as RESULT_SHAPE by lib/version's parseResult.
+ */
+export const PLUGIN_CONF_SHAPE = goStruct({
+  cniVersion: GO_ANY,
+  name: GO_ANY,
+  type: GO_ANY,
+  capabilities: goMap(GO_ANY),
+  ipam: goStruct({ type: GO_ANY }),
+  dns: DNS_SHAPE,
+  prevResult: GO_ANY,
+  "cni.dev/valid-attachments": goList(goStruct({ containerID: GO_ANY, ifname: GO_ANY })),
+});
+
+/** The well-known capability arguments (CONVENTIONS.md) as `runtimeConfig` fields, for the plugins that read them. */
+export const CAPABILITY_SHAPES = {
+  portMappings: goList(goStruct({ hostPort: GO_ANY, containerPort: GO_ANY, protocol: GO_ANY, hostIP: GO_ANY })),
+  ipRanges: goList(goList(RANGE_SHAPE)),
+  bandwidth: goStruct({ ingressRate: GO_ANY, ingressBurst: GO_ANY, egressRate: GO_ANY, egressBurst: GO_ANY }),
+  dns: goStruct({ servers: GO_ANY, searches: GO_ANY, options: GO_ANY }),
+  ips: goList(GO_ANY),
+  mac: GO_ANY,
+} as const;

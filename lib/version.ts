@@ -13,7 +13,8 @@
  */
 import { formatCidr, formatIP, parseCidr, parseIP, type Family } from "./cidr.js";
 import { CniError, ErrorCode } from "./errors.js";
-import type { DNS, IPConfig, Interface, Result, Route } from "./types.js";
+import { decodeGo } from "./gojson.js";
+import { RESULT_SHAPE, type DNS, type IPConfig, type Interface, type Result, type Route } from "./types.js";
 import { quoteInput } from "./validate.js";
 
 /** Every spec version we accept and can answer in, oldest first (skel compares by exact string, as Go's does). */
@@ -435,13 +436,15 @@ function parseCurrent(obj: Raw, rd: ResultReader, layout: "040" | "100"): Result
  *
  * The result's own non-empty `cniVersion` decides the layout; without one it is read at `version` (the config's,
  * as Go's ParsePrevResult and libcni's fixupResultVersion do). null/undefined is an empty result. Unknown keys are
- * ignored; a field of the wrong type or a malformed address throws CniError code 6 naming the field; an
+ * ignored (keys match fields as Go matches them, lib/gojson.ts); a field of the wrong type or a malformed address throws CniError code 6 naming the field; an
  * unsupported version throws code 1. Addresses come back in Go's canonical spelling ("FD00::0001/64" -> "fd00::1/64").
  *
  * @example parseResult({ cniVersion: "0.2.0", ip4: { ip: "10.1.0.5/24" } }, "1.1.0") // { ips: [{ address: "10.1.0.5/24" }] }
  */
-export function parseResult(raw: unknown, version: string): Result {
-  if (raw === null || raw === undefined) return {};
+export function parseResult(received: unknown, version: string): Result {
+  if (received === null || received === undefined) return {};
+  // Go reads a result into its versioned struct, so "IPs" or "Address" is a field as well as "ips" or "address".
+  const raw = decodeGo(received, RESULT_SHAPE);
   const own = typeof raw === "object" && !Array.isArray(raw) ? (raw as Raw).cniVersion : undefined;
   if (own !== undefined && own !== null && typeof own !== "string") new ResultReader(version).fail("cniVersion", "must be a string", own);
   const effective = typeof own === "string" && own !== "" ? own : version;

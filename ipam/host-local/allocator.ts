@@ -176,6 +176,23 @@ function assignRequested(sets: readonly RangeSet[], requested: readonly IPAddr[]
   return { perSet, unmatched: pending };
 }
 
+/**
+ * Refuse, before anything is read or written, the requests no store can satisfy: a requested IP that lies in no
+ * range set, or that is its range's gateway (code 7). allocate() checks the same; calling this first lets a caller
+ * refuse such an ADD without touching the disk at all.
+ */
+export function checkRequested(rangeSets: readonly RangeSet[], requestedIPs: readonly IPAddr[]): void {
+  const { perSet, unmatched } = assignRequested(rangeSets, requestedIPs);
+  if (unmatched.length > 0) {
+    throw new CniError(ErrorCode.InvalidNetworkConfig, `failed to allocate all requested IPs: ${unmatched.map(formatIP).join(" ")}`);
+  }
+  perSet.forEach((ip, i) => {
+    if (ip && isGateway(rangeFor(rangeSets[i]!, ip) as Range, ip)) {
+      throw wrapSetError(new CniError(ErrorCode.InvalidNetworkConfig, `requested ip ${formatIP(ip)} is subnet's gateway`), i);
+    }
+  });
+}
+
 async function rollback(a: Attempt): Promise<void> {
   // Best effort, like the reference: the original error is the one worth reporting.
   for (const ip of a.taken.reverse()) await a.store.release(ip).catch(() => undefined);
@@ -202,10 +219,8 @@ export async function allocate(
   id: string,
   ifname: string,
 ): Promise<IPConfig[]> {
-  const { perSet, unmatched } = assignRequested(rangeSets, requestedIPs);
-  if (unmatched.length > 0) {
-    throw new CniError(ErrorCode.InvalidNetworkConfig, `failed to allocate all requested IPs: ${unmatched.map(formatIP).join(" ")}`);
-  }
+  checkRequested(rangeSets, requestedIPs);
+  const { perSet } = assignRequested(rangeSets, requestedIPs);
   const a: Attempt = { store, id, ifname, taken: [] };
   const out: IPConfig[] = [];
   for (const [i, set] of rangeSets.entries()) {

@@ -17,8 +17,27 @@ import type { IPAddr } from "../../lib/cidr.js";
 import { formatCidr, formatIP, parseCidr } from "../../lib/cidr.js";
 import { CniError, ErrorCode } from "../../lib/errors.js";
 import type { Route } from "../../lib/types.js";
+import { GO_ANY, goExtend, goList, goStruct } from "../../lib/gojson.js";
+import { CAPABILITY_SHAPES, PLUGIN_CONF_SHAPE, RANGE_SHAPE, ROUTE_SHAPE } from "../../lib/types.js";
 import { validateNetworkName } from "../../lib/validate.js";
 import { type RangeSet, type RawRange, canonicalizeRangeSet, parseConfigCidr, parseConfigIP, rangeSetsOverlap } from "./range.js";
+
+/**
+ * The reference's `allocator.Net` with its `IPAMConfig` (the embedded `Range` puts the deprecated `subnet`,
+ * `rangeStart`, `rangeEnd`, `gateway` at the top of `ipam`): keys match case-insensitively, as Go reads them.
+ */
+export const HOST_LOCAL_CONF_SHAPE = goExtend(PLUGIN_CONF_SHAPE, {
+  ipam: goStruct({
+    ...RANGE_SHAPE.fields,
+    type: GO_ANY,
+    routes: goList(ROUTE_SHAPE),
+    dataDir: GO_ANY,
+    resolvConf: GO_ANY,
+    ranges: goList(goList(RANGE_SHAPE)),
+  }),
+  runtimeConfig: goStruct({ ipRanges: CAPABILITY_SHAPES.ipRanges, ips: CAPABILITY_SHAPES.ips }),
+  args: goStruct({ cni: goStruct({ ips: goList(GO_ANY) }) }),
+});
 
 /** Where reservations live when `ipam.dataDir` is not set (the reference's default). */
 export const DEFAULT_DATA_DIR = "/var/lib/cni/networks";

@@ -51,6 +51,7 @@ export async function collect(store: DiskStore, valid: readonly Attachment[], gr
       if (isLive(e.id, e.ifname)) continue;
       store.forgetIf(e.id, e.ifname, (now) => !keepAttachment(now, now.sinceMs, graceMs, Date.now()));
     }
+    store.sweepClaims();
     store.sweepTmp(ADD_PROTECTION_MS);
     return released;
   });

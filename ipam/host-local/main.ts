@@ -13,20 +13,38 @@ import { log } from "../../lib/log.js";
 import type { CmdContext, GcContext, PluginDefinition } from "../../lib/skel.js";
 import type { Result } from "../../lib/types.js";
 import { parseResult } from "../../lib/version.js";
-import { allocate, hasFree } from "./allocator.js";
-import { loadHostLocalConfig, loadStoreLocation } from "./config.js";
+import { randomBytes } from "../../lib/hash.js";
+import { allocate, checkRequested, hasFree } from "./allocator.js";
+import { HOST_LOCAL_CONF_SHAPE, loadHostLocalConfig, loadStoreLocation } from "./config.js";
 import { rangeSetToString } from "./range.js";
 import { loadResolvConf } from "./resolvconf.js";
 import { collect } from "./gc.js";
 import { DiskStore } from "./store.js";
 
+/**
+ * CNI_TS_IPAM_OWNER: set by cni-ts's bridge on its IPAM ADD and on the IPAM DEL of that ADD's rollback, so the
+ * rollback releases exactly what its own ADD reserved (DiskStore.releaseOwned). Ours alone: the reference ignores it.
+ */
+const OWNER_ENV = "CNI_TS_IPAM_OWNER";
+
+function ownerToken(ctx: CmdContext): string | undefined {
+  const v = ctx.env[OWNER_ENV];
+  if (v === undefined || v === "") return undefined;
+  if (!/^[0-9a-f]{32}$/.test(v)) throw new CniError(ErrorCode.InvalidEnvironmentVariables, `${OWNER_ENV} must be 32 lowercase hex digits`, `got ${JSON.stringify(v.slice(0, 40))}`);
+  return v;
+}
+
 async function add(ctx: CmdContext): Promise<Result> {
   const conf = loadHostLocalConfig(ctx.config, ctx.args.get("IP"));
   // Refused here, where the operator sees it, rather than by every later GC of the network.
   loadGcGraceSeconds(ctx.config);
+  const owner = ownerToken(ctx) ?? randomBytes(16).toString("hex");
+  // A requested IP outside every range, or a gateway, is refused before the store is even opened: nothing written.
+  checkRequested(conf.rangeSets, conf.requestedIPs);
   const dns = conf.resolvConf ? loadResolvConf(conf.resolvConf) : undefined;
   const store = (await DiskStore.open(conf.dataDir, conf.name, true))!;
-  store.begin(ctx.containerID, ctx.ifname);
+  await store.claim(ctx.containerID, ctx.ifname);
+  store.begin(ctx.containerID, ctx.ifname, owner);
   let ips;
   try {
     ips = await allocate(store, conf.rangeSets, conf.requestedIPs, ctx.containerID, ctx.ifname);
@@ -42,15 +60,31 @@ async function add(ctx: CmdContext): Promise<Result> {
   return result;
 }
 
-/** The addresses prevResult says this attachment got, in canonical text (no prefix): hints, verified before use. */
+/**
+ * The addresses prevResult says this attachment got, in canonical text (no prefix). A prevResult that does not
+ * decode is code 6 (what parseResult throws): CHECK must not pass on it. DEL catches it (see del).
+ */
 function prevResultIPs(ctx: CmdContext): string[] {
   if (ctx.config.prevResult === undefined) return [];
+  let prev;
   try {
-    return (parseResult(ctx.config.prevResult, ctx.version).ips ?? []).flatMap((ip) => {
-      const a = parseIP(ip.address.split("/")[0] ?? "");
-      return a ? [formatIP(a)] : [];
-    });
-  } catch {
+    prev = parseResult(ctx.config.prevResult, ctx.version);
+  } catch (e) {
+    if (e instanceof CniError) throw new CniError(e.code, `could not parse prevResult: ${e.message}`, e.details);
+    throw e;
+  }
+  return (prev.ips ?? []).flatMap((ip) => {
+    const a = parseIP(ip.address.split("/")[0] ?? "");
+    return a ? [formatIP(a)] : [];
+  });
+}
+
+/** DEL's hints: a prevResult that does not decode is only a lost hint; DEL must not fail forever over it. */
+function prevResultHints(ctx: CmdContext): string[] {
+  try {
+    return prevResultIPs(ctx);
+  } catch (e) {
+    log.warn(`host-local DEL: ${(e as Error).message}; releasing from the index alone`);
     return [];
   }
 }
@@ -69,15 +103,17 @@ async function del(ctx: CmdContext): Promise<void> {
     throw e;
   }
   if (!store) return;
-  const released = store.releaseAttachment(ctx.containerID, ctx.ifname, prevResultIPs(ctx));
+  // A rollback of one ADD (our bridge's): only what that very ADD reserved, never by attachment.
+  const owner = ownerToken(ctx);
+  const released = owner ? store.releaseOwned(ctx.containerID, ctx.ifname, owner) : store.releaseAttachment(ctx.containerID, ctx.ifname, prevResultHints(ctx));
   store.sweepTombstones();
   log.debug(`host-local: released [${released.join(" ")}] of ${ctx.containerID}/${ctx.ifname}`);
 }
 
 async function check(ctx: CmdContext): Promise<void> {
   const conf = loadHostLocalConfig(ctx.config, ctx.args.get("IP"));
-  const store = await DiskStore.open(conf.dataDir, conf.name, false);
   const expected = prevResultIPs(ctx);
+  const store = await DiskStore.open(conf.dataDir, conf.name, false);
   const held = store ? store.held(ctx.containerID, ctx.ifname) : [];
   if (held.length === 0) {
     throw new CniError(ErrorCode.CheckFailed, `host-local: Failed to find address added by container ${ctx.containerID}`, `no reservation for ${ctx.containerID}/${ctx.ifname} in ${conf.dataDir}/${conf.name}`);
@@ -129,6 +165,7 @@ export const hostLocal: PluginDefinition = {
   netns: "ignored",
   // MAC is bridge's: a main plugin passes its CNI_ARGS on to IPAM unchanged, so it must not fail here.
   argsKeys: ["IP", "MAC"],
+  config: HOST_LOCAL_CONF_SHAPE,
   add,
   del,
   check,

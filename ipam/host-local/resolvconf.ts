@@ -4,7 +4,7 @@
  *
  * @example parseResolvConf("nameserver 10.0.0.10\nsearch svc.cluster.local\n") // {nameservers: ["10.0.0.10"], search: [...]}
  */
-import { readFileSync, statSync } from "node:fs";
+import { NotRegularFileError, readRegular } from "./files.js";
 import { CniError, ErrorCode } from "../../lib/errors.js";
 import type { DNS } from "../../lib/types.js";
 
@@ -39,12 +39,12 @@ const MAX_RESOLV_CONF_BYTES = 64 * 1024;
 export function loadResolvConf(path: string): DNS {
   let text: string;
   try {
-    const st = statSync(path);
-    if (!st.isFile()) throw new CniError(ErrorCode.InvalidNetworkConfig, `ipam.resolvConf ${JSON.stringify(path)} is not a regular file`);
-    if (st.size > MAX_RESOLV_CONF_BYTES) throw new CniError(ErrorCode.InvalidNetworkConfig, `ipam.resolvConf ${JSON.stringify(path)} is larger than ${MAX_RESOLV_CONF_BYTES} bytes`);
-    text = readFileSync(path, "utf8").slice(0, MAX_RESOLV_CONF_BYTES);
+    // Checked on the open descriptor (O_NONBLOCK, fstat), not by a stat of the name before: a FIFO swapped in between
+    // would hang the read. Links are followed: /etc/resolv.conf is often one.
+    text = readRegular(path, { follow: true, maxBytes: MAX_RESOLV_CONF_BYTES }).text;
   } catch (e) {
-    if (e instanceof CniError) throw e;
+    if (e instanceof NotRegularFileError) throw new CniError(ErrorCode.InvalidNetworkConfig, `ipam.resolvConf ${JSON.stringify(path)} is not a regular file`, e.message);
+    if (e instanceof RangeError) throw new CniError(ErrorCode.InvalidNetworkConfig, `ipam.resolvConf ${JSON.stringify(path)} is larger than ${MAX_RESOLV_CONF_BYTES} bytes`);
     throw new CniError(ErrorCode.InvalidNetworkConfig, `cannot read ipam.resolvConf ${JSON.stringify(path)}: ${(e as NodeJS.ErrnoException).code ?? e}`);
   }
   return parseResolvConf(text);

@@ -7,7 +7,15 @@
  *   <dataDir>/<net>/lock                  flock(2)ed by the reference around its changes, and by our GC
  * Ours alone (the reference never reads outside <dataDir>/<net>, and no network can be named ".cni-ts"):
  *   <dataDir>/.cni-ts/<net>/attachments/<id@ifname>  {id, ifname, ips, state, time} (a sha256 for unusual names)
+ *   <dataDir>/.cni-ts/<net>/claims/<id@ifname>       held by the one ADD of that attachment running (claim.ts)
  *   <dataDir>/.cni-ts/<net>/tmp/          files written here first, then link()ed or rename()d into place
+ *
+ * Every file is created and read through files.ts: created exclusively, never through a link, under a random name,
+ * then linked or renamed into place; read only once an fstat of the open descriptor shows a regular file. A link or
+ * special file (FIFO, socket, device, directory) planted at a name we use is never written through and never
+ * blocks: at an address's name it makes that address unavailable (it is never handed out, never removed: it is not
+ * ours to judge); at last_reserved_ip.<i> it counts as "no last address" and is replaced by the next reservation; in
+ * our own .cni-ts tree it counts as absent and is replaced by the next write.
  *
  * Why no lock on ADD and DEL: a reservation is created by link(2) of a complete file, which fails with EEXIST when
  * the address is taken, so two ADDs (ours or the reference's O_EXCL create) can never get one address; and the spec
@@ -26,13 +34,15 @@
  * reference does behind the index is seen by DEL only through prevResult, and reclaimed by GC.
  */
 import { hashHex } from "../../lib/hash.js";
-import { closeSync, constants, existsSync, fstatSync, linkSync, lstatSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
+import { closeSync, constants, existsSync, fstatSync, linkSync, lstatSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, utimesSync } from "node:fs";
 import { join } from "node:path";
 import { formatIP, parseIP } from "../../lib/cidr.js";
 import { CniError, ErrorCode } from "../../lib/errors.js";
 import { DEFAULT_LOCK_WAIT_MS, withFileLock } from "../../lib/lock.js";
 import { log } from "../../lib/log.js";
 import type { ReservationStore } from "./allocator.js";
+import { type ClaimHolder, claimAttachment, releaseClaim, removeIfStale } from "./claim.js";
+import { NotRegularFileError, createExclusive, fileKind, readRegular, unpredictableName } from "./files.js";
 
 /** One reservation file as found on disk. `ifname` is undefined for legacy files holding only the ID. */
 export interface Reservation {
@@ -64,6 +74,11 @@ export interface IndexEntry {
    * attachment in two locked steps, and the import may fall between them), so never conclusive for DEL.
    */
   imported?: boolean;
+  /**
+   * The ADD that wrote it (a random token, or the one its caller passed in CNI_TS_IPAM_OWNER): a rollback DEL that
+   * names its token releases what this entry lists only while the entry is still that ADD's (releaseOwned).
+   */
+  owner?: string;
 }
 
 const LAST_RESERVED = "last_reserved_ip.";
@@ -130,26 +145,32 @@ function ensureDir(path: string, create: boolean, followLink = false): boolean {
 
 /** An index entry file and its mtime, read from one open file (a rename over the name cannot mix two versions). */
 function readEntryFile(file: string): EntryNow | undefined {
-  let fd: number;
   try {
-    fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+    const { text, stat } = readRegular(file);
+    const entry = JSON.parse(text) as IndexEntry;
+    if (typeof entry?.id !== "string" || typeof entry.ifname !== "string" || !Array.isArray(entry.ips)) return undefined;
+    return { entry, sinceMs: stat.mtimeMs };
   } catch {
+    // Missing, unreadable, a link or a special file: no entry (the next write renames a regular one over it).
     return undefined;
   }
+}
+
+/** The text of a regular file, or undefined when it is missing, unreadable or not a regular file. */
+function readText(file: string): string | undefined {
   try {
-    const entry = JSON.parse(readFileSync(fd, "utf8")) as IndexEntry;
-    if (typeof entry?.id !== "string" || typeof entry.ifname !== "string" || !Array.isArray(entry.ips)) return undefined;
-    return { entry, sinceMs: fstatSync(fd).mtimeMs };
+    return readRegular(file).text;
   } catch {
     return undefined;
-  } finally {
-    closeSync(fd);
   }
 }
 
 export class DiskStore implements ReservationStore {
   private readonly meta: string;
-  private tmpCounter = 0;
+  /** The claim this ADD holds on its attachment, from claim() to commit() or abort(). */
+  private claimed: { file: string; holder: ClaimHolder } | undefined;
+  /** last_reserved_ip.<set> as it was before this ADD first wrote it, and what it wrote last: abort() puts it back. */
+  private readonly lastWritten = new Map<number, { before: string | undefined; wrote: string }>();
   /** The entry of the attachment this ADD works for, once begin() wrote its intent. */
   private current: IndexEntry | undefined;
   /** When begin() ran: commit() keeps it as the entry's mtime, so GC sees when the ADD began, not when IPAM ended. */
@@ -169,7 +190,7 @@ export class DiskStore implements ReservationStore {
     if (!ensureDir(dataDir, create, true)) return undefined;
     const dir = join(dataDir, name);
     const meta = join(dataDir, ".cni-ts", name);
-    const dirs = [dir, join(dataDir, ".cni-ts"), meta, join(meta, "attachments"), join(meta, "tmp")];
+    const dirs = [dir, join(dataDir, ".cni-ts"), meta, join(meta, "attachments"), join(meta, "claims"), join(meta, "tmp")];
     // Every one is looked at before any is created, parents first: a symlink planted anywhere refuses the call
     // (code 7) with nothing written, not even an empty <dataDir>/<name>/.
     const present = dirs.map((d) => ensureDir(d, false));
@@ -203,30 +224,78 @@ export class DiskStore implements ReservationStore {
 
   // --- the ADD protocol: begin (intent), reservations, commit or abort ----------------------------------------------
 
-  /** Record that (id, ifname) is being added, before any reservation exists. */
-  begin(id: string, ifname: string): void {
-    this.previous = this.entryNow(id, ifname);
-    const previous = this.previous?.entry;
-    this.startedMs = Date.now();
-    this.current = { id, ifname, ips: previous?.state === "released" ? [] : (previous?.ips ?? []), state: "adding", time: this.startedMs };
-    this.writeEntry(this.current, this.startedMs);
+  /**
+   * Claim (id, ifname) for this ADD, before begin(): a concurrent ADD of the same attachment is refused with 102
+   * (claim.ts). commit() and abort() give the claim up.
+   */
+  async claim(id: string, ifname: string): Promise<void> {
+    const file = join(this.meta, "claims", attachmentKey(id, ifname));
+    const holder = await claimAttachment(file, join(this.meta, "tmp"), (fn) => this.locked(fn), `${id}/${ifname}`);
+    this.claimed = { file, holder };
   }
 
-  /** The ADD succeeded: the entry lists exactly `ips`. */
+  /** Record that (id, ifname) is being added, before any reservation exists. `owner` names this ADD in its entry. */
+  begin(id: string, ifname: string, owner?: string): void {
+    this.lastWritten.clear();
+    try {
+      this.previous = this.entryNow(id, ifname);
+      const previous = this.previous?.entry;
+      this.startedMs = Date.now();
+      this.current = { id, ifname, ips: previous?.state === "released" ? [] : (previous?.ips ?? []), state: "adding", time: this.startedMs };
+      if (owner !== undefined) this.current.owner = owner;
+      this.writeEntry(this.current, this.startedMs);
+    } catch (e) {
+      this.current = undefined;
+      this.unclaim();
+      throw e;
+    }
+  }
+
+  /** The ADD succeeded: the entry lists exactly `ips`, all reserved by this ADD. */
   commit(ips: readonly string[]): void {
     if (!this.current) return;
-    this.writeEntry({ ...this.current, ips: [...ips], state: "added", time: Date.now() }, this.startedMs);
-    this.current = undefined;
+    try {
+      this.writeEntry({ ...this.current, ips: [...ips], state: "added", time: Date.now() }, this.startedMs);
+    } finally {
+      this.current = undefined;
+      this.lastWritten.clear();
+      this.unclaim();
+    }
   }
 
-  /** The ADD failed after begin: the allocator released what it took; the entry goes back to what it was. */
+  /**
+   * The ADD failed after begin: the allocator released what it took; everything else goes back to what it was, so
+   * a refused ADD leaves no trace: the entry as before (none if there was none), last_reserved_ip.* as before.
+   */
   abort(): void {
     if (!this.current) return;
-    const previous = this.previous?.entry;
-    const kept = previous && previous.state !== "released" ? this.verified(previous.ips, this.current.id, this.current.ifname) : [];
-    if (previous && kept.length > 0) this.writeEntry({ ...previous, ips: kept }, this.previous!.sinceMs);
-    else this.writeEntry({ ...this.current, ips: [], state: "released", time: Date.now() });
-    this.current = undefined;
+    try {
+      const previous = this.previous?.entry;
+      const file = join(this.meta, "attachments", attachmentKey(this.current.id, this.current.ifname));
+      if (!previous) rmSync(file, { force: true });
+      else if (previous.state === "released") this.writeEntry(previous, this.previous!.sinceMs);
+      else this.writeEntry({ ...previous, ips: this.verified(previous.ips, this.current.id, this.current.ifname) }, this.previous!.sinceMs);
+      this.restoreLastReserved();
+    } finally {
+      this.current = undefined;
+      this.unclaim();
+    }
+  }
+
+  private unclaim(): void {
+    if (this.claimed) releaseClaim(this.claimed.file, this.claimed.holder);
+    this.claimed = undefined;
+  }
+
+  /** Put back each last_reserved_ip.<set> this ADD wrote, unless another ADD has written it since. */
+  private restoreLastReserved(): void {
+    for (const [setIndex, { before, wrote }] of this.lastWritten) {
+      const file = join(this.dir, `${LAST_RESERVED}${setIndex}`);
+      if (readText(file) !== wrote) continue;
+      if (before === undefined) rmSync(file, { force: true });
+      else this.writeAtomic(file, before);
+    }
+    this.lastWritten.clear();
   }
 
   // --- ReservationStore -------------------------------------------------------------------------------------------
@@ -239,22 +308,30 @@ export class DiskStore implements ReservationStore {
     } finally {
       rmSync(tmp, { force: true });
     }
-    this.writeAtomic(join(this.dir, `${LAST_RESERVED}${setIndex}`), ip);
+    const file = join(this.dir, `${LAST_RESERVED}${setIndex}`);
+    if (this.current && !this.lastWritten.has(setIndex)) this.lastWritten.set(setIndex, { before: readText(file), wrote: ip });
+    else if (this.current) this.lastWritten.get(setIndex)!.wrote = ip;
+    // A rename replaces whatever is at the name (a link, a FIFO) instead of writing through it. It is a hint for the
+    // next round robin: a directory in its way costs the hint, never the reservation just made.
+    try {
+      this.writeAtomic(file, ip);
+    } catch (e) {
+      log.warn(`host-local: ${(e as Error).message}; the next ADD starts its walk at the range's start`);
+    }
     return true;
   }
 
   async lastReserved(setIndex: number): Promise<string | undefined> {
-    try {
-      const text = readFileSync(join(this.dir, `${LAST_RESERVED}${setIndex}`), "utf8").trim();
-      return text === "" ? undefined : text;
-    } catch {
-      return undefined;
-    }
+    // A link or special file there is no last address: the walk starts at the first, as with a missing file.
+    const text = readText(join(this.dir, `${LAST_RESERVED}${setIndex}`))?.trim();
+    return text === "" ? undefined : text;
   }
 
+  /** Taken: a non-empty file; also anything that is not a regular file (a FIFO, a link...), never ours to hand out. */
   async isReserved(ip: string): Promise<boolean> {
     try {
-      return statSync(join(this.dir, ip)).size > 0;
+      const st = lstatSync(join(this.dir, ip));
+      return !st.isFile() || st.size > 0;
     } catch {
       return false;
     }
@@ -289,12 +366,39 @@ export class DiskStore implements ReservationStore {
     return exact.length > 0 ? exact : all.filter((r) => r.id === id && r.ifname === undefined).map((r) => r.ip);
   }
 
+  /**
+   * The rollback of one ADD: release what the entry lists only if the entry is still that ADD's (its `owner` token),
+   * and only the addresses whose files still name the attachment. Anything else (another ADD of the attachment
+   * owns the entry now, or it was released meanwhile) is left alone: releasing by attachment there could free an
+   * address another call handed out.
+   */
+  releaseOwned(id: string, ifname: string, owner: string): string[] {
+    const now = this.entryNow(id, ifname);
+    if (!now || now.entry.owner !== owner || now.entry.state === "released") return [];
+    const ips = this.verified(now.entry.ips, id, ifname);
+    for (const ip of ips) rmSync(join(this.dir, ip), { force: true });
+    this.writeTombstone(id, ifname);
+    return ips;
+  }
+
   /** Release everything (id, ifname) holds and leave a tombstone, so a repeated DEL is O(1). */
   releaseAttachment(id: string, ifname: string, hints: readonly string[] = []): string[] {
     const ips = this.held(id, ifname, hints);
     for (const ip of ips) rmSync(join(this.dir, ip), { force: true });
-    this.writeEntry({ id, ifname, ips: [], state: "released", time: Date.now() });
+    this.writeTombstone(id, ifname);
     return ips;
+  }
+
+  /**
+   * A tombstone only spares a repeated DEL a directory scan: DEL must not fail over it (a directory planted at the
+   * entry's name), since runtimes retry a failed DEL forever.
+   */
+  private writeTombstone(id: string, ifname: string): void {
+    try {
+      this.writeEntry({ id, ifname, ips: [], state: "released", time: Date.now() });
+    } catch (e) {
+      log.warn(`host-local: ${(e as Error).message}; no tombstone left for ${id}/${ifname}`);
+    }
   }
 
   // --- GC -------------------------------------------------------------------------------------------------------------
@@ -303,13 +407,24 @@ export class DiskStore implements ReservationStore {
   async locked<T>(fn: () => Promise<T>, waitMs = DEFAULT_LOCK_WAIT_MS): Promise<T> {
     const lockFile = join(this.dir, "lock");
     // O_NOFOLLOW: a symlink planted at <net>/lock must not make us create its target as root.
+    // O_NONBLOCK: a FIFO planted there must not block the open (a writer's open waits for a reader); the fstat
+    // then refuses it, as anything else that is not a regular file.
+    let fd: number;
     try {
-      closeSync(openSync(lockFile, constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND | constants.O_NOFOLLOW, 0o600));
+      fd = openSync(lockFile, constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND | constants.O_NOFOLLOW | constants.O_NONBLOCK | constants.O_NOCTTY, 0o600);
     } catch (e) {
       if (errno(e) === "ELOOP") throw new CniError(ErrorCode.InvalidNetworkConfig, `${lockFile} is a symlink`, "remove it; the lock file must be a regular file");
+      if (errno(e) === "ENXIO") throw new CniError(ErrorCode.InvalidNetworkConfig, `${lockFile} is a FIFO`, "remove it; the lock file must be a regular file");
       throw new CniError(ErrorCode.IOFailure, `cannot open ${lockFile}: ${errno(e) ?? String(e)}`);
     }
-    return withFileLock(lockFile, waitMs, fn);
+    try {
+      const st = fstatSync(fd);
+      if (!st.isFile()) throw new CniError(ErrorCode.InvalidNetworkConfig, `${lockFile} is a ${fileKind(st)}`, "remove it; the lock file must be a regular file");
+      // The helper locks this descriptor, not the name: nothing swapped in at the name after our check is touched.
+      return await withFileLock(lockFile, waitMs, fn, fd);
+    } finally {
+      closeSync(fd);
+    }
   }
 
   /**
@@ -326,9 +441,13 @@ export class DiskStore implements ReservationStore {
       let text: string;
       let mtimeMs: number;
       try {
-        text = readFileSync(file, "utf8");
-        mtimeMs = statSync(file).mtimeMs;
-      } catch {
+        const r = readRegular(file);
+        text = r.text;
+        mtimeMs = r.stat.mtimeMs;
+      } catch (e) {
+        // A link or special file named like an address is nobody's reservation we can read: left alone, never
+        // released (it keeps the address from being handed out, see isReserved).
+        if (e instanceof NotRegularFileError) log.warn(`host-local: ignoring ${e.message} (not a reservation)`);
         continue;
       }
       const owner = parseContent(text);
@@ -345,10 +464,17 @@ export class DiskStore implements ReservationStore {
   entries(): IndexEntry[] {
     const out: IndexEntry[] = [];
     for (const f of readdirSync(join(this.meta, "attachments"))) {
+      const file = join(this.meta, "attachments", f);
+      let text: string;
       try {
-        out.push(JSON.parse(readFileSync(join(this.meta, "attachments", f), "utf8")) as IndexEntry);
+        text = readRegular(file).text;
       } catch {
-        rmSync(join(this.meta, "attachments", f), { force: true });
+        continue; // gone, or a link or special file: no entry (the attachment's next write replaces it)
+      }
+      try {
+        out.push(JSON.parse(text) as IndexEntry);
+      } catch {
+        rmSync(file, { force: true });
       }
     }
     return out;
@@ -363,19 +489,12 @@ export class DiskStore implements ReservationStore {
   /** The reservation of `ip` as it is on disk now: owner and age, read from one open file. */
   reservationNow(ip: string): Reservation | undefined {
     if (!parseIP(ip)) return undefined;
-    let fd: number;
     try {
-      fd = openSync(join(this.dir, ip), constants.O_RDONLY | constants.O_NOFOLLOW);
+      const { text, stat } = readRegular(join(this.dir, ip));
+      const owner = parseContent(text);
+      return owner && { ip, ...owner, mtimeMs: stat.mtimeMs };
     } catch {
       return undefined;
-    }
-    try {
-      const owner = parseContent(readFileSync(fd, "utf8"));
-      return owner && { ip, ...owner, mtimeMs: fstatSync(fd).mtimeMs };
-    } catch {
-      return undefined;
-    } finally {
-      closeSync(fd);
     }
   }
 
@@ -398,7 +517,7 @@ export class DiskStore implements ReservationStore {
     const marker = join(this.meta, SWEPT);
     const now = Date.now();
     try {
-      const age = now - statSync(marker).mtimeMs;
+      const age = now - lstatSync(marker).mtimeMs;
       // A marker from the future (the clock went back) does not postpone the sweep.
       if (age >= 0 && age < TOMBSTONE_TTL_MS) return 0;
     } catch (e) {
@@ -424,12 +543,30 @@ export class DiskStore implements ReservationStore {
     return swept;
   }
 
+  /** Claims of ADDs that died holding them (claim.ts). Call with the network's lock held, as GC does. */
+  sweepClaims(): void {
+    const dir = join(this.meta, "claims");
+    let names: string[];
+    try {
+      names = readdirSync(dir);
+    } catch {
+      return; // a network indexed before claims existed
+    }
+    for (const f of names) {
+      try {
+        removeIfStale(join(dir, f));
+      } catch (e) {
+        log.warn(`host-local: ${(e as Error).message}`);
+      }
+    }
+  }
+
   /** Temp files of processes killed between write and link/rename. */
   sweepTmp(olderThanMs: number): void {
     const dir = join(this.meta, "tmp");
     for (const f of readdirSync(dir)) {
       try {
-        if (Date.now() - statSync(join(dir, f)).mtimeMs > olderThanMs) rmSync(join(dir, f), { force: true });
+        if (Date.now() - lstatSync(join(dir, f)).mtimeMs > olderThanMs) rmSync(join(dir, f), { force: true });
       } catch {
         // gone already
       }
@@ -450,11 +587,8 @@ export class DiskStore implements ReservationStore {
 
   private owner(ip: string): { id: string; ifname: string | undefined } | undefined {
     if (!parseIP(ip)) return undefined;
-    try {
-      return parseContent(readFileSync(join(this.dir, ip), "utf8"));
-    } catch {
-      return undefined;
-    }
+    const text = readText(join(this.dir, ip));
+    return text === undefined ? undefined : parseContent(text);
   }
 
   private readEntry(id: string, ifname: string): IndexEntry | undefined {
@@ -488,14 +622,17 @@ export class DiskStore implements ReservationStore {
     return false;
   }
 
+  /** A name in tmp/ nobody can have planted anything at beforehand (see files.ts). */
   private tmpName(): string {
-    return join(this.meta, "tmp", `${process.pid}.${++this.tmpCounter}`);
+    return unpredictableName(join(this.meta, "tmp"));
   }
 
   private writeTmp(content: string): string {
-    const tmp = this.tmpName();
-    writeFileSync(tmp, content, { mode: 0o600, flag: "w" });
-    return tmp;
+    try {
+      return createExclusive(join(this.meta, "tmp"), content);
+    } catch (e) {
+      throw new CniError(ErrorCode.IOFailure, `cannot write in ${join(this.meta, "tmp")}: ${errno(e) ?? String(e)}`);
+    }
   }
 
   /** Write then rename: readers see the old content or the new, never a torn one. */
@@ -523,11 +660,12 @@ export class DiskStore implements ReservationStore {
     }
     let st;
     try {
-      st = statSync(target);
+      st = lstatSync(target);
     } catch {
       return this.linkOrRepair(tmp, target);
     }
-    if (st.size > 0 || Date.now() - st.mtimeMs <= EMPTY_FILE_GRACE_MS) return false;
+    // Only an empty regular file is ever repaired: a link or special file is not ours to remove (see isReserved).
+    if (!st.isFile() || st.size > 0 || Date.now() - st.mtimeMs <= EMPTY_FILE_GRACE_MS) return false;
     log.warn(`host-local: replacing empty reservation file ${target} (left by an interrupted ADD)`);
     rmSync(target, { force: true });
     return this.linkOrRepair(tmp, target);

@@ -7,6 +7,7 @@
 import { readFileSync } from "node:fs";
 import { bigIntToIP, parseCidr } from "../../lib/cidr.js";
 import { CniError, ErrorCode } from "../../lib/errors.js";
+import { randomBytes } from "../../lib/hash.js";
 import { delegate } from "../../lib/invoke.js";
 import { IpBatch } from "../../lib/ip/batch.js";
 import { getLink, ipJson, type LinkInfo } from "../../lib/ip/read.js";
@@ -38,11 +39,18 @@ export function masqEntries(conf: BridgeConfig, ctx: CmdContext, ips: readonly I
  * spoof check come after the veth, so without a veth of ours there are none of ours either, and an ADD refused
  * because the attachment is live (IPAM or the veth said 102) must not strip that live pod's rules.
  */
-async function rollback(conf: BridgeConfig, ctx: CmdContext, hostVeth: string | undefined, ipamDone: boolean): Promise<void> {
+async function rollback(conf: BridgeConfig, ctx: CmdContext, hostVeth: string | undefined, ipamDone: boolean, ipamOwner: Record<string, string>): Promise<void> {
   if (hostVeth) await new IpBatch().cmd("link", "del", "dev", hostVeth).run().catch(() => undefined);
   if (hostVeth && conf.macspoofchk) await delSpoofCheck(hostVeth, conf.name).catch(() => undefined);
   if (hostVeth && conf.ipMasq) await delMasq(conf.name, ctx.containerID, ctx.ifname).catch(() => undefined);
-  if (ipamDone && conf.ipamType) await delegate(conf.ipamType, "DEL", ctx).catch((e: unknown) => log.warn(`bridge: IPAM DEL during rollback failed: ${String(e)}`));
+  // With this ADD's owner token, our host-local releases what this ADD reserved and nothing else: a concurrent ADD
+  // of the same attachment (a runtime retrying after a timeout) may hold it now. Other IPAMs ignore the variable.
+  if (ipamDone && conf.ipamType) await delegate(conf.ipamType, "DEL", ctx, { env: ipamOwner }).catch((e: unknown) => log.warn(`bridge: IPAM DEL during rollback failed: ${String(e)}`));
+}
+
+/** Names this ADD to host-local (CNI_TS_IPAM_OWNER), so that its rollback can release exactly what it reserved. */
+function ipamOwnerEnv(): Record<string, string> {
+  return { CNI_TS_IPAM_OWNER: randomBytes(16).toString("hex") };
 }
 
 /** Explain a failed node batch: which of the two interfaces is in the way. */
@@ -131,10 +139,11 @@ export async function add(ctx: CmdContext): Promise<Result> {
   if (conf.ipMasq && conf.ipamType) resolveMasqBackend(conf.ipMasqBackend);
   const hostVeth = hostVethName(ctx.containerID, ctx.ifname);
 
-  const [stateR, ipamR] = await Promise.allSettled([readBridge(conf), conf.ipamType ? delegate(conf.ipamType, "ADD", ctx) : Promise.resolve(undefined)]);
+  const ipamOwner = ipamOwnerEnv();
+  const [stateR, ipamR] = await Promise.allSettled([readBridge(conf), conf.ipamType ? delegate(conf.ipamType, "ADD", ctx, { env: ipamOwner }) : Promise.resolve(undefined)]);
   const ipamDone = ipamR.status === "fulfilled" && ipamR.value !== undefined;
   if (stateR.status === "rejected" || ipamR.status === "rejected") {
-    await rollback(conf, ctx, undefined, ipamDone);
+    await rollback(conf, ctx, undefined, ipamDone, ipamOwner);
     throw stateR.status === "rejected" ? stateR.reason : (ipamR as PromiseRejectedResult).reason;
   }
   const state = stateR.value;
@@ -181,7 +190,7 @@ export async function add(ctx: CmdContext): Promise<Result> {
     if (dns) result.dns = dns;
     return result;
   } catch (e) {
-    await rollback(conf, ctx, created ? hostVeth : undefined, ipamDone);
+    await rollback(conf, ctx, created ? hostVeth : undefined, ipamDone, ipamOwner);
     throw e;
   }
 }

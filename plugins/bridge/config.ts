@@ -7,7 +7,8 @@
  */
 import type { CniArgs } from "../../lib/cniargs.js";
 import { CniError, ErrorCode } from "../../lib/errors.js";
-import type { DNS, NetConf } from "../../lib/types.js";
+import { GO_ANY, goExtend, goList, goStruct } from "../../lib/gojson.js";
+import { PLUGIN_CONF_SHAPE, type DNS, type NetConf } from "../../lib/types.js";
 import { validateIfname, validatePluginType } from "../../lib/validate.js";
 import { usesVlanGateway, vlanGatewayName } from "./vlan.js";
 
@@ -43,6 +44,28 @@ export interface BridgeConfig {
   /** The container interface's MAC (CNI_ARGS MAC < args.cni.mac < runtimeConfig.mac), lower case. */
   mac: string | undefined;
 }
+
+/** The reference's `NetConf` (plugins/main/bridge): its keys match case-insensitively, as Go reads them. */
+export const BRIDGE_CONF_SHAPE = goExtend(PLUGIN_CONF_SHAPE, {
+  bridge: GO_ANY,
+  isGateway: GO_ANY,
+  isDefaultGateway: GO_ANY,
+  forceAddress: GO_ANY,
+  ipMasq: GO_ANY,
+  ipMasqBackend: GO_ANY,
+  mtu: GO_ANY,
+  hairpinMode: GO_ANY,
+  promiscMode: GO_ANY,
+  vlan: GO_ANY,
+  vlanTrunk: goList(goStruct({ minID: GO_ANY, maxID: GO_ANY, id: GO_ANY })),
+  preserveDefaultVlan: GO_ANY,
+  macspoofchk: GO_ANY,
+  enabledad: GO_ANY,
+  disableContainerInterface: GO_ANY,
+  portIsolation: GO_ANY,
+  args: goStruct({ cni: goStruct({ mac: GO_ANY }) }),
+  runtimeConfig: goStruct({ mac: GO_ANY }),
+});
 
 const invalid = (msg: string, details = "") => new CniError(ErrorCode.InvalidNetworkConfig, msg, details);
 

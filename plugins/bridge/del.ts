@@ -119,7 +119,8 @@ export async function del(ctx: CmdContext): Promise<void> {
   };
   await Promise.all([
     links(),
-    conf.ipamType ? step("IPAM", () => delegate(conf.ipamType!, "DEL", ctx).then(() => undefined)) : undefined,
+    // A runtime's DEL releases the whole attachment: an owner token the runtime's environment may carry is dropped.
+    conf.ipamType ? step("IPAM", () => delegate(conf.ipamType!, "DEL", ctx, { env: { CNI_TS_IPAM_OWNER: undefined } }).then(() => undefined)) : undefined,
     conf.ipMasq ? step("masquerade", () => delMasq(conf.name, ctx.containerID, ctx.ifname, (prev?.ips ?? []).map((ip) => ip.address))) : undefined,
     conf.macspoofchk ? step("macspoofchk", () => delSpoofCheck(hostVeth, conf.name)) : undefined,
   ]);

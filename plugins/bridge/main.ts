@@ -6,7 +6,7 @@ import { delegate } from "../../lib/invoke.js";
 import type { CmdContext, PluginDefinition } from "../../lib/skel.js";
 import { add } from "./add.js";
 import { check } from "./check.js";
-import { loadBridgeConfig } from "./config.js";
+import { BRIDGE_CONF_SHAPE, loadBridgeConfig } from "./config.js";
 import { del } from "./del.js";
 import { gc } from "./gc.js";
 
@@ -22,6 +22,7 @@ export const bridge: PluginDefinition = {
   netns: "required",
   // IP is for the IPAM plugin, which gets the same CNI_ARGS.
   argsKeys: ["MAC", "IP"],
+  config: BRIDGE_CONF_SHAPE,
   add,
   del,
   check,

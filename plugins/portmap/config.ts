@@ -7,8 +7,9 @@
  */
 import { formatIP, parseIP, type Family } from "../../lib/cidr.js";
 import { CniError, ErrorCode } from "../../lib/errors.js";
+import { GO_ANY, goExtend, goStruct } from "../../lib/gojson.js";
 import { hasExecutable } from "../../lib/masq.js";
-import type { NetConf } from "../../lib/types.js";
+import { CAPABILITY_SHAPES, PLUGIN_CONF_SHAPE, type NetConf } from "../../lib/types.js";
 
 /** The two firewall implementations, named as the reference's `backend` key names them. */
 export type Backend = "iptables" | "nftables";
@@ -46,6 +47,21 @@ export interface PortmapConfig {
   conditionsV6: string[];
   backend: Backend;
 }
+
+/**
+ * The reference's `PortMapConf`: its keys, and the `portMappings` capability, match case-insensitively as Go reads
+ * them (containerd sends `{"HostPort":8080,"ContainerPort":80,"Protocol":"tcp","HostIP":""}`).
+ */
+export const PORTMAP_CONF_SHAPE = goExtend(PLUGIN_CONF_SHAPE, {
+  backend: GO_ANY,
+  snat: GO_ANY,
+  conditionsV4: GO_ANY,
+  conditionsV6: GO_ANY,
+  masqAll: GO_ANY,
+  markMasqBit: GO_ANY,
+  externalSetMarkChain: GO_ANY,
+  runtimeConfig: goStruct({ portMappings: CAPABILITY_SHAPES.portMappings }),
+});
 
 /** The reference's default mark bit (Kubernetes uses 14 and 15, Calico 20-31). */
 export const DEFAULT_MARK_BIT = 13;

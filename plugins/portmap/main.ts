@@ -9,7 +9,7 @@ import { hasExecutable } from "../../lib/masq.js";
 import type { CmdContext, GcContext, PluginDefinition } from "../../lib/skel.js";
 import type { Result } from "../../lib/types.js";
 import { parseResult } from "../../lib/version.js";
-import { loadPortmapConfig, type PortmapConfig } from "./config.js";
+import { PORTMAP_CONF_SHAPE, loadPortmapConfig, type PortmapConfig } from "./config.js";
 import { iptAdd, iptCheck, iptDel, iptGc } from "./iptables.js";
 import { nftAdd, nftCheck, nftDel, nftGc } from "./nft.js";
 import { enableLocalnet, flushUdpConntrack, localnetProblem } from "./node.js";
@@ -86,6 +86,7 @@ export const portmap: PluginDefinition = {
   about: "CNI portmap plugin (cni-ts): hostPort forwarding to pods (iptables or nftables), chained after the main plugin",
   // The pod's namespace is never entered: the rules live on the node. DEL must work after it is gone.
   netns: "ignored",
+  config: PORTMAP_CONF_SHAPE,
   add,
   del,
   check,

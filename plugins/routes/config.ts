@@ -8,7 +8,8 @@
  */
 import { bigIntToIP, formatIP, isNetworkAddress, parseCidr, parseIP, type Family } from "../../lib/cidr.js";
 import { CniError, ErrorCode } from "../../lib/errors.js";
-import type { NetConf, Route } from "../../lib/types.js";
+import { GO_ANY, goExtend, goList, goStruct, type GoType } from "../../lib/gojson.js";
+import { PLUGIN_CONF_SHAPE, ROUTE_SHAPE, type NetConf, type Route } from "../../lib/types.js";
 import { quoteInput, validateIfname } from "../../lib/validate.js";
 
 /**
@@ -52,6 +53,21 @@ const MAX_U32 = 4294967295;
 /** Keys a pod's own args may set. hostRoutes is left out on purpose: args.cni can come from a pod annotation
  * (Multus `cni-args`), and a pod must not be able to rewrite its node's routing table. */
 const ARGS_KEYS = ["addroutes", "delroutes", "flushroutes", "flushgateway", "skipcheck", "interface"] as const;
+
+const HOST_ROUTE_SHAPE = goStruct({ ...ROUTE_SHAPE.fields, dev: GO_ANY });
+const ROUTE_KEYS_SHAPE: Record<(typeof ARGS_KEYS)[number] | "hostRoutes", GoType> = {
+  addroutes: goList(ROUTE_SHAPE),
+  delroutes: goList(ROUTE_SHAPE),
+  flushroutes: GO_ANY,
+  flushgateway: GO_ANY,
+  skipcheck: GO_ANY,
+  interface: GO_ANY,
+  // Also under args.cni, where it is refused: a differently-cased spelling must be refused too.
+  hostRoutes: goList(HOST_ROUTE_SHAPE),
+};
+
+/** route-override's `RouteOverrideConfig` (keys also under `args.cni`) and ours: keys match as Go reads them. */
+export const ROUTES_CONF_SHAPE = goExtend(PLUGIN_CONF_SHAPE, { ...ROUTE_KEYS_SHAPE, args: goStruct({ cni: goStruct(ROUTE_KEYS_SHAPE) }) });
 
 const invalid = (msg: string, details = "") => new CniError(ErrorCode.InvalidNetworkConfig, msg, details);
 const unsupported = (msg: string, details = "") => new CniError(ErrorCode.UnsupportedField, msg, details);

@@ -7,7 +7,7 @@ import type { CmdContext, PluginDefinition } from "../../lib/skel.js";
 import { add } from "./add.js";
 import { check } from "./check.js";
 import { routesCli } from "./cli.js";
-import { loadRoutesConfig } from "./config.js";
+import { ROUTES_CONF_SHAPE, loadRoutesConfig } from "./config.js";
 
 /** DEL changes nothing: the pod's routes go with its namespace, and hostRoutes are shared by every pod of the node
  * (removing them when one pod goes would cut the others off). */
@@ -23,6 +23,7 @@ export const routes: PluginDefinition & { cli(argv: readonly string[]): Promise<
   name: "routes",
   about: "CNI routes plugin (cni-ts): route shaping inside the pod and on the node; `routes sync --help` for node mode",
   netns: "required",
+  config: ROUTES_CONF_SHAPE,
   add,
   del,
   check,

@@ -49,10 +49,44 @@ describe("DiskStore", () => {
     expect(readdirSync(join(dataDir, "net1")).sort()).toEqual(["last_reserved_ip.0", "last_reserved_ip.1", "lock"]);
   });
 
-  it("a failed ADD leaves a tombstone, not a claim", async () => {
+  it("a failed ADD of a new attachment leaves no entry at all; of a released one, its tombstone as it was", async () => {
     const s = await open();
     s.begin("ctr1", "eth0");
     s.abort();
+    expect(s.entries()).toEqual([]);
+    s.begin("ctr1", "eth0");
+    s.commit([]);
+    s.releaseAttachment("ctr1", "eth0");
+    const tombstone = readFileSync(join(dataDir, ".cni-ts", "net1", "attachments", "ctr1@eth0"), "utf8");
+    s.begin("ctr1", "eth0");
+    s.abort();
+    expect(readFileSync(join(dataDir, ".cni-ts", "net1", "attachments", "ctr1@eth0"), "utf8")).toBe(tombstone);
+  });
+
+  it("a failed ADD puts last_reserved_ip.<set> back as it was, and removes one it created", async () => {
+    const s = await open();
+    s.begin("a", "eth0");
+    await s.reserve("10.1.0.2", "a", "eth0", 0);
+    s.commit(["10.1.0.2"]);
+    s.begin("b", "eth0");
+    await s.reserve("10.1.0.3", "b", "eth0", 0);
+    await s.reserve("fd01::3", "b", "eth0", 1);
+    await s.release("10.1.0.3");
+    await s.release("fd01::3");
+    s.abort();
+    expect(readFileSync(join(dataDir, "net1", "last_reserved_ip.0"), "utf8")).toBe("10.1.0.2");
+    expect(readdirSync(join(dataDir, "net1")).sort()).toEqual(["10.1.0.2", "last_reserved_ip.0", "lock"]);
+  });
+
+  it("releaseOwned releases what the entry lists only while the entry is that ADD's", async () => {
+    const s = await open();
+    s.begin("c", "eth0", "a".repeat(32));
+    await s.reserve("10.1.0.2", "c", "eth0", 0);
+    s.commit(["10.1.0.2"]);
+    expect(s.releaseOwned("c", "eth0", "b".repeat(32))).toEqual([]);
+    expect(await s.findByAttachment("c", "eth0")).toEqual(["10.1.0.2"]);
+    expect(s.releaseOwned("c", "eth0", "a".repeat(32))).toEqual(["10.1.0.2"]);
+    expect(await s.findByAttachment("c", "eth0")).toEqual([]);
     expect(s.entries()).toEqual([expect.objectContaining({ state: "released", ips: [] })]);
   });
 
@@ -185,7 +219,8 @@ describe("removing index entries safely (GC, tombstone sweep)", () => {
   it("an entry rewritten by its ADD before it is judged is put back", async () => {
     const s = await open();
     s.begin("c", "eth0");
-    s.abort(); // a tombstone
+    s.commit([]);
+    s.releaseAttachment("c", "eth0"); // a tombstone
     hoursAgo(entryFile("c"), 2);
     s.begin("c", "eth0"); // ADD again: the name now holds an "adding" entry
     expect(s.forgetIf("c", "eth0", oldTombstone)).toBe(false);
@@ -196,7 +231,8 @@ describe("removing index entries safely (GC, tombstone sweep)", () => {
     const s = await open();
     const add = await open();
     s.begin("c", "eth0");
-    s.abort();
+    s.commit([]);
+    s.releaseAttachment("c", "eth0");
     hoursAgo(entryFile("c"), 2);
     // Judged old, and dropped, but the ADD wrote its intent in between: that one stays.
     expect(s.forgetIf("c", "eth0", (e) => (add.begin("c", "eth0"), oldTombstone(e)))).toBe(true);

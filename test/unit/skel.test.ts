@@ -259,3 +259,51 @@ describe("GC attachments", () => {
     expect(r.parsed).toMatchObject({ code: 7 });
   });
 });
+
+// The reference skel checks the environment, then decodes stdin (6), the name (7), cniVersion (6 for a wrong type,
+// 1 unsupported) and the verb's version gate (1) before the plugin looks at anything: CNI_ARGS and CNI_NETNS come
+// after (cni pkg/skel/skel.go pluginMain, checkVersionAndCall, validateConfig).
+describe("the reference's order of checks", () => {
+  const gone = { CNI_NETNS: "/nonexistent/cni-ts-netns" };
+  it("ADD with truncated JSON and a missing netns is code 6, not 3", async () => {
+    const r = await call("ADD", gone, Buffer.from('{"cniVersion":"1.0.0","name":"n'), "required");
+    expect(r.parsed).toMatchObject({ code: 6 });
+  });
+  it("ADD with cniVersion 9.9.9 and a missing netns is code 1, not 3", async () => {
+    const r = await call("ADD", gone, conf({ cniVersion: "9.9.9" }), "required");
+    expect(r.parsed).toMatchObject({ code: 1, msg: "incompatible CNI versions" });
+  });
+  it("CHECK at 0.3.1 with a missing netns is code 1, not 3", async () => {
+    const r = await call("CHECK", gone, conf({ cniVersion: "0.3.1" }), "required");
+    expect(r.parsed).toMatchObject({ code: 1, msg: "config version does not allow CHECK" });
+  });
+  it("the missing netns itself is still code 3 once the config is good", async () => {
+    const r = await call("ADD", gone, conf(), "required");
+    expect(r.parsed).toMatchObject({ code: 3 });
+  });
+  it("bad JSON wins over an unknown CNI_ARGS key, and a bad version over it too", async () => {
+    expect((await call("ADD", { CNI_ARGS: "FOO=1" }, Buffer.from("{"))).parsed).toMatchObject({ code: 6 });
+    expect((await call("ADD", { CNI_ARGS: "FOO=1" }, conf({ cniVersion: "9.9.9" }))).parsed).toMatchObject({ code: 1 });
+    expect((await call("ADD", { CNI_ARGS: "FOO=1" }, conf())).parsed).toMatchObject({ code: 4 });
+  });
+  it("a name or cniVersion of the wrong type is a decoding failure (6); the name is checked before the version", async () => {
+    expect((await call("ADD", {}, conf({ name: 5 }))).parsed).toMatchObject({ code: 6 });
+    expect((await call("ADD", {}, conf({ cniVersion: 1 }))).parsed).toMatchObject({ code: 6 });
+    expect((await call("ADD", {}, conf({ name: undefined, cniVersion: "9.9.9" }))).parsed).toMatchObject({ code: 7, msg: "missing network name" });
+  });
+  it("the environment still comes first: a missing variable is code 4 whatever stdin holds", async () => {
+    expect((await call("ADD", { CNI_IFNAME: "" }, Buffer.from("{"))).parsed).toMatchObject({ code: 4 });
+  });
+  it("cniVersion and name match case-insensitively, as Go reads them", async () => {
+    const r = await call("ADD", {}, Buffer.from('{"CNIVersion":"0.4.0","Name":"net1","type":"rec"}'));
+    expect(r.exitCode).toBe(0);
+    expect(r.parsed).toMatchObject({ cniVersion: "0.4.0" });
+    expect(r.calls[0]?.ctx.config.name).toBe("net1");
+  });
+  it("GC's valid attachments match case-insensitively too", async () => {
+    const stdin = Buffer.from(JSON.stringify({ cniVersion: "1.1.0", name: "net1", type: "rec", "CNI.DEV/Valid-Attachments": [{ ContainerID: "c9", IfName: "eth1" }] }));
+    const r = await call("GC", {}, stdin);
+    expect(r.exitCode).toBe(0);
+    expect((r.calls[0]?.ctx as { validAttachments?: unknown }).validAttachments).toEqual([{ containerID: "c9", ifname: "eth1" }]);
+  });
+});
