@@ -38,6 +38,8 @@ export interface WatchOptions {
   /** Time for the server to start answering. */
   timeoutMs: number;
   signal?: AbortSignal;
+  /** The server accepted the watch (200): called before the first event. */
+  onOpen?(): void;
   onEvent(ev: WatchEvent): void;
 }
 
@@ -145,6 +147,7 @@ export class KubeClient {
   async watch(path: string, o: WatchOptions): Promise<void> {
     const { req, res } = await this.open(path, o.timeoutMs, o.signal);
     if (res.statusCode !== 200) throw statusMessage(res.statusCode ?? 0, await KubeClient.body(res, 1024 * 1024));
+    o.onOpen?.();
     const decoder = new WatchDecoder();
     res.setEncoding("utf8");
     return new Promise<void>((resolve, reject) => {

@@ -10,7 +10,9 @@
  * - `410 Gone` (as an HTTP status or an ERROR event: the resourceVersion left the server's window) means list
  *   again; any other failure (refused, dropped, silent, malformed, 5xx) waits a backoff with jitter, then watches
  *   again from the last resourceVersion, or lists if there was none;
- * - every `resyncMs` the watch is closed and the list is read again in full, whatever the watch said.
+ * - every `resyncMs` the watch is closed and the list is read again in full, whatever the watch said;
+ * - the first watch that opens after failures calls onChange("reconnected"), so that the node is checked against
+ *   the cache as soon as the API is back.
  *
  * Nothing here changes state outside the cache: an unreachable API means no calls to onChange, never an empty
  * one.
@@ -68,6 +70,8 @@ const sleep = (ms: number, signal: AbortSignal) =>
 export class ListWatch<T> {
   private readonly backoff: Backoff;
   private readonly random: () => number;
+  /** A request failed since the last watch that opened. */
+  private failing = false;
 
   constructor(private readonly o: ListWatchOptions<T>) {
     this.random = o.random ?? Math.random;
@@ -116,6 +120,12 @@ export class ListWatch<T> {
         idleMs: (timeoutSeconds + 60) * 1000,
         timeoutMs: this.o.requestTimeoutMs,
         signal: local.signal,
+        onOpen: () => {
+          // Back after failures: sync once against what is known, so that anything that drifted on the node
+          // while the API was away is put right now, not at the next resync. (Missed events replay on this watch.)
+          if (this.failing) this.o.onChange("reconnected");
+          this.failing = false;
+        },
         onEvent: (ev) => this.event(ev),
       });
       return "closed";
@@ -185,6 +195,7 @@ export class ListWatch<T> {
         }
         // A list that failed half-way is read again from the start; a watch resumes from the last resourceVersion.
         if (this.o.cache.resourceVersion === undefined) needList = true;
+        this.failing = true;
         const delay = this.backoff.next();
         this.o.onRestart?.("error", (e as Error).message, delay);
         await sleep(delay, signal);
