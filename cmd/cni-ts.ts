@@ -24,7 +24,7 @@ function usage(): string {
     Object.values(APPLETS).map((p) => `  ${p.name.padEnd(11)} ${p.about}\n`).join("") +
     `Run by hand: cni-ts PLUGIN [--help]\n` +
     `Install on a node: cni-ts install [--dir /opt/cni/bin] [--force]\n` +
-    `Write a node's conflist: cni-ts conflist --template FILE --out FILE [--node NAME] [--pod-cidrs CIDR[,CIDR]]\n`;
+    `Write a node's conflist: cni-ts conflist --template FILE --out FILE [--node NAME] [--pod-cidrs CIDR[,CIDR]] [--kubeconfig FILE]\n`;
 }
 
 async function main(): Promise<void> {

@@ -1,17 +1,16 @@
 /**
- * `cni-ts conflist --template FILE --out FILE [--node NAME] [--pod-cidrs CIDR[,CIDR]]`: write a node's conflist from a
- * template and the node's pod subnets, the way kube-router and flannel write theirs from a DaemonSet.
+ * `cni-ts conflist --template FILE --out FILE [--node NAME] [--pod-cidrs CIDR[,CIDR]] [--kubeconfig FILE]`: write a
+ * node's conflist from a template and the node's pod subnets, the way kube-router and flannel write theirs from a
+ * DaemonSet.
  *
- * The pod subnets come from --pod-cidrs, or from the Node object (spec.podCIDRs / spec.podCIDR) read from the
- * in-cluster API with the pod's service account (NODE_NAME from the downward API, or --node). In the template,
- * "__POD_CIDR__" becomes the first pod subnet and "__RANGES__" (a JSON string, quotes included) becomes host-local
- * `ranges` with one range set per subnet (dual-stack). The output is written only if it changed, by rename, so the
- * runtime never reads a half-written file.
+ * The pod subnets come from --pod-cidrs, or from the Node object (spec.podCIDRs / spec.podCIDR) read from the API
+ * with the client `routes sync --kubernetes` uses (lib/kube): the pod's service account, or --kubeconfig; the
+ * node's name from NODE_NAME (the downward API) or --node. In the template, "__POD_CIDR__" becomes the first pod
+ * subnet and "__RANGES__" (a JSON string, quotes included) becomes host-local `ranges` with one range set per subnet
+ * (dual-stack). The output is written only if it changed, by rename, so the runtime never reads a half-written file.
  */
 import { readFileSync, renameSync, rmSync, writeFileSync, existsSync } from "node:fs";
 import { parseCidr, isNetworkAddress } from "../lib/cidr.js";
-
-const SA = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 /** The template with the node's pod subnets filled in; throws when the outcome is not a JSON object. */
 export function renderConflist(template: string, podCIDRs: readonly string[]): string {
@@ -27,37 +26,20 @@ export function renderConflist(template: string, podCIDRs: readonly string[]): s
   return JSON.stringify(parsed, null, 2) + "\n";
 }
 
-/** The Node's pod subnets from the API server, with the pod's service account. */
-export async function fetchPodCIDRs(node: string): Promise<string[]> {
-  const host = process.env.KUBERNETES_SERVICE_HOST;
-  const port = process.env.KUBERNETES_SERVICE_PORT ?? "443";
-  if (!host) throw new Error("not in a cluster (KUBERNETES_SERVICE_HOST unset): pass --pod-cidrs");
-  const token = readFileSync(`${SA}/token`, "utf8").trim();
-  const ca = readFileSync(`${SA}/ca.crt`);
-  // Loaded here, not at the top: TLS costs every plugin process ~16 ms of CPU at start, and only this command needs it.
-  const { request } = await import("node:https");
-  return new Promise((resolve, reject) => {
-    const req = request(
-      { host, port, path: `/api/v1/nodes/${encodeURIComponent(node)}`, headers: { authorization: `Bearer ${token}`, accept: "application/json" }, ca, timeout: 10_000 },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on("data", (b: Buffer) => chunks.push(b));
-        res.on("end", () => {
-          const body = Buffer.concat(chunks).toString("utf8");
-          if (res.statusCode !== 200) return reject(new Error(`GET node ${node}: HTTP ${res.statusCode}: ${body.slice(0, 200)}`));
-          try {
-            const spec = (JSON.parse(body) as { spec?: { podCIDR?: string; podCIDRs?: string[] } }).spec ?? {};
-            resolve(spec.podCIDRs?.length ? spec.podCIDRs : spec.podCIDR ? [spec.podCIDR] : []);
-          } catch (e) {
-            reject(new Error(`GET node ${node}: ${(e as Error).message}`));
-          }
-        });
-      },
-    );
-    req.on("timeout", () => req.destroy(new Error("the API server did not answer within 10 s")));
-    req.on("error", reject);
-    req.end();
-  });
+/** The Node's pod subnets from the API server (the service account, or `kubeconfig`). */
+export async function fetchPodCIDRs(node: string, kubeconfig: string | undefined): Promise<string[]> {
+  // Loaded here, not at the top: only this command talks to the API, and a plugin call must not pay for it.
+  const [{ KubeClient }, { resolveTarget }, { parseNode }, { isNodeName }] = await Promise.all([
+    import("../lib/kube/client.js"),
+    import("../lib/kube/config.js"),
+    import("../plugins/routes/nodelist.js"),
+    import("../plugins/routes/sync.js"),
+  ]);
+  if (!isNodeName(node)) throw new Error(`${JSON.stringify(node)} is not a node name: set NODE_NAME or pass --node`);
+  const client = new KubeClient(resolveTarget(kubeconfig, process.env));
+  const doc = await client.getJson(`/api/v1/nodes/${encodeURIComponent(node)}`, { timeoutMs: 10_000 });
+  if (doc === null || typeof doc !== "object" || Array.isArray(doc)) throw new Error(`GET node ${node}: the answer is not an object`);
+  return parseNode(doc as Record<string, unknown>, `node ${node}`).podCIDRs;
 }
 
 export async function conflistMain(argv: readonly string[]): Promise<number> {
@@ -65,8 +47,8 @@ export async function conflistMain(argv: readonly string[]): Promise<number> {
   for (let i = 0; i < argv.length; i += 2) {
     const k = argv[i];
     const v = argv[i + 1];
-    if (!k || !["--template", "--out", "--node", "--pod-cidrs"].includes(k) || v === undefined) {
-      process.stderr.write("usage: cni-ts conflist --template FILE --out FILE [--node NAME] [--pod-cidrs CIDR[,CIDR]]\n");
+    if (!k || !["--template", "--out", "--node", "--pod-cidrs", "--kubeconfig"].includes(k) || v === undefined) {
+      process.stderr.write("usage: cni-ts conflist --template FILE --out FILE [--node NAME] [--pod-cidrs CIDR[,CIDR]] [--kubeconfig FILE]\n");
       return 2;
     }
     opt.set(k, v);
@@ -79,7 +61,7 @@ export async function conflistMain(argv: readonly string[]): Promise<number> {
   }
   try {
     const node = opt.get("--node") ?? process.env.NODE_NAME ?? "";
-    const cidrs = opt.has("--pod-cidrs") ? opt.get("--pod-cidrs")!.split(",").filter(Boolean) : await fetchPodCIDRs(node);
+    const cidrs = opt.has("--pod-cidrs") ? opt.get("--pod-cidrs")!.split(",").filter(Boolean) : await fetchPodCIDRs(node, opt.get("--kubeconfig"));
     const text = renderConflist(readFileSync(template, "utf8"), cidrs);
     if (existsSync(out) && readFileSync(out, "utf8") === text) {
       process.stdout.write(`${out} is up to date (${cidrs.join(", ")})\n`);

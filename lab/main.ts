@@ -5,6 +5,9 @@
  * subnets installed by `routes sync` from a generated NodeList; then every pod pings every other pod.
  *
  *   lab [--keep]        run the lab (and leave it up with --keep)
+ *   lab --watch [--outage SECONDS]
+ *                       the node routes kept by `routes sync --kubernetes` on every node against a stand-in API
+ *                       server, while a node joins, a node leaves and the API goes away (lab/watch.ts)
  *   lab --remove ID     remove a lab left up with --keep
  */
 import { spawnSync } from "node:child_process";
@@ -14,6 +17,7 @@ import { join, resolve } from "node:path";
 import { CniRuntime, loadConfDir } from "../conformance/runner/index.js";
 import { endProgress, progress, table } from "./report.js";
 import { Topology, sh, type LabNode } from "./topology.js";
+import { watchScenario } from "./watch.js";
 
 const EXE = resolve(process.env.CNI_TS_EXE ?? "dist/bin/cni-ts");
 const PODS: Array<{ name: string; node: number }> = [
@@ -65,7 +69,7 @@ function routesOf(node: LabNode): string {
   return sh("ip", ["-n", node.netns, "route", "show"]).trim().split("\n").map((l) => `    ${l}`).join("\n");
 }
 
-async function run(keep: boolean): Promise<boolean> {
+async function run(keep: boolean, watch: { outageSeconds: number } | undefined): Promise<boolean> {
   if (!existsSync(EXE)) throw new Error(`${EXE} is missing: run npm run build`);
   const id = `ctslab${process.pid.toString(36)}`;
   const work = mkdtempSync(join(tmpdir(), `${id}-`));
@@ -81,6 +85,7 @@ async function run(keep: boolean): Promise<boolean> {
   process.once("SIGINT", onSignal);
   process.once("SIGTERM", onSignal);
   const pods: Pod[] = [];
+  let watchOk = true;
   let firstResult: Record<string, unknown> | undefined;
   try {
     progress("creating the underlay and 3 nodes");
@@ -100,14 +105,41 @@ async function run(keep: boolean): Promise<boolean> {
       await runtimes.get(node.name)!.checkNetworkList(list, { containerID: pod.containerID, netns: `/var/run/netns/${pod.netns}`, ifname: "eth0" });
     }
 
-    const nodesFile = join(work, "nodes.json");
-    writeFileSync(nodesFile, JSON.stringify(nodeList(nodes), null, 2));
     const syncs: string[] = [];
-    for (const n of nodes) {
-      progress(`routes sync on ${n.name}`);
-      const r = spawnSync("nsenter", [`--net=/var/run/netns/${n.netns}`, "--", join(n.binDir, "routes"), "sync", "--nodes", nodesFile, "--node", n.name], { encoding: "utf8", env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" } });
-      syncs.push(`  ${n.name}: ${(r.stdout + r.stderr).trim().split("\n").join("\n           ")}`);
-      if (r.status !== 0) throw new Error(`routes sync on ${n.name} failed (exit ${r.status}): ${r.stderr.trim()}`);
+    let watchReport: { report: string[]; table: string[][]; header: string[] } | undefined;
+    if (watch) {
+      const r = await watchScenario({
+        topo, nodes, pods, work, runtimes, outageSeconds: watch.outageSeconds,
+        addNode: (i) => {
+          const n = topo.addNode(i, EXE, kubenetConflist);
+          runtimes.set(n.name, runtimeFor(n));
+          return n;
+        },
+        addPod: async (name, node) => {
+          const pod: Pod = { name, node, netns: topo.addPod(name), containerID: `${id}-${name}` };
+          pods.push(pod);
+          const result = await runtimes.get(node.name)!.addNetworkList(loadConfDir(node.confDir), { containerID: pod.containerID, netns: `/var/run/netns/${pod.netns}`, ifname: "eth0" });
+          pod.ip = ((result.ips as Array<{ address: string }>)[0]?.address ?? "").split("/")[0];
+          return pod;
+        },
+        delPod: async (p) => {
+          const pod = p as Pod;
+          await runtimes.get(pod.node.name)!.delNetworkList(loadConfDir(pod.node.confDir), { containerID: pod.containerID, netns: `/var/run/netns/${pod.netns}`, ifname: "eth0" });
+          pods.splice(pods.indexOf(pod), 1);
+        },
+      });
+      watchReport = r;
+      if (!r.ok) console.log("the watch scenario did not hold (see below)");
+      watchOk = r.ok;
+    } else {
+      const nodesFile = join(work, "nodes.json");
+      writeFileSync(nodesFile, JSON.stringify(nodeList(nodes), null, 2));
+      for (const n of nodes) {
+        progress(`routes sync on ${n.name}`);
+        const r = spawnSync("nsenter", [`--net=/var/run/netns/${n.netns}`, "--", join(n.binDir, "routes"), "sync", "--nodes", nodesFile, "--node", n.name], { encoding: "utf8", env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" } });
+        syncs.push(`  ${n.name}: ${(r.stdout + r.stderr).trim().split("\n").join("\n           ")}`);
+        if (r.status !== 0) throw new Error(`routes sync on ${n.name} failed (exit ${r.status}): ${r.stderr.trim()}`);
+      }
     }
 
     const matrix: string[][] = [];
@@ -131,15 +163,21 @@ async function run(keep: boolean): Promise<boolean> {
     endProgress();
 
     const distinct = new Set(pods.map((p) => p.ip)).size === pods.length;
-    console.log(`\ncni-ts cluster lab ${id}: 3 nodes (network namespaces) on an underlay, kubenet-style pod subnets\n`);
+    console.log(`\ncni-ts cluster lab ${id}: ${nodes.length} nodes (network namespaces) on an underlay, kubenet-style pod subnets\n`);
     console.log(table(["NAME", "READY", "STATUS", "IP", "NODE"], pods.map((p) => [p.name, "1/1", "Running", p.ip ?? "?", p.node.name])));
     console.log(`\nthe CNI result of ADD ${pods[0]!.name} (bridge + host-local, as the runtime received it):\n${JSON.stringify(firstResult, null, 2)}`);
-    console.log(`\nnode routes (routes sync from a NodeList of ${nodes.length} nodes):`);
-    console.log(syncs.join("\n"));
+    if (watchReport) {
+      console.log(`\nnode routes kept by routes sync --kubernetes (one controller per node, a stand-in API server at 172.31.250.250):\n`);
+      console.log(table(watchReport.header, watchReport.table));
+      console.log(`(target: every node within 2000 ms of the API change)\n${watchReport.report.join("\n")}`);
+    } else {
+      console.log(`\nnode routes (routes sync from a NodeList of ${nodes.length} nodes):`);
+      console.log(syncs.join("\n"));
+    }
     for (const n of nodes) console.log(`\n  ${n.name} (${n.nodeIP}, pods ${n.podCIDR}):\n${routesOf(n)}`);
     console.log(`\nping matrix (from row to column, round-trip time):\n`);
     console.log(table(["FROM \\ TO", ...pods.map((p) => p.name)], matrix));
-    ok = distinct && good === total;
+    ok = distinct && good === total && watchOk;
     console.log(`\n${distinct ? `${pods.length} pods, ${pods.length} distinct addresses` : "DUPLICATE ADDRESSES"}; ${good}/${total} pings answered`);
 
     if (keep) {
@@ -195,7 +233,10 @@ function remove(id: string): boolean {
 const args = process.argv.slice(2);
 try {
   const i = args.indexOf("--remove");
-  const ok = i >= 0 ? remove(args[i + 1] ?? "") : await run(args.includes("--keep"));
+  const o = args.indexOf("--outage");
+  const outageSeconds = o >= 0 ? Number(args[o + 1]) : 60;
+  if (!(outageSeconds >= 1 && outageSeconds <= 600)) throw new Error("--outage takes a number of seconds, 1-600");
+  const ok = i >= 0 ? remove(args[i + 1] ?? "") : await run(args.includes("--keep"), args.includes("--watch") ? { outageSeconds } : undefined);
   process.exit(ok ? 0 : 1);
 } catch (e) {
   endProgress();

@@ -69,6 +69,16 @@ export class Topology {
     return node;
   }
 
+  /** A plain host on the underlay (the lab's API server): a namespace with one address, nothing else. */
+  addHost(label: string, i: number, ip: string): string {
+    const netns = this.netns(`${this.id}-${label}`);
+    sh("ip", ["-n", this.underlay, "link", "add", `h${i}`, "type", "veth", "peer", "name", "eth0", "netns", `/var/run/netns/${netns}`]);
+    sh("ip", ["-n", this.underlay, "link", "set", `h${i}`, "master", "ul0", "up"]);
+    sh("ip", ["-n", netns, "addr", "add", `${ip}/24`, "dev", "eth0"]);
+    sh("ip", ["-n", netns, "link", "set", "eth0", "up"]);
+    return netns;
+  }
+
   addPod(name: string): string {
     return this.netns(`${this.id}-${name}`);
   }

@@ -51,19 +51,28 @@ export function parseNodeList(text: string, source: string): NodeEntry[] {
   return root.items.map((raw, i) => {
     const item = obj(raw);
     if (!item) throw new InputError(`${source}: items[${i}] is not an object`);
-    if (item.kind !== undefined && item.kind !== "Node") throw new InputError(`${source}: items[${i}] is a ${JSON.stringify(item.kind)}, not a Node`);
-    const name = obj(item.metadata)?.name;
-    if (typeof name !== "string" || name === "") throw new InputError(`${source}: items[${i}] has no metadata.name`);
-    if (seen.has(name)) throw new InputError(`${source}: node ${JSON.stringify(name)} is listed twice`);
-    seen.add(name);
-    const spec = obj(item.spec) ?? {};
-    const podCIDRs = strings(spec.podCIDRs);
-    if (podCIDRs.length === 0 && typeof spec.podCIDR === "string" && spec.podCIDR !== "") podCIDRs.push(spec.podCIDR);
-    const addresses = Array.isArray(obj(item.status)?.addresses) ? (obj(item.status)!.addresses as unknown[]) : [];
-    const internalIPs = addresses
-      .map(obj)
-      .filter((a) => a?.type === "InternalIP" && typeof a.address === "string")
-      .map((a) => a!.address as string);
-    return { name, podCIDRs, internalIPs };
+    const entry = parseNode(item, `${source}: items[${i}]`);
+    if (seen.has(entry.name)) throw new InputError(`${source}: node ${JSON.stringify(entry.name)} is listed twice`);
+    seen.add(entry.name);
+    return entry;
   });
+}
+
+/**
+ * One Node object (a list item, or the object of a watch event) as a NodeEntry. Only a missing name or a kind
+ * other than Node is an InputError here: the values are judged per node by the sync plan.
+ */
+export function parseNode(item: Record<string, unknown>, where: string): NodeEntry {
+  if (item.kind !== undefined && item.kind !== "Node") throw new InputError(`${where} is a ${JSON.stringify(item.kind)}, not a Node`);
+  const name = obj(item.metadata)?.name;
+  if (typeof name !== "string" || name === "") throw new InputError(`${where} has no metadata.name`);
+  const spec = obj(item.spec) ?? {};
+  const podCIDRs = strings(spec.podCIDRs);
+  if (podCIDRs.length === 0 && typeof spec.podCIDR === "string" && spec.podCIDR !== "") podCIDRs.push(spec.podCIDR);
+  const addresses = Array.isArray(obj(item.status)?.addresses) ? (obj(item.status)!.addresses as unknown[]) : [];
+  const internalIPs = addresses
+    .map(obj)
+    .filter((a) => a?.type === "InternalIP" && typeof a.address === "string")
+    .map((a) => a!.address as string);
+  return { name, podCIDRs, internalIPs };
 }

@@ -8,7 +8,7 @@
  * @example
  *   const plan = planSync(parseNodeList(text, "nodes.json"), "node1", await readRoutes(), await localNetworks());
  */
-import { cidrContains, formatIP, isNetworkAddress, parseCidr, parseIP, bigIntToIP, type Cidr } from "../../lib/cidr.js";
+import { cidrContains, cidrsOverlap, formatIP, isNetworkAddress, parseCidr, parseIP, bigIntToIP, type Cidr } from "../../lib/cidr.js";
 import { ipJson, type LinkAddrs } from "../../lib/ip/read.js";
 import { applyOps } from "./apply.js";
 import { SYNC_PROTO } from "./config.js";
@@ -46,27 +46,48 @@ export async function localNetworks(): Promise<LocalNet[]> {
   return out;
 }
 
-/** The routes this node should have, and why any node was left out. */
+/** A Kubernetes object name (RFC 1123 subdomain): what the API itself allows as a Node name. */
+export function isNodeName(name: string): boolean {
+  return name.length <= 253 && /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/.test(name);
+}
+
+/**
+ * The routes this node should have, and why any node was left out. Every value that reaches a route (and so an
+ * `ip -batch` line) is checked here, per node: a node with a bad value is refused with a message and the others go
+ * on. Nodes are judged in the order given (sorted by name in the controller), so of two nodes that claim the
+ * same or overlapping pod subnets, the first keeps it.
+ */
 export function wantedRoutes(nodes: readonly NodeEntry[], self: string, nets: readonly LocalNet[]): Pick<SyncPlan, "wanted" | "skipped" | "problems"> {
   const wanted: WantedRoute[] = [];
   const skipped: string[] = [];
   const problems: string[] = [];
-  const owner = new Map<string, string>();
+  // Pod subnets taken so far, by whom: this node's first, so that no peer can claim (part of) them.
+  const owners: Array<{ cidr: Cidr; dst: string; node: string }> = [];
   const me = nodes.find((n) => n.name === self);
   for (const n of me?.podCIDRs ?? []) {
     const c = parseCidr(n);
-    if (c) owner.set(`${bigIntToIP(c.family, c.network)}/${c.prefix}`, self);
+    if (c) owners.push({ cidr: c, dst: `${bigIntToIP(c.family, c.network)}/${c.prefix}`, node: self });
   }
   for (const node of nodes) {
     if (node.name === self) continue;
+    // Names reach logs and reports only, never a command; still, a name with a newline could forge a report line.
+    if (!isNodeName(node.name)) {
+      problems.push(`skip node ${JSON.stringify(node.name.slice(0, 80))}: not a valid node name`);
+      continue;
+    }
     if (node.podCIDRs.length === 0) {
       skipped.push(`skip node ${node.name}: no spec.podCIDR`);
+      continue;
+    }
+    const badIP = node.internalIPs.find((a) => !parseIP(a));
+    if (badIP !== undefined) {
+      problems.push(`skip node ${node.name}: InternalIP ${JSON.stringify(badIP.slice(0, 80))} is not an IP address`);
       continue;
     }
     for (const text of node.podCIDRs) {
       const c = parseCidr(text);
       if (!c || !isNetworkAddress(c)) {
-        problems.push(`skip node ${node.name}: podCIDR ${JSON.stringify(text)} is not a network CIDR`);
+        problems.push(`skip node ${node.name}: podCIDR ${JSON.stringify(text.slice(0, 80))} is not a network CIDR`);
         continue;
       }
       const dst = `${bigIntToIP(c.family, c.network)}/${c.prefix}`;
@@ -76,9 +97,20 @@ export function wantedRoutes(nodes: readonly NodeEntry[], self: string, nets: re
         continue;
       }
       const gw = formatIP(ip);
-      const clash = owner.get(dst);
+      const clash = owners.find((o) => o.dst === dst);
       if (clash !== undefined) {
-        problems.push(`skip node ${node.name}: podCIDR ${dst} is also node ${clash}'s`);
+        problems.push(`skip node ${node.name}: podCIDR ${dst} is also node ${clash.node}'s`);
+        continue;
+      }
+      const overlap = owners.find((o) => cidrsOverlap(o.cidr, c));
+      if (overlap !== undefined) {
+        problems.push(`skip node ${node.name}: podCIDR ${dst} overlaps node ${overlap.node}'s podCIDR ${overlap.dst}`);
+        continue;
+      }
+      // A pod subnet over a network this node is on would steer (part of) that network to the peer.
+      const onLink = nets.find((n) => n.cidr.family === c.family && cidrsOverlap(n.cidr, c));
+      if (onLink !== undefined) {
+        problems.push(`skip node ${node.name}: podCIDR ${dst} overlaps ${bigIntToIP(onLink.cidr.family, onLink.cidr.network)}/${onLink.cidr.prefix} on ${onLink.ifname}, a network of this node`);
         continue;
       }
       if (nets.some((n) => n.cidr.family === ip.family && n.cidr.ip === ip.value)) {
@@ -92,7 +124,7 @@ export function wantedRoutes(nodes: readonly NodeEntry[], self: string, nets: re
         problems.push(`skip node ${node.name}: InternalIP ${gw} is not on a directly connected network of this node, so ${dst} via ${gw} would not work`);
         continue;
       }
-      owner.set(dst, node.name);
+      owners.push({ cidr: c, dst, node: node.name });
       wanted.push({ route: { dst, gw }, label: `node ${node.name}` });
     }
   }
@@ -128,33 +160,62 @@ export interface SyncOutput {
   err(line: string): void;
 }
 
+/** What one sync did: the plan, the changes that reached the kernel, and the exit status it stands for. */
+export interface SyncResult {
+  plan: SyncPlan;
+  /** Changes applied (none with dryRun, none when the batch failed: it is undone as a whole). */
+  applied: HostChange[];
+  /** The batch failed (the kernel's reason); nothing changed. */
+  error?: string;
+  /** 0 in sync, 1 a change failed or a peer was left out for a problem. */
+  status: number;
+}
+
 /**
- * Plan against this node's routes and addresses, print the plan, and (unless dryRun) apply it in one batch.
- * Returns the exit status: 0 in sync, 1 when a route could not be applied or a peer was left out for a problem.
- * InputError propagates (status 2 for the caller).
+ * Plan against this node's routes and addresses and (unless dryRun) apply the plan in one batch. InputError
+ * propagates (`self` not in the list).
  */
-export async function syncOnce(nodes: readonly NodeEntry[], self: string, dryRun: boolean, io: SyncOutput, quietWhenInSync = false): Promise<number> {
+export async function syncNodes(nodes: readonly NodeEntry[], self: string, dryRun: boolean): Promise<SyncResult> {
   const [current, nets] = await Promise.all([readRoutes(), localNetworks()]);
   const plan = planSync(nodes, self, current, nets);
+  const status = plan.problems.length > 0 ? 1 : 0;
+  const changes = plan.host.changes;
+  if (dryRun || changes.length === 0) return { plan, applied: [], status };
+  try {
+    await applyOps(changes.map((c) => c.op), undefined, "this node");
+  } catch (e) {
+    return { plan, applied: [], error: (e as Error).message, status: 1 };
+  }
+  return { plan, applied: [...changes], status };
+}
+
+/**
+ * syncNodes, reported: skips and problems to `err`, one line per change and a summary to `out`. Returns the exit
+ * status. InputError propagates (status 2 for the caller).
+ */
+export async function syncOnce(nodes: readonly NodeEntry[], self: string, dryRun: boolean, io: SyncOutput, quietWhenInSync = false): Promise<number> {
+  const r = await syncNodes(nodes, self, dryRun);
+  const { plan } = r;
   for (const s of plan.skipped) io.err(s);
   for (const p of plan.problems) io.err(p);
   const changes = plan.host.changes;
   for (const ch of changes) io.out(describeChange(ch));
-  const status = plan.problems.length > 0 ? 1 : 0;
   if (dryRun) {
     io.out(`dry run: ${changes.length} change(s) planned, ${plan.host.unchanged.length} route(s) already in place; nothing changed`);
-    return status;
-  }
-  if (changes.length === 0) {
+  } else if (r.error !== undefined) {
+    io.err(`routes sync failed, nothing changed: ${r.error}`);
+  } else if (changes.length === 0) {
     if (!quietWhenInSync) io.out(`in sync: ${plan.host.unchanged.length} route(s) in place, nothing to change`);
-    return status;
+  } else {
+    io.out(`${changes.length} change(s) applied, ${plan.host.unchanged.length} route(s) already in place`);
   }
-  try {
-    await applyOps(changes.map((c) => c.op), undefined, "this node");
-  } catch (e) {
-    io.err(`routes sync failed, nothing changed: ${(e as Error).message}`);
-    return 1;
-  }
-  io.out(`${changes.length} change(s) applied, ${plan.host.unchanged.length} route(s) already in place`);
-  return status;
+  return r.status;
+}
+
+/**
+ * `routes sync --cleanup`: delete every route of ours (proto SYNC_PROTO, main table) from this node, in one batch.
+ * Routes of anyone else are not looked at.
+ */
+export async function cleanupPlan(): Promise<HostPlan> {
+  return planHost([], await readRoutes(), SYNC_PROTO, true, "--cleanup");
 }

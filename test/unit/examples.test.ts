@@ -4,6 +4,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { renderConflist } from "../../cmd/conflist.js";
+import { parseSyncArgs } from "../../plugins/routes/cli.js";
 import { loadHostLocalConfig } from "../../ipam/host-local/config.js";
 import type { NetConf } from "../../lib/types.js";
 import { loadBridgeConfig } from "../../plugins/bridge/config.js";
@@ -35,7 +36,7 @@ describe("the DaemonSet manifest", () => {
   it("lists what it needs: service account, RBAC to read nodes, the template, the DaemonSet", () => {
     expect(list.kind).toBe("List");
     expect(list.items.map((i) => i.kind).sort()).toEqual(["ClusterRole", "ClusterRoleBinding", "ConfigMap", "DaemonSet", "ServiceAccount"]);
-    expect((byKind("ClusterRole") as { rules: Obj[] }).rules).toEqual([{ apiGroups: [""], resources: ["nodes"], verbs: ["get", "list"] }]);
+    expect((byKind("ClusterRole") as { rules: Obj[] }).rules).toEqual([{ apiGroups: [""], resources: ["nodes"], verbs: ["get", "list", "watch"] }]);
     expect(pod.serviceAccountName).toBe("cni-ts");
     expect(pod.hostNetwork).toBe(true);
   });
@@ -47,9 +48,23 @@ describe("the DaemonSet manifest", () => {
     const vols = Object.fromEntries(pod.volumes.map((v) => [v.name, v])) as Record<string, { hostPath?: { path: string } }>;
     expect(vols["cni-bin"]?.hostPath?.path).toBe("/opt/cni/bin");
     expect(vols["cni-conf"]?.hostPath?.path).toBe("/etc/cni/net.d");
-    for (const c of [...pod.initContainers, ...pod.containers] as Array<{ volumeMounts: Array<{ name: string }> }>) {
-      for (const m of c.volumeMounts) expect(Object.keys(vols)).toContain(m.name);
+    for (const c of [...pod.initContainers, ...pod.containers] as Array<{ volumeMounts?: Array<{ name: string }> }>) {
+      for (const m of c.volumeMounts ?? []) expect(Object.keys(vols)).toContain(m.name);
     }
+  });
+
+  it("runs the routes controller: routes sync --kubernetes with NODE_NAME, NET_ADMIN only, probes and metrics on the node's address", () => {
+    const c = (pod.containers as Array<Record<string, any>>).find((x) => x.name === "routes")!;
+    expect(c.command).toEqual(["/cni-ts", "routes", "sync", "--kubernetes", "--listen", "$(NODE_IP):9808"]);
+    // The arguments a kubelet would pass parse as a controller's (NODE_NAME from the downward API).
+    const args = parseSyncArgs(c.command.slice(3).map((a: string) => a.replace("$(NODE_IP)", "10.0.0.5")), { NODE_NAME: "node1" });
+    expect(args).toMatchObject({ mode: "kubernetes", node: "node1", kubeconfig: undefined, listen: { host: "10.0.0.5", port: 9808 } });
+    expect(Object.fromEntries((c.env as Array<{ name: string; valueFrom: { fieldRef: { fieldPath: string } } }>).map((e) => [e.name, e.valueFrom.fieldRef.fieldPath]))).toEqual({ NODE_NAME: "spec.nodeName", NODE_IP: "status.hostIP" });
+    expect(c.securityContext).toEqual({ privileged: false, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"], add: ["NET_ADMIN"] } });
+    expect(c.livenessProbe.httpGet).toEqual({ path: "/healthz", port: 9808 });
+    expect(c.readinessProbe.httpGet).toEqual({ path: "/readyz", port: 9808 });
+    expect(c.volumeMounts).toBeUndefined();
+    expect(pod.hostNetwork).toBe(true);
   });
 
   it("its template renders into a config bridge and host-local accept, single- and dual-stack", () => {

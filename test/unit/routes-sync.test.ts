@@ -170,6 +170,35 @@ describe("sync plan", () => {
     expect(p.wanted).toEqual([]);
   });
 
+  it("refused per node: a name that is not a node name, an InternalIP that is not an IP, a podCIDR over ours, over a peer's, or over a network of this node", () => {
+    const n = parseNodeList(
+      list([
+        node("node1", ["10.244.1.0/24", "fd44:1::/64"], ["172.31.250.1", "fd31:250::1"]),
+        node("node2", "10.244.2.0/24", ["172.31.250.2"]),
+        node("evil\nadd 10.0.0.0/8 via 1.2.3.4 (node x)", "10.244.8.0/24", ["172.31.250.8"]),
+        node("junkip", "10.244.3.0/24", ["172.31.250.3 dev eth0"]),
+        node("wide", "10.244.0.0/16", ["172.31.250.4"]),
+        node("inner", "10.244.2.128/25", ["172.31.250.5"]),
+        node("underlay", "172.31.250.128/25", ["172.31.250.6"]),
+        node("v6over", "fd44:1::/48", ["fd31:250::7"]),
+        node("v4only", ["10.244.9.0/24", "fd44:9::/64"], ["172.31.250.9"]),
+      ]),
+      "f",
+    );
+    const nets = [...NETS, net("fd31:250::1/64")];
+    const p = planSync(n, "node1", [], nets);
+    expect(p.problems).toEqual([
+      'skip node "evil\\nadd 10.0.0.0/8 via 1.2.3.4 (node x)": not a valid node name',
+      'skip node junkip: InternalIP "172.31.250.3 dev eth0" is not an IP address',
+      "skip node wide: podCIDR 10.244.0.0/16 overlaps node node1's podCIDR 10.244.1.0/24",
+      "skip node inner: podCIDR 10.244.2.128/25 overlaps node node2's podCIDR 10.244.2.0/24",
+      "skip node underlay: podCIDR 172.31.250.128/25 overlaps 172.31.250.0/24 on eth1, a network of this node",
+      "skip node v6over: podCIDR fd44:1::/48 overlaps node node1's podCIDR fd44:1::/64",
+    ]);
+    expect(p.skipped).toEqual(["skip node v4only: no IPv6 InternalIP for podCIDR fd44:9::/64"]);
+    expect(p.wanted.map((w) => `${w.route.dst} via ${w.route.gw}`)).toEqual(["10.244.2.0/24 via 172.31.250.2", "10.244.9.0/24 via 172.31.250.9"]);
+  });
+
   it("a /32 address is no directly connected network", () => {
     const n = parseNodeList(list([node("node1", "10.244.1.0/24", ["172.31.250.1"]), node("node2", "10.244.2.0/24", ["172.31.250.2"])]), "f");
     expect(planSync(n, "node1", [], [net("172.31.250.1/32")]).problems).toHaveLength(1);
@@ -182,9 +211,9 @@ describe("sync plan", () => {
 
 describe("sync command line", () => {
   it("parses every option, both spellings", () => {
-    expect(parseSyncArgs(["--nodes", "f.json", "--node", "n1"])).toEqual({ nodes: "f.json", node: "n1", dryRun: false, intervalMs: undefined });
-    expect(parseSyncArgs(["--nodes=-", "--node=n1", "--dry-run"])).toEqual({ nodes: "-", node: "n1", dryRun: true, intervalMs: undefined });
-    expect(parseSyncArgs(["--nodes", "f", "--node", "n1", "--interval", "2.5"])).toEqual({ nodes: "f", node: "n1", dryRun: false, intervalMs: 2500 });
+    expect(parseSyncArgs(["--nodes", "f.json", "--node", "n1"])).toEqual({ mode: "file", nodes: "f.json", node: "n1", dryRun: false, intervalMs: undefined });
+    expect(parseSyncArgs(["--nodes=-", "--node=n1", "--dry-run"])).toEqual({ mode: "file", nodes: "-", node: "n1", dryRun: true, intervalMs: undefined });
+    expect(parseSyncArgs(["--nodes", "f", "--node", "n1", "--interval", "2.5"])).toEqual({ mode: "file", nodes: "f", node: "n1", dryRun: false, intervalMs: 2500 });
     expect(parseSyncArgs(["--node", "n1", "--help"])).toBe("help");
   });
 
