@@ -3,9 +3,8 @@
  * the name it was invoked by. Invoked as `cni-ts NAME ...` it runs that plugin, which is how the sources are
  * run in development (`node dist/cni-ts.cjs host-local`).
  */
-// First: undoes what Node.js environment variables set up at bootstrap, before any other module runs.
-import "../lib/node-env.js";
-import { basename } from "node:path";
+// First: the runtime module undoes what Node.js environment variables set up at bootstrap, before any other module runs.
+import { invokedName } from "../lib/runtime.js";
 import { hostLocal } from "../ipam/host-local/main.js";
 import { registerInProcess } from "../lib/invoke.js";
 import { conflistMain } from "./conflist.js";
@@ -30,7 +29,7 @@ function usage(): string {
 async function main(): Promise<void> {
   for (const p of Object.values(APPLETS)) registerInProcess(p);
   let argv = process.argv.slice(2);
-  let name = basename(process.argv[1] ?? "");
+  let name = invokedName();
   if (!Object.hasOwn(APPLETS, name)) {
     name = argv[0] ?? "";
     argv = argv.slice(1);

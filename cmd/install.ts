@@ -6,8 +6,9 @@
  * A plugin name that is not already ours (a link to cni-ts) is another plugin, the reference bridge for instance:
  * it is left alone unless --force.
  */
-import { copyFileSync, chmodSync, fsyncSync, lstatSync, openSync, closeSync, readlinkSync, renameSync, rmSync, symlinkSync, statSync } from "node:fs";
+import { copyFileSync, chmodSync, fsyncSync, lstatSync, openSync, closeSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, statSync } from "node:fs";
 import { join } from "node:path";
+import { buildInfo, standaloneExecutable } from "../lib/runtime.js";
 
 export interface InstallOptions {
   dir: string;
@@ -64,6 +65,38 @@ export function install(opts: InstallOptions): string[] {
   return out;
 }
 
+/**
+ * The CPU flags (as /proc/cpuinfo names them) that `needed` lists and this CPU lacks; [] when it can run the file.
+ * Only the first processor is read: Linux shows the flags every core has in common there too.
+ *
+ * ```ts
+ * missingCpuFlags(["avx2", "bmi2"], "flags\t\t: fpu sse4_2 popcnt avx\n"); // ["avx2", "bmi2"]
+ * ```
+ */
+export function missingCpuFlags(needed: readonly string[], cpuinfo: string): string[] {
+  const line = /^flags\s*:(.*)$/m.exec(cpuinfo);
+  if (!line) return [];
+  const have = new Set(line[1]!.trim().split(/\s+/));
+  return needed.filter((f) => !have.has(f));
+}
+
+/** Why this machine cannot run the built file, or undefined when it can (or there is nothing to check). */
+function cpuRefusal(): string | undefined {
+  const info = buildInfo();
+  if (!info || info.cpuFlags.length === 0) return undefined;
+  let cpuinfo: string;
+  try {
+    cpuinfo = readFileSync("/proc/cpuinfo", "utf8");
+  } catch {
+    return undefined;
+  }
+  const missing = missingCpuFlags(info.cpuFlags, cpuinfo);
+  if (missing.length === 0) return undefined;
+  return `this CPU lacks ${missing.join(", ")}, which this build (${info.runtime} ${info.target}) needs: plugins would die with SIGILL ` +
+    `(illegal instruction) in the middle of a pod start. Install a build for this CPU instead: ` +
+    `npm run build -- --cpu baseline, or the Node.js build (npm run build -- --runtime node); see README, "Installing on a node".`;
+}
+
 /** The CLI around install(); returns the exit code. */
 export function installMain(argv: readonly string[], names: readonly string[]): number {
   let dir = "/opt/cni/bin";
@@ -80,19 +113,18 @@ export function installMain(argv: readonly string[], names: readonly string[]): 
       return 2;
     }
   }
-  let isSea = false;
-  try {
-    // node:sea exists only in a single executable; from the sources there is nothing to install.
-    isSea = (process as unknown as { getBuiltinModule?: (m: string) => { isSea?: () => boolean } | undefined }).getBuiltinModule?.("node:sea")?.isSea?.() === true;
-  } catch {
-    isSea = false;
-  }
-  if (!isSea) {
+  const source = standaloneExecutable();
+  if (!source) {
     process.stderr.write("cni-ts install: run the built executable (dist/bin/cni-ts install), not the sources\n");
     return 2;
   }
+  const refusal = cpuRefusal();
+  if (refusal) {
+    process.stderr.write(`cni-ts install: refusing to install: ${refusal}\n`);
+    return 1;
+  }
   try {
-    for (const line of install({ dir, force, names, source: process.execPath })) process.stdout.write(`${line}\n`);
+    for (const line of install({ dir, force, names, source })) process.stdout.write(`${line}\n`);
     return 0;
   } catch (e) {
     process.stderr.write(`cni-ts install: ${(e as Error).message}\n`);

@@ -15,6 +15,9 @@ export const NEEDS = {
   // The guest of scripts/vm.mjs (VLAN and masquerade tests on Debian's kernel).
   qemu: ["/usr/bin/qemu-system-x86_64", "qemu-system-x86"],
   busybox: ["/bin/busybox", "busybox-static"],
+  // The arm64 build's smoke test on x86_64 (build.mjs --arch arm64): qemu-user and arm64's C library.
+  "qemu-user": ["/usr/bin/qemu-aarch64-static", "qemu-user-static"],
+  "arm64 libc": ["/usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1", "libc6-arm64-cross"],
 };
 
 function present([path, , ]) {

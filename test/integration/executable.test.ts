@@ -1,5 +1,6 @@
 // The built single-file executables as a runtime calls them: full paths, clean environment, no node on PATH.
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DIST_BIN, PLUGINS, Sandbox, installInto, requireBuilt, runExe, toolPath } from "./helpers.js";
@@ -115,6 +116,63 @@ describe("NODE_OPTIONS and friends cannot inject code", () => {
     }
     const person = runExe(join(optBin, "bridge"), { NODE_OPTIONS: `--require ${hook}` });
     expect(person.status).toBe(0);
+    expect(existsSync(marker)).toBe(false);
+  });
+});
+
+// A plugin runs as root in whatever directory the runtime runs in, with the runtime's environment: neither may
+// configure the executable. (What does act before our code is listed in docs/reliability.md and proved by build.mjs.)
+describe("the working directory and the Node.js variables change nothing", () => {
+  function setup() {
+    const dir = sandbox.tmpdir("cwd");
+    const marker = join(dir, "hook-ran");
+    const hook = join(dir, "hook.cjs");
+    writeFileSync(hook, `require("fs").writeFileSync(${JSON.stringify(marker)}, "ran"); process.stdout.write("INJECTED");\n`);
+    const cwd = join(dir, "cwd");
+    mkdirSync(cwd);
+    // Autoloaded, each would show: .env sets CNI_COMMAND, bunfig.toml preloads the hook, the JSON files do not parse.
+    writeFileSync(join(cwd, ".env"), `CNI_COMMAND=VERSION\nBUN_OPTIONS=--preload ${hook}\nNODE_OPTIONS=--require ${hook}\n`);
+    writeFileSync(join(cwd, "bunfig.toml"), `preload = [${JSON.stringify(hook)}]\n`);
+    writeFileSync(join(cwd, "package.json"), `{ "type": "module", "imports": { "#x": "./x.js" }, `);
+    writeFileSync(join(cwd, "tsconfig.json"), `{ "compilerOptions": { "paths": `);
+    return { dir, marker, hook, cwd };
+  }
+  const run = (file: string, env: Record<string, string>, cwd: string, stdin = "", args: string[] = []) =>
+    spawnSync(file, args, { env: { PATH: toolPath(), ...env }, cwd, input: stdin, encoding: "utf8", timeout: 60_000 });
+
+  it(".env, bunfig.toml (with a preload), package.json and tsconfig.json in the working directory are not read", () => {
+    const { marker, cwd } = setup();
+    for (const p of PLUGINS) {
+      const r = run(join(optBin, p), { CNI_COMMAND: "VERSION" }, cwd, '{"cniVersion":"1.0.0"}');
+      expect([r.status, r.stderr]).toEqual([0, ""]);
+      expect(JSON.parse(r.stdout)).toEqual({ cniVersion: "1.0.0", supportedVersions: VERSIONS });
+      // Without CNI_COMMAND a plugin prints its about text; a loaded .env would have made it answer VERSION.
+      const person = run(join(optBin, p), {}, cwd);
+      expect([person.status, person.stdout]).toEqual([0, ""]);
+      expect(person.stderr).toContain(p);
+    }
+    expect(existsSync(marker)).toBe(false);
+  });
+
+  const inert: Array<[string, (dir: string, hook: string) => Record<string, string>]> = [
+    ["NODE_OPTIONS=--require", (_d, hook) => ({ NODE_OPTIONS: `--require ${hook}` })],
+    ["NODE_COMPILE_CACHE", (d) => ({ NODE_COMPILE_CACHE: join(d, "cache") })],
+    ["NODE_REPL_EXTERNAL_MODULE", (_d, hook) => ({ NODE_REPL_EXTERNAL_MODULE: hook })],
+    ["NODE_CHANNEL_FD=3 with NODE_UNIQUE_ID=1", () => ({ NODE_CHANNEL_FD: "3", NODE_UNIQUE_ID: "1" })],
+    ["NODE_V8_COVERAGE", (d) => ({ NODE_V8_COVERAGE: join(d, "coverage") })],
+    ["NODE_REDIRECT_WARNINGS", (d) => ({ NODE_REDIRECT_WARNINGS: join(d, "warnings") })],
+    ["NODE_DEBUG and NODE_DEBUG_NATIVE", () => ({ NODE_DEBUG: "child_process,fs,net", NODE_DEBUG_NATIVE: "SEA,MKSNAPSHOT" })],
+    ["JSC_dumpOptions (JSC's own prefix)", () => ({ JSC_dumpOptions: "1" })],
+  ];
+  it.each(inert)("%s: same answer, nothing on stderr, nothing written, no hook ran", (_name, make) => {
+    const { dir, marker, hook } = setup();
+    const before = readdirSync(dir).sort();
+    for (const p of PLUGINS) {
+      const r = run(join(optBin, p), { CNI_COMMAND: "VERSION", ...make(dir, hook) }, dir, '{"cniVersion":"0.4.0"}');
+      expect([r.status, r.stderr]).toEqual([0, ""]);
+      expect(JSON.parse(r.stdout)).toEqual({ cniVersion: "0.4.0", supportedVersions: VERSIONS });
+    }
+    expect(readdirSync(dir).sort()).toEqual(before);
     expect(existsSync(marker)).toBe(false);
   });
 });
