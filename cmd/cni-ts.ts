@@ -4,7 +4,7 @@
  * run in development (`node dist/cni-ts.cjs host-local`).
  */
 // First: the runtime module undoes what Node.js environment variables set up at bootstrap, before any other module runs.
-import { invokedName } from "../lib/runtime.js";
+import { buildInfo, invokedName, runtimeVersion } from "../lib/runtime.js";
 import { hostLocal } from "../ipam/host-local/main.js";
 import { registerInProcess } from "../lib/invoke.js";
 import { conflistMain } from "./conflist.js";
@@ -18,7 +18,8 @@ import { routes } from "../plugins/routes/main.js";
 export const APPLETS: Readonly<Record<string, PluginDefinition>> = { bridge, "host-local": hostLocal, routes, loopback, portmap };
 
 function usage(): string {
-  return `cni-ts ${CNI_TS_VERSION}: CNI plugins in one executable\n` +
+  const build = buildInfo();
+  return `cni-ts ${CNI_TS_VERSION} (${runtimeVersion()}${build ? `, ${build.target}` : ", from the sources"}): CNI plugins in one executable\n` +
     `Installed under the names of its plugins (links to this file), it acts as that plugin:\n` +
     Object.values(APPLETS).map((p) => `  ${p.name.padEnd(11)} ${p.about}\n`).join("") +
     `Run by hand: cni-ts PLUGIN [--help]\n` +

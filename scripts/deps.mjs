@@ -9,6 +9,8 @@ export const NEEDS = {
   nsenter: ["/usr/bin/nsenter", "util-linux"],
   ping: ["/usr/bin/ping", "iputils-ping"],
   strip: ["/usr/bin/strip", "binutils"],
+  // npm run bench -- start: peak RSS of a child (GNU time's %M).
+  time: ["/usr/bin/time", "time"],
   iptables: ["/usr/sbin/iptables", "iptables"],
   nft: ["/usr/sbin/nft", "nftables"],
   "reference plugins": ["/usr/lib/cni/host-local", "containernetworking-plugins"],

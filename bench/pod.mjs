@@ -1,0 +1,165 @@
+// `npm run bench -- pod [--n 20] [--ports] [--json FILE]`: a pod's whole life as containerd's CRI drives the CNI
+// plugins, ours beside the reference (Debian containernetworking-plugins in /usr/lib/cni), alternating pod by pod.
+//
+//   RunPodSandbox     loopback ADD (its own network, cniVersion 0.3.1, ifname lo) at the same time as the conflist's
+//                     chain (go-cni attaches the networks concurrently): bridge ADD (with host-local), then
+//                     portmap ADD with the bridge's result as prevResult and runtimeConfig.portMappings
+//   StopPodSandbox    loopback DEL, then the chain in reverse: portmap DEL, bridge DEL (prevResult from libcni's
+//                     cache); then the runtime removes the pod's netns
+//   RemovePodSandbox  the same DELs again, with CNI_NETNS empty and no prevResult (everything is already released)
+//
+// Each implementation has a node namespace of its own; every call goes through `ip netns exec NODE` (as in the
+// bridge benchmark). The conflist is containerd's (bridge cni0, isGateway, ipMasq, promiscMode, host-local
+// with a default route; portmap with the portMappings capability); by default the pod maps no port (most pods),
+// --ports gives it one hostPort.
+import { spawnSync } from "node:child_process";
+import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import {
+  BenchError, OURS_EXE, REFERENCE_BIN, ensureBuilt, ensureReference, fmtMs, fmtRatio, machineInfo, markdownTable, median,
+  mustSucceed, oursVersion, parseResult, referenceVersion, runPlugin, targetLine, withTmpRoot,
+} from "./lib.mjs";
+
+export const usage = "npm run bench -- pod [--n 20] [--ports] [--json FILE]";
+const PHASES = ["RunPodSandbox", "StopPodSandbox", "RemovePodSandbox"];
+
+function parseArgs(argv) {
+  const opts = { n: 20, ports: false, json: undefined };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "--n") opts.n = Number(argv[++i]);
+    else if (a === "--ports") opts.ports = true;
+    else if (a === "--json") opts.json = argv[++i];
+    else if (a === "--help" || a === "-h") {
+      console.log(usage);
+      process.exit(0);
+    } else throw new BenchError(`unknown option ${a}\n${usage}`);
+  }
+  if (!Number.isInteger(opts.n) || opts.n < 2 || opts.n > 200) throw new BenchError("--n must be an integer from 2 to 200");
+  return opts;
+}
+
+function ip(args) {
+  const r = spawnSync("ip", args, { encoding: "utf8" });
+  if (r.status !== 0) throw new BenchError(`ip ${args.join(" ")}: ${r.stderr.trim()}`);
+}
+
+/** The chain's plugin configs, as libcni hands them out (name and cniVersion copied into each). */
+function chain(dataDir) {
+  const name = "containerd-net";
+  const cniVersion = "1.0.0";
+  return [
+    {
+      cniVersion, name, type: "bridge", bridge: "cni0", isGateway: true, ipMasq: true, promiscMode: true,
+      ipam: { type: "host-local", dataDir, ranges: [[{ subnet: "10.88.0.0/16" }]], routes: [{ dst: "0.0.0.0/0" }] },
+    },
+    { cniVersion, name, type: "portmap", capabilities: { portMappings: true }, snat: true },
+  ];
+}
+const LOOPBACK = { cniVersion: "0.3.1", name: "cni-loopback", type: "loopback" };
+
+export async function main(argv) {
+  const opts = parseArgs(argv);
+  ensureBuilt();
+  for (const p of ["bridge", "host-local", "loopback", "portmap"]) ensureReference(p);
+  const tag = `ctspod${process.pid.toString(36)}`;
+  await withTmpRoot("cni-ts-bench-pod-", async (tmp) => {
+    const oursBin = join(tmp, "ours-bin");
+    mkdirSync(oursBin);
+    for (const p of ["bridge", "host-local", "loopback", "portmap"]) symlinkSync(OURS_EXE, join(oursBin, p));
+    const made = [];
+    const netns = (name) => {
+      ip(["netns", "add", name]);
+      made.push(name);
+      return name;
+    };
+    const dropNetns = (name) => {
+      spawnSync("ip", ["netns", "del", name]);
+      made.splice(made.indexOf(name), 1);
+    };
+    try {
+      const impls = [
+        { label: "cni-ts", cniPath: oursBin, node: netns(`${tag}o`), chain: chain(join(tmp, "ours-data")) },
+        { label: "reference", cniPath: REFERENCE_BIN, node: netns(`${tag}r`), chain: chain(join(tmp, "ref-data")) },
+      ];
+      const samples = {};
+      const record = (impl, what, ms) => ((samples[what] ??= {})[impl.label] ??= []).push(ms);
+
+      async function call(impl, pod, plugin, verb, conf, { netns: podNetns, ifname = "eth0" }) {
+        const env = {
+          PATH: "/usr/sbin:/usr/bin:/sbin:/bin",
+          CNI_COMMAND: verb, CNI_CONTAINERID: pod.id, CNI_NETNS: podNetns, CNI_IFNAME: ifname, CNI_PATH: impl.cniPath,
+          CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=${pod.name};K8S_POD_INFRA_CONTAINER_ID=${pod.id};K8S_POD_UID=${pod.uid}`,
+        };
+        const r = await runPlugin("ip", env, JSON.stringify(conf), { args: ["netns", "exec", impl.node, join(impl.cniPath, plugin)] });
+        mustSucceed(r, `${impl.label} ${plugin} ${verb} (${pod.name})`);
+        record(impl, `${plugin} ${verb}${podNetns === "" ? " (no netns)" : ""}`, r.ms);
+        return verb === "ADD" ? parseResult(r, `${impl.label} ${plugin} ADD`) : undefined;
+      }
+
+      async function podLife(impl, i) {
+        const pod = { name: `bench-${i}`, id: `${impl.label}-${i}-${"0".repeat(48)}`.slice(0, 64), uid: `00000000-0000-4000-8000-${String(i).padStart(12, "0")}` };
+        const nsName = netns(`${tag}-${impl.label === "cni-ts" ? "o" : "r"}${i}`);
+        const path = `/var/run/netns/${nsName}`;
+        const portMappings = opts.ports ? [{ hostPort: 18080 + i, containerPort: 80, protocol: "tcp" }] : [];
+        const [bridgeConf, portmapConf] = impl.chain;
+        const withRt = { ...portmapConf, runtimeConfig: { portMappings } };
+        // RunPodSandbox: loopback and the chain at once, as go-cni attaches its networks.
+        let t0 = process.hrtime.bigint();
+        let result;
+        await Promise.all([
+          call(impl, pod, "loopback", "ADD", LOOPBACK, { netns: path, ifname: "lo" }),
+          (async () => {
+            result = await call(impl, pod, "bridge", "ADD", bridgeConf, { netns: path });
+            result = await call(impl, pod, "portmap", "ADD", { ...withRt, prevResult: result }, { netns: path });
+          })(),
+        ]);
+        record(impl, "RunPodSandbox", Number(process.hrtime.bigint() - t0) / 1e6);
+        // StopPodSandbox: the networks one after the other; the chain in reverse with the cached result.
+        t0 = process.hrtime.bigint();
+        await call(impl, pod, "loopback", "DEL", LOOPBACK, { netns: path, ifname: "lo" });
+        await call(impl, pod, "portmap", "DEL", { ...withRt, prevResult: result }, { netns: path });
+        await call(impl, pod, "bridge", "DEL", { ...bridgeConf, prevResult: result }, { netns: path });
+        record(impl, "StopPodSandbox", Number(process.hrtime.bigint() - t0) / 1e6);
+        dropNetns(nsName);
+        // RemovePodSandbox: again, with the netns gone (CNI_NETNS empty) and libcni's cache already cleared.
+        t0 = process.hrtime.bigint();
+        await call(impl, pod, "loopback", "DEL", LOOPBACK, { netns: "", ifname: "lo" });
+        await call(impl, pod, "portmap", "DEL", withRt, { netns: "" });
+        await call(impl, pod, "bridge", "DEL", bridgeConf, { netns: "" });
+        record(impl, "RemovePodSandbox", Number(process.hrtime.bigint() - t0) / 1e6);
+      }
+
+      for (let i = 0; i < opts.n; i++) {
+        process.stderr.write(`\rpod ${i + 1}/${opts.n} ...   `);
+        for (const impl of i % 2 ? [...impls].reverse() : impls) await podLife(impl, i);
+      }
+      process.stderr.write("\r" + " ".repeat(40) + "\r");
+
+      const m = machineInfo();
+      console.log(`# a pod's life as containerd drives the plugins: cni-ts beside the reference, same run`);
+      console.log(`machine:   ${m.cpus} CPUs (${m.cpuModel}), kernel ${m.kernel}, ${m.arch}`);
+      console.log(`cni-ts:    cni-ts ${oursVersion()}, ${OURS_EXE}`);
+      console.log(`reference: ${referenceVersion(join(REFERENCE_BIN, "bridge"))}`);
+      console.log(`settings:  ${opts.n} pods, alternating; containerd's conflist (bridge + host-local, ipMasq iptables, portmap) and loopback at 0.3.1; ${opts.ports ? "one hostPort per pod" : "no hostPort"}; every call through ip netns exec into the node namespace\n`);
+      const row = (what) => {
+        const o = median(samples[what]["cni-ts"]);
+        const r = median(samples[what].reference);
+        return [what, fmtMs(o), fmtMs(r), fmtRatio(o, r)];
+      };
+      console.log(markdownTable(["phase (wall time)", "cni-ts", "reference", "cni-ts / reference"], PHASES.map(row)));
+      console.log();
+      const calls = Object.keys(samples).filter((k) => !PHASES.includes(k));
+      console.log(markdownTable(["call", "cni-ts", "reference", "cni-ts / reference"], calls.map(row)));
+      console.log("\ntimes in ms, medians over the pods; a phase is the runtime's wall time for its calls (RunPodSandbox: loopback concurrent with the chain)");
+      for (const p of PHASES) {
+        const o = median(samples[p]["cni-ts"]);
+        const r = median(samples[p].reference);
+        console.log(targetLine(o <= r, `${p} no slower than the reference's`, `${fmtMs(o)} vs ${fmtMs(r)} ms`));
+      }
+      if (opts.json) writeFileSync(opts.json, JSON.stringify({ machine: m, opts, raw: samples }, null, 2));
+    } finally {
+      for (const ns of made.splice(0)) spawnSync("ip", ["netns", "del", ns]);
+    }
+  });
+}
