@@ -350,6 +350,17 @@ function smokeTestNode(o, how) {
   }
 }
 
+/**
+ * The baseline x86_64 build on the oldest CPU its flags allow (Nehalem: no AVX), emulated by qemu-user where it is
+ * installed: proves that X64_CPU.baseline is all it needs. Returns what was proved, or undefined.
+ */
+function smokeTestBaselineCpu(o) {
+  const qemu = "/usr/bin/qemu-x86_64-static";
+  if (o.runtime !== "bun" || o.arch !== "x64" || o.cpu !== "baseline" || o.hostArch !== "x64" || !existsSync(qemu)) return undefined;
+  checkVersions(o, { prefix: [qemu, "-cpu", "Nehalem"], what: "" }, "under qemu-user -cpu Nehalem (no AVX)");
+  return "runs on a Nehalem CPU (qemu-user)";
+}
+
 async function smokeTest(o, how) {
   checkVersions(o, how, "plain");
   const help = run(o, how, join(o.bin, "cni-ts"));
@@ -387,6 +398,7 @@ if (!how) {
   step(`ok: ${join(o.bin, "cni-ts")} (${info.target}, ${size}) and links ${PLUGINS.join(", ")}; NOT smoke-tested: it cannot run here (apt-get install qemu-user-static libc6-arm64-cross)`);
 } else {
   const acts = await smokeTest(o, how);
+  const cpu = smokeTestBaselineCpu(o);
   const proved = o.runtime === "bun" ? `working-directory files and NODE_* inert; act before our code: ${acts.join(", ")}` : "NODE_OPTIONS ignored";
-  step(`ok: ${join(o.bin, "cni-ts")} (${info.target}, ${size}) and links ${PLUGINS.join(", ")}; smoke-tested ${how.what}: VERSION, ${proved}`);
+  step(`ok: ${join(o.bin, "cni-ts")} (${info.target}, ${size}) and links ${PLUGINS.join(", ")}; smoke-tested ${how.what}: VERSION, ${proved}${cpu ? `; ${cpu}` : ""}`);
 }

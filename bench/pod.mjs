@@ -11,24 +11,27 @@
 // Each implementation has a node namespace of its own; every call goes through `ip netns exec NODE` (as in the
 // bridge benchmark). The conflist is containerd's (bridge cni0, isGateway, ipMasq, promiscMode, host-local
 // with a default route; portmap with the portMappings capability); by default the pod maps no port (most pods),
-// --ports gives it one hostPort.
+// --ports gives it one hostPort. --count runs every call under strace instead and prints how many processes each
+// call started (its own chain: ip, nsenter, iptables ..., delegates), not times.
 import { spawnSync } from "node:child_process";
-import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   BenchError, OURS_EXE, REFERENCE_BIN, ensureBuilt, ensureReference, fmtMs, fmtRatio, machineInfo, markdownTable, median,
   mustSucceed, oursVersion, parseResult, referenceVersion, runPlugin, targetLine, withTmpRoot,
 } from "./lib.mjs";
+import { ensureDeps } from "../scripts/deps.mjs";
 
-export const usage = "npm run bench -- pod [--n 20] [--ports] [--json FILE]";
+export const usage = "npm run bench -- pod [--n 20] [--ports] [--count] [--json FILE]";
 const PHASES = ["RunPodSandbox", "StopPodSandbox", "RemovePodSandbox"];
 
 function parseArgs(argv) {
-  const opts = { n: 20, ports: false, json: undefined };
+  const opts = { n: 20, ports: false, count: false, json: undefined };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === "--n") opts.n = Number(argv[++i]);
     else if (a === "--ports") opts.ports = true;
+    else if (a === "--count") opts.count = true;
     else if (a === "--json") opts.json = argv[++i];
     else if (a === "--help" || a === "-h") {
       console.log(usage);
@@ -62,6 +65,7 @@ export async function main(argv) {
   const opts = parseArgs(argv);
   ensureBuilt();
   for (const p of ["bridge", "host-local", "loopback", "portmap"]) ensureReference(p);
+  if (opts.count) ensureDeps(["strace"]);
   const tag = `ctspod${process.pid.toString(36)}`;
   await withTmpRoot("cni-ts-bench-pod-", async (tmp) => {
     const oursBin = join(tmp, "ours-bin");
@@ -91,9 +95,18 @@ export async function main(argv) {
           CNI_COMMAND: verb, CNI_CONTAINERID: pod.id, CNI_NETNS: podNetns, CNI_IFNAME: ifname, CNI_PATH: impl.cniPath,
           CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=${pod.name};K8S_POD_INFRA_CONTAINER_ID=${pod.id};K8S_POD_UID=${pod.uid}`,
         };
-        const r = await runPlugin("ip", env, JSON.stringify(conf), { args: ["netns", "exec", impl.node, join(impl.cniPath, plugin)] });
+        const file = join(impl.cniPath, plugin);
+        const trace = join(tmp, `trace-${impl.label}-${pod.name}-${plugin}-${verb}`);
+        const argv = opts.count ? ["strace", "-f", "-qq", "-e", "trace=execve", "-o", trace, file] : [file];
+        const r = await runPlugin("ip", env, JSON.stringify(conf), { args: ["netns", "exec", impl.node, ...argv] });
         mustSucceed(r, `${impl.label} ${plugin} ${verb} (${pod.name})`);
-        record(impl, `${plugin} ${verb}${podNetns === "" ? " (no netns)" : ""}`, r.ms);
+        const what = `${plugin} ${verb}${podNetns === "" ? " (no netns)" : ""}`;
+        if (opts.count) {
+          // Successful execs other than the plugin's own: each process its call started (a shell's execs count too).
+          const execs = readFileSync(trace, "utf8").split("\n").filter((l) => /execve\(/.test(l) && /= 0$/.test(l));
+          record(impl, what, execs.length - 1);
+          rmSync(trace);
+        } else record(impl, what, r.ms);
         return verb === "ADD" ? parseResult(r, `${impl.label} ${plugin} ADD`) : undefined;
       }
 
@@ -147,9 +160,21 @@ export async function main(argv) {
         const r = median(samples[what].reference);
         return [what, fmtMs(o), fmtMs(r), fmtRatio(o, r)];
       };
+      const calls = Object.keys(samples).filter((k) => !PHASES.includes(k));
+      if (opts.count) {
+        const count = (what, label) => {
+          const v = samples[what][label];
+          return Math.min(...v) === Math.max(...v) ? String(v[0]) : `${Math.min(...v)}-${Math.max(...v)}`;
+        };
+        const rows = calls.map((c) => [c, count(c, "cni-ts"), count(c, "reference")]);
+        const sum = (label) => calls.reduce((a, c) => a + median(samples[c][label]), 0);
+        rows.push(["whole life (medians summed)", String(sum("cni-ts")), String(sum("reference"))]);
+        console.log(markdownTable(["call", "cni-ts processes", "reference processes"], rows));
+        console.log("\nprocesses each call started (successful execve under strace -f, the plugin's own not counted)");
+        return;
+      }
       console.log(markdownTable(["phase (wall time)", "cni-ts", "reference", "cni-ts / reference"], PHASES.map(row)));
       console.log();
-      const calls = Object.keys(samples).filter((k) => !PHASES.includes(k));
       console.log(markdownTable(["call", "cni-ts", "reference", "cni-ts / reference"], calls.map(row)));
       console.log("\ntimes in ms, medians over the pods; a phase is the runtime's wall time for its calls (RunPodSandbox: loopback concurrent with the chain)");
       for (const p of PHASES) {

@@ -11,6 +11,8 @@ export const NEEDS = {
   strip: ["/usr/bin/strip", "binutils"],
   // npm run bench -- start: peak RSS of a child (GNU time's %M).
   time: ["/usr/bin/time", "time"],
+  // npm run bench -- pod --count: the processes each call starts.
+  strace: ["/usr/bin/strace", "strace"],
   iptables: ["/usr/sbin/iptables", "iptables"],
   nft: ["/usr/sbin/nft", "nftables"],
   "reference plugins": ["/usr/lib/cni/host-local", "containernetworking-plugins"],
