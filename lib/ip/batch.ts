@@ -36,9 +36,30 @@ export class IpBatch {
   /** Run every line in the namespace at `netns` (ours when undefined); the first failing line aborts the rest. */
   async run(netns?: string, what = "ip -batch"): Promise<void> {
     if (this.lines.length === 0) return;
-    const [file, args] = inNetns(netns, "ip", ["-batch", "-"]);
+    await this.exec([], netns, what);
+  }
+
+  /**
+   * Run the lines with `-json` and parse what the last one shows (one `show` command, last): a change and the read
+   * of its outcome in one process instead of two.
+   *
+   * @example
+   *   const [lo] = await new IpBatch().cmd("link", "set", "dev", "lo", "up").cmd("addr", "show", "dev", "lo").runJson<LinkAddrs[]>(netns);
+   */
+  async runJson<T>(netns?: string, what = "ip -json -batch"): Promise<T> {
+    const text = (await this.exec(["-json"], netns, what)).trim();
+    if (text === "") return [] as unknown as T;
     try {
-      await runOk(file, args, { input: this.text(), what });
+      return JSON.parse(text) as T;
+    } catch {
+      throw new CniError(ErrorCode.DecodingFailure, `${what}: unparsable JSON output`, text.slice(0, 200));
+    }
+  }
+
+  private async exec(options: string[], netns: string | undefined, what: string): Promise<string> {
+    const [file, args] = inNetns(netns, "ip", [...options, "-batch", "-"]);
+    try {
+      return await runOk(file, args, { input: this.text(), what });
     } catch (e) {
       throw explainBatchFailure(e, this.lines);
     }

@@ -47,9 +47,8 @@ async function add(ctx: CmdContext): Promise<Result> {
   // Everything the answer depends on is parsed before lo changes: a refused ADD (a malformed prevResult is 6) leaves
   // the pod exactly as it was.
   const chained = ctx.config.prevResult !== undefined && ctx.config.prevResult !== null ? parseResult(ctx.config.prevResult, ctx.version) : undefined;
-  await new IpBatch().cmd("link", "set", "dev", LO, "up").run(ctx.netns, `bringing ${LO} up in ${ctx.netns}`);
-  // Read after the link is up: the kernel adds 127.0.0.1/8 and ::1/128 only then.
-  const lo = await readLo(ctx.netns);
+  // Read after the link is up, in the same process: the kernel adds 127.0.0.1/8 and ::1/128 only then.
+  const [lo] = await new IpBatch().cmd("link", "set", "dev", LO, "up").cmd("addr", "show", "dev", LO).runJson<LoLink[]>(ctx.netns, `bringing ${LO} up in ${ctx.netns}`);
   if (!lo) throw new CniError(ErrorCode.KernelOperationFailed, `no ${LO} interface in ${quoteInput(ctx.netns)}`);
   const other = (lo.addr_info ?? []).filter((a) => !isLoopbackAddr(a));
   if (other.length > 0) log.warn(`loopback: ${LO} also has ${other.map((a) => a.local).join(", ")}; reporting only its loopback addresses`);
