@@ -5,7 +5,7 @@
 // (/usr/lib/cni, Debian 1.1.1, iptables only) side by side; every difference is asserted and listed in
 // docs/portmap.md. Nothing here touches the machine's own namespace.
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { chmodSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { dnatChainName, nftOwner } from "../../plugins/portmap/identity.js";
@@ -65,9 +65,9 @@ class PortmapLab {
   }
 
   /** Run this lab's portmap (or the one in `exeDir`) in the node namespace. */
-  pm(cmd: string, conf: Conf, pod: Ns | string, containerID: string, exeDir = this.lab.bin): CniCall {
+  pm(cmd: string, conf: Conf, pod: Ns | string, containerID: string, exeDir = this.lab.bin, path = labPath(sb)): CniCall {
     const netns = typeof pod === "string" ? pod : pod.path;
-    const env = { PATH: labPath(sb), CNI_COMMAND: cmd, CNI_CONTAINERID: containerID, CNI_NETNS: netns, CNI_IFNAME: "eth0", CNI_PATH: exeDir };
+    const env = { PATH: path, CNI_COMMAND: cmd, CNI_CONTAINERID: containerID, CNI_NETNS: netns, CNI_IFNAME: "eth0", CNI_PATH: exeDir };
     const t = performance.now();
     const r = spawnSync("ip", ["netns", "exec", this.node.name, "env", "-i", ...Object.entries(env).map(([k, v]) => `${k}=${v}`), join(exeDir, "portmap")], {
       input: JSON.stringify(conf),
@@ -190,6 +190,40 @@ describe.each(["iptables", "nftables"] as const)("portmap, %s backend", (backend
     expect(pl.rules()).toBe(before);
     // And once more: DEL is idempotent.
     expect(pl.pm("DEL", conf, "", id).status).toBe(0);
+  });
+
+  it("a pod that maps no port: DEL, with the namespace and again without, starts no process", () => {
+    // Each firewall tool is a wrapper that notes its call before running the real one.
+    const dir = sb.tmpdir("pm-tools");
+    const calls = join(dir, "calls");
+    for (const tool of ["iptables-save", "ip6tables-save", "iptables-restore", "ip6tables-restore", "nft", "conntrack"]) {
+      const real = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"].map((d) => join(d, tool)).find(existsSync);
+      if (!real) continue;
+      writeFileSync(join(dir, tool), `#!/bin/sh\necho ${tool} >> ${calls}\nexec ${real} "$@"\n`);
+      chmodSync(join(dir, tool), 0o755);
+    }
+    const path = `${dir}:${labPath(sb)}`;
+    const pod = pl.lab.pod("nomap");
+    const id = cid();
+    const conf = pl.pmConf(backend, []);
+    const br = pl.lab.add(pl.bridgeConf(), { pod, containerID: id });
+    const add = pl.pm("ADD", { ...conf, prevResult: br }, pod, id, undefined, path);
+    expect([add.status, add.out], add.stderr).toEqual([0, br]);
+    for (const [netns, prev] of [[pod.path, { prevResult: br }], ["", {}]] as const) {
+      const d = pl.pm("DEL", { ...conf, ...prev }, netns, id, undefined, path);
+      expect([d.status, d.stdout], d.stderr).toEqual([0, ""]);
+    }
+    expect(existsSync(calls) ? readFileSync(calls, "utf8") : "").toBe("");
+    expect(pl.rules()).toBe(before);
+    // The control: with a mapping, the same wrappers are called (ADD, and a DEL without portMappings).
+    const mapped = pl.pmConf(backend, [MAPPINGS[0]]);
+    const add2 = pl.pm("ADD", { ...mapped, prevResult: br }, pod, id, undefined, path);
+    expect(add2.status, add2.stdout).toBe(0);
+    const del2 = pl.pm("DEL", conf, "", id, undefined, path);
+    expect(del2.status, del2.stdout).toBe(0);
+    expect(readFileSync(calls, "utf8")).not.toBe("");
+    expect(pl.rules()).toBe(before);
+    expect(pl.lab.cni("DEL", { ...pl.bridgeConf(), prevResult: br }, { pod, containerID: id }).status).toBe(0);
   });
 
   it("DEL removes exactly its own attachment's rules", () => {
