@@ -7,10 +7,11 @@
  * death (the pipe closes), and so does the helper's death (the kernel drops the lock). A dead holder never blocks
  * anyone for longer than it takes the kernel to notice.
  *
- * With `fd` (the file opened and checked by the caller), the helper locks that open file, inherited as its fd 3,
+ * With `fd` (the file opened and checked by the caller), `flock` locks that open file, inherited as its fd 3,
  * instead of opening `file` by name: what was checked is what gets locked, whatever is renamed or planted at the
- * name in between. The lock then belongs to the open file shared by both processes, so it lasts until the helper
- * has exited and the caller has closed `fd`.
+ * name in between. The lock then belongs to the open file shared by both processes, so `flock` can exit as soon as
+ * it has the lock (one process, no shell) and the lock lasts until the caller closes `fd`, which it does right
+ * after `fn`; our death closes it too.
  *
  * @example
  *   await withFileLock("/var/lib/cni/networks/net1/lock", 10_000, async () => { ... });
@@ -35,11 +36,20 @@ function acquire(file: string, waitMs: number, fd: number | undefined): Promise<
   const seconds = Math.max(1, Math.ceil(waitMs / 1000)).toString();
   return new Promise((resolve, reject) => {
     const flock = ["--exclusive", "--timeout", seconds, "--conflict-exit-code", "75"];
-    const child: ChildProcessByStdio<Writable, Readable, Readable> =
-      fd === undefined
-        ? childProcessModule().spawn("flock", [...flock, file, "-c", "echo locked; read _"], { stdio: ["pipe", "pipe", "pipe"] })
-        : // flock(1) takes no command with a descriptor, so a shell holds the descriptor while it waits on stdin.
-          childProcessModule().spawn("sh", ["-c", `flock ${flock.join(" ")} 3 || exit $?; echo locked; read _`], { stdio: ["pipe", "pipe", "pipe", fd] }) as unknown as ChildProcessByStdio<Writable, Readable, Readable>;
+    if (fd !== undefined) {
+      // flock(1) on the inherited descriptor: exit 0 means the shared open file is locked, and stays so after it exits.
+      const child = childProcessModule().spawn("flock", [...flock, "3"], { stdio: ["ignore", "ignore", "pipe", fd] });
+      let stderr = "";
+      child.stderr!.on("data", (b: Buffer) => (stderr += b.toString()));
+      child.on("error", (e: NodeJS.ErrnoException) => reject(new CniError(ErrorCode.Internal, `cannot run flock (util-linux) to lock ${file}: ${e.code ?? e.message}`)));
+      child.on("close", (code) => {
+        if (code === 0) resolve(() => {});
+        else if (code === 75) reject(new CniError(ErrorCode.TryAgainLater, `timed out after ${seconds} s waiting for the lock ${file}`, "another plugin instance holds it; retry later"));
+        else reject(new CniError(ErrorCode.IOFailure, `cannot lock ${file}: ${stderr.trim() || `flock exit ${code}`}`));
+      });
+      return;
+    }
+    const child: ChildProcessByStdio<Writable, Readable, Readable> = childProcessModule().spawn("flock", [...flock, file, "-c", "echo locked; read _"], { stdio: ["pipe", "pipe", "pipe"] });
     let stderr = "";
     let held = false;
     child.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
