@@ -12,6 +12,7 @@ import { delegate } from "../../lib/invoke.js";
 import { IpBatch } from "../../lib/ip/batch.js";
 import { getLink, ipJson, type LinkInfo } from "../../lib/ip/read.js";
 import { log } from "../../lib/log.js";
+import { markAttachment } from "../../lib/marker.js";
 import { addMasq, delMasq, resolveMasqBackend, type MasqEntry } from "../../lib/masq.js";
 import type { CmdContext } from "../../lib/skel.js";
 import { ensureSysctl, writeSysctl } from "../../lib/sysctl.js";
@@ -168,6 +169,8 @@ export async function add(ctx: CmdContext): Promise<Result> {
     }
     created = true;
     nodeSysctls(conf, hostVeth, gateways);
+    // The marker first: a DEL without prevResult then knows this attachment may hold masquerade (lib/marker.ts).
+    if (conf.ipMasq && ips.length > 0) markAttachment("masq", conf.name, ctx.containerID, ctx.ifname);
     const masq = conf.ipMasq && ips.length > 0 ? addMasq(resolveMasqBackend(conf.ipMasqBackend), masqEntries(conf, ctx, ips)) : Promise.resolve();
     // The pod's side, then the waits that depend on it, run while the firewall is programmed.
     const pod = async () => {

@@ -12,6 +12,7 @@ import { delegate } from "../../lib/invoke.js";
 import { IpBatch } from "../../lib/ip/batch.js";
 import { getLink, ipJson, type LinkInfo } from "../../lib/ip/read.js";
 import { log } from "../../lib/log.js";
+import { hasMarker, unmarkAttachment } from "../../lib/marker.js";
 import { delMasq } from "../../lib/masq.js";
 import { inspectNetns, netnsForDel } from "../../lib/netns.js";
 import type { CmdContext } from "../../lib/skel.js";
@@ -81,6 +82,18 @@ function prevResultOf(ctx: CmdContext): Result | undefined {
   }
 }
 
+/**
+ * The attachment's masquerade: from prevResult's addresses when there are some, else by its identity when an ADD of
+ * ours marked it; without either (a repeated DEL: containerd's RemovePodSandbox) there is nothing to remove and no
+ * process is started.
+ */
+async function delMasquerade(network: string, ctx: CmdContext, prev: Result | undefined): Promise<void> {
+  const ips = (prev?.ips ?? []).map((ip) => ip.address);
+  if (ips.length === 0 && !hasMarker("masq", network, ctx.containerID, ctx.ifname)) return;
+  await delMasq(network, ctx.containerID, ctx.ifname, ips);
+  unmarkAttachment("masq", network, ctx.containerID, ctx.ifname);
+}
+
 export async function del(ctx: CmdContext): Promise<void> {
   const conf = lenientConfig(ctx);
   const errors: unknown[] = [];
@@ -121,7 +134,7 @@ export async function del(ctx: CmdContext): Promise<void> {
     links(),
     // A runtime's DEL releases the whole attachment: an owner token the runtime's environment may carry is dropped.
     conf.ipamType ? step("IPAM", () => delegate(conf.ipamType!, "DEL", ctx, { env: { CNI_TS_IPAM_OWNER: undefined } }).then(() => undefined)) : undefined,
-    conf.ipMasq ? step("masquerade", () => delMasq(conf.name, ctx.containerID, ctx.ifname, (prev?.ips ?? []).map((ip) => ip.address))) : undefined,
+    conf.ipMasq ? step("masquerade", () => delMasquerade(conf.name, ctx, prev)) : undefined,
     conf.macspoofchk ? step("macspoofchk", () => delSpoofCheck(hostVeth, conf.name)) : undefined,
   ]);
   if (errors.length > 0) {

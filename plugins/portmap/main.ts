@@ -5,13 +5,13 @@
  */
 import { CniError, ErrorCode } from "../../lib/errors.js";
 import { log } from "../../lib/log.js";
+import { gcMarkers, hasMarker, markAttachment, unmarkAttachment } from "../../lib/marker.js";
 import { hasExecutable } from "../../lib/masq.js";
 import type { CmdContext, GcContext, PluginDefinition } from "../../lib/skel.js";
 import type { Result } from "../../lib/types.js";
 import { parseResult } from "../../lib/version.js";
 import { PORTMAP_CONF_SHAPE, loadPortmapConfig, type PortmapConfig } from "./config.js";
 import { iptAdd, iptCheck, iptDel, iptGc } from "./iptables.js";
-import { gcMarkers, hasMarker, markAttachment, unmarkAttachment } from "./marker.js";
 import { nftAdd, nftCheck, nftDel, nftGc } from "./nft.js";
 import { enableLocalnet, flushUdpConntrack, localnetProblem } from "./node.js";
 import { podAddresses, type PodAddr } from "./pod.js";
@@ -27,7 +27,7 @@ async function add(ctx: CmdContext): Promise<Result> {
   const prev = requirePrev(ctx, "must be called as chained plugin");
   const pods = podAddresses(prev, ctx.ifname);
   if (conf.mappings.length === 0 || pods.length === 0) return prev;
-  markAttachment(conf.name, ctx.containerID, ctx.ifname);
+  markAttachment("portmap", conf.name, ctx.containerID, ctx.ifname);
   if (conf.backend === "nftables") await nftAdd(conf, ctx.containerID, ctx.ifname, pods);
   else await iptAdd(conf, ctx.containerID, pods);
   const v4 = pods.find((p) => p.family === 4);
@@ -41,15 +41,15 @@ async function add(ctx: CmdContext): Promise<Result> {
 /**
  * DEL: both backends, by the attachment's identity alone, so it works without prevResult, without mappings (the
  * reference does nothing then), with the namespace gone, and after the config switched backends. An attachment
- * that maps no port and that no ADD of ours marked has nothing to remove: no process at all (marker.ts).
+ * that maps no port and that no ADD of ours marked has nothing to remove: no process at all (lib/marker.ts).
  */
 async function del(ctx: CmdContext): Promise<void> {
-  if (!mapsPorts(ctx) && !hasMarker(ctx.config.name, ctx.containerID, ctx.ifname)) return;
+  if (!mapsPorts(ctx) && !hasMarker("portmap", ctx.config.name, ctx.containerID, ctx.ifname)) return;
   const outcomes = await Promise.allSettled([iptDel(ctx.config.name, ctx.containerID), nftDel(ctx.config.name, ctx.containerID, ctx.ifname)]);
   const errors = outcomes.flatMap((o) => (o.status === "rejected" ? [o.reason as Error] : []));
   for (const e of errors) log.warn(`portmap DEL: ${e.message}`);
   if (errors[0]) throw errors[0] instanceof CniError ? errors[0] : new CniError(ErrorCode.KernelOperationFailed, errors[0].message);
-  unmarkAttachment(ctx.config.name, ctx.containerID, ctx.ifname);
+  unmarkAttachment("portmap", ctx.config.name, ctx.containerID, ctx.ifname);
 }
 
 /** Does the DEL's config map any port? A config that does not parse counts as yes: DEL then does the full work. */
@@ -85,7 +85,7 @@ async function gc(ctx: GcContext): Promise<void> {
   const outcomes = await Promise.allSettled([iptGc(ctx.config.name, valid), nftGc(ctx.config.name, valid)]);
   const errors = outcomes.flatMap((o) => (o.status === "rejected" ? [(o.reason as Error).message] : []));
   if (errors.length > 0) throw new CniError(ErrorCode.KernelOperationFailed, `portmap GC failed: ${errors.join("; ")}`);
-  gcMarkers(ctx.config.name, valid);
+  gcMarkers("portmap", ctx.config.name, valid);
 }
 
 /** STATUS: the config is valid and its backend's tool is installed (code 50 otherwise: ADD could not work). */

@@ -14,7 +14,7 @@
  *   expect(lab.ping(pod, "10.30.0.1")).toBe(true);
  */
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, symlinkSync, utimesSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { hostVethName } from "../../plugins/bridge/names.js";
 import { DIST_BIN, PLUGINS, type Sandbox, toolPath } from "./helpers.js";
@@ -42,6 +42,8 @@ export interface CallOpts {
   ifname?: string;
   /** CNI_ARGS. */
   args?: string;
+  /** PATH for the plugin instead of labPath() (recordingTools()). */
+  path?: string;
 }
 
 export interface Link {
@@ -86,6 +88,23 @@ export function labPath(sb: Sandbox): string {
   }
   labTools.set(sb, path);
   return path;
+}
+
+/**
+ * A PATH whose process-starting tools (ip, nsenter, flock, sh, the iptables and nft commands) are wrappers that note
+ * each call in a file before running the real tool: `calls()` lists them, to prove a call started no process.
+ */
+export function recordingTools(sb: Sandbox): { path: string; calls: () => string[] } {
+  const dir = sb.tmpdir("recording-tools");
+  const log = join(dir, "calls");
+  const tools = ["ip", "nsenter", "flock", "sh", "iptables-save", "ip6tables-save", "iptables-restore", "ip6tables-restore", "iptables", "ip6tables", "nft", "conntrack"];
+  for (const tool of tools) {
+    const real = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"].map((d) => join(d, tool)).find((f) => existsSync(f));
+    if (!real) continue;
+    // The wrapper runs under /bin/sh by full path, so that wrapping sh itself does not recurse.
+    writeFileSync(join(dir, tool), `#!/bin/sh\necho ${tool} >> ${log}\nexec ${real} "$@"\n`, { mode: 0o755 });
+  }
+  return { path: `${dir}:${labPath(sb)}`, calls: () => (existsSync(log) ? readFileSync(log, "utf8").split("\n").filter(Boolean) : []) };
 }
 
 function spawnArgs(sb: Sandbox, nsName: string, exe: string, env: Record<string, string>): string[] {
@@ -256,6 +275,7 @@ export class BridgeLab {
       CNI_PATH: this.bin,
     };
     if (o.args !== undefined) env.CNI_ARGS = o.args;
+    if (o.path !== undefined) env.PATH = o.path;
     return env;
   }
 

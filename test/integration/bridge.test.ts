@@ -22,6 +22,7 @@ import {
   nsRun,
   type Ns,
   ping,
+  recordingTools,
   sysctl,
   withoutIdleNat,
   wire,
@@ -390,6 +391,18 @@ describe.each(["nftables", "iptables"])("DEL leaves nothing behind (%s masquerad
     expect(lab.cni("DEL", lab.withPrev(conf, r), { pod }).status).toBe(0);
     expect(lab.cni("DEL", lab.withPrev(conf, r), { pod }).status).toBe(0);
     expect(linkNames(pod.name)).toEqual(["lo"]);
+    expectClean();
+  });
+
+  it("again after a completed DEL, with CNI_NETNS empty and no prevResult (containerd's RemovePodSandbox): no process is started", () => {
+    const pod = lab.pod();
+    const r = lab.add(conf, { pod });
+    expect(lab.cni("DEL", lab.withPrev(conf, r), { pod }).status).toBe(0);
+    sh("ip", ["netns", "del", pod.name]);
+    const tools = recordingTools(sb);
+    const d = lab.cni("DEL", conf, { pod: "", containerID: `ctr-${pod.name}`, path: tools.path });
+    expect([d.status, d.stdout], d.stderr).toEqual([0, ""]);
+    expect(tools.calls()).toEqual([]);
     expectClean();
   });
 

@@ -5,11 +5,11 @@
 // (/usr/lib/cni, Debian 1.1.1, iptables only) side by side; every difference is asserted and listed in
 // docs/portmap.md. Nothing here touches the machine's own namespace.
 import { spawn, spawnSync } from "node:child_process";
-import { chmodSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { dnatChainName, nftOwner } from "../../plugins/portmap/identity.js";
-import { binDir, BridgeLab, type CniCall, type Conf, iptNat, labPath, nftRuleset, nsRun, type Ns, REFERENCE_BIN, sysctl, wire } from "./bridge-lab.js";
+import { binDir, BridgeLab, type CniCall, type Conf, iptNat, labPath, nftRuleset, nsRun, type Ns, recordingTools, REFERENCE_BIN, sysctl, wire } from "./bridge-lab.js";
 import { requireBuilt, ROOT, Sandbox, sh } from "./helpers.js";
 import { answer, POD_PORT, serve, stop, stopAll, talk } from "./traffic.js";
 
@@ -193,16 +193,8 @@ describe.each(["iptables", "nftables"] as const)("portmap, %s backend", (backend
   });
 
   it("a pod that maps no port: DEL, with the namespace and again without, starts no process", () => {
-    // Each firewall tool is a wrapper that notes its call before running the real one.
-    const dir = sb.tmpdir("pm-tools");
-    const calls = join(dir, "calls");
-    for (const tool of ["iptables-save", "ip6tables-save", "iptables-restore", "ip6tables-restore", "nft", "conntrack"]) {
-      const real = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"].map((d) => join(d, tool)).find(existsSync);
-      if (!real) continue;
-      writeFileSync(join(dir, tool), `#!/bin/sh\necho ${tool} >> ${calls}\nexec ${real} "$@"\n`);
-      chmodSync(join(dir, tool), 0o755);
-    }
-    const path = `${dir}:${labPath(sb)}`;
+    const tools = recordingTools(sb);
+    const path = tools.path;
     const pod = pl.lab.pod("nomap");
     const id = cid();
     const conf = pl.pmConf(backend, []);
@@ -213,7 +205,7 @@ describe.each(["iptables", "nftables"] as const)("portmap, %s backend", (backend
       const d = pl.pm("DEL", { ...conf, ...prev }, netns, id, undefined, path);
       expect([d.status, d.stdout], d.stderr).toEqual([0, ""]);
     }
-    expect(existsSync(calls) ? readFileSync(calls, "utf8") : "").toBe("");
+    expect(tools.calls()).toEqual([]);
     expect(pl.rules()).toBe(before);
     // The control: with a mapping, the same wrappers are called (ADD, and a DEL without portMappings).
     const mapped = pl.pmConf(backend, [MAPPINGS[0]]);
@@ -221,7 +213,7 @@ describe.each(["iptables", "nftables"] as const)("portmap, %s backend", (backend
     expect(add2.status, add2.stdout).toBe(0);
     const del2 = pl.pm("DEL", conf, "", id, undefined, path);
     expect(del2.status, del2.stdout).toBe(0);
-    expect(readFileSync(calls, "utf8")).not.toBe("");
+    expect(tools.calls()).not.toEqual([]);
     expect(pl.rules()).toBe(before);
     expect(pl.lab.cni("DEL", { ...pl.bridgeConf(), prevResult: br }, { pod, containerID: id }).status).toBe(0);
   });
