@@ -12,26 +12,27 @@
 // bridge benchmark). The conflist is containerd's (bridge cni0, isGateway, ipMasq, promiscMode, host-local
 // with a default route; portmap with the portMappings capability); by default the pod maps no port (most pods),
 // --ports gives it one hostPort. --count runs every call under strace instead and prints how many processes each
-// call started (its own chain: ip, nsenter, iptables ..., delegates), not times.
+// call started (its own chain: ip, nsenter, iptables ..., delegates), not times. --exe FILE: another build of ours.
 import { spawnSync } from "node:child_process";
-import { mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { basename, join } from "node:path";
 import {
   BenchError, OURS_EXE, REFERENCE_BIN, ensureBuilt, ensureReference, fmtMs, fmtRatio, machineInfo, markdownTable, median,
   mustSucceed, oursVersion, parseResult, referenceVersion, runPlugin, targetLine, withTmpRoot,
 } from "./lib.mjs";
 import { ensureDeps } from "../scripts/deps.mjs";
 
-export const usage = "npm run bench -- pod [--n 20] [--ports] [--count] [--json FILE]";
+export const usage = "npm run bench -- pod [--n 20] [--ports] [--count] [--exe FILE] [--json FILE]";
 const PHASES = ["RunPodSandbox", "StopPodSandbox", "RemovePodSandbox"];
 
 function parseArgs(argv) {
-  const opts = { n: 20, ports: false, count: false, json: undefined };
+  const opts = { n: 20, ports: false, count: false, exe: OURS_EXE, json: undefined };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === "--n") opts.n = Number(argv[++i]);
     else if (a === "--ports") opts.ports = true;
     else if (a === "--count") opts.count = true;
+    else if (a === "--exe") opts.exe = argv[++i];
     else if (a === "--json") opts.json = argv[++i];
     else if (a === "--help" || a === "-h") {
       console.log(usage);
@@ -63,14 +64,14 @@ const LOOPBACK = { cniVersion: "0.3.1", name: "cni-loopback", type: "loopback" }
 
 export async function main(argv) {
   const opts = parseArgs(argv);
-  ensureBuilt();
+  if (opts.exe === OURS_EXE) ensureBuilt();
   for (const p of ["bridge", "host-local", "loopback", "portmap"]) ensureReference(p);
   if (opts.count) ensureDeps(["strace"]);
   const tag = `ctspod${process.pid.toString(36)}`;
   await withTmpRoot("cni-ts-bench-pod-", async (tmp) => {
     const oursBin = join(tmp, "ours-bin");
     mkdirSync(oursBin);
-    for (const p of ["bridge", "host-local", "loopback", "portmap"]) symlinkSync(OURS_EXE, join(oursBin, p));
+    for (const p of ["bridge", "host-local", "loopback", "portmap"]) symlinkSync(opts.exe, join(oursBin, p));
     const made = [];
     const netns = (name) => {
       ip(["netns", "add", name]);
@@ -97,15 +98,17 @@ export async function main(argv) {
         };
         const file = join(impl.cniPath, plugin);
         const trace = join(tmp, `trace-${impl.label}-${pod.name}-${plugin}-${verb}`);
-        const argv = opts.count ? ["strace", "-f", "-qq", "-e", "trace=execve", "-o", trace, file] : [file];
+        // -ff: one output file per process, so that no execve line is split into "unfinished" and "resumed" halves.
+        const argv = opts.count ? ["strace", "-ff", "-qq", "-e", "trace=execve", "-o", trace, file] : [file];
         const r = await runPlugin("ip", env, JSON.stringify(conf), { args: ["netns", "exec", impl.node, ...argv] });
         mustSucceed(r, `${impl.label} ${plugin} ${verb} (${pod.name})`);
         const what = `${plugin} ${verb}${podNetns === "" ? " (no netns)" : ""}`;
         if (opts.count) {
           // Successful execs other than the plugin's own: each process its call started (a shell's execs count too).
-          const execs = readFileSync(trace, "utf8").split("\n").filter((l) => /execve\(/.test(l) && /= 0$/.test(l));
+          const files = readdirSync(tmp).filter((f) => f.startsWith(`${basename(trace)}.`));
+          const execs = files.flatMap((f) => readFileSync(join(tmp, f), "utf8").split("\n")).filter((l) => /^execve\(/.test(l) && /\) = 0$/.test(l));
           record(impl, what, execs.length - 1);
-          rmSync(trace);
+          for (const f of files) rmSync(join(tmp, f));
         } else record(impl, what, r.ms);
         return verb === "ADD" ? parseResult(r, `${impl.label} ${plugin} ADD`) : undefined;
       }
@@ -152,7 +155,7 @@ export async function main(argv) {
       const m = machineInfo();
       console.log(`# a pod's life as containerd drives the plugins: cni-ts beside the reference, same run`);
       console.log(`machine:   ${m.cpus} CPUs (${m.cpuModel}), kernel ${m.kernel}, ${m.arch}`);
-      console.log(`cni-ts:    cni-ts ${oursVersion()}, ${OURS_EXE}`);
+      console.log(`cni-ts:    cni-ts ${oursVersion()}, ${opts.exe}`);
       console.log(`reference: ${referenceVersion(join(REFERENCE_BIN, "bridge"))}`);
       console.log(`settings:  ${opts.n} pods, alternating; containerd's conflist (bridge + host-local, ipMasq iptables, portmap) and loopback at 0.3.1; ${opts.ports ? "one hostPort per pod" : "no hostPort"}; every call through ip netns exec into the node namespace\n`);
       const row = (what) => {
