@@ -2,7 +2,7 @@
 // it, statistics, the markdown table, the machine and version lines, the throwaway directory, and the checks
 // that the executables to compare exist.
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
+import { closeSync, constants, existsSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeSync } from "node:fs";
 import { availableParallelism, cpus, release, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -36,8 +36,39 @@ export function pluginEnv(cni) {
   return env;
 }
 
+// Standard input as a runtime gives it: Go's exec.Cmd hands a plugin the read end of a pipe(2). Node's spawn would
+// hand it one end of a socketpair, which a plugin reads differently (cni-ts through its stream path: some
+// milliseconds and megabytes more than through a pipe), so the bench hands each call a FIFO of its own, already
+// holding the config with its writer closed: a pipe with the data and end of file, read exactly as a runtime's.
+const fifos = { dir: undefined, free: [], made: 0 };
+
+function takeFifo() {
+  if (fifos.free.length > 0) return fifos.free.pop();
+  if (!fifos.dir) {
+    fifos.dir = mkdtempSync(join(tmpdir(), "cni-ts-bench-stdin-"));
+    process.once("exit", () => rmSync(fifos.dir, { recursive: true, force: true }));
+  }
+  const path = join(fifos.dir, `in${fifos.made++}`);
+  const r = spawnSync("mkfifo", ["-m", "600", path]);
+  if (r.status !== 0) throw new BenchError(`mkfifo ${path} failed: ${r.stderr}`);
+  return path;
+}
+
+/** The read end of a pipe holding `data` (at most a pipe's 64 KiB), its writer closed; `release` when the child ran. */
+function pipeHolding(data) {
+  const path = takeFifo();
+  const readFd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  const writeFd = openSync(path, constants.O_WRONLY);
+  const buf = Buffer.from(data);
+  if (buf.length > 65536) throw new BenchError("bench stdin larger than a pipe's buffer");
+  if (buf.length > 0) writeSync(writeFd, buf);
+  closeSync(writeFd);
+  return { fd: readFd, release: () => (closeSync(readFd), fifos.free.push(path)) };
+}
+
 /**
- * Run `file` with exactly `env`, `stdin` written to its standard input, and wait for it to exit.
+ * Run `file` with exactly `env`, `stdin` in a pipe on its standard input (as a Go runtime gives it), and wait for it
+ * to exit.
  * ms: wall time from just before spawn to the exit event (process.hrtime.bigint), as a float.
  * Never rejects for a plugin failure (code !== 0): the caller decides; see mustSucceed. Kills it after timeoutMs.
  */
@@ -46,7 +77,12 @@ export function runPlugin(file, env, stdin, { timeoutMs = 120_000, args = [] } =
   const done = new Promise((resolve, reject) => {
     const t0 = process.hrtime.bigint();
     let t1;
-    child = spawn(file, args, { env, stdio: ["pipe", "pipe", "pipe"] });
+    const input = pipeHolding(stdin);
+    try {
+      child = spawn(file, args, { env, stdio: [input.fd, "pipe", "pipe"] });
+    } finally {
+      input.release(); // the child has its own copy of the descriptor
+    }
     const out = [];
     const err = [];
     let timedOut = false;
@@ -56,8 +92,6 @@ export function runPlugin(file, env, stdin, { timeoutMs = 120_000, args = [] } =
     }, timeoutMs);
     child.stdout.on("data", (b) => out.push(b));
     child.stderr.on("data", (b) => err.push(b));
-    // A plugin that exits before reading its input makes our write fail with EPIPE: its exit code tells the story.
-    child.stdin.on("error", () => {});
     child.on("error", (e) => {
       clearTimeout(timer);
       reject(new BenchError(`cannot run ${file}: ${e.code ?? e.message}`));
@@ -76,7 +110,6 @@ export function runPlugin(file, env, stdin, { timeoutMs = 120_000, args = [] } =
         stderr: Buffer.concat(err).toString("utf8"),
       });
     });
-    child.stdin.end(stdin);
   });
   const settled = done.then(() => {}, () => {});
   live.set(child, settled);

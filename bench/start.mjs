@@ -31,9 +31,10 @@ function parseArgs(argv) {
 }
 
 /** Peak RSS in MB of one VERSION call, as the kernel counts it for the child (GNU time's %M, in KB). */
-function peakRssMb(file) {
-  const r = spawnSync("/usr/bin/time", ["-f", "%M", file], { env: pluginEnv({ COMMAND: "VERSION" }), input: STDIN, encoding: "utf8" });
-  if (r.status !== 0) throw new BenchError(`${file} VERSION under /usr/bin/time exited ${r.status}: ${r.stderr.trim()}`);
+async function peakRssMb(file) {
+  // Through runPlugin: stdin is a pipe, as a runtime gives it.
+  const r = await runPlugin("/usr/bin/time", pluginEnv({ COMMAND: "VERSION" }), STDIN, { args: ["-f", "%M", file] });
+  if (r.code !== 0) throw new BenchError(`${file} VERSION under /usr/bin/time exited ${r.code}: ${r.stderr.trim()}`);
   const kb = Number(r.stderr.trim().split("\n").at(-1));
   if (!Number.isFinite(kb)) throw new BenchError(`/usr/bin/time printed ${JSON.stringify(r.stderr)}`);
   return kb / 1024;
@@ -59,7 +60,7 @@ export async function main(argv) {
         const s = ((samples[p] ??= {})[impl.label] ??= { ms: [], rss: [] });
         const r = mustSucceed(await runPlugin(file, pluginEnv({ COMMAND: "VERSION" }), STDIN), `${impl.label} ${p} VERSION`);
         s.ms.push(r.ms);
-        if (i < Math.min(opts.n, 10)) s.rss.push(peakRssMb(file));
+        if (i < Math.min(opts.n, 10)) s.rss.push(await peakRssMb(file));
       }
     }
   }
