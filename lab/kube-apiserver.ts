@@ -4,7 +4,8 @@
  * /api/v1/nodes/NAME, and watches (?watch=1&resourceVersion=RV&allowWatchBookmarks=true&timeoutSeconds=N) as a
  * chunked stream of ADDED/MODIFIED/DELETED/BOOKMARK events, one JSON object per line. Like the real server it
  * keeps a window of recent events: a watch from a resourceVersion older than the window gets an ERROR event
- * with a 410 Expired Status, and the client must list again. Bearer-token authentication (401 without it).
+ * with a 410 Expired Status, and the client must list again. Bearer-token authentication (401 without it), or,
+ * over TLS (`tls`), a client certificate signed by the given CA.
  *
  * Faults on demand, for tests: drop every watch connection, answer slowly, write a malformed event line, answer
  * a watch with HTTP 410, go away entirely (stop) and come back (start). Used by the integration tests and by
@@ -16,6 +17,8 @@
  *   api.upsert(nodeObject("node4", "10.244.4.0/24", "172.31.250.14")); // ADDED to every watch
  */
 import { createServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from "node:http";
+import { createServer as createTlsServer } from "node:https";
+import type { TLSSocket } from "node:tls";
 import type { Server as NetServer, Socket } from "node:net";
 
 type Obj = Record<string, unknown>;
@@ -53,7 +56,11 @@ export class FakeApiServer {
   faults = { slowMs: 0, slowCount: 0, malformedNextWatch: false, gone410Count: 0, listStatus: 0 };
   bookmarkMs: number;
 
-  constructor(private readonly o: { token?: string; bookmarkMs?: number; pageSize?: number } = {}) {
+  /**
+   * `tls`: serve HTTPS with this key and certificate; with `clientCa`, a client certificate signed by it is asked
+   * for, and a request that presents one needs no token.
+   */
+  constructor(private readonly o: { token?: string; bookmarkMs?: number; pageSize?: number; tls?: { key: Buffer; cert: Buffer; clientCa?: Buffer } } = {}) {
     this.bookmarkMs = o.bookmarkMs ?? 1000;
   }
 
@@ -64,7 +71,11 @@ export class FakeApiServer {
   /** Serve on a socket handle (made by `listen`, e.g. inside a namespace). */
   async start(listen: () => Promise<{ handle: NetServer }>): Promise<void> {
     const { handle } = await listen();
-    const server = createServer((req, res) => void this.handle(req, res));
+    const handler = (req: IncomingMessage, res: ServerResponse) => void this.handle(req, res);
+    const tls = this.o.tls;
+    const server: HttpServer = tls
+      ? (createTlsServer({ key: tls.key, cert: tls.cert, ...(tls.clientCa ? { ca: tls.clientCa, requestCert: true, rejectUnauthorized: false } : {}) }, handler) as unknown as HttpServer)
+      : createServer(handler);
     server.on("connection", (s: Socket) => {
       this.sockets.add(s);
       s.on("close", () => this.sockets.delete(s));
@@ -129,7 +140,8 @@ export class FakeApiServer {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     this.requests.push(`${req.method} ${req.url}`);
-    if (this.o.token !== undefined && req.headers.authorization !== `Bearer ${this.o.token}`) return this.status(res, 401, "Unauthorized", "Unauthorized");
+    const byCertificate = (req.socket as Partial<TLSSocket>).authorized === true;
+    if (this.o.token !== undefined && !byCertificate && req.headers.authorization !== `Bearer ${this.o.token}`) return this.status(res, 401, "Unauthorized", "Unauthorized");
     if (this.faults.slowCount > 0) {
       this.faults.slowCount--;
       await new Promise((r) => setTimeout(r, this.faults.slowMs));
