@@ -54,7 +54,11 @@ function takeFifo() {
   return path;
 }
 
-/** The read end of a pipe holding `data` (at most a pipe's 64 KiB), its writer closed; `release` when the child ran. */
+/**
+ * The read end of a pipe holding `data` (at most a pipe's 64 KiB), its writer closed. `spawned`: the child has its
+ * copy, ours is closed; `done`: the child has exited, so its FIFO may carry another call's input (while any reader
+ * holds it open, a second writer's bytes would land in the same pipe).
+ */
 function pipeHolding(data) {
   const path = takeFifo();
   const readFd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
@@ -63,7 +67,7 @@ function pipeHolding(data) {
   if (buf.length > 65536) throw new BenchError("bench stdin larger than a pipe's buffer");
   if (buf.length > 0) writeSync(writeFd, buf);
   closeSync(writeFd);
-  return { fd: readFd, release: () => (closeSync(readFd), fifos.free.push(path)) };
+  return { fd: readFd, spawned: () => closeSync(readFd), done: () => fifos.free.push(path) };
 }
 
 /**
@@ -81,8 +85,9 @@ export function runPlugin(file, env, stdin, { timeoutMs = 120_000, args = [] } =
     try {
       child = spawn(file, args, { env, stdio: [input.fd, "pipe", "pipe"] });
     } finally {
-      input.release(); // the child has its own copy of the descriptor
+      input.spawned();
     }
+    child.once("close", input.done);
     const out = [];
     const err = [];
     let timedOut = false;
