@@ -30,15 +30,18 @@ function markerPath(kind: MarkerKind, network: string, containerID: string, ifna
   return join(ROOT, kind, String(netns), hashHex("sha256", `${network}\n${containerID}\n${ifname}`));
 }
 
-/** ADD: note that this attachment may now hold rules. A failure is logged: DEL then relies on the config's mappings. */
-export function markAttachment(kind: MarkerKind, network: string, containerID: string, ifname: string): void {
+/**
+ * ADD: note that this attachment may now hold rules; `detail` (one word, e.g. the masquerade backend) is kept for
+ * DEL (markerDetail). A failure is logged: DEL then relies on the config's mappings.
+ */
+export function markAttachment(kind: MarkerKind, network: string, containerID: string, ifname: string, detail?: string): void {
   try {
     const path = markerPath(kind, network, containerID, ifname);
     // Twice: a DEL may remove the directory, found empty, between our mkdir and our write.
     for (let attempt = 0; ; attempt++) {
       mkdirSync(join(path, ".."), { recursive: true, mode: 0o700 });
       try {
-        return writeFileSync(path, `${network} ${containerID} ${ifname}\n`, { mode: 0o600 });
+        return writeFileSync(path, `${network} ${containerID} ${ifname}${detail ? ` ${detail}` : ""}\n`, { mode: 0o600 });
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== "ENOENT" || attempt > 0) throw e;
       }
@@ -55,6 +58,19 @@ export function hasMarker(kind: MarkerKind, network: string, containerID: string
     return true;
   } catch (e) {
     return (e as NodeJS.ErrnoException).code !== "ENOENT";
+  }
+}
+
+/**
+ * The word the attachment's ADD marked it with (markAttachment's `detail`), or undefined when there is none, no
+ * marker, or it cannot be read: the caller then assumes nothing.
+ */
+export function markerDetail(kind: MarkerKind, network: string, containerID: string, ifname: string): string | undefined {
+  try {
+    const fields = readFileSync(markerPath(kind, network, containerID, ifname), "utf8").trim().split(" ");
+    return fields.length === 4 && fields[0] === network && fields[1] === containerID && fields[2] === ifname ? fields[3] : undefined;
+  } catch {
+    return undefined;
   }
 }
 

@@ -123,7 +123,9 @@ export async function addMasq(backend: MasqBackend, entries: MasqEntry[], netns?
 }
 
 /**
- * Remove everything of attachment (network, containerID, ifname) from BOTH backends (like the reference's teardown), without needing its IPs (ips is only a hint); succeeds when nothing is there, when the tables do not exist, and when a backend binary is missing.
+ * Remove everything of attachment (network, containerID, ifname) from both backends (like the reference's teardown),
+ * or from `only` when the caller knows where its ADD wrote, without needing its IPs (ips is only a hint); succeeds
+ * when nothing is there, when the tables do not exist, and when a backend binary is missing.
  *
  * Hints written as "ip/prefix" (a result's `ips[].address`, the prefix giving the subnet) let the nftables side
  * skip reading its table; they must then name every address of the attachment with the subnet ADD was given,
@@ -133,11 +135,15 @@ export async function addMasq(backend: MasqBackend, entries: MasqEntry[], netns?
  * reads the nat table and removes the attachment's chain with every rule that jumps to it: its chain is per
  * (network, containerID), so all interfaces of that container on that network lose their masquerade together.
  */
-export async function delMasq(network: string, containerID: string, ifname: string, ips?: string[], netns?: string): Promise<void> {
+export async function delMasq(network: string, containerID: string, ifname: string, ips?: string[], netns?: string, only?: MasqBackend): Promise<void> {
   requireSafeIdentity(network, containerID, ifname);
-  // Both backends, always (the attachment may come from another plugin version or an earlier configuration), and
-  // at the same time: they touch different tables, and DEL latency is every pod's stop latency.
-  const outcomes = await Promise.allSettled([iptDelMasq(network, containerID, netns, ips ?? []), nftDelMasq(network, containerID, ifname, ips ?? [], netns)]);
+  // Both backends (the attachment may come from another plugin version or an earlier configuration), unless the
+  // caller knows which one its ADD wrote (`only`), and at the same time: they touch different tables, and DEL
+  // latency is every pod's stop latency.
+  const outcomes = await Promise.allSettled([
+    only === "nftables" ? undefined : iptDelMasq(network, containerID, netns, ips ?? []),
+    only === "iptables" ? undefined : nftDelMasq(network, containerID, ifname, ips ?? [], netns),
+  ]);
   const errors = outcomes.flatMap((o) => (o.status === "rejected" ? [(o.reason as Error).message] : []));
   if (errors.length > 0) throw new CniError(ErrorCode.KernelOperationFailed, `ipMasq teardown failed: ${errors.join("; ")}`);
 }

@@ -169,9 +169,11 @@ export async function add(ctx: CmdContext): Promise<Result> {
     }
     created = true;
     nodeSysctls(conf, hostVeth, gateways);
-    // The marker first: a DEL without prevResult then knows this attachment may hold masquerade (lib/marker.ts).
-    if (conf.ipMasq && ips.length > 0) markAttachment("masq", conf.name, ctx.containerID, ctx.ifname);
-    const masq = conf.ipMasq && ips.length > 0 ? addMasq(resolveMasqBackend(conf.ipMasqBackend), masqEntries(conf, ctx, ips)) : Promise.resolve();
+    // The marker first, naming the backend: a DEL then knows this attachment may hold masquerade, and where
+    // (lib/marker.ts), so it needs neither prevResult nor a look into the other backend.
+    const masqBackend = conf.ipMasq && ips.length > 0 ? resolveMasqBackend(conf.ipMasqBackend) : undefined;
+    if (masqBackend) markAttachment("masq", conf.name, ctx.containerID, ctx.ifname, masqBackend);
+    const masq = masqBackend ? addMasq(masqBackend, masqEntries(conf, ctx, ips)) : Promise.resolve();
     // The pod's side, then the waits that depend on it, run while the firewall is programmed.
     const pod = async () => {
       await Promise.all([podScript(conf, ctx.ifname, ips, routes, gateways).run(ctx.netns), applyVlans(conf, hostVeth, built)]);

@@ -12,7 +12,7 @@ import { delegate } from "../../lib/invoke.js";
 import { IpBatch } from "../../lib/ip/batch.js";
 import { getLink, ipJson, type LinkInfo } from "../../lib/ip/read.js";
 import { log } from "../../lib/log.js";
-import { hasMarker, unmarkAttachment } from "../../lib/marker.js";
+import { hasMarker, markerDetail, unmarkAttachment } from "../../lib/marker.js";
 import { delMasq } from "../../lib/masq.js";
 import { inspectNetns, netnsForDel } from "../../lib/netns.js";
 import type { CmdContext } from "../../lib/skel.js";
@@ -85,12 +85,14 @@ function prevResultOf(ctx: CmdContext): Result | undefined {
 /**
  * The attachment's masquerade: from prevResult's addresses when there are some, else by its identity when an ADD of
  * ours marked it; without either (a repeated DEL: containerd's RemovePodSandbox) there is nothing to remove and no
- * process is started.
+ * process is started. The marker names the backend the ADD wrote to: only that one is touched. Without a marker
+ * naming one (an ADD by the reference or an older cni-ts) both are.
  */
 async function delMasquerade(network: string, ctx: CmdContext, prev: Result | undefined): Promise<void> {
   const ips = (prev?.ips ?? []).map((ip) => ip.address);
   if (ips.length === 0 && !hasMarker("masq", network, ctx.containerID, ctx.ifname)) return;
-  await delMasq(network, ctx.containerID, ctx.ifname, ips);
+  const backend = markerDetail("masq", network, ctx.containerID, ctx.ifname);
+  await delMasq(network, ctx.containerID, ctx.ifname, ips, undefined, backend === "iptables" || backend === "nftables" ? backend : undefined);
   unmarkAttachment("masq", network, ctx.containerID, ctx.ifname);
 }
 
