@@ -232,12 +232,12 @@ export function parseConfig(raw: Buffer, shape: GoStruct = PLUGIN_CONF_SHAPE): N
   }
   const conf = decodeGo(parsed, shape) as Record<string, unknown>;
   if (conf.name !== undefined && conf.name !== null && typeof conf.name !== "string") {
-    throw new CniError(ErrorCode.DecodingFailure, "error unmarshall network config: name must be a string", `got ${JSON.stringify(conf.name)}`);
+    throw new CniError(ErrorCode.DecodingFailure, "error unmarshall network config: name must be a string", `got ${quoteInput(JSON.stringify(conf.name))}`);
   }
-  const name = validateNetworkName(conf.name ?? undefined);
+  const name = validateNetworkName(conf.name);
   // A config without cniVersion is a 0.1.0 config (SPEC.md; the reference answers 0.1.0).
   const cniVersion = conf.cniVersion === undefined || conf.cniVersion === null || conf.cniVersion === "" ? "0.1.0" : conf.cniVersion;
-  if (typeof cniVersion !== "string") throw new CniError(ErrorCode.DecodingFailure, "cniVersion must be a string", `got ${JSON.stringify(cniVersion)}`);
+  if (typeof cniVersion !== "string") throw new CniError(ErrorCode.DecodingFailure, "cniVersion must be a string", `got ${quoteInput(JSON.stringify(cniVersion))}`);
   if (!isSupportedVersion(cniVersion)) {
     throw new CniError(ErrorCode.IncompatibleVersion, "incompatible CNI versions", `config is ${quoteInput(cniVersion)}, plugin supports [${SUPPORTED_VERSIONS.join(" ")}]`);
   }
