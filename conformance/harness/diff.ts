@@ -4,7 +4,7 @@
  * and compared. Differences listed as intended in known-differences.json are reported apart from unexpected ones.
  */
 import { intendedDifference, type KnownDifferences } from "./known.js";
-import type { Observation, StepOutcome } from "./engine.js";
+import type { Observation, StepOutcome } from "./outcome.js";
 
 type J = Record<string, unknown>;
 
