@@ -71,11 +71,11 @@ function buildNodes(env: CaseEnv, ctx: RunContext, caseDir: string, topo: Topolo
   for (const n of topo.nodes) {
     const ns = caseNetns(env, ctx, `n${n.name}`);
     const base = join(env.tmp, n.name);
+    const [confDir, dataDir, cacheDir] = [join(base, "net.d"), join(base, "data"), join(base, "cache")];
     const wrapper = [NSENTER, `--net=${ns.path}`, "--"];
-    const node: NodeEnv = { def: n, ns: ns.name, path: ns.path, confDir: join(base, "net.d"), dataDir: join(base, "data"), cacheDir: join(base, "cache"), wrapper, runtime: undefined as unknown as CniRuntime };
-    prepareConfDir(join(caseDir, n.confDir ?? "net.d"), node.confDir, node.dataDir);
-    node.runtime = new CniRuntime({ cniPath: [ctx.plugins.dir], cacheDir: node.cacheDir, wrapper, env: { PATH }, timeoutMs: ctx.timeoutMs ?? 60_000 });
-    env.nodes.set(n.name, node);
+    prepareConfDir(join(caseDir, n.confDir ?? "net.d"), confDir, dataDir);
+    const runtime = new CniRuntime({ cniPath: [ctx.plugins.dir], cacheDir, wrapper, env: { PATH }, timeoutMs: ctx.timeoutMs ?? 60_000 });
+    env.nodes.set(n.name, { def: n, ns: ns.name, path: ns.path, confDir, dataDir, cacheDir, runtime, wrapper });
   }
 }
 
