@@ -50,7 +50,7 @@ function importsOf(src: string): string[] {
     /^\s*import\s*["']([^"']+)["']/gm,
     /\bimport\(\s*["']([^"']+)["']\s*\)/g,
   ];
-  for (const re of patterns) for (const m of code.matchAll(re)) specs.add(m[1]);
+  for (const re of patterns) for (const m of code.matchAll(re)) specs.add(m[1]!);
   return [...specs];
 }
 
@@ -83,7 +83,7 @@ function buildGraph(): Graph {
   return { files, edges, unresolved };
 }
 
-const room = (file: string) => file.split("/")[0];
+const room = (file: string): string => file.split("/")[0]!;
 /** plugins/bridge/add.ts -> plugins/bridge; ipam/host-local/store.ts -> ipam/host-local; others undefined. */
 const pluginOf = (file: string) => (room(file) === "plugins" || room(file) === "ipam" ? file.split("/").slice(0, 2).join("/") : undefined);
 
@@ -99,7 +99,7 @@ function circles(g: Graph, inScope: (f: string) => boolean): string[] {
       if (!inScope(t)) continue;
       if (state.get(t) === "open") {
         const cycle = stack.slice(stack.indexOf(t));
-        const start = cycle.indexOf([...cycle].sort()[0]);
+        const start = cycle.indexOf([...cycle].sort()[0]!);
         const rotated = [...cycle.slice(start), ...cycle.slice(0, start)];
         found.add(`circle: ${[...rotated, rotated[0]].join(" -> ")}`);
       } else if (!state.has(t)) visit(t);
