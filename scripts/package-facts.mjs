@@ -15,10 +15,13 @@ function major(range, what) {
 
 /**
  * The oldest Node.js that runs the development tooling: npm scripts, vitest, build.mjs and the esbuild bundles of
- * the sources (lab, conformance). package.json `engines.node` (">=N"); @types/node has the same major, so the type
+ * the sources (lab, conformance). package.json `engines.node` (">=N.M"); @types/node has the same major, so the type
  * check rejects an API that Node lacks.
  */
 export const devNodeMajor = major(pkgJson.engines?.node, "engines.node");
+
+/** The same as written, "20.19" of ">=20.19" (vite, under vitest, needs 20.19 of the 20 line). */
+export const devNodeMinimum = String(pkgJson.engines?.node).replace(/^>=/, "");
 
 /** esbuild's target for a bundle of the sources that the development Node runs. */
 export const devNodeTarget = `node${devNodeMajor}`;

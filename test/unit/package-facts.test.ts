@@ -23,14 +23,18 @@ function applets(): string[] {
 describe("versions", () => {
   it("the version of cni-ts is package.json's, embedded by the bundler (here vitest's define)", () => {
     expect(CNI_TS_VERSION).toBe(pkg.version);
+    expect(lock.version).toBe(pkg.version);
+    expect(lock.packages[""].engines).toEqual(pkg.engines);
     expect(read("lib/skel.ts")).not.toMatch(/CNI_TS_VERSION[^\n]*=\s*"\d+\.\d+\.\d+"/);
   });
 
-  it("the development Node: engines.node is >=N, @types/node has the same major, the scripts' bundles target it", () => {
-    expect(pkg.engines.node).toMatch(/^>=\d+$/);
+  it("the development Node: engines.node is >=N.M, @types/node has the same major, the scripts' bundles target it", () => {
+    expect(pkg.engines.node).toMatch(/^>=\d+\.\d+$/);
     expect(facts.devNodeMajor).toBe(major(pkg.engines.node));
     expect(major(pkg.devDependencies["@types/node"])).toBe(facts.devNodeMajor);
-    expect(major(process.versions.node)).toBeGreaterThanOrEqual(facts.devNodeMajor);
+    const [maj, min] = process.versions.node.split(".").map(Number) as [number, number];
+    const [wantMaj, wantMin] = (facts.devNodeMinimum as string).split(".").map(Number) as [number, number];
+    expect(maj > wantMaj || (maj === wantMaj && min >= wantMin), `this Node ${process.versions.node}`).toBe(true);
     for (const f of ["scripts/run-ts.mjs", "scripts/conformance.mjs", "build.mjs"]) expect(read(f)).not.toMatch(/target:\s*"node\d/);
   });
 
@@ -40,10 +44,10 @@ describe("versions", () => {
     expect(facts.executableTarget).toBe(`node${major(v)}`);
     const readme = read("README.md");
     expect(readme).toContain(`Node.js ${v}`);
-    expect(readme).toContain(`Node.js ${facts.devNodeMajor} or later`);
-    // Every Node version the README names is the fallback's (or its major) or the development Node's major.
+    expect(readme).toContain(`Node.js ${facts.devNodeMinimum} or later`);
+    // Every Node version the README names is the fallback's (or its major) or the development Node's minimum.
     const named = [...readme.matchAll(/Node(?:\.js)? (\d+(?:\.\d+)*)/g)].map((m) => m[1]!);
-    expect(named.filter((x) => !v.startsWith(x) && x !== String(facts.devNodeMajor))).toEqual([]);
+    expect(named.filter((x) => !v.startsWith(x) && x !== facts.devNodeMinimum)).toEqual([]);
   });
 
   it("Bun: the CLI and the baseline runtime are one version, the lock file's, and the README's", () => {
