@@ -33,9 +33,12 @@ function tsFiles(dir: string): string[] {
   return out;
 }
 
-/** Comments out, strings and code kept: an import named in a doc comment is no import. */
+/**
+ * Comments that begin a line out (an import named in a doc comment is no import); code and strings kept, so a
+ * "/*" inside a string (a glob) cannot hide the imports after it.
+ */
 function stripComments(src: string): string {
-  return src.replace(/\/\*[\s\S]*?\*\//g, "").replace(/^\s*\/\/.*$/gm, "");
+  return src.replace(/^[ \t]*\/\*[\s\S]*?\*\//gm, "").replace(/^\s*\/\/.*$/gm, "");
 }
 
 /**
@@ -140,8 +143,10 @@ describe("importsOf", () => {
       `let h: import("./h.js").H;`,
       `import { readFileSync } from "node:fs";`,
       `const s = "import { z } from './not-code.js'";`,
+      `const glob = "/sys/class/net/*";`,
+      `import { after } from "./after-a-glob.js";`,
     ].join("\n");
-    expect(importsOf(src).sort()).toEqual(["../b.js", "./a.js", "./c.js", "./d.js", "./e.js", "./f.js", "./g.js", "./h.js", "node:fs"]);
+    expect(importsOf(src).sort()).toEqual(["../b.js", "./a.js", "./after-a-glob.js", "./c.js", "./d.js", "./e.js", "./f.js", "./g.js", "./h.js", "node:fs"]);
   });
 });
 
