@@ -69,6 +69,10 @@ describe("the plugins are APPLETS", () => {
     const m = /const PLUGINS = \[([^\]]*)\]/.exec(read("build.mjs"));
     expect(JSON.parse(`[${m?.[1]}]`)).toEqual(names);
   });
+  it("bench start measures every one", () => {
+    const m = /const PLUGINS = \[([^\]]*)\]/.exec(read("bench/start.mjs"));
+    expect((JSON.parse(`[${m?.[1]}]`) as string[]).sort()).toEqual([...names].sort());
+  });
   it.each(names)("%s has a README table row and a docs page", (name) => {
     expect(read("README.md")).toMatch(new RegExp(`^\\| \`${name}\` \\|.*\\(docs/${name}\\.md\\) \\|$`, "m"));
     expect(read(`docs/${name}.md`).length).toBeGreaterThan(0);
