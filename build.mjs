@@ -15,13 +15,11 @@ import { createServer } from "node:net";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { executableTarget, pkgJson, root, sourceDefines } from "./scripts/package-facts.mjs";
 
-const root = dirname(fileURLToPath(import.meta.url));
 const require = createRequire(import.meta.url);
 const PLUGINS = ["bridge", "host-local", "routes", "loopback", "portmap"];
 const SEA_FUSE = "NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2";
-const pkgJson = JSON.parse(readFileSync(join(root, "package.json"), "utf8"));
 const lock = JSON.parse(readFileSync(join(root, "package-lock.json"), "utf8"));
 
 /**
@@ -73,11 +71,11 @@ async function bundle(o, buildInfo) {
     outfile: join(o.out, "cni-ts.cjs"),
     bundle: true,
     platform: "node",
-    target: "node26",
+    target: executableTarget,
     format: "cjs",
     legalComments: "none",
     logLevel: "warning",
-    define: { CNI_TS_BUILD: JSON.stringify(buildInfo) },
+    define: { ...sourceDefines, CNI_TS_BUILD: JSON.stringify(buildInfo) },
   });
 }
 

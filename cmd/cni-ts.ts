@@ -1,7 +1,7 @@
 /**
- * The multi-call executable: one file, installed as `bridge`, `host-local`, `routes` (links), dispatching on
- * the name it was invoked by. Invoked as `cni-ts NAME ...` it runs that plugin, which is how the sources are
- * run in development (`node dist/cni-ts.cjs host-local`).
+ * The multi-call executable: one file, installed under the name of each plugin APPLETS lists (links to it),
+ * dispatching on the name it was invoked by. Invoked as `cni-ts NAME ...` it runs that plugin, which is how the
+ * bundle is run in development (`node dist/cni-ts.cjs host-local`).
  */
 // First: the runtime module undoes what Node.js environment variables set up at bootstrap, before any other module runs.
 import { buildInfo, invokedName, runtimeVersion } from "../lib/runtime.js";

@@ -21,7 +21,10 @@ import { PLUGIN_CONF_SHAPE, type Attachment, type NetConf, type Result } from ".
 import { validateContainerID, validateIfname, validateNetworkName, quoteInput } from "./validate.js";
 import { LATEST_VERSION, SUPPORTED_VERSIONS, formatResult, isSupportedVersion, versionAtLeast } from "./version.js";
 
-export const CNI_TS_VERSION = "0.1.0";
+/** package.json's version, embedded by every bundle of our code (esbuild `define`, scripts/package-facts.mjs). */
+declare const CNI_TS_PACKAGE_VERSION: string | undefined;
+/** The version of cni-ts (help text, user agent): package.json's, or "sources" where no bundler embedded it. */
+export const CNI_TS_VERSION: string = typeof CNI_TS_PACKAGE_VERSION === "string" ? CNI_TS_PACKAGE_VERSION : "sources";
 
 export type Verb = "ADD" | "DEL" | "CHECK" | "GC" | "STATUS" | "VERSION";
 const VERBS: readonly Verb[] = ["ADD", "DEL", "CHECK", "GC", "STATUS", "VERSION"];

@@ -8,10 +8,9 @@
 import { build } from "esbuild";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
-
-const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
+import { devNodeTarget, root, sourceDefines } from "./package-facts.mjs";
 
 async function bundle(source, name) {
   const dir = mkdtempSync(join(tmpdir(), "cni-ts-conformance-"));
@@ -21,7 +20,8 @@ async function bundle(source, name) {
     outfile,
     bundle: true,
     platform: "node",
-    target: "node20",
+    target: devNodeTarget,
+    define: sourceDefines,
     format: "esm",
     logLevel: "warning",
     sourcemap: "inline",

@@ -5,6 +5,7 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { devNodeTarget, sourceDefines } from "./package-facts.mjs";
 
 /** Bundle `entry` and run it with `args`; returns the exit status. stdio is inherited. */
 export async function runTs(entry, args = []) {
@@ -17,7 +18,8 @@ export async function runTs(entry, args = []) {
       bundle: true,
       platform: "node",
       format: "esm",
-      target: "node20",
+      target: devNodeTarget,
+      define: sourceDefines,
       logLevel: "warning",
       // Bundled CommonJS dependencies may call require(): give the ES module one.
       banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },

@@ -57,6 +57,50 @@ describe("parseIP / formatIP", () => {
     expect(parseIP(input)).toBeUndefined();
   });
 
+  // IPv6 forms as Go's net.ParseIP reads them and net.IP.String() prints them (RFC 5952): the reservation file
+  // names of host-local depend on it byte for byte.
+  it.each([
+    ["0001:0db8:0000:0000:0000:0000:0000:0001", "1:db8::1"], // leading zeros within a group are allowed
+    ["1:2:3:4:5:6:7::", "1:2:3:4:5:6:7:0"], // "::" may stand for one group; one zero group is not compressed
+    ["::2:3:4:5:6:7:8", "0:2:3:4:5:6:7:8"],
+    ["1:0:0:2:0:0:0:3", "1:0:0:2::3"], // the longest run of zero groups is compressed
+    ["1:0:0:2:0:0:3:4", "1::2:0:0:3:4"], // of runs of the same length, the first
+    ["FE80::ABCD", "fe80::abcd"], // lower-case out
+    ["1:2:3:4:5:6:1.2.3.4", "1:2:3:4:5:6:102:304"], // a dotted quad closing a full address
+    ["::ffff:0:1.2.3.4", "::ffff:0:102:304"], // IPv4-translated (RFC 2765), not IPv4-mapped
+  ])("IPv6 %s -> %s", (input, out) => {
+    expect(formatIP(parseIP(input)!)).toBe(out);
+  });
+
+  it.each([
+    ["::ffff:10.0.0.1", "IPv4-mapped, dotted"],
+    ["0:0:0:0:0:ffff:a00:1", "IPv4-mapped, in hex groups"],
+    ["::ffff:a00:1", "IPv4-mapped, compressed"],
+    ["fe80::1%25eth0", "a zone, URL-escaped"],
+    ["fe80::%eth0", "a zone after ::"],
+    ["00001::", "five hex digits"],
+    ["::ffff:01.2.3.4", "a leading zero in the dotted quad"],
+    ["::1.2.3", "a short dotted quad"],
+    ["1.2.3.4::", "a dotted quad before ::"],
+    ["::1.2.3.4:5", "a dotted quad not last"],
+    ["1:2:3:4:5:6:7:1.2.3.4", "a dotted quad past eight groups"],
+    [":::", "three colons"],
+    ["1:::2", "three colons inside"],
+    ["1:2:3:4:5:6:7:8::", ":: with eight groups"],
+    [" ::1", "white space"],
+    ["[::1]", "brackets"],
+    ["0x1::", "a 0x prefix"],
+  ])("rejects %j (%s)", (input) => {
+    expect(parseIP(input)).toBeUndefined();
+  });
+
+  it("refuses a zone or an IPv4-mapped address in a CIDR too", () => {
+    expect(parseCidr("fe80::%eth0/64")).toBeUndefined();
+    expect(parseCidr("fe80::/64%eth0")).toBeUndefined();
+    expect(parseCidr("::ffff:10.0.0.0/104")).toBeUndefined();
+    expect(parseCidr("fe80::/064")).toMatchObject({ family: 6, prefix: 64 });
+  });
+
   it("keeps the family beside the value", () => {
     expect(parseIP("10.0.0.1")).toEqual({ family: 4, value: 0x0a000001n });
     expect(parseIP("::a00:1")).toEqual({ family: 6, value: 0x0a000001n });

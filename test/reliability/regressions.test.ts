@@ -1,6 +1,5 @@
-// Deterministic reproductions of the plugin bugs the reliability suite found (docs/reliability.md, "Bugs found").
-// Each test states the correct behaviour. While a bug is open its test is marked `it.fails` (it passes while the bug
-// is there and fails once it is fixed, so that the marker is removed); a fixed bug's test ("fixed: ...") guards the fix.
+// Regression tests: deterministic reproductions of races and leaks the soak can hit only by chance
+// (docs/reliability.md, "Regression tests"). Each asserts the correct behaviour on the built executables.
 import { existsSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -16,12 +15,11 @@ afterAll(() => {
   rmSync(toolPath(), { recursive: true, force: true });
 });
 
-describe("known bugs", () => {
-  // host-local refuses IPv4-mapped IPv6 addresses everywhere in the config, but a range whose subnet contains the
-  // mapped block ::ffff:0:0/96 still hands them out: the iterator offers ::ffff:0:0, the reservation file
-  // "::ffff:0:0" is written, the result cannot be printed (999), and from then on no DEL and no GC can release the
-  // file, because parseIP() refuses its name: the address leaks for good, one more per failed ADD.
-  it("fixed: a range spanning ::ffff:0:0/96 is refused (code 7) and leaves no reservation that DEL and GC cannot release", { timeout: 30_000 }, async () => {
+describe("regressions", () => {
+  // host-local refuses IPv4-mapped IPv6 addresses everywhere in the config, ranges that contain the mapped block
+  // ::ffff:0:0/96 included. Were such a range accepted, the iterator would offer ::ffff:0:0, the reservation file
+  // "::ffff:0:0" would be written, and no DEL or GC could release it (parseIP() refuses its name): a leak for good.
+  it("a range spanning ::ffff:0:0/96 is refused (code 7) and leaves no reservation that DEL and GC cannot release", { timeout: 30_000 }, async () => {
     const lab = new BridgeLab(sb, "mapped");
     const conf: Conf = {
       cniVersion: "1.1.0",
@@ -39,17 +37,15 @@ describe("known bugs", () => {
     const netDir = join(lab.dataDir, lab.network);
     const left = existsSync(netDir) ? readdirSync(netDir).filter((f) => f.includes(":")) : [];
     expect(outcomes).toEqual([expect.objectContaining({ code: 7 }), expect.objectContaining({ code: 7 }), expect.objectContaining({ code: 7 })]);
-    report("known-bug-mapped-range", { outcomes, reservationsLeftAfterDelAndGc: left });
+    report("regression-mapped-range", { outcomes, reservationsLeftAfterDelAndGc: left });
     expect(left).toEqual([]);
   });
 
-  // bridge GC removed the masquerade of every attachment missing from the valid list, with neither the
-  // "ADD in progress" protection nor the gcGraceSeconds grace that host-local's GC applies. So when GC overlapped
-  // ADDs (the runtime computed its list before an ADD finished), host-local kept the pod's address, as documented,
-  // but the pod lost its masquerade: CHECK failed with 103 and the pod could not reach anything outside its subnet.
-  // Now GC keeps the state of every attachment whose host veth exists (docs/bridge.md, GC).
+  // A GC overlapping an ADD carries a valid list computed before that ADD finished. host-local keeps the pod's
+  // address (the grace); bridge GC must keep its masquerade too, or CHECK fails with 103 and the pod reaches
+  // nothing outside its subnet: GC keeps the state of every attachment whose host veth exists (docs/bridge.md, GC).
   for (const backend of ["nftables", "iptables"]) {
-    it(`fixed: GC keeps the masquerade of an attachment it keeps the address of (${backend})`, { timeout: 30_000 }, async () => {
+    it(`GC keeps the masquerade of an attachment it keeps the address of (${backend})`, { timeout: 30_000 }, async () => {
       const lab = new BridgeLab(sb, `gcmasq${backend.slice(0, 3)}`);
       const conf = lab.conf({ isGateway: true, ipMasq: true, ipMasqBackend: backend, ipam: lab.hostLocal(["10.89.0.0/24"]) }, "1.1.0");
       const pod = lab.pod("p");
@@ -60,20 +56,18 @@ describe("known bugs", () => {
       const address = (a.out!.ips as Array<{ address: string }>)[0]!.address.split("/")[0]!;
       expect(existsSync(join(lab.dataDir, lab.network, address))).toBe(true); // host-local kept it
       const check = await runIn(lab, "CHECK", lab.withPrev(conf, a.out), { pod });
-      report("known-bug-gc-masq", { backend, addressKept: true, checkCode: check.out?.code ?? 0, checkMsg: check.out?.msg });
+      report("regression-gc-masq", { backend, addressKept: true, checkCode: check.out?.code ?? 0, checkMsg: check.out?.msg });
       expect(quietOk(await runIn(lab, "DEL", lab.withPrev(conf, a.out), { pod }))).toBe(true);
       expect([check.status, check.stdout]).toEqual([0, ""]);
     });
   }
 
-  // host-local's GC protected an ADD "still in progress" only while its own, IPAM, part ran: once host-local had
-  // committed the reservation, the entry said "added" and only gcGraceSeconds protected it. But the runtime's ADD
-  // (bridge) is still running (veth, pod addresses, DAD, masquerade, port wait). With gcGraceSeconds 0, a GC that
-  // overlapped it released the address of an ADD that then succeeded, and the next ADD handed the address out again
-  // (seen in concurrency.test.ts as duplicate addresses). Now an ADD that began less than 60 s ago is never released,
-  // whatever the grace (docs/host-local.md). Made deterministic here with enabledad: the ADD waits for IPv6 DAD
-  // (about 1 s) after host-local has returned.
-  it("fixed: GC with gcGraceSeconds 0 does not release the address of a bridge ADD still in progress", { timeout: 30_000 }, async () => {
+  // Once host-local has committed a reservation, its index entry says "added", but the runtime's ADD (bridge) is
+  // still running (veth, pod addresses, DAD, masquerade, port wait). A GC with gcGraceSeconds 0 overlapping it must
+  // not release the address of that ADD, or the next ADD hands it out again (two live pods, one address): an ADD
+  // that began less than 60 s ago is never released, whatever the grace (docs/host-local.md). Made deterministic
+  // with enabledad: the ADD waits for IPv6 DAD (about 1 s) after host-local has returned.
+  it("GC with gcGraceSeconds 0 does not release the address of a bridge ADD still in progress", { timeout: 30_000 }, async () => {
     const lab = new BridgeLab(sb, "gcinflight");
     const conf = lab.conf({ isGateway: true, enabledad: true, ipam: { ...lab.hostLocal(["10.88.0.0/24", "fd88::/64"]), gcGraceSeconds: 0 } }, "1.1.0");
     const pod = lab.pod("p");
@@ -86,7 +80,7 @@ describe("known bugs", () => {
     const gcWhileAddRan = !done;
     const a = await adding;
     const held = (a.out?.ips as Array<{ address: string }> | undefined)?.map((ip) => existsSync(join(lab.dataDir, lab.network, ip.address.split("/")[0]!))) ?? [];
-    report("known-bug-gc-in-flight", { addStatus: a.status, addMs: Math.round(a.ms), gcWhileAddRan, gcStatus: gc.status, reservationsHeldAfter: held });
+    report("regression-gc-in-flight", { addStatus: a.status, addMs: Math.round(a.ms), gcWhileAddRan, gcStatus: gc.status, reservationsHeldAfter: held });
     expect(quietOk(await runIn(lab, "DEL", lab.withPrev(conf, a.out), { pod }))).toBe(true);
     expect([a.status, gcWhileAddRan]).toEqual([0, true]);
     expect(held).toEqual([true, true]);
