@@ -13,6 +13,7 @@ import { IpBatch } from "../../lib/ip/batch.js";
 import { getLink, ipJson, type LinkInfo } from "../../lib/ip/read.js";
 import { log } from "../../lib/log.js";
 import { markAttachment } from "../../lib/marker.js";
+import { ToolError } from "../../lib/tool-error.js";
 import { addMasq, delMasq, resolveMasqBackend, type MasqEntry } from "../../lib/masq.js";
 import type { CmdContext } from "../../lib/skel.js";
 import { ensureSysctl, writeSysctl } from "../../lib/sysctl.js";
@@ -20,7 +21,7 @@ import type { Interface, IPConfig, Result } from "../../lib/types.js";
 import { versionAtLeast } from "../../lib/version.js";
 import { loadBridgeConfig, type BridgeConfig } from "./config.js";
 import { gatewaysOf, routesOf, type GatewayAddr } from "./gateway.js";
-import { hostBatch, readBridge, type BridgeState, type HostPlan } from "./host.js";
+import { hostBatch, readBridge, sharedLinkCreated, type BridgeState, type HostPlan } from "./host.js";
 import { hostVethAlias, hostVethName, randomMac } from "./names.js";
 import { podScript, waitForDad } from "./pod.js";
 import { addSpoofCheck, delSpoofCheck } from "./spoofcheck.js";
@@ -56,7 +57,7 @@ function ipamOwnerEnv(): Record<string, string> {
 
 /** Explain a failed node batch: which of the two interfaces is in the way. */
 async function explainVethFailure(e: unknown, ctx: CmdContext, hostVeth: string): Promise<unknown> {
-  if (!(e instanceof CniError) || !/File exists/.test(e.message)) return e;
+  if (!(e instanceof ToolError && e.kind === "exists")) return e;
   const inPod = await ipJson<LinkInfo[]>(["link", "show", "dev", ctx.ifname], ctx.netns).then((l) => l.length > 0).catch(() => false);
   if (inPod) return new CniError(ErrorCode.AlreadyInUse, `container veth name provided (${ctx.ifname}) already exists`, `in ${ctx.netns}`);
   if (await getLink(hostVeth)) {
@@ -76,10 +77,8 @@ async function applyHost(conf: BridgeConfig, read: BridgeState, plan: HostPlan, 
   } catch (e) {
     // Another ADD may have created the bridge or the VLAN gateway pair between our read and our batch. Both come
     // before the pod's veth in the batch, so nothing of this pod exists yet: adopt what is there and go again, once.
-    const lostRace = e instanceof CniError && (
-      (!state.exists && /ip link add name .* type bridge/.test(e.message)) ||
-      (state.vlanGw?.exists === false && e.message.includes(` type veth peer name ${vlanGatewayName(conf.bridge, conf.vlan)} `))
-    );
+    const shared = e instanceof ToolError && e.kind === "exists" ? sharedLinkCreated(e.failedLine, conf) : undefined;
+    const lostRace = (shared === "bridge" && !state.exists) || (shared === "vlan-gateway" && state.vlanGw?.exists === false);
     if (lostRace) {
       const now = view(await readBridge(conf));
       if (now.exists !== state.exists || now.vlanGw?.exists !== state.vlanGw?.exists) {
