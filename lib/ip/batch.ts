@@ -78,10 +78,16 @@ function checkToken(t: Token): string {
   return s;
 }
 
-/** The batch line iproute2 names in "Command failed -:N" (1-based), or undefined when it names none. */
-export function failedBatchLine(stderr: string, lines: readonly string[]): string | undefined {
+/** The number (1-based) of the batch line iproute2 names in "Command failed -:N", or undefined when it names none. */
+export function failedBatchIndex(stderr: string): number | undefined {
   const m = /Command failed -:(\d+)/.exec(stderr);
-  return m ? lines[Number(m[1]) - 1] : undefined;
+  return m ? Number(m[1]) : undefined;
+}
+
+/** The batch line iproute2 names in "Command failed -:N", or undefined when it names none (or one not in `lines`). */
+export function failedBatchLine(stderr: string, lines: readonly string[]): string | undefined {
+  const n = failedBatchIndex(stderr);
+  return n === undefined ? undefined : lines[n - 1];
 }
 
 /** iproute2's complaint without its batch bookkeeping ("Command failed -:N"). */

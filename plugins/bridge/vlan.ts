@@ -7,8 +7,7 @@
  * named from the bridge and the VLAN (the reference picks a random name), so every ADD agrees on it, and it is shared
  * by all pods of the VLAN: DEL and GC leave it, as they leave the bridge.
  */
-import { CniError, ErrorCode } from "../../lib/errors.js";
-import { run, timedOutError } from "../../lib/exec.js";
+import { runOk } from "../../lib/exec.js";
 import { hashHex } from "../../lib/hash.js";
 import type { LinkInfo } from "../../lib/ip/read.js";
 import type { BridgeConfig } from "./config.js";
@@ -62,19 +61,14 @@ export function gatewayPortVlanLines(conf: Pick<BridgeConfig, "bridge" | "vlan" 
 
 export async function applyVlanLines(lines: readonly string[], what: string): Promise<void> {
   if (lines.length === 0) return;
-  const r = await run("bridge", ["-batch", "-"], { input: lines.join("\n") + "\n" });
-  if (r.timedOut) throw timedOutError(`bridge vlan setup of ${what}`, r);
-  if (r.code !== 0) throw new CniError(ErrorCode.KernelOperationFailed, `bridge vlan setup of ${what} failed: ${r.stderr.trim()}`);
+  await runOk("bridge", ["-batch", "-"], { input: lines.join("\n") + "\n", what: `bridge vlan setup of ${what} failed` });
 }
 
 /** One port's VLANs as the kernel holds them: VID -> flags, ranges expanded. */
 export type PortVlans = Map<number, string[]>;
 
 export async function readPortVlans(dev: string): Promise<PortVlans> {
-  const r = await run("bridge", ["-json", "vlan", "show", "dev", dev]);
-  if (r.timedOut) throw timedOutError(`bridge vlan show dev ${dev}`, r);
-  if (r.code !== 0) throw new CniError(ErrorCode.KernelOperationFailed, `bridge vlan show dev ${dev} failed: ${r.stderr.trim()}`);
-  return parsePortVlans(r.stdout, dev);
+  return parsePortVlans(await runOk("bridge", ["-json", "vlan", "show", "dev", dev], { what: `bridge vlan show dev ${dev} failed` }), dev);
 }
 
 export function parsePortVlans(json: string, dev: string): PortVlans {

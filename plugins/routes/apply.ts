@@ -9,7 +9,7 @@
  */
 import { CniError, ErrorCode } from "../../lib/errors.js";
 import { run } from "../../lib/exec.js";
-import { IpBatch, type Token } from "../../lib/ip/batch.js";
+import { IpBatch, batchReason, failedBatchIndex, type Token } from "../../lib/ip/batch.js";
 import { inNetns } from "../../lib/netns.js";
 import { classifyStderr, type ToolErrorKind } from "../../lib/tool-error.js";
 
@@ -47,13 +47,12 @@ async function runBatch(lines: readonly Token[][], netns: string | undefined, fo
   const r = await run(file, args, { input: b.text(), timeoutMs: BATCH_TIMEOUT_MS });
   if (r.code === 0 && !r.timedOut) return { ok: true, failedLine: undefined, stderr: r.stderr, kind: "failed" };
   if (r.timedOut) return { ok: false, failedLine: undefined, stderr: `no answer within ${r.timeoutMs} ms, killed`, kind: "timeout" };
-  const m = /Command failed -:(\d+)/.exec(r.stderr);
-  return { ok: false, failedLine: m ? Number(m[1]) : undefined, stderr: r.stderr, kind: classifyStderr(r.stderr) };
+  return { ok: false, failedLine: failedBatchIndex(r.stderr), stderr: r.stderr, kind: classifyStderr(r.stderr) };
 }
 
 /** The kernel's complaint without iproute2's batch bookkeeping. */
 function reason(stderr: string): string {
-  return stderr.replace(/Command failed -:\d+/g, "").replace(/\s+/g, " ").trim() || "failed";
+  return batchReason(stderr).replace(/\s+/g, " ") || "failed";
 }
 
 /**
