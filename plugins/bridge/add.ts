@@ -5,7 +5,6 @@
  * (the reference leaves the veth behind).
  */
 import { readFileSync } from "node:fs";
-import { bigIntToIP, parseCidr } from "../../lib/cidr.js";
 import { CniError, ErrorCode } from "../../lib/errors.js";
 import { randomBytes } from "../../lib/hash.js";
 import { delegate } from "../../lib/invoke.js";
@@ -14,27 +13,21 @@ import { getLink, ipJson, type LinkInfo } from "../../lib/ip/read.js";
 import { log } from "../../lib/log.js";
 import { markAttachment } from "../../lib/marker.js";
 import { ToolError } from "../../lib/tool-error.js";
-import { addMasq, delMasq, resolveMasqBackend, type MasqEntry } from "../../lib/masq.js";
+import { addMasq, delMasq, resolveMasqBackend } from "../../lib/masq.js";
 import type { CmdContext } from "../../lib/skel.js";
 import { ensureSysctl, writeSysctl } from "../../lib/sysctl.js";
-import type { Interface, IPConfig, Result } from "../../lib/types.js";
+import type { Interface, Result } from "../../lib/types.js";
 import { versionAtLeast } from "../../lib/version.js";
 import { loadBridgeConfig, type BridgeConfig } from "./config.js";
 import { gatewaysOf, routesOf, type GatewayAddr } from "./gateway.js";
 import { hostBatch, readBridge, sharedLinkCreated, type BridgeState, type HostPlan } from "./host.js";
+import { masqEntries } from "./masq-entries.js";
 import { hostVethAlias, hostVethName, randomMac } from "./names.js";
 import { podScript, waitForDad } from "./pod.js";
 import { addSpoofCheck, delSpoofCheck } from "./spoofcheck.js";
 import { applyVlanLines, gatewayPortVlanLines, portVlanLines, vlanGatewayName } from "./vlan.js";
 
 const PORT_WAIT_MS = [0, 20, 50, 100, 250, 500, 1000, 1000];
-
-export function masqEntries(conf: BridgeConfig, ctx: CmdContext, ips: readonly IPConfig[]): MasqEntry[] {
-  return ips.map((ip) => {
-    const c = parseCidr(ip.address)!;
-    return { network: conf.name, containerID: ctx.containerID, ifname: ctx.ifname, ip: bigIntToIP(c.family, c.ip), subnet: `${bigIntToIP(c.family, c.network)}/${c.prefix}` };
-  });
-}
 
 /**
  * Undo, best effort, in reverse: the caller's error is the one that matters. Only what this ADD made: masquerade and
