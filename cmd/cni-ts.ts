@@ -9,7 +9,7 @@ import { hostLocal } from "../ipam/host-local/main.js";
 import { registerInProcess } from "../lib/invoke.js";
 import { conflistMain } from "./conflist.js";
 import { installMain } from "./install.js";
-import { CNI_TS_VERSION, pluginMain, type PluginDefinition } from "../lib/skel.js";
+import { CNI_TS_VERSION, pluginMain, subcommandOf, type PluginDefinition } from "../lib/skel.js";
 import { bridge } from "../plugins/bridge/main.js";
 import { loopback } from "../plugins/loopback/main.js";
 import { portmap } from "../plugins/portmap/main.js";
@@ -43,7 +43,8 @@ async function main(): Promise<void> {
     process.exitCode = name === "" || name === "--help" || name === "-h" || name === "--version" ? 0 : 2;
     return;
   }
-  if (plugin === routes && argv[0] === "sync") return void (process.exitCode = await routes.cli(argv));
+  const subcommand = subcommandOf(plugin, argv);
+  if (subcommand) return void (process.exitCode = await subcommand(argv.slice(1)));
   await pluginMain(plugin, argv);
 }
 

@@ -2,11 +2,14 @@
  * CNI error objects and the well-known codes (SPEC.md "Error result").
  *
  * Every failure a plugin reports leaves the process as one of these, printed on stdout.
- * Throw a CniError anywhere below a plugin's verb handler; skel turns it into the error object.
+ * A verb handler throws a CniError for what it decides; a kernel tool's failure below it is a ToolError
+ * (lib/tool-error.ts), which skel turns into one here (asCniError).
  *
  * @example
  *   throw new CniError(ErrorCode.InvalidEnvironmentVariables, "required env variables [CNI_NETNS] missing");
  */
+import { ToolError } from "./tool-error.js";
+
 export const ErrorCode = {
   /** Incompatible CNI version. */
   IncompatibleVersion: 1,
@@ -70,9 +73,21 @@ export interface CniErrorObject {
   details?: string;
 }
 
-/** Wrap anything thrown into a CniError, keeping CniErrors as they are. */
+/**
+ * Wrap anything thrown into a CniError, as the reference's skel does with a Go error: CniErrors stay as they are; a
+ * ToolError is code 11 when the tool hit its deadline (try again later), 999 when it could not be started (the
+ * reference's answer to an exec failure), else 100 (a kernel operation failed), its message naming the command and
+ * stderr; anything else is `fallbackCode`.
+ */
 export function asCniError(err: unknown, fallbackCode: number = ErrorCode.Internal): CniError {
   if (err instanceof CniError) return err;
+  if (err instanceof ToolError) return toolErrorAsCni(err);
   if (err instanceof Error) return new CniError(fallbackCode, err.message);
   return new CniError(fallbackCode, String(err));
+}
+
+function toolErrorAsCni(e: ToolError): CniError {
+  if (e.kind === "timeout") return new CniError(ErrorCode.TryAgainLater, e.message, e.stderr.trim());
+  if (e.errno !== undefined) return new CniError(ErrorCode.Internal, e.message, `${e.tool}: ${e.errno}`);
+  return new CniError(ErrorCode.KernelOperationFailed, e.message);
 }

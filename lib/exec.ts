@@ -8,6 +8,7 @@
  */
 import { childProcessModule } from "./builtin.js";
 import { CniError, ErrorCode } from "./errors.js";
+import { ToolError, classifySpawnErrno } from "./tool-error.js";
 
 export interface RunOptions {
   input?: string | Buffer;
@@ -70,7 +71,7 @@ export function run(file: string, args: readonly string[], opts: RunOptions = {}
     });
     child.on("error", (e: NodeJS.ErrnoException) => {
       clearTimeout(timer);
-      reject(new CniError(ErrorCode.Internal, `cannot execute ${file}: ${e.code ?? e.message}`, e.message));
+      reject(new ToolError({ tool: file, what: `cannot execute ${file}`, status: null, stderr: "", kind: classifySpawnErrno(e.code), reason: e.code ?? e.message, errno: e.code }));
     });
     child.on("exit", (code, signal) => {
       if (timedOut) settle(code, signal);
@@ -84,17 +85,28 @@ export function run(file: string, args: readonly string[], opts: RunOptions = {}
 
 /**
  * The error for a child killed at its deadline: code 11 (try again later: a firewall lock, a loaded node), naming the
- * command and the deadline, so a hung `ip`, `nft` or `iptables` is told apart from one that refused.
+ * command and the deadline, so a hung `ip`, `nft` or `iptables` is told apart from one that refused. For callers that
+ * read a RunResult themselves and answer with a CniError; runOk raises the ToolError of kind `timeout` instead.
  */
 export function timedOutError(what: string, r: Pick<RunResult, "timeoutMs" | "stderr">): CniError {
   return new CniError(ErrorCode.TryAgainLater, `${what}: no answer within ${r.timeoutMs} ms, killed`, r.stderr.trim());
 }
 
-/** Like run, but a non-zero exit or a timeout is a CniError (code 100 unless given) carrying stderr. */
-export async function runOk(file: string, args: readonly string[], opts: RunOptions & { code?: number; what?: string } = {}): Promise<string> {
+/**
+ * The ToolError for a run that did not succeed: kind `timeout` for a deadline (the message names it as timedOutError
+ * does), else the kind its stderr names, with stderr (or the exit status) as the message's reason.
+ */
+export function toolFailure(file: string, what: string, r: RunResult): ToolError {
+  if (r.timedOut) return new ToolError({ tool: file, what, status: null, stderr: r.stderr, kind: "timeout", reason: `no answer within ${r.timeoutMs} ms, killed` });
+  return new ToolError({ tool: file, what, status: r.code, stderr: r.stderr, reason: r.stderr.trim() || `exit ${r.code ?? r.signal}` });
+}
+
+/**
+ * Like run, but a non-zero exit or a timeout is a ToolError carrying stderr and its kind; whoever handles the verb
+ * decides what CNI code that is (skel: 11 for a deadline, 100 otherwise).
+ */
+export async function runOk(file: string, args: readonly string[], opts: RunOptions & { what?: string } = {}): Promise<string> {
   const r = await run(file, args, opts);
-  const what = opts.what ?? `${file} ${args.join(" ")}`;
-  if (r.timedOut) throw timedOutError(what, r);
-  if (r.code !== 0) throw new CniError(opts.code ?? ErrorCode.KernelOperationFailed, `${what}: ${r.stderr.trim() || `exit ${r.code ?? r.signal}`}`);
+  if (r.timedOut || r.code !== 0) throw toolFailure(file, opts.what ?? `${file} ${args.join(" ")}`, r);
   return r.stdout;
 }

@@ -6,7 +6,7 @@
  *
  * @example
  *   const ipam = await delegate("host-local", "ADD", ctx);            // Result in the internal model
- *   await delegate("host-local", "DEL", ctx);                         // errors are CniErrors with the delegate's code
+ *   await delegate("host-local", "DEL", ctx);                         // its error answer: a CniError with its code, unchanged
  */
 import { statSync } from "node:fs";
 import { join } from "node:path";
@@ -15,6 +15,7 @@ import { CniError, ErrorCode } from "./errors.js";
 import { run } from "./exec.js";
 import { GO_ANY, decodeGo, goStruct, parseJsonText } from "./gojson.js";
 import { runPlugin, type CmdContext, type PluginDefinition, type PluginOutcome } from "./skel.js";
+import { ToolError } from "./tool-error.js";
 import type { Result } from "./types.js";
 import { validatePluginType } from "./validate.js";
 import { parseResult } from "./version.js";
@@ -104,7 +105,7 @@ async function exec(file: string, type: string, env: Record<string, string | und
       }
       return { exitCode: r.code ?? 1, stdout: r.stdout };
     } catch (e) {
-      if (attempt < 4 && e instanceof CniError && e.message.includes("ETXTBSY")) {
+      if (attempt < 4 && e instanceof ToolError && e.kind === "busy") {
         await new Promise((res) => setTimeout(res, 1000));
         continue;
       }

@@ -72,6 +72,21 @@ export interface PluginDefinition {
   check(ctx: CmdContext): Promise<void>;
   gc?(ctx: GcContext): Promise<void>;
   status?(ctx: CmdContext): Promise<void>;
+  /**
+   * Commands for people beside the CNI protocol (`routes sync ...`): when the first argument names one, the entry
+   * point (cmd/cni-ts.ts) runs it with the arguments after the name, and its answer is the exit status.
+   */
+  subcommands?: Readonly<Record<string, Subcommand>>;
+}
+
+/** A plugin's extra command: the arguments after its name in, the process's exit status out. */
+export type Subcommand = (argv: readonly string[]) => Promise<number>;
+
+/** The subcommand `argv` asks `plugin` for (its first argument names it), or undefined. */
+export function subcommandOf(plugin: PluginDefinition, argv: readonly string[]): Subcommand | undefined {
+  const name = argv[0];
+  if (name === undefined || !plugin.subcommands || !Object.hasOwn(plugin.subcommands, name)) return undefined;
+  return plugin.subcommands[name];
 }
 
 export interface PluginIO {

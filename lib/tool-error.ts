@@ -39,6 +39,10 @@ export interface ToolErrorInit {
   status: number | null;
   stderr: string;
   kind?: ToolErrorKind;
+  /** The message's text after `what: ` when stderr is not the story (a deadline, a spawn failure). */
+  reason?: string;
+  /** The spawn's errno code (ENOENT, EACCES, ETXTBSY) when the tool could not be started at all. */
+  errno?: string;
   /** For a batch (`ip -batch`, `nft -f`): the line that failed, when the tool names it. */
   failedLine?: string;
 }
@@ -50,9 +54,10 @@ export class ToolError extends Error {
   readonly stderr: string;
   readonly kind: ToolErrorKind;
   readonly failedLine: string | undefined;
+  readonly errno: string | undefined;
 
   constructor(init: ToolErrorInit) {
-    const reason = init.stderr.trim() || (init.status === null ? "killed" : `exit ${init.status}`);
+    const reason = init.reason ?? (init.stderr.trim() || (init.status === null ? "killed" : `exit ${init.status}`));
     super(`${init.what}: ${reason}`);
     this.name = "ToolError";
     this.tool = init.tool;
@@ -61,7 +66,24 @@ export class ToolError extends Error {
     this.stderr = init.stderr;
     this.kind = init.kind ?? classifyStderr(init.stderr);
     this.failedLine = init.failedLine;
+    this.errno = init.errno;
   }
+}
+
+/**
+ * The kind a spawn failure's errno names: ETXTBSY (the file is being written, a plugin being replaced) passes, so it
+ * is `busy` and worth a retry; anything else (ENOENT, EACCES, ENOEXEC) means the tool cannot be run.
+ */
+export function classifySpawnErrno(errno: string | undefined): ToolErrorKind {
+  return errno === "ETXTBSY" ? "busy" : "not-started";
+}
+
+/**
+ * Whether the tool refused `option` itself (an older version without it), as opposed to failing at the job: the
+ * caller can then go again without the option. iproute2 says `Option "-N" is unknown, try "ip -help".`
+ */
+export function rejectedOption(e: unknown, option: string): boolean {
+  return e instanceof ToolError && e.stderr.includes(`Option "${option}" is unknown`);
 }
 
 /**

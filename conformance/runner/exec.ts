@@ -8,8 +8,8 @@
  */
 import { statSync } from "node:fs";
 import { join } from "node:path";
-import { CniError } from "../../lib/errors.js";
 import { run, type RunResult } from "../../lib/exec.js";
+import { ToolError } from "../../lib/tool-error.js";
 import { PluginError, type Verb } from "./errors.js";
 
 /** libcni's default PATH for plugins is whatever the runtime has; ours is fixed so runs do not depend on the shell. */
@@ -131,8 +131,8 @@ export async function execPlugin(file: string, stdin: Buffer, env: Record<string
       r = await run(cmd as string, argv, { input: stdin, env, timeoutMs });
       break;
     } catch (e) {
-      const text = e instanceof CniError ? e.message : String(e);
-      if (attempt < TEXT_FILE_BUSY_RETRIES && text.includes("ETXTBSY")) {
+      const text = e instanceof Error ? e.message : String(e);
+      if (attempt < TEXT_FILE_BUSY_RETRIES && e instanceof ToolError && e.kind === "busy") {
         await sleep(TEXT_FILE_BUSY_WAIT_MS);
         continue;
       }

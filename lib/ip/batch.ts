@@ -5,12 +5,16 @@
  * and reads a leading `-` as an option. Names were validated where they entered (lib/validate); this builder
  * refuses any token that could still change the meaning of a line, as a last guard.
  *
+ * A failing line is a ToolError whose `failedLine` is that line (without the leading `ip`) and whose `kind` says what
+ * the kernel answered, so a caller tells "the bridge's own `link add` found it there" from any other failure.
+ *
  * @example
  *   await new IpBatch().cmd("link", "set", "dev", "eth0", "up").cmd("addr", "add", "10.1.2.3/24", "dev", "eth0").run("/var/run/netns/pod");
  */
 import { CniError, ErrorCode } from "../errors.js";
 import { runOk } from "../exec.js";
 import { inNetns } from "../netns.js";
+import { ToolError } from "../tool-error.js";
 
 const UNSAFE_TOKEN = /[\s"'\\#\x00-\x1f\x7f]/;
 
@@ -74,12 +78,28 @@ function checkToken(t: Token): string {
   return s;
 }
 
-/** ip reports "Command failed -:N": name the command itself so the error says what did not work. */
+/** The number (1-based) of the batch line iproute2 names in "Command failed -:N", or undefined when it names none. */
+export function failedBatchIndex(stderr: string): number | undefined {
+  const m = /Command failed -:(\d+)/.exec(stderr);
+  return m ? Number(m[1]) : undefined;
+}
+
+/** The batch line iproute2 names in "Command failed -:N", or undefined when it names none (or one not in `lines`). */
+export function failedBatchLine(stderr: string, lines: readonly string[]): string | undefined {
+  const n = failedBatchIndex(stderr);
+  return n === undefined ? undefined : lines[n - 1];
+}
+
+/** iproute2's complaint without its batch bookkeeping ("Command failed -:N"). */
+export function batchReason(stderr: string): string {
+  return stderr.replace(/\s*Command failed -:\d+\s*/g, " ").trim();
+}
+
+/** ip reports "Command failed -:N": name the command itself so the error says what did not work, and keep the line. */
 function explainBatchFailure(e: unknown, lines: readonly string[]): unknown {
-  if (!(e instanceof CniError)) return e;
-  const m = /Command failed -:(\d+)/.exec(e.message);
-  const line = m ? lines[Number(m[1]) - 1] : undefined;
+  if (!(e instanceof ToolError) || e.kind === "timeout") return e;
+  const line = failedBatchLine(e.stderr, lines);
   if (line === undefined) return e;
-  const reason = e.message.replace(/\s*Command failed -:\d+\s*/g, " ").replace(/^.*?: /, "").trim();
-  return new CniError(e.code, `ip ${line}: ${reason}`, e.details);
+  const stderr = batchReason(e.stderr);
+  return new ToolError({ tool: e.tool, what: `ip ${line}`, status: e.status, stderr, kind: e.kind, failedLine: line });
 }

@@ -5,7 +5,7 @@
  *   const eth0 = await getLink("eth0", "/var/run/netns/pod"); // undefined when absent
  */
 import { CniError, ErrorCode } from "../errors.js";
-import { run, timedOutError } from "../exec.js";
+import { runOk } from "../exec.js";
 import { inNetns } from "../netns.js";
 
 export interface LinkInfo {
@@ -52,13 +52,10 @@ export interface RouteInfo {
   flags?: string[];
 }
 
-/** Run `ip -json ARGS` (in `netns` when given) and parse its output. */
+/** Run `ip -json ARGS` (in `netns` when given) and parse its output; a failure is a ToolError (`not-found`: no such link). */
 export async function ipJson<T>(args: readonly string[], netns?: string): Promise<T> {
   const [file, argv] = inNetns(netns, "ip", ["-json", ...args]);
-  const r = await run(file, argv, { timeoutMs: 10_000 });
-  if (r.timedOut) throw timedOutError(`ip ${args.join(" ")}`, r);
-  if (r.code !== 0) throw new CniError(ErrorCode.KernelOperationFailed, `ip ${args.join(" ")}: ${r.stderr.trim() || `exit ${r.code}`}`);
-  const text = r.stdout.trim();
+  const text = (await runOk(file, argv, { timeoutMs: 10_000, what: `ip ${args.join(" ")}` })).trim();
   if (text === "") return [] as unknown as T;
   try {
     return JSON.parse(text) as T;

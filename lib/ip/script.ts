@@ -13,7 +13,8 @@
 import { CniError, ErrorCode } from "../errors.js";
 import { runOk } from "../exec.js";
 import { sysctlPath } from "../sysctl.js";
-import type { IpBatch } from "./batch.js";
+import { ToolError } from "../tool-error.js";
+import { batchReason, type IpBatch } from "./batch.js";
 
 const HEREDOC = "CNI_TS_BATCH_END";
 
@@ -45,8 +46,8 @@ export class NetnsScript {
     try {
       await runOk("nsenter", [`--net=${netns}`, "--", "sh", "-s"], { input: this.text(), what });
     } catch (e) {
-      if (!(e instanceof CniError)) throw e;
-      throw new CniError(e.code, e.message.replace(/Command failed -:\d+/g, "").trim(), e.details);
+      if (!(e instanceof ToolError) || e.kind === "timeout") throw e;
+      throw new ToolError({ tool: e.tool, what: e.what, status: e.status, stderr: batchReason(e.stderr), kind: e.kind });
     }
   }
 }

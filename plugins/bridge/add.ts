@@ -5,7 +5,6 @@
  * (the reference leaves the veth behind).
  */
 import { readFileSync } from "node:fs";
-import { bigIntToIP, parseCidr } from "../../lib/cidr.js";
 import { CniError, ErrorCode } from "../../lib/errors.js";
 import { randomBytes } from "../../lib/hash.js";
 import { delegate } from "../../lib/invoke.js";
@@ -13,27 +12,22 @@ import { IpBatch } from "../../lib/ip/batch.js";
 import { getLink, ipJson, type LinkInfo } from "../../lib/ip/read.js";
 import { log } from "../../lib/log.js";
 import { markAttachment } from "../../lib/marker.js";
-import { addMasq, delMasq, resolveMasqBackend, type MasqEntry } from "../../lib/masq.js";
+import { ToolError } from "../../lib/tool-error.js";
+import { addMasq, delMasq, resolveMasqBackend } from "../../lib/masq.js";
 import type { CmdContext } from "../../lib/skel.js";
 import { ensureSysctl, writeSysctl } from "../../lib/sysctl.js";
-import type { Interface, IPConfig, Result } from "../../lib/types.js";
+import type { Interface, Result } from "../../lib/types.js";
 import { versionAtLeast } from "../../lib/version.js";
 import { loadBridgeConfig, type BridgeConfig } from "./config.js";
 import { gatewaysOf, routesOf, type GatewayAddr } from "./gateway.js";
-import { hostBatch, readBridge, type BridgeState, type HostPlan } from "./host.js";
+import { hostBatch, readBridge, sharedLinkCreated, type BridgeState, type HostPlan } from "./host.js";
+import { masqEntries } from "./masq-entries.js";
 import { hostVethAlias, hostVethName, randomMac } from "./names.js";
 import { podScript, waitForDad } from "./pod.js";
 import { addSpoofCheck, delSpoofCheck } from "./spoofcheck.js";
 import { applyVlanLines, gatewayPortVlanLines, portVlanLines, vlanGatewayName } from "./vlan.js";
 
 const PORT_WAIT_MS = [0, 20, 50, 100, 250, 500, 1000, 1000];
-
-export function masqEntries(conf: BridgeConfig, ctx: CmdContext, ips: readonly IPConfig[]): MasqEntry[] {
-  return ips.map((ip) => {
-    const c = parseCidr(ip.address)!;
-    return { network: conf.name, containerID: ctx.containerID, ifname: ctx.ifname, ip: bigIntToIP(c.family, c.ip), subnet: `${bigIntToIP(c.family, c.network)}/${c.prefix}` };
-  });
-}
 
 /**
  * Undo, best effort, in reverse: the caller's error is the one that matters. Only what this ADD made: masquerade and
@@ -56,7 +50,7 @@ function ipamOwnerEnv(): Record<string, string> {
 
 /** Explain a failed node batch: which of the two interfaces is in the way. */
 async function explainVethFailure(e: unknown, ctx: CmdContext, hostVeth: string): Promise<unknown> {
-  if (!(e instanceof CniError) || !/File exists/.test(e.message)) return e;
+  if (!(e instanceof ToolError && e.kind === "exists")) return e;
   const inPod = await ipJson<LinkInfo[]>(["link", "show", "dev", ctx.ifname], ctx.netns).then((l) => l.length > 0).catch(() => false);
   if (inPod) return new CniError(ErrorCode.AlreadyInUse, `container veth name provided (${ctx.ifname}) already exists`, `in ${ctx.netns}`);
   if (await getLink(hostVeth)) {
@@ -76,10 +70,8 @@ async function applyHost(conf: BridgeConfig, read: BridgeState, plan: HostPlan, 
   } catch (e) {
     // Another ADD may have created the bridge or the VLAN gateway pair between our read and our batch. Both come
     // before the pod's veth in the batch, so nothing of this pod exists yet: adopt what is there and go again, once.
-    const lostRace = e instanceof CniError && (
-      (!state.exists && /ip link add name .* type bridge/.test(e.message)) ||
-      (state.vlanGw?.exists === false && e.message.includes(` type veth peer name ${vlanGatewayName(conf.bridge, conf.vlan)} `))
-    );
+    const shared = e instanceof ToolError && e.kind === "exists" ? sharedLinkCreated(e.failedLine, conf) : undefined;
+    const lostRace = (shared === "bridge" && !state.exists) || (shared === "vlan-gateway" && state.vlanGw?.exists === false);
     if (lostRace) {
       const now = view(await readBridge(conf));
       if (now.exists !== state.exists || now.vlanGw?.exists !== state.vlanGw?.exists) {

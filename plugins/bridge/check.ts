@@ -12,7 +12,7 @@ import { checkMasq, resolveMasqBackend } from "../../lib/masq.js";
 import type { CmdContext } from "../../lib/skel.js";
 import type { Interface, Result, Route } from "../../lib/types.js";
 import { parseResult } from "../../lib/version.js";
-import { masqEntries } from "./add.js";
+import { masqEntries } from "./masq-entries.js";
 import { loadBridgeConfig, type BridgeConfig } from "./config.js";
 import { checkSpoofCheck } from "./spoofcheck.js";
 import { hasVlans, portVlanProblem, readPortVlans, usesVlanGateway, vlanFilteringOn, vlanGatewayName } from "./vlan.js";

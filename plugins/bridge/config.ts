@@ -10,14 +10,9 @@ import { CniError, ErrorCode } from "../../lib/errors.js";
 import { GO_ANY, goExtend, goList, goStruct } from "../../lib/gojson.js";
 import { PLUGIN_CONF_SHAPE, type DNS, type NetConf } from "../../lib/types.js";
 import { validateIfname, validatePluginType } from "../../lib/validate.js";
-import { usesVlanGateway, vlanGatewayName } from "./vlan.js";
+import { usesVlanGateway, vlanGatewayName, type VlanConf, type VlanRange } from "./vlan.js";
 
-export interface VlanRange {
-  min: number;
-  max: number;
-}
-
-export interface BridgeConfig {
+export interface BridgeConfig extends VlanConf {
   name: string;
   cniVersion: string;
   bridge: string;

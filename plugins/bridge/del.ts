@@ -7,7 +7,7 @@
  * Every step runs even if an earlier one failed; the first failure is reported at the end.
  */
 import { existsSync, readFileSync } from "node:fs";
-import { CniError, ErrorCode } from "../../lib/errors.js";
+import { asCniError } from "../../lib/errors.js";
 import { delegate } from "../../lib/invoke.js";
 import { IpBatch } from "../../lib/ip/batch.js";
 import { getLink, ipJson, type LinkInfo } from "../../lib/ip/read.js";
@@ -17,13 +17,15 @@ import { delMasq } from "../../lib/masq.js";
 import { inspectNetns, netnsForDel } from "../../lib/netns.js";
 import type { CmdContext } from "../../lib/skel.js";
 import type { Result } from "../../lib/types.js";
+import { ToolError } from "../../lib/tool-error.js";
 import { parseResult } from "../../lib/version.js";
 import { loadBridgeConfig, type BridgeConfig } from "./config.js";
 import { hostVethAlias, hostVethName } from "./names.js";
 import { hostVethOwner, prevHostMac, prevPodMac, sameMac, type HostVethView, type Ownership } from "./owner.js";
 import { delSpoofCheck } from "./spoofcheck.js";
 
-const GONE = /Cannot find device|does not exist|No such device/;
+/** The link is already gone: what DEL wants, however iproute2 words it. */
+const isGone = (e: unknown): boolean => e instanceof ToolError && e.kind === "not-found";
 
 /** /proc/sys/net/ipv4/conf/<name> exists for every interface of our namespace: a check without a spawn. */
 function hostLinkExists(name: string): boolean {
@@ -45,7 +47,7 @@ async function readHostVeth(name: string, prevMac: string | undefined): Promise<
     }
   }
   const links = await ipJson<Array<LinkInfo & { ifalias?: string }>>(["-details", "link", "show", "dev", name]).catch((e: unknown) => {
-    if (e instanceof CniError && GONE.test(e.message)) return [];
+    if (isGone(e)) return [];
     throw e;
   });
   const l = links[0];
@@ -56,7 +58,7 @@ async function deleteLink(name: string, netns?: string): Promise<void> {
   try {
     await new IpBatch().cmd("link", "del", "dev", name).run(netns, `deleting ${name}`);
   } catch (e) {
-    if (!(e instanceof CniError && GONE.test(e.message))) throw e;
+    if (!isGone(e)) throw e;
   }
 }
 
@@ -140,7 +142,6 @@ export async function del(ctx: CmdContext): Promise<void> {
     conf.macspoofchk ? step("macspoofchk", () => delSpoofCheck(hostVeth, conf.name)) : undefined,
   ]);
   if (errors.length > 0) {
-    const first = errors[0];
-    throw first instanceof CniError ? first : new CniError(ErrorCode.Internal, String(first));
+    throw asCniError(errors[0]);
   }
 }

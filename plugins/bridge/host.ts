@@ -7,6 +7,7 @@ import { CniError, ErrorCode } from "../../lib/errors.js";
 import { IpBatch } from "../../lib/ip/batch.js";
 import { ipJson, type AddrInfo, type LinkInfo } from "../../lib/ip/read.js";
 import { cidrsOverlap, parseCidr } from "../../lib/cidr.js";
+import { ToolError } from "../../lib/tool-error.js";
 import type { BridgeConfig } from "./config.js";
 import type { GatewayAddr } from "./gateway.js";
 import { hasVlans, usesVlanGateway, vlanFilteringOn, vlanGatewayName, vlanGatewayPort } from "./vlan.js";
@@ -32,7 +33,7 @@ async function readLink(name: string): Promise<LinkState> {
   try {
     links = await ipJson<Array<LinkInfo & { addr_info?: AddrInfo[] }>>(["-details", "addr", "show", "dev", name]);
   } catch (e) {
-    if (e instanceof CniError && /does not exist|Cannot find device/.test(e.message)) return { exists: false, addrs: [] };
+    if (e instanceof ToolError && e.kind === "not-found") return { exists: false, addrs: [] };
     throw e;
   }
   const link = links[0];
@@ -139,6 +140,18 @@ export function hostBatch(conf: BridgeConfig, state: BridgeState, plan: HostPlan
     else gatewayLines(b, conf, br, state.addrs, plan.gateways);
   }
   return b;
+}
+
+/**
+ * Which shared link (one every ADD of the network uses, made by whichever comes first) a node batch line creates:
+ * the bridge, the VLAN gateway pair, or neither. A `link add` of one of them failing with `exists` means a concurrent
+ * ADD made it between our read and our batch.
+ */
+export function sharedLinkCreated(line: string | undefined, conf: Pick<BridgeConfig, "bridge" | "vlan">): "bridge" | "vlan-gateway" | undefined {
+  if (line === undefined || !line.startsWith("link add name ")) return undefined;
+  if (line.startsWith(`link add name ${conf.bridge} `) && / type bridge( vlan_filtering 1)?$/.test(line)) return "bridge";
+  if (conf.vlan !== 0 && line.includes(` type veth peer name ${vlanGatewayName(conf.bridge, conf.vlan)} `)) return "vlan-gateway";
+  return undefined;
 }
 
 /**

@@ -8,15 +8,14 @@
  * @example
  *   await addSpoofCheck("net1", "veth1a2b3c4d", "0a:58:0a:f4:01:05");
  */
-import { CniError, ErrorCode } from "../../lib/errors.js";
-import { run, timedOutError } from "../../lib/exec.js";
+import { runOk } from "../../lib/exec.js";
+import { ToolError } from "../../lib/tool-error.js";
 
 const TABLE = "bridge cni_ts_spoof";
 
-async function nft(args: string[], input?: string): Promise<{ ok: boolean; stdout: string; stderr: string }> {
-  const r = await run("nft", args, { input: input ?? "", timeoutMs: 10_000 });
-  if (r.timedOut) throw timedOutError(`nft ${args.join(" ")}`, r);
-  return { ok: r.code === 0, stdout: r.stdout, stderr: r.stderr.trim() };
+/** Run nft; a failure is a ToolError whose message starts with `what`. */
+function nft(args: string[], what: string, input?: string): Promise<string> {
+  return runOk("nft", args, { input: input ?? "", timeoutMs: 10_000, what });
 }
 
 /** Idempotent: the table, its sets, and the one rule (re-asserted, so a flushed chain is repaired by the next pod). */
@@ -38,8 +37,7 @@ const elements = (network: string, hostVeth: string, mac: string) => ({
 
 export async function addSpoofCheck(network: string, hostVeth: string, mac: string): Promise<void> {
   const e = elements(network, hostVeth, mac);
-  const r = await nft(["-f", "-"], [...declarations(), `add element ${TABLE} guarded ${e.guarded}`, `add element ${TABLE} allowed ${e.allowed}`].join("\n") + "\n");
-  if (!r.ok) throw new CniError(ErrorCode.KernelOperationFailed, `macspoofchk setup for ${hostVeth} failed: ${r.stderr}`);
+  await nft(["-f", "-"], `macspoofchk setup for ${hostVeth} failed`, [...declarations(), `add element ${TABLE} guarded ${e.guarded}`, `add element ${TABLE} allowed ${e.allowed}`].join("\n") + "\n");
 }
 
 interface SpoofState {
@@ -50,12 +48,20 @@ interface SpoofState {
   ruleOk: boolean;
 }
 
-/** What the table holds now (undefined: no table). */
+/**
+ * What the table holds now (undefined: no table, or nft cannot list it, as on a kernel without the bridge family:
+ * then there is nothing of ours to remove either). Only a hung nft, or none at all, is an error.
+ */
 async function readState(): Promise<SpoofState | undefined> {
-  const r = await nft(["-j", "list", "table", ...TABLE.split(" ")]);
-  if (!r.ok) return undefined;
+  let stdout: string;
+  try {
+    stdout = await nft(["-j", "list", "table", ...TABLE.split(" ")], `nft -j list table ${TABLE}`);
+  } catch (e) {
+    if (e instanceof ToolError && e.kind !== "timeout" && e.errno === undefined) return undefined;
+    throw e;
+  }
   const state: SpoofState = { guarded: new Map(), allowed: new Map(), ruleOk: false };
-  const items = (JSON.parse(r.stdout) as { nftables?: Array<Record<string, unknown>> }).nftables ?? [];
+  const items = (JSON.parse(stdout) as { nftables?: Array<Record<string, unknown>> }).nftables ?? [];
   for (const it of items) {
     const set = it.set as { name?: string; elem?: unknown[] } | undefined;
     if (set?.name) {
@@ -89,8 +95,7 @@ export async function delSpoofCheck(hostVeth: string, network?: string): Promise
     if (ours(veth, net)) lines.push(`delete element ${TABLE} allowed { "${veth}" . ${mac} }`);
   }
   if (lines.length === 0) return;
-  const r = await nft(["-f", "-"], lines.join("\n") + "\n");
-  if (!r.ok) throw new CniError(ErrorCode.KernelOperationFailed, `macspoofchk teardown for ${hostVeth} failed: ${r.stderr}`);
+  await nft(["-f", "-"], `macspoofchk teardown for ${hostVeth} failed`, lines.join("\n") + "\n");
 }
 
 /** undefined when the pod is guarded with exactly its MAC, else what is missing. */
@@ -123,6 +128,5 @@ export async function gcSpoofCheck(network: string, keep: ReadonlySet<string>, l
     .filter((d) => !spared.has(d.veth))
     .flatMap((d) => [`add element ${TABLE} ${d.set} { ${d.key} }`, `delete element ${TABLE} ${d.set} { ${d.key} }`]);
   if (lines.length === 0) return;
-  const r = await nft(["-f", "-"], lines.join("\n") + "\n");
-  if (!r.ok) throw new CniError(ErrorCode.KernelOperationFailed, `macspoofchk GC of ${network} failed: ${r.stderr}`);
+  await nft(["-f", "-"], `macspoofchk GC of ${network} failed`, lines.join("\n") + "\n");
 }

@@ -7,11 +7,28 @@
  * named from the bridge and the VLAN (the reference picks a random name), so every ADD agrees on it, and it is shared
  * by all pods of the VLAN: DEL and GC leave it, as they leave the bridge.
  */
-import { CniError, ErrorCode } from "../../lib/errors.js";
-import { run, timedOutError } from "../../lib/exec.js";
+import { runOk } from "../../lib/exec.js";
 import { hashHex } from "../../lib/hash.js";
 import type { LinkInfo } from "../../lib/ip/read.js";
-import type { BridgeConfig } from "./config.js";
+
+/** A trunk's VLAN IDs, `min` to `max` inclusive. */
+export interface VlanRange {
+  min: number;
+  max: number;
+}
+
+/**
+ * The VLAN part of a bridge config (config.ts BridgeConfig has these fields): what this module reads, declared here
+ * so that config.ts depends on this module and not the other way round.
+ */
+export interface VlanConf {
+  bridge: string;
+  isGateway: boolean;
+  /** 0: no VLAN. */
+  vlan: number;
+  vlanTrunk: readonly VlanRange[];
+  preserveDefaultVlan: boolean;
+}
 
 /** The gateway end: `<bridge>.<vlan>`, the reference's name. config.ts refuses a bridge name that makes it too long. */
 export function vlanGatewayName(bridge: string, vlan: number): string {
@@ -23,12 +40,12 @@ export function vlanGatewayPort(bridge: string, vlan: number): string {
   return "vgw" + hashHex("sha256", `vlan-gateway\r\n${bridge}\r\n${vlan}`).slice(0, 8);
 }
 
-export function usesVlanGateway(conf: Pick<BridgeConfig, "vlan" | "isGateway">): boolean {
+export function usesVlanGateway(conf: Pick<VlanConf, "vlan" | "isGateway">): boolean {
   return conf.vlan !== 0 && conf.isGateway;
 }
 
 /** A VLAN config: the bridge is created with vlan_filtering, the port gets VLANs, CHECK reads them. */
-export function hasVlans(conf: Pick<BridgeConfig, "vlan" | "vlanTrunk">): boolean {
+export function hasVlans(conf: Pick<VlanConf, "vlan" | "vlanTrunk">): boolean {
   return conf.vlan !== 0 || conf.vlanTrunk.length > 0;
 }
 
@@ -38,7 +55,7 @@ export function vlanFilteringOn(bridge: Pick<LinkInfo, "linkinfo">): boolean {
 }
 
 /** A pod's host veth: the default VID 1 removed (unless preserveDefaultVlan), the PVID untagged, trunk VIDs tagged. */
-export function portVlanLines(conf: Pick<BridgeConfig, "vlan" | "vlanTrunk" | "preserveDefaultVlan">, dev: string): string[] {
+export function portVlanLines(conf: Pick<VlanConf, "vlan" | "vlanTrunk" | "preserveDefaultVlan">, dev: string): string[] {
   if (!hasVlans(conf)) return [];
   const lines: string[] = [];
   if (!conf.preserveDefaultVlan) lines.push(`vlan del dev ${dev} vid 1`);
@@ -52,7 +69,7 @@ export function portVlanLines(conf: Pick<BridgeConfig, "vlan" | "vlanTrunk" | "p
  * ADD is between creating the pair and this line still finds its gateway when it returns. Only the ADD that created
  * the pair removes VID 1: the line fails on a port without it.
  */
-export function gatewayPortVlanLines(conf: Pick<BridgeConfig, "bridge" | "vlan" | "preserveDefaultVlan">, created: boolean): string[] {
+export function gatewayPortVlanLines(conf: Pick<VlanConf, "bridge" | "vlan" | "preserveDefaultVlan">, created: boolean): string[] {
   const dev = vlanGatewayPort(conf.bridge, conf.vlan);
   const lines: string[] = [];
   if (created && !conf.preserveDefaultVlan) lines.push(`vlan del dev ${dev} vid 1`);
@@ -62,19 +79,14 @@ export function gatewayPortVlanLines(conf: Pick<BridgeConfig, "bridge" | "vlan" 
 
 export async function applyVlanLines(lines: readonly string[], what: string): Promise<void> {
   if (lines.length === 0) return;
-  const r = await run("bridge", ["-batch", "-"], { input: lines.join("\n") + "\n" });
-  if (r.timedOut) throw timedOutError(`bridge vlan setup of ${what}`, r);
-  if (r.code !== 0) throw new CniError(ErrorCode.KernelOperationFailed, `bridge vlan setup of ${what} failed: ${r.stderr.trim()}`);
+  await runOk("bridge", ["-batch", "-"], { input: lines.join("\n") + "\n", what: `bridge vlan setup of ${what} failed` });
 }
 
 /** One port's VLANs as the kernel holds them: VID -> flags, ranges expanded. */
 export type PortVlans = Map<number, string[]>;
 
 export async function readPortVlans(dev: string): Promise<PortVlans> {
-  const r = await run("bridge", ["-json", "vlan", "show", "dev", dev]);
-  if (r.timedOut) throw timedOutError(`bridge vlan show dev ${dev}`, r);
-  if (r.code !== 0) throw new CniError(ErrorCode.KernelOperationFailed, `bridge vlan show dev ${dev} failed: ${r.stderr.trim()}`);
-  return parsePortVlans(r.stdout, dev);
+  return parsePortVlans(await runOk("bridge", ["-json", "vlan", "show", "dev", dev], { what: `bridge vlan show dev ${dev} failed` }), dev);
 }
 
 export function parsePortVlans(json: string, dev: string): PortVlans {
@@ -85,7 +97,7 @@ export function parsePortVlans(json: string, dev: string): PortVlans {
 }
 
 /** What differs between a pod port's VLANs and the config, or undefined. Extra VIDs added by others are not ours. */
-export function portVlanProblem(conf: Pick<BridgeConfig, "vlan" | "vlanTrunk" | "preserveDefaultVlan">, dev: string, have: PortVlans): string | undefined {
+export function portVlanProblem(conf: Pick<VlanConf, "vlan" | "vlanTrunk" | "preserveDefaultVlan">, dev: string, have: PortVlans): string | undefined {
   if (!hasVlans(conf)) return undefined;
   const pvid = conf.vlan || 1;
   const flags = have.get(pvid);

@@ -13,12 +13,12 @@ import { inspectNetns, netnsForDel, requireUsableNetns } from "../../lib/netns.j
 import type { CmdContext, PluginDefinition } from "../../lib/skel.js";
 import type { IPConfig, Result } from "../../lib/types.js";
 import { quoteInput } from "../../lib/validate.js";
+import { ToolError } from "../../lib/tool-error.js";
 import { parseResult } from "../../lib/version.js";
 
 const LO = "lo";
 /** The reference reports a loopback MAC of zeros (what the kernel shows for lo). */
 const LO_MAC = "00:00:00:00:00:00";
-const GONE = /Cannot find device|does not exist|No such file or directory|Invalid argument/;
 
 type LoLink = LinkInfo & { addr_info?: AddrInfo[] };
 
@@ -67,8 +67,9 @@ async function del(ctx: CmdContext): Promise<void> {
   try {
     await new IpBatch().cmd("link", "set", "dev", LO, "down").run(ctx.netns, `setting ${LO} down in ${ctx.netns}`);
   } catch (e) {
-    // The namespace can vanish between the look and nsenter; that is the same "already gone".
-    if (inspectNetns(ctx.netns) !== "ok" || (e instanceof CniError && GONE.test(e.message))) return;
+    // The namespace can vanish between the look and nsenter (nsenter then fails, and the namespace no longer
+    // inspects as one), or lo with it: both are the same "already gone".
+    if (inspectNetns(ctx.netns) !== "ok" || (e instanceof ToolError && e.kind === "not-found")) return;
     throw e;
   }
 }

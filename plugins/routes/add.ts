@@ -4,15 +4,16 @@
  * route-override, a route that cannot be added or deleted fails ADD: a pod that silently lacks a route it was
  * configured with is harder to debug than a pod that did not start.
  */
-import { CniError, ErrorCode } from "../../lib/errors.js";
+import { CniError, ErrorCode, asCniError } from "../../lib/errors.js";
 import { getLink } from "../../lib/ip/read.js";
 import type { CmdContext } from "../../lib/skel.js";
 import type { Result } from "../../lib/types.js";
 import { parseResult } from "../../lib/version.js";
-import { applyOps, undoOps, type Applied, type Op } from "./apply.js";
+import { ApplyError, applyOps, undoOps, type Applied, type Op } from "./apply.js";
 import { loadRoutesConfig, ROUTES_PROTO, type RoutesConfig } from "./config.js";
 import { planHost, type WantedRoute } from "./hostplan.js";
-import { describeKernel, describeRoute, readRoutes, type KernelRoute } from "./kernel.js";
+import { readRoutes, type KernelRoute } from "../../lib/ip/routes.js";
+import { describeKernel, describeRoute } from "./kernel.js";
 import { planPod, podResult } from "./podplan.js";
 
 /** The node part, planned against the node's routes as they are now. Conflicts are code 102 before any change. */
@@ -32,13 +33,13 @@ async function hostOps(conf: RoutesConfig, current?: KernelRoute[]): Promise<Op[
 
 /**
  * Apply the node part. hostRoutes are the same for every pod of the node, so two ADDs can race to add the same
- * route: the loser's "File exists" means the route is there now, and a second plan against the new state settles it.
+ * route: the loser's `exists` means the route is there now, and a second plan against the new state settles it.
  */
 async function applyHost(conf: RoutesConfig, ops: Op[]): Promise<Applied> {
   try {
     return await applyOps(ops, undefined, "the node's namespace");
   } catch (e) {
-    if (!(e instanceof CniError) || !/File exists/.test(e.message)) throw e;
+    if (!(e instanceof ApplyError && e.kind === "exists")) throw e;
     return applyOps(await hostOps(conf), undefined, "the node's namespace");
   }
 }
@@ -64,9 +65,10 @@ export async function add(ctx: CmdContext): Promise<Result> {
     await applyHost(conf, nodeOps);
   } catch (e) {
     const problem = await undoOps(podDone);
-    if (!(e instanceof CniError) || podDone.ops.length === 0) throw e;
+    if (podDone.ops.length === 0) throw e;
+    const err = asCniError(e);
     const undo = problem ? `undoing the pod's routes failed too: ${problem}` : "the pod's routes were put back as they were";
-    throw new CniError(e.code, e.message, [e.details, undo].filter((x) => x !== "").join("; "));
+    throw new CniError(err.code, err.message, [err.details, undo].filter((x) => x !== "").join("; "));
   }
   return podResult(prev, conf, plan, pod);
 }

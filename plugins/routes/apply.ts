@@ -9,8 +9,9 @@
  */
 import { CniError, ErrorCode } from "../../lib/errors.js";
 import { run } from "../../lib/exec.js";
-import { IpBatch, type Token } from "../../lib/ip/batch.js";
+import { IpBatch, batchReason, failedBatchIndex, type Token } from "../../lib/ip/batch.js";
 import { inNetns } from "../../lib/netns.js";
+import { classifyStderr, type ToolErrorKind } from "../../lib/tool-error.js";
 
 /** One batch line and the line that reverts it (undefined: nothing to revert). */
 export interface Op {
@@ -24,25 +25,38 @@ export interface Applied {
   ops: Op[];
 }
 
+/**
+ * applyOps' failure: code 100 naming the failing command, with `kind` (lib/tool-error.ts) saying what the kernel
+ * answered, so a caller decides on it (a route added by a concurrent ADD is `exists`) and not on the message.
+ */
+export class ApplyError extends CniError {
+  readonly kind: ToolErrorKind;
+
+  constructor(kind: ToolErrorKind, msg: string, details: string) {
+    super(ErrorCode.KernelOperationFailed, msg, details);
+    this.kind = kind;
+  }
+}
+
 const BATCH_TIMEOUT_MS = 30_000;
 
-async function runBatch(lines: readonly Token[][], netns: string | undefined, force: boolean): Promise<{ ok: boolean; failedLine: number | undefined; stderr: string }> {
+async function runBatch(lines: readonly Token[][], netns: string | undefined, force: boolean): Promise<{ ok: boolean; failedLine: number | undefined; stderr: string; kind: ToolErrorKind }> {
   const b = new IpBatch();
   for (const l of lines) b.cmd(...l);
   const [file, args] = inNetns(netns, "ip", force ? ["-force", "-batch", "-"] : ["-batch", "-"]);
   const r = await run(file, args, { input: b.text(), timeoutMs: BATCH_TIMEOUT_MS });
-  if (r.code === 0 && !r.timedOut) return { ok: true, failedLine: undefined, stderr: r.stderr };
-  const m = /Command failed -:(\d+)/.exec(r.stderr);
-  return { ok: false, failedLine: m ? Number(m[1]) : undefined, stderr: r.timedOut ? `no answer within ${r.timeoutMs} ms, killed` : r.stderr };
+  if (r.code === 0 && !r.timedOut) return { ok: true, failedLine: undefined, stderr: r.stderr, kind: "failed" };
+  if (r.timedOut) return { ok: false, failedLine: undefined, stderr: `no answer within ${r.timeoutMs} ms, killed`, kind: "timeout" };
+  return { ok: false, failedLine: failedBatchIndex(r.stderr), stderr: r.stderr, kind: classifyStderr(r.stderr) };
 }
 
 /** The kernel's complaint without iproute2's batch bookkeeping. */
 function reason(stderr: string): string {
-  return stderr.replace(/Command failed -:\d+/g, "").replace(/\s+/g, " ").trim() || "failed";
+  return batchReason(stderr).replace(/\s+/g, " ") || "failed";
 }
 
 /**
- * Run `ops` as one batch in `netns` (ours when undefined). On failure the applied prefix is undone and a CniError
+ * Run `ops` as one batch in `netns` (ours when undefined). On failure the applied prefix is undone and an ApplyError
  * (code 100) names the failing command; `where` says which namespace ("the pod", "the node").
  */
 export async function applyOps(ops: readonly Op[], netns: string | undefined, where: string): Promise<Applied> {
@@ -56,7 +70,7 @@ export async function applyOps(ops: readonly Op[], netns: string | undefined, wh
   const failed = r.failedLine === undefined ? undefined : ops[r.failedLine - 1];
   const cmd = failed ? `ip ${failed.tokens.join(" ")}` : "ip -batch";
   const details = undoProblem ? `undoing the earlier changes in ${where} failed too: ${undoProblem}` : applied.length > 0 ? `the ${applied.length} earlier change(s) in ${where} were undone` : "";
-  throw new CniError(ErrorCode.KernelOperationFailed, `${cmd} in ${where}: ${reason(r.stderr)}`, details);
+  throw new ApplyError(r.kind, `${cmd} in ${where}: ${reason(r.stderr)}`, details);
 }
 
 /** Revert applied ops, newest first. Returns undefined on success, or what went wrong (for an error's details). */

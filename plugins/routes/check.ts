@@ -12,7 +12,8 @@ import type { CmdContext } from "../../lib/skel.js";
 import type { Result } from "../../lib/types.js";
 import { parseResult } from "../../lib/version.js";
 import { defaultDst, familyOf, loadRoutesConfig, type RoutesConfig } from "./config.js";
-import { describeKernel, describeRoute, readRoutes, type KernelRoute } from "./kernel.js";
+import { readRoutes, type KernelRoute } from "../../lib/ip/routes.js";
+import { describeKernel, describeRoute } from "./kernel.js";
 import { satisfies } from "./hostplan.js";
 import { represents, selects } from "./podplan.js";
 

@@ -235,15 +235,11 @@ const processIO: SyncOutput = {
   err: (line) => void process.stderr.write(line + "\n"),
 };
 
-/** Entry for `routes ARGV...` with argv[0] === "sync"; resolves to the exit status. */
-export async function routesCli(argv: readonly string[], io: SyncOutput = processIO): Promise<number> {
-  if (argv[0] !== "sync") {
-    io.err(SYNC_USAGE);
-    return 2;
-  }
+/** Entry for `routes sync ARGV...` (argv: what follows "sync"); resolves to the exit status. */
+export async function syncMain(argv: readonly string[], io: SyncOutput = processIO): Promise<number> {
   let args: SyncArgs | "help";
   try {
-    args = parseSyncArgs(argv.slice(1), process.env);
+    args = parseSyncArgs(argv, process.env);
   } catch (e) {
     io.err(`routes sync: ${(e as Error).message}\n\n${SYNC_USAGE}`);
     return 2;

@@ -12,7 +12,8 @@
  */
 import type { Op } from "./apply.js";
 import { effectiveMetric, effectiveTable, familyOf, type HostRoute } from "./config.js";
-import { deleteTokens, restoreTokens, routeTokens, type KernelRoute } from "./kernel.js";
+import type { KernelRoute } from "../../lib/ip/routes.js";
+import { deleteTokens, restoreTokens, routeTokens } from "./kernel.js";
 
 /** A route the node should have, with a label for reports (the node it leads to, or hostRoutes[i]). */
 export interface WantedRoute {

@@ -6,7 +6,7 @@
 import type { CmdContext, PluginDefinition } from "../../lib/skel.js";
 import { add } from "./add.js";
 import { check } from "./check.js";
-import { routesCli } from "./cli.js";
+import { syncMain } from "./cli.js";
 import { ROUTES_CONF_SHAPE, loadRoutesConfig } from "./config.js";
 
 /** DEL changes nothing: the pod's routes go with its namespace, and hostRoutes are shared by every pod of the node
@@ -18,8 +18,8 @@ async function status(ctx: CmdContext): Promise<void> {
   loadRoutesConfig(ctx.config);
 }
 
-/** The plugin, plus `cli` for `routes sync ...` (dispatched by cmd/cni-ts.ts when argv[0] is "sync"). */
-export const routes: PluginDefinition & { cli(argv: readonly string[]): Promise<number> } = {
+/** The plugin, with `routes sync ...` (node mode, cli.ts) as a subcommand. */
+export const routes: PluginDefinition = {
   name: "routes",
   about: "CNI routes plugin (cni-ts): route shaping inside the pod and on the node; `routes sync --help` for node mode",
   netns: "required",
@@ -30,5 +30,5 @@ export const routes: PluginDefinition & { cli(argv: readonly string[]): Promise<
   // Nothing per attachment is kept anywhere, so there is nothing to collect.
   gc: async () => {},
   status,
-  cli: routesCli,
+  subcommands: { sync: syncMain },
 };

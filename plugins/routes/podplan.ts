@@ -12,7 +12,8 @@ import { CniError, ErrorCode } from "../../lib/errors.js";
 import type { Result, Route } from "../../lib/types.js";
 import type { Op } from "./apply.js";
 import { defaultDst, effectiveMetric, effectiveTable, familyOf, ROUTES_PROTO, routeKey, type RoutesConfig } from "./config.js";
-import { deleteTokens, describeKernel, describeRoute, restoreTokens, routeTokens, type KernelRoute } from "./kernel.js";
+import type { KernelRoute } from "../../lib/ip/routes.js";
+import { deleteTokens, describeKernel, describeRoute, restoreTokens, routeTokens } from "./kernel.js";
 
 /** A configured route with the next hop it really gets in the pod. */
 export interface PlannedRoute {

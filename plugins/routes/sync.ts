@@ -13,7 +13,8 @@ import { ipJson, type LinkAddrs } from "../../lib/ip/read.js";
 import { applyOps } from "./apply.js";
 import { SYNC_PROTO } from "./config.js";
 import { planHost, type HostChange, type HostPlan, type WantedRoute } from "./hostplan.js";
-import { describeKernel, readRoutes, type KernelRoute } from "./kernel.js";
+import { readRoutes, type KernelRoute } from "../../lib/ip/routes.js";
+import { describeKernel } from "./kernel.js";
 import { InputError, type NodeEntry } from "./nodelist.js";
 
 /** One address of this node with its prefix: the networks it reaches directly. */

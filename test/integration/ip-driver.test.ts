@@ -1,8 +1,9 @@
 // lib/ip against the real kernel (veth: some CI kernels have no dummy module), inside a namespace of this run: batches apply, readers report what is there.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CniError } from "../../lib/errors.js";
+import { asCniError } from "../../lib/errors.js";
 import { IpBatch } from "../../lib/ip/batch.js";
 import { getLink, listAddrs, listRoutes } from "../../lib/ip/read.js";
+import { ToolError } from "../../lib/tool-error.js";
 import { Sandbox } from "./helpers.js";
 
 const sandbox = new Sandbox();
@@ -36,16 +37,17 @@ describe("ip driver in a namespace", () => {
     expect(await getLink("nope0", ns.path)).toBeUndefined();
   });
 
-  it("a failing line names the command and stops the batch there", async () => {
+  it("a failing line is a ToolError naming the command and the line, and stops the batch there", async () => {
     const err = await new IpBatch()
       .cmd("link", "add", "name", "dummy1", "type", "veth", "peer", "name", "dummy1p")
       .cmd("addr", "add", "10.77.0.3/24", "dev", "missing0")
       .cmd("link", "add", "name", "dummy2", "type", "veth", "peer", "name", "dummy2p")
       .run(ns.path)
       .catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(CniError);
-    expect((err as CniError).code).toBe(100);
-    expect((err as CniError).message).toContain("ip addr add 10.77.0.3/24 dev missing0");
+    expect(err).toBeInstanceOf(ToolError);
+    expect(err).toMatchObject({ kind: "not-found", failedLine: "addr add 10.77.0.3/24 dev missing0" });
+    expect(asCniError(err).code).toBe(100);
+    expect((err as ToolError).message).toContain("ip addr add 10.77.0.3/24 dev missing0");
     expect(await getLink("dummy1", ns.path)).toBeDefined();
     expect(await getLink("dummy2", ns.path)).toBeUndefined();
   });

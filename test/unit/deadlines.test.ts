@@ -2,6 +2,7 @@
 // process (lib/exec: killed at its deadline, with an error naming the command and the deadline).
 import { describe, expect, it } from "vitest";
 import { msFromEnv } from "../../lib/env-ms.js";
+import { asCniError } from "../../lib/errors.js";
 import { run, runOk } from "../../lib/exec.js";
 import { DEFAULT_STDIN_TIMEOUT_MS, stdinDeadline } from "../../lib/stdin.js";
 
@@ -37,7 +38,9 @@ describe("child processes", () => {
     const r = await run("sh", ["-c", "sleep 30 & sleep 30"], { timeoutMs: 200 });
     expect(r).toMatchObject({ timedOut: true, timeoutMs: 200, code: null, signal: "SIGKILL" });
   });
-  it("runOk: code 11 naming the command and the deadline", async () => {
-    await expect(runOk("sleep", ["30"], { timeoutMs: 200, what: "a hung tool" })).rejects.toMatchObject({ code: 11, message: "a hung tool: no answer within 200 ms, killed" });
+  it("runOk: a ToolError of kind timeout naming the command and the deadline, which is code 11 at the boundary", async () => {
+    const e = await runOk("sleep", ["30"], { timeoutMs: 200, what: "a hung tool" }).catch((x: unknown) => x);
+    expect(e).toMatchObject({ name: "ToolError", kind: "timeout", tool: "sleep", message: "a hung tool: no answer within 200 ms, killed" });
+    expect(asCniError(e)).toMatchObject({ code: 11, message: "a hung tool: no answer within 200 ms, killed" });
   });
 });

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { parseCidr } from "../../lib/cidr.js";
 import { parseSyncArgs } from "../../plugins/routes/cli.js";
 import { SYNC_PROTO } from "../../plugins/routes/config.js";
-import type { KernelRoute } from "../../plugins/routes/kernel.js";
+import type { KernelRoute } from "../../lib/ip/routes.js";
 import { InputError, parseNodeList } from "../../plugins/routes/nodelist.js";
 import { describeChange, planSync, wantedRoutes, type LocalNet } from "../../plugins/routes/sync.js";
 

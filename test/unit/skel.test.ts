@@ -3,7 +3,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { CniError } from "../../lib/errors.js";
-import { runPlugin, parseCniPath, type CmdContext, type PluginDefinition } from "../../lib/skel.js";
+import { runPlugin, parseCniPath, subcommandOf, type CmdContext, type PluginDefinition } from "../../lib/skel.js";
+import { ToolError } from "../../lib/tool-error.js";
 
 // A plugin that records what the skel handed it, so the tests see validation and dispatch, not plugin logic.
 function recorder(netns: "required" | "ignored" = "ignored") {
@@ -305,5 +306,38 @@ describe("the reference's order of checks", () => {
     const r = await call("GC", {}, stdin);
     expect(r.exitCode).toBe(0);
     expect((r.calls[0]?.ctx as { validAttachments?: unknown }).validAttachments).toEqual([{ containerID: "c9", ifname: "eth1" }]);
+  });
+});
+
+describe("the boundary: a tool's failure reaching skel", () => {
+  const failing = (e: unknown): PluginDefinition => ({ ...recorder().plugin, add: async () => Promise.reject(e) });
+  const add = async (e: unknown) => JSON.parse((await runPlugin(failing(e), { env: { ...ENV, CNI_COMMAND: "ADD" }, stdin: conf() })).stdout) as Record<string, unknown>;
+
+  it("is 100 naming the command and its stderr", async () => {
+    const e = new ToolError({ tool: "ip", what: "ip link add name cni0 type bridge", status: 2, stderr: "RTNETLINK answers: Operation not permitted\n" });
+    expect(await add(e)).toEqual({ cniVersion: "1.0.0", code: 100, msg: "ip link add name cni0 type bridge: RTNETLINK answers: Operation not permitted" });
+  });
+  it("is 11 when the tool hit its deadline", async () => {
+    const e = new ToolError({ tool: "nft", what: "nft -f -", status: null, stderr: "", kind: "timeout", reason: "no answer within 10000 ms, killed" });
+    expect(await add(e)).toMatchObject({ code: 11, msg: "nft -f -: no answer within 10000 ms, killed" });
+  });
+  it("a CniError (a delegate's answer) keeps its code and text; anything else is 999", async () => {
+    expect(await add(new CniError(101, "no IP addresses available in range set", "10.0.0.0/30"))).toMatchObject({ code: 101, msg: "no IP addresses available in range set", details: "10.0.0.0/30" });
+    expect(await add(new Error("boom"))).toMatchObject({ code: 999, msg: "boom" });
+  });
+});
+
+describe("subcommands", () => {
+  const sync = async (argv: readonly string[]) => argv.length;
+  const plugin: PluginDefinition = { ...recorder().plugin, subcommands: { sync } };
+
+  it("the first argument names one; the rest is its argv", () => {
+    expect(subcommandOf(plugin, ["sync", "--node", "a"])).toBe(sync);
+  });
+  it("no argument, an unknown one, an inherited property name, or a plugin without any: none", () => {
+    expect(subcommandOf(plugin, [])).toBeUndefined();
+    expect(subcommandOf(plugin, ["--help"])).toBeUndefined();
+    expect(subcommandOf(plugin, ["toString"])).toBeUndefined();
+    expect(subcommandOf(recorder().plugin, ["sync"])).toBeUndefined();
   });
 });
