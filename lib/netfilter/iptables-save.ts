@@ -154,3 +154,22 @@ export function hasRule(saved: SavedTable, chain: string, words: readonly string
   const want = canonicalRule(words);
   return rulesOf(saved, chain).some((r) => canonicalRule(r.args) === want);
 }
+
+/**
+ * The restore line that adds `words` to `chain` unless an equal rule is there already (then none): appended, or
+ * inserted at `position` (1: first, for a jump no other rule may shadow). For ensure-jump and constant rules.
+ */
+export function ensureRuleLines(saved: SavedTable, chain: string, words: readonly string[], position?: number): string[] {
+  if (hasRule(saved, chain, words)) return [];
+  return [position === undefined ? ruleLine("-A", chain, words) : ruleLine("-I", chain, words, position)];
+}
+
+/** The comment (`-m comment --comment`) of a rule, or undefined. */
+export function ruleComment(r: SavedRule): string | undefined {
+  return option(r.args, "--comment")?.value;
+}
+
+/** Restore lines deleting every rule (of `chain`, or of any chain) whose comment `pick` selects. */
+export function deleteCommentedLines(saved: SavedTable, pick: (comment: string) => boolean, chain?: string): string[] {
+  return saved.rules.filter((r) => (chain === undefined || r.chain === chain) && pick(ruleComment(r) ?? "")).map(deleteLine);
+}

@@ -26,7 +26,7 @@ import type { Attachment } from "../types.js";
 import { canonicalCidr, hostAddr, hostCidr } from "./addr.js";
 import { requireTool } from "./backend.js";
 import { deleteChains, IPTABLES, restoreTable, restoreWithRetry, saveTable } from "./iptables.js";
-import { option, parseSave, quoteWord, ruleTarget, rulesOf, tokenize, type SavedRule, type SavedTable } from "./iptables-save.js";
+import { option, parseSave, quoteWord, ruleComment, ruleTarget, rulesOf, tokenize, type SavedRule, type SavedTable } from "./iptables-save.js";
 import type { LiveMasqKeys, NormalizedMasqEntry } from "./masq-entry.js";
 
 const MULTICAST: Record<Family, string> = { 4: "224.0.0.0/4", 6: "ff00::/8" };
@@ -170,8 +170,8 @@ export async function iptGcMasq(network: string, valid: readonly Attachment[], n
     async (nat) => {
       const stale = new Set<string>();
       for (const r of nat.rules) {
-        const c = option(r.args, "--comment");
-        const id = c ? parseComment(c.value) : undefined;
+        const c = ruleComment(r);
+        const id = c !== undefined ? parseComment(c) : undefined;
         if (!id || id.network !== network || keep.has(id.containerID)) continue;
         const chain = iptablesMasqChain(id.network, id.containerID);
         if (r.chain === chain || ruleTarget(r) === chain) stale.add(chain);

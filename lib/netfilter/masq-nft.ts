@@ -39,7 +39,7 @@ import { log } from "../log.js";
 import type { Attachment } from "../types.js";
 import { requireTool } from "./backend.js";
 import type { LiveMasqKeys, NormalizedMasqEntry } from "./masq-entry.js";
-import { dropSetElement, elementOf, nftApply, nftFailure, nftListTable, unwrapElem } from "./nft.js";
+import { chainsOf, dropSetElement, elementOf, elementsOf, nftApply, nftFailure, nftListTable, type NftElement } from "./nft.js";
 
 /** Family and name of our table (`nft list table inet cni_ts_masq`). */
 export const MASQ_NFT_TABLE = "inet cni_ts_masq";
@@ -184,36 +184,28 @@ async function listTable(netns: string | undefined): Promise<Listing | undefined
   const objects = await nftListTable(TABLE_NAME, netns);
   if (!objects) return undefined;
   const out: Listing = { pods: new Set(), owners: new Map(), locals: [] };
-  for (const obj of objects) {
-    const set = (obj.set ?? obj.map) as { name?: string; elem?: unknown[] } | undefined;
-    for (const item of set?.elem ?? []) {
-      if (set?.name === "pods4" || set?.name === "pods6") {
-        const a = addrOf(unwrapElem(item).val);
-        if (a) out.pods.add(id(a));
-      } else if (set?.name === "owners4" || set?.name === "owners6") {
-        if (!Array.isArray(item) || typeof item[1] !== "number") continue;
-        const { val, comment } = unwrapElem(item[0]);
-        const a = addrOf(val);
-        if (a) out.owners.set(id(a), { tag: item[1], comment });
-      } else if (set?.name === "local4" || set?.name === "local6") {
-        const local = parseLocal(item);
-        if (local) out.locals.push(local);
-      }
+  const elements = elementsOf(objects);
+  for (const f of [LAYOUT[4], LAYOUT[6]]) {
+    for (const e of elements.get(f.pods) ?? []) {
+      const a = addrOf(e.val);
+      if (a) out.pods.add(id(a));
     }
-    const chain = obj.chain as { name?: string; hook?: string; type?: string } | undefined;
-    if (chain?.name === CHAIN) out.chain = { hook: chain.hook, type: chain.type, rules: out.chain?.rules ?? [] };
-    const rule = obj.rule as { chain?: string; expr?: unknown[] } | undefined;
-    if (rule?.chain === CHAIN) {
-      out.chain ??= { rules: [] };
-      out.chain.rules.push(rule.expr ?? []);
+    for (const e of elements.get(f.owners) ?? []) {
+      const a = addrOf(e.val);
+      if (a && typeof e.value === "number") out.owners.set(id(a), { tag: e.value, comment: e.comment });
+    }
+    for (const e of elements.get(f.local) ?? []) {
+      const local = parseLocal(e);
+      if (local) out.locals.push(local);
     }
   }
+  const chain = chainsOf(objects).get(CHAIN);
+  if (chain) out.chain = { hook: chain.hook, type: chain.type, rules: chain.rules.map((r) => r.expr) };
   return out;
 }
 
 /** A local element: {concat: [addr, {prefix: {addr, len}}]}; a /32 (/128) subnet comes back as a bare address. */
-function parseLocal(item: unknown): Listing["locals"][number] | undefined {
-  const { val, comment } = unwrapElem(item);
+function parseLocal({ val, comment }: NftElement): Listing["locals"][number] | undefined {
   const parts = (val as { concat?: unknown[] } | null)?.concat;
   if (!Array.isArray(parts) || parts.length !== 2) return undefined;
   const a = addrOf(parts[0]);

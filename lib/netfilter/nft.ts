@@ -96,3 +96,60 @@ export function elementOf(table: string, set: string, body: string): string {
 export function dropSetElement(table: string, set: string, key: string): string[] {
   return [`add ${elementOf(table, set, key)}`, `delete ${elementOf(table, set, key)}`];
 }
+
+/** One element of a set or map in an `nft -j` listing: key, comment, and for a map its value. */
+export interface NftElement {
+  val: unknown;
+  comment?: string;
+  /** The mapped value (maps only). */
+  value?: unknown;
+}
+
+/** The elements of every set and map of a listing, by name. */
+export function elementsOf(objects: readonly Record<string, unknown>[]): Map<string, NftElement[]> {
+  const out = new Map<string, NftElement[]>();
+  for (const obj of objects) {
+    const set = (obj.set ?? obj.map) as { name?: string; elem?: unknown[] } | undefined;
+    if (typeof set?.name !== "string") continue;
+    const elems = out.get(set.name) ?? [];
+    // A map element is [key, value]; a set element a value or {elem: {val, comment}} (a concatenation is {concat}).
+    for (const item of set.elem ?? []) elems.push(Array.isArray(item) ? { ...unwrapElem(item[0]), value: item[1] } : unwrapElem(item));
+    out.set(set.name, elems);
+  }
+  return out;
+}
+
+/** One rule of a listing: its handle (for `delete rule … handle N`), its comment, and its expressions. */
+export interface NftRule {
+  handle?: number;
+  comment?: string;
+  expr: unknown[];
+}
+
+/** One chain of a listing: hook and type (base chains only) and its rules in order. */
+export interface NftChain {
+  hook?: string;
+  type?: string;
+  rules: NftRule[];
+}
+
+/** The chains of a listing, by name; a rule whose chain object is not listed still gets an entry. */
+export function chainsOf(objects: readonly Record<string, unknown>[]): Map<string, NftChain> {
+  const out = new Map<string, NftChain>();
+  for (const obj of objects) {
+    const chain = obj.chain as { name?: string; hook?: string; type?: string } | undefined;
+    if (chain?.name) out.set(chain.name, { hook: chain.hook, type: chain.type, rules: out.get(chain.name)?.rules ?? [] });
+    const rule = obj.rule as { chain?: string; handle?: number; comment?: string; expr?: unknown[] } | undefined;
+    if (rule?.chain) {
+      const c = out.get(rule.chain) ?? { rules: [] };
+      c.rules.push({ handle: typeof rule.handle === "number" ? rule.handle : undefined, comment: typeof rule.comment === "string" ? rule.comment : undefined, expr: rule.expr ?? [] });
+      out.set(rule.chain, c);
+    }
+  }
+  return out;
+}
+
+/** The line deleting a rule by the handle a listing showed (fails with "gone" when it went meanwhile). */
+export function deleteRuleLine(table: string, chain: string, handle: number): string {
+  return `delete rule ${table} ${chain} handle ${handle}`;
+}

@@ -11,7 +11,7 @@ import { log } from "../../lib/log.js";
 import { canonicalAddr } from "../../lib/netfilter/addr.js";
 import { requireTool } from "../../lib/netfilter/backend.js";
 import { deleteChains, ensureChains, IPTABLES, restoreWithRetry, ruleExists, saveTable } from "../../lib/netfilter/iptables.js";
-import { canonicalRule, deleteLine, hasRule, option, ruleLine, ruleTarget, rulesOf, type SavedTable } from "../../lib/netfilter/iptables-save.js";
+import { canonicalRule, deleteLine, ensureRuleLines, hasRule, option, ruleComment, ruleLine, ruleTarget, rulesOf, type SavedTable } from "../../lib/netfilter/iptables-save.js";
 import type { Attachment } from "../../lib/types.js";
 import type { PortmapConfig } from "./config.js";
 import { dnatChainName, dnatComment, oldSnatChainName } from "./identity.js";
@@ -50,7 +50,7 @@ function refuseConflicts(conf: PortmapConfig, family: Family, nat: SavedTable, c
     const c = claims.find((x) => x.proto === m.protocol && x.port === m.hostPort && (!x.hostIP || !m.hostIP || x.hostIP === m.hostIP));
     if (!c) continue;
     const owner = rulesOf(nat, TOP_DNAT).find((r) => ruleTarget(r) === c.chain);
-    const who = option(owner?.args ?? [], "--comment")?.value ?? c.chain;
+    const who = (owner && ruleComment(owner)) ?? c.chain;
     throw new CniError(
       ErrorCode.AlreadyInUse,
       `hostPort ${m.hostPort}/${m.protocol}${m.hostIP ? ` on ${m.hostIP}` : ""} is already mapped by another attachment`,
@@ -66,11 +66,11 @@ function addLines(conf: PortmapConfig, pod: PodAddr, nat: SavedTable, containerI
   const dels: string[] = [];
   const adds: string[] = [];
   if (conf.snat && conf.externalSetMarkChain === undefined) {
-    if (!hasRule(nat, SETMARK, setMarkRule(conf.markMasqBit))) adds.push(ruleLine("-A", SETMARK, setMarkRule(conf.markMasqBit)));
-    if (!hasRule(nat, MASQ, masqRule(conf.markMasqBit))) adds.push(ruleLine("-A", MASQ, masqRule(conf.markMasqBit)));
-    if (!hasRule(nat, "POSTROUTING", MASQ_ENTRY)) adds.push(ruleLine("-I", "POSTROUTING", MASQ_ENTRY, 1));
+    adds.push(...ensureRuleLines(nat, SETMARK, setMarkRule(conf.markMasqBit)));
+    adds.push(...ensureRuleLines(nat, MASQ, masqRule(conf.markMasqBit)));
+    adds.push(...ensureRuleLines(nat, "POSTROUTING", MASQ_ENTRY, 1));
   }
-  for (const entry of ["PREROUTING", "OUTPUT"]) if (!hasRule(nat, entry, DNAT_ENTRY)) adds.push(ruleLine("-A", entry, DNAT_ENTRY));
+  for (const entry of ["PREROUTING", "OUTPUT"]) adds.push(...ensureRuleLines(nat, entry, DNAT_ENTRY));
 
   const want = dnatChainRules(conf, pod);
   const have = rulesOf(nat, chain).map((r) => canon(r.args));
@@ -172,7 +172,7 @@ export async function iptGc(network: string, valid: readonly Attachment[]): Prom
   await deletePortmapChains((nat) => {
     const stale = new Set<string>();
     for (const r of rulesOf(nat, TOP_DNAT)) {
-      const id = parseDnatComment(option(r.args, "--comment")?.value ?? "");
+      const id = parseDnatComment(ruleComment(r) ?? "");
       if (!id || id.network !== network || keep.has(id.containerID)) continue;
       const chain = dnatChainName(id.network, id.containerID);
       if (ruleTarget(r) === chain) stale.add(chain);

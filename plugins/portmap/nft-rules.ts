@@ -26,7 +26,7 @@
  */
 import { parseIP, type Family } from "../../lib/cidr.js";
 import { nftAddrText } from "../../lib/netfilter/addr.js";
-import { dropSetElement, elementOf } from "../../lib/netfilter/nft.js";
+import { deleteRuleLine, dropSetElement, elementOf } from "../../lib/netfilter/nft.js";
 import type { PortmapConfig, Proto } from "./config.js";
 import { appliesTo } from "./iptables-rules.js";
 import type { PodAddr } from "./pod.js";
@@ -252,5 +252,5 @@ export function dropSetElem(e: SetElem): string[] {
 
 /** Delete a conditional rule by its handle. */
 export function dropRule(handle: number): string {
-  return `delete rule ${PORTMAP_NFT_TABLE} conditional handle ${handle}`;
+  return deleteRuleLine(PORTMAP_NFT_TABLE, "conditional", handle);
 }

@@ -6,7 +6,7 @@ import { parseIP } from "../../lib/cidr.js";
 import { CniError, ErrorCode } from "../../lib/errors.js";
 import { hasExecutable } from "../../lib/exec.js";
 import { requireTool } from "../../lib/netfilter/backend.js";
-import { nftApply, nftFailure, nftListTable, parseNftJson, unwrapElem } from "../../lib/netfilter/nft.js";
+import { chainsOf, elementsOf, nftApply, nftFailure, nftListTable, parseNftJson } from "../../lib/netfilter/nft.js";
 import type { Attachment } from "../../lib/types.js";
 import type { PortmapConfig } from "./config.js";
 import { nftNetworkTag, nftOwner } from "./identity.js";
@@ -74,32 +74,20 @@ export function parseListing(json: string): Listing {
 /** Our view of the objects `nft -j list table` printed. */
 function listingOf(objects: readonly Record<string, unknown>[]): Listing {
   const out: Listing = { maps: [], sets: [], rules: [], chains: new Map() };
-  for (const obj of objects) {
-    const set = (obj.map ?? obj.set) as { name?: string; elem?: unknown[] } | undefined;
-    if (set?.name && MAPS.has(set.name)) {
-      for (const item of set.elem ?? []) {
-        if (!Array.isArray(item)) continue;
-        const { val, comment } = unwrapElem(item[0]);
-        out.maps.push({ map: set.name, key: concatText(val), value: concatText(item[1]), owner: comment });
-      }
-    } else if (set?.name && SETS.has(set.name)) {
-      for (const item of set.elem ?? []) {
-        const { val, comment } = unwrapElem(item);
-        out.sets.push({ set: set.name, key: concatText(val), owner: comment });
-      }
+  for (const [name, elems] of elementsOf(objects)) {
+    for (const e of elems) {
+      if (MAPS.has(name) && e.value !== undefined) out.maps.push({ map: name, key: concatText(e.val), value: concatText(e.value), owner: e.comment });
+      else if (SETS.has(name) && e.value === undefined) out.sets.push({ set: name, key: concatText(e.val), owner: e.comment });
     }
-    const chain = obj.chain as { name?: string; hook?: string; type?: string } | undefined;
-    if (chain?.name) out.chains.set(chain.name, { hook: chain.hook, type: chain.type, rules: out.chains.get(chain.name)?.rules ?? [] });
-    const rule = obj.rule as { chain?: string; handle?: number; comment?: string; expr?: unknown[] } | undefined;
-    if (rule?.chain) {
-      const c = out.chains.get(rule.chain) ?? { rules: [] };
-      c.rules.push(JSON.stringify(rule.expr ?? []));
-      out.chains.set(rule.chain, c);
-      if (rule.chain === "conditional" && typeof rule.handle === "number") {
-        const fam = /"ipv6"|"(family|protocol)":"ip6"/.test(JSON.stringify(rule.expr ?? [])) ? 6 : 4;
-        const parsed = typeof rule.comment === "string" ? parseCondComment(rule.comment, fam) : undefined;
-        out.rules.push({ handle: rule.handle, comment: rule.comment, owner: parsed?.owner ?? rule.comment?.split(" ")[0], claim: parsed?.claim });
-      }
+  }
+  for (const [name, chain] of chainsOf(objects)) {
+    out.chains.set(name, { hook: chain.hook, type: chain.type, rules: chain.rules.map((r) => JSON.stringify(r.expr)) });
+    if (name !== "conditional") continue;
+    for (const rule of chain.rules) {
+      if (rule.handle === undefined) continue;
+      const fam = /"ipv6"|"(family|protocol)":"ip6"/.test(JSON.stringify(rule.expr)) ? 6 : 4;
+      const parsed = rule.comment !== undefined ? parseCondComment(rule.comment, fam) : undefined;
+      out.rules.push({ handle: rule.handle, comment: rule.comment, owner: parsed?.owner ?? rule.comment?.split(" ")[0], claim: parsed?.claim });
     }
   }
   return out;

@@ -1,9 +1,9 @@
 import { describe, expect, it } from "vitest";
-import { ToolError } from "../../lib/tool-error.js";
+import { classifyStderr, ToolError } from "../../lib/tool-error.js";
 import { canonicalAddr, canonicalCidr, hostAddr, hostCidr, nftAddrText } from "../../lib/netfilter/addr.js";
 import { deleteChainLines } from "../../lib/netfilter/iptables.js";
-import { canonicalRule, deleteLine, hasRule, option, parseSave, quoteWord, ruleLine, ruleTarget, rulesOf, tokenize } from "../../lib/netfilter/iptables-save.js";
-import { dropSetElement, nftFailure, parseNftJson, tableMissing, unwrapElem } from "../../lib/netfilter/nft.js";
+import { canonicalRule, deleteCommentedLines, deleteLine, ensureRuleLines, hasRule, option, parseSave, quoteWord, ruleComment, ruleLine, ruleTarget, rulesOf, tokenize } from "../../lib/netfilter/iptables-save.js";
+import { chainsOf, deleteRuleLine, dropSetElement, elementsOf, nftFailure, parseNftJson, tableMissing, unwrapElem } from "../../lib/netfilter/nft.js";
 
 // What nft 1.0.6 prints (kernel 6.18, in a namespace) for each way a transaction on a table of ours can fail.
 const NFT = {
@@ -48,6 +48,14 @@ describe("nft failures", () => {
   });
 });
 
+describe("iptables failures", () => {
+  it("takes iptables -N's answer for an existing chain (legacy and nft alike) as kind exists", () => {
+    expect(classifyStderr("iptables: Chain already exists.\n")).toBe("exists");
+    expect(classifyStderr("iptables v1.8.9 (nf_tables): CHAIN_USER_ADD failed (File exists): chain CNI-HOSTPORT-DNAT\n")).toBe("exists");
+    expect(classifyStderr("iptables v1.8.9 (nf_tables): Couldn't load target `NOPE'\n")).toBe("failed");
+  });
+});
+
 describe("nft JSON and element syntax", () => {
   it("unwraps elements with and without comment", () => {
     expect(unwrapElem({ elem: { val: "10.0.0.1", comment: "c" } })).toEqual({ val: "10.0.0.1", comment: "c" });
@@ -56,6 +64,24 @@ describe("nft JSON and element syntax", () => {
   it("reads nft -j output and refuses what is no JSON with code 6 (decoding failure)", () => {
     expect(parseNftJson('{"nftables":[{"table":{"name":"t"}}]}', "x")).toEqual([{ table: { name: "t" } }]);
     expect(() => parseNftJson("{", "x")).toThrow(expect.objectContaining({ code: 6 }));
+  });
+  it("reads sets, maps and chains of a listing, with comments, values and rule handles", () => {
+    const objects = parseNftJson(JSON.stringify({ nftables: [
+      { metainfo: { version: "1.0.6" } },
+      { table: { family: "inet", name: "t", handle: 1 } },
+      { set: { family: "inet", name: "s", table: "t", type: "ipv4_addr", elem: ["10.0.0.1", { elem: { val: "10.0.0.2", comment: "o" } }] } },
+      { map: { family: "inet", name: "m", table: "t", type: "ipv4_addr", map: "mark", elem: [[{ elem: { val: "10.0.0.1", comment: "o" } }, 7]] } },
+      { chain: { family: "inet", table: "t", name: "post", handle: 2, type: "nat", hook: "postrouting", prio: 100, policy: "accept" } },
+      { rule: { family: "inet", table: "t", chain: "post", handle: 3, comment: "tag", expr: [{ masquerade: null }] } },
+      { rule: { family: "inet", table: "t", chain: "plain", handle: 4, expr: [{ accept: null }] } },
+    ] }), "x");
+    const elements = elementsOf(objects);
+    expect(elements.get("s")).toEqual([{ val: "10.0.0.1" }, { val: "10.0.0.2", comment: "o" }]);
+    expect(elements.get("m")).toEqual([{ val: "10.0.0.1", comment: "o", value: 7 }]);
+    const chains = chainsOf(objects);
+    expect(chains.get("post")).toEqual({ hook: "postrouting", type: "nat", rules: [{ handle: 3, comment: "tag", expr: [{ masquerade: null }] }] });
+    expect(chains.get("plain")).toEqual({ rules: [{ handle: 4, comment: undefined, expr: [{ accept: null }] }] });
+    expect(deleteRuleLine("inet t", "post", 3)).toBe("delete rule inet t post handle 3");
   });
   it("deletes a set element whether or not it is there: add, then delete, in one transaction", () => {
     expect(dropSetElement("inet t", "s", "10.0.0.1")).toEqual(["add element inet t s { 10.0.0.1 }", "delete element inet t s { 10.0.0.1 }"]);
@@ -113,6 +139,20 @@ describe("iptables-save reading", () => {
     const nat = parseSave(SAVE);
     expect(hasRule(nat, "POSTROUTING", ["-s", "10.1.0.5", "-j", "CNI-a", "-m", "comment", "--comment", 'name: "net1" id: "c1"'])).toBe(false);
     expect(hasRule(nat, "POSTROUTING", ["-s", "10.1.0.5", "-m", "comment", "--comment", 'name: "net1" id: "c1"', "-j", "CNI-a"])).toBe(true);
+  });
+  it("adds a rule only when no equal one is there (ensure-jump), appended or inserted first", () => {
+    const nat = parseSave(SAVE);
+    const jump = ["-s", "10.1.0.5", "-m", "comment", "--comment", 'name: "net1" id: "c1"', "-j", "CNI-a"];
+    expect(ensureRuleLines(nat, "POSTROUTING", jump)).toEqual([]);
+    expect(ensureRuleLines(nat, "POSTROUTING", ["-j", "CNI-b"], 1)).toEqual(["-I POSTROUTING 1 -j CNI-b"]);
+    expect(ensureRuleLines(nat, "PREROUTING", ["-j", "CNI-b"])).toEqual(["-A PREROUTING -j CNI-b"]);
+  });
+  it("deletes rules by their comment", () => {
+    const nat = parseSave(SAVE);
+    expect(ruleComment(rulesOf(nat, "CNI-a")[0]!)).toBe('name: "net1" id: "c1"');
+    expect(deleteCommentedLines(nat, (c) => c.includes('"c1"'), "POSTROUTING")).toHaveLength(2);
+    expect(deleteCommentedLines(nat, (c) => c.includes('"c1"'))).toHaveLength(4);
+    expect(deleteCommentedLines(nat, (c) => c.includes('"c2"'))).toEqual([]);
   });
   it("deletes chains with every jump to them, sparing a chain a kept jump still uses", () => {
     const nat = parseSave(SAVE);
