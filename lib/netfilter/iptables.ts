@@ -13,6 +13,7 @@
  */
 import type { Family } from "../cidr.js";
 import { hasExecutable, run, timedOutError } from "../exec.js";
+import { log } from "../log.js";
 import { inNetns } from "../netns.js";
 import { ToolError } from "../tool-error.js";
 import { deleteLine, parseSave, ruleTarget, type SavedRule, type SavedTable } from "./iptables-save.js";
@@ -137,7 +138,7 @@ export interface DeleteChainsSpec {
  * path). A family whose tools are missing or whose table cannot be read holds nothing of ours. Returns the families
  * whose restore still failed after the retries, with the stderr.
  */
-export async function deleteChains(spec: DeleteChainsSpec, log: (msg: string) => void): Promise<Array<{ family: Family; stderr: string }>> {
+export async function deleteChains(spec: DeleteChainsSpec): Promise<Array<{ family: Family; stderr: string }>> {
   const outcomes = await Promise.all(([4, 6] as const).map(async (family) => {
     if (!hasSaveRestore(family)) return undefined;
     const exact = spec.blind?.[family];
@@ -145,7 +146,7 @@ export async function deleteChains(spec: DeleteChainsSpec, log: (msg: string) =>
     const stderr = await restoreWithRetry(family, spec.table, async () => {
       const saved = await saveTable(family, spec.table, spec.netns);
       if (!saved.ok) {
-        log(`${spec.who}: skipping ${IPTABLES[family].save}: ${saved.error}`);
+        log.debug(`${spec.who}: skipping ${IPTABLES[family].save}: ${saved.error}`);
         return [];
       }
       return deleteChainLines(saved.table, await spec.pick(saved.table), spec.keepJump);

@@ -21,7 +21,6 @@
 import type { Family } from "../cidr.js";
 import { CniError, ErrorCode } from "../errors.js";
 import { hashHex } from "../hash.js";
-import { log } from "../log.js";
 import type { Attachment } from "../types.js";
 import { canonicalCidr, hostAddr, hostCidr } from "./addr.js";
 import { requireTool } from "./backend.js";
@@ -115,7 +114,7 @@ async function deleteMasqChains(
   keepJump?: (r: SavedRule) => boolean,
   blind?: Partial<Record<Family, readonly string[]>>,
 ): Promise<void> {
-  const failed = await deleteChains({ table: "nat", pick, keepJump, blind, who: "ipMasq", netns }, (m) => log.debug(m));
+  const failed = await deleteChains({ table: "nat", pick, keepJump, blind, who: "ipMasq", netns });
   if (failed.length > 0) throw new CniError(ErrorCode.KernelOperationFailed, `iptables ipMasq teardown of ${what} failed: ${failed[0]!.stderr}`);
 }
 

@@ -39,7 +39,7 @@ import { log } from "../log.js";
 import type { Attachment } from "../types.js";
 import { requireTool } from "./backend.js";
 import type { LiveMasqKeys, NormalizedMasqEntry } from "./masq-entry.js";
-import { chainsOf, dropSetElement, elementOf, elementsOf, nftApply, nftFailure, nftListTable, type NftElement } from "./nft.js";
+import { chainsOf, dropSetElement, elementOf, elementsOf, nftApply, nftFailure, nftListTable, type NftElement, type NftFailure } from "./nft.js";
 
 /** Family and name of our table (`nft list table inet cni_ts_masq`). */
 export const MASQ_NFT_TABLE = "inet cni_ts_masq";
@@ -169,7 +169,7 @@ function addLines(e: NormalizedMasqEntry): string[] {
 }
 
 /** Run a script on our table; undefined on success, else why it failed (lib/netfilter/nft.ts) and nft's stderr. */
-async function nftScript(lines: readonly string[], netns: string | undefined): Promise<{ failure: ReturnType<typeof nftFailure>; stderr: string } | undefined> {
+async function nftScript(lines: readonly string[], netns: string | undefined): Promise<{ failure: NftFailure; stderr: string } | undefined> {
   const e = await nftApply(lines, netns);
   return e && { failure: nftFailure(e, TABLE_NAME), stderr: e.stderr };
 }

@@ -7,7 +7,6 @@
  */
 import type { Family } from "../../lib/cidr.js";
 import { CniError, ErrorCode } from "../../lib/errors.js";
-import { log } from "../../lib/log.js";
 import { canonicalAddr } from "../../lib/netfilter/addr.js";
 import { requireTool } from "../../lib/netfilter/backend.js";
 import { deleteChains, ensureChains, IPTABLES, restoreWithRetry, ruleExists, saveTable } from "../../lib/netfilter/iptables.js";
@@ -149,7 +148,7 @@ export async function iptAdd(conf: PortmapConfig, containerID: string, pods: rea
 
 /** Remove `pick(nat)` in both families (lib/netfilter/iptables deleteChains); code 100 naming the failed restores. */
 async function deletePortmapChains(pick: (nat: SavedTable) => Set<string>, what: string): Promise<void> {
-  const failed = await deleteChains({ table: "nat", pick, who: "portmap", netns: undefined }, (m) => log.debug(m));
+  const failed = await deleteChains({ table: "nat", pick, who: "portmap", netns: undefined });
   const errors = failed.map((f) => `${IPTABLES[f.family].restore}: ${f.stderr}`);
   if (errors.length > 0) throw new CniError(ErrorCode.KernelOperationFailed, `portmap: iptables teardown of ${what} failed: ${errors.join("; ")}`);
 }
