@@ -19,7 +19,7 @@
 import { run, timedOutError } from "../exec.js";
 import { CniError, ErrorCode } from "../errors.js";
 import { inNetns } from "../netns.js";
-import { ToolError } from "../tool-error.js";
+import { classifyStderr, ToolError } from "../tool-error.js";
 
 const TIMEOUT_MS = 20_000;
 
@@ -63,7 +63,7 @@ export async function nftListTable(tableName: string, netns?: string): Promise<R
   if (r.timedOut) throw timedOutError(what, r);
   if (r.code !== 0) {
     // The only object `list table` names is the table.
-    if (new ToolError({ tool: "nft", what, status: r.code, stderr: r.stderr }).kind === "not-found") return undefined;
+    if (classifyStderr(r.stderr) === "not-found") return undefined;
     throw new CniError(ErrorCode.KernelOperationFailed, `${what}: ${r.stderr.trim() || `exit ${r.code}`}`);
   }
   return parseNftJson(r.stdout, `nft -j list table inet ${tableName}`);
