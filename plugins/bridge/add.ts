@@ -13,7 +13,7 @@ import { getLink, ipJson, type LinkInfo } from "../../lib/ip/read.js";
 import { log } from "../../lib/log.js";
 import { markAttachment } from "../../lib/marker.js";
 import { ToolError } from "../../lib/tool-error.js";
-import { addMasq, delMasq, resolveMasqBackend } from "../../lib/masq.js";
+import { addMasq, delMasq, resolveMasqBackend } from "../../lib/netfilter/masq.js";
 import type { CmdContext } from "../../lib/skel.js";
 import { ensureSysctl, writeSysctl } from "../../lib/sysctl.js";
 import type { Interface, Result } from "../../lib/types.js";

@@ -8,7 +8,7 @@
  * address it cannot leave the subnet with. An attachment whose namespace is gone has no veth, and its state goes.
  */
 import { delegate } from "../../lib/invoke.js";
-import { gcMasq } from "../../lib/masq.js";
+import { gcMasq } from "../../lib/netfilter/masq.js";
 import type { GcContext } from "../../lib/skel.js";
 import { loadBridgeConfig } from "./config.js";
 import { readLiveLinks } from "./live.js";
@@ -20,7 +20,7 @@ export async function gc(ctx: GcContext): Promise<void> {
   if (conf.ipamType) await delegate(conf.ipamType, "GC", ctx);
   const valid = ctx.validAttachments;
   if (valid === undefined) return;
-  // Each backend reads its state and only then asks for the live links, per attempt: see lib/masq `LiveMasqKeys`.
+  // Each backend reads its state and only then asks for the live links, per attempt: see lib/netfilter/masq `LiveMasqKeys`.
   if (conf.ipMasq) await gcMasq(conf.name, valid, undefined, async () => (await readLiveLinks()).masqKeys);
   if (conf.macspoofchk) {
     const keep = new Set(valid.map((a) => hostVethName(a.containerID, a.ifname)));

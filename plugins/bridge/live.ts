@@ -13,7 +13,7 @@ import { masqKeysOfAlias } from "./names.js";
 export interface LiveLinks {
   /** Names of the node's veths. */
   veths: Set<string>;
-  /** The masquerade keys (lib/masq `masqKeys`) of the attachments whose host veth carries our alias. */
+  /** The masquerade keys (lib/netfilter/masq `masqKeys`) of the attachments whose host veth carries our alias. */
   masqKeys: Set<string>;
 }
 
@@ -27,7 +27,7 @@ export function liveLinksOf(links: ReadonlyArray<Pick<LinkInfo, "ifname"> & { if
   return live;
 }
 
-/** The node's veths now. Callers read their firewall state first and this after it (lib/masq `LiveMasqKeys`). */
+/** The node's veths now. Callers read their firewall state first and this after it (lib/netfilter/masq `LiveMasqKeys`). */
 export async function readLiveLinks(): Promise<LiveLinks> {
   return liveLinksOf(await ipJson<Array<LinkInfo & { ifalias?: string }>>(["link", "show", "type", "veth"]));
 }

@@ -6,7 +6,7 @@
  *   masqEntries(conf, ctx, [{ address: "10.22.0.5/16", interface: 2 }]); // [{ ip: "10.22.0.5", subnet: "10.22.0.0/16", ... }]
  */
 import { bigIntToIP, parseCidr } from "../../lib/cidr.js";
-import type { MasqEntry } from "../../lib/masq.js";
+import type { MasqEntry } from "../../lib/netfilter/masq.js";
 import type { CmdContext } from "../../lib/skel.js";
 import type { IPConfig } from "../../lib/types.js";
 import type { BridgeConfig } from "./config.js";

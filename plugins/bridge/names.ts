@@ -7,7 +7,7 @@
  * inheritance nor udev's MACAddressPolicy=persistent changes them after ADD (cni#943, kubernetes#63922).
  */
 import { hashHex, randomBytes } from "../../lib/hash.js";
-import { masqKeys } from "../../lib/masq.js";
+import { masqKeys } from "../../lib/netfilter/masq.js";
 
 export function hostVethName(containerID: string, ifname: string): string {
   return "veth" + hashHex("sha256", `${containerID}\r\n${ifname}`).slice(0, 8);
@@ -16,7 +16,7 @@ export function hostVethName(containerID: string, ifname: string): string {
 const ALIAS_PREFIX = "cni-ts:";
 
 /**
- * The alias ADD gives the host veth: `cni-ts:` and the attachment's masquerade keys (lib/masq `masqKeys`), joined by
+ * The alias ADD gives the host veth: `cni-ts:` and the attachment's masquerade keys (lib/netfilter/masq `masqKeys`), joined by
  * `:`, 69 characters. The veth's name is a one-way hash, and so are the keys; the alias is what lets GC tell, from
  * the links alone, which masquerade state still belongs to an attachment that is live on this node.
  */

@@ -14,6 +14,7 @@ import { InputError, parseNodeList, type NodeEntry } from "./nodelist.js";
 import { cleanupPlan, describeChange, isNodeName, syncOnce, type SyncOutput } from "./sync.js";
 import { applyOps } from "./apply.js";
 import { ROUTES_PROTO, SYNC_PROTO } from "./config.js";
+import type { CleanupArgs, FileArgs, KubernetesArgs, SyncArgs } from "./sync-args.js";
 
 /** The help text of `routes sync`, printed with --help and after a usage error. */
 export const SYNC_USAGE = `usage: routes sync --nodes FILE|- --node NAME [--dry-run] [--interval SECONDS]
@@ -45,32 +46,6 @@ Exit status: 0 in sync (or stopped by a signal); 1 a change failed or a peer was
 2 usage or input error.
 `;
 
-export interface FileArgs {
-  mode: "file";
-  nodes: string;
-  node: string;
-  dryRun: boolean;
-  intervalMs: number | undefined;
-}
-
-export interface KubernetesArgs {
-  mode: "kubernetes";
-  /** undefined: the in-cluster service account. */
-  kubeconfig: string | undefined;
-  node: string;
-  dryRun: boolean;
-  resyncMs: number;
-  requestTimeoutMs: number;
-  listen: { host: string; port: number } | undefined;
-  healthFile: string | undefined;
-}
-
-export interface CleanupArgs {
-  mode: "cleanup";
-  dryRun: boolean;
-}
-
-export type SyncArgs = FileArgs | KubernetesArgs | CleanupArgs;
 
 function seconds(flag: string, text: string, min: number, max: number): number {
   const s = Number(text);

@@ -16,7 +16,7 @@ import { ObjectCache } from "../../lib/kube/cache.js";
 import { KubeClient } from "../../lib/kube/client.js";
 import { resolveTarget, type KubeTarget } from "../../lib/kube/config.js";
 import { ListWatch } from "../../lib/kube/listwatch.js";
-import type { KubernetesArgs } from "./cli.js";
+import type { KubernetesArgs } from "./sync-args.js";
 import { jsonLogger, type Logger } from "./jsonlog.js";
 import { ControllerMetrics } from "./metrics.js";
 import { parseNode, type NodeEntry } from "./nodelist.js";

@@ -5,8 +5,6 @@
 //   2. A plugin (plugins/X, ipam/X) imports no module of another plugin: plugins share code through lib/ only, and
 //      run each other through lib/invoke, never by import.
 //   3. lib/ imports nothing of ours outside lib/ (no plugin, cmd/, test/, conformance/, lab/, bench/, sandbox/).
-// KNOWN_VIOLATIONS lists what the sources break today; the test fails when one of them is gone, so the list only
-// shrinks.
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -14,14 +12,6 @@ import { describe, expect, it } from "vitest";
 const root = resolve(import.meta.dirname, "../..");
 const ROOMS = ["lib", "plugins", "ipam", "cmd"];
 
-/** Violations of today's sources, in the form `violations()` names them. Being fixed: empty it as they go. */
-const KNOWN_VIOLATIONS: readonly string[] = [
-  "circle: lib/masq-iptables.ts -> lib/masq.ts -> lib/masq-iptables.ts",
-  "circle: lib/masq-nft.ts -> lib/masq.ts -> lib/masq-nft.ts",
-  "circle: plugins/bridge/config.ts -> plugins/bridge/vlan.ts -> plugins/bridge/config.ts",
-  // cli.ts loads controller.ts lazily (import()), controller.ts takes the type KubernetesArgs from cli.ts.
-  "circle: plugins/routes/cli.ts -> plugins/routes/controller.ts -> plugins/routes/cli.ts",
-];
 
 function tsFiles(dir: string): string[] {
   const out: string[] = [];
@@ -179,11 +169,7 @@ describe("architecture: the import rules", () => {
     ]);
   });
 
-  const found = violations(g);
-  it("has no violation beyond KNOWN_VIOLATIONS", () => {
-    expect(found.filter((v) => !KNOWN_VIOLATIONS.includes(v))).toEqual([]);
-  });
-  it("still has every one of KNOWN_VIOLATIONS (remove a fixed one from the list)", () => {
-    expect(KNOWN_VIOLATIONS.filter((v) => !found.includes(v))).toEqual([]);
+  it("holds for the sources: no violation at all", () => {
+    expect(violations(g)).toEqual([]);
   });
 });

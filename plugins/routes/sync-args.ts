@@ -1,0 +1,30 @@
+/**
+ * The parsed arguments of `routes sync`, one shape per mode: what cli.ts produces and the sync runner and the
+ * Kubernetes controller consume (their own module, so the controller need not import the CLI that loads it).
+ */
+export interface FileArgs {
+  mode: "file";
+  nodes: string;
+  node: string;
+  dryRun: boolean;
+  intervalMs: number | undefined;
+}
+
+export interface KubernetesArgs {
+  mode: "kubernetes";
+  /** undefined: the in-cluster service account. */
+  kubeconfig: string | undefined;
+  node: string;
+  dryRun: boolean;
+  resyncMs: number;
+  requestTimeoutMs: number;
+  listen: { host: string; port: number } | undefined;
+  healthFile: string | undefined;
+}
+
+export interface CleanupArgs {
+  mode: "cleanup";
+  dryRun: boolean;
+}
+
+export type SyncArgs = FileArgs | KubernetesArgs | CleanupArgs;
