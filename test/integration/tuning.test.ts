@@ -272,3 +272,74 @@ describe("tuning refuses hostile input with the right code and changes nothing",
     }
   });
 });
+
+const HAVE_REFERENCE = existsSync(join(REFERENCE_BIN, "tuning"));
+
+describe.skipIf(!HAVE_REFERENCE)("tuning: cni-ts vs the reference 1.1.1, side by side", () => {
+  // The reference 1.1.1 has no txQLen (newer references do): it is left out of the shared config.
+  const SHARED: Conf = { ...FULL, txQLen: undefined };
+  let ours: TuningLab;
+  let ref: TuningLab;
+  beforeAll(() => {
+    ours = new TuningLab("tdo");
+    ref = new TuningLab("tdr", REFERENCE_BIN);
+  });
+
+  function run(t: TuningLab) {
+    const { pod, prev, cid } = t.podWithBridge();
+    const before = attrs(pod);
+    const add = t.call("ADD", t.conf(SHARED, prev), pod, cid);
+    const after = { attrs: attrs(pod), sysctls: WATCHED_SYSCTLS.map((k) => sysctl(pod.name, k)), backup: JSON.parse(readFileSync(join(t.tuningDir, `${cid}_eth0.json`), "utf8")) };
+    const del = t.call("DEL", t.conf(SHARED, prev), pod, cid);
+    return { before, add, after, del, restored: attrs(pod), backups: t.backups(), pod, prev, cid };
+  }
+
+  it("ADD leaves the same kernel state and result, writes the same backup; DEL restores the same", () => {
+    const o = run(ours);
+    const r = run(ref);
+    expect([o.add.status, r.add.status]).toEqual([0, 0]);
+    const eth0 = (x: CniCall) => (x.out!.interfaces as Array<Record<string, unknown>>).find((i) => i.name === "eth0")!.mac;
+    expect(eth0(o.add)).toBe(eth0(r.add));
+    expect(o.after.attrs).toEqual({ ...r.after.attrs, txqlen: o.after.attrs.txqlen });
+    expect(o.after.sysctls).toEqual(r.after.sysctls);
+    // Same keys, each the value before the ADD.
+    expect(Object.keys(o.after.backup)).toEqual(Object.keys(r.after.backup));
+    expect(o.after.backup).toEqual({ mac: o.before.mac, promisc: false, mtu: o.before.mtu, allmulti: false });
+    expect(r.after.backup).toEqual({ mac: r.before.mac, promisc: false, mtu: r.before.mtu, allmulti: false });
+    expect([o.del.status, r.del.status]).toEqual([0, 0]);
+    expect(o.restored).toEqual(o.before);
+    expect(r.restored).toEqual(r.before);
+    expect([o.backups, r.backups]).toEqual([[], []]);
+  });
+
+  it("a backup written by either is restored by the other (a node can switch implementations with pods running)", () => {
+    for (const [adder, deleter] of [[ref, ours], [ours, ref]] as const) {
+      const { pod, prev, cid } = adder.podWithBridge();
+      const before = attrs(pod);
+      // Both labs must use one dataDir for the hand-over: the adder's.
+      const conf = adder.conf(SHARED, prev);
+      expect(adder.call("ADD", conf, pod, cid).status).toBe(0);
+      expect(attrs(pod).mac).toBe(NEW_MAC);
+      const del = new TuningLab("tdx", deleter.tuningBin).call("DEL", conf, pod, cid);
+      expect(del.status, del.stdout).toBe(0);
+      expect(attrs(pod)).toEqual(before);
+      expect(adder.backups()).toEqual([]);
+    }
+  });
+
+  it("differs on purpose: CHECK with an IFNAME sysctl passes here (1.1.1 forgets to replace IFNAME in CHECK); hostile keys are code 7, not 999", () => {
+    const conf = (t: TuningLab, prev: unknown) => t.conf({ sysctl: { "net.ipv4.conf.IFNAME.rp_filter": "2" } }, prev);
+    const o = ours.podWithBridge();
+    const r = ref.podWithBridge();
+    expect(ours.call("ADD", conf(ours, o.prev), o.pod, o.cid).status).toBe(0);
+    expect(ref.call("ADD", conf(ref, r.prev), r.pod, r.cid).status).toBe(0);
+    expect(ours.call("CHECK", conf(ours, o.prev), o.pod, o.cid).status).toBe(0);
+    expect(ref.call("CHECK", conf(ref, r.prev), r.pod, r.cid).out).toMatchObject({ code: 999, msg: expect.stringMatching(/IFNAME/) });
+    const bad = { sysctl: { "net/../kernel/panic": "1" } };
+    expect(ours.call("ADD", ours.conf(bad, o.prev), o.pod, o.cid).out).toMatchObject({ code: 7 });
+    // The reference turns every dot into a slash first, so `..` becomes empty parts that filepath.Join drops: it tries
+    // /proc/sys/net/kernel/panic, which happens not to exist. Ours refuses the key before anything runs.
+    expect(ref.call("ADD", ref.conf(bad, r.prev), r.pod, r.cid).out).toMatchObject({ code: 999, msg: expect.stringMatching(/net\/kernel\/panic: no such file/) });
+    expect(ref.call("ADD", ref.conf({ sysctl: { "kernel.panic": "1" } }, r.prev), r.pod, r.cid).out).toMatchObject({ code: 999, msg: expect.stringMatching(/invalid net sysctl key/) });
+  });
+});
