@@ -49,10 +49,12 @@ export interface PodState {
 // $1 count of sysctls, $2 1 when ip -batch follows (stdin), then the paths, then the values.
 const ADD_SCRIPT = `n=$1 b=$2
 shift 2
+command -v cat > /dev/null || exit 127
+[ "$b" = 0 ] || command -v ip > /dev/null || exit 127
 list=
 i=1
 while [ "$i" -le "$n" ]; do list="$list \\"\\\${$i}\\""; i=$((i + 1)); done
-eval "cat -- $list" || exit 12
+eval "cat -- $list" || exit $(($? == 127 ? 127 : 12))
 i=1
 while [ "$i" -le "$n" ]; do
   eval "p=\\\${$i} v=\\\${$((i + n))}"
@@ -63,7 +65,7 @@ done
 `;
 
 // $1 the interface, then the sysctl paths.
-const READ_SCRIPT = `ip -json link show dev "$1" || exit 11
+const READ_SCRIPT = `ip -json link show dev "$1" || exit $(($? == 127 ? 127 : 11))
 shift
 exec cat -- "$@"
 `;
@@ -114,6 +116,10 @@ async function exec(netns: string, file: string, args: string[], input: string):
   return r;
 }
 
+/** sh could not find `cat` or `ip` (exit 127): the node lacks a tool tuning needs; nothing was written. */
+const missingTool = (r: RunResult) =>
+  new CniError(ErrorCode.Internal, "tuning needs cat (coreutils) and ip (iproute2) in PATH inside the pod's namespace", r.stderr.trim());
+
 const stderrOf = (r: RunResult) => r.stderr.replace(/cni-ts-tuning: .*\n?/g, "").replace(/\s*Command failed -:\d+\s*/g, " ").trim();
 
 /**
@@ -136,6 +142,7 @@ export async function applyInPod(netns: string, ifname: string, change: PodChang
     if (link && !before.link) throw new CniError(ErrorCode.DecodingFailure, `ip link show dev ${ifname}: unparsable output`, r.stdout.slice(0, 200));
     return before;
   }
+  if (r.code === 127) throw missingTool(r);
   if (r.code === 12) {
     throw new CniError(ErrorCode.InvalidNetworkConfig, "a sysctl of the config cannot be read in the pod's namespace (no such sysctl there?)", stderrOf(r));
   }
@@ -169,6 +176,7 @@ export async function readPod(netns: string, ifname: string, paths: readonly str
     paths.length === 0
       ? await exec(netns, "ip", ["-json", "link", "show", "dev", ifname], "")
       : await exec(netns, "sh", ["-c", READ_SCRIPT, SH_NAME, ifname, ...paths], "");
+  if (r.code === 127) throw missingTool(r);
   const lines = r.stdout.split("\n");
   const link = linkState(lines[0]);
   if (!link) throw new CniError(ErrorCode.CheckFailed, `Cannot find container link ${ifname}`, r.stderr.trim());

@@ -13,16 +13,6 @@ import { requireBuilt, Sandbox } from "./helpers.js";
 
 const sb = new Sandbox();
 beforeAll(() => requireBuilt());
-
-let catDir: string | undefined;
-/** The node tools plus `cat` (coreutils, on every node), which reads the pod's sysctls in one process. */
-function withCat(path: string): string {
-  if (!catDir) {
-    catDir = sb.tmpdir("cat");
-    symlinkSync(["/usr/bin/cat", "/bin/cat"].find((f) => existsSync(f))!, join(catDir, "cat"));
-  }
-  return `${path}:${catDir}`;
-}
 afterAll(() => sb.cleanup());
 
 const SUBNET = "10.71.0.0/24";
@@ -76,7 +66,7 @@ class TuningLab {
   /** Run tuning (ours, or the one in `tuningBin`) in the node namespace. */
   call(cmd: string, conf: Conf, pod: Ns | string, cid: string, o: { ifname?: string; args?: string; path?: string } = {}): CniCall {
     const env: Record<string, string> = {
-      PATH: withCat(o.path ?? labPath(sb)),
+      PATH: o.path ?? labPath(sb),
       CNI_COMMAND: cmd,
       CNI_CONTAINERID: cid,
       CNI_NETNS: typeof pod === "string" ? pod : pod.path,
@@ -252,6 +242,20 @@ describe("tuning refuses hostile input with the right code and changes nothing",
     const before = podState(pod);
     const r = t.call("ADD", t.conf(o, prev), pod, cid, opts);
     expect([r.status, r.out?.code], r.stdout).toEqual([1, code]);
+    expect(podState(pod)).toEqual(before);
+    expect(t.backups()).toEqual([]);
+  });
+
+  it("a node without cat: a clear error (999) before anything is written", () => {
+    const dir = sb.tmpdir("nocat");
+    for (const tool of ["ip", "nsenter", "sh"]) {
+      const real = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"].map((d) => join(d, tool)).find((f) => existsSync(f))!;
+      symlinkSync(real, join(dir, tool));
+    }
+    const before = podState(pod);
+    const r = t.call("ADD", t.conf({ sysctl: { "net.core.somaxconn": "5" }, mtu: 1400 }, prev), pod, cid, { path: dir });
+    expect([r.status, r.out?.code], r.stdout).toEqual([1, 999]);
+    expect(r.out?.msg).toMatch(/needs cat/);
     expect(podState(pod)).toEqual(before);
     expect(t.backups()).toEqual([]);
   });
