@@ -2,8 +2,9 @@
  * Everything tuning does in the pod's namespace, as one process chain per verb.
  *
  * Sysctls under /proc/sys/net belong to the namespace of the process that opens them, and the interface lives there,
- * so the work runs under `nsenter --net=CNI_NETNS`. ADD: a fixed `sh` script reads the old value of every sysctl
- * with one `cat` (a missing one stops it before anything is written), writes the new values, and `exec`s one
+ * so the work runs under `nsenter --net=CNI_NETNS`. ADD: a fixed `sh` script checks that every sysctl exists (a
+ * missing one stops it before anything is written), reads their old values with one `cat`, writes the new values,
+ * and `exec`s one
  * `ip -json -batch -` that shows the interface (its attributes before the change) and sets every attribute in one
  * `link set`. Without sysctls there is no shell: `nsenter ip -json -batch -` alone. Nothing from the config is ever
  * part of the script's text: paths and values are its arguments, the batch lines come from validated tokens.
@@ -46,18 +47,26 @@ export interface PodState {
   link?: LinkState;
 }
 
-// $1 count of sysctls, $2 1 when ip -batch follows (stdin), then the paths, then the values.
+/** The line standing for a sysctl that exists but cannot be read (write-only `route.flush`, an unset `stable_secret`). */
+const UNREADABLE = "cni-ts-tuning:unreadable";
+
+// $1 count of sysctls, $2 1 when ip -batch follows (stdin), then the values, then the paths. The old values are read
+// with one cat; only when some file cannot be read (the kernel refuses reads of a few), one cat per file.
 const ADD_SCRIPT = `n=$1 b=$2
 shift 2
 command -v cat > /dev/null || exit 127
 [ "$b" = 0 ] || command -v ip > /dev/null || exit 127
-list=
 i=1
-while [ "$i" -le "$n" ]; do list="$list \\"\\\${$i}\\""; i=$((i + 1)); done
-eval "cat -- $list" || exit $(($? == 127 ? 127 : 12))
+while [ "$i" -le "$n" ]; do eval "v_$i=\\$1"; shift; i=$((i + 1)); done
+for p; do [ -e "$p" ] || { echo "cni-ts-tuning: no such sysctl: $p" >&2; exit 12; }; done
+if olds=$(cat -- "$@" 2> /dev/null); then
+  printf '%s\\n' "$olds"
+else
+  for p; do if o=$(cat -- "$p" 2> /dev/null); then printf '%s\\n' "$o"; else echo ${UNREADABLE}; fi; done
+fi
 i=1
-while [ "$i" -le "$n" ]; do
-  eval "p=\\\${$i} v=\\\${$((i + n))}"
+for p; do
+  eval "v=\\$v_$i"
   printf '%s' "$v" > "$p" || { echo "cni-ts-tuning: write $i failed" >&2; exit 13; }
   i=$((i + 1))
 done
@@ -134,7 +143,7 @@ export async function applyInPod(netns: string, ifname: string, change: PodChang
   const r =
     n === 0
       ? await exec(netns, "ip", ["-json", "-batch", "-"], batch)
-      : await exec(netns, "sh", ["-c", ADD_SCRIPT, SH_NAME, String(n), link ? "1" : "0", ...change.sysctls.map((s) => s.path), ...change.sysctls.map((s) => s.value)], batch);
+      : await exec(netns, "sh", ["-c", ADD_SCRIPT, SH_NAME, String(n), link ? "1" : "0", ...change.sysctls.map((s) => s.value), ...change.sysctls.map((s) => s.path)], batch);
   const lines = r.stdout.split("\n");
   const olds = n > 0 && lines.length > n ? lines.slice(0, n) : [];
   const before: PodState = { sysctls: olds, link: link ? linkState(lines[n]) : undefined };
@@ -144,7 +153,7 @@ export async function applyInPod(netns: string, ifname: string, change: PodChang
   }
   if (r.code === 127) throw missingTool(r);
   if (r.code === 12) {
-    throw new CniError(ErrorCode.InvalidNetworkConfig, "a sysctl of the config cannot be read in the pod's namespace (no such sysctl there?)", stderrOf(r));
+    throw new CniError(ErrorCode.InvalidNetworkConfig, "a sysctl of the config does not exist in the pod's namespace", r.stderr.replace("cni-ts-tuning: ", "").trim());
   }
   // Something was written: how much, and what must be put back.
   const wrote = r.code === 13 ? Number(/write (\d+) failed/.exec(r.stderr)?.[1] ?? n + 1) - 1 : n;
@@ -160,7 +169,7 @@ export async function applyInPod(netns: string, ifname: string, change: PodChang
 
 /** Put back the first `wrote` sysctls and, when given, the interface's attributes; failures are only logged. */
 async function undo(netns: string, ifname: string, change: PodChange, olds: string[], wrote: number, link: LinkState | undefined): Promise<void> {
-  const sysctls = olds.length === change.sysctls.length ? change.sysctls.slice(0, wrote).map((s, i) => ({ path: s.path, value: olds[i]! })) : [];
+  const sysctls = olds.length === change.sysctls.length ? change.sysctls.slice(0, wrote).flatMap((s, i) => (olds[i] === UNREADABLE ? [] : [{ path: s.path, value: olds[i]! }])) : [];
   const tokens = link ? restoreTokens(link) : undefined;
   if (sysctls.length === 0 && !tokens) return;
   try {

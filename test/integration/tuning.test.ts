@@ -177,6 +177,16 @@ describe("tuning ADD, CHECK, DEL against the kernel", () => {
     expect(t.call("DEL", t.conf({}, prev), pod, cid).status).toBe(0);
   });
 
+  it("writes sysctls the kernel will not read back first (an unset stable_secret, the write-only route.flush)", () => {
+    const { pod, prev, cid } = t.podWithBridge();
+    const secret = "2001:db8:1:2:3:4:5:6";
+    const r = t.call("ADD", t.conf({ sysctl: { "net.ipv6.conf.IFNAME.stable_secret": secret, "net.ipv4.route.flush": "1", "net.core.somaxconn": "300" } }, prev), pod, cid);
+    expect(r.status, r.stdout + r.stderr).toBe(0);
+    // The kernel shows it in its own spelling.
+    expect(sysctl(pod.name, "net.ipv6.conf.eth0.stable_secret")).toBe("2001:0db8:0001:0002:0003:0004:0005:0006");
+    expect(sysctl(pod.name, "net.core.somaxconn")).toBe("300");
+  });
+
   it("starts one process chain per ADD (nsenter, then sh only when there are sysctls), none when there is nothing to do", () => {
     const { pod, prev, cid } = t.podWithBridge();
     const count = (o: Conf, cmd = "ADD") => {
