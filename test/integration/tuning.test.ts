@@ -5,7 +5,7 @@
 // right code and leave the pod exactly as it was (no sysctl written, no backup file). Then the same calls through
 // the reference (/usr/lib/cni/tuning, Debian 1.1.1) side by side. Nothing here touches the machine's own namespace.
 import { spawnSync } from "node:child_process";
-import { existsSync, readdirSync, readFileSync, symlinkSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BridgeLab, type CniCall, type Conf, labPath, linkOf, nsRun, type Ns, ping, recordingTools, REFERENCE_BIN, sysctl } from "./bridge-lab.js";
@@ -175,6 +175,20 @@ describe("tuning ADD, CHECK, DEL against the kernel", () => {
     expect(attrs(pod)).toMatchObject({ mac: "02:00:00:00:00:04", mtu: 1300 });
     expect(sysctl(pod.name, "net.core.somaxconn")).toBe("77");
     expect(t.call("DEL", t.conf({}, prev), pod, cid).status).toBe(0);
+  });
+
+  it("DEL with the interface already gone drops the backup; with a backup it cannot use, too", () => {
+    const { pod, prev, cid } = t.podWithBridge();
+    expect(t.call("ADD", t.conf({ mtu: 1400 }, prev), pod, cid).status).toBe(0);
+    expect(t.backups()).toEqual([`${cid}_eth0.json`]);
+    nsRun(pod.name, "ip", ["link", "del", "eth0"]);
+    expect(t.call("DEL", t.conf({}, prev), pod, cid).status).toBe(0);
+    expect(t.backups()).toEqual([]);
+    writeFileSync(join(t.tuningDir, `${cid}_eth0.json`), '{"mac": "02:00:00:00:00:01 down"}');
+    const rec = recordingTools(sb);
+    expect(t.call("DEL", t.conf({}, prev), pod, cid, { path: rec.path }).status).toBe(0);
+    expect(rec.calls()).toEqual([]);
+    expect(t.backups()).toEqual([]);
   });
 
   it("writes sysctls the kernel will not read back first (an unset stable_secret, the write-only route.flush)", () => {
