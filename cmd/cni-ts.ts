@@ -14,8 +14,9 @@ import { bridge } from "../plugins/bridge/main.js";
 import { loopback } from "../plugins/loopback/main.js";
 import { portmap } from "../plugins/portmap/main.js";
 import { routes } from "../plugins/routes/main.js";
+import { tuning } from "../plugins/tuning/main.js";
 
-export const APPLETS: Readonly<Record<string, PluginDefinition>> = { bridge, "host-local": hostLocal, routes, loopback, portmap };
+export const APPLETS: Readonly<Record<string, PluginDefinition>> = { bridge, "host-local": hostLocal, routes, loopback, portmap, tuning };
 
 function usage(): string {
   const build = buildInfo();
