@@ -9,7 +9,7 @@
  */
 import { TcBatch } from "../../lib/tc/batch.js";
 import type { Shaping } from "./shape.js";
-import { tickInUsec, type Tbf } from "./tbf.js";
+import type { Tbf } from "./tbf.js";
 
 interface QdiscRow {
   kind: string;
@@ -25,9 +25,13 @@ interface FilterRow {
   options?: { flowid?: string; actions?: Array<{ kind?: string; mirred_action?: string; direction?: string; to_dev?: string }> };
 }
 
-/** The burst tc shows for a tbf: its buffer's ticks back to time, times the rate (tc_calc_xmitsize). */
-export function shownBurst(t: Tbf, tick = tickInUsec()): number {
-  return Math.trunc((t.rateBytes * Math.trunc(t.bufferTicks / tick)) / 1_000_000);
+/**
+ * Does the burst tc shows (the kernel's buffer, as time, times the rate) stand for the configured burst? tc shows
+ * it through whole microseconds, and the reference's buffer is itself cut to whole microseconds and ticks: both
+ * stay within two microseconds of transmit time (plus rounding) below the burst, never above it.
+ */
+export function burstMatches(shown: number, t: Tbf): boolean {
+  return shown <= t.burstBytes + 1 && shown >= t.burstBytes - (t.rateBytes * 2) / 1_000_000 - 2;
 }
 
 function tbfProblem(rows: QdiscRow[], dev: string, want: Tbf): string | undefined {
@@ -35,8 +39,8 @@ function tbfProblem(rows: QdiscRow[], dev: string, want: Tbf): string | undefine
   if (!root) return `no root qdisc on ${dev}`;
   if (root.kind !== "tbf" || root.handle !== "1:") return `the root qdisc of ${dev} is ${root.kind} ${root.handle}, not tbf 1:`;
   if (root.options?.rate !== want.rateBytes) return `${dev}: tbf rate is ${root.options?.rate ?? "unset"} bytes/s, want ${want.rateBytes}`;
-  const burst = shownBurst(want);
-  if (typeof root.options?.burst !== "number" || Math.abs(root.options.burst - burst) > 1) return `${dev}: tbf burst is ${root.options?.burst ?? "unset"} bytes, want ${burst}`;
+  const shown = root.options?.burst;
+  if (typeof shown !== "number" || !burstMatches(shown, want)) return `${dev}: tbf burst is ${shown ?? "unset"} bytes, want ${want.burstBytes}`;
   return undefined;
 }
 
