@@ -49,11 +49,11 @@ function shaping(limits: BandwidthLimits, veth: string, ifb: string): Shaping {
 async function add(ctx: CmdContext): Promise<Result> {
   requireVersion(ctx);
   const conf = loadBandwidthConfig(ctx.config);
+  const ifb = ifbName(conf.name, ctx.containerID);
+  // Every number is range-checked with the config (a placeholder device name: the numbers do not depend on it).
+  if (shapesAnything(conf.limits)) shaping(conf.limits, "veth", ifb);
   const prev = prevResult(ctx, "must be called as chained plugin");
   if (!shapesAnything(conf.limits)) return prev;
-  const ifb = ifbName(conf.name, ctx.containerID);
-  // Range checks first (a placeholder device name: the numbers do not depend on it), then the kernel.
-  shaping(conf.limits, "veth", ifb);
   const host = await hostVeth(prev, ctx.ifname, ctx.netns);
   const plan = shaping(conf.limits, host.name, ifb);
   let ifbMac: string | undefined;
