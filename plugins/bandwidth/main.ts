@@ -68,7 +68,7 @@ async function add(ctx: CmdContext): Promise<Result> {
     throw kernelError(e);
   }
   if (!plan.egress) return prev;
-  return { ...prev, interfaces: [...(prev.interfaces ?? []), { name: ifb, mac: ifbMac ?? "" }] };
+  return { ...prev, interfaces: [...(prev.interfaces ?? []), ifbMac ? { name: ifb, mac: ifbMac } : { name: ifb }] };
 }
 
 /**
