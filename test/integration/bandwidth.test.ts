@@ -164,7 +164,7 @@ describe("bandwidth: traffic", () => {
     const b = l.attach("b");
     const ingressRate = 8_000_000; // to the pod
     const egressRate = 4_000_000; // from the pod
-    const result = l.shape(a, { ingressRate, ingressBurst: 128_000, egressRate, egressBurst: 128_000 });
+    const result = l.shape(a, { ingressRate, ingressBurst: 256_000, egressRate, egressBurst: 256_000 });
     expect(result.interfaces.map((i: { name: string }) => i.name)).toEqual([...a.prev.interfaces.map((i: { name: string }) => i.name), expect.stringMatching(/^bwp[0-9a-f]{12}$/)]);
     const into = await bulkRate(b.pod, a.pod, podIp(a), 3);
     const outOf = await bulkRate(a.pod, b.pod, podIp(b), 3);
