@@ -31,9 +31,9 @@ function prevResult(ctx: CmdContext, what: string): Result {
   return parseResult(raw, ctx.version);
 }
 
-/** A tool's failure as the CNI error a runtime gets: code 100 with the tool's own words. */
+/** A tool's failure as the CNI error a runtime gets: code 100, the failing command and the tool's own words. */
 function kernelError(e: unknown): unknown {
-  return e instanceof ToolError ? new CniError(ErrorCode.KernelOperationFailed, e.message, e.stderr.trim()) : e;
+  return e instanceof ToolError ? new CniError(ErrorCode.KernelOperationFailed, e.message) : e;
 }
 
 /** The kernel numbers of both directions, computed (and range-checked) before anything changes. */
