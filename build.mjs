@@ -19,7 +19,7 @@ import { fileURLToPath } from "node:url";
 
 const root = dirname(fileURLToPath(import.meta.url));
 const require = createRequire(import.meta.url);
-const PLUGINS = ["bridge", "host-local", "routes", "loopback", "portmap"];
+const PLUGINS = ["bridge", "host-local", "routes", "loopback", "portmap", "firewall"];
 const SEA_FUSE = "NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2";
 const pkgJson = JSON.parse(readFileSync(join(root, "package.json"), "utf8"));
 const lock = JSON.parse(readFileSync(join(root, "package-lock.json"), "utf8"));

@@ -11,11 +11,12 @@ import { conflistMain } from "./conflist.js";
 import { installMain } from "./install.js";
 import { CNI_TS_VERSION, pluginMain, type PluginDefinition } from "../lib/skel.js";
 import { bridge } from "../plugins/bridge/main.js";
+import { firewall } from "../plugins/firewall/main.js";
 import { loopback } from "../plugins/loopback/main.js";
 import { portmap } from "../plugins/portmap/main.js";
 import { routes } from "../plugins/routes/main.js";
 
-export const APPLETS: Readonly<Record<string, PluginDefinition>> = { bridge, "host-local": hostLocal, routes, loopback, portmap };
+export const APPLETS: Readonly<Record<string, PluginDefinition>> = { bridge, "host-local": hostLocal, routes, loopback, portmap, firewall };
 
 function usage(): string {
   const build = buildInfo();
