@@ -5,6 +5,7 @@
  * the reference's layout, or nftables with constant rules and sets. See docs/firewall.md.
  */
 import { CniError, ErrorCode } from "../../lib/errors.js";
+import { log } from "../../lib/log.js";
 import { gcMarkers, listMarkers, markAttachment, markerDetail, unmarkAttachment } from "../../lib/marker.js";
 import { hasExecutable } from "../../lib/masq.js";
 import type { CmdContext, GcContext, PluginDefinition } from "../../lib/skel.js";
@@ -69,20 +70,33 @@ async function teardown(backend: Backend, addrs: readonly PodAddr[], who: Attach
 }
 
 /**
+ * The backend DEL tears down: the one ADD marked, else the config's; a config that does not validate names none,
+ * and DEL then looks in both (it must not fail: the runtime would stop before bridge and leak the pod's interface).
+ */
+function delBackends(ctx: CmdContext, marked: Backend | undefined): Backend[] {
+  if (marked) return [marked];
+  try {
+    return [loadFirewallConfig(ctx.config).backend];
+  } catch (e) {
+    log.warn(`firewall DEL: ${(e as Error).message}; looking in both backends`);
+    return ["iptables", "nftables"];
+  }
+}
+
+/**
  * DEL: the attachment's address rules, from prevResult or, without one (netns gone, containerd's second DEL), from
  * the marker ADD wrote; nothing known, nothing to do (no process). Chains, jumps and isolation rules stay, as in the
  * reference: other pods and bridges use them.
  */
 async function del(ctx: CmdContext): Promise<void> {
-  const conf = loadFirewallConfig(ctx.config);
-  const who = { network: conf.name, containerID: ctx.containerID, ifname: ctx.ifname };
-  const marked = parseMarkerText(markerDetail("firewall", conf.name, ctx.containerID, ctx.ifname));
+  const who = { network: ctx.config.name, containerID: ctx.containerID, ifname: ctx.ifname };
+  const marked = parseMarkerText(markerDetail("firewall", who.network, ctx.containerID, ctx.ifname));
   const raw = ctx.config.prevResult;
   const fromPrev = raw === undefined || raw === null ? [] : podAddresses(parseResult(raw, ctx.version));
   const addrs = fromPrev.length > 0 ? fromPrev : (marked?.addrs ?? []);
   if (addrs.length === 0) return;
-  await teardown(marked?.backend ?? conf.backend, addrs, who);
-  unmarkAttachment("firewall", conf.name, ctx.containerID, ctx.ifname);
+  for (const backend of delBackends(ctx, marked?.backend)) await teardown(backend, addrs, who);
+  unmarkAttachment("firewall", who.network, ctx.containerID, ctx.ifname);
 }
 
 /** CHECK: what ADD made for the addresses in prevResult is there (code 103 otherwise). */
