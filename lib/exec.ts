@@ -98,3 +98,28 @@ export async function runOk(file: string, args: readonly string[], opts: RunOpti
   if (r.code !== 0) throw new CniError(opts.code ?? ErrorCode.KernelOperationFailed, `${what}: ${r.stderr.trim() || `exit ${r.code ?? r.signal}`}`);
   return r.stdout;
 }
+
+// Imports of hasExecutable, kept beside it (imports are hoisted wherever they stand).
+import { accessSync, constants, statSync } from "node:fs";
+import { delimiter, join } from "node:path";
+
+/**
+ * Whether a program can be started from PATH, without starting it (no process on the hot path). nsenter --net
+ * switches only the network namespace, so the lookup in our own mount namespace is the one nsenter will make.
+ *
+ * @example
+ *   if (!hasExecutable("conntrack")) return; // best-effort step, skipped on nodes without conntrack-tools
+ */
+export function hasExecutable(name: string): boolean {
+  for (const dir of (process.env.PATH ?? "").split(delimiter)) {
+    if (dir === "") continue;
+    const file = join(dir, name);
+    try {
+      accessSync(file, constants.X_OK);
+      if (statSync(file).isFile()) return true;
+    } catch {
+      // not in this directory
+    }
+  }
+  return false;
+}

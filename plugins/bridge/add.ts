@@ -13,7 +13,7 @@ import { IpBatch } from "../../lib/ip/batch.js";
 import { getLink, ipJson, type LinkInfo } from "../../lib/ip/read.js";
 import { log } from "../../lib/log.js";
 import { markAttachment } from "../../lib/marker.js";
-import { addMasq, delMasq, resolveMasqBackend, type MasqEntry } from "../../lib/masq.js";
+import { addMasq, delMasq, resolveMasqBackend, type MasqEntry } from "../../lib/netfilter/masq.js";
 import type { CmdContext } from "../../lib/skel.js";
 import { ensureSysctl, writeSysctl } from "../../lib/sysctl.js";
 import type { Interface, IPConfig, Result } from "../../lib/types.js";

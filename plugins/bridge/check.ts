@@ -8,7 +8,7 @@ import { parseCidr, bigIntToIP } from "../../lib/cidr.js";
 import { CniError, ErrorCode } from "../../lib/errors.js";
 import { delegate } from "../../lib/invoke.js";
 import { ipJson, type AddrInfo, type LinkInfo, type RouteInfo } from "../../lib/ip/read.js";
-import { checkMasq, resolveMasqBackend } from "../../lib/masq.js";
+import { checkMasq, resolveMasqBackend } from "../../lib/netfilter/masq.js";
 import type { CmdContext } from "../../lib/skel.js";
 import type { Interface, Result, Route } from "../../lib/types.js";
 import { parseResult } from "../../lib/version.js";

@@ -13,7 +13,7 @@ import { IpBatch } from "../../lib/ip/batch.js";
 import { getLink, ipJson, type LinkInfo } from "../../lib/ip/read.js";
 import { log } from "../../lib/log.js";
 import { hasMarker, markerDetail, unmarkAttachment } from "../../lib/marker.js";
-import { delMasq } from "../../lib/masq.js";
+import { delMasq } from "../../lib/netfilter/masq.js";
 import { inspectNetns, netnsForDel } from "../../lib/netns.js";
 import type { CmdContext } from "../../lib/skel.js";
 import type { Result } from "../../lib/types.js";

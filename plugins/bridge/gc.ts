@@ -8,7 +8,7 @@
  * address it cannot leave the subnet with. An attachment whose namespace is gone has no veth, and its state goes.
  */
 import { delegate } from "../../lib/invoke.js";
-import { gcMasq } from "../../lib/masq.js";
+import { gcMasq } from "../../lib/netfilter/masq.js";
 import type { GcContext } from "../../lib/skel.js";
 import { loadBridgeConfig } from "./config.js";
 import { readLiveLinks } from "./live.js";

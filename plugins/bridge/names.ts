@@ -7,7 +7,7 @@
  * inheritance nor udev's MACAddressPolicy=persistent changes them after ADD (cni#943, kubernetes#63922).
  */
 import { hashHex, randomBytes } from "../../lib/hash.js";
-import { masqKeys } from "../../lib/masq.js";
+import { masqKeys } from "../../lib/netfilter/masq.js";
 
 export function hostVethName(containerID: string, ifname: string): string {
   return "veth" + hashHex("sha256", `${containerID}\r\n${ifname}`).slice(0, 8);

@@ -8,7 +8,7 @@
 import { formatIP, parseIP, type Family } from "../../lib/cidr.js";
 import { CniError, ErrorCode } from "../../lib/errors.js";
 import { GO_ANY, goExtend, goStruct } from "../../lib/gojson.js";
-import { hasExecutable } from "../../lib/masq.js";
+import { defaultBackend } from "../../lib/netfilter/backend.js";
 import { CAPABILITY_SHAPES, PLUGIN_CONF_SHAPE, type NetConf } from "../../lib/types.js";
 
 /** The two firewall implementations, named as the reference's `backend` key names them. */
@@ -163,9 +163,7 @@ function chooseBackend(c: Record<string, unknown>, v4: string[], v6: string[], e
   if (c.backend === "iptables" || c.backend === "nftables") backend = c.backend;
   else if (c.backend !== undefined && c.backend !== null && c.backend !== "") throw invalid(`unrecognized backend ${JSON.stringify(c.backend)}`, 'backend must be "iptables" or "nftables"');
   else if (wants.size === 1) backend = [...wants.keys()][0]!;
-  else if (hasExecutable("iptables")) backend = "iptables";
-  else if (hasExecutable("nft")) backend = "nftables";
-  else backend = "iptables";
+  else backend = defaultBackend() ?? "iptables";
   const wrong = wants.get(backend === "iptables" ? "nftables" : "iptables");
   if (wrong) throw invalid(`${backend} backend was requested but configuration contains ${backend === "iptables" ? "nftables" : "iptables"}-specific options [${wrong.join(" ")}]`);
   for (const list of [v4, v6]) {

@@ -7,24 +7,17 @@
  */
 import type { Family } from "../../lib/cidr.js";
 import { CniError, ErrorCode } from "../../lib/errors.js";
-import { run, timedOutError } from "../../lib/exec.js";
-import { log } from "../../lib/log.js";
-import { hasExecutable, requireExecutable } from "../../lib/masq.js";
+import { canonicalAddr } from "../../lib/netfilter/addr.js";
+import { requireTool } from "../../lib/netfilter/backend.js";
+import { deleteChains, ensureChains, IPTABLES, restoreWithRetry, ruleExists, saveTable } from "../../lib/netfilter/iptables.js";
+import { canonicalRule, deleteLine, ensureRuleLines, hasRule, option, ruleComment, ruleLine, ruleTarget, rulesOf, type SavedTable } from "../../lib/netfilter/iptables-save.js";
 import type { Attachment } from "../../lib/types.js";
 import type { PortmapConfig } from "./config.js";
 import { dnatChainName, dnatComment, oldSnatChainName } from "./identity.js";
 import { appliesTo, dnatChainRules, dnatEntryRules, DNAT_ENTRY, MASQ, MASQ_ENTRY, masqRule, SETMARK, setMarkRule, TOP_DNAT } from "./iptables-rules.js";
-import { canonicalAddr, canonicalRule, option, restoreNat, ruleExists, ruleLine, saveNat, TOOLS, type SavedNat, type SavedRule } from "./iptables-save.js";
 import type { PodAddr } from "./pod.js";
 
-// A restore that lost a race (another pod's ADD or DEL changed a chain between our save and our restore) is
-// recomputed from a fresh save.
-const ATTEMPTS = 3;
-
 const canon = (words: readonly string[]): string => canonicalRule(words);
-const rulesOf = (nat: SavedNat, chain: string): SavedRule[] => nat.rules.filter((r) => r.chain === chain);
-const hasRule = (nat: SavedNat, chain: string, words: readonly string[]): boolean => rulesOf(nat, chain).some((r) => canon(r.args) === canon(words));
-const target = (r: SavedRule): string | undefined => option(r.args, "-j", "--jump")?.value;
 
 /** A hostPort some other attachment's chain already forwards. */
 interface Claim {
@@ -35,10 +28,10 @@ interface Claim {
   to: string;
 }
 
-function claimsOf(nat: SavedNat, except: string): Claim[] {
+function claimsOf(nat: SavedTable, except: string): Claim[] {
   const out: Claim[] = [];
   for (const r of nat.rules) {
-    if (!r.chain.startsWith("CNI-DN-") || r.chain === except || target(r) !== "DNAT") continue;
+    if (!r.chain.startsWith("CNI-DN-") || r.chain === except || ruleTarget(r) !== "DNAT") continue;
     const proto = option(r.args, "-p", "--protocol")?.value;
     const port = Number(option(r.args, "--dport", "--destination-port")?.value);
     const d = option(r.args, "-d", "--destination");
@@ -49,14 +42,14 @@ function claimsOf(nat: SavedNat, except: string): Claim[] {
 }
 
 /** Code 102 when another attachment already forwards one of our (address, protocol, port) on this family. */
-function refuseConflicts(conf: PortmapConfig, family: Family, nat: SavedNat, chain: string): void {
+function refuseConflicts(conf: PortmapConfig, family: Family, nat: SavedTable, chain: string): void {
   const claims = claimsOf(nat, chain);
   for (const m of conf.mappings) {
     if (!appliesTo(m, family)) continue;
     const c = claims.find((x) => x.proto === m.protocol && x.port === m.hostPort && (!x.hostIP || !m.hostIP || x.hostIP === m.hostIP));
     if (!c) continue;
-    const owner = nat.rules.find((r) => r.chain === TOP_DNAT && target(r) === c.chain);
-    const who = option(owner?.args ?? [], "--comment")?.value ?? c.chain;
+    const owner = rulesOf(nat, TOP_DNAT).find((r) => ruleTarget(r) === c.chain);
+    const who = (owner && ruleComment(owner)) ?? c.chain;
     throw new CniError(
       ErrorCode.AlreadyInUse,
       `hostPort ${m.hostPort}/${m.protocol}${m.hostIP ? ` on ${m.hostIP}` : ""} is already mapped by another attachment`,
@@ -66,17 +59,17 @@ function refuseConflicts(conf: PortmapConfig, family: Family, nat: SavedNat, cha
 }
 
 /** Restore lines that bring the nat table to what this attachment needs, touching nothing that is already right. */
-function addLines(conf: PortmapConfig, pod: PodAddr, nat: SavedNat, containerID: string): string[] {
+function addLines(conf: PortmapConfig, pod: PodAddr, nat: SavedTable, containerID: string): string[] {
   const chain = dnatChainName(conf.name, containerID);
   const decl: string[] = [];
   const dels: string[] = [];
   const adds: string[] = [];
   if (conf.snat && conf.externalSetMarkChain === undefined) {
-    if (!hasRule(nat, SETMARK, setMarkRule(conf.markMasqBit))) adds.push(ruleLine("-A", SETMARK, setMarkRule(conf.markMasqBit)));
-    if (!hasRule(nat, MASQ, masqRule(conf.markMasqBit))) adds.push(ruleLine("-A", MASQ, masqRule(conf.markMasqBit)));
-    if (!hasRule(nat, "POSTROUTING", MASQ_ENTRY)) adds.push(ruleLine("-I", "POSTROUTING", MASQ_ENTRY, 1));
+    adds.push(...ensureRuleLines(nat, SETMARK, setMarkRule(conf.markMasqBit)));
+    adds.push(...ensureRuleLines(nat, MASQ, masqRule(conf.markMasqBit)));
+    adds.push(...ensureRuleLines(nat, "POSTROUTING", MASQ_ENTRY, 1));
   }
-  for (const entry of ["PREROUTING", "OUTPUT"]) if (!hasRule(nat, entry, DNAT_ENTRY)) adds.push(ruleLine("-A", entry, DNAT_ENTRY));
+  for (const entry of ["PREROUTING", "OUTPUT"]) adds.push(...ensureRuleLines(nat, entry, DNAT_ENTRY));
 
   const want = dnatChainRules(conf, pod);
   const have = rulesOf(nat, chain).map((r) => canon(r.args));
@@ -86,9 +79,9 @@ function addLines(conf: PortmapConfig, pod: PodAddr, nat: SavedNat, containerID:
     for (const w of want) adds.push(ruleLine("-A", chain, w));
   }
   const wantEntries = dnatEntryRules(conf, pod.family, chain, dnatComment(conf.name, containerID));
-  const haveEntries = nat.rules.filter((r) => r.chain === TOP_DNAT && target(r) === chain);
+  const haveEntries = rulesOf(nat, TOP_DNAT).filter((r) => ruleTarget(r) === chain);
   if (haveEntries.map((r) => canon(r.args)).join("\n") !== wantEntries.map(canon).join("\n")) {
-    for (const r of haveEntries) dels.push(`-D ${r.raw.slice(3)}`);
+    for (const r of haveEntries) dels.push(deleteLine(r));
     for (const w of wantEntries) adds.push(ruleLine("-A", TOP_DNAT, w));
   }
   return [...decl, ...dels, ...adds];
@@ -99,33 +92,28 @@ function sharedChains(conf: PortmapConfig): string[] {
   return conf.snat && conf.externalSetMarkChain === undefined ? [TOP_DNAT, SETMARK, MASQ] : [TOP_DNAT];
 }
 
-/**
- * Create missing shared chains with `iptables -N`, which fails harmlessly when the chain exists. A restore cannot
- * do it: declaring a chain under --noflush empties an existing one, and two first ADDs racing on a fresh node would
- * each empty what the other just wrote.
- */
+/** Create missing shared chains (never emptying one another ADD filled meanwhile); code 100 when iptables refuses. */
 async function createSharedChains(family: Family, names: readonly string[]): Promise<void> {
-  for (const name of names) {
-    const r = await run(TOOLS[family].cmd, ["-w", "-t", "nat", "-N", name], { timeoutMs: 20_000 });
-    if (r.timedOut) throw timedOutError(`portmap: ${TOOLS[family].cmd} -t nat -N ${name}`, r);
-    // "Chain already exists", or under iptables-nft when another -N won the race: "CHAIN_USER_ADD failed (File exists)".
-    if (r.code !== 0 && !/already exists|File exists/i.test(r.stderr)) throw new CniError(ErrorCode.KernelOperationFailed, `portmap: ${TOOLS[family].cmd} -t nat -N ${name}: ${r.stderr.trim()}`);
+  try {
+    await ensureChains(family, "nat", names);
+  } catch (e) {
+    throw new CniError(ErrorCode.KernelOperationFailed, `portmap: ${(e as Error).message}`);
   }
 }
 
 /** What refuses an ADD in one family's nat table: a host port another attachment maps (102), a missing externalSetMarkChain (7). */
-function refuse(conf: PortmapConfig, family: Family, nat: SavedNat, containerID: string): void {
+function refuse(conf: PortmapConfig, family: Family, nat: SavedTable, containerID: string): void {
   refuseConflicts(conf, family, nat, dnatChainName(conf.name, containerID));
   const ext = conf.externalSetMarkChain;
   if (conf.snat && ext !== undefined && !nat.chains.has(ext)) {
-    throw new CniError(ErrorCode.InvalidNetworkConfig, `externalSetMarkChain ${ext} does not exist in the ${TOOLS[family].save.replace("-save", "")} nat table`);
+    throw new CniError(ErrorCode.InvalidNetworkConfig, `externalSetMarkChain ${ext} does not exist in the ${IPTABLES[family].cmd} nat table`);
   }
 }
 
-async function readNat(family: Family): Promise<SavedNat> {
-  const saved = await saveNat(family);
+async function readNat(family: Family): Promise<SavedTable> {
+  const saved = await saveTable(family, "nat");
   if (!saved.ok) throw new CniError(ErrorCode.KernelOperationFailed, `portmap: cannot read the nat table: ${saved.error}`);
-  return saved.nat;
+  return saved.table;
 }
 
 /**
@@ -133,74 +121,42 @@ async function readNat(family: Family): Promise<SavedNat> {
  * before any is changed: a refusal in the IPv6 table must not leave the IPv4 rules (or the shared chains) behind.
  */
 export async function iptAdd(conf: PortmapConfig, containerID: string, pods: readonly PodAddr[]): Promise<void> {
-  const first = new Map<Family, SavedNat>();
+  const first = new Map<Family, SavedTable>();
   for (const pod of pods) {
-    requireExecutable(TOOLS[pod.family].save);
-    requireExecutable(TOOLS[pod.family].restore);
+    requireTool(IPTABLES[pod.family].save, "portmap");
+    requireTool(IPTABLES[pod.family].restore, "portmap");
     const nat = await readNat(pod.family);
     refuse(conf, pod.family, nat, containerID);
     first.set(pod.family, nat);
   }
   for (const pod of pods) {
-    const tools = TOOLS[pod.family];
-    let error = "";
-    for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
+    const error = await restoreWithRetry(pod.family, "nat", async (attempt) => {
       let nat = (attempt === 0 ? first.get(pod.family) : undefined) ?? (await readNat(pod.family));
       const missing = sharedChains(conf).filter((c) => !nat.chains.has(c));
       if (missing.length > 0) {
-        requireExecutable(tools.cmd);
+        requireTool(IPTABLES[pod.family].cmd, "portmap");
         await createSharedChains(pod.family, missing);
         nat = await readNat(pod.family);
       }
       // Again: another ADD may have taken a port since the first look.
       refuse(conf, pod.family, nat, containerID);
-      const lines = addLines(conf, pod, nat, containerID);
-      const r = lines.length === 0 ? { ok: true, stderr: "" } : await restoreNat(pod.family, lines);
-      if (r.ok) {
-        error = "";
-        break;
-      }
-      error = r.stderr;
-    }
+      return addLines(conf, pod, nat, containerID);
+    });
     if (error) throw new CniError(ErrorCode.KernelOperationFailed, `portmap: iptables setup failed: ${error}`);
   }
 }
 
-/** Restore lines deleting `chains` and every rule elsewhere that jumps to them. */
-function deleteLines(nat: SavedNat, chains: ReadonlySet<string>): string[] {
-  const lines: string[] = [];
-  for (const r of nat.rules) {
-    const t = target(r);
-    if (t !== undefined && chains.has(t) && !chains.has(r.chain)) lines.push(`-D ${r.raw.slice(3)}`);
-  }
-  for (const c of chains) if (nat.chains.has(c)) lines.push(`-F ${c}`, `-X ${c}`);
-  return lines;
-}
-
-/** Remove `pick(nat)` in both families; a family whose table cannot be read holds nothing of ours. */
-async function deleteChains(pick: (nat: SavedNat) => Set<string>, what: string): Promise<void> {
-  const errors: string[] = [];
-  await Promise.all(
-    ([4, 6] as const).map(async (family) => {
-      if (!hasExecutable(TOOLS[family].save) || !hasExecutable(TOOLS[family].restore)) return;
-      for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
-        const saved = await saveNat(family);
-        if (!saved.ok) return log.debug(`portmap: skipping ${TOOLS[family].save}: ${saved.error}`);
-        const lines = deleteLines(saved.nat, pick(saved.nat));
-        if (lines.length === 0) return;
-        const r = await restoreNat(family, lines);
-        if (r.ok) return;
-        if (attempt === ATTEMPTS - 1) errors.push(`${TOOLS[family].restore}: ${r.stderr}`);
-      }
-    }),
-  );
+/** Remove `pick(nat)` in both families (lib/netfilter/iptables deleteChains); code 100 naming the failed restores. */
+async function deletePortmapChains(pick: (nat: SavedTable) => Set<string>, what: string): Promise<void> {
+  const failed = await deleteChains({ table: "nat", pick, who: "portmap", netns: undefined });
+  const errors = failed.map((f) => `${IPTABLES[f.family].restore}: ${f.stderr}`);
   if (errors.length > 0) throw new CniError(ErrorCode.KernelOperationFailed, `portmap: iptables teardown of ${what} failed: ${errors.join("; ")}`);
 }
 
 /** DEL: the attachment's chain (and the pre-0.7 SNAT chain), with every jump to them; no addresses needed. */
 export async function iptDel(network: string, containerID: string): Promise<void> {
   const chains = new Set([dnatChainName(network, containerID), oldSnatChainName(network, containerID)]);
-  await deleteChains(() => chains, `${network}/${containerID}`);
+  await deletePortmapChains(() => chains, `${network}/${containerID}`);
 }
 
 /** The (network, containerID) a reference entry-rule comment names, or undefined. */
@@ -212,14 +168,13 @@ export function parseDnatComment(text: string): { network: string; containerID: 
 /** GC: chains of `network` whose container is not among the valid attachments (the layout ignores ifname). */
 export async function iptGc(network: string, valid: readonly Attachment[]): Promise<void> {
   const keep = new Set(valid.map((a) => a.containerID));
-  await deleteChains((nat) => {
+  await deletePortmapChains((nat) => {
     const stale = new Set<string>();
-    for (const r of nat.rules) {
-      if (r.chain !== TOP_DNAT) continue;
-      const id = parseDnatComment(option(r.args, "--comment")?.value ?? "");
+    for (const r of rulesOf(nat, TOP_DNAT)) {
+      const id = parseDnatComment(ruleComment(r) ?? "");
       if (!id || id.network !== network || keep.has(id.containerID)) continue;
       const chain = dnatChainName(id.network, id.containerID);
-      if (target(r) === chain) stale.add(chain);
+      if (ruleTarget(r) === chain) stale.add(chain);
     }
     return stale;
   }, `network ${network}`);
@@ -229,11 +184,11 @@ export async function iptGc(network: string, valid: readonly Attachment[]): Prom
 export async function iptCheck(conf: PortmapConfig, containerID: string, pods: readonly PodAddr[]): Promise<string | undefined> {
   const chain = dnatChainName(conf.name, containerID);
   for (const pod of pods) {
-    const tool = TOOLS[pod.family].cmd;
-    requireExecutable(TOOLS[pod.family].save);
-    const saved = await saveNat(pod.family);
+    const tool = IPTABLES[pod.family].cmd;
+    requireTool(IPTABLES[pod.family].save, "portmap");
+    const saved = await saveTable(pod.family, "nat");
     if (!saved.ok) return `cannot read the nat table: ${saved.error}`;
-    const nat = saved.nat;
+    const nat = saved.table;
     if (!nat.chains.has(chain)) return `${tool} chain ${chain} (nat) of ${conf.name}/${containerID} is missing`;
     const have = rulesOf(nat, chain).map((r) => canon(r.args));
     const want = dnatChainRules(conf, pod);
@@ -241,7 +196,7 @@ export async function iptCheck(conf: PortmapConfig, containerID: string, pods: r
     if (missing || have.length !== want.length) return `${tool} chain ${chain} does not hold the expected rules${missing ? `: "${missing.join(" ")}" is missing or out of order` : ""}`;
     for (const w of dnatEntryRules(conf, pod.family, chain, dnatComment(conf.name, containerID))) {
       // Conditions may use spellings our canonical form does not know: then iptables itself decides.
-      if (!hasRule(nat, TOP_DNAT, w) && !(await ruleExists(pod.family, TOP_DNAT, w))) return `${tool} chain ${TOP_DNAT} has no rule "${w.join(" ")}"`;
+      if (!hasRule(nat, TOP_DNAT, w) && !(await ruleExists(pod.family, "nat", TOP_DNAT, w))) return `${tool} chain ${TOP_DNAT} has no rule "${w.join(" ")}"`;
     }
     for (const entry of ["PREROUTING", "OUTPUT"]) {
       if (!hasRule(nat, entry, DNAT_ENTRY)) return `${tool} chain ${entry} does not jump to ${TOP_DNAT}`;

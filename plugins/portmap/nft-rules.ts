@@ -24,7 +24,9 @@
  * `ct original proto-dst` in a concatenation needs the protocol known, hence one postrouting rule per protocol.
  * Concatenated interval sets need Linux 5.6 and nft 0.9.4; the rest is older.
  */
-import { bigIntToIP, parseCidr, parseIP, type Family } from "../../lib/cidr.js";
+import { parseIP, type Family } from "../../lib/cidr.js";
+import { nftAddrText } from "../../lib/netfilter/addr.js";
+import { deleteRuleLine, dropSetElement, elementOf } from "../../lib/netfilter/nft.js";
 import type { PortmapConfig, Proto } from "./config.js";
 import { appliesTo } from "./iptables-rules.js";
 import type { PodAddr } from "./pod.js";
@@ -95,13 +97,8 @@ export interface Desired {
   claims: Claim[];
 }
 
-/** An address or prefix the way nft prints it back: a full-length prefix as a bare address. */
-export function netText(cidr: string): string {
-  const c = parseCidr(cidr.includes("/") ? cidr : `${cidr}/${cidr.includes(":") ? 128 : 32}`);
-  if (!c) return cidr;
-  const full = c.prefix === (c.family === 4 ? 32 : 128);
-  return full ? bigIntToIP(c.family, c.network) : `${bigIntToIP(c.family, c.network)}/${c.prefix}`;
-}
+/** An address or prefix the way nft prints it back (lib/netfilter/addr.ts). */
+export const netText = nftAddrText;
 
 const join = (...parts: Array<string | number>): string => parts.join(" . ");
 
@@ -232,7 +229,7 @@ export function declarations(): string[] {
   return lines;
 }
 
-const el = (name: string, body: string): string => `element ${PORTMAP_NFT_TABLE} ${name} { ${body} }`;
+const el = (name: string, body: string): string => elementOf(PORTMAP_NFT_TABLE, name, body);
 
 /** Add lines for an attachment's state. */
 export function addLines(d: Desired, owner: string): string[] {
@@ -250,10 +247,10 @@ export function dropMapElem(e: MapElem): string[] {
 
 /** Delete a set element whether or not it is there (nft 1.0 has no `destroy`). */
 export function dropSetElem(e: SetElem): string[] {
-  return [`add ${el(e.set, e.key)}`, `delete ${el(e.set, e.key)}`];
+  return dropSetElement(PORTMAP_NFT_TABLE, e.set, e.key);
 }
 
 /** Delete a conditional rule by its handle. */
 export function dropRule(handle: number): string {
-  return `delete rule ${PORTMAP_NFT_TABLE} conditional handle ${handle}`;
+  return deleteRuleLine(PORTMAP_NFT_TABLE, "conditional", handle);
 }

@@ -4,8 +4,9 @@
  */
 import { parseIP } from "../../lib/cidr.js";
 import { CniError, ErrorCode } from "../../lib/errors.js";
-import { run, timedOutError } from "../../lib/exec.js";
-import { hasExecutable, requireExecutable } from "../../lib/masq.js";
+import { hasExecutable } from "../../lib/exec.js";
+import { requireTool } from "../../lib/netfilter/backend.js";
+import { chainsOf, elementsOf, nftApply, nftFailure, nftListTable, parseNftJson } from "../../lib/netfilter/nft.js";
 import type { Attachment } from "../../lib/types.js";
 import type { PortmapConfig } from "./config.js";
 import { nftNetworkTag, nftOwner } from "./identity.js";
@@ -29,7 +30,6 @@ import {
 } from "./nft-rules.js";
 import type { PodAddr } from "./pod.js";
 
-const TIMEOUT_MS = 20_000;
 // A transaction that lost a race (another pod's ADD took a key between our read and our write) is re-read: the
 // next round then reports the conflict properly, or succeeds.
 const ATTEMPTS = 3;
@@ -66,73 +66,46 @@ function concatText(v: unknown): string {
   return Array.isArray(c) ? c.map(part).join(" . ") : part(v);
 }
 
-/** `{elem: {val, comment}}` or a bare value, as nft -j prints elements. */
-function unwrap(item: unknown): { val: unknown; comment?: string } {
-  if (typeof item === "object" && item !== null && "elem" in item) {
-    const inner = (item as { elem: { val?: unknown; comment?: unknown } }).elem;
-    return { val: inner.val, comment: typeof inner.comment === "string" ? inner.comment : undefined };
-  }
-  return { val: item };
-}
-
 /** Parse `nft -j list table inet cni_ts_portmap` output. */
 export function parseListing(json: string): Listing {
-  let doc: { nftables?: Record<string, unknown>[] };
-  try {
-    doc = JSON.parse(json) as typeof doc;
-  } catch {
-    throw new CniError(ErrorCode.DecodingFailure, `nft -j list table ${PORTMAP_NFT_TABLE}: unparsable JSON`, json.slice(0, 200));
-  }
+  return listingOf(parseNftJson(json, `nft -j list table ${PORTMAP_NFT_TABLE}`));
+}
+
+/** Our view of the objects `nft -j list table` printed. */
+function listingOf(objects: readonly Record<string, unknown>[]): Listing {
   const out: Listing = { maps: [], sets: [], rules: [], chains: new Map() };
-  for (const obj of doc.nftables ?? []) {
-    const set = (obj.map ?? obj.set) as { name?: string; elem?: unknown[] } | undefined;
-    if (set?.name && MAPS.has(set.name)) {
-      for (const item of set.elem ?? []) {
-        if (!Array.isArray(item)) continue;
-        const { val, comment } = unwrap(item[0]);
-        out.maps.push({ map: set.name, key: concatText(val), value: concatText(item[1]), owner: comment });
-      }
-    } else if (set?.name && SETS.has(set.name)) {
-      for (const item of set.elem ?? []) {
-        const { val, comment } = unwrap(item);
-        out.sets.push({ set: set.name, key: concatText(val), owner: comment });
-      }
+  for (const [name, elems] of elementsOf(objects)) {
+    for (const e of elems) {
+      if (MAPS.has(name) && e.value !== undefined) out.maps.push({ map: name, key: concatText(e.val), value: concatText(e.value), owner: e.comment });
+      else if (SETS.has(name) && e.value === undefined) out.sets.push({ set: name, key: concatText(e.val), owner: e.comment });
     }
-    const chain = obj.chain as { name?: string; hook?: string; type?: string } | undefined;
-    if (chain?.name) out.chains.set(chain.name, { hook: chain.hook, type: chain.type, rules: out.chains.get(chain.name)?.rules ?? [] });
-    const rule = obj.rule as { chain?: string; handle?: number; comment?: string; expr?: unknown[] } | undefined;
-    if (rule?.chain) {
-      const c = out.chains.get(rule.chain) ?? { rules: [] };
-      c.rules.push(JSON.stringify(rule.expr ?? []));
-      out.chains.set(rule.chain, c);
-      if (rule.chain === "conditional" && typeof rule.handle === "number") {
-        const fam = /"ipv6"|"(family|protocol)":"ip6"/.test(JSON.stringify(rule.expr ?? [])) ? 6 : 4;
-        const parsed = typeof rule.comment === "string" ? parseCondComment(rule.comment, fam) : undefined;
-        out.rules.push({ handle: rule.handle, comment: rule.comment, owner: parsed?.owner ?? rule.comment?.split(" ")[0], claim: parsed?.claim });
-      }
+  }
+  for (const [name, chain] of chainsOf(objects)) {
+    out.chains.set(name, { hook: chain.hook, type: chain.type, rules: chain.rules.map((r) => JSON.stringify(r.expr)) });
+    if (name !== "conditional") continue;
+    for (const rule of chain.rules) {
+      if (rule.handle === undefined) continue;
+      const fam = /"ipv6"|"(family|protocol)":"ip6"/.test(JSON.stringify(rule.expr)) ? 6 : 4;
+      const parsed = rule.comment !== undefined ? parseCondComment(rule.comment, fam) : undefined;
+      out.rules.push({ handle: rule.handle, comment: rule.comment, owner: parsed?.owner ?? rule.comment?.split(" ")[0], claim: parsed?.claim });
     }
   }
   return out;
 }
 
 async function listTable(): Promise<Listing | undefined> {
-  const r = await run("nft", ["-j", "list", "table", "inet", TABLE_NAME], { timeoutMs: TIMEOUT_MS });
-  if (r.timedOut) throw timedOutError(`nft list table ${PORTMAP_NFT_TABLE}`, r);
-  if (r.code !== 0) {
-    if (/No such file or directory/.test(r.stderr)) return undefined;
-    throw new CniError(ErrorCode.KernelOperationFailed, `nft list table ${PORTMAP_NFT_TABLE}: ${r.stderr.trim() || `exit ${r.code}`}`);
-  }
-  return parseListing(r.stdout);
+  const objects = await nftListTable(TABLE_NAME);
+  return objects && listingOf(objects);
 }
 
-async function nftScript(lines: readonly string[]): Promise<{ ok: boolean; stderr: string }> {
-  const r = await run("nft", ["-f", "-"], { input: lines.join("\n") + "\n", timeoutMs: TIMEOUT_MS });
-  if (r.timedOut) throw timedOutError("nft -f -", r);
-  return { ok: r.code === 0, stderr: r.stderr.trim() };
+/**
+ * Run a script on our table: undefined on success, else nft's stderr and whether a fresh read may fix it (an element
+ * taken or gone, a rule handle gone, the table deleted meanwhile: see lib/netfilter/nft.ts).
+ */
+async function nftScript(lines: readonly string[]): Promise<{ stale: boolean; stderr: string } | undefined> {
+  const e = await nftApply(lines);
+  return e && { stale: nftFailure(e, TABLE_NAME) !== "failed", stderr: e.stderr };
 }
-
-// A key another owner took between our read and our write, or an overlapping interval.
-const isClash = (stderr: string): boolean => /File exists|Device or resource busy|No such file or directory/.test(stderr);
 
 /** Lines removing every element and conditional rule whose owner `pick` selects. */
 function dropLines(listing: Listing, pick: (owner: string | undefined) => boolean): string[] {
@@ -156,7 +129,7 @@ function foreignClaims(listing: Listing, owner: string): Array<{ claim: Claim; o
 
 /** ADD: code 102 for a hostPort another attachment holds; otherwise one transaction replacing our state. */
 export async function nftAdd(conf: PortmapConfig, containerID: string, ifname: string, pods: readonly PodAddr[]): Promise<void> {
-  requireExecutable("nft");
+  requireTool("nft", "portmap");
   const owner = nftOwner(conf.name, containerID, ifname);
   const want = desiredState(conf, owner, pods);
   let error = "";
@@ -187,9 +160,9 @@ export async function nftAdd(conf: PortmapConfig, containerID: string, ifname: s
       want.sets = want.sets.filter((e) => !mine.has(`${e.set} ${e.key}`));
     }
     const r = await nftScript([...lines, ...addLines(want, owner)]);
-    if (r.ok) return;
+    if (!r) return;
     error = r.stderr;
-    if (!isClash(r.stderr)) break;
+    if (!r.stale) break;
     // Re-derive from the state we will read next round.
     Object.assign(want, desiredState(conf, owner, pods));
   }
@@ -206,9 +179,9 @@ async function dropMatching(pick: (owner: string | undefined) => boolean, what: 
     const lines = dropLines(listing, pick);
     if (lines.length === 0) return;
     const r = await nftScript(lines);
-    if (r.ok) return;
+    if (!r) return;
     error = r.stderr;
-    if (!isClash(r.stderr)) break;
+    if (!r.stale) break;
   }
   throw new CniError(ErrorCode.KernelOperationFailed, `portmap: nftables teardown of ${what} failed: ${error}`);
 }
@@ -245,7 +218,7 @@ function structureProblem(listing: Listing): string | undefined {
 
 /** CHECK: structure, then every element and rule ADD made, owned by this attachment. */
 export async function nftCheck(conf: PortmapConfig, containerID: string, ifname: string, pods: readonly PodAddr[]): Promise<string | undefined> {
-  requireExecutable("nft");
+  requireTool("nft", "portmap");
   const owner = nftOwner(conf.name, containerID, ifname);
   const want = desiredState(conf, owner, pods);
   const listing = await listTable();

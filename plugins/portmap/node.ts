@@ -13,7 +13,7 @@ import type { Family } from "../../lib/cidr.js";
 import { run } from "../../lib/exec.js";
 import { ipJson } from "../../lib/ip/read.js";
 import { log } from "../../lib/log.js";
-import { hasExecutable } from "../../lib/masq.js";
+import { hasExecutable } from "../../lib/exec.js";
 import { readSysctl, writeSysctl } from "../../lib/sysctl.js";
 import type { PortMapping } from "./config.js";
 

@@ -6,7 +6,7 @@
 // Nothing here touches the machine's root namespace; the Sandbox removes every namespace in afterAll.
 import { spawnSync } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { iptablesMasqChain } from "../../lib/masq-iptables.js";
+import { iptablesMasqChain } from "../../lib/netfilter/masq-iptables.js";
 import { hostVethName } from "../../plugins/bridge/names.js";
 import {
   addrsOf,

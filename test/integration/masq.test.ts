@@ -1,4 +1,4 @@
-// lib/masq (ipMasq, both backends) against the real kernel, only inside namespaces of this run:
+// lib/netfilter/masq (ipMasq, both backends) against the real kernel, only inside namespaces of this run:
 //
 //   pod  eth0 10.61.0.2/24 fd61::2/64      ── vpod  10.61.0.1/24 fd61::1/64     node (forwarding on, masq here)
 //   peer eth0 10.61.1.2/24 fd61:0:0:1::2   ── vpeer 10.61.1.1/24 fd61:0:0:1::1
@@ -13,9 +13,9 @@ import { mkdirSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CniError } from "../../lib/errors.js";
-import { addMasq, checkMasq, delMasq, gcMasq, masqKeys, resolveMasqBackend, type MasqBackend, type MasqEntry } from "../../lib/masq.js";
-import { iptablesMasqChain, iptablesMasqComment } from "../../lib/masq-iptables.js";
-import { MASQ_NFT_TABLE, nftMasqComment } from "../../lib/masq-nft.js";
+import { addMasq, checkMasq, delMasq, gcMasq, masqKeys, resolveMasqBackend, type MasqBackend, type MasqEntry } from "../../lib/netfilter/masq.js";
+import { iptablesMasqChain, iptablesMasqComment } from "../../lib/netfilter/masq-iptables.js";
+import { MASQ_NFT_TABLE, nftMasqComment } from "../../lib/netfilter/masq-nft.js";
 import { Sandbox } from "./helpers.js";
 
 const sb = new Sandbox();

@@ -4,7 +4,7 @@ import { loadPortmapConfig, type PortmapConfig } from "../../plugins/portmap/con
 import { dnatChainName, dnatComment, nftNetworkTag, nftOwner, oldSnatChainName } from "../../plugins/portmap/identity.js";
 import { parseDnatComment } from "../../plugins/portmap/iptables.js";
 import { dnatChainRules, dnatEntryRules, markDef, masqRule, setMarkRule } from "../../plugins/portmap/iptables-rules.js";
-import { canonicalRule, parseSave, quoteWord, ruleLine, tokenize } from "../../plugins/portmap/iptables-save.js";
+import { canonicalRule, parseSave } from "../../lib/netfilter/iptables-save.js";
 import { parseListing } from "../../plugins/portmap/nft.js";
 import { addLines, claimOfMapElem, claimsOverlap, condComment, constantRules, declarations, desiredState, netText, parseCondComment } from "../../plugins/portmap/nft-rules.js";
 import type { PodAddr } from "../../plugins/portmap/pod.js";
@@ -93,27 +93,6 @@ describe("portmap iptables rules", () => {
     expect(entries[0]).toContain(many.slice(0, 15).map((m) => m.hostPort).join(","));
     expect(entries[1]!.slice(-4)).toEqual(["-i", "eth0", "-j", chain]);
     expect(dnatEntryRules(conf(many, { conditionsV4: ["-i", "eth0"] }), 6, chain, "c")[1]).not.toContain("eth0");
-  });
-});
-
-describe("iptables-save reading and canonical rules", () => {
-  it("tokenizes quoted comments with escaped quotes", () => {
-    expect(tokenize('-A X -m comment --comment "dnat name: \\"n\\" id: \\"c\\"" -j Y')).toEqual(["-A", "X", "-m", "comment", "--comment", 'dnat name: "n" id: "c"', "-j", "Y"]);
-  });
-  it("quotes words for iptables-restore only when needed, and round-trips them", () => {
-    expect(quoteWord("10.0.0.0/8")).toBe("10.0.0.0/8");
-    expect(quoteWord("[fd00::1]:80")).toBe("[fd00::1]:80");
-    const line = ruleLine("-A", "X", ["-m", "comment", "--comment", 'dnat name: "n" id: "c"', "-j", "Y"]);
-    expect(tokenize(line).slice(2)).toEqual(["-m", "comment", "--comment", 'dnat name: "n" id: "c"', "-j", "Y"]);
-  });
-  it("treats what iptables-save prints and what we wrote as the same rule", () => {
-    const ours = ["-p", "tcp", "--dport", "8080", "-d", "192.0.2.1", "-s", "10.77.0.2/24", "-j", "S"];
-    const saved = tokenize("-s 10.77.0.0/24 -d 192.0.2.1/32 -p tcp -m tcp --dport 8080 -j S");
-    expect(canonicalRule(ours)).toBe(canonicalRule(saved));
-    expect(canonicalRule(["-m", "multiport", "-p", "udp", "--destination-ports", "1,2", "-j", "C"])).toBe(canonicalRule(tokenize("-p udp -m multiport --dports 1,2 -j C")));
-    expect(canonicalRule(["!", "-s", "10.0.0.0/8", "-j", "C"])).not.toBe(canonicalRule(["-s", "10.0.0.0/8", "-j", "C"]));
-    expect(canonicalRule(["-p", "tcp", "--dport", "1", "-s", "0.0.0.0/0", "-j", "C"])).toBe(canonicalRule(tokenize("-p tcp -m tcp --dport 1 -j C")));
-    expect(canonicalRule(["-p", "tcp", "--dport", "1", "-j", "C"])).not.toBe(canonicalRule(["-p", "tcp", "--dport", "2", "-j", "C"]));
   });
 });
 

@@ -18,24 +18,17 @@
  * ACCEPT before the MASQUERADE (the reference's AppendUnique puts a second subnet's ACCEPT after it, where it never
  * matches), DEL finds the jumps by target instead of by address, and GC works (the reference's is a FIXME).
  */
-import { hashHex } from "./hash.js";
-import { bigIntToIP, parseCidr } from "./cidr.js";
-import { option, parseSave, tokenize, type SavedNat, type SavedRule } from "./iptables-save.js";
-import { CniError, ErrorCode } from "./errors.js";
-import { run, timedOutError } from "./exec.js";
-import { log } from "./log.js";
-import { hasExecutable, requireExecutable, type LiveMasqKeys, type NormalizedMasqEntry } from "./masq.js";
-import { inNetns } from "./netns.js";
-import type { Attachment } from "./types.js";
+import type { Family } from "../cidr.js";
+import { CniError, ErrorCode } from "../errors.js";
+import { hashHex } from "../hash.js";
+import type { Attachment } from "../types.js";
+import { canonicalCidr, hostAddr, hostCidr } from "./addr.js";
+import { requireTool } from "./backend.js";
+import { deleteChains, IPTABLES, restoreTable, restoreWithRetry, saveTable } from "./iptables.js";
+import { option, parseSave, quoteWord, ruleComment, ruleTarget, rulesOf, tokenize, type SavedRule, type SavedTable } from "./iptables-save.js";
+import type { LiveMasqKeys, NormalizedMasqEntry } from "./masq-entry.js";
 
-const TIMEOUT_MS = 20_000;
-// A restore that lost a race (a concurrent DEL removed the rule or chain we meant to delete) is recomputed.
-const ATTEMPTS = 3;
-const MULTICAST: Record<4 | 6, string> = { 4: "224.0.0.0/4", 6: "ff00::/8" };
-const TOOLS: Record<4 | 6, { save: string; restore: string }> = {
-  4: { save: "iptables-save", restore: "iptables-restore" },
-  6: { save: "ip6tables-save", restore: "ip6tables-restore" },
-};
+const MULTICAST: Record<Family, string> = { 4: "224.0.0.0/4", 6: "ff00::/8" };
 
 /** The reference's chain name: "CNI-" + sha512(network + containerID) in hex, cut to 28 characters. */
 export function iptablesMasqChain(network: string, containerID: string): string {
@@ -47,63 +40,29 @@ export function iptablesMasqComment(network: string, containerID: string): strin
   return `name: ${JSON.stringify(network)} id: ${JSON.stringify(containerID)}`;
 }
 
-/** A string in iptables-restore's quoting: double quotes, with `"` and `\` escaped. */
-function quote(s: string): string {
-  return `"${s.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
-}
-
-/** "10.1.0.0/24", "10.1.0.5" or "10.1.0.5/32" as canonical "addr/prefix" text (iptables-save prints the prefix). */
-function canonicalCidr(text: string, family: 4 | 6): string | undefined {
-  const c = parseCidr(text.includes("/") ? text : `${text}/${family === 4 ? 32 : 128}`);
-  return c && c.family === family ? `${bigIntToIP(c.family, c.network)}/${c.prefix}` : undefined;
-}
-
-function hostCidr(ip: string, family: 4 | 6): string {
-  return `${ip}/${family === 4 ? 32 : 128}`;
-}
-
-async function saveNat(family: 4 | 6, netns: string | undefined): Promise<{ ok: true; nat: SavedNat } | { ok: false; error: string }> {
-  const [file, args] = inNetns(netns, TOOLS[family].save, ["-t", "nat"]);
-  const r = await run(file, args, { timeoutMs: TIMEOUT_MS });
-  if (r.code !== 0 || r.timedOut) return { ok: false, error: `${TOOLS[family].save} -t nat: ${r.timedOut ? `no answer within ${r.timeoutMs} ms, killed` : r.stderr.trim() || `exit ${r.code}`}` };
-  return { ok: true, nat: parseSave(r.stdout) };
-}
-
-async function restore(family: 4 | 6, lines: readonly string[], netns: string | undefined): Promise<{ ok: boolean; stderr: string }> {
-  // -w: legacy iptables takes the xtables lock instead of failing when another writer holds it; iptables-nft ignores it.
-  const [file, args] = inNetns(netns, TOOLS[family].restore, ["--noflush", "-w"]);
-  const r = await run(file, args, { input: ["*nat", ...lines, "COMMIT", ""].join("\n"), timeoutMs: TIMEOUT_MS });
-  if (r.timedOut) throw timedOutError(`${TOOLS[family].restore}`, r);
-  return { ok: r.code === 0, stderr: r.stderr.trim() };
-}
-
 /** ADD for the iptables backend: per family one save and one restore, whatever the number of entries. */
 export async function iptAddMasq(entries: readonly NormalizedMasqEntry[], netns?: string): Promise<void> {
   for (const family of [4, 6] as const) {
     const mine = entries.filter((e) => e.family === family);
     if (mine.length === 0) continue;
-    requireExecutable(TOOLS[family].save);
-    requireExecutable(TOOLS[family].restore);
+    requireTool(IPTABLES[family].save, "ipMasq");
+    requireTool(IPTABLES[family].restore, "ipMasq");
     // The usual case, a container's first attachment on this network: its chain does not exist yet, so the whole
     // layout can be written without reading the table. `-N` fails if the chain exists (another interface of the
     // container, a leftover), and then nothing of the restore is applied and the read-and-compute path decides.
-    if ((await restore(family, addLines(mine, family, EMPTY_NAT, true), netns)).ok) continue;
-    let error: string | undefined;
-    for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
-      const saved = await saveNat(family, netns);
+    if ((await restoreTable(family, "nat", addLines(mine, family, EMPTY_NAT, true), netns)).ok) continue;
+    const error = await restoreWithRetry(family, "nat", async () => {
+      const saved = await saveTable(family, "nat", netns);
       if (!saved.ok) throw new CniError(ErrorCode.KernelOperationFailed, `iptables ipMasq setup failed: ${saved.error}`);
-      const lines = addLines(mine, family, saved.nat);
-      const r = lines.length === 0 ? { ok: true, stderr: "" } : await restore(family, lines, netns);
-      error = r.ok ? undefined : r.stderr;
-      if (r.ok) break;
-    }
+      return addLines(mine, family, saved.table);
+    }, netns);
     if (error !== undefined) throw new CniError(ErrorCode.KernelOperationFailed, `iptables ipMasq setup failed: ${error}`);
   }
 }
 
-const EMPTY_NAT: SavedNat = parseSave("");
+const EMPTY_NAT: SavedTable = parseSave("");
 
-function addLines(entries: readonly NormalizedMasqEntry[], family: 4 | 6, nat: SavedNat, createChains = false): string[] {
+function addLines(entries: readonly NormalizedMasqEntry[], family: Family, nat: SavedTable, createChains = false): string[] {
   const groups = new Map<string, { comment: string; subnets: string[]; ips: string[] }>();
   for (const e of entries) {
     const chain = iptablesMasqChain(e.network, e.containerID);
@@ -111,13 +70,13 @@ function addLines(entries: readonly NormalizedMasqEntry[], family: 4 | 6, nat: S
     if (!g) {
       // Keep the subnets already accepted: another interface of the same container on the same network shares
       // this chain (the reference's AppendUnique keeps them too).
-      const kept = nat.rules
-        .filter((r) => r.chain === chain && option(r.args, "-j")?.value === "ACCEPT")
+      const kept = rulesOf(nat, chain)
+        .filter((r) => ruleTarget(r) === "ACCEPT")
         .map((r) => option(r.args, "-d"))
         .filter((d) => d !== undefined && !d.negated)
         .map((d) => canonicalCidr(d!.value, family))
         .filter((d) => d !== undefined);
-      g = { comment: quote(iptablesMasqComment(e.network, e.containerID)), subnets: kept, ips: [] };
+      g = { comment: quoteWord(iptablesMasqComment(e.network, e.containerID)), subnets: kept, ips: [] };
       groups.set(chain, g);
     }
     if (!g.subnets.includes(e.subnet)) g.subnets.push(e.subnet);
@@ -130,71 +89,33 @@ function addLines(entries: readonly NormalizedMasqEntry[], family: 4 | 6, nat: S
       ...g.subnets.map((s) => `-A ${chain} -d ${s} -m comment --comment ${g.comment} -j ACCEPT`),
       `-A ${chain} ! -d ${MULTICAST[family]} -m comment --comment ${g.comment} -j MASQUERADE`,
     ];
-    const have = nat.rules.filter((r) => r.chain === chain).map((r) => r.raw);
+    const have = rulesOf(nat, chain).map((r) => r.raw);
     // A chain that is already right stays untouched, so a repeated ADD keeps its counters and costs no write.
     // Otherwise declaring it under --noflush flushes it (legacy and nft alike) and it is rebuilt whole.
     if (createChains) lines.push(`-N ${chain}`, ...want);
     else if (!nat.chains.has(chain) || !same(have, want)) lines.push(`:${chain} - [0:0]`, ...want);
     for (const ip of g.ips) {
-      const present = nat.rules.some(
-        (r) => r.chain === "POSTROUTING" && option(r.args, "-j")?.value === chain && canonicalCidr(option(r.args, "-s")?.value ?? "", family) === hostCidr(ip, family),
-      );
-      if (!present) lines.push(`-A POSTROUTING -s ${ip} -m comment --comment ${g.comment} -j ${chain}`);
+      if (!jumpsFrom(nat, chain, ip, family)) lines.push(`-A POSTROUTING -s ${ip} -m comment --comment ${g.comment} -j ${chain}`);
     }
   }
   return lines;
 }
 
-/** Restore lines that delete `chains` and every rule jumping to them; empty when none of it exists. */
-function deleteLines(nat: SavedNat, chains: ReadonlySet<string>, keepJump?: (r: SavedRule) => boolean): string[] {
-  const lines: string[] = [];
-  const stillUsed = new Set<string>();
-  for (const r of nat.rules) {
-    const target = option(r.args, "-j")?.value;
-    if (target === undefined || !chains.has(target) || chains.has(r.chain)) continue;
-    if (keepJump?.(r)) stillUsed.add(target);
-    else lines.push(`-D ${r.raw.slice(3)}`);
-  }
-  // A chain another interface of the same container still jumps to stays (the chain is per container, as the
-  // reference names it; its rules are the same for every interface of one network).
-  for (const c of chains) if (nat.chains.has(c) && !stillUsed.has(c)) lines.push(`-F ${c}`, `-X ${c}`);
-  return lines;
+/** Whether POSTROUTING sends traffic from `ip` to `chain`. */
+function jumpsFrom(nat: SavedTable, chain: string, ip: string, family: Family): boolean {
+  return rulesOf(nat, "POSTROUTING").some((r) => ruleTarget(r) === chain && canonicalCidr(option(r.args, "-s")?.value ?? "", family) === hostCidr(ip, family));
 }
 
-/**
- * Remove `pick(nat)` chains in one restore per family, re-reading after a lost race. A family whose tables cannot
- * be read (no binary, no kernel support) holds nothing of ours, like the reference's "supported" test.
- */
-async function deleteChains(
+/** Remove chains (lib/netfilter/iptables deleteChains) and throw code 100 with the first family's error. */
+async function deleteMasqChains(
   netns: string | undefined,
-  pick: (nat: SavedNat) => Set<string> | Promise<Set<string>>,
+  pick: (nat: SavedTable) => Set<string> | Promise<Set<string>>,
   what: string,
   keepJump?: (r: SavedRule) => boolean,
-  blind?: Partial<Record<4 | 6, readonly string[]>>,
+  blind?: Partial<Record<Family, readonly string[]>>,
 ): Promise<void> {
-  // iptables and ip6tables tables are independent: both at once, since this is on every pod's DEL path.
-  const errors = await Promise.all(([4, 6] as const).map(async (family) => {
-    if (!hasExecutable(TOOLS[family].save) || !hasExecutable(TOOLS[family].restore)) return undefined;
-    // The exact lines, tried first without reading the table: a restore is all-or-nothing, and when it fails (a rule
-    // already gone, the chain still used by another interface) the read-and-compute path below decides.
-    const exact = blind?.[family];
-    if (exact && exact.length > 0 && (await restore(family, exact, netns)).ok) return undefined;
-    let error: string | undefined;
-    for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
-      const saved = await saveNat(family, netns);
-      if (!saved.ok) {
-        log.debug(`ipMasq: skipping ${TOOLS[family].save}: ${saved.error}`);
-        return undefined;
-      }
-      const lines = deleteLines(saved.nat, await pick(saved.nat), keepJump);
-      const r = lines.length === 0 ? { ok: true, stderr: "" } : await restore(family, lines, netns);
-      error = r.ok ? undefined : r.stderr;
-      if (r.ok) break;
-    }
-    return error;
-  }));
-  const error = errors.find((e) => e !== undefined);
-  if (error !== undefined) throw new CniError(ErrorCode.KernelOperationFailed, `iptables ipMasq teardown of ${what} failed: ${error}`);
+  const failed = await deleteChains({ table: "nat", pick, keepJump, blind, who: "ipMasq", netns });
+  if (failed.length > 0) throw new CniError(ErrorCode.KernelOperationFailed, `iptables ipMasq teardown of ${what} failed: ${failed[0]!.stderr}`);
 }
 
 /**
@@ -205,25 +126,22 @@ async function deleteChains(
  */
 export async function iptDelMasq(network: string, containerID: string, netns?: string, hints: readonly string[] = []): Promise<void> {
   const chain = iptablesMasqChain(network, containerID);
-  const mine = new Set(hints.flatMap((h) => {
-    const c = parseCidr(h.includes("/") ? h : `${h}/${h.includes(":") ? 128 : 32}`);
-    return c ? [bigIntToIP(c.family, c.ip)] : [];
-  }));
+  const mine = new Set(hints.flatMap((h) => hostAddr(h) ?? []));
   const keepJump = mine.size === 0 ? undefined : (r: SavedRule) => {
     const src = option(r.args, "-s")?.value;
-    const c = src ? parseCidr(src.includes("/") ? src : `${src}/${src.includes(":") ? 128 : 32}`) : undefined;
-    return c !== undefined && !mine.has(bigIntToIP(c.family, c.ip));
+    const a = src ? hostAddr(src) : undefined;
+    return a !== undefined && !mine.has(a);
   };
   // What ADD wrote for these addresses, when the attachment is this container's only one on the network: its jumps,
   // then the chain. One restore instead of a save and a restore on every pod's DEL.
-  const comment = quote(iptablesMasqComment(network, containerID));
-  const blind: Partial<Record<4 | 6, string[]>> = {};
+  const comment = quoteWord(iptablesMasqComment(network, containerID));
+  const blind: Partial<Record<Family, string[]>> = {};
   for (const ip of mine) {
     const family = ip.includes(":") ? 6 : 4;
     (blind[family] ??= []).push(`-D POSTROUTING -s ${hostCidr(ip, family)} -m comment --comment ${comment} -j ${chain}`);
   }
   for (const lines of Object.values(blind)) lines.push(`-F ${chain}`, `-X ${chain}`);
-  await deleteChains(netns, () => new Set([chain]), `${network}/${containerID}`, keepJump, blind);
+  await deleteMasqChains(netns, () => new Set([chain]), `${network}/${containerID}`, keepJump, blind);
 }
 
 /** The reference comment's (network, containerID), or undefined for any other comment. */
@@ -246,16 +164,16 @@ function parseComment(text: string): { network: string; containerID: string } | 
  */
 export async function iptGcMasq(network: string, valid: readonly Attachment[], netns?: string, live?: LiveMasqKeys): Promise<void> {
   const keep = new Set(valid.map((a) => a.containerID));
-  await deleteChains(
+  await deleteMasqChains(
     netns,
     async (nat) => {
       const stale = new Set<string>();
       for (const r of nat.rules) {
-        const c = option(r.args, "--comment");
-        const id = c ? parseComment(c.value) : undefined;
+        const c = ruleComment(r);
+        const id = c !== undefined ? parseComment(c) : undefined;
         if (!id || id.network !== network || keep.has(id.containerID)) continue;
         const chain = iptablesMasqChain(id.network, id.containerID);
-        if (r.chain === chain || option(r.args, "-j")?.value === chain) stale.add(chain);
+        if (r.chain === chain || ruleTarget(r) === chain) stale.add(chain);
       }
       // A jump an ADD adds after this read keeps its chain anyway: the restore then fails on "-X" (chain in use)
       // and the next round reads again.
@@ -271,29 +189,26 @@ export async function iptCheckMasq(entries: readonly NormalizedMasqEntry[], netn
   for (const family of [4, 6] as const) {
     const mine = entries.filter((e) => e.family === family);
     if (mine.length === 0) continue;
-    requireExecutable(TOOLS[family].save);
-    const saved = await saveNat(family, netns);
+    requireTool(IPTABLES[family].save, "ipMasq");
+    const saved = await saveTable(family, "nat", netns);
     if (!saved.ok) return `cannot read the nat table: ${saved.error}`;
-    const nat = saved.nat;
+    const nat = saved.table;
     for (const e of mine) {
       const chain = iptablesMasqChain(e.network, e.containerID);
       const who = `${e.network}/${e.containerID}`;
       if (!nat.chains.has(chain)) return `iptables chain ${chain} (nat) of ${who} is missing`;
-      const rules = nat.rules.filter((r) => r.chain === chain);
+      const rules = rulesOf(nat, chain);
       const masq = rules.findIndex((r) => {
         const d = option(r.args, "-d");
-        return option(r.args, "-j")?.value === "MASQUERADE" && d?.negated === true && canonicalCidr(d.value, family) === MULTICAST[family];
+        return ruleTarget(r) === "MASQUERADE" && d?.negated === true && canonicalCidr(d.value, family) === MULTICAST[family];
       });
       if (masq < 0) return `iptables chain ${chain} of ${who} has no "! -d ${MULTICAST[family]} -j MASQUERADE" rule`;
       const accept = rules.findIndex((r) => {
         const d = option(r.args, "-d");
-        return option(r.args, "-j")?.value === "ACCEPT" && d?.negated === false && canonicalCidr(d.value, family) === e.subnet;
+        return ruleTarget(r) === "ACCEPT" && d?.negated === false && canonicalCidr(d.value, family) === e.subnet;
       });
       if (accept < 0 || accept > masq) return `iptables chain ${chain} of ${who} does not accept traffic to ${e.subnet} before masquerading`;
-      const jump = nat.rules.some(
-        (r) => r.chain === "POSTROUTING" && option(r.args, "-j")?.value === chain && canonicalCidr(option(r.args, "-s")?.value ?? "", family) === hostCidr(e.ip, family),
-      );
-      if (!jump) return `iptables has no POSTROUTING rule sending traffic from ${e.ip} to ${chain} (${who})`;
+      if (!jumpsFrom(nat, chain, e.ip, family)) return `iptables has no POSTROUTING rule sending traffic from ${e.ip} to ${chain} (${who})`;
     }
   }
   return undefined;

@@ -3,9 +3,9 @@
  * node with the node's address; traffic to the pod's own subnet and to multicast keeps the pod's address.
  *
  * Two backends, chosen per network like the reference's `ipMasqBackend`:
- * - "nftables" (lib/masq-nft.ts): our own table `inet cni_ts_masq` whose two rules never change; a pod costs
+ * - "nftables" (masq-nft.ts): our own table `inet cni_ts_masq` whose two rules never change; a pod costs
  *   set elements, not rules, so the packet path does not grow with the number of pods (cni#215).
- * - "iptables" (lib/masq-iptables.ts): the reference's layout to the byte (chain names, rules, comments), so a node
+ * - "iptables" (masq-iptables.ts): the reference's layout to the byte (chain names, rules, comments), so a node
  *   can switch between the reference bridge and ours and either one's DEL cleans up the other's rules.
  *
  * Every function takes `netns`: the plugin calls them without it (it already runs in the node's namespace); tests
@@ -16,90 +16,17 @@
  *   await addMasq(backend, [{ network: "net1", containerID, ifname: "eth0", ip: "10.1.0.5", subnet: "10.1.0.0/24" }]);
  *   await delMasq("net1", containerID, "eth0", ["10.1.0.5/24"]);
  */
-import { accessSync, constants, statSync } from "node:fs";
-import { delimiter, join } from "node:path";
-import { bigIntToIP, cidrContains, formatIP, parseCidr, parseIP, type Family } from "./cidr.js";
-import { CniError, ErrorCode } from "./errors.js";
+import { CniError, ErrorCode } from "../errors.js";
+import type { Attachment } from "../types.js";
+import { defaultBackend, type NetfilterBackend } from "./backend.js";
+import { normalizeEntries, requireSafe, requireSafeIdentity, type LiveMasqKeys, type MasqEntry } from "./masq-entry.js";
 import { iptAddMasq, iptCheckMasq, iptDelMasq, iptGcMasq, iptablesMasqChain } from "./masq-iptables.js";
 import { nftAddMasq, nftCheckMasq, nftDelMasq, nftGcMasq, nftMasqComment } from "./masq-nft.js";
-import type { Attachment } from "./types.js";
+
+export type { LiveMasqKeys, MasqEntry, NormalizedMasqEntry } from "./masq-entry.js";
 
 /** The two ways of installing the masquerade, as the config key `ipMasqBackend` names them. */
-export type MasqBackend = "iptables" | "nftables";
-
-/** One masqueraded address of one attachment. ip: the pod address without prefix; subnet: the network CIDR of that address (e.g. "10.1.0.0/24"). */
-export interface MasqEntry {
-  network: string;
-  containerID: string;
-  ifname: string;
-  ip: string;
-  subnet: string;
-}
-
-/**
- * A MasqEntry after validation, in the canonical text the kernel tools print back (dotted quad, RFC 5952 IPv6,
- * network address with its prefix), so that what we wrote and what we read compare as plain strings.
- */
-export interface NormalizedMasqEntry extends MasqEntry {
-  family: Family;
-}
-
-// The names end up inside iptables-restore and nft scripts, quoted: a quote, a backslash or a newline would let
-// them write rules of their own. Callers validate them already (lib/validate.ts); this is the last line.
-const SAFE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.\-]*$/;
-
-function requireSafe(what: string, value: string): void {
-  if (!SAFE_NAME.test(value) || value.length > 255) {
-    throw new CniError(ErrorCode.Internal, `ipMasq: refusing ${what} ${JSON.stringify(value.slice(0, 64))}`);
-  }
-}
-
-/** Check an attachment's identity before it reaches a firewall script (exported for the backends). */
-export function requireSafeIdentity(network: string, containerID: string, ifname?: string): void {
-  requireSafe("network name", network);
-  requireSafe("containerID", containerID);
-  if (ifname !== undefined) requireSafe("interface name", ifname);
-}
-
-/** Validate entries and bring addresses to canonical text; an address outside its own subnet is a caller bug. */
-export function normalizeEntries(entries: readonly MasqEntry[]): NormalizedMasqEntry[] {
-  return entries.map((e) => {
-    requireSafeIdentity(e.network, e.containerID, e.ifname);
-    const ip = parseIP(e.ip);
-    const subnet = parseCidr(e.subnet);
-    if (ip === undefined) throw new CniError(ErrorCode.Internal, `ipMasq: ${JSON.stringify(e.ip)} is not an IP address`);
-    if (subnet === undefined) throw new CniError(ErrorCode.Internal, `ipMasq: ${JSON.stringify(e.subnet)} is not a CIDR`);
-    if (!cidrContains(subnet, ip)) {
-      throw new CniError(ErrorCode.Internal, `ipMasq: address ${e.ip} is not inside its subnet ${e.subnet}`);
-    }
-    return { ...e, family: ip.family, ip: formatIP(ip), subnet: `${bigIntToIP(subnet.family, subnet.network)}/${subnet.prefix}` };
-  });
-}
-
-/**
- * Whether a program can be started from PATH. nsenter --net switches only the network namespace, so the lookup in
- * our own mount namespace is the one nsenter will make.
- */
-export function hasExecutable(name: string): boolean {
-  for (const dir of (process.env.PATH ?? "").split(delimiter)) {
-    if (dir === "") continue;
-    const file = join(dir, name);
-    try {
-      accessSync(file, constants.X_OK);
-      if (statSync(file).isFile()) return true;
-    } catch {
-      // not in this directory
-    }
-  }
-  return false;
-}
-
-/** Throw code 100 naming the program when it is not installed: better than nsenter's "exit 127". */
-export function requireExecutable(name: string): void {
-  if (!hasExecutable(name)) {
-    throw new CniError(ErrorCode.KernelOperationFailed, `ipMasq: ${name} not found in PATH`, `PATH=${process.env.PATH ?? ""}`);
-  }
-}
+export type MasqBackend = NetfilterBackend;
 
 /** The reference's default: iptables if an iptables binary exists, else nftables if nft exists (else error code 100 naming both). Config value validation ("iptables"|"nftables", else CniError code 7 "unknown ipmasq backend") too. */
 export function resolveMasqBackend(configured: string | undefined): MasqBackend {
@@ -107,10 +34,8 @@ export function resolveMasqBackend(configured: string | undefined): MasqBackend 
   if (configured !== undefined && configured !== "") {
     throw new CniError(ErrorCode.InvalidNetworkConfig, `unknown ipmasq backend ${JSON.stringify(configured)}`, 'ipMasqBackend must be "iptables" or "nftables"');
   }
-  // The reference prefers iptables whenever it is usable, because kube-proxy and friends may still program
-  // iptables and an operator expects to find the masquerade next to their rules.
-  if (hasExecutable("iptables")) return "iptables";
-  if (hasExecutable("nft")) return "nftables";
+  const found = defaultBackend();
+  if (found) return found;
   throw new CniError(ErrorCode.KernelOperationFailed, "ipMasq needs iptables or nft: neither iptables nor nft was found in PATH", `PATH=${process.env.PATH ?? ""}`);
 }
 
@@ -163,13 +88,6 @@ export async function checkMasq(backend: MasqBackend, entries: MasqEntry[], netn
 export function masqKeys(network: string, containerID: string, ifname: string): string[] {
   return [nftMasqComment(network, containerID, ifname), iptablesMasqChain(network, containerID)];
 }
-
-/**
- * The masqKeys of every attachment that is live right now. GC calls it after each read of a backend's state and
- * before deleting anything, never before the read: an ADD installs its masquerade only after it made itself live,
- * so whatever state the read saw either belongs to something this call reports or has lost its owner.
- */
-export type LiveMasqKeys = () => Promise<ReadonlySet<string>>;
 
 /**
  * Remove masquerade state of every attachment of `network` that is neither in `valid` nor live (see LiveMasqKeys),

@@ -31,20 +31,20 @@
  * characters nft allows) on owners and local elements are what DEL and GC search for: the tag is too short to name
  * a network.
  */
-import { hashHex } from "./hash.js";
-import { bigIntToIP, parseCidr, parseIP } from "./cidr.js";
-import { CniError, ErrorCode } from "./errors.js";
-import { run, timedOutError } from "./exec.js";
-import { log } from "./log.js";
-import { hasExecutable, requireExecutable, type LiveMasqKeys, type NormalizedMasqEntry } from "./masq.js";
-import { inNetns } from "./netns.js";
-import type { Attachment } from "./types.js";
+import { bigIntToIP, parseCidr, parseIP } from "../cidr.js";
+import { CniError, ErrorCode } from "../errors.js";
+import { hasExecutable } from "../exec.js";
+import { hashHex } from "../hash.js";
+import { log } from "../log.js";
+import type { Attachment } from "../types.js";
+import { requireTool } from "./backend.js";
+import type { LiveMasqKeys, NormalizedMasqEntry } from "./masq-entry.js";
+import { chainsOf, dropSetElement, elementOf, elementsOf, nftApply, nftFailure, nftListTable, type NftElement, type NftFailure } from "./nft.js";
 
 /** Family and name of our table (`nft list table inet cni_ts_masq`). */
 export const MASQ_NFT_TABLE = "inet cni_ts_masq";
 const TABLE_NAME = "cni_ts_masq";
 const CHAIN = "postrouting";
-const TIMEOUT_MS = 20_000;
 // A transaction that lost a race (another plugin changed an element between our read and our write) is re-read
 // and re-sent; three rounds are plenty, since each loss means another writer made progress.
 const ATTEMPTS = 3;
@@ -139,12 +139,8 @@ function declarations(): string[] {
   return lines;
 }
 
-const el = (set: string, body: string): string => `element ${MASQ_NFT_TABLE} ${set} { ${body} }`;
-
-/** Delete a set element whether or not it is there. */
-function dropSetElem(set: string, key: string): string[] {
-  return [`add ${el(set, key)}`, `delete ${el(set, key)}`];
-}
+const el = (set: string, body: string): string => elementOf(MASQ_NFT_TABLE, set, body);
+const dropSetElem = (set: string, key: string): string[] => dropSetElement(MASQ_NFT_TABLE, set, key);
 
 /** Release the address's ownership if `tag` holds it (or nobody does); abort the transaction if another tag does. */
 function releaseOwner(a: Addr, tag: number): string[] {
@@ -172,87 +168,44 @@ function addLines(e: NormalizedMasqEntry): string[] {
   ];
 }
 
-/**
- * True when nft refused a script because our table does not exist (the node uses the iptables backend): nft points
- * its caret at the table name, where a missing element gets "Could not process rule" under the element.
- */
-export function tableMissing(stderr: string): boolean {
-  const m = /:(\d+)-(\d+): Error: No such file or directory\n(.*)\n/.exec(stderr);
-  return m !== null && m[3]!.slice(Number(m[1]) - 1, Number(m[2])) === TABLE_NAME;
+/** Run a script on our table; undefined on success, else why it failed (lib/netfilter/nft.ts) and nft's stderr. */
+async function nftScript(lines: readonly string[], netns: string | undefined): Promise<{ failure: NftFailure; stderr: string } | undefined> {
+  const e = await nftApply(lines, netns);
+  return e && { failure: nftFailure(e, TABLE_NAME), stderr: e.stderr };
 }
-
-async function nftScript(lines: readonly string[], netns: string | undefined): Promise<{ ok: boolean; stderr: string }> {
-  const [file, args] = inNetns(netns, "nft", ["-f", "-"]);
-  const r = await run(file, args, { input: lines.join("\n") + "\n", timeoutMs: TIMEOUT_MS });
-  if (r.timedOut) throw timedOutError("nft -f -", r);
-  return { ok: r.code === 0, stderr: r.stderr.trim() };
-}
-
-// An owner guard met another owner's tag, or a local interval overlapped another element of the same address.
-const isClash = (stderr: string): boolean => /File exists|Device or resource busy/.test(stderr);
-// Table or set missing.
-const isMissing = (stderr: string): boolean => /No such file or directory/.test(stderr);
 
 function addrOf(text: unknown): Addr | undefined {
   const ip = typeof text === "string" ? parseIP(text) : undefined;
   return ip ? { family: ip.family, ip: bigIntToIP(ip.family, ip.value) } : undefined;
 }
 
-/** `{elem: {val, comment}}` or a bare value, as nft -j prints set and map elements. */
-function unwrap(item: unknown): { val: unknown; comment?: string } {
-  if (typeof item === "object" && item !== null && "elem" in item) {
-    const inner = (item as { elem: { val?: unknown; comment?: unknown } }).elem;
-    return { val: inner.val, comment: typeof inner.comment === "string" ? inner.comment : undefined };
-  }
-  return { val: item };
-}
-
 /** Read our table in one `nft -j list table`; undefined when it does not exist. */
 async function listTable(netns: string | undefined): Promise<Listing | undefined> {
-  const [file, args] = inNetns(netns, "nft", ["-j", "list", "table", "inet", TABLE_NAME]);
-  const r = await run(file, args, { timeoutMs: TIMEOUT_MS });
-  if (r.timedOut) throw timedOutError(`nft list table ${MASQ_NFT_TABLE}`, r);
-  if (r.code !== 0) {
-    if (isMissing(r.stderr)) return undefined;
-    throw new CniError(ErrorCode.KernelOperationFailed, `nft list table ${MASQ_NFT_TABLE}: ${r.stderr.trim() || `exit ${r.code}`}`);
-  }
-  let doc: { nftables?: Record<string, unknown>[] };
-  try {
-    doc = JSON.parse(r.stdout) as typeof doc;
-  } catch {
-    throw new CniError(ErrorCode.DecodingFailure, `nft -j list table ${MASQ_NFT_TABLE}: unparsable JSON`, r.stdout.slice(0, 200));
-  }
+  const objects = await nftListTable(TABLE_NAME, netns);
+  if (!objects) return undefined;
   const out: Listing = { pods: new Set(), owners: new Map(), locals: [] };
-  for (const obj of doc.nftables ?? []) {
-    const set = (obj.set ?? obj.map) as { name?: string; elem?: unknown[] } | undefined;
-    for (const item of set?.elem ?? []) {
-      if (set?.name === "pods4" || set?.name === "pods6") {
-        const a = addrOf(unwrap(item).val);
-        if (a) out.pods.add(id(a));
-      } else if (set?.name === "owners4" || set?.name === "owners6") {
-        if (!Array.isArray(item) || typeof item[1] !== "number") continue;
-        const { val, comment } = unwrap(item[0]);
-        const a = addrOf(val);
-        if (a) out.owners.set(id(a), { tag: item[1], comment });
-      } else if (set?.name === "local4" || set?.name === "local6") {
-        const local = parseLocal(item);
-        if (local) out.locals.push(local);
-      }
+  const elements = elementsOf(objects);
+  for (const f of [LAYOUT[4], LAYOUT[6]]) {
+    for (const e of elements.get(f.pods) ?? []) {
+      const a = addrOf(e.val);
+      if (a) out.pods.add(id(a));
     }
-    const chain = obj.chain as { name?: string; hook?: string; type?: string } | undefined;
-    if (chain?.name === CHAIN) out.chain = { hook: chain.hook, type: chain.type, rules: out.chain?.rules ?? [] };
-    const rule = obj.rule as { chain?: string; expr?: unknown[] } | undefined;
-    if (rule?.chain === CHAIN) {
-      out.chain ??= { rules: [] };
-      out.chain.rules.push(rule.expr ?? []);
+    for (const e of elements.get(f.owners) ?? []) {
+      const a = addrOf(e.val);
+      if (a && typeof e.value === "number") out.owners.set(id(a), { tag: e.value, comment: e.comment });
+    }
+    for (const e of elements.get(f.local) ?? []) {
+      const local = parseLocal(e);
+      if (local) out.locals.push(local);
     }
   }
+  const chain = chainsOf(objects).get(CHAIN);
+  if (chain) out.chain = { hook: chain.hook, type: chain.type, rules: chain.rules.map((r) => r.expr) };
   return out;
 }
 
 /** A local element: {concat: [addr, {prefix: {addr, len}}]}; a /32 (/128) subnet comes back as a bare address. */
-function parseLocal(item: unknown): Listing["locals"][number] | undefined {
-  const { val, comment } = unwrap(item);
+function parseLocal({ val, comment }: NftElement): Listing["locals"][number] | undefined {
   const parts = (val as { concat?: unknown[] } | null)?.concat;
   if (!Array.isArray(parts) || parts.length !== 2) return undefined;
   const a = addrOf(parts[0]);
@@ -265,12 +218,12 @@ function parseLocal(item: unknown): Listing["locals"][number] | undefined {
 
 /** ADD for the nftables backend: one transaction in the common case (no other owner's element in the way). */
 export async function nftAddMasq(entries: readonly NormalizedMasqEntry[], netns?: string): Promise<void> {
-  requireExecutable("nft");
+  requireTool("nft", "ipMasq");
   const adds = [...new Set(entries.flatMap(addLines))];
   // Every ADD re-asserts the constant rules (~15 ms more than elements alone): a ruleset flushed by another tool
   // is repaired by the next pod instead of silently leaving every pod unmasqueraded.
   let r = await nftScript([...declarations(), ...adds], netns);
-  for (let attempt = 1; !r.ok && attempt <= ATTEMPTS && isClash(r.stderr); attempt++) {
+  for (let attempt = 1; r && attempt <= ATTEMPTS && r.failure === "taken"; attempt++) {
     // An address is still held by another tag (reused before its old owner's DEL), or one of our addresses has a
     // local element with another subnet. The newest ADD owns the address: release the previous owner (guarded by
     // the tag we saw, so a concurrent change makes this round fail instead of deleting blindly) and drop every
@@ -290,7 +243,7 @@ export async function nftAddMasq(entries: readonly NormalizedMasqEntry[], netns?
     }
     r = await nftScript([...lines, ...adds], netns);
   }
-  if (!r.ok) throw new CniError(ErrorCode.KernelOperationFailed, `nftables ipMasq setup failed: ${r.stderr}`);
+  if (r) throw new CniError(ErrorCode.KernelOperationFailed, `nftables ipMasq setup failed: ${r.stderr}`);
 }
 
 /** DEL for the nftables backend: by "ip/prefix" hints when given, else (or when they fall short) by element comment. */
@@ -307,7 +260,7 @@ export async function nftDelMasq(network: string, containerID: string, ifname: s
     // Success: every hinted element is gone or was never there. Failure (no table yet, or an address already
     // belongs to another attachment) aborts the whole transaction: sort it out by comment.
     const r = await nftScript(lines, netns);
-    if (r.ok || tableMissing(r.stderr)) return;
+    if (!r || r.failure === "no-table") return;
     log.debug(`ipMasq: nftables DEL by hints failed (${r.stderr}); looking for the elements by comment`);
   }
   await releaseMatching(netns, (c) => c === comment, () => tag, `attachment ${network}/${containerID}/${ifname}`);
@@ -355,9 +308,10 @@ async function releaseMatching(
       ),
     );
     const r = await nftScript(lines, netns);
-    if (r.ok) return;
+    if (!r) return;
     error = r.stderr;
-    if (!isClash(r.stderr) && !isMissing(r.stderr)) break;
+    // A stale read (an element taken or gone meanwhile, the table deleted) is read again; anything else is final.
+    if (r.failure === "failed") break;
   }
   throw new CniError(ErrorCode.KernelOperationFailed, `nftables ipMasq teardown of ${what} failed: ${error}`);
 }
@@ -373,7 +327,7 @@ export async function nftGcMasq(network: string, valid: readonly Attachment[], n
 
 /** CHECK for the nftables backend: the two rules, and every entry's three elements, owned by the entry. */
 export async function nftCheckMasq(entries: readonly NormalizedMasqEntry[], netns?: string): Promise<string | undefined> {
-  requireExecutable("nft");
+  requireTool("nft", "ipMasq");
   const listing = await listTable(netns);
   if (!listing) return `nftables table ${MASQ_NFT_TABLE} does not exist`;
   const chain = listing.chain;
