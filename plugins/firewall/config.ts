@@ -8,7 +8,7 @@
  */
 import { CniError, ErrorCode } from "../../lib/errors.js";
 import { GO_ANY, goExtend } from "../../lib/gojson.js";
-import { hasExecutable } from "../../lib/masq.js";
+import { hasExecutable } from "../../lib/exec.js";
 import { PLUGIN_CONF_SHAPE, type NetConf } from "../../lib/types.js";
 import { quoteInput } from "../../lib/validate.js";
 

@@ -18,11 +18,10 @@
  * the chains, jumps and isolation rules stay, as in the reference (other pods and bridges use them).
  *
  * @example
- *   const table = parseFilter(saveText);
- *   const lines = addLines(table, { adminChain: "CNI-ADMIN", addrs, bridge: undefined });
- *   if (lines.length > 0) restoreInput(lines) // "*filter\n…\nCOMMIT\n"
+ *   const filter = parseSave(saveText, "filter");
+ *   const lines = addLines(filter, { adminChain: "CNI-ADMIN", addrs, bridge: undefined }); // restoreTable(4, "filter", lines)
  */
-import { tokenize } from "../../lib/iptables-save.js";
+import { hasRule, ruleLine, type SavedTable } from "../../lib/netfilter/iptables-save.js";
 import { hostCidr, type PodAddr } from "./pod.js";
 
 /** The chain FORWARD jumps to, named as the reference names it. */
@@ -33,29 +32,6 @@ export const STAGE2 = "CNI-ISOLATION-STAGE-2";
 const PRIV_COMMENT = "CNI firewall plugin rules";
 const ADMIN_COMMENT = "CNI firewall plugin admin overrides";
 const ISOLATION_COMMENT = "CNI firewall plugin rules (ingressPolicy: same-bridge)";
-
-/** The filter table of one family: its chains and, per chain, its rules as word lists (without `-A CHAIN`). */
-export interface FilterTable {
-  chains: Set<string>;
-  rules: Map<string, string[][]>;
-}
-
-/** Parse iptables-save output, keeping the filter table. */
-export function parseFilter(text: string): FilterTable {
-  const t: FilterTable = { chains: new Set(), rules: new Map() };
-  let inFilter = false;
-  for (const line of text.split("\n")) {
-    if (line.startsWith("*")) inFilter = line === "*filter";
-    else if (!inFilter) continue;
-    else if (line.startsWith(":")) t.chains.add(line.slice(1).split(" ")[0]!);
-    else if (line.startsWith("-A ")) {
-      const words = tokenize(line);
-      const chain = words[1] ?? "";
-      t.rules.set(chain, [...(t.rules.get(chain) ?? []), words.slice(2)]);
-    }
-  }
-  return t;
-}
 
 const jumpRule = (comment: string, target: string): string[] => ["-m", "comment", "--comment", comment, "-j", target];
 
@@ -79,23 +55,6 @@ export const stage1Rule = (bridge: string): string[] => ["-i", bridge, "!", "-o"
 export const stage2Rule = (bridge: string): string[] => ["-o", bridge, ...jumpRule(ISOLATION_COMMENT, "DROP")];
 export const returnRule = (): string[] => jumpRule(ISOLATION_COMMENT, "RETURN");
 
-/** One word in iptables-restore syntax: quoted (with `"` and `\` escaped) unless it is plain. */
-export function quoteWord(s: string): string {
-  return /^[A-Za-z0-9_.:/,!+=@%\-\[\]]+$/.test(s) ? s : `"${s.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
-}
-
-/** A rule as one restore line. */
-export function ruleLine(op: "-A" | "-D" | "-I", chain: string, words: readonly string[], position?: number): string {
-  return [op, chain, ...(position === undefined ? [] : [String(position)]), ...words.map(quoteWord)].join(" ");
-}
-
-const same = (a: readonly string[], b: readonly string[]): boolean => a.length === b.length && a.every((w, i) => w === b[i]);
-
-/** Does `chain` hold `rule` (as iptables-save prints it)? */
-export function hasRule(t: FilterTable, chain: string, rule: readonly string[]): boolean {
-  return (t.rules.get(chain) ?? []).some((r) => same(r, rule));
-}
-
 /** What ADD needs: the pod's addresses of this family, and the bridge to isolate (same-bridge) or none. */
 export interface AddPlan {
   adminChain: string;
@@ -108,7 +67,7 @@ export interface AddPlan {
  * A missing chain is made with `-N`, which fails the whole restore if another ADD made it meanwhile (the caller
  * then re-reads and retries): declaring it (`:CHAIN`) would empty a chain that appeared since our read.
  */
-export function addLines(t: FilterTable, plan: AddPlan): string[] {
+export function addLines(t: SavedTable, plan: AddPlan): string[] {
   const lines: string[] = [];
   const made = new Set<string>();
   const ensureChain = (c: string) => {
@@ -136,7 +95,7 @@ export function addLines(t: FilterTable, plan: AddPlan): string[] {
 }
 
 /** Restore lines deleting the address rules that are present (a `-D` of an absent rule would fail the restore). */
-export function delLines(t: FilterTable, addrs: readonly PodAddr[]): string[] {
+export function delLines(t: SavedTable, addrs: readonly PodAddr[]): string[] {
   return addrs.flatMap((a) => addrRules(a).filter((r) => hasRule(t, FORWARD_CHAIN, r)).map((r) => ruleLine("-D", FORWARD_CHAIN, r)));
 }
 
@@ -146,7 +105,7 @@ export function blindDelLines(addrs: readonly PodAddr[]): string[] {
 }
 
 /** CHECK: what is missing from one family's table, or undefined. The reference's checks, in its order. */
-export function checkProblem(t: FilterTable, plan: AddPlan): string | undefined {
+export function checkProblem(t: SavedTable, plan: AddPlan): string | undefined {
   if (plan.addrs.length > 0) {
     for (const c of [FORWARD_CHAIN, plan.adminChain]) if (!t.chains.has(c)) return `chain ${c} does not exist`;
     if (!hasRule(t, "FORWARD", forwardJump())) return `expected FORWARD rule ${forwardJump().join(" ")} not found`;
@@ -156,7 +115,3 @@ export function checkProblem(t: FilterTable, plan: AddPlan): string | undefined 
   return undefined;
 }
 
-/** The whole restore input for the filter table. */
-export function restoreInput(lines: readonly string[]): string {
-  return `*filter\n${lines.join("\n")}\nCOMMIT\n`;
-}

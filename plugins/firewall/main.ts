@@ -7,7 +7,7 @@
 import { CniError, ErrorCode } from "../../lib/errors.js";
 import { log } from "../../lib/log.js";
 import { gcMarkers, listMarkers, markAttachment, markerDetail, unmarkAttachment } from "../../lib/marker.js";
-import { hasExecutable } from "../../lib/masq.js";
+import { hasExecutable } from "../../lib/exec.js";
 import type { CmdContext, GcContext, PluginDefinition } from "../../lib/skel.js";
 import type { Attachment, Result } from "../../lib/types.js";
 import { parseResult } from "../../lib/version.js";

@@ -22,10 +22,12 @@
  * aborts the transaction when another tag owns the address (lib/masq-nft.ts does the same for the masquerade).
  */
 import { hashHex } from "../../lib/hash.js";
+import { chainsOf, dropSetElement, elementsOf } from "../../lib/netfilter/nft.js";
 import type { PodAddr } from "./pod.js";
 
-/** Family and name of our table. */
-export const FIREWALL_NFT_TABLE = "inet cni_ts_firewall";
+/** Name, and family with name, of our table. */
+export const FIREWALL_NFT_NAME = "cni_ts_firewall";
+export const FIREWALL_NFT_TABLE = `inet ${FIREWALL_NFT_NAME}`;
 
 const LAYOUT = {
   4: { pods: "pods4", owners: "owners4", proto: "ip", type: "ipv4_addr" },
@@ -69,7 +71,7 @@ export function declarations(): string[] {
 }
 
 /** Lines giving `tag` the addresses (taking over `takeOver`, owned by another attachment) and the bridge. */
-export function addScript(addrs: readonly PodAddr[], tag: number, bridge: string | undefined, takeOver: readonly PodAddr[] = []): string {
+export function addScript(addrs: readonly PodAddr[], tag: number, bridge: string | undefined, takeOver: readonly PodAddr[] = []): string[] {
   const t = FIREWALL_NFT_TABLE;
   const lines = declarations();
   for (const a of takeOver) lines.push(`delete element ${t} ${LAYOUT[a.family].owners} { ${a.ip} }`);
@@ -81,22 +83,22 @@ export function addScript(addrs: readonly PodAddr[], tag: number, bridge: string
     lines.push(`add element ${t} isolated { "${bridge}" }`);
     lines.push(`add element ${t} bridge_pairs { "${bridge}" . "${bridge}" }`);
   }
-  return lines.join("\n") + "\n";
+  return lines;
 }
 
 /**
  * Lines removing the addresses of `tag`, idempotently (add-then-delete: nft 1.0.6 has no `destroy`). The whole
  * transaction aborts when another tag owns one of them, or when the table does not exist.
  */
-export function delScript(addrs: readonly PodAddr[], tag: number): string {
+export function delScript(addrs: readonly PodAddr[], tag: number): string[] {
   const t = FIREWALL_NFT_TABLE;
   const lines: string[] = [];
   for (const a of addrs) {
     const f = LAYOUT[a.family];
     lines.push(`add element ${t} ${f.owners} { ${a.ip} : ${hex32(tag)} }`, `delete element ${t} ${f.owners} { ${a.ip} }`);
-    lines.push(`add element ${t} ${f.pods} { ${a.ip} }`, `delete element ${t} ${f.pods} { ${a.ip} }`);
+    lines.push(...dropSetElement(t, f.pods, a.ip));
   }
-  return lines.length === 0 ? "" : lines.join("\n") + "\n";
+  return lines;
 }
 
 /** What our table holds, from `nft -j list table inet cni_ts_firewall`. */
@@ -111,40 +113,28 @@ export interface NftState {
   forwardRules: number;
 }
 
-function elemValue(e: unknown): unknown {
-  // An element with a comment or a timeout is wrapped: {"elem": {"val": …}}.
-  if (e && typeof e === "object" && !Array.isArray(e) && "elem" in e) return (e as { elem: { val: unknown } }).elem.val;
-  return e;
-}
-
 function concatText(v: unknown): string {
-  if (v && typeof v === "object" && "concat" in v) return ((v as { concat: unknown[] }).concat).map(String).join(" . ");
+  if (v && typeof v === "object" && "concat" in v) return (v as { concat: unknown[] }).concat.map(String).join(" . ");
   return String(v);
 }
 
-/** Parse the JSON listing of our table. */
-export function parseListing(json: string): NftState {
-  const s: NftState = { owners: new Map(), pods: new Set(), isolated: new Set(), pairs: new Set(), forwardHook: undefined, forwardRules: 0 };
-  const items = (JSON.parse(json) as { nftables?: Record<string, unknown>[] }).nftables ?? [];
-  for (const item of items) {
-    const set = (item.set ?? item.map) as { name?: string; elem?: unknown[] } | undefined;
-    if (set?.name) {
-      for (const raw of set.elem ?? []) {
-        const e = elemValue(raw);
-        if (set.name.startsWith("owners") && Array.isArray(e)) {
-          const [key, val] = e as [unknown, unknown];
-          s.owners.set(String(elemValue(key)), typeof val === "number" ? val : parseInt(String(val), 16));
-        } else if (set.name.startsWith("pods")) s.pods.add(String(e));
-        else if (set.name === "isolated") s.isolated.add(String(e));
-        else if (set.name === "bridge_pairs") s.pairs.add(concatText(e));
-      }
-    }
-    const chain = item.chain as { name?: string; hook?: string } | undefined;
-    if (chain?.name === "forward") s.forwardHook = chain.hook ?? "";
-    const rule = item.rule as { chain?: string } | undefined;
-    if (rule?.chain === "forward") s.forwardRules++;
+/** Our table's state from the objects of its `nft -j` listing (lib/netfilter nftListTable). */
+export function parseListing(objects: readonly Record<string, unknown>[]): NftState {
+  const elems = elementsOf(objects);
+  const owners = new Map<string, number>();
+  for (const name of ["owners4", "owners6"]) {
+    for (const e of elems.get(name) ?? []) owners.set(String(e.val), typeof e.value === "number" ? e.value : parseInt(String(e.value), 16));
   }
-  return s;
+  const keys = (...names: string[]) => new Set(names.flatMap((n) => (elems.get(n) ?? []).map((e) => concatText(e.val))));
+  const forward = chainsOf(objects).get("forward");
+  return {
+    owners,
+    pods: keys("pods4", "pods6"),
+    isolated: keys("isolated"),
+    pairs: keys("bridge_pairs"),
+    forwardHook: forward ? (forward.hook ?? "") : undefined,
+    forwardRules: forward?.rules.length ?? 0,
+  };
 }
 
 /** CHECK: what is missing for this attachment, or undefined. */
