@@ -96,6 +96,13 @@ class TwoNodes {
   bridgeConf(lab: BridgeLab, v4: string, v6: string, cniVersion = "1.0.0"): Conf {
     return lab.conf({ isGateway: true, ipam: lab.hostLocal([v4, v6]) }, cniVersion);
   }
+
+  /** Pod b on node B (bridge only), pod a on node A with bridge and then the firewall `fw` chained. */
+  chained(fw: Conf): { podA: Ns; resA: Record<string, any>; resB: Record<string, any> } {
+    const podA = this.a.pod("a");
+    const resB = this.b.add(this.bridgeConf(this.b, "10.82.0.0/24", "fd82::/64"), { pod: this.b.pod("b") });
+    return { podA, resA: chainAdd(this.a, this.bridgeConf(this.a, "10.81.0.0/24", "fd81::/64"), fw, podA), resB };
+  }
 }
 
 describe("firewall iptables: a pod behind a FORWARD-DROP node", () => {
@@ -152,11 +159,8 @@ describe("firewall iptables: a pod behind a FORWARD-DROP node", () => {
 
   it("the admin chain decides first: a DROP there wins over the pod's accept", () => {
     const t = new TwoNodes("fwad");
-    const podA = t.a.pod("a");
-    const podB = t.b.pod("b");
-    const resB = t.b.add(t.bridgeConf(t.b, "10.82.0.0/24", "fd82::/64"), { pod: podB });
     const fw = fwConf(t.a, { backend: "iptables", iptablesAdminChainName: "OPS-OVERRIDES" });
-    const resA = chainAdd(t.a, t.bridgeConf(t.a, "10.81.0.0/24", "fd81::/64"), fw, podA);
+    const { podA, resA, resB } = t.chained(fw);
     expect(ping(podA, addrOf(resB, 4))).toBe(true);
     nsRun(t.a.node.name, "iptables", ["-A", "OPS-OVERRIDES", "-s", addrOf(resA, 4), "-j", "DROP"]);
     expect(ping(podA, addrOf(resB, 4))).toBe(false);
@@ -164,11 +168,8 @@ describe("firewall iptables: a pod behind a FORWARD-DROP node", () => {
 
   it("DEL with the pod's namespace gone and no prevResult removes the rules (marker); a second DEL starts no process", () => {
     const t = new TwoNodes("fwng");
-    const podA = t.a.pod("a");
-    const podB = t.b.pod("b");
-    const resB = t.b.add(t.bridgeConf(t.b, "10.82.0.0/24", "fd82::/64"), { pod: podB });
     const fw = fwConf(t.a, { backend: "iptables" });
-    const resA = chainAdd(t.a, t.bridgeConf(t.a, "10.81.0.0/24", "fd81::/64"), fw, podA);
+    const { podA, resA, resB } = t.chained(fw);
     expect(ping(podA, addrOf(resB, 4))).toBe(true);
     const id = `ctr-${podA.name}`;
     spawnSync("ip", ["netns", "del", podA.name]);
@@ -188,11 +189,8 @@ describe("firewall iptables: a pod behind a FORWARD-DROP node", () => {
 describe("firewall nftables", () => {
   it("accepts in its own table: the pod's traffic is accepted there, but a drop in another table (iptables FORWARD DROP) still wins", () => {
     const t = new TwoNodes("fwn");
-    const podA = t.a.pod("a");
-    const podB = t.b.pod("b");
-    const resB = t.b.add(t.bridgeConf(t.b, "10.82.0.0/24", "fd82::/64"), { pod: podB });
     const fw = fwConf(t.a, { backend: "nftables" });
-    const resA = chainAdd(t.a, t.bridgeConf(t.a, "10.81.0.0/24", "fd81::/64"), fw, podA);
+    const { podA, resA, resB } = t.chained(fw);
     const table = firewallTable(t.a.node.name);
     expect(table).toContain(addrOf(resA, 4));
     expect(table).toContain(addrOf(resA, 6));

@@ -1,5 +1,4 @@
 import { describe, expect, it } from "vitest";
-import { CniError } from "../../lib/errors.js";
 import { decodeGo, parseJsonText } from "../../lib/gojson.js";
 import type { NetConf, Result } from "../../lib/types.js";
 import { FIREWALL_CONF_SHAPE, loadFirewallConfig } from "../../plugins/firewall/config.js";
@@ -11,14 +10,8 @@ import { bridgeOf, decodeAddrs, encodeAddrs, familiesOf, podAddresses, type PodA
 const base = (o: Record<string, unknown> = {}): NetConf => ({ cniVersion: "1.0.0", name: "net1", type: "firewall", backend: "iptables", ...o }) as NetConf;
 const load = (o: Record<string, unknown> = {}) => loadFirewallConfig(base(o));
 
-function error(f: () => unknown): { code: number; msg: string } | undefined {
-  try {
-    f();
-  } catch (e) {
-    return e instanceof CniError ? { code: e.code, msg: e.message } : { code: -1, msg: String(e) };
-  }
-  return undefined;
-}
+/** The CniError `f` throws, as a matcher: code (and message) checked with toThrow. */
+const cniError = (code: number, msg?: RegExp | string) => expect.objectContaining({ code, ...(msg === undefined ? {} : { message: expect.stringMatching(msg) }) });
 
 const v4: PodAddr = { family: 4, ip: "10.1.0.5" };
 const v6: PodAddr = { family: 6, ip: "fd00::5" };
@@ -56,8 +49,8 @@ describe("firewall config", () => {
       { ingressPolicy: true },
       { backend: "nftables", iptablesAdminChainName: "MINE" },
     ];
-    for (const o of bad) expect(error(() => load(o)), JSON.stringify(o)).toMatchObject({ code: 7 });
-    expect(error(() => load({ backend: "firewalld" }))?.msg).toMatch(/firewalld.*not supported/);
+    for (const o of bad) expect(() => load(o), JSON.stringify(o)).toThrow(cniError(7));
+    expect(() => load({ backend: "firewalld" })).toThrow(cniError(7, /firewalld.*not supported/));
   });
 
   it("accepts the longest chain name iptables takes", () => {
@@ -78,9 +71,9 @@ describe("firewall prevResult", () => {
   });
 
   it("refuses a missing or unsafe bridge name with code 7", () => {
-    expect(error(() => bridgeOf({ ips: [] }))).toMatchObject({ code: 7 });
-    expect(error(() => bridgeOf({ interfaces: [{ name: "br0 -j ACCEPT" }] }))).toMatchObject({ code: 7 });
-    expect(error(() => bridgeOf({ interfaces: [{ name: 'x"y' }] }))).toMatchObject({ code: 7 });
+    expect(() => bridgeOf({ ips: [] })).toThrow(cniError(7));
+    expect(() => bridgeOf({ interfaces: [{ name: "br0 -j ACCEPT" }] })).toThrow(cniError(7));
+    expect(() => bridgeOf({ interfaces: [{ name: 'x"y' }] })).toThrow(cniError(7));
   });
 
   it("round-trips addresses through the marker word", () => {
