@@ -287,6 +287,23 @@ describe("firewall hostile input", () => {
   });
 });
 
+describe("firewall DEL is safe", () => {
+  it("a config DEL cannot use does not stop it (the runtime goes on to bridge); an address another attachment holds keeps its rules", () => {
+    const lab = new BridgeLab(sb, "fwds", ourBin("fwds-bin"), "fwnet");
+    const pod = lab.pod();
+    const res = lab.add(lab.conf({ isGateway: true, ipam: lab.hostLocal(["10.89.0.0/24"]) }), { pod });
+    const fw = fwConf(lab, { backend: "iptables" });
+    expect(call(lab, "firewall", "ADD", { ...fw, prevResult: res }, pod).status).toBe(0);
+    // The same address in a second attachment (it moved before the first one's DEL ran).
+    expect(call(lab, "firewall", "ADD", { ...fw, prevResult: res }, pod, { containerID: "newer" }).status).toBe(0);
+    const first = call(lab, "firewall", "DEL", { ...fwConf(lab, { backend: 4 }), prevResult: res }, pod);
+    expect(first.status, first.stdout + first.stderr).toBe(0);
+    expect(filterTables(lab.node.name)).toContain(`-s ${addrOf(res, 4)}/32 -j ACCEPT`);
+    expect(call(lab, "firewall", "DEL", { ...fw, prevResult: res }, pod, { containerID: "newer" }).status).toBe(0);
+    expect(filterTables(lab.node.name)).not.toContain(addrOf(res, 4));
+  });
+});
+
 describe("firewall GC", () => {
   for (const backend of ["iptables", "nftables"] as Backend[]) {
     it(`${backend}: removes the rules of attachments that are not in the valid list`, () => {
