@@ -39,7 +39,7 @@ import { log } from "../log.js";
 import type { Attachment } from "../types.js";
 import { requireTool } from "./backend.js";
 import type { LiveMasqKeys, NormalizedMasqEntry } from "./masq-entry.js";
-import { chainsOf, dropSetElement, elementOf, elementsOf, nftApply, nftFailure, nftListTable, type NftElement, type NftFailure } from "./nft.js";
+import { chainsOf, dropSetElement, elementOf, elementsOf, nftApply, nftApplyWithRetry, nftFailure, nftListTable, type NftElement, type NftFailure } from "./nft.js";
 
 /** Family and name of our table (`nft list table inet cni_ts_masq`). */
 export const MASQ_NFT_TABLE = "inet cni_ts_masq";
@@ -279,10 +279,10 @@ async function releaseMatching(
   what: string,
   live?: LiveMasqKeys,
 ): Promise<void> {
-  let error = "";
-  for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
+  // A stale read (an element taken or gone meanwhile, the table deleted) is read again; anything else is final.
+  const failed = await nftApplyWithRetry(TABLE_NAME, async () => {
     const listing = await listTable(netns);
-    if (!listing) return;
+    if (!listing) return [];
     const doomed = new Map<string, { a: Addr; tag: number; comment: string | undefined }>();
     for (const [key, o] of listing.owners) {
       if (!pick(o.comment)) continue;
@@ -299,21 +299,17 @@ async function releaseMatching(
       const spared = await live();
       for (const [key, d] of doomed) if (d.comment !== undefined && spared.has(d.comment)) doomed.delete(key);
     }
-    if (doomed.size === 0) return;
-    const lines = [...doomed.values()].flatMap(({ a, tag }) =>
+    if (doomed.size === 0) return [];
+    return [...doomed.values()].flatMap(({ a, tag }) =>
       releaseAddress(
         a,
         tag,
         listing.locals.filter((l) => l.family === a.family && l.ip === a.ip).map((l) => l.key),
       ),
     );
-    const r = await nftScript(lines, netns);
-    if (!r) return;
-    error = r.stderr;
-    // A stale read (an element taken or gone meanwhile, the table deleted) is read again; anything else is final.
-    if (r.failure === "failed") break;
-  }
-  throw new CniError(ErrorCode.KernelOperationFailed, `nftables ipMasq teardown of ${what} failed: ${error}`);
+  }, netns);
+  if (!failed) return;
+  throw new CniError(ErrorCode.KernelOperationFailed, `nftables ipMasq teardown of ${what} failed: ${failed.stderr}`);
 }
 
 /** GC for the nftables backend: addresses whose comment names `network` but none of the valid or live attachments. */

@@ -22,6 +22,9 @@ import { inNetns } from "../netns.js";
 import { classifyStderr, ToolError } from "../tool-error.js";
 
 const TIMEOUT_MS = 20_000;
+// A transaction built from a read that went stale is recomputed from a fresh read; three rounds are plenty, since
+// each loss means another writer made progress.
+const ATTEMPTS = 3;
 
 /** Run `lines` as one nft transaction; undefined on success, else the ToolError (a timeout throws code 11). */
 export async function nftApply(lines: readonly string[], netns?: string): Promise<ToolError | undefined> {
@@ -31,6 +34,22 @@ export async function nftApply(lines: readonly string[], netns?: string): Promis
   if (r.code === 0) return undefined;
   const failedLine = /^\/dev\/stdin:\d+:[^\n]*\n([^\n]*)/.exec(r.stderr)?.[1];
   return new ToolError({ tool: "nft", what: "nft -f -", status: r.code, stderr: r.stderr.trim(), failedLine });
+}
+
+/**
+ * Read, compute, apply, on table `tableName`: `step(attempt)` reads what it needs and returns the script (none:
+ * nothing to do). A transaction that fails because the read went stale ("taken", "gone", "no-table") is recomputed
+ * by the next step, up to three times; any other failure is final. Undefined on success, else the last failure.
+ */
+export async function nftApplyWithRetry(tableName: string, step: (attempt: number) => Promise<readonly string[]>, netns?: string): Promise<ToolError | undefined> {
+  let error: ToolError | undefined;
+  for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
+    const lines = await step(attempt);
+    if (lines.length === 0) return undefined;
+    error = await nftApply(lines, netns);
+    if (!error || nftFailure(error, tableName) === "failed") return error;
+  }
+  return error;
 }
 
 /** What a failed transaction means for its caller (see the module comment). */

@@ -6,7 +6,7 @@ import { parseIP } from "../../lib/cidr.js";
 import { CniError, ErrorCode } from "../../lib/errors.js";
 import { hasExecutable } from "../../lib/exec.js";
 import { requireTool } from "../../lib/netfilter/backend.js";
-import { chainsOf, elementsOf, nftApply, nftFailure, nftListTable, parseNftJson } from "../../lib/netfilter/nft.js";
+import { chainsOf, elementsOf, nftApplyWithRetry, nftListTable, parseNftJson } from "../../lib/netfilter/nft.js";
 import type { Attachment } from "../../lib/types.js";
 import type { PortmapConfig } from "./config.js";
 import { nftNetworkTag, nftOwner } from "./identity.js";
@@ -29,10 +29,6 @@ import {
   type SetElem,
 } from "./nft-rules.js";
 import type { PodAddr } from "./pod.js";
-
-// A transaction that lost a race (another pod's ADD took a key between our read and our write) is re-read: the
-// next round then reports the conflict properly, or succeeds.
-const ATTEMPTS = 3;
 
 const MAPS = new Set(["dnat4", "dnatip4", "dnat6", "dnatip6"]);
 const SETS = new Set(["masq4", "masq6"]);
@@ -98,14 +94,6 @@ async function listTable(): Promise<Listing | undefined> {
   return objects && listingOf(objects);
 }
 
-/**
- * Run a script on our table: undefined on success, else nft's stderr and whether a fresh read may fix it (an element
- * taken or gone, a rule handle gone, the table deleted meanwhile: see lib/netfilter/nft.ts).
- */
-async function nftScript(lines: readonly string[]): Promise<{ stale: boolean; stderr: string } | undefined> {
-  const e = await nftApply(lines);
-  return e && { stale: nftFailure(e, TABLE_NAME) !== "failed", stderr: e.stderr };
-}
 
 /** Lines removing every element and conditional rule whose owner `pick` selects. */
 function dropLines(listing: Listing, pick: (owner: string | undefined) => boolean): string[] {
@@ -131,9 +119,9 @@ function foreignClaims(listing: Listing, owner: string): Array<{ claim: Claim; o
 export async function nftAdd(conf: PortmapConfig, containerID: string, ifname: string, pods: readonly PodAddr[]): Promise<void> {
   requireTool("nft", "portmap");
   const owner = nftOwner(conf.name, containerID, ifname);
-  const want = desiredState(conf, owner, pods);
-  let error = "";
-  for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
+  // Derived again in every round, from the state that round reads.
+  const failed = await nftApplyWithRetry(TABLE_NAME, async () => {
+    const want = desiredState(conf, owner, pods);
     const listing = await listTable();
     const lines = declarations();
     if (listing) {
@@ -159,31 +147,19 @@ export async function nftAdd(conf: PortmapConfig, containerID: string, ifname: s
       want.maps = want.maps.filter((e) => !mine.has(`${e.map} ${e.key} ${e.value}`));
       want.sets = want.sets.filter((e) => !mine.has(`${e.set} ${e.key}`));
     }
-    const r = await nftScript([...lines, ...addLines(want, owner)]);
-    if (!r) return;
-    error = r.stderr;
-    if (!r.stale) break;
-    // Re-derive from the state we will read next round.
-    Object.assign(want, desiredState(conf, owner, pods));
-  }
-  throw new CniError(ErrorCode.KernelOperationFailed, `portmap: nftables setup failed: ${error}`);
+    return [...lines, ...addLines(want, owner)];
+  });
+  if (failed) throw new CniError(ErrorCode.KernelOperationFailed, `portmap: nftables setup failed: ${failed.stderr}`);
 }
 
 /** Remove every element and rule whose owner `pick` selects, re-reading after a lost race. */
 async function dropMatching(pick: (owner: string | undefined) => boolean, what: string): Promise<void> {
   if (!hasExecutable("nft")) return;
-  let error = "";
-  for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
+  const failed = await nftApplyWithRetry(TABLE_NAME, async () => {
     const listing = await listTable();
-    if (!listing) return;
-    const lines = dropLines(listing, pick);
-    if (lines.length === 0) return;
-    const r = await nftScript(lines);
-    if (!r) return;
-    error = r.stderr;
-    if (!r.stale) break;
-  }
-  throw new CniError(ErrorCode.KernelOperationFailed, `portmap: nftables teardown of ${what} failed: ${error}`);
+    return listing ? dropLines(listing, pick) : [];
+  });
+  if (failed) throw new CniError(ErrorCode.KernelOperationFailed, `portmap: nftables teardown of ${what} failed: ${failed.stderr}`);
 }
 
 /** DEL: the attachment's elements and rules, found by owner; nothing else needed. */
