@@ -6,11 +6,9 @@
 import { CniError, ErrorCode } from "../../lib/errors.js";
 import { hasExecutable } from "../../lib/exec.js";
 import { requireTool } from "../../lib/netfilter/backend.js";
-import { nftApply, nftFailure, nftListTable } from "../../lib/netfilter/nft.js";
+import { nftApply, nftApplyWithRetry, nftFailure, nftListTable } from "../../lib/netfilter/nft.js";
 import { addScript, delScript, FIREWALL_NFT_NAME, nftCheckProblem, ownedByOthers, parseListing, type NftState } from "./nft-rules.js";
 import type { PodAddr } from "./pod.js";
-
-const ATTEMPTS = 3;
 
 async function listState(): Promise<NftState | undefined> {
   const objects = await nftListTable(FIREWALL_NFT_NAME);
@@ -20,28 +18,27 @@ async function listState(): Promise<NftState | undefined> {
 /** ADD: the addresses become ours (taken over from a stale owner if need be), the bridge joins the isolated set. */
 export async function nftAdd(addrs: readonly PodAddr[], tag: number, bridge: string | undefined): Promise<void> {
   requireTool("nft", "firewall");
-  let err = await nftApply(addScript(addrs, tag, bridge));
-  for (let attempt = 1; err && nftFailure(err, FIREWALL_NFT_NAME) === "taken" && attempt < ATTEMPTS; attempt++) {
+  const err = await nftApplyWithRetry(FIREWALL_NFT_NAME, async (attempt) => {
+    if (attempt === 0) return addScript(addrs, tag, bridge);
     // An address still owned by an attachment that is gone (its DEL has not run): the newest ADD wins.
     const state = await listState();
-    err = await nftApply(addScript(addrs, tag, bridge, state ? ownedByOthers(state, addrs, tag) : []));
-  }
+    return addScript(addrs, tag, bridge, state ? ownedByOthers(state, addrs, tag) : []);
+  });
   if (err) throw new CniError(ErrorCode.KernelOperationFailed, `firewall: nft failed: ${err.stderr}`);
 }
 
-/** DEL: the addresses this attachment owns; those another attachment owns now stay. */
+/** DEL: the addresses this attachment owns; those another attachment owns now stay. No table: nothing to do. */
 export async function nftDel(addrs: readonly PodAddr[], tag: number): Promise<void> {
   if (addrs.length === 0 || !hasExecutable("nft")) return;
-  let err = await nftApply(delScript(addrs, tag));
-  for (let attempt = 0; err && attempt < ATTEMPTS; attempt++) {
-    if (nftFailure(err, FIREWALL_NFT_NAME) === "no-table") return;
+  // Blind first: right whenever the elements are ours; no table means nothing to remove (and no listing).
+  const first = await nftApply(delScript(addrs, tag));
+  if (!first || nftFailure(first, FIREWALL_NFT_NAME) === "no-table") return;
+  const err = await nftApplyWithRetry(FIREWALL_NFT_NAME, async () => {
     const state = await listState();
-    if (!state) return;
+    if (!state) return [];
     const others = new Set(ownedByOthers(state, addrs, tag).map((a) => a.ip));
-    const lines = delScript(addrs.filter((a) => !others.has(a.ip)), tag);
-    if (lines.length === 0) return;
-    err = await nftApply(lines);
-  }
+    return delScript(addrs.filter((a) => !others.has(a.ip)), tag);
+  });
   if (err) throw new CniError(ErrorCode.KernelOperationFailed, `firewall: nft teardown failed: ${err.stderr}`);
 }
 
