@@ -18,7 +18,7 @@ import { dirname, join, resolve } from "node:path";
 import { executableTarget, pkgJson, root, sourceDefines } from "./scripts/package-facts.mjs";
 
 const require = createRequire(import.meta.url);
-const PLUGINS = ["bridge", "host-local", "routes", "loopback", "portmap", "tuning", "bandwidth"];
+const PLUGINS = ["bridge", "host-local", "routes", "loopback", "portmap", "firewall", "tuning", "bandwidth"];
 const SEA_FUSE = "NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2";
 const lock = JSON.parse(readFileSync(join(root, "package-lock.json"), "utf8"));
 

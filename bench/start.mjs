@@ -12,7 +12,7 @@ import {
 } from "./lib.mjs";
 
 export const usage = "npm run bench -- start [--n 30] [--json FILE]";
-const PLUGINS = ["bandwidth", "bridge", "host-local", "loopback", "portmap", "routes", "tuning"];
+const PLUGINS = ["bandwidth", "bridge", "firewall", "host-local", "loopback", "portmap", "routes", "tuning"];
 const STDIN = '{"cniVersion":"1.0.0"}';
 
 function parseArgs(argv) {

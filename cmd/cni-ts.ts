@@ -12,12 +12,13 @@ import { installMain } from "./install.js";
 import { CNI_TS_VERSION, pluginMain, subcommandOf, type PluginDefinition } from "../lib/skel.js";
 import { bandwidth } from "../plugins/bandwidth/main.js";
 import { bridge } from "../plugins/bridge/main.js";
+import { firewall } from "../plugins/firewall/main.js";
 import { loopback } from "../plugins/loopback/main.js";
 import { portmap } from "../plugins/portmap/main.js";
 import { routes } from "../plugins/routes/main.js";
 import { tuning } from "../plugins/tuning/main.js";
 
-export const APPLETS: Readonly<Record<string, PluginDefinition>> = { bridge, "host-local": hostLocal, routes, loopback, portmap, tuning, bandwidth };
+export const APPLETS: Readonly<Record<string, PluginDefinition>> = { bridge, "host-local": hostLocal, routes, loopback, portmap, firewall, tuning, bandwidth };
 
 function usage(): string {
   const build = buildInfo();

@@ -22,8 +22,8 @@ import { log } from "./log.js";
 
 const ROOT = "/run/cni-ts";
 
-/** What a marker stands for: portmap's rules, or bridge's masquerade. */
-export type MarkerKind = "portmap" | "masq";
+/** What a marker stands for: portmap's rules, bridge's masquerade, or the firewall plugin's rules. */
+export type MarkerKind = "portmap" | "masq" | "firewall";
 
 function markerPath(kind: MarkerKind, network: string, containerID: string, ifname: string): string {
   const netns = statSync("/proc/self/ns/net").ino;
@@ -99,4 +99,31 @@ export function gcMarkers(kind: MarkerKind, network: string, valid: ReadonlyArra
   } catch {
     // No directory (no marker at all), or one that cannot be read: nothing GC must do here.
   }
+}
+
+/** One marker as written: the attachment's identity and its detail word (undefined when it has none). */
+export interface MarkedAttachment {
+  network: string;
+  containerID: string;
+  ifname: string;
+  detail: string | undefined;
+}
+
+/** Every readable marker of a kind in this network namespace (GC, and DEL looking for an address's other users). */
+export function listMarkers(kind: MarkerKind): MarkedAttachment[] {
+  const out: MarkedAttachment[] = [];
+  try {
+    const dir = join(markerPath(kind, "", "", ""), "..");
+    for (const name of readdirSync(dir)) {
+      try {
+        const [network, containerID, ifname, detail] = readFileSync(join(dir, name), "utf8").trim().split(" ");
+        if (network && containerID && ifname) out.push({ network, containerID, ifname, detail });
+      } catch {
+        // removed by a DEL meanwhile
+      }
+    }
+  } catch {
+    // no directory: no marker
+  }
+  return out;
 }

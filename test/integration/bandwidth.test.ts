@@ -4,7 +4,7 @@
 // no ifb, also after the pod's namespace was deleted first; hostile limits are refused with nothing changed; the
 // layout is compared with the reference's (/usr/lib/cni, Debian 1.1.1). Nothing here touches the machine's namespace.
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, symlinkSync } from "node:fs";
+import { mkdirSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BridgeLab, type CniCall, type Conf, labPath, linkNames, nsRun, type Ns, REFERENCE_BIN } from "./bridge-lab.js";
@@ -16,15 +16,8 @@ afterAll(() => sb.cleanup());
 
 const SUBNET = "10.68.0.0/24";
 
-/** The lab's node tools plus tc (iproute2's, which a node has beside ip). */
-let pathWithTc: string | undefined;
-function bwPath(): string {
-  if (pathWithTc) return pathWithTc;
-  const dir = sb.tmpdir("tc");
-  symlinkSync(["/usr/sbin/tc", "/sbin/tc", "/usr/bin/tc"].find((f) => existsSync(f))!, join(dir, "tc"));
-  pathWithTc = `${labPath(sb)}:${dir}`;
-  return pathWithTc;
-}
+/** The node tools (tc among them) and the lab's. */
+const bwPath = (): string => labPath(sb);
 
 /** A CNI_PATH of our executable under the names this chain uses. */
 function ourBin(): string {

@@ -10,10 +10,10 @@ import { fileURLToPath } from "node:url";
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 export const DIST_BIN = join(ROOT, "dist/bin");
-export const PLUGINS = ["bridge", "host-local", "routes", "loopback", "portmap", "tuning", "bandwidth"] as const;
+export const PLUGINS = ["bridge", "host-local", "routes", "loopback", "portmap", "firewall", "tuning", "bandwidth"] as const;
 
 // What a node has: iproute2 (ip, bridge), util-linux (nsenter, flock), a shell, iptables/nft, ping.
-const NODE_TOOLS = ["ip", "bridge", "nsenter", "flock", "sh", "cat", "iptables", "iptables-restore", "iptables-save", "ip6tables", "ip6tables-restore", "ip6tables-save", "nft", "ping", "sysctl"];
+const NODE_TOOLS = ["ip", "bridge", "nsenter", "flock", "sh", "cat", "tc", "iptables", "iptables-restore", "iptables-save", "ip6tables", "ip6tables-restore", "ip6tables-save", "nft", "ping", "sysctl"];
 
 let toolDir: string | undefined;
 /** A directory with links to the node tools only: proof that the executables need no Node.js on PATH. */
