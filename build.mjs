@@ -233,7 +233,7 @@ function checkVersions(o, how, what, opts = {}) {
     } catch {
       fail(`smoke test (${what}): ${p} VERSION printed ${JSON.stringify(r.stdout)} (exit ${r.status ?? r.signal}, stderr ${JSON.stringify(r.stderr.slice(0, 300))})`);
     }
-    if (r.status !== 0 || answer.cniVersion !== "1.0.0" || answer.supportedVersions?.length !== 7 || r.stderr !== "") {
+    if (r.status !== 0 || answer.cniVersion !== "1.0.0" || !answer.supportedVersions?.includes("1.1.0") || r.stderr !== "") {
       fail(`smoke test (${what}): ${p} VERSION answered ${r.stdout} (exit ${r.status}, stderr ${JSON.stringify(r.stderr.slice(0, 300))})`);
     }
   }

@@ -67,6 +67,11 @@ export interface PluginDefinition {
    * case-insensitively reach the verbs spelled as the field (lib/gojson.ts). Default: PLUGIN_CONF_SHAPE.
    */
   config?: GoStruct;
+  /**
+   * The oldest spec version the plugin serves (default 0.1.0, all of them). The reference's chained plugins that
+   * need the interfaces of a prevResult start at 0.3.0; VERSION lists, and skel refuses with code 1, as theirs do.
+   */
+  firstVersion?: string;
   add(ctx: CmdContext): Promise<Result>;
   del(ctx: CmdContext): Promise<void>;
   check(ctx: CmdContext): Promise<void>;
@@ -115,13 +120,14 @@ export async function runPlugin(plugin: PluginDefinition, io: PluginIO): Promise
   let version = LATEST_VERSION;
   try {
     const command = parseCommand(io.env.CNI_COMMAND);
-    if (command === "VERSION") return { stdout: versionAnswer(await loadStdin(io).catch(() => Buffer.alloc(0))), exitCode: 0 };
+    if (command === "VERSION") return { stdout: versionAnswer(plugin, await loadStdin(io).catch(() => Buffer.alloc(0))), exitCode: 0 };
     // The reference skel's order: the environment, then stdin (JSON 6, name 7, cniVersion 6, version 1), then the
     // verb's version gate; only then what the plugin itself checks (CNI_ARGS, the netns).
     const base = validateEnv(command, io.env);
     const rawConfig = await loadStdin(io);
     const config = parseConfig(rawConfig, plugin.config);
     version = config.cniVersion;
+    requirePluginVersion(plugin, version);
     gateVerb(command, version);
     const args = splitCniArgs(io.env.CNI_ARGS);
     checkKnownArgs(args, plugin.argsKeys ?? []);
@@ -153,7 +159,7 @@ export async function runPlugin(plugin: PluginDefinition, io: PluginIO): Promise
 
 /** The text a person sees when running the executable by hand. */
 export function aboutText(plugin: PluginDefinition): string {
-  return `${plugin.about}\ncni-ts version ${CNI_TS_VERSION}\nCNI protocol versions supported: ${SUPPORTED_VERSIONS.join(", ")}\n` +
+  return `${plugin.about}\ncni-ts version ${CNI_TS_VERSION}\nCNI protocol versions supported: ${pluginVersions(plugin).join(", ")}\n` +
     `Run by a container runtime with CNI_COMMAND (${VERBS.join(", ")}) in the environment and the network configuration on stdin.\n`;
 }
 
@@ -262,6 +268,19 @@ export function parseConfig(raw: Buffer, shape: GoStruct = PLUGIN_CONF_SHAPE): N
   return { ...conf, cniVersion, name } as NetConf;
 }
 
+/** The spec versions `plugin` serves: SUPPORTED_VERSIONS from its firstVersion on. */
+export function pluginVersions(plugin: PluginDefinition): readonly string[] {
+  const first = plugin.firstVersion;
+  return first === undefined ? SUPPORTED_VERSIONS : SUPPORTED_VERSIONS.filter((v) => versionAtLeast(v, first));
+}
+
+/** A version the executable knows but this plugin does not serve: code 1, as the reference skel answers it. */
+function requirePluginVersion(plugin: PluginDefinition, version: string): void {
+  const versions = pluginVersions(plugin);
+  if (versions.includes(version)) return;
+  throw new CniError(ErrorCode.IncompatibleVersion, "incompatible CNI versions", `config is ${quoteInput(version)}, plugin supports [${versions.join(" ")}]`);
+}
+
 function gateVerb(command: Exclude<Verb, "VERSION">, version: string): void {
   if (command === "CHECK" && !versionAtLeast(version, "0.4.0")) {
     throw new CniError(ErrorCode.IncompatibleVersion, "config version does not allow CHECK", `CHECK needs cniVersion 0.4.0 or later, config is ${version}`);
@@ -286,7 +305,7 @@ export function parseValidAttachments(config: NetConf): Attachment[] | undefined
 }
 
 /** VERSION: the input's cniVersion echoed (SPEC.md), our newest when the input has none or is not JSON. */
-function versionAnswer(stdin: Buffer): string {
+function versionAnswer(plugin: PluginDefinition, stdin: Buffer): string {
   let cniVersion = LATEST_VERSION;
   try {
     const v = (JSON.parse(stdin.toString("utf8")) as { cniVersion?: unknown }).cniVersion;
@@ -294,5 +313,5 @@ function versionAnswer(stdin: Buffer): string {
   } catch {
     // The reference ignores stdin for VERSION entirely; garbage is not an error here either.
   }
-  return JSON.stringify({ cniVersion, supportedVersions: SUPPORTED_VERSIONS }) + "\n";
+  return JSON.stringify({ cniVersion, supportedVersions: pluginVersions(plugin) }) + "\n";
 }

@@ -8,22 +8,13 @@ import { log } from "../../lib/log.js";
 import type { CmdContext, PluginDefinition } from "../../lib/skel.js";
 import { ToolError } from "../../lib/tool-error.js";
 import type { Result } from "../../lib/types.js";
-import { SUPPORTED_VERSIONS, parseResult, versionAtLeast } from "../../lib/version.js";
+import { parseResult } from "../../lib/version.js";
 import { BANDWIDTH_CONF_SHAPE, loadBandwidthConfig, shapesAnything, type BandwidthLimits } from "./config.js";
 import { shapingProblem } from "./check.js";
 import { hostVeth } from "./host.js";
 import { createIfb, deleteIfb, ifbName, linkExists } from "./ifb.js";
 import { applyShaping, type Shaping } from "./shape.js";
 import { tbfFor } from "./tbf.js";
-
-/** The reference starts at 0.3.0 (VersionsStartingFrom("0.3.0")): results before it cannot name interfaces. */
-const FIRST_VERSION = "0.3.0";
-
-function requireVersion(ctx: CmdContext): void {
-  if (versionAtLeast(ctx.version, FIRST_VERSION)) return;
-  const supported = SUPPORTED_VERSIONS.filter((v) => versionAtLeast(v, FIRST_VERSION));
-  throw new CniError(ErrorCode.IncompatibleVersion, "incompatible CNI versions", `config is ${JSON.stringify(ctx.version)}, plugin supports [${supported.map((v) => JSON.stringify(v)).join(" ")}]`);
-}
 
 function prevResult(ctx: CmdContext, what: string): Result {
   const raw = ctx.config.prevResult;
@@ -47,7 +38,6 @@ function shaping(limits: BandwidthLimits, veth: string, ifb: string): Shaping {
 }
 
 async function add(ctx: CmdContext): Promise<Result> {
-  requireVersion(ctx);
   const conf = loadBandwidthConfig(ctx.config);
   const ifb = ifbName(conf.name, ctx.containerID);
   // Every number is range-checked with the config (a placeholder device name: the numbers do not depend on it).
@@ -78,7 +68,6 @@ async function add(ctx: CmdContext): Promise<Result> {
  * No process when there is no ifb.
  */
 async function del(ctx: CmdContext): Promise<void> {
-  requireVersion(ctx);
   const ifb = ifbName(ctx.config.name, ctx.containerID);
   if (!linkExists(ifb)) return;
   try {
@@ -90,7 +79,6 @@ async function del(ctx: CmdContext): Promise<void> {
 
 /** CHECK: the tbf(s), the ingress redirect and the ifb as ADD made them (code 103 when they differ). */
 async function check(ctx: CmdContext): Promise<void> {
-  requireVersion(ctx);
   const conf = loadBandwidthConfig(ctx.config);
   const prev = prevResult(ctx, "must be called as a chained plugin");
   if (!shapesAnything(conf.limits)) return;
@@ -110,6 +98,8 @@ export const bandwidth: PluginDefinition = {
   about: "CNI bandwidth plugin (cni-ts): ingress and egress rate limits (tbf, ifb), chained after the main plugin",
   netns: "required",
   config: BANDWIDTH_CONF_SHAPE,
+  // The reference starts at 0.3.0: results before it name no interfaces, so no host veth to shape.
+  firstVersion: "0.3.0",
   add,
   del,
   check,

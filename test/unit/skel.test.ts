@@ -207,6 +207,25 @@ describe("VERSION", () => {
   });
 });
 
+describe("a plugin's firstVersion", () => {
+  const { plugin, calls } = recorder();
+  const from030: PluginDefinition = { ...plugin, firstVersion: "0.3.0" };
+  it("VERSION lists only the versions from it on", async () => {
+    const r = await runPlugin(from030, { env: { CNI_COMMAND: "VERSION" }, stdin: Buffer.from("{}") });
+    expect(JSON.parse(r.stdout).supportedVersions).toEqual(["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]);
+  });
+  it("an older config is code 1 on every verb, before the plugin runs; the first version itself is served", async () => {
+    for (const verb of ["ADD", "DEL"]) {
+      const r = await runPlugin(from030, { env: { ...ENV, CNI_COMMAND: verb }, stdin: conf({ cniVersion: "0.2.0" }) });
+      expect(JSON.parse(r.stdout)).toMatchObject({ code: 1, msg: "incompatible CNI versions" });
+    }
+    expect(calls).toEqual([]);
+    const ok = await runPlugin(from030, { env: { ...ENV, CNI_COMMAND: "ADD" }, stdin: conf({ cniVersion: "0.3.0" }) });
+    expect(ok.exitCode).toBe(0);
+    expect(calls.map((c) => c.verb)).toEqual(["ADD"]);
+  });
+});
+
 describe("CNI_ARGS and CNI_PATH through the skel", () => {
   it("passes known pairs, rejects unknown keys without IgnoreUnknown (code 4)", async () => {
     const ok = await call("ADD", { CNI_ARGS: "IP=10.1.2.9" });
