@@ -5,44 +5,48 @@
  */
 // First: the runtime module undoes what Node.js environment variables set up at bootstrap, before any other module runs.
 import { buildInfo, invokedName, runtimeVersion } from "../lib/runtime.js";
-import { hostLocal } from "../ipam/host-local/main.js";
 import { registerInProcess } from "../lib/invoke.js";
-import { conflistMain } from "./conflist.js";
-import { installMain } from "./install.js";
 import { CNI_TS_VERSION, pluginMain, subcommandOf, type PluginDefinition } from "../lib/skel.js";
-import { bandwidth } from "../plugins/bandwidth/main.js";
-import { bridge } from "../plugins/bridge/main.js";
-import { firewall } from "../plugins/firewall/main.js";
-import { loopback } from "../plugins/loopback/main.js";
-import { portmap } from "../plugins/portmap/main.js";
-import { routes } from "../plugins/routes/main.js";
-import { tuning } from "../plugins/tuning/main.js";
 
-export const APPLETS: Readonly<Record<string, PluginDefinition>> = { bridge, "host-local": hostLocal, routes, loopback, portmap, firewall, tuning, bandwidth };
+/**
+ * The plugins of the executable, each behind a loader: a call evaluates the modules of the plugin it runs (and of
+ * the delegates it runs in-process), not those of all of them, so a plugin added costs the others no start-up time.
+ */
+export const APPLETS: Readonly<Record<string, () => Promise<PluginDefinition>>> = {
+  bridge: async () => (await import("../plugins/bridge/main.js")).bridge,
+  "host-local": async () => (await import("../ipam/host-local/main.js")).hostLocal,
+  routes: async () => (await import("../plugins/routes/main.js")).routes,
+  loopback: async () => (await import("../plugins/loopback/main.js")).loopback,
+  portmap: async () => (await import("../plugins/portmap/main.js")).portmap,
+  firewall: async () => (await import("../plugins/firewall/main.js")).firewall,
+  tuning: async () => (await import("../plugins/tuning/main.js")).tuning,
+  bandwidth: async () => (await import("../plugins/bandwidth/main.js")).bandwidth,
+};
 
-function usage(): string {
+async function usage(): Promise<string> {
   const build = buildInfo();
+  const plugins = await Promise.all(Object.values(APPLETS).map((load) => load()));
   return `cni-ts ${CNI_TS_VERSION} (${runtimeVersion()}${build ? `, ${build.target}` : ", from the sources"}): CNI plugins in one executable\n` +
     `Installed under the names of its plugins (links to this file), it acts as that plugin:\n` +
-    Object.values(APPLETS).map((p) => `  ${p.name.padEnd(11)} ${p.about}\n`).join("") +
+    plugins.map((p) => `  ${p.name.padEnd(11)} ${p.about}\n`).join("") +
     `Run by hand: cni-ts PLUGIN [--help]\n` +
     `Install on a node: cni-ts install [--dir /opt/cni/bin] [--force]\n` +
     `Write a node's conflist: cni-ts conflist --template FILE --out FILE [--node NAME] [--pod-cidrs CIDR[,CIDR]] [--kubeconfig FILE]\n`;
 }
 
 async function main(): Promise<void> {
-  for (const p of Object.values(APPLETS)) registerInProcess(p);
+  for (const [name, load] of Object.entries(APPLETS)) registerInProcess(name, load);
   let argv = process.argv.slice(2);
   let name = invokedName();
   if (!Object.hasOwn(APPLETS, name)) {
     name = argv[0] ?? "";
     argv = argv.slice(1);
   }
-  if (name === "install") return void (process.exitCode = installMain(argv, Object.keys(APPLETS)));
-  if (name === "conflist") return void (process.exitCode = await conflistMain(argv));
-  const plugin = Object.hasOwn(APPLETS, name) ? APPLETS[name] : undefined;
+  if (name === "install") return void (process.exitCode = (await import("./install.js")).installMain(argv, Object.keys(APPLETS)));
+  if (name === "conflist") return void (process.exitCode = await (await import("./conflist.js")).conflistMain(argv));
+  const plugin = Object.hasOwn(APPLETS, name) ? await APPLETS[name]!() : undefined;
   if (!plugin) {
-    process.stderr.write(usage());
+    process.stderr.write(await usage());
     process.exitCode = name === "" || name === "--help" || name === "-h" || name === "--version" ? 0 : 2;
     return;
   }

@@ -41,11 +41,14 @@ const TIMEOUT_ENV = "CNI_TS_DELEGATE_TIMEOUT_MS";
 export function delegateTimeoutMs(env: Readonly<Record<string, string | undefined>>): number {
   return msFromEnv(env, TIMEOUT_ENV, DEFAULT_DELEGATE_TIMEOUT_MS);
 }
-const inProcess = new Map<string, PluginDefinition>();
+const inProcess = new Map<string, () => Promise<PluginDefinition>>();
 
-/** Make `plugin` runnable in-process when CNI_PATH resolves its name to this executable. */
-export function registerInProcess(plugin: PluginDefinition): void {
-  inProcess.set(plugin.name, plugin);
+/**
+ * Make the plugin `name` runnable in-process when CNI_PATH resolves that name to this executable. `load` gives its
+ * definition when it is first needed (cmd/cni-ts.ts loads a plugin's modules only for the plugin that runs).
+ */
+export function registerInProcess(name: string, load: () => Promise<PluginDefinition>): void {
+  inProcess.set(name, load);
 }
 
 /** libcni's lookup (pkg/invoke/find.go): the first CNI_PATH directory holding a regular file named `type`. */
@@ -81,8 +84,8 @@ export async function delegate(type: string, verb: DelegateVerb, ctx: CmdContext
   const env: Record<string, string | undefined> = { ...ctx.env, ...opts.env, CNI_COMMAND: verb };
   for (const k of Object.keys(env)) if (env[k] === undefined) delete env[k];
   const stdin = opts.stdin ?? ctx.rawConfig;
-  const local = inProcess.get(type);
-  const outcome = local && isSelf(file) ? await runPlugin(local, { env, stdin }) : await exec(file, type, env, stdin, opts.timeoutMs ?? delegateTimeoutMs(ctx.env));
+  const load = inProcess.get(type);
+  const outcome = load && isSelf(file) ? await runPlugin(await load(), { env, stdin }) : await exec(file, type, env, stdin, opts.timeoutMs ?? delegateTimeoutMs(ctx.env));
   if (outcome.exitCode !== 0) throw delegateError(type, outcome.stdout);
   if (verb !== "ADD") return undefined;
   let raw: unknown;

@@ -15,9 +15,9 @@ const major = (v: string) => Number(/^\D*(\d+)/.exec(v)?.[1]);
 
 /** The keys of APPLETS in cmd/cni-ts.ts, read from its text (importing it would run the executable's main). */
 function applets(): string[] {
-  const m = /export const APPLETS[^=]*=\s*\{([^}]*)\}/.exec(read("cmd/cni-ts.ts"));
+  const m = /export const APPLETS[^\n]*= \{\n([\s\S]*?)\n\};/.exec(read("cmd/cni-ts.ts"));
   if (!m) throw new Error("no APPLETS object literal in cmd/cni-ts.ts");
-  return m[1]!.split(",").map((e) => e.split(":")[0]!.trim().replace(/^"|"$/g, "")).filter(Boolean);
+  return m[1]!.split("\n").map((e) => /^\s*"?([a-z-]+)"?:/.exec(e)?.[1]).filter((n): n is string => n !== undefined);
 }
 
 describe("versions", () => {
