@@ -5,6 +5,7 @@
  */
 import { intendedDifference, type KnownDifferences } from "./known.js";
 import type { Observation, StepOutcome } from "./outcome.js";
+import { perRunName } from "./snapshot.js";
 
 type J = Record<string, unknown>;
 
@@ -31,14 +32,14 @@ function flatten(v: unknown, path: string, out: Map<string, string>): void {
   out.set(path, JSON.stringify(v));
 }
 
-/** Result with what differs per run or per call removed: MACs, random veth names, sandbox paths, run ids. */
+/** Result with what differs per run or per call removed: MACs, names given per run (veths, ifbs), sandbox paths, run ids. */
 function normalizeResult(r: J | undefined): J | undefined {
   if (!r) return undefined;
   const copy = JSON.parse(JSON.stringify(r)) as J;
   if (Array.isArray(copy.interfaces)) {
     for (const i of copy.interfaces as J[]) {
       delete i.mac;
-      if (typeof i.name === "string" && i.name.startsWith("veth")) i.name = "veth*";
+      if (typeof i.name === "string") i.name = perRunName(i.name) ?? i.name;
       if (typeof i.sandbox === "string") i.sandbox = "<netns>";
     }
   }

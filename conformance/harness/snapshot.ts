@@ -15,23 +15,34 @@ export function showLink(l: KLink): string {
   return [l.kind, l.up ? "up" : "down", `mtu ${l.mtu}`, l.master ? `master ${l.master}` : "", l.hairpin ? "hairpin" : "", l.promisc ? "promisc" : "", l.addresses.length ? `addr ${[...l.addresses].sort().join(",")}` : ""].filter(Boolean).join(" ");
 }
 
-/** A namespace's links by name, veths together under "veth*" (sorted, " | "-joined). */
+/**
+ * The group a link name belongs to when it differs per run: veths (random names) as "veth*", bandwidth's ifbs
+ * (`bwp` + a hash of the network and the container ID, which holds the run id) as "bwp*"; else undefined.
+ */
+export function perRunName(name: string): string | undefined {
+  if (name.startsWith("veth")) return "veth*";
+  if (/^bwp[0-9a-f]{12}$/.test(name)) return "bwp*";
+  return undefined;
+}
+
+/** A namespace's links by name, those named per run together under their group (sorted, " | "-joined). */
 export function normalizeLinks(ls: KLink[]): J {
   const out: J = {};
-  const veths: string[] = [];
+  const groups = new Map<string, string[]>();
   for (const l of ls) {
     if (l.name === "lo" || l.name === "uplink0") continue;
-    if (l.name.startsWith("veth")) veths.push(showLink(l));
+    const group = perRunName(l.name);
+    if (group) groups.set(group, [...(groups.get(group) ?? []), showLink(l)]);
     else out[l.name] = showLink(l);
   }
-  if (veths.length) out["veth*"] = veths.sort().join(" | ");
+  for (const [group, shown] of groups) out[group] = shown.sort().join(" | ");
   return out;
 }
 
-/** A namespace's routes as one sorted " | "-joined string, veth devices as "veth*". */
+/** A namespace's routes as one sorted " | "-joined string, devices named per run as their group. */
 export function normalizeRoutes(rs: KRoute[]): string {
   return rs
-    .map((r) => showRoute({ ...r, dev: r.dev?.startsWith("veth") ? "veth*" : r.dev } as KRoute))
+    .map((r) => showRoute({ ...r, dev: (r.dev && perRunName(r.dev)) ?? r.dev } as KRoute))
     .sort()
     .join(" | ");
 }
