@@ -14,7 +14,9 @@ export const OURS_BIN = join(ROOT, "dist/bin");
 export const REFERENCE_BIN = "/usr/lib/cni";
 
 /** Thrown for anything that must stop the benchmark with a message (no stack trace printed). */
-export class BenchError extends Error {}
+export class BenchError extends Error {
+  name = "BenchError";
+}
 
 // ---------------------------------------------------------------------------------------------------------------
 // Running plugins
