@@ -9,7 +9,7 @@
 import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
-  BenchError, OURS_EXE, REFERENCE_BIN, ensureBuilt, ensureReference, fmtMs, fmtRatio, machineInfo, markdownTable,
+  BenchError, checkN, parseOptions, OURS_EXE, REFERENCE_BIN, ensureBuilt, ensureReference, fmtMs, fmtRatio, machineInfo, markdownTable,
   mustSucceed, oursVersion, parseResult, percentile, median, referenceVersion, runPlugin, targetLine, withTmpRoot,
 } from "./lib.mjs";
 import { Sandbox } from "../sandbox/netns.ts";
@@ -18,17 +18,14 @@ export const usage = "npm run bench -- bridge [--n 50] [--backend iptables|nftab
 
 function parseArgs(argv) {
   const opts = { n: 50, backend: "iptables", json: undefined };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === "--n") opts.n = Number(argv[++i]);
-    else if (a === "--backend") opts.backend = argv[++i];
-    else if (a === "--json") opts.json = argv[++i];
-    else if (a === "--help" || a === "-h") {
-      console.log(usage);
-      process.exit(0);
-    } else throw new BenchError(`unknown option ${a}\n${usage}`);
-  }
-  if (!Number.isInteger(opts.n) || opts.n < 2 || opts.n > 250) throw new BenchError("--n must be an integer from 2 to 250");
+  parseOptions(argv, usage, (a, next) => {
+    if (a === "--n") opts.n = Number(next());
+    else if (a === "--backend") opts.backend = next();
+    else if (a === "--json") opts.json = next();
+    else return false;
+    return true;
+  });
+  checkN(opts.n, 2, 250);
   if (!["iptables", "nftables"].includes(opts.backend)) throw new BenchError("--backend must be iptables or nftables");
   return opts;
 }

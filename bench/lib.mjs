@@ -18,6 +18,26 @@ export class BenchError extends Error {
   name = "BenchError";
 }
 
+/**
+ * Walk a benchmark's options: `take(option, next)` handles one (next() is its value) and returns false for an
+ * option it does not know; --help prints `usage` and exits.
+ */
+export function parseOptions(argv, usage, take) {
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "--help" || a === "-h") {
+      console.log(usage);
+      process.exit(0);
+    }
+    if (!take(a, () => argv[++i])) throw new BenchError(`unknown option ${a}\n${usage}`);
+  }
+}
+
+/** --n: an integer from lo to hi. */
+export function checkN(n, lo, hi) {
+  if (!Number.isInteger(n) || n < lo || n > hi) throw new BenchError(`--n must be an integer from ${lo} to ${hi}`);
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Running plugins
 

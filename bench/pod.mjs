@@ -16,7 +16,7 @@
 import { mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import {
-  BenchError, OURS_EXE, REFERENCE_BIN, ensureBuilt, ensureReference, fmtMs, fmtRatio, machineInfo, markdownTable, median,
+  BenchError, checkN, parseOptions, OURS_EXE, REFERENCE_BIN, ensureBuilt, ensureReference, fmtMs, fmtRatio, machineInfo, markdownTable, median,
   mustSucceed, oursVersion, parseResult, referenceVersion, runPlugin, targetLine, withTmpRoot,
 } from "./lib.mjs";
 import { ensureDeps } from "../scripts/deps.mjs";
@@ -27,19 +27,16 @@ const PHASES = ["RunPodSandbox", "StopPodSandbox", "RemovePodSandbox"];
 
 function parseArgs(argv) {
   const opts = { n: 20, ports: false, count: false, exe: OURS_EXE, json: undefined };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === "--n") opts.n = Number(argv[++i]);
+  parseOptions(argv, usage, (a, next) => {
+    if (a === "--n") opts.n = Number(next());
     else if (a === "--ports") opts.ports = true;
     else if (a === "--count") opts.count = true;
-    else if (a === "--exe") opts.exe = argv[++i];
-    else if (a === "--json") opts.json = argv[++i];
-    else if (a === "--help" || a === "-h") {
-      console.log(usage);
-      process.exit(0);
-    } else throw new BenchError(`unknown option ${a}\n${usage}`);
-  }
-  if (!Number.isInteger(opts.n) || opts.n < 2 || opts.n > 200) throw new BenchError("--n must be an integer from 2 to 200");
+    else if (a === "--exe") opts.exe = next();
+    else if (a === "--json") opts.json = next();
+    else return false;
+    return true;
+  });
+  checkN(opts.n, 2, 200);
   return opts;
 }
 
