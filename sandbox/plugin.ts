@@ -109,6 +109,8 @@ export interface ProcResult {
   peakFds: number;
   /** Set when the process was killed by us, in ms after spawn. */
   killedAt: number | undefined;
+  /** Wall time to the process's exit (before its output is drained), as a benchmark counts a call. */
+  exitMs: number;
 }
 
 export interface SpawnOpts {
@@ -145,13 +147,14 @@ export function spawnInNode(node: string, exe: string, env: Record<string, strin
   return spawnPlugin("ip", inNodeArgv(node, exe, env), stdin, { killAfterMs, sample, maxRssKb, onSpawn });
 }
 
-/** spawnInNode's machinery for any command line: `file argv` with `o.env` (else this process's environment). */
-export function spawnPlugin(file: string, argv: string[], stdin: string | Buffer, o: SpawnOpts & { env?: Record<string, string> } = {}): Promise<ProcResult> {
+/**
+ * spawnInNode's machinery for any command line: `file argv` with `o.env` (else this process's environment), stdin
+ * `stdin` written to a pipe, or the file descriptor `o.stdinFd` handed to the child as it is (a benchmark's FIFO).
+ */
+export function spawnPlugin(file: string, argv: string[], stdin: string | Buffer, o: SpawnOpts & { env?: Record<string, string>; stdinFd?: number } = {}): Promise<ProcResult> {
   const t0 = performance.now();
   return new Promise((resolve, reject) => {
-    const child = spawn(file, argv, { env: o.env ?? process.env, stdio: ["pipe", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
+    const child = spawn(file, argv, { env: o.env ?? process.env, stdio: [o.stdinFd ?? "pipe", "pipe", "pipe"] });
     let peakRssKb = 0;
     let peakFds = 0;
     let killedAt: number | undefined;
@@ -175,27 +178,43 @@ export function spawnPlugin(file: string, argv: string[], stdin: string | Buffer
             killedAt = performance.now() - t0;
             child.kill("SIGKILL");
           }, o.killAfterMs);
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    child.on("error", reject);
-    child.on("exit", () => {
+    // Chunks joined at the end: a multi-byte character may straddle two of them.
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout!.on("data", (d: Buffer) => out.push(d));
+    child.stderr!.on("data", (d: Buffer) => err.push(d));
+    const stopTimers = () => {
       if (poll) clearInterval(poll);
       if (killer) clearTimeout(killer);
+    };
+    child.on("error", (e) => {
+      stopTimers();
+      reject(e);
+    });
+    let exitMs: number | undefined;
+    child.on("exit", () => {
+      exitMs = performance.now() - t0;
+      stopTimers();
     });
     child.on("close", (status, signal) => {
-      let out: Record<string, any> | undefined;
+      const ms = performance.now() - t0;
+      const stdout = Buffer.concat(out).toString("utf8");
+      const stderr = Buffer.concat(err).toString("utf8");
+      let parsed: Record<string, any> | undefined;
       let jsonError: string | undefined;
       if (stdout.trim() !== "") {
         try {
-          out = JSON.parse(stdout) as Record<string, any>;
+          parsed = JSON.parse(stdout) as Record<string, any>;
         } catch (e) {
           jsonError = (e as Error).message;
         }
       }
-      resolve({ status, signal, stdout, stderr, out, jsonError, ms: performance.now() - t0, peakRssKb, peakFds, killedAt: signal === "SIGKILL" ? killedAt : undefined });
+      resolve({ status, signal, stdout, stderr, out: parsed, jsonError, ms, peakRssKb, peakFds, killedAt: signal === "SIGKILL" ? killedAt : undefined, exitMs: exitMs ?? ms });
     });
-    child.stdin.on("error", () => undefined); // a plugin that stops reading (10 MB stdin) or was killed
-    child.stdin.end(stdin);
+    if (child.stdin) {
+      child.stdin.on("error", () => undefined); // a plugin that stops reading (10 MB stdin) or was killed
+      child.stdin.end(stdin);
+    }
     o.onSpawn?.(child);
   });
 }
