@@ -51,8 +51,8 @@ export interface SandboxOpts {
   id?: string;
   /** Remove everything when the process exits (default true; false for a lab kept up on purpose). */
   onExit?: boolean;
-  /** Remove everything on SIGINT/SIGTERM and exit 130/143 (for command-line runs). */
-  signals?: boolean;
+  /** Remove everything on SIGINT/SIGTERM and exit 130/143 (for command-line runs), saying so as `<signals>: SIG…`. */
+  signals?: string;
 }
 
 const live = new Set<Sandbox>();
@@ -62,8 +62,9 @@ function installSignals(): void {
   if (signalsInstalled) return;
   signalsInstalled = true;
   const onSignal = (sig: NodeJS.Signals) => {
+    const who = [...live].find((s) => s.signals)?.signals ?? "sandbox";
     for (const s of live) if (s.signals) s.cleanup();
-    console.error(`\n${sig}: sandbox removed`);
+    console.error(`\n${who}: ${sig}: sandbox removed`);
     process.exit(sig === "SIGINT" ? 130 : 143);
   };
   process.on("SIGINT", onSignal);
@@ -73,13 +74,14 @@ function installSignals(): void {
 /** Everything one run creates. `id` is unique per run and prefixes every name. */
 export class Sandbox {
   readonly id: string;
-  readonly signals: boolean;
+  /** Who cleans up on SIGINT/SIGTERM (named in the message), or undefined when signals are left alone. */
+  readonly signals: string | undefined;
   private readonly names: string[] = [];
   private readonly dirs: string[] = [];
 
   constructor(prefix = "cts", o: SandboxOpts = {}) {
     this.id = o.id ?? runId(prefix);
-    this.signals = o.signals ?? false;
+    this.signals = o.signals;
     live.add(this);
     if (o.onExit ?? true) process.once("exit", () => this.cleanup());
     if (this.signals) installSignals();

@@ -19,7 +19,7 @@ export class RunSandbox extends Sandbox {
   readonly tmp: string;
 
   constructor(prefix = "ctc") {
-    super(prefix, { signals: true });
+    super(prefix, { signals: "conformance" });
     this.tmp = this.tmpdir("run");
   }
 

@@ -4,7 +4,8 @@
  * A `BridgeLab` is one "node": a network namespace of its own in which the plugin under test runs
  * (`ip netns exec NODE env -i PATH=… CNI_…=… BIN/bridge`, config on stdin), with pod namespaces and "outside"
  * namespaces beside it. Nothing here ever touches the machine's root namespace: every link is created inside a
- * namespace of the run, and `Sandbox.cleanup()` removes them all.
+ * namespace of the run, and `Sandbox.cleanup()` removes them all. Built on the sandbox toolkit (sandbox/), whose
+ * readers, runners and wiring are re-exported here under the names the tests use.
  *
  * @example
  *   const sb = new Sandbox();
@@ -13,8 +14,7 @@
  *   const r = lab.cni("ADD", lab.conf({ isGateway: true, ipam: lab.hostLocal(["10.30.0.0/24"]) }), { pod });
  *   expect(lab.ping(pod, "10.30.0.1")).toBe(true);
  */
-import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, symlinkSync, utimesSync } from "node:fs";
+import { existsSync, readdirSync, utimesSync } from "node:fs";
 import { join } from "node:path";
 import { hostVethName } from "../../plugins/bridge/names.js";
 import { nsRun } from "../../sandbox/exec.js";
@@ -24,7 +24,7 @@ import { type CallOpts, type CniCall, type Conf, cniEnv, parseCall, runInNode, s
 import { labPath } from "../../sandbox/tools.js";
 import { wire as wireNs } from "../../sandbox/topology.js";
 import { pingOnce } from "../../sandbox/traffic.js";
-import { DIST_BIN, PLUGINS } from "./helpers.js";
+import { installInto } from "./helpers.js";
 
 export { nsRun } from "../../sandbox/exec.js";
 export { addrsOf, defaultGw, ipj, iptNat, type Link, linkNames, linkOf, nftRuleset, nftTables, type RouteRow, routesOf, sysctl } from "../../sandbox/kernel.js";
@@ -49,10 +49,7 @@ export function wire(node: Ns, other: Ns, nodeIf: string, node4: string, node6: 
 
 /** A CNI_PATH directory of our own: the plugin names as links to dist/bin/cni-ts, as an installed node has them. */
 export function binDir(sb: Sandbox, label: string): string {
-  const dir = join(sb.tmpdir(label), "bin");
-  mkdirSync(dir);
-  for (const p of PLUGINS) symlinkSync(join(DIST_BIN, "cni-ts"), join(dir, p));
-  return dir;
+  return installInto(join(sb.tmpdir(label), "bin"));
 }
 
 /** The reference plugins of the Debian package. */
@@ -62,7 +59,7 @@ export const REFERENCE_BIN = "/usr/lib/cni";
 export function kernelHasVlanFiltering(sb: Sandbox): boolean {
   const n = sb.netns("vlanprobe");
   const ok = nsRun(n.name, "ip", ["link", "add", "brprobe", "type", "bridge", "vlan_filtering", "1"], true).status === 0;
-  spawnSync("ip", ["netns", "del", n.name]);
+  sb.delNetns(n.name);
   return ok;
 }
 
@@ -136,7 +133,7 @@ export class BridgeLab {
    * its host veth (it does so asynchronously, after `ip netns del` returns).
    */
   dropPod(pod: Ns, containerID = `ctr-${pod.name}`, ifname = "eth0"): void {
-    spawnSync("ip", ["netns", "del", pod.name]);
+    this.sb.delNetns(pod.name);
     const veth = hostVethName(containerID, ifname);
     const end = Date.now() + 10_000;
     while (linkNames(this.node.name).includes(veth)) {
