@@ -53,7 +53,7 @@ export class Topology {
       binDir: join(root, "opt/cni/bin"), confDir: join(root, "etc/cni/net.d"), cacheDir: join(root, "var/lib/cni"), dataDir: join(root, "var/lib/cni/networks"),
     };
     // The node's uplink: eth0 in the node, its peer on the underlay bridge.
-    plug(this.underlay, "ul0", `n${i}`, netns, [`${node.nodeIP}/24`]);
+    plug(this.underlay, "ul0", `n${i}`, netns, "eth0", [`${node.nodeIP}/24`]);
     mkdirSync(node.binDir, { recursive: true });
     mkdirSync(node.confDir, { recursive: true });
     for (const p of ["bridge", "host-local", "routes"]) symlinkSync(exe, join(node.binDir, p));
@@ -65,7 +65,7 @@ export class Topology {
   /** A plain host on the underlay (the lab's API server): a namespace with one address, nothing else. */
   addHost(label: string, i: number, ip: string): string {
     const netns = this.sb.netns(label).name;
-    plug(this.underlay, "ul0", `h${i}`, netns, [`${ip}/24`]);
+    plug(this.underlay, "ul0", `h${i}`, netns, "eth0", [`${ip}/24`]);
     return netns;
   }
 

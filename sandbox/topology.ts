@@ -23,11 +23,11 @@ export function switchIn(ns: string, br: string): void {
   ipSync(["-n", ns, "link", "set", br, "up"]);
 }
 
-/** Plug namespace `other` into bridge `br` of namespace `sw`: port `port` on the bridge, eth0 in `other` with `addrs`. */
-export function plug(sw: string, br: string, port: string, other: string, addrs: readonly string[]): void {
-  vethPair(sw, port, other, "eth0");
+/** Plug namespace `other` into bridge `br` of namespace `sw`: port `port` on the bridge, `otherIf` in `other` with `addrs`. */
+export function plug(sw: string, br: string, port: string, other: string, otherIf: string, addrs: readonly string[]): void {
+  vethPair(sw, port, other, otherIf);
   ipSync(["-n", sw, "link", "set", port, "master", br, "up"]);
-  addrsUp(other, "eth0", addrs);
+  addrsUp(other, otherIf, addrs);
 }
 
 /** Wire an "outside" namespace to a node: a veth pair, node side `nodeIf`, other side eth0; no DAD, no routes back. */
