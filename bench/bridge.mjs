@@ -6,56 +6,41 @@
 // `ip netns exec` also mounts the node namespace's sysfs, as a real node's plugin sees it (a plugin in one namespace
 // with another namespace's /sys never happens on a node). IPv4, isGateway, ipMasq (the costly configuration: the
 // reference's iptables rules grow with every pod).
-import { spawnSync } from "node:child_process";
 import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
-  BenchError, OURS_EXE, REFERENCE_BIN, ensureBuilt, ensureReference, fmtMs, fmtRatio, machineInfo, markdownTable,
+  BenchError, checkN, parseOptions, OURS_EXE, REFERENCE_BIN, ensureBuilt, ensureReference, fmtMs, fmtRatio, machineInfo, markdownTable,
   mustSucceed, oursVersion, parseResult, percentile, median, referenceVersion, runPlugin, targetLine, withTmpRoot,
 } from "./lib.mjs";
+import { Sandbox } from "../sandbox/netns.ts";
 
 export const usage = "npm run bench -- bridge [--n 50] [--backend iptables|nftables] [--json FILE]";
 
 function parseArgs(argv) {
   const opts = { n: 50, backend: "iptables", json: undefined };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === "--n") opts.n = Number(argv[++i]);
-    else if (a === "--backend") opts.backend = argv[++i];
-    else if (a === "--json") opts.json = argv[++i];
-    else if (a === "--help" || a === "-h") {
-      console.log(usage);
-      process.exit(0);
-    } else throw new BenchError(`unknown option ${a}\n${usage}`);
-  }
-  if (!Number.isInteger(opts.n) || opts.n < 2 || opts.n > 250) throw new BenchError("--n must be an integer from 2 to 250");
+  parseOptions(argv, usage, (a, next) => {
+    if (a === "--n") opts.n = Number(next());
+    else if (a === "--backend") opts.backend = next();
+    else if (a === "--json") opts.json = next();
+    else return false;
+    return true;
+  });
+  checkN(opts.n, 2, 250);
   if (!["iptables", "nftables"].includes(opts.backend)) throw new BenchError("--backend must be iptables or nftables");
   return opts;
 }
 
-function ip(args) {
-  const r = spawnSync("ip", args, { encoding: "utf8" });
-  if (r.status !== 0) throw new BenchError(`ip ${args.join(" ")}: ${r.stderr.trim()}`);
-}
-
-/** A node namespace with N pod namespaces, removed by the returned function. */
-function makeNode(tag, n) {
-  const node = `${tag}-node`;
-  const pods = Array.from({ length: n }, (_, i) => `${tag}-p${i}`);
-  const made = [];
-  const remove = () => {
-    for (const ns of made) spawnSync("ip", ["netns", "del", ns]);
-  };
+/** A node namespace with N pod namespaces (lo down, as the benchmark always had them), removed by `remove`. */
+function makeNode(prefix, n) {
+  const sb = new Sandbox(prefix);
   try {
-    for (const ns of [node, ...pods]) {
-      ip(["netns", "add", ns]);
-      made.push(ns);
-    }
+    const node = sb.netns("node", false).name;
+    const pods = Array.from({ length: n }, (_, i) => sb.netns(`p${i}`, false).name);
+    return { node, pods, remove: () => sb.cleanup() };
   } catch (e) {
-    remove();
+    sb.cleanup();
     throw e;
   }
-  return { node, pods, remove };
 }
 
 function conf(name, dataDir, backend) {
@@ -97,14 +82,13 @@ export async function main(argv) {
   ensureBuilt();
   ensureReference("bridge");
   ensureReference("host-local");
-  const tag = `ctsbench${process.pid.toString(36)}`;
   await withTmpRoot("cni-ts-bench-bridge-", async (tmp) => {
     const oursBin = join(tmp, "ours-bin");
     mkdirSync(oursBin);
     for (const p of ["bridge", "host-local"]) symlinkSync(OURS_EXE, join(oursBin, p));
     const impls = [
-      { label: "cni-ts", cniPath: oursBin, ...makeNode(`${tag}o`, opts.n) },
-      { label: "reference", cniPath: REFERENCE_BIN, ...makeNode(`${tag}r`, opts.n) },
+      { label: "cni-ts", cniPath: oursBin, ...makeNode("ctsbencho", opts.n) },
+      { label: "reference", cniPath: REFERENCE_BIN, ...makeNode("ctsbenchr", opts.n) },
     ];
     try {
       for (const impl of impls) impl.conf = conf("benchnet", join(tmp, `${impl.label}-data`), opts.backend);

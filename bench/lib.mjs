@@ -1,11 +1,12 @@
 // Shared helpers for the benchmarks (`npm run bench -- NAME`): running a plugin the way a runtime does and timing
 // it, statistics, the markdown table, the machine and version lines, the throwaway directory, and the checks
 // that the executables to compare exist.
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { closeSync, constants, existsSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeSync } from "node:fs";
 import { availableParallelism, cpus, release, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { spawnPlugin } from "../sandbox/plugin.ts";
 import { ensureDeps } from "../scripts/deps.mjs";
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
@@ -14,7 +15,29 @@ export const OURS_BIN = join(ROOT, "dist/bin");
 export const REFERENCE_BIN = "/usr/lib/cni";
 
 /** Thrown for anything that must stop the benchmark with a message (no stack trace printed). */
-export class BenchError extends Error {}
+export class BenchError extends Error {
+  name = "BenchError";
+}
+
+/**
+ * Walk a benchmark's options: `take(option, next)` handles one (next() is its value) and returns false for an
+ * option it does not know; --help prints `usage` and exits.
+ */
+export function parseOptions(argv, usage, take) {
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === "--help" || a === "-h") {
+      console.log(usage);
+      process.exit(0);
+    }
+    if (!take(a, () => argv[++i])) throw new BenchError(`unknown option ${a}\n${usage}`);
+  }
+}
+
+/** --n: an integer from lo to hi. */
+export function checkN(n, lo, hi) {
+  if (!Number.isInteger(n) || n < lo || n > hi) throw new BenchError(`--n must be an integer from ${lo} to ${hi}`);
+}
 
 // ---------------------------------------------------------------------------------------------------------------
 // Running plugins
@@ -72,54 +95,37 @@ function pipeHolding(data) {
 
 /**
  * Run `file` with exactly `env`, `stdin` in a pipe on its standard input (as a Go runtime gives it), and wait for it
- * to exit.
- * ms: wall time from just before spawn to the exit event (process.hrtime.bigint), as a float.
+ * to exit (the sandbox toolkit's spawnPlugin).
+ * ms: wall time from just before spawn to the exit event, as a float.
  * Never rejects for a plugin failure (code !== 0): the caller decides; see mustSucceed. Kills it after timeoutMs.
  */
 export function runPlugin(file, env, stdin, { timeoutMs = 120_000, args = [] } = {}) {
+  const input = pipeHolding(stdin);
   let child;
-  const done = new Promise((resolve, reject) => {
-    const t0 = process.hrtime.bigint();
-    let t1;
-    const input = pipeHolding(stdin);
-    try {
-      child = spawn(file, args, { env, stdio: [input.fd, "pipe", "pipe"] });
-    } finally {
-      input.spawned();
-    }
+  let done;
+  try {
+    done = spawnPlugin(file, args, "", { env, stdinFd: input.fd, killAfterMs: timeoutMs, onSpawn: (c) => (child = c) });
+  } finally {
+    input.spawned();
+  }
+  if (child) {
     child.once("close", input.done);
-    const out = [];
-    const err = [];
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill("SIGKILL");
-    }, timeoutMs);
-    child.stdout.on("data", (b) => out.push(b));
-    child.stderr.on("data", (b) => err.push(b));
-    child.on("error", (e) => {
-      clearTimeout(timer);
-      reject(new BenchError(`cannot run ${file}: ${e.code ?? e.message}`));
-    });
-    child.on("exit", () => {
-      t1 = process.hrtime.bigint();
-    });
-    child.on("close", (code, signal) => {
-      clearTimeout(timer);
-      t1 ??= process.hrtime.bigint();
-      resolve({
-        ms: Number(t1 - t0) / 1e6,
-        code: timedOut ? null : code,
-        signal: timedOut ? `timeout after ${timeoutMs} ms` : signal,
-        stdout: Buffer.concat(out).toString("utf8"),
-        stderr: Buffer.concat(err).toString("utf8"),
-      });
-    });
-  });
-  const settled = done.then(() => {}, () => {});
-  live.set(child, settled);
-  void settled.then(() => live.delete(child));
-  return done;
+    const settled = done.then(() => {}, () => {});
+    live.set(child, settled);
+    void settled.then(() => live.delete(child));
+  }
+  return done.then(
+    (r) => ({
+      ms: r.exitMs,
+      code: r.killedAt === undefined ? r.status : null,
+      signal: r.killedAt === undefined ? r.signal : `timeout after ${timeoutMs} ms`,
+      stdout: r.stdout,
+      stderr: r.stderr,
+    }),
+    (e) => {
+      throw new BenchError(`cannot run ${file}: ${e.code ?? e.message}`);
+    },
+  );
 }
 
 /** Plugin processes started by runPlugin that have not finished yet, with a promise of their end. */

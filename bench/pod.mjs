@@ -13,39 +13,31 @@
 // with a default route; portmap with the portMappings capability); by default the pod maps no port (most pods),
 // --ports gives it one hostPort. --count runs every call under strace instead and prints how many processes each
 // call started (its own chain: ip, nsenter, iptables ..., delegates), not times. --exe FILE: another build of ours.
-import { spawnSync } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import {
-  BenchError, OURS_EXE, REFERENCE_BIN, ensureBuilt, ensureReference, fmtMs, fmtRatio, machineInfo, markdownTable, median,
+  BenchError, checkN, parseOptions, OURS_EXE, REFERENCE_BIN, ensureBuilt, ensureReference, fmtMs, fmtRatio, machineInfo, markdownTable, median,
   mustSucceed, oursVersion, parseResult, referenceVersion, runPlugin, targetLine, withTmpRoot,
 } from "./lib.mjs";
 import { ensureDeps } from "../scripts/deps.mjs";
+import { Sandbox } from "../sandbox/netns.ts";
 
 export const usage = "npm run bench -- pod [--n 20] [--ports] [--count] [--exe FILE] [--json FILE]";
 const PHASES = ["RunPodSandbox", "StopPodSandbox", "RemovePodSandbox"];
 
 function parseArgs(argv) {
   const opts = { n: 20, ports: false, count: false, exe: OURS_EXE, json: undefined };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === "--n") opts.n = Number(argv[++i]);
+  parseOptions(argv, usage, (a, next) => {
+    if (a === "--n") opts.n = Number(next());
     else if (a === "--ports") opts.ports = true;
     else if (a === "--count") opts.count = true;
-    else if (a === "--exe") opts.exe = argv[++i];
-    else if (a === "--json") opts.json = argv[++i];
-    else if (a === "--help" || a === "-h") {
-      console.log(usage);
-      process.exit(0);
-    } else throw new BenchError(`unknown option ${a}\n${usage}`);
-  }
-  if (!Number.isInteger(opts.n) || opts.n < 2 || opts.n > 200) throw new BenchError("--n must be an integer from 2 to 200");
+    else if (a === "--exe") opts.exe = next();
+    else if (a === "--json") opts.json = next();
+    else return false;
+    return true;
+  });
+  checkN(opts.n, 2, 200);
   return opts;
-}
-
-function ip(args) {
-  const r = spawnSync("ip", args, { encoding: "utf8" });
-  if (r.status !== 0) throw new BenchError(`ip ${args.join(" ")}: ${r.stderr.trim()}`);
 }
 
 /** The chain's plugin configs, as libcni hands them out (name and cniVersion copied into each). */
@@ -67,25 +59,18 @@ export async function main(argv) {
   if (opts.exe === OURS_EXE) ensureBuilt();
   for (const p of ["bridge", "host-local", "loopback", "portmap"]) ensureReference(p);
   if (opts.count) ensureDeps(["strace"]);
-  const tag = `ctspod${process.pid.toString(36)}`;
   await withTmpRoot("cni-ts-bench-pod-", async (tmp) => {
     const oursBin = join(tmp, "ours-bin");
     mkdirSync(oursBin);
     for (const p of ["bridge", "host-local", "loopback", "portmap"]) symlinkSync(opts.exe, join(oursBin, p));
-    const made = [];
-    const netns = (name) => {
-      ip(["netns", "add", name]);
-      made.push(name);
-      return name;
-    };
-    const dropNetns = (name) => {
-      spawnSync("ip", ["netns", "del", name]);
-      made.splice(made.indexOf(name), 1);
-    };
+    // lo stays down in the pods: the loopback plugin's ADD brings it up, as on a node.
+    const sb = new Sandbox("ctspod");
+    const netns = (label) => sb.netns(label, false).name;
+    const dropNetns = (name) => sb.delNetns(name);
     try {
       const impls = [
-        { label: "cni-ts", cniPath: oursBin, node: netns(`${tag}o`), chain: chain(join(tmp, "ours-data")) },
-        { label: "reference", cniPath: REFERENCE_BIN, node: netns(`${tag}r`), chain: chain(join(tmp, "ref-data")) },
+        { label: "cni-ts", cniPath: oursBin, node: netns("o"), chain: chain(join(tmp, "ours-data")) },
+        { label: "reference", cniPath: REFERENCE_BIN, node: netns("r"), chain: chain(join(tmp, "ref-data")) },
       ];
       const samples = {};
       const record = (impl, what, ms) => ((samples[what] ??= {})[impl.label] ??= []).push(ms);
@@ -115,7 +100,7 @@ export async function main(argv) {
 
       async function podLife(impl, i) {
         const pod = { name: `bench-${i}`, id: `${impl.label}-${i}-${"0".repeat(48)}`.slice(0, 64), uid: `00000000-0000-4000-8000-${String(i).padStart(12, "0")}` };
-        const nsName = netns(`${tag}-${impl.label === "cni-ts" ? "o" : "r"}${i}`);
+        const nsName = netns(`${impl.label === "cni-ts" ? "o" : "r"}${i}`);
         const path = `/var/run/netns/${nsName}`;
         const portMappings = opts.ports ? [{ hostPort: 18080 + i, containerPort: 80, protocol: "tcp" }] : [];
         const [bridgeConf, portmapConf] = impl.chain;
@@ -187,7 +172,7 @@ export async function main(argv) {
       }
       if (opts.json) writeFileSync(opts.json, JSON.stringify({ machine: m, opts, raw: samples }, null, 2));
     } finally {
-      for (const ns of made.splice(0)) spawnSync("ip", ["netns", "del", ns]);
+      sb.cleanup();
     }
   });
 }

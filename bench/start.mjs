@@ -7,7 +7,7 @@ import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ensureDeps } from "../scripts/deps.mjs";
 import {
-  BenchError, OURS_BIN, REFERENCE_BIN, ensureBuilt, ensureReference, fmtMs, fmtRatio, machineInfo, markdownTable, median,
+  BenchError, checkN, parseOptions, OURS_BIN, REFERENCE_BIN, ensureBuilt, ensureReference, fmtMs, fmtRatio, machineInfo, markdownTable, median,
   mustSucceed, oursVersion, percentile, pluginEnv, referenceVersion, runPlugin, targetLine,
 } from "./lib.mjs";
 
@@ -17,16 +17,13 @@ const STDIN = '{"cniVersion":"1.0.0"}';
 
 function parseArgs(argv) {
   const opts = { n: 30, json: undefined };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === "--n") opts.n = Number(argv[++i]);
-    else if (a === "--json") opts.json = argv[++i];
-    else if (a === "--help" || a === "-h") {
-      console.log(usage);
-      process.exit(0);
-    } else throw new BenchError(`unknown option ${a}\n${usage}`);
-  }
-  if (!Number.isInteger(opts.n) || opts.n < 3 || opts.n > 1000) throw new BenchError("--n must be an integer from 3 to 1000");
+  parseOptions(argv, usage, (a, next) => {
+    if (a === "--n") opts.n = Number(next());
+    else if (a === "--json") opts.json = next();
+    else return false;
+    return true;
+  });
+  checkN(opts.n, 3, 1000);
   return opts;
 }
 

@@ -16,6 +16,8 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { CniRuntime, loadConfDir } from "../conformance/runner/index.js";
 import { endProgress, progress, table } from "./report.js";
+import { listNetns, Sandbox } from "../sandbox/netns.js";
+import { pingOnce } from "../sandbox/traffic.js";
 import { Topology, sh, type LabNode } from "./topology.js";
 import { watchScenario } from "./watch.js";
 
@@ -60,9 +62,7 @@ function runtimeFor(node: LabNode): CniRuntime {
 }
 
 function ping(from: string, to: string): number | undefined {
-  const out = sh("ip", ["netns", "exec", from, "ping", "-c1", "-W1", to], true);
-  const m = /time=([\d.]+) ms/.exec(out);
-  return m ? Number(m[1]) : undefined;
+  return pingOnce(from, to).rttMs;
 }
 
 function routesOf(node: LabNode): string {
@@ -219,8 +219,8 @@ async function run(keep: boolean, watch: { outageSeconds: number } | undefined):
 function remove(id: string): boolean {
   if (!/^ctslab[0-9a-z]+$/.test(id)) throw new Error(`not a lab id: ${id}`);
   const file = join(tmpdir(), `${id}.lab`);
-  const namespaces = sh("ip", ["netns", "list"]).split("\n").map((l) => l.split(" ")[0] ?? "").filter((n) => n.startsWith(`${id}-`));
-  for (const ns of namespaces) sh("ip", ["netns", "del", ns], true);
+  const namespaces = listNetns().filter((n) => n.startsWith(`${id}-`));
+  new Sandbox("", { id, onExit: false }).cleanup();
   if (existsSync(file)) {
     const { work } = JSON.parse(String(spawnSync("cat", [file]).stdout)) as { work: string };
     if (work.startsWith(join(tmpdir(), id))) rmSync(work, { recursive: true, force: true });

@@ -1,13 +1,18 @@
 #!/usr/bin/env node
 // `npm run bench -- NAME [options]`: benchmarks of our plugins against the reference Go plugins, same run, side
-// by side. Each benchmark lives in bench/NAME.mjs and exports main(argv) and usage.
-import { BenchError } from "../bench/lib.mjs";
+// by side. Each benchmark lives in bench/NAME.mjs and exports main(argv) and usage. A benchmark is bundled with
+// esbuild before it runs (it uses the TypeScript sandbox toolkit, sandbox/), once, before any measured call.
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { importTs } from "./run-ts.mjs";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 
 const BENCHES = {
-  start: { module: "../bench/start.mjs", about: "VERSION of every plugin: wall time and peak RSS of one process start" },
-  pod: { module: "../bench/pod.mjs", about: "a pod's life as containerd drives it: loopback + bridge/host-local + portmap, ADD, DEL, DEL again" },
-  ipam: { module: "../bench/ipam.mjs", about: "host-local ADD/DEL at 0, 1,000 and 10,000 allocations, 50-way ADD burst" },
-  bridge: { module: "../bench/bridge.mjs", about: "bridge + host-local ADD/DEL latency with ipMasq, sequential and 8-way (--n 50)" },
+  start: { module: "bench/start.mjs", about: "VERSION of every plugin: wall time and peak RSS of one process start" },
+  pod: { module: "bench/pod.mjs", about: "a pod's life as containerd drives it: loopback + bridge/host-local + portmap, ADD, DEL, DEL again" },
+  ipam: { module: "bench/ipam.mjs", about: "host-local ADD/DEL at 0, 1,000 and 10,000 allocations, 50-way ADD burst" },
+  bridge: { module: "bench/bridge.mjs", about: "bridge + host-local ADD/DEL latency with ipMasq, sequential and 8-way (--n 50)" },
 };
 
 function usage() {
@@ -27,10 +32,11 @@ if (!Object.hasOwn(BENCHES, name)) {
 }
 
 try {
-  const bench = await import(BENCHES[name].module);
+  const bench = await importTs(join(root, BENCHES[name].module));
   await bench.main(rest);
 } catch (e) {
-  if (e instanceof BenchError) {
+  // By name: the bundle carries its own copy of bench/lib.mjs's class.
+  if (e instanceof Error && e.name === "BenchError") {
     console.error(`bench ${name}: ${e.message}`);
     process.exit(1);
   }

@@ -5,6 +5,7 @@
  *   - `case.json`  what to run and what must be observed, validated by `validateCase` below.
  * The full description with examples is docs/conformance.md; this module is the schema and needs no root.
  */
+import type { KRoute } from "../../sandbox/kernel-async.js";
 
 /** The CNI verbs a step can send. */
 export const VERBS = ["ADD", "CHECK", "DEL", "GC", "STATUS", "VERSION"] as const;
@@ -67,15 +68,10 @@ export interface LinkExpect {
   mac?: string;
 }
 
-export interface KernelRouteExpect {
+/** A route the kernel must hold: the fields of a read route (sandbox/kernel-async.ts) that are given must match. */
+export interface KernelRouteExpect extends Partial<Pick<KRoute, "gw" | "dev" | "mtu" | "advmss" | "metric" | "table">> {
   /** "default", "::/0" is also "default", or a CIDR. */
   dst: string;
-  gw?: string;
-  dev?: string;
-  mtu?: number;
-  advmss?: number;
-  metric?: number;
-  table?: number;
 }
 
 export interface NsExpect {

@@ -6,6 +6,7 @@
  */
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { plug, switchIn } from "../../sandbox/topology.js";
 import { CniRuntime } from "../runner/index.js";
 import type { Attachment, CaseEnv, NodeEnv, PodEnv, RunContext } from "./context.js";
 import { NSENTER } from "./kernel.js";
@@ -86,15 +87,9 @@ function buildNodes(env: CaseEnv, ctx: RunContext, caseDir: string, topo: Topolo
  */
 function buildUnderlay(env: CaseEnv, ctx: RunContext, topo: Topology): void {
   const ul = caseNetns(env, ctx, "ul");
-  ipq(["-n", ul.name, "link", "add", "ul0", "type", "bridge"]);
-  ipq(["-n", ul.name, "link", "set", "ul0", "up"]);
-  const attach = (port: string, ns: string, ifname: string, v4: string, v6: string) => {
-    ipq(["-n", ul.name, "link", "add", port, "type", "veth", "peer", "name", ifname, "netns", ns]);
-    ipq(["-n", ul.name, "link", "set", port, "master", "ul0", "up"]);
-    ipq(["-n", ns, "addr", "add", `${v4}/24`, "dev", ifname]);
-    if (ctx.machine.ipv6) ipq(["-n", ns, "addr", "add", `${v6}/64`, "dev", ifname, "nodad"]);
-    ipq(["-n", ns, "link", "set", ifname, "up"]);
-  };
+  switchIn(ul.name, "ul0");
+  const attach = (port: string, ns: string, ifname: string, v4: string, v6: string) =>
+    plug(ul.name, "ul0", port, ns, ifname, [`${v4}/24`, ...(ctx.machine.ipv6 ? [`${v6}/64`] : [])]);
   [...env.nodes.values()].forEach((n, i) => {
     n.underlay4 = UNDERLAY4(i);
     n.underlay6 = UNDERLAY6(i);

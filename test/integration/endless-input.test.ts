@@ -8,7 +8,8 @@ import { spawn, spawnSync } from "node:child_process";
 import { closeSync, openSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { BridgeLab, type CniCall, type Conf, labPath, type Ns } from "./bridge-lab.js";
+import { inNodeArgv } from "../../sandbox/plugin.js";
+import { BridgeLab, type CniCall, type Conf, type Ns } from "./bridge-lab.js";
 import { requireBuilt, Sandbox, sh } from "./helpers.js";
 
 const sb = new Sandbox();
@@ -28,8 +29,7 @@ beforeAll(() => {
 afterAll(() => sb.cleanup());
 
 function argv(plugin: string, cmd: string, extra: Record<string, string>): string[] {
-  const env = { PATH: labPath(sb), CNI_COMMAND: cmd, CNI_CONTAINERID: "endless", CNI_NETNS: pod.path, CNI_IFNAME: "eth0", CNI_PATH: lab.bin, ...extra };
-  return ["netns", "exec", lab.node.name, "env", "-i", ...Object.entries(env).map(([k, v]) => `${k}=${v}`), join(lab.bin, plugin)];
+  return inNodeArgv(lab.node.name, join(lab.bin, plugin), lab.env(cmd, { pod, containerID: "endless", env: extra }));
 }
 
 const parse = (status: number | null, stdout: string, stderr: string): CniCall => ({ status, stdout, stderr, out: stdout.trim() ? (JSON.parse(stdout) as Record<string, any>) : undefined, ms: 0 });

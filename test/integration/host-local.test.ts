@@ -2,11 +2,13 @@
 // with the reference Go plugin (/usr/lib/cni/host-local), round robin, requested IPs, exhaustion and STATUS, GC,
 // interoperability, crash leftovers, concurrency, kill -9, path safety and bad configs. No netns is needed:
 // host-local never enters one, so CNI_NETNS is any absolute path.
-import { type ChildProcess, spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DIST_BIN, type ExeResult, Sandbox, requireBuilt, runExe, toolPath } from "./helpers.js";
+import { type ProcResult, spawnPlugin } from "../../sandbox/plugin.js";
+import { labPath } from "../../sandbox/tools.js";
+import { DIST_BIN, type ExeResult, Sandbox, requireBuilt, runExe } from "./helpers.js";
 
 // --- helpers ------------------------------------------------------------------------------------------------------
 
@@ -14,22 +16,14 @@ const OURS = join(DIST_BIN, "host-local");
 const REFERENCE = "/usr/lib/cni/host-local";
 const FAKE_NETNS = "/var/run/netns/fake";
 const sandbox = new Sandbox();
-/** The tools PATH plus util-linux flock, which lib/lock.ts runs by name (see beforeAll). */
+/** The node-tools PATH plus util-linux flock, which lib/lock.ts runs by name (GC locks through it). */
 let PATH = "";
 
 beforeAll(() => {
   requireBuilt();
-  // host-local locks (GC; ADD/DEL too in the earlier design) through a `flock` looked up on PATH. The node-tools PATH
-  // of helpers.ts has none (GC then fails with 999 "cannot run flock"), so it is added from the host here.
-  const extra = sandbox.tmpdir("flock");
-  symlinkSync("/usr/bin/flock", join(extra, "flock"));
-  PATH = `${toolPath()}:${extra}`;
+  PATH = labPath(sandbox);
 });
-afterAll(() => {
-  sandbox.cleanup();
-  // helpers.toolPath() makes a directory no one removes; this file's worker is the only user of its copy.
-  rmSync(toolPath(), { recursive: true, force: true });
-});
+afterAll(() => sandbox.cleanup());
 
 type Json = Record<string, unknown>;
 
@@ -164,27 +158,9 @@ class Net {
   }
 }
 
-interface AsyncResult {
-  status: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** runExe, but asynchronous (spawn), so that many run at once; onSpawn gets the child (to kill it). */
-function runAsync(file: string, e: Record<string, string>, stdin: string, onSpawn?: (c: ChildProcess) => void): Promise<AsyncResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(file, [], { env: e, stdio: ["pipe", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (b: Buffer) => (stdout += b.toString()));
-    child.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
-    child.on("error", reject);
-    child.on("close", (status, signal) => resolve({ status, signal, stdout, stderr }));
-    child.stdin.on("error", () => undefined); // a child killed early closes its stdin
-    child.stdin.end(stdin);
-    onSpawn?.(child);
-  });
+function runAsync(file: string, e: Record<string, string>, stdin: string, onSpawn?: (c: ChildProcess) => void): Promise<ProcResult> {
+  return spawnPlugin(file, [], stdin, { env: e, ...(onSpawn ? { onSpawn } : {}) });
 }
 
 const dualStack = (n: number): Json => ({

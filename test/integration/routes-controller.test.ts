@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FakeApiServer, nodeObject } from "../../lab/kube-apiserver.js";
 import { listenInNetns } from "../../lab/netns-listen.js";
+import { plug, switchIn } from "../../sandbox/topology.js";
 import { DIST_BIN, Sandbox, requireBuilt } from "./helpers.js";
 
 const PATH = "/usr/sbin:/usr/bin:/sbin:/bin";
@@ -89,14 +90,8 @@ beforeAll(async () => {
   requireBuilt();
   dir = sb.tmpdir("ctl");
   const ul = sb.netns("underlay");
-  ip(ul.name, "link", "add", "br0", "type", "bridge");
-  ip(ul.name, "link", "set", "br0", "up");
-  const attach = (ns: string, i: string, addrs: string[]) => {
-    ip(ns, "link", "add", "eth1", "type", "veth", "peer", "name", `ul${i}`, "netns", ul.name);
-    ip(ul.name, "link", "set", `ul${i}`, "master", "br0", "up");
-    for (const a of addrs) ip(ns, "addr", "add", a, "dev", "eth1", ...(a.includes(":") ? ["nodad"] : []));
-    ip(ns, "link", "set", "eth1", "up");
-  };
+  switchIn(ul.name, "br0");
+  const attach = (ns: string, i: string, addrs: string[]) => plug(ul.name, "br0", `ul${i}`, ns, "eth1", addrs);
   node1 = sb.netns("node1").name;
   node2 = sb.netns("node2").name;
   apiNs = sb.netns("api");

@@ -7,11 +7,17 @@
  * Everything runs in namespaces of a BridgeLab (test/integration/bridge-lab.ts): the plugins run inside the lab's
  * node namespace, never in the machine's root namespace.
  */
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
 import { join } from "node:path";
-import { type BridgeLab, type CallOpts, type Conf, ipj, labPath, nsRun } from "../integration/bridge-lab.js";
+import { nsRun } from "../../sandbox/exec.js";
+import { ipj, iptablesSave, nftRuleset } from "../../sandbox/kernel.js";
+import { type CallOpts, type Conf, type ProcResult, type SpawnOpts as RunOpts, spawnInNode } from "../../sandbox/plugin.js";
+import type { BridgeLab } from "../integration/bridge-lab.js";
 import { SOAK } from "./report.js";
+
+export { netnsExists } from "../../sandbox/netns.js";
+export type { ProcResult } from "../../sandbox/plugin.js";
 
 export { rng } from "./gen.js";
 export { report, SEED, SOAK } from "./report.js";
@@ -52,68 +58,14 @@ export const round = (x: number, digits = 1): number => Math.round(x * 10 ** dig
 
 // --- plugin processes ---------------------------------------------------------------------------------------------------
 
-export interface ProcResult {
-  status: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-  /** stdout parsed when it is one JSON value; undefined when empty or not JSON (see `jsonError`). */
-  out: Record<string, any> | undefined;
-  jsonError: string | undefined;
-  ms: number;
-  /** Highest VmHWM (kB) seen while the plugin itself (not `ip netns exec`/`env` before it) ran; 0 if never sampled. */
-  peakRssKb: number;
-  /** Most open file descriptors seen in the plugin process. */
-  peakFds: number;
-  /** Set when the process was killed by us, in ms after spawn. */
-  killedAt: number | undefined;
-}
-
-export interface SpawnOpts extends CallOpts {
+export interface SpawnOpts extends CallOpts, RunOpts {
   /** Which executable of the lab's CNI_PATH (default bridge). */
   plugin?: string;
-  /** Environment on top of the CNI_* variables; a null value removes a variable. */
-  env?: Record<string, string | null>;
-  /** SIGKILL the plugin this many ms after spawn. */
-  killAfterMs?: number;
-  /** Sample the plugin's memory and descriptors while it runs (a 2 ms poll of /proc). */
-  sample?: boolean;
-  /** With `sample`: SIGKILL the plugin once its VmHWM passes this many kB (a runaway read must not take the machine). */
-  maxRssKb?: number;
-  /** Called with the child right after spawn. */
-  onSpawn?: (c: ChildProcess) => void;
 }
 
 /** The environment a runtime gives `cmd` (the lab's conventions), with overrides. */
 export function cniEnv(lab: BridgeLab, cmd: string, o: SpawnOpts): Record<string, string> {
-  const pod = o.pod === undefined ? "" : typeof o.pod === "string" ? o.pod : o.pod.path;
-  const env: Record<string, string> = {
-    PATH: labPath(lab.sb),
-    CNI_COMMAND: cmd,
-    CNI_CONTAINERID: o.containerID ?? (typeof o.pod === "object" ? `ctr-${o.pod.name}` : "ctr-none"),
-    CNI_NETNS: pod,
-    CNI_IFNAME: o.ifname ?? "eth0",
-    CNI_PATH: lab.bin,
-  };
-  if (o.args !== undefined) env.CNI_ARGS = o.args;
-  for (const [k, v] of Object.entries(o.env ?? {})) {
-    if (v === null) delete env[k];
-    else env[k] = v;
-  }
-  return env;
-}
-
-/** VmHWM and open descriptors of `pid` once it runs the plugin executable (before that it is `ip`, then `env`). */
-function readStatus(pid: number): { hwm: number; fds: number } | undefined {
-  try {
-    // Node renames its main thread ("MainThread"), so the executable, not comm, tells the plugin apart.
-    if (!readlinkSync(`/proc/${pid}/exe`).endsWith("/cni-ts")) return undefined;
-    const status = readFileSync(`/proc/${pid}/status`, "utf8");
-    const hwm = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
-    return { hwm, fds: readdirSync(`/proc/${pid}/fd`).length };
-  } catch {
-    return undefined;
-  }
+  return lab.env(cmd, o);
 }
 
 /**
@@ -121,61 +73,8 @@ function readStatus(pid: number): { hwm: number; fds: number } | undefined {
  * child's pid is the plugin's), with stdin `input` (a config object, or raw text/bytes), and resolve when it exits.
  */
 export function runIn(lab: BridgeLab, cmd: string, input: Conf | string | Buffer, o: SpawnOpts = {}): Promise<ProcResult> {
-  const plugin = o.plugin ?? "bridge";
-  const env = cniEnv(lab, cmd, o);
-  const argv = ["netns", "exec", lab.node.name, "env", "-i", ...Object.entries(env).map(([k, v]) => `${k}=${v}`), join(lab.bin, plugin)];
   const stdin = typeof input === "string" || Buffer.isBuffer(input) ? input : JSON.stringify(input);
-  const t0 = performance.now();
-  return new Promise((resolve, reject) => {
-    const child = spawn("ip", argv, { stdio: ["pipe", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    let peakRssKb = 0;
-    let peakFds = 0;
-    let killedAt: number | undefined;
-    const sample = () => {
-      if (child.pid === undefined) return;
-      const s = readStatus(child.pid);
-      if (s) {
-        peakRssKb = Math.max(peakRssKb, s.hwm);
-        peakFds = Math.max(peakFds, s.fds);
-        if (o.maxRssKb !== undefined && s.hwm > o.maxRssKb && killedAt === undefined) {
-          killedAt = performance.now() - t0;
-          child.kill("SIGKILL");
-        }
-      }
-    };
-    const poll = o.sample ? setInterval(sample, 2) : undefined;
-    const killer =
-      o.killAfterMs === undefined
-        ? undefined
-        : setTimeout(() => {
-            killedAt = performance.now() - t0;
-            child.kill("SIGKILL");
-          }, o.killAfterMs);
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    child.on("error", reject);
-    child.on("exit", () => {
-      if (poll) clearInterval(poll);
-      if (killer) clearTimeout(killer);
-    });
-    child.on("close", (status, signal) => {
-      let out: Record<string, any> | undefined;
-      let jsonError: string | undefined;
-      if (stdout.trim() !== "") {
-        try {
-          out = JSON.parse(stdout) as Record<string, any>;
-        } catch (e) {
-          jsonError = (e as Error).message;
-        }
-      }
-      resolve({ status, signal, stdout, stderr, out, jsonError, ms: performance.now() - t0, peakRssKb, peakFds, killedAt: signal === "SIGKILL" ? killedAt : undefined });
-    });
-    child.stdin.on("error", () => undefined); // a plugin that stops reading (10 MB stdin) or was killed
-    child.stdin.end(stdin);
-    o.onSpawn?.(child);
-  });
+  return spawnInNode(lab.node.name, join(lab.bin, o.plugin ?? "bridge"), cniEnv(lab, cmd, o), stdin, o);
 }
 
 /** A success that must print nothing (DEL, GC, CHECK). */
@@ -255,20 +154,6 @@ function routes(nsName: string): string[] {
   return out.sort();
 }
 
-function nft(nsName: string): string {
-  return nsRun(nsName, "nft", ["list", "ruleset"]).stdout.replace(/counter packets \d+ bytes \d+/g, "counter");
-}
-
-function ipt(nsName: string): string {
-  const clean = (s: string) =>
-    s
-      .split("\n")
-      .filter((l) => !l.startsWith("#") && l.trim() !== "")
-      .map((l) => l.replace(/\[\d+:\d+\]/, "[0:0]"))
-      .join("\n");
-  return `${clean(nsRun(nsName, "iptables-save", []).stdout)}\n--- ip6\n${clean(nsRun(nsName, "ip6tables-save", []).stdout)}`;
-}
-
 const SYSCTLS = ["net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding", "net/ipv6/conf/default/accept_ra", "net/ipv4/conf/all/rp_filter"];
 
 function sysctls(nsName: string): string[] {
@@ -318,7 +203,7 @@ export function dataTree(dataDir: string): { data: string[]; index: string[]; tm
 /** Everything of the lab's node that a plugin may change. */
 export function nodeState(lab: BridgeLab): NodeState {
   const n = lab.node.name;
-  return { links: links(n), addrs: addrs(n), routes: routes(n), nft: nft(n), ipt: ipt(n), sysctls: sysctls(n), ...dataTree(lab.dataDir) };
+  return { links: links(n), addrs: addrs(n), routes: routes(n), nft: nftRuleset(n), ipt: iptablesSave(n), sysctls: sysctls(n), ...dataTree(lab.dataDir) };
 }
 
 /** The differences between two states, one line each ("" when equal). `ignore` names fields left out. */
@@ -347,9 +232,4 @@ export function podLinks(nsName: string): string[] {
   return ipj<Array<{ ifname: string }>>(nsName, "link", "show")
     .map((l) => l.ifname)
     .filter((n) => n !== "lo");
-}
-
-/** A network namespace exists? */
-export function netnsExists(name: string): boolean {
-  return existsSync(`/var/run/netns/${name}`);
 }
