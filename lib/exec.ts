@@ -6,6 +6,8 @@
  *   const r = await run("ip", ["-json", "link", "show"], { timeoutMs: 5000 });
  *   if (r.code !== 0) throw new Error(r.stderr);
  */
+import { accessSync, constants, statSync } from "node:fs";
+import { delimiter, join } from "node:path";
 import { childProcessModule } from "./builtin.js";
 import { CniError, ErrorCode } from "./errors.js";
 import { ToolError, classifySpawnErrno } from "./tool-error.js";
@@ -111,9 +113,6 @@ export async function runOk(file: string, args: readonly string[], opts: RunOpti
   return r.stdout;
 }
 
-// Imports of hasExecutable, kept beside it (imports are hoisted wherever they stand).
-import { accessSync, constants, statSync } from "node:fs";
-import { delimiter, join } from "node:path";
 
 /**
  * Whether a program can be started from PATH, without starting it (no process on the hot path). nsenter --net

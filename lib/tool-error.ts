@@ -45,6 +45,8 @@ export interface ToolErrorInit {
   errno?: string;
   /** For a batch (`ip -batch`, `nft -f`): the line that failed, when the tool names it. */
   failedLine?: string;
+  /** For a batch: how many lines before the failed one took effect (its 0-based index), when the tool names it. */
+  failedIndex?: number;
 }
 
 export class ToolError extends Error {
@@ -54,6 +56,7 @@ export class ToolError extends Error {
   readonly stderr: string;
   readonly kind: ToolErrorKind;
   readonly failedLine: string | undefined;
+  readonly failedIndex: number | undefined;
   readonly errno: string | undefined;
 
   constructor(init: ToolErrorInit) {
@@ -66,6 +69,7 @@ export class ToolError extends Error {
     this.stderr = init.stderr;
     this.kind = init.kind ?? classifyStderr(init.stderr);
     this.failedLine = init.failedLine;
+    this.failedIndex = init.failedIndex;
     this.errno = init.errno;
   }
 }

@@ -14,7 +14,8 @@ import { CniError, ErrorCode } from "../errors.js";
 import { runOk } from "../exec.js";
 import { sysctlPath } from "../sysctl.js";
 import { ToolError } from "../tool-error.js";
-import { batchReason, type IpBatch } from "./batch.js";
+import { batchReason } from "../batch.js";
+import type { IpBatch } from "./batch.js";
 
 const HEREDOC = "CNI_TS_BATCH_END";
 

@@ -9,7 +9,8 @@
  */
 import { CniError, ErrorCode } from "../../lib/errors.js";
 import { run } from "../../lib/exec.js";
-import { IpBatch, batchReason, failedBatchIndex, type Token } from "../../lib/ip/batch.js";
+import { batchReason, failedBatchIndex, type Token } from "../../lib/batch.js";
+import { IpBatch } from "../../lib/ip/batch.js";
 import { inNetns } from "../../lib/netns.js";
 import { classifyStderr, type ToolErrorKind } from "../../lib/tool-error.js";
 

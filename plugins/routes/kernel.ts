@@ -5,7 +5,7 @@
  * @example
  *   deleteTokens(route); // ["route", "del", "unicast", "10.50.0.0/16", "table", 254, ...]
  */
-import type { Token } from "../../lib/ip/batch.js";
+import type { Token } from "../../lib/batch.js";
 import { ROUTE_TYPE_NAMES as TYPE_NAMES, type KernelRoute } from "../../lib/ip/routes.js";
 import type { Route } from "../../lib/types.js";
 import { effectiveMetric, effectiveTable, familyOf, ROUTES_PROTO, SYNC_PROTO, type HostRoute } from "./config.js";

@@ -3,7 +3,7 @@
 import { describe, expect, it } from "vitest";
 import { CniError, asCniError } from "../../lib/errors.js";
 import { runOk } from "../../lib/exec.js";
-import { batchReason, failedBatchLine } from "../../lib/ip/batch.js";
+import { batchReason, failedBatchLine } from "../../lib/batch.js";
 import { ToolError, classifySpawnErrno, classifyStderr, rejectedOption } from "../../lib/tool-error.js";
 import type { NetConf } from "../../lib/types.js";
 import { loadBridgeConfig } from "../../plugins/bridge/config.js";
