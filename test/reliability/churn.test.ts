@@ -9,19 +9,11 @@
 //
 // Short (npm test): 60 cycles. Soak (npm run soak): 1,000.
 import { spawnSync } from "node:child_process";
-import { rmSync } from "node:fs";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { BridgeLab, type Conf, type Ns } from "../integration/bridge-lab.js";
-import { requireBuilt, Sandbox, toolPath } from "../integration/helpers.js";
-import { COUNTS, diffState, LONG_TIMEOUT, mean, nodeState, percentile, type ProcResult, quietOk, report, round, runIn } from "./lib.js";
+import { COUNTS, diffState, LONG_TIMEOUT, mean, nodeState, percentile, type ProcResult, quietOk, report, round, runIn, fileSandbox } from "./lib.js";
 
-const sb = new Sandbox();
-beforeAll(() => requireBuilt());
-afterAll(() => {
-  sb.cleanup();
-  // helpers.toolPath() makes a directory per worker that no one removes; this file's worker is its only user.
-  rmSync(toolPath(), { recursive: true, force: true });
-});
+const sb = fileSandbox();
 
 const BACKENDS = ["nftables", "iptables"] as const;
 

@@ -4,20 +4,13 @@
 //
 // Short (npm test): 24 pods, 2 GC rounds. Soak (npm run soak): 64 pods, 6 GC rounds.
 import { spawnSync } from "node:child_process";
-import { readFileSync, rmSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { BridgeLab, type Conf, type Ns, ping } from "../integration/bridge-lab.js";
-import { requireBuilt, Sandbox, toolPath } from "../integration/helpers.js";
-import { COUNTS, diffState, LONG_TIMEOUT, nodeState, percentile, type ProcResult, quietOk, report, rng, round, runIn, SEED, SOAK } from "./lib.js";
+import { COUNTS, diffState, LONG_TIMEOUT, nodeState, percentile, type ProcResult, quietOk, report, rng, round, runIn, SEED, SOAK, fileSandbox } from "./lib.js";
 
-const sb = new Sandbox();
-beforeAll(() => requireBuilt());
-afterAll(() => {
-  sb.cleanup();
-  // helpers.toolPath() makes a directory per worker that no one removes; this file's worker is its only user.
-  rmSync(toolPath(), { recursive: true, force: true });
-});
+const sb = fileSandbox();
 
 const ipOnly = (cidr: string) => cidr.split("/")[0]!;
 

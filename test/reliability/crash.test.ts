@@ -12,21 +12,14 @@
 //
 // Short (npm test): 40 ADDs and 16 DELs killed. Soak (npm run soak): 240 and 100.
 import { spawnSync } from "node:child_process";
-import { readdirSync, rmSync, utimesSync } from "node:fs";
+import { readdirSync, utimesSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { hostVethName } from "../../plugins/bridge/names.js";
 import { addrsOf, BridgeLab, type Conf, linkOf, type Ns } from "../integration/bridge-lab.js";
-import { requireBuilt, Sandbox, toolPath } from "../integration/helpers.js";
-import { COUNTS, dataTree, diffState, LONG_TIMEOUT, nodeState, percentile, podLinks, type ProcResult, quietOk, report, rng, round, runIn, SEED, waitNoPids } from "./lib.js";
+import { COUNTS, dataTree, diffState, LONG_TIMEOUT, nodeState, percentile, podLinks, type ProcResult, quietOk, report, rng, round, runIn, SEED, waitNoPids, fileSandbox } from "./lib.js";
 
-const sb = new Sandbox();
-beforeAll(() => requireBuilt());
-afterAll(() => {
-  sb.cleanup();
-  // helpers.toolPath() makes a directory per worker that no one removes; this file's worker is its only user.
-  rmSync(toolPath(), { recursive: true, force: true });
-});
+const sb = fileSandbox();
 
 const BACKENDS = ["nftables", "iptables"] as const;
 

@@ -8,12 +8,14 @@
  * node namespace, never in the machine's root namespace.
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync } from "node:fs";
+import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { nsRun } from "../../sandbox/exec.js";
 import { ipj, iptablesSave, nftRuleset } from "../../sandbox/kernel.js";
 import { type CallOpts, type Conf, type ProcResult, type SpawnOpts as RunOpts, spawnInNode } from "../../sandbox/plugin.js";
+import { afterAll, beforeAll } from "vitest";
 import type { BridgeLab } from "../integration/bridge-lab.js";
+import { requireBuilt, Sandbox, toolPath } from "../integration/helpers.js";
 import { SOAK } from "./report.js";
 
 export { netnsExists } from "../../sandbox/netns.js";
@@ -232,4 +234,19 @@ export function podLinks(nsName: string): string[] {
   return ipj<Array<{ ifname: string }>>(nsName, "link", "show")
     .map((l) => l.ifname)
     .filter((n) => n !== "lo");
+}
+
+/**
+ * The Sandbox of one reliability file, with its hooks: the build must exist before the first test; after the last,
+ * the sandbox and the node-tools directory go (helpers.toolPath() makes one per worker, and this file's worker is
+ * its only user).
+ */
+export function fileSandbox(): Sandbox {
+  const sb = new Sandbox();
+  beforeAll(() => requireBuilt());
+  afterAll(() => {
+    sb.cleanup();
+    rmSync(toolPath(), { recursive: true, force: true });
+  });
+  return sb;
 }
