@@ -100,7 +100,7 @@ export async function main(argv) {
           (results[label] ??= {})[impl.label] = await phase(impl, verb, opts.n, width);
         }
       }
-      process.stderr.write("\r" + " ".repeat(60) + "\r");
+      process.stderr.write(`\r${" ".repeat(60)}\r`);
       const m = machineInfo();
       console.log(`# bridge + host-local: cni-ts against the reference, same run`);
       console.log(`machine:   ${m.cpus} CPUs (${m.cpuModel}), kernel ${m.kernel}, ${m.arch}`);

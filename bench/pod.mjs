@@ -15,8 +15,7 @@
 // call started (its own chain: ip, nsenter, iptables ..., delegates), not times. --exe FILE: another build of ours.
 import { mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
-import {
-  BenchError, checkN, parseOptions, OURS_EXE, REFERENCE_BIN, ensureBuilt, ensureReference, fmtMs, fmtRatio, machineInfo, markdownTable, median,
+import {checkN, parseOptions, OURS_EXE, REFERENCE_BIN, ensureBuilt, ensureReference, fmtMs, fmtRatio, machineInfo, markdownTable, median,
   mustSucceed, oursVersion, parseResult, referenceVersion, runPlugin, targetLine, withTmpRoot,
 } from "./lib.mjs";
 import { ensureDeps } from "../scripts/deps.mjs";
@@ -135,7 +134,7 @@ export async function main(argv) {
         process.stderr.write(`\rpod ${i + 1}/${opts.n} ...   `);
         for (const impl of i % 2 ? [...impls].reverse() : impls) await podLife(impl, i);
       }
-      process.stderr.write("\r" + " ".repeat(40) + "\r");
+      process.stderr.write(`\r${" ".repeat(40)}\r`);
 
       const m = machineInfo();
       console.log(`# a pod's life as containerd drives the plugins: cni-ts beside the reference, same run`);

@@ -61,7 +61,7 @@ export async function main(argv) {
       }
     }
   }
-  process.stderr.write("\r" + " ".repeat(40) + "\r");
+  process.stderr.write(`\r${" ".repeat(40)}\r`);
   const m = machineInfo();
   console.log(`# process start: VERSION of every plugin, cni-ts beside the reference, same run`);
   console.log(`machine:   ${m.cpus} CPUs (${m.cpuModel}), kernel ${m.kernel}, ${m.arch}`);

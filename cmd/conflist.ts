@@ -23,7 +23,7 @@ export function renderConflist(template: string, podCIDRs: readonly string[]): s
   const text = template.split('"__RANGES__"').join(ranges).split("__POD_CIDR__").join(podCIDRs[0]!);
   const parsed = JSON.parse(text) as unknown;
   if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) throw new Error("the rendered template is not a JSON object");
-  return JSON.stringify(parsed, null, 2) + "\n";
+  return `${JSON.stringify(parsed, null, 2)}\n`;
 }
 
 /** The Node's pod subnets from the API server (the service account, or `kubeconfig`). */

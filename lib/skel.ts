@@ -313,5 +313,5 @@ function versionAnswer(plugin: PluginDefinition, stdin: Buffer): string {
   } catch {
     // The reference ignores stdin for VERSION entirely; garbage is not an error here either.
   }
-  return JSON.stringify({ cniVersion, supportedVersions: pluginVersions(plugin) }) + "\n";
+  return `${JSON.stringify({ cniVersion, supportedVersions: pluginVersions(plugin) })}\n`;
 }

@@ -11,7 +11,7 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { CniError, ErrorCode } from "./errors.js";
 
-const PART = /^[A-Za-z0-9_][A-Za-z0-9_.\-]*$/;
+const PART = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
 
 /**
  * "net.ipv6.conf.eth0.accept_ra" -> /proc/sys/net/ipv6/conf/eth0/accept_ra. Interface names may contain dots,
@@ -22,7 +22,7 @@ export function sysctlPath(key: string | readonly string[]): string {
   if (parts[0] !== "net" || parts.some((p) => !PART.test(p) || p === "..")) {
     throw new CniError(ErrorCode.Internal, `refusing sysctl key ${JSON.stringify(parts.join("."))}`);
   }
-  return "/proc/sys/" + parts.join("/");
+  return `/proc/sys/${parts.join("/")}`;
 }
 
 export interface SysctlOptions {

@@ -7,10 +7,10 @@
  */
 import { CniError, ErrorCode } from "./errors.js";
 
-const SAFE_ID = /^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$/;
+const SAFE_ID = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 /** Linux allows almost any byte in an interface name; we accept what real runtimes use and nothing that
  * iproute2's batch tokenizer treats specially (whitespace, quotes, `#`, `\`) or that reads as an option (`-x`). */
-const SAFE_IFNAME = /^[a-zA-Z0-9_][a-zA-Z0-9_.\-]*$/;
+const SAFE_IFNAME = /^[a-zA-Z0-9_][a-zA-Z0-9_.-]*$/;
 const MAX_ID_BYTES = 255;
 const MAX_IFNAME_BYTES = 15;
 
@@ -20,7 +20,7 @@ function byteLength(s: string): number {
 
 /** Printable form of untrusted input for an error message (bounded, control characters escaped). */
 export function quoteInput(s: string, max = 64): string {
-  const cut = s.length > max ? s.slice(0, max) + "…" : s;
+  const cut = s.length > max ? `${s.slice(0, max)}…` : s;
   return JSON.stringify(cut);
 }
 

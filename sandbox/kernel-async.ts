@@ -178,7 +178,7 @@ export async function connect(listenPath: string, port: number, fromPath: string
     for (let i = 0; i < (expectOk ? 3 : 1); i++) {
       const r = await inNs(fromPath, clientArgv(host, hostPort, proto, token), 10_000);
       const out = r.stdout.trim();
-      last = (out + " " + r.stderr.trim().split("\n").slice(-1)[0]).trim();
+      last = (`${out} ${r.stderr.trim().split("\n").slice(-1)[0]}`).trim();
       if (r.code === 0 && out.startsWith(`${token} ${proto} from `)) return { ok: true, output: `${token} ${proto}` };
       if (expectOk) await new Promise((res) => setTimeout(res, 300));
     }

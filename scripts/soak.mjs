@@ -130,7 +130,7 @@ async function guestRun() {
     skipped: r?.numPendingTests,
     failedTests: (r?.testResults ?? []).flatMap((f) => f.assertionResults.filter((a) => a.status === "failed").map((a) => `${f.name.replace(`${root}/`, "")}: ${a.fullName}`)),
   };
-  writeFileSync(out, JSON.stringify(figures) + "\n", { flag: "a" });
+  writeFileSync(out, `${JSON.stringify(figures)}\n`, { flag: "a" });
   console.log(`\n== soak summary (guest)\n${JSON.stringify({ ...figures, figures: out }, null, 2)}`);
   return ok && r !== undefined && r.numFailedTests === 0 ? 0 : 1;
 }

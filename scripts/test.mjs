@@ -117,6 +117,6 @@ try {
   rmSync(reports, { recursive: true, force: true });
 }
 
-const line = `${totals.passed} passed, ${totals.failed} failed` + (totals.skipped ? `, ${totals.skipped} skipped` : "");
+const line = `${totals.passed} passed, ${totals.failed} failed${totals.skipped ? `, ${totals.skipped} skipped` : ""}`;
 console.log(`\n${line}`);
 process.exit(ok && totals.failed === 0 ? 0 : 1);

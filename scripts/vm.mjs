@@ -139,11 +139,11 @@ function buildInitramfs(kernel, dir) {
     copyFileSync(join(kernel.modules, p), join(root, "mods", name));
     return name;
   });
-  writeFileSync(join(root, "modules.order"), names.join("\n") + "\n");
+  writeFileSync(join(root, "modules.order"), `${names.join("\n")}\n`);
   writeFileSync(join(root, "init"), INIT, { mode: 0o755 });
   const files = sh("find", [".", "-mindepth", "1"], { cwd: root }).trim();
   const img = join(dir, "initramfs.cpio");
-  const r = spawnSync(BUSYBOX, ["cpio", "-o", "-H", "newc"], { cwd: root, input: files + "\n", maxBuffer: 1 << 28 });
+  const r = spawnSync(BUSYBOX, ["cpio", "-o", "-H", "newc"], { cwd: root, input: `${files}\n`, maxBuffer: 1 << 28 });
   if (r.status !== 0) throw new VmError(`cpio: ${r.stderr}`);
   writeFileSync(img, r.stdout);
   return img;

@@ -8,7 +8,7 @@ import { existsSync, lstatSync, readdirSync, rmSync, utimesSync } from "node:fs"
 import { join } from "node:path";
 import { CniError } from "../../lib/errors.js";
 import { buildRequest, cachePath, decodeVersionInfo, execPlugin, findInPath, loadConfDir, loadConfFile, PluginError, pluginEnv, type NetworkConfigList, type RuntimeConf, type Verb } from "../runner/index.js";
-import { type Attachment, type CaseEnv, type NodeEnv, type PodEnv, type RunContext, type StepPlan } from "./context.js";
+import type { Attachment, CaseEnv, NodeEnv, PodEnv, RunContext, StepPlan } from "./context.js";
 import { resultHostVeth } from "./match.js";
 import type { Observation } from "./outcome.js";
 import type { StepDef } from "./schema.js";

@@ -47,7 +47,7 @@ export function prepareConfDir(src: string, dst: string, dataDir: string): void 
           changed = true;
         }
       }
-      if (changed) text = JSON.stringify(raw, null, 2) + "\n";
+      if (changed) text = `${JSON.stringify(raw, null, 2)}\n`;
     } catch {
       // not JSON (a bad-config case): copied as written
     }

@@ -137,7 +137,7 @@ export function listCache(cacheDir: string, network?: string): CacheEntry[] {
       continue;
     }
     const e = decodeCache(text);
-    if (!e || !e.ifName || !e.networkName) continue;
+    if (!e?.ifName || !e.networkName) continue;
     if (network !== undefined && e.networkName !== network) continue;
     out.push(e);
   }

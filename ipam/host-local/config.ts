@@ -129,7 +129,7 @@ function collectRawSets(conf: JsonObject, ipam: JsonObject): RawRange[][] {
   const fromRuntime = rawRangeSets(optArray(runtime, "ipRanges", "runtimeConfig") ?? [], "runtimeConfig.ipRanges");
   const fromRanges = rawRangeSets(optArray(ipam, "ranges", "ipam") ?? [], "ipam.ranges");
   // Go keys the old form on the subnet alone: a rangeStart without a subnet is silently ignored.
-  const legacy = ipam["subnet"] === undefined || ipam["subnet"] === null ? [] : [[rawRange(ipam, "ipam")]];
+  const legacy = ipam.subnet === undefined || ipam.subnet === null ? [] : [[rawRange(ipam, "ipam")]];
   return [...fromRuntime, ...legacy, ...fromRanges];
 }
 
@@ -253,7 +253,7 @@ function loadIpam(conf: JsonObject): JsonObject {
  */
 export function loadHostLocalConfig(conf: unknown, cniArgsIP: string | undefined): HostLocalConfig {
   if (!isObject(conf)) throw invalid("network configuration must be a JSON object");
-  const name = validateNetworkName(conf["name"]);
+  const name = validateNetworkName(conf.name);
   const cniVersion = optString(conf, "cniVersion", "config") ?? "";
   const ipam = loadIpam(conf);
   const requestedIPs = loadRequestedIPs(conf, cniArgsIP);
@@ -271,5 +271,5 @@ export function loadHostLocalConfig(conf: unknown, cniArgsIP: string | undefined
  */
 export function loadStoreLocation(conf: unknown): { name: string; dataDir: string } {
   if (!isObject(conf)) throw invalid("network configuration must be a JSON object");
-  return { name: validateNetworkName(conf["name"]), dataDir: loadDataDir(loadIpam(conf)) };
+  return { name: validateNetworkName(conf.name), dataDir: loadDataDir(loadIpam(conf)) };
 }

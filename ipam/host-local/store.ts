@@ -96,7 +96,7 @@ function errno(e: unknown): string | undefined {
   return (e as NodeJS.ErrnoException).code;
 }
 
-const SAFE_PART = /^[A-Za-z0-9_.\-]*$/;
+const SAFE_PART = /^[A-Za-z0-9_.-]*$/;
 
 /**
  * The index file name of an attachment: "<id>@<ifname>" when both are plain names (the runtime's values, validated

@@ -40,7 +40,7 @@ export class NetnsScript {
   }
 
   text(): string {
-    return this.lines.join("\n") + "\n";
+    return `${this.lines.join("\n")}\n`;
   }
 
   async run(netns: string, what = "configuring the pod's namespace"): Promise<void> {

@@ -24,7 +24,7 @@ export function backoffDelay(attempt: number, p: BackoffPolicy, random: number):
   const factor = p.factor ?? 2;
   const jitter = Math.min(1, Math.max(0, p.jitter ?? 0.5));
   // Capped before the power overflows to Infinity for a long outage.
-  const base = Math.min(p.maxMs, p.initialMs * Math.pow(factor, Math.min(attempt, 64)));
+  const base = Math.min(p.maxMs, p.initialMs * factor ** Math.min(attempt, 64));
   return Math.round(base * (1 - jitter * random));
 }
 

@@ -22,7 +22,7 @@
  *   await lw.run(abortSignal);
  */
 import { Backoff, type BackoffPolicy } from "./backoff.js";
-import { ObjectCache, resourceVersionOf } from "./cache.js";
+import { type ObjectCache, resourceVersionOf } from "./cache.js";
 import { ApiError, type KubeClient } from "./client.js";
 import type { WatchEvent } from "./watchstream.js";
 

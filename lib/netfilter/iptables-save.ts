@@ -87,7 +87,7 @@ export function rulesOf(saved: SavedTable, chain: string): SavedRule[] {
 
 /** One word in iptables-restore syntax: quoted (with `"` and `\` escaped) when it holds anything but plain characters. */
 export function quoteWord(s: string): string {
-  return /^[A-Za-z0-9_.:/,!+=@%\-\[\]]+$/.test(s) ? s : `"${s.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
+  return /^[A-Za-z0-9_.:/,!+=@%\-[\]]+$/.test(s) ? s : `"${s.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
 }
 
 /** A rule (its words without `-A CHAIN`) as one restore line. */

@@ -35,7 +35,7 @@ export type LiveMasqKeys = () => Promise<ReadonlySet<string>>;
 
 // The names end up inside iptables-restore and nft scripts, quoted: a quote, a backslash or a newline would let
 // them write rules of their own. Callers validate them already (lib/validate.ts); this is the last line.
-const SAFE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.\-]*$/;
+const SAFE_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
 
 /** Refuse (code 999) a name that could break out of its quotes in a firewall script. */
 export function requireSafe(what: string, value: string): void {

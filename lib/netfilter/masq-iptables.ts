@@ -32,7 +32,7 @@ const MULTICAST: Record<Family, string> = { 4: "224.0.0.0/4", 6: "ff00::/8" };
 
 /** The reference's chain name: "CNI-" + sha512(network + containerID) in hex, cut to 28 characters. */
 export function iptablesMasqChain(network: string, containerID: string): string {
-  return ("CNI-" + hashHex("sha512", network + containerID)).slice(0, 28);
+  return (`CNI-${hashHex("sha512", network + containerID)}`).slice(0, 28);
 }
 
 /** The reference's rule comment, Go's `name: %q id: %q` (identical to JSON quoting for the names we accept). */

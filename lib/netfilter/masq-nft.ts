@@ -318,7 +318,7 @@ export async function nftGcMasq(network: string, valid: readonly Attachment[], n
   const prefix = `${networkHash(network)}-`;
   const keep = new Set(valid.map((a) => nftMasqComment(network, a.containerID, a.ifname)));
   // An ownerless leftover has no tag to show; guard it with 0, which only fails if someone takes the address meanwhile.
-  await releaseMatching(netns, (c) => c !== undefined && c.startsWith(prefix) && !keep.has(c), () => 0, `network ${network}`, live);
+  await releaseMatching(netns, (c) => c?.startsWith(prefix) === true && !keep.has(c), () => 0, `network ${network}`, live);
 }
 
 /** CHECK for the nftables backend: the two rules, and every entry's three elements, owned by the entry. */
@@ -327,7 +327,7 @@ export async function nftCheckMasq(entries: readonly NormalizedMasqEntry[], netn
   const listing = await listTable(netns);
   if (!listing) return `nftables table ${MASQ_NFT_TABLE} does not exist`;
   const chain = listing.chain;
-  if (!chain || chain.type !== "nat" || chain.hook !== "postrouting") return `nftables chain ${MASQ_NFT_TABLE} ${CHAIN} is missing or is not a nat postrouting chain`;
+  if (chain?.type !== "nat" || chain.hook !== "postrouting") return `nftables chain ${MASQ_NFT_TABLE} ${CHAIN} is missing or is not a nat postrouting chain`;
   const actual = chain.rules.map((r) => JSON.stringify(r));
   const missingRule = constantRules().find((r) => !actual.includes(JSON.stringify(r.json)));
   if (missingRule) return `nftables chain ${MASQ_NFT_TABLE} ${CHAIN} lacks the rule "${missingRule.text}"`;

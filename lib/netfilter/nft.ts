@@ -29,7 +29,7 @@ const ATTEMPTS = 3;
 /** Run `lines` as one nft transaction; undefined on success, else the ToolError (a timeout throws code 11). */
 export async function nftApply(lines: readonly string[], netns?: string): Promise<ToolError | undefined> {
   const [file, args] = inNetns(netns, "nft", ["-f", "-"]);
-  const r = await run(file, args, { input: lines.join("\n") + "\n", timeoutMs: TIMEOUT_MS });
+  const r = await run(file, args, { input: `${lines.join("\n")}\n`, timeoutMs: TIMEOUT_MS });
   if (r.timedOut) throw timedOutError("nft -f -", r);
   if (r.code === 0) return undefined;
   const failedLine = /^\/dev\/stdin:\d+:[^\n]*\n([^\n]*)/.exec(r.stderr)?.[1];

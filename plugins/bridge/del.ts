@@ -69,7 +69,7 @@ function lenientConfig(ctx: CmdContext): Partial<BridgeConfig> & { name: string 
   } catch (e) {
     log.warn(`bridge DEL: config not fully valid (${(e as Error).message}); cleaning up with what can be read`);
     const ipam = ctx.config.ipam;
-    const ipamType = typeof ipam?.type === "string" && /^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$/.test(ipam.type) ? ipam.type : undefined;
+    const ipamType = typeof ipam?.type === "string" && /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(ipam.type) ? ipam.type : undefined;
     return { name: ctx.config.name, ipamType, ipMasq: ctx.config.ipMasq === true, macspoofchk: ctx.config.macspoofchk === true };
   }
 }

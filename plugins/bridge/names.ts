@@ -10,7 +10,7 @@ import { hashHex, randomBytes } from "../../lib/hash.js";
 import { masqKeys } from "../../lib/netfilter/masq.js";
 
 export function hostVethName(containerID: string, ifname: string): string {
-  return "veth" + hashHex("sha256", `${containerID}\r\n${ifname}`).slice(0, 8);
+  return `veth${hashHex("sha256", `${containerID}\r\n${ifname}`).slice(0, 8)}`;
 }
 
 const ALIAS_PREFIX = "cni-ts:";

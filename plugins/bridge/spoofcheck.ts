@@ -37,7 +37,7 @@ const elements = (network: string, hostVeth: string, mac: string) => ({
 
 export async function addSpoofCheck(network: string, hostVeth: string, mac: string): Promise<void> {
   const e = elements(network, hostVeth, mac);
-  await nft(["-f", "-"], `macspoofchk setup for ${hostVeth} failed`, [...declarations(), `add element ${TABLE} guarded ${e.guarded}`, `add element ${TABLE} allowed ${e.allowed}`].join("\n") + "\n");
+  await nft(["-f", "-"], `macspoofchk setup for ${hostVeth} failed`, `${[...declarations(), `add element ${TABLE} guarded ${e.guarded}`, `add element ${TABLE} allowed ${e.allowed}`].join("\n")}\n`);
 }
 
 interface SpoofState {
@@ -95,7 +95,7 @@ export async function delSpoofCheck(hostVeth: string, network?: string): Promise
     if (ours(veth, net)) lines.push(`delete element ${TABLE} allowed { "${veth}" . ${mac} }`);
   }
   if (lines.length === 0) return;
-  await nft(["-f", "-"], `macspoofchk teardown for ${hostVeth} failed`, lines.join("\n") + "\n");
+  await nft(["-f", "-"], `macspoofchk teardown for ${hostVeth} failed`, `${lines.join("\n")}\n`);
 }
 
 /** undefined when the pod is guarded with exactly its MAC, else what is missing. */
@@ -128,5 +128,5 @@ export async function gcSpoofCheck(network: string, keep: ReadonlySet<string>, l
     .filter((d) => !spared.has(d.veth))
     .flatMap((d) => [`add element ${TABLE} ${d.set} { ${d.key} }`, `delete element ${TABLE} ${d.set} { ${d.key} }`]);
   if (lines.length === 0) return;
-  await nft(["-f", "-"], `macspoofchk GC of ${network} failed`, lines.join("\n") + "\n");
+  await nft(["-f", "-"], `macspoofchk GC of ${network} failed`, `${lines.join("\n")}\n`);
 }

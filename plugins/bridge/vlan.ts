@@ -37,7 +37,7 @@ export function vlanGatewayName(bridge: string, vlan: number): string {
 
 /** The gateway pair's bridge port: `vgw` + 8 hex, from the bridge and the VLAN only. */
 export function vlanGatewayPort(bridge: string, vlan: number): string {
-  return "vgw" + hashHex("sha256", `vlan-gateway\r\n${bridge}\r\n${vlan}`).slice(0, 8);
+  return `vgw${hashHex("sha256", `vlan-gateway\r\n${bridge}\r\n${vlan}`).slice(0, 8)}`;
 }
 
 export function usesVlanGateway(conf: Pick<VlanConf, "vlan" | "isGateway">): boolean {
@@ -79,7 +79,7 @@ export function gatewayPortVlanLines(conf: Pick<VlanConf, "bridge" | "vlan" | "p
 
 export async function applyVlanLines(lines: readonly string[], what: string): Promise<void> {
   if (lines.length === 0) return;
-  await runOk("bridge", ["-batch", "-"], { input: lines.join("\n") + "\n", what: `bridge vlan setup of ${what} failed` });
+  await runOk("bridge", ["-batch", "-"], { input: `${lines.join("\n")}\n`, what: `bridge vlan setup of ${what} failed` });
 }
 
 /** One port's VLANs as the kernel holds them: VID -> flags, ranges expanded. */

@@ -49,7 +49,7 @@ const TARGETS = ["ACCEPT", "DROP", "RETURN", "QUEUE", "REJECT", "LOG", "NFLOG", 
  * An iptables chain name as iptables accepts it (at most 28 characters) and as our restore lines can carry it: no
  * quote, space, newline or leading `-`/`!` that would read as an option or write a rule of its own.
  */
-export const CHAIN_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,27}$/;
+export const CHAIN_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,27}$/;
 
 const invalid = (msg: string, details = "") => new CniError(ErrorCode.InvalidNetworkConfig, msg, details);
 

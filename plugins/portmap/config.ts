@@ -174,7 +174,7 @@ function chooseBackend(c: Record<string, unknown>, v4: string[], v6: string[], e
 }
 
 /** iptables chain names: what iptables accepts (at most 28 characters), and nothing that reads as an option. */
-const CHAIN_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,27}$/;
+const CHAIN_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,27}$/;
 
 /**
  * Parse and validate the whole configuration. Every error is code 7 naming the key; the backend is resolved here

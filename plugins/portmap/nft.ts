@@ -172,14 +172,14 @@ export async function nftDel(network: string, containerID: string, ifname: strin
 export async function nftGc(network: string, valid: readonly Attachment[]): Promise<void> {
   const prefix = `${nftNetworkTag(network)}-`;
   const keep = new Set(valid.map((a) => nftOwner(network, a.containerID, a.ifname)));
-  await dropMatching((o) => o !== undefined && o.startsWith(prefix) && !keep.has(o), `network ${network}`);
+  await dropMatching((o) => o?.startsWith(prefix) === true && !keep.has(o), `network ${network}`);
 }
 
 /** The constant structure: base chains hooked as they must be, and the rules that reference our maps and sets. */
 function structureProblem(listing: Listing): string | undefined {
   for (const [name, hook] of Object.entries(BASE_CHAINS)) {
     const c = listing.chains.get(name);
-    if (!c || c.type !== "nat" || c.hook !== hook) return `nftables chain ${PORTMAP_NFT_TABLE} ${name} is missing or is not a nat ${hook} chain`;
+    if (c?.type !== "nat" || c.hook !== hook) return `nftables chain ${PORTMAP_NFT_TABLE} ${name} is missing or is not a nat ${hook} chain`;
     if (name !== "postrouting" && !c.rules.some((r) => r.includes('"jump":{"target":"hostports"}'))) return `nftables chain ${name} does not jump to hostports`;
   }
   const hostports = listing.chains.get("hostports")?.rules ?? [];

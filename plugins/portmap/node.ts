@@ -17,7 +17,7 @@ import { hasExecutable } from "../../lib/exec.js";
 import { readSysctl, writeSysctl } from "../../lib/sysctl.js";
 import type { PortMapping } from "./config.js";
 
-const IFNAME = /^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,14}$/;
+const IFNAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$/;
 
 /** The interface the node routes `ip` through, or undefined (no route: nothing to enable, as in the reference). */
 export async function routeDevice(ip: string): Promise<string | undefined> {

@@ -5,7 +5,6 @@
 // runs this file again in a guest with Debian's stock kernel (scripts/vm.mjs), where they run. Inside the guest,
 // the sandbox rules hold as everywhere: a node namespace per lab, pods beside it.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { hostVethName } from "../../plugins/bridge/names.js";
 import { vlanGatewayPort } from "../../plugins/bridge/vlan.js";
 import { addrsOf, BridgeLab, type Conf, kernelHasVlanFiltering, linkNames, linkOf, nsRun, type Ns, ping, REFERENCE_BIN } from "./bridge-lab.js";
 import { requireBuilt, Sandbox } from "./helpers.js";

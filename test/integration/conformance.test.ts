@@ -67,7 +67,7 @@ describe.skipIf(!existsSync(join(REFERENCE, "bridge")))("the reference plugins (
     expect(lastLine(r.stdout), r.stdout).toMatch(/^\d+ passed, 0 failed, \d+ skipped$/);
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/^XFAIL l2-mode #check-l2 CHECK a .*no plugin name provided/m);
-    expect(r.stdout).toMatch(/^SKIP  v110-bridge #2 ADD a .*needs spec:1\.1\.0/m);
+    expect(r.stdout).toMatch(/^SKIP {2}v110-bridge #2 ADD a .*needs spec:1\.1\.0/m);
     const report = JSON.parse(readFileSync(json, "utf8")) as { runId: string; plugins: { impl: string }; leftovers: string[] };
     expect(report.plugins.impl).toBe("reference");
     expect(report.leftovers).toEqual([]);

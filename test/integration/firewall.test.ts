@@ -5,11 +5,10 @@
 // Hostile config values fail with code 7 and change nothing. The reference (/usr/lib/cni/firewall, Debian 1.1.1)
 // runs the same chain beside ours: same rules, and either one's DEL removes the other's.
 import { spawnSync } from "node:child_process";
-import { symlinkSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { binDir, BridgeLab, type CniCall, type Conf, labPath, nsRun, type Ns, ping, recordingTools, REFERENCE_BIN, wire } from "./bridge-lab.js";
-import { DIST_BIN, requireBuilt, Sandbox } from "./helpers.js";
+import { requireBuilt, Sandbox } from "./helpers.js";
 
 const sb = new Sandbox();
 beforeAll(() => requireBuilt());

@@ -15,5 +15,5 @@ export function report(section: string, figures: Record<string, unknown>): void 
   const line = { section, mode: SOAK ? "soak" : "short", seed: SEED, at: new Date().toISOString(), ...figures };
   console.log(`[reliability] ${JSON.stringify(line)}`);
   const out = process.env.CNI_TS_RELIABILITY_OUT;
-  if (out) appendFileSync(out, JSON.stringify(line) + "\n");
+  if (out) appendFileSync(out, `${JSON.stringify(line)}\n`);
 }

@@ -29,6 +29,6 @@ describe("CNI_ARGS", () => {
     expect(codeOf(() => parseCniArgs("ip=10.0.0.1", ["IP"]))).toBe(4);
   });
   it("bounds the size", () => {
-    expect(codeOf(() => splitCniArgs("A=" + "x".repeat(70_000)))).toBe(4);
+    expect(codeOf(() => splitCniArgs(`A=${"x".repeat(70_000)}`))).toBe(4);
   });
 });

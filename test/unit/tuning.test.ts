@@ -41,7 +41,7 @@ describe("tuning sysctl keys", () => {
     ["net.ipv4.conf.-x.y", "leading dash"],
     ["net.ipv4.conf.$(id).x", "shell"],
     ["net.ipv4.conf.é.x", "non-ASCII"],
-    ["net." + "a".repeat(300), "too long"],
+    [`net.${"a".repeat(300)}`, "too long"],
   ])("refuses %j (%s) with code 7", (key) => {
     expect(codeOf(() => sysctlKeyPath(key, "eth0"))).toBe(7);
   });
