@@ -4,7 +4,8 @@
  *
  *   routes sync --nodes FILE|- --node NAME [--dry-run] [--interval SECONDS]     from a NodeList file
  *   routes sync --kubernetes [--kubeconfig FILE] [--node NAME] ...             a controller watching the API
- *   routes sync --cleanup [--dry-run]                                          remove every route of ours
+ *   ... [--forward-accept auto|CIDR[,CIDR]]                                    and the FORWARD accept rules
+ *   routes sync --cleanup [--dry-run]                                          remove every route and rule of ours
  *
  * Exit status: 0 in sync (or stopped by a signal), 1 failure, 2 usage or input error (nothing changed).
  */
@@ -12,14 +13,16 @@ import { readFileSync } from "node:fs";
 import { CniError } from "../../lib/errors.js";
 import { InputError, parseNodeList, type NodeEntry } from "./nodelist.js";
 import { cleanupPlan, describeChange, isNodeName, syncOnce, type SyncOutput } from "./sync.js";
+import { FORWARD_CHAIN, parseForwardAccept } from "./forward.js";
+import { syncForward } from "./forward-apply.js";
 import { applyOps } from "./apply.js";
 import { ROUTES_PROTO, SYNC_PROTO } from "./config.js";
 import type { CleanupArgs, FileArgs, KubernetesArgs, SyncArgs } from "./sync-args.js";
 
 /** The help text of `routes sync`, printed with --help and after a usage error. */
-export const SYNC_USAGE = `usage: routes sync --nodes FILE|- --node NAME [--dry-run] [--interval SECONDS]
+export const SYNC_USAGE = `usage: routes sync --nodes FILE|- --node NAME [--dry-run] [--interval SECONDS] [--forward-accept LIST]
        routes sync --kubernetes [--kubeconfig FILE] [--node NAME] [--resync SECONDS] [--listen ADDR:PORT]
-                   [--health-file FILE] [--request-timeout SECONDS] [--dry-run]
+                   [--health-file FILE] [--request-timeout SECONDS] [--dry-run] [--forward-accept LIST]
        routes sync --cleanup [--dry-run]
 
 Ensure on this node a route "podCIDR via InternalIP" for every other node of a Kubernetes NodeList
@@ -31,6 +34,10 @@ those whose node left the list. Its routes carry proto ${SYNC_PROTO}; no other r
   --node NAME         this node's name in the list (with --kubernetes: default $NODE_NAME)
   --dry-run           print the plan (add / replace / delete), change nothing
   --interval SECONDS  sync, sleep, repeat (re-reading FILE) until SIGINT or SIGTERM
+  --forward-accept auto|CIDR[,CIDR...]
+                      also keep iptables/ip6tables rules (chain ${FORWARD_CHAIN} in the filter table, one jump at
+                      the top of FORWARD) that accept forwarded traffic from and to these subnets; auto: every
+                      node's podCIDRs as listed, following the cluster; "" : no forward rules (none touched)
 
   --kubernetes        list and watch the Nodes of the API server and sync on every change, until SIGINT or
                       SIGTERM (which leave the routes in place); in-cluster service account unless --kubeconfig
@@ -40,7 +47,8 @@ those whose node left the list. Its routes carry proto ${SYNC_PROTO}; no other r
   --health-file FILE  write FILE after every successful sync (its time is the last success); removed at start
   --request-timeout SECONDS  for a list page or the start of a watch (default 30)
 
-  --cleanup           delete every route with proto ${SYNC_PROTO} from this node's main table, and exit
+  --cleanup           delete every route with proto ${SYNC_PROTO} from this node's main table and the chain
+                      ${FORWARD_CHAIN} with its jump (IPv4 and IPv6), and exit
 
 Exit status: 0 in sync (or stopped by a signal); 1 a change failed or a peer was left out for a problem;
 2 usage or input error.
@@ -92,6 +100,7 @@ export function parseSyncArgs(argv: readonly string[], env: NodeJS.ProcessEnv = 
       case "--listen":
       case "--health-file":
       case "--request-timeout":
+      case "--forward-accept":
         v.set(flag, value());
         break;
       default:
@@ -99,6 +108,7 @@ export function parseSyncArgs(argv: readonly string[], env: NodeJS.ProcessEnv = 
     }
   }
   const dryRun = flags.has("--dry-run");
+  const forward = v.has("--forward-accept") ? parseForwardAccept(v.get("--forward-accept")!) : undefined;
   const kube = flags.has("--kubernetes") || v.has("--kubeconfig");
   const only = (mode: string, allowed: string[]) => {
     const extra = [...v.keys(), ...flags].find((f) => f !== "--dry-run" && !allowed.includes(f));
@@ -109,7 +119,7 @@ export function parseSyncArgs(argv: readonly string[], env: NodeJS.ProcessEnv = 
     return { mode: "cleanup", dryRun };
   }
   if (kube) {
-    only("--kubernetes", ["--kubernetes", "--kubeconfig", "--node", "--resync", "--listen", "--health-file", "--request-timeout"]);
+    only("--kubernetes", ["--kubernetes", "--kubeconfig", "--node", "--resync", "--listen", "--health-file", "--request-timeout", "--forward-accept"]);
     const node = v.get("--node") ?? env.NODE_NAME ?? "";
     if (node === "") throw new InputError("--node NAME (or NODE_NAME in the environment) is required");
     if (!isNodeName(node)) throw new InputError(`--node ${JSON.stringify(node)} is not a Kubernetes node name`);
@@ -124,9 +134,10 @@ export function parseSyncArgs(argv: readonly string[], env: NodeJS.ProcessEnv = 
       requestTimeoutMs: v.has("--request-timeout") ? seconds("--request-timeout", v.get("--request-timeout")!, 1, 600) : 30_000,
       listen: v.has("--listen") ? parseListen(v.get("--listen")!) : undefined,
       healthFile: v.get("--health-file") || undefined,
+      forward,
     };
   }
-  only("--nodes", ["--nodes", "--node", "--interval"]);
+  only("--nodes", ["--nodes", "--node", "--interval", "--forward-accept"]);
   const nodes = v.get("--nodes");
   const node = v.get("--node");
   if (nodes === undefined || nodes === "") throw new InputError("--nodes FILE|- is required (or --kubernetes, or --cleanup)");
@@ -137,7 +148,7 @@ export function parseSyncArgs(argv: readonly string[], env: NodeJS.ProcessEnv = 
     intervalMs = seconds("--interval", interval, 1, 86400);
     if (nodes === "-") throw new InputError("--interval re-reads the node list each time: give a file, not -");
   }
-  return { mode: "file", nodes, node, dryRun, intervalMs };
+  return { mode: "file", nodes, node, dryRun, intervalMs, forward };
 }
 
 async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
@@ -159,7 +170,7 @@ async function loadNodes(source: string): Promise<NodeEntry[]> {
 /** One sync: the exit status it stands for; messages go to io. */
 async function once(args: FileArgs, io: SyncOutput, looping: boolean): Promise<number> {
   try {
-    return await syncOnce(await loadNodes(args.nodes), args.node, args.dryRun, io, looping);
+    return await syncOnce(await loadNodes(args.nodes), args.node, args.dryRun, io, looping, args.forward);
   } catch (e) {
     if (e instanceof InputError) {
       io.err(`routes sync: ${e.message}`);
@@ -237,21 +248,25 @@ export async function syncMain(argv: readonly string[], io: SyncOutput = process
   }
 }
 
-/** `--cleanup`: every route of ours goes, in one batch; nothing else is looked at. */
+/** `--cleanup`: every route of ours goes, in one batch, and our forward chain with its jump, one restore per
+ * family; nothing else is looked at. */
 async function cleanup(dryRun: boolean, io: SyncOutput): Promise<number> {
   try {
-    const plan = await cleanupPlan();
+    const [plan, rules] = await Promise.all([cleanupPlan(), syncForward({ 4: [], 6: [] }, true)]);
     for (const ch of plan.changes) io.out(describeChange(ch));
+    for (const r of rules) for (const line of r.changes) io.out(line);
+    const chains = rules.filter((r) => r.lines.length > 0).length;
     if (dryRun) {
-      io.out(`dry run: ${plan.changes.length} route(s) of routes sync would be deleted; nothing changed`);
+      io.out(`dry run: ${plan.changes.length} route(s) of routes sync would be deleted, ${chains} forward chain(s); nothing changed`);
       return 0;
     }
     await applyOps(plan.changes.map((c) => c.op), undefined, "this node");
-    io.out(`${plan.changes.length} route(s) of routes sync deleted`);
+    if (chains > 0) await syncForward({ 4: [], 6: [] }, false);
+    io.out(`${plan.changes.length} route(s) of routes sync deleted, ${chains} forward chain(s)`);
     return 0;
   } catch (e) {
     const details = e instanceof CniError && e.details ? ` (${e.details})` : "";
-    io.err(`routes sync --cleanup failed, nothing changed: ${(e as Error).message}${details}`);
+    io.err(`routes sync --cleanup failed: ${(e as Error).message}${details}`);
     return 1;
   }
 }

@@ -21,7 +21,7 @@ import { jsonLogger, type Logger } from "./jsonlog.js";
 import { ControllerMetrics } from "./metrics.js";
 import { parseNode, type NodeEntry } from "./nodelist.js";
 import { startStatusServer } from "./statusserver.js";
-import { describeChange, syncNodes } from "./sync.js";
+import { describeChange, forwardChanges, syncNodes } from "./sync.js";
 import { SyncRunner } from "./syncrunner.js";
 
 function writeHealthFile(file: string, when: Date): void {
@@ -96,9 +96,11 @@ export async function runController(args: KubernetesArgs, log: Logger = jsonLogg
   if (args.dryRun) {
     try {
       await lw.list(stop.signal);
-      const r = await syncNodes(cache.values(), args.node, true);
+      const r = await syncNodes(cache.values(), args.node, true, args.forward);
       for (const s of [...r.plan.skipped, ...r.plan.problems]) log.warn(s);
+      if (r.forwardError !== undefined) log.error(`forward rules: ${r.forwardError}`);
       for (const ch of r.plan.host.changes) process.stdout.write(`${describeChange(ch)}\n`);
+      for (const line of forwardChanges(r)) process.stdout.write(`${line}\n`);
       process.stdout.write(`dry run: ${r.plan.host.changes.length} change(s) planned, ${r.plan.host.unchanged.length} route(s) already in place; nothing changed\n`);
       return r.status;
     } catch (e) {
@@ -119,12 +121,20 @@ export async function runController(args: KubernetesArgs, log: Logger = jsonLogg
     metrics.nodes = nodes.length;
     const started = Date.now();
     try {
-      const r = await syncNodes(nodes, args.node, false);
+      const r = await syncNodes(nodes, args.node, false, args.forward);
       for (const line of repeats.fresh([...r.plan.skipped, ...r.plan.problems])) log.warn(line);
       metrics.refused = r.plan.problems.length;
-      if (r.error !== undefined) {
+      // Forward rules are restored per family whatever the routes did; count what reached the kernel first.
+      for (const p of r.forward ?? []) {
+        if (p.lines.length === 0) continue;
+        metrics.forwardApplied++;
+        for (const line of p.changes) log.info(line, { change: "forward", family: p.family });
+      }
+      if (r.forwardError !== undefined) metrics.forwardErrors++;
+      if (r.error !== undefined || r.forwardError !== undefined) {
         metrics.syncErrors++;
-        log.error(`sync failed, nothing changed: ${r.error}`, { why });
+        if (r.error !== undefined) log.error(`sync failed, nothing changed: ${r.error}`, { why });
+        if (r.forwardError !== undefined) log.error(`forward rules failed, unchanged: ${r.forwardError}`, { why });
         return false;
       }
       for (const ch of r.applied) {

@@ -22,6 +22,9 @@ export class ControllerMetrics {
   nodes = 0;
   routes = 0;
   refused = 0;
+  /** --forward-accept: restores that changed a family's forward rules, and syncs whose forward rules failed. */
+  forwardApplied = 0;
+  forwardErrors = 0;
 
   /** True once a sync has succeeded: the node's routes match the API as last seen. */
   get ready(): boolean {
@@ -45,6 +48,8 @@ export class ControllerMetrics {
     metric("cni_ts_routes_sync_nodes", "gauge", "Nodes known from the API.", [["", this.nodes]]);
     metric("cni_ts_routes_sync_routes", "gauge", "Routes of routes sync in place on this node after the last sync.", [["", this.routes]]);
     metric("cni_ts_routes_sync_nodes_refused", "gauge", "Problems found at the last sync (bad podCIDR or InternalIP, a claimed subnet, a conflict): those routes were not applied.", [["", this.refused]]);
+    metric("cni_ts_routes_sync_forward_changes_total", "counter", "Restores that changed this node's forward rules (--forward-accept; one per family and change).", [["", this.forwardApplied]]);
+    metric("cni_ts_routes_sync_forward_errors_total", "counter", "Syncs whose forward rules could not be read or written (--forward-accept); those rules did not change.", [["", this.forwardErrors]]);
     return out.join("\n") + "\n";
   }
 }

@@ -16,6 +16,8 @@ import { planHost, type HostChange, type HostPlan, type WantedRoute } from "./ho
 import { readRoutes, type KernelRoute } from "../../lib/ip/routes.js";
 import { describeKernel } from "./kernel.js";
 import { InputError, type NodeEntry } from "./nodelist.js";
+import { forwardCidrs, type ForwardPlan, type ForwardSpec } from "./forward.js";
+import { syncForward } from "./forward-apply.js";
 
 /** One address of this node with its prefix: the networks it reaches directly. */
 export interface LocalNet {
@@ -168,6 +170,10 @@ export interface SyncResult {
   applied: HostChange[];
   /** The batch failed (the kernel's reason); nothing changed. */
   error?: string;
+  /** With --forward-accept: the forward rules' plans (applied unless dryRun or forwardError). */
+  forward?: ForwardPlan[];
+  /** The forward rules could not be read or written (the reason); that family's rules did not change. */
+  forwardError?: string;
   /** 0 in sync, 1 a change failed or a peer was left out for a problem. */
   status: number;
 }
@@ -176,40 +182,59 @@ export interface SyncResult {
  * Plan against this node's routes and addresses and (unless dryRun) apply the plan in one batch. InputError
  * propagates (`self` not in the list).
  */
-export async function syncNodes(nodes: readonly NodeEntry[], self: string, dryRun: boolean): Promise<SyncResult> {
+export async function syncNodes(nodes: readonly NodeEntry[], self: string, dryRun: boolean, forward?: ForwardSpec): Promise<SyncResult> {
   const [current, nets] = await Promise.all([readRoutes(), localNetworks()]);
   const plan = planSync(nodes, self, current, nets);
-  const status = plan.problems.length > 0 ? 1 : 0;
   const changes = plan.host.changes;
-  if (dryRun || changes.length === 0) return { plan, applied: [], status };
-  try {
-    await applyOps(changes.map((c) => c.op), undefined, "this node");
-  } catch (e) {
-    return { plan, applied: [], error: (e as Error).message, status: 1 };
-  }
-  return { plan, applied: [...changes], status };
+  // Routes and forward rules are independent (one ip batch, one restore per family): one failing leaves the other.
+  const [routes, fwd] = await Promise.all([
+    dryRun || changes.length === 0
+      ? Promise.resolve({ applied: [] as HostChange[], error: undefined })
+      : applyOps(changes.map((c) => c.op), undefined, "this node").then(
+          () => ({ applied: [...changes], error: undefined }),
+          (e: unknown) => ({ applied: [] as HostChange[], error: (e as Error).message }),
+        ),
+    forward === undefined
+      ? Promise.resolve(undefined)
+      : syncForward(forwardCidrs(forward, nodes), dryRun).then(
+          (plans) => ({ plans, error: undefined }),
+          (e: unknown) => ({ plans: [] as ForwardPlan[], error: (e as Error).message }),
+        ),
+  ]);
+  const failed = routes.error !== undefined || fwd?.error !== undefined;
+  const status = plan.problems.length > 0 || failed ? 1 : 0;
+  return { plan, applied: routes.applied, error: routes.error, forward: fwd?.plans, forwardError: fwd?.error, status };
+}
+
+/** The report lines of the forward rules' changes (applied, or planned with --dry-run). */
+export function forwardChanges(r: SyncResult): string[] {
+  return (r.forward ?? []).flatMap((p) => p.changes);
 }
 
 /**
  * syncNodes, reported: skips and problems to `err`, one line per change and a summary to `out`. Returns the exit
  * status. InputError propagates (status 2 for the caller).
  */
-export async function syncOnce(nodes: readonly NodeEntry[], self: string, dryRun: boolean, io: SyncOutput, quietWhenInSync = false): Promise<number> {
-  const r = await syncNodes(nodes, self, dryRun);
+export async function syncOnce(nodes: readonly NodeEntry[], self: string, dryRun: boolean, io: SyncOutput, quietWhenInSync = false, forward?: ForwardSpec): Promise<number> {
+  const r = await syncNodes(nodes, self, dryRun, forward);
   const { plan } = r;
   for (const s of plan.skipped) io.err(s);
   for (const p of plan.problems) io.err(p);
   const changes = plan.host.changes;
   for (const ch of changes) io.out(describeChange(ch));
+  const fwd = forwardChanges(r);
+  for (const line of fwd) io.out(line);
+  const rules = r.forward === undefined ? "" : fwd.length > 0 ? `; forward rules: ${fwd.length} change(s)` : "; forward rules in place";
   if (dryRun) {
-    io.out(`dry run: ${changes.length} change(s) planned, ${plan.host.unchanged.length} route(s) already in place; nothing changed`);
+    io.out(`dry run: ${changes.length} change(s) planned, ${plan.host.unchanged.length} route(s) already in place${rules}; nothing changed`);
   } else if (r.error !== undefined) {
     io.err(`routes sync failed, nothing changed: ${r.error}`);
-  } else if (changes.length === 0) {
-    if (!quietWhenInSync) io.out(`in sync: ${plan.host.unchanged.length} route(s) in place, nothing to change`);
+  } else if (changes.length === 0 && fwd.length === 0) {
+    if (!quietWhenInSync) io.out(`in sync: ${plan.host.unchanged.length} route(s) in place, nothing to change${rules}`);
   } else {
-    io.out(`${changes.length} change(s) applied, ${plan.host.unchanged.length} route(s) already in place`);
+    io.out(`${changes.length} change(s) applied, ${plan.host.unchanged.length} route(s) already in place${rules}`);
   }
+  if (r.forwardError !== undefined) io.err(`routes sync: forward rules failed, unchanged: ${r.forwardError}`);
   return r.status;
 }
 
