@@ -46,6 +46,14 @@ function ours(ns = node1): string[] {
     .sort();
 }
 
+/** The subnets this node's forward chain (--forward-accept auto) accepts, both families, sorted. */
+function accepted(ns = node1): string[] {
+  return ["iptables", "ip6tables"]
+    .flatMap((tool) => spawnSync("ip", ["netns", "exec", ns, tool, "-S", "CNI-TS-FORWARD"], { encoding: "utf8" }).stdout.split("\n"))
+    .flatMap((l) => /^-A CNI-TS-FORWARD -s (\S+) -j ACCEPT$/.exec(l)?.slice(1) ?? [])
+    .sort();
+}
+
 function allRoutes(ns = node1): string {
   return ip(ns, "-d", "route", "show", "table", "all") + ip(ns, "-6", "-d", "route", "show", "table", "all");
 }
@@ -109,7 +117,7 @@ beforeAll(async () => {
   ].join("\n"));
   healthFile = join(dir, "healthy");
   controller = spawn("ip", ["netns", "exec", node1, "env", "-i", `PATH=${PATH}`, join(DIST_BIN, "routes"), "sync", "--kubeconfig", kubeconfig, "--node", "node1",
-    "--listen", "127.0.0.1:9808", "--health-file", healthFile, "--resync", "3600", "--request-timeout", "2"], { stdio: ["ignore", "pipe", "pipe"] });
+    "--listen", "127.0.0.1:9808", "--health-file", healthFile, "--resync", "3600", "--request-timeout", "2", "--forward-accept", "auto"], { stdio: ["ignore", "pipe", "pipe"] });
   exited = new Promise((resolve) => controller!.on("exit", (code) => resolve(code)));
   let buf = "";
   controller.stderr!.on("data", (d: Buffer) => {
@@ -148,9 +156,14 @@ describe("routes sync --kubernetes (a controller watching the Node API)", () => 
     expect(metric("cni_ts_routes_sync_routes")).toBe(4);
     expect(metric("cni_ts_routes_sync_nodes")).toBe(3);
     expect(metric("cni_ts_routes_sync_last_success_timestamp_seconds")).toBeGreaterThan(1.6e9);
+    // --forward-accept auto: every node's podCIDRs, this node's included, one restore per family.
+    expect(accepted()).toEqual(["10.244.1.0/24", "10.244.2.0/24", "10.244.3.0/24", "fd44:1::/64", "fd44:2::/64", "fd44:3::/64"]);
+    expect(metric("cni_ts_routes_sync_forward_changes_total")).toBe(2);
+    expect(metric("cni_ts_routes_sync_forward_errors_total")).toBe(0);
     expect(curl("/healthz").code).toBe("200");
     expect(existsSync(healthFile)).toBe(true);
     expect(logs.every((l) => typeof l.time === "string" && typeof l.level === "string")).toBe(true);
+    await until(() => api.watchRequests.length > 0, "the first watch");
     expect(api.watchRequests[0]).toMatchObject({ bookmarks: true });
     expect(api.watchRequests[0]!.timeoutSeconds).toBeGreaterThanOrEqual(300);
   });
@@ -159,6 +172,7 @@ describe("routes sync --kubernetes (a controller watching the Node API)", () => 
     api.upsert(peer(4));
     await until(() => ours().includes("10.244.4.0/24 via 172.31.250.4") && ours().includes("fd44:4::/64 via fd31:250::4"), "node4's routes");
     expect(ours()).toHaveLength(6);
+    await until(() => accepted().includes("10.244.4.0/24") && accepted().includes("fd44:4::/64"), "node4's subnets accepted");
   });
 
   it("MODIFIED: a status heartbeat changes nothing; a new InternalIP replaces the route", async () => {
@@ -175,6 +189,8 @@ describe("routes sync --kubernetes (a controller watching the Node API)", () => 
     api.delete("node4");
     await until(() => !ours().some((r) => r.startsWith("10.244.4.") || r.startsWith("fd44:4:")), "node4's routes gone");
     expect(ours()).toHaveLength(4);
+    await until(() => accepted().length === 6, "node4's subnets no longer accepted");
+    expect(accepted().some((c) => c.startsWith("10.244.4.") || c.startsWith("fd44:4:"))).toBe(false);
   });
 
   it("a dropped connection: the watch resumes from the last resourceVersion (bookmarks included), and what happened meanwhile arrives", async () => {
@@ -279,6 +295,7 @@ describe("routes sync --kubernetes (a controller watching the Node API)", () => 
     expect(await exited).toBe(0);
     expect(logged(/SIGTERM: stopping; the routes stay in place/)).toBe(true);
     expect(ours()).toEqual(before);
+    expect(accepted().length).toBeGreaterThan(0);
     const dry = spawnSync("ip", ["netns", "exec", node1, "env", "-i", `PATH=${PATH}`, join(DIST_BIN, "routes"), "sync", "--cleanup", "--dry-run"], { encoding: "utf8" });
     expect(dry.status, dry.stderr).toBe(0);
     expect(dry.stdout).toContain(`dry run: ${before.length} route(s) of routes sync would be deleted`);
@@ -287,6 +304,7 @@ describe("routes sync --kubernetes (a controller watching the Node API)", () => 
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toContain(`${before.length} route(s) of routes sync deleted`);
     expect(ours()).toEqual([]);
+    expect(accepted()).toEqual([]);
     expect(ip(node1, "route", "show", "10.250.0.0/16")).toContain("via 172.31.250.2");
   });
 });
