@@ -55,11 +55,14 @@ describe("the DaemonSet manifest", () => {
 
   it("runs the routes controller: routes sync --kubernetes with NODE_NAME, NET_ADMIN only, probes and metrics on the node's address", () => {
     const c = (pod.containers as Array<Record<string, any>>).find((x) => x.name === "routes")!;
-    expect(c.command).toEqual(["/cni-ts", "routes", "sync", "--kubernetes", "--listen", "$(NODE_IP):9808"]);
-    // The arguments a kubelet would pass parse as a controller's (NODE_NAME from the downward API).
-    const args = parseSyncArgs(c.command.slice(3).map((a: string) => a.replace("$(NODE_IP)", "10.0.0.5")), { NODE_NAME: "node1" });
-    expect(args).toMatchObject({ mode: "kubernetes", node: "node1", kubeconfig: undefined, listen: { host: "10.0.0.5", port: 9808 } });
-    expect(Object.fromEntries((c.env as Array<{ name: string; valueFrom: { fieldRef: { fieldPath: string } } }>).map((e) => [e.name, e.valueFrom.fieldRef.fieldPath]))).toEqual({ NODE_NAME: "spec.nodeName", NODE_IP: "status.hostIP" });
+    expect(c.command).toEqual(["/cni-ts", "routes", "sync", "--kubernetes", "--listen", "$(NODE_IP):9808", "--forward-accept", "$(FORWARD_ACCEPT)"]);
+    // The arguments a kubelet would pass parse as a controller's (NODE_NAME from the downward API); FORWARD_ACCEPT
+    // empty, as shipped, is no forward rules; "auto" turns them on.
+    const kubelet = (forward: string) => c.command.slice(3).map((a: string) => a.replace("$(NODE_IP)", "10.0.0.5").replace("$(FORWARD_ACCEPT)", forward));
+    const env = Object.fromEntries((c.env as Array<{ name: string; value?: string; valueFrom?: { fieldRef: { fieldPath: string } } }>).map((e) => [e.name, e.valueFrom?.fieldRef.fieldPath ?? e.value]));
+    expect(env).toEqual({ NODE_NAME: "spec.nodeName", NODE_IP: "status.hostIP", FORWARD_ACCEPT: "" });
+    expect(parseSyncArgs(kubelet(env.FORWARD_ACCEPT!), { NODE_NAME: "node1" })).toMatchObject({ mode: "kubernetes", node: "node1", kubeconfig: undefined, listen: { host: "10.0.0.5", port: 9808 }, forward: undefined });
+    expect(parseSyncArgs(kubelet("auto"), { NODE_NAME: "node1" })).toMatchObject({ forward: { auto: true, cidrs: [] } });
     expect(c.securityContext).toEqual({ privileged: false, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"], add: ["NET_ADMIN"] } });
     expect(c.livenessProbe.httpGet).toEqual({ path: "/healthz", port: 9808 });
     expect(c.readinessProbe.httpGet).toEqual({ path: "/readyz", port: 9808 });
