@@ -12,6 +12,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { BridgeLab, nsRun, ping, recordingTools, wire, type Ns } from "./bridge-lab.js";
+import { iptablesSave } from "../../sandbox/kernel.js";
 import { DIST_BIN, Sandbox, requireBuilt } from "./helpers.js";
 
 const sb = new Sandbox();
@@ -33,10 +34,7 @@ function sync(i: number, args: string[]): { status: number | null; stdout: strin
 const byNode = (args: string[]) => (i: number) => sync(i, ["--nodes", nodesFile, "--node", i === 0 ? "node-a" : "node-b", ...args]);
 
 /** Both families' filter tables, without counters and comments. */
-function filterTables(i: number): string {
-  const save = (tool: string) => nsRun(labs[i]!.node.name, tool, ["-t", "filter"]).stdout.split("\n").filter((l) => l !== "" && !l.startsWith("#")).map((l) => l.replace(/\[\d+:\d+\]/, "[0:0]"));
-  return [...save("iptables-save"), "--- ip6", ...save("ip6tables-save")].join("\n");
-}
+const filterTables = (i: number): string => iptablesSave(labs[i]!.node.name, "filter");
 
 /** `iptables -S` lines of a chain, per family. */
 function rules(i: number, family: 4 | 6, chain: string): string[] {
