@@ -213,7 +213,7 @@ function runner(o) {
   return { prefix: [qemu, "-L", sysroot], what: `under ${qemu}` };
 }
 
-function run(o, how, file, { env = {}, input = "", args = [], cwd } = {}) {
+function run(_o, how, file, { env = {}, input = "", args = [], cwd } = {}) {
   const [cmd, ...pre] = how.prefix.length ? how.prefix : [file];
   const argv = how.prefix.length ? [...pre, file, ...args] : args;
   // Under qemu the exec'd name is qemu: the applet is then given as the first argument, the way `cni-ts NAME` works.

@@ -59,7 +59,10 @@ async function call(impl, verb, i) {
   const stdin = verb === "DEL" && impl.results?.[i] ? JSON.stringify({ ...JSON.parse(impl.conf), prevResult: impl.results[i] }) : impl.conf;
   const r = await runPlugin("ip", env, stdin, { args: ["netns", "exec", impl.node, join(impl.cniPath, "bridge")] });
   mustSucceed(r, `${impl.label} ${verb} pod ${i}`);
-  if (verb === "ADD") (impl.results ??= [])[i] = parseResult(r, `${impl.label} ADD pod ${i}`);
+  if (verb === "ADD") {
+    impl.results ??= [];
+    impl.results[i] = parseResult(r, `${impl.label} ADD pod ${i}`);
+  }
   return r;
 }
 
@@ -97,7 +100,8 @@ export async function main(argv) {
       for (const [label, verb, width] of [["ADD sequential", "ADD", 1], ["DEL sequential", "DEL", 1], ["ADD 8-way", "ADD", 8], ["DEL 8-way", "DEL", 8]]) {
         for (const impl of impls) {
           process.stderr.write(`\r${label}: ${impl.label} ...                `);
-          (results[label] ??= {})[impl.label] = await phase(impl, verb, opts.n, width);
+          results[label] ??= {};
+          results[label][impl.label] = await phase(impl, verb, opts.n, width);
         }
       }
       process.stderr.write(`\r${" ".repeat(60)}\r`);

@@ -336,6 +336,7 @@ export function oursVersion() {
 
 /** The Debian package version of the reference plugins, e.g. "1.1.1+ds1-3+b5", or undefined. */
 function debianVersion() {
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: ${Version} is dpkg-query's own format field
   const r = spawnSync("dpkg-query", ["-W", "-f", "${Version}", "containernetworking-plugins"], { encoding: "utf8" });
   return r.status === 0 && r.stdout.trim() ? r.stdout.trim() : undefined;
 }

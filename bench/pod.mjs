@@ -72,7 +72,11 @@ export async function main(argv) {
         { label: "reference", cniPath: REFERENCE_BIN, node: netns("r"), chain: chain(join(tmp, "ref-data")) },
       ];
       const samples = {};
-      const record = (impl, what, ms) => ((samples[what] ??= {})[impl.label] ??= []).push(ms);
+      const record = (impl, what, ms) => {
+        samples[what] ??= {};
+        samples[what][impl.label] ??= [];
+        samples[what][impl.label].push(ms);
+      };
 
       async function call(impl, pod, plugin, verb, conf, { netns: podNetns, ifname = "eth0" }) {
         const env = {

@@ -54,7 +54,9 @@ export async function main(argv) {
       for (const impl of i % 2 ? [...impls].reverse() : impls) {
         const file = impl.file(p);
         if (!file) continue;
-        const s = ((samples[p] ??= {})[impl.label] ??= { ms: [], rss: [] });
+        samples[p] ??= {};
+        samples[p][impl.label] ??= { ms: [], rss: [] };
+        const s = samples[p][impl.label];
         const r = mustSucceed(await runPlugin(file, pluginEnv({ COMMAND: "VERSION" }), STDIN), `${impl.label} ${p} VERSION`);
         s.ms.push(r.ms);
         if (i < Math.min(opts.n, 10)) s.rss.push(await peakRssMb(file));

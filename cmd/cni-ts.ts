@@ -42,8 +42,14 @@ async function main(): Promise<void> {
     name = argv[0] ?? "";
     argv = argv.slice(1);
   }
-  if (name === "install") return void (process.exitCode = (await import("./install.js")).installMain(argv, Object.keys(APPLETS)));
-  if (name === "conflist") return void (process.exitCode = await (await import("./conflist.js")).conflistMain(argv));
+  if (name === "install") {
+    process.exitCode = (await import("./install.js")).installMain(argv, Object.keys(APPLETS));
+    return;
+  }
+  if (name === "conflist") {
+    process.exitCode = await (await import("./conflist.js")).conflistMain(argv);
+    return;
+  }
   const plugin = Object.hasOwn(APPLETS, name) ? await APPLETS[name]!() : undefined;
   if (!plugin) {
     process.stderr.write(await usage());
@@ -51,7 +57,10 @@ async function main(): Promise<void> {
     return;
   }
   const subcommand = subcommandOf(plugin, argv);
-  if (subcommand) return void (process.exitCode = await subcommand(argv.slice(1)));
+  if (subcommand) {
+    process.exitCode = await subcommand(argv.slice(1));
+    return;
+  }
   await pluginMain(plugin, argv);
 }
 

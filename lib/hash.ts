@@ -80,10 +80,14 @@ function sha256(data: Buffer): Buffer {
       const t2 = ((rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c))) >>> 0;
       hh = g; g = f; f = e; e = (d + t1) >>> 0; d = c; c = b; b = a; a = (t1 + t2) >>> 0;
     }
-    [a, b, c, d, e, f, g, hh].forEach((v, i) => (h[i] = (h[i]! + v) >>> 0));
+    [a, b, c, d, e, f, g, hh].forEach((v, i) => {
+      h[i] = (h[i]! + v) >>> 0;
+    });
   }
   const out = Buffer.alloc(32);
-  h.forEach((v, i) => out.writeUInt32BE(v, i * 4));
+  h.forEach((v, i) => {
+    out.writeUInt32BE(v, i * 4);
+  });
   return out;
 }
 
@@ -108,10 +112,14 @@ function sha512(data: Buffer): Buffer {
       const t2 = ((rotr(a, 28n) ^ rotr(a, 34n) ^ rotr(a, 39n)) + ((a & b) ^ (a & c) ^ (b & c))) & mask;
       hh = g; g = f; f = e; e = (d + t1) & mask; d = c; c = b; b = a; a = (t1 + t2) & mask;
     }
-    [a, b, c, d, e, f, g, hh].forEach((v, i) => (h[i] = (h[i]! + v) & mask));
+    [a, b, c, d, e, f, g, hh].forEach((v, i) => {
+      h[i] = (h[i]! + v) & mask;
+    });
   }
   const out = Buffer.alloc(64);
-  h.forEach((v, i) => out.writeBigUInt64BE(v, i * 8));
+  h.forEach((v, i) => {
+    out.writeBigUInt64BE(v, i * 8);
+  });
   return out;
 }
 

@@ -41,7 +41,8 @@ export function markAttachment(kind: MarkerKind, network: string, containerID: s
     for (let attempt = 0; ; attempt++) {
       mkdirSync(join(path, ".."), { recursive: true, mode: 0o700 });
       try {
-        return writeFileSync(path, `${network} ${containerID} ${ifname}${detail ? ` ${detail}` : ""}\n`, { mode: 0o600 });
+        writeFileSync(path, `${network} ${containerID} ${ifname}${detail ? ` ${detail}` : ""}\n`, { mode: 0o600 });
+        return;
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== "ENOENT" || attempt > 0) throw e;
       }

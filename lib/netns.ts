@@ -2,7 +2,7 @@
  * Network namespaces named by a path (CNI_NETNS): `/var/run/netns/NAME`, `/proc/PID/ns/net`, a bind mount.
  * Entry is `nsenter --net=PATH`, which accepts all of them; no `ip netns` name is ever needed.
  */
-import { statfsSync, statSync } from "node:fs";
+import { type Stats, statfsSync, statSync } from "node:fs";
 import { CniError, ErrorCode } from "./errors.js";
 import { quoteInput } from "./validate.js";
 
@@ -12,7 +12,7 @@ export type NetnsState = "ok" | "missing" | "not-netns" | "self";
 
 /** What CNI_NETNS points at. "self" is the plugin's own namespace: acting there would change the node. */
 export function inspectNetns(path: string): NetnsState {
-  let st;
+  let st: Stats;
   try {
     st = statSync(path);
   } catch (e) {

@@ -37,7 +37,10 @@ function conformance(plugins) {
     console.error(`== conformance against ${plugins}: FAILED (exit ${r.status})`);
     ok = false;
   }
-  if (!m) return void (totals.failed += 1);
+  if (!m) {
+    totals.failed += 1;
+    return;
+  }
   totals.passed += Number(m[1]);
   totals.failed += Number(m[2]);
   totals.skipped += Number(m[3] ?? 0);

@@ -118,12 +118,18 @@ export function matchResult(want: ResultExpect, got: J, ifname: string, netns: s
   if (typeof want.interfaces === "number" && ifs.length !== want.interfaces) out.push(`result.interfaces: expected ${want.interfaces}, got ${ifs.length} (${ifs.map((i) => i.name).join(", ")})`);
   if (Array.isArray(want.interfaces)) {
     if (ifs.length !== want.interfaces.length) out.push(`result.interfaces: expected ${want.interfaces.length}, got ${ifs.length} (${ifs.map((i) => i.name).join(", ")})`);
-    else want.interfaces.forEach((re, i) => !regexOk(re, String(ifs[i]!.name)) && out.push(`result.interfaces[${i}].name: expected /${re}/, got ${String(ifs[i]!.name)}`));
+    else
+      want.interfaces.forEach((re, i) => {
+        if (!regexOk(re, String(ifs[i]!.name))) out.push(`result.interfaces[${i}].name: expected /${re}/, got ${String(ifs[i]!.name)}`);
+      });
   }
   if (want.ips !== undefined) {
     const ips = Array.isArray(got.ips) ? (got.ips as J[]) : [];
     if (ips.length !== want.ips.length) out.push(`result.ips: expected ${want.ips.length}, got ${ips.length}: ${JSON.stringify(ips)}`);
-    else want.ips.forEach((w, i) => out.push(...ipMatches(w, ips[i]!, i)));
+    else
+      want.ips.forEach((w, i) => {
+        out.push(...ipMatches(w, ips[i]!, i));
+      });
   }
   if (want.routes !== undefined) {
     const routes = Array.isArray(got.routes) ? (got.routes as J[]) : [];

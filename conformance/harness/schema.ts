@@ -260,7 +260,10 @@ class Checker {
   }
   regex(path: string, v: unknown): void {
     if (v === undefined) return;
-    if (typeof v !== "string") return this.err(path, "must be a regex string");
+    if (typeof v !== "string") {
+      this.err(path, "must be a regex string");
+      return;
+    }
     try {
       new RegExp(v);
     } catch (e) {
@@ -272,20 +275,28 @@ class Checker {
   }
   requires(path: string, v: unknown): void {
     this.strs(path, v);
-    if (Array.isArray(v)) v.forEach((r, i) => typeof r === "string" && !REQUIREMENT.test(r) && this.err(`${path}[${i}]`, `unknown requirement ${JSON.stringify(r)}`));
+    if (Array.isArray(v)) v.forEach((r, i) => {
+      if (typeof r === "string" && !REQUIREMENT.test(r)) this.err(`${path}[${i}]`, `unknown requirement ${JSON.stringify(r)}`);
+    });
   }
 }
 
 function checkNs(c: Checker, path: string, v: unknown, node: boolean): void {
   if (v === undefined) return;
-  if (!isObj(v)) return c.err(path, "must be an object");
+  if (!isObj(v)) {
+    c.err(path, "must be an object");
+    return;
+  }
   c.keys(path, v, ["links", "absent", "addresses", "routes", "noRoutes", "sysctls", "veths", ...(node ? ["nat"] : [])]);
   if (v.links !== undefined) {
     if (!Array.isArray(v.links)) c.err(`${path}.links`, "must be an array");
     else
       v.links.forEach((l, i) => {
         const p = `${path}.links[${i}]`;
-        if (!isObj(l)) return c.err(p, "must be an object");
+        if (!isObj(l)) {
+          c.err(p, "must be an object");
+          return;
+        }
         c.keys(p, l, ["name", "kind", "up", "mtu", "master", "hairpin", "isolated", "promisc", "addresses", "macFromResult", "mac"]);
         c.str(`${p}.mac`, l.mac);
         c.str(`${p}.name`, l.name, false);
@@ -295,14 +306,18 @@ function checkNs(c: Checker, path: string, v: unknown, node: boolean): void {
         c.num(`${p}.mtu`, l.mtu);
         if (l.addresses !== undefined) {
           if (!Array.isArray(l.addresses)) c.err(`${p}.addresses`, "must be an array");
-          else l.addresses.forEach((a, j) => c.address(`${p}.addresses[${j}]`, a));
+          else l.addresses.forEach((a, j) => {
+            c.address(`${p}.addresses[${j}]`, a);
+          });
         }
       });
   }
   c.strs(`${path}.absent`, v.absent);
   if (v.addresses !== undefined) {
     if (!Array.isArray(v.addresses)) c.err(`${path}.addresses`, "must be an array");
-    else v.addresses.forEach((a, j) => c.address(`${path}.addresses[${j}]`, a));
+    else v.addresses.forEach((a, j) => {
+      c.address(`${path}.addresses[${j}]`, a);
+    });
   }
   for (const key of ["routes", "noRoutes"]) {
     const rs = v[key];
@@ -313,7 +328,10 @@ function checkNs(c: Checker, path: string, v: unknown, node: boolean): void {
     }
     rs.forEach((r, i) => {
       const p = `${path}.${key}[${i}]`;
-      if (!isObj(r)) return c.err(p, "must be an object");
+      if (!isObj(r)) {
+        c.err(p, "must be an object");
+        return;
+      }
       c.keys(p, r, ["dst", "gw", "dev", "mtu", "advmss", "metric", "table"]);
       c.str(`${p}.dst`, r.dst, false);
       c.str(`${p}.gw`, r.gw);
@@ -328,19 +346,27 @@ function checkNs(c: Checker, path: string, v: unknown, node: boolean): void {
 
 function checkResult(c: Checker, path: string, v: unknown): void {
   if (v === undefined) return;
-  if (!isObj(v)) return c.err(path, "must be an object");
+  if (!isObj(v)) {
+    c.err(path, "must be an object");
+    return;
+  }
   c.keys(path, v, ["cniVersion", "interfaces", "ips", "routes", "has", "lacks", "json", "sandbox"]);
   c.str(`${path}.cniVersion`, v.cniVersion);
   if (v.interfaces !== undefined && typeof v.interfaces !== "number") {
     c.strs(`${path}.interfaces`, v.interfaces);
-    if (Array.isArray(v.interfaces)) v.interfaces.forEach((r, i) => c.regex(`${path}.interfaces[${i}]`, r));
+    if (Array.isArray(v.interfaces)) v.interfaces.forEach((r, i) => {
+      c.regex(`${path}.interfaces[${i}]`, r);
+    });
   }
   if (v.ips !== undefined) {
     if (!Array.isArray(v.ips)) c.err(`${path}.ips`, "must be an array");
     else
       v.ips.forEach((ip, i) => {
         const p = `${path}.ips[${i}]`;
-        if (!isObj(ip)) return c.err(p, "must be an object");
+        if (!isObj(ip)) {
+          c.err(p, "must be an object");
+          return;
+        }
         c.keys(p, ip, ["address", "gateway", "interface", "version"]);
         c.address(`${p}.address`, ip.address);
         c.str(`${p}.gateway`, ip.gateway);
@@ -353,7 +379,10 @@ function checkResult(c: Checker, path: string, v: unknown): void {
     else
       v.routes.forEach((r, i) => {
         const p = `${path}.routes[${i}]`;
-        if (!isObj(r)) return c.err(p, "must be an object");
+        if (!isObj(r)) {
+          c.err(p, "must be an object");
+          return;
+        }
         c.keys(p, r, ["dst", "gw"]);
         c.str(`${p}.dst`, r.dst, false);
         if (r.gw !== undefined && r.gw !== null && typeof r.gw !== "string") c.err(`${p}.gw`, "must be a string or null");
@@ -369,7 +398,10 @@ const EXPECT_KEYS = ["ok", "code", "msg", "runtimeError", "result", "version", "
 
 function checkExpect(c: Checker, path: string, v: unknown, pods: Set<string>, top = true): void {
   if (v === undefined) return;
-  if (!isObj(v)) return c.err(path, "must be an object");
+  if (!isObj(v)) {
+    c.err(path, "must be an object");
+    return;
+  }
   c.keys(path, v, top ? EXPECT_KEYS : EXPECT_KEYS.filter((k) => k !== "byImpl"));
   c.bool(`${path}.ok`, v.ok);
   c.num(`${path}.code`, v.code);
@@ -400,7 +432,10 @@ function checkExpect(c: Checker, path: string, v: unknown, pods: Set<string>, to
     else
       v.ping.forEach((p, i) => {
         const pp = `${path}.ping[${i}]`;
-        if (!isObj(p)) return c.err(pp, "must be an object");
+        if (!isObj(p)) {
+          c.err(pp, "must be an object");
+          return;
+        }
         c.keys(pp, p, ["from", "to", "family", "ok"]);
         c.str(`${pp}.from`, p.from, false);
         c.str(`${pp}.to`, p.to, false);
@@ -414,7 +449,10 @@ function checkExpect(c: Checker, path: string, v: unknown, pods: Set<string>, to
     else
       v.connect.forEach((x, i) => {
         const pp = `${path}.connect[${i}]`;
-        if (!isObj(x)) return c.err(pp, "must be an object");
+        if (!isObj(x)) {
+          c.err(pp, "must be an object");
+          return;
+        }
         c.keys(pp, x, ["listen", "port", "from", "to", "proto", "family", "ok"]);
         c.str(`${pp}.listen`, x.listen, false);
         if (typeof x.listen === "string" && !pods.has(x.listen)) c.err(`${pp}.listen`, `unknown pod ${x.listen}`);
@@ -436,7 +474,9 @@ function checkExpect(c: Checker, path: string, v: unknown, pods: Set<string>, to
     }
   }
   c.strs(`${path}.goneFor`, v.goneFor);
-  if (Array.isArray(v.goneFor)) v.goneFor.forEach((p, i) => typeof p === "string" && !pods.has(p) && c.err(`${path}.goneFor[${i}]`, `unknown pod ${p}`));
+  if (Array.isArray(v.goneFor)) v.goneFor.forEach((p, i) => {
+    if (typeof p === "string" && !pods.has(p)) c.err(`${path}.goneFor[${i}]`, `unknown pod ${p}`);
+  });
   c.num(`${path}.reservations`, v.reservations);
   c.num(`${path}.cacheEntries`, v.cacheEntries);
   if (top && v.byImpl !== undefined) {
@@ -472,7 +512,10 @@ export function validateCase(raw: unknown, files: Record<string, string[]> = {})
           topo.nodes.forEach((n, i) => {
             const p = `case.topology.nodes[${i}]`;
             const name = typeof n === "string" ? n : isObj(n) ? n.name : undefined;
-            if (typeof name !== "string" || !/^[a-z][a-z0-9]{0,7}$/.test(name)) return c.err(p, "a node name is 1-8 of [a-z0-9], starting with a letter");
+            if (typeof name !== "string" || !/^[a-z][a-z0-9]{0,7}$/.test(name)) {
+              c.err(p, "a node name is 1-8 of [a-z0-9], starting with a letter");
+              return;
+            }
             if (nodes.has(name)) c.err(p, `duplicate node ${name}`);
             nodes.add(name);
             if (isObj(n)) {
@@ -488,7 +531,10 @@ export function validateCase(raw: unknown, files: Record<string, string[]> = {})
           topo.pods.forEach((n, i) => {
             const p = `case.topology.pods[${i}]`;
             const name = typeof n === "string" ? n : isObj(n) ? n.name : undefined;
-            if (typeof name !== "string" || !/^[a-z][a-z0-9]{0,7}$/.test(name)) return c.err(p, "a pod name is 1-8 of [a-z0-9], starting with a letter");
+            if (typeof name !== "string" || !/^[a-z][a-z0-9]{0,7}$/.test(name)) {
+              c.err(p, "a pod name is 1-8 of [a-z0-9], starting with a letter");
+              return;
+            }
             if (pods.has(name)) c.err(p, `duplicate pod ${name}`);
             pods.add(name);
             if (isObj(n)) {
@@ -503,7 +549,9 @@ export function validateCase(raw: unknown, files: Record<string, string[]> = {})
   // Node route targets must be nodes.
   if (isObj(topo) && Array.isArray(topo.nodes)) {
     topo.nodes.forEach((n, i) => {
-      if (isObj(n) && Array.isArray(n.routes)) n.routes.forEach((r, j) => isObj(r) && typeof r.via === "string" && !nodes.has(r.via) && c.err(`case.topology.nodes[${i}].routes[${j}].via`, `unknown node ${r.via}`));
+      if (isObj(n) && Array.isArray(n.routes)) n.routes.forEach((r, j) => {
+        if (isObj(r) && typeof r.via === "string" && !nodes.has(r.via)) c.err(`case.topology.nodes[${i}].routes[${j}].via`, `unknown node ${r.via}`);
+      });
     });
   }
   if (!Array.isArray(raw.steps) || raw.steps.length === 0) {
@@ -513,10 +561,16 @@ export function validateCase(raw: unknown, files: Record<string, string[]> = {})
   const names = new Set<string>();
   raw.steps.forEach((s, i) => {
     const p = `case.steps[${i}]`;
-    if (!isObj(s)) return c.err(p, "must be an object");
+    if (!isObj(s)) {
+      c.err(p, "must be an object");
+      return;
+    }
     c.keys(p, s, STEP_KEYS);
     const verb = s.verb;
-    if (typeof verb !== "string" || ![...VERBS, ...ACTIONS].includes(verb as never)) return c.err(`${p}.verb`, `must be one of ${[...VERBS, ...ACTIONS].join(", ")}`);
+    if (typeof verb !== "string" || ![...VERBS, ...ACTIONS].includes(verb as never)) {
+      c.err(`${p}.verb`, `must be one of ${[...VERBS, ...ACTIONS].join(", ")}`);
+      return;
+    }
     if (s.name !== undefined) {
       c.str(`${p}.name`, s.name);
       if (typeof s.name === "string") {

@@ -35,6 +35,7 @@ export function ipq(args: string[]): void {
 export function prepareConfDir(src: string, dst: string, dataDir: string): void {
   mkdirSync(dst, { recursive: true });
   for (const f of readdirSync(src)) {
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: ${DATA_DIR} is the placeholder written in the case's config files
     let text = readFileSync(join(src, f), "utf8").replaceAll("${DATA_DIR}", dataDir);
     try {
       const raw = JSON.parse(text) as J;

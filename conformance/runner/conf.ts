@@ -6,7 +6,7 @@
  *   const list = loadConfDir("/etc/cni/net.d");            // the lexicographically first .conf/.conflist/.json
  *   const named = loadConfDir("/etc/cni/net.d", "podnet");  // libcni's LoadNetworkConf(dir, name)
  */
-import { readdirSync, readFileSync } from "node:fs";
+import { type Dirent, readdirSync, readFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { errorText } from "./errors.js";
 import { isObject } from "./json.js";
@@ -41,7 +41,7 @@ function goExt(file: string): string {
 
 /** libcni `ConfFiles`: regular entries (not directories) with one of the extensions, sorted; a missing dir is empty. */
 export function confFiles(dir: string, extensions: readonly string[]): string[] {
-  let entries;
+  let entries: Dirent[];
   try {
     entries = readdirSync(dir, { withFileTypes: true });
   } catch (e) {

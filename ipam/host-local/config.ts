@@ -159,11 +159,11 @@ function checkFamilies(sets: readonly RangeSet[], cniVersion: string): void {
 }
 
 function checkSetOverlaps(sets: readonly RangeSet[]): void {
-  sets.forEach((a, i) =>
+  sets.forEach((a, i) => {
     sets.slice(i + 1).forEach((b, k) => {
       if (rangeSetsOverlap(a, b)) throw invalid(`range set ${i} overlaps with ${i + k + 1}`);
-    }),
-  );
+    });
+  });
 }
 
 /** Validate and canonicalize every range set (defaults filled, no overlaps, version limits). */

@@ -11,7 +11,7 @@ import { formatIP, parseIP } from "../../lib/cidr.js";
 import { CniError, ErrorCode } from "../../lib/errors.js";
 import { log } from "../../lib/log.js";
 import type { CmdContext, GcContext, PluginDefinition } from "../../lib/skel.js";
-import type { Result } from "../../lib/types.js";
+import type { IPConfig, Result } from "../../lib/types.js";
 import { parseResult } from "../../lib/version.js";
 import { randomBytes } from "../../lib/hash.js";
 import { allocate, checkRequested, hasFree } from "./allocator.js";
@@ -45,7 +45,7 @@ async function add(ctx: CmdContext): Promise<Result> {
   const store = (await DiskStore.open(conf.dataDir, conf.name, true))!;
   await store.claim(ctx.containerID, ctx.ifname);
   store.begin(ctx.containerID, ctx.ifname, owner);
-  let ips;
+  let ips: IPConfig[];
   try {
     ips = await allocate(store, conf.rangeSets, conf.requestedIPs, ctx.containerID, ctx.ifname);
   } catch (e) {
@@ -66,7 +66,7 @@ async function add(ctx: CmdContext): Promise<Result> {
  */
 function prevResultIPs(ctx: CmdContext): string[] {
   if (ctx.config.prevResult === undefined) return [];
-  let prev;
+  let prev: Result;
   try {
     prev = parseResult(ctx.config.prevResult, ctx.version);
   } catch (e) {
@@ -91,7 +91,7 @@ function prevResultHints(ctx: CmdContext): string[] {
 
 async function del(ctx: CmdContext): Promise<void> {
   const { dataDir, name } = loadStoreLocation(ctx.config);
-  let store;
+  let store: DiskStore | undefined;
   try {
     store = await DiskStore.open(dataDir, name, false);
   } catch (e) {

@@ -184,10 +184,10 @@ export function canonicalizeRangeSet(raws: readonly RawRange[], index: number): 
     if (set.length > 0 && set[0]?.subnet.family !== r.subnet.family) throw fail("mixed address families");
     set.push(r);
   }
-  set.forEach((r1, i) =>
+  set.forEach((r1, i) => {
     set.slice(i + 1).forEach((r2) => {
       if (rangesOverlap(r1, r2)) throw fail(`subnets ${rangeToString(r1)} and ${rangeToString(r2)} overlap`);
-    }),
-  );
+    });
+  });
   return set;
 }

@@ -17,16 +17,19 @@ export function parseResolvConf(text: string): DNS {
     if (rest.length === 0) continue;
     switch (key) {
       case "nameserver":
-        (dns.nameservers ??= []).push(rest[0]!);
+        dns.nameservers ??= [];
+        dns.nameservers.push(rest[0]!);
         break;
       case "domain":
         dns.domain = rest[0]!;
         break;
       case "search":
-        (dns.search ??= []).push(...rest);
+        dns.search ??= [];
+        dns.search.push(...rest);
         break;
       case "options":
-        (dns.options ??= []).push(...rest);
+        dns.options ??= [];
+        dns.options.push(...rest);
         break;
     }
   }

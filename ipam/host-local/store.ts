@@ -34,7 +34,7 @@
  * reference does behind the index is seen by DEL only through prevResult, and reclaimed by GC.
  */
 import { hashHex } from "../../lib/hash.js";
-import { closeSync, constants, existsSync, fstatSync, linkSync, lstatSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, utimesSync } from "node:fs";
+import { type Stats, closeSync, constants, existsSync, fstatSync, linkSync, lstatSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, utimesSync } from "node:fs";
 import { join } from "node:path";
 import { formatIP, parseIP } from "../../lib/cidr.js";
 import { CniError, ErrorCode } from "../../lib/errors.js";
@@ -195,7 +195,9 @@ export class DiskStore implements ReservationStore {
     // (code 7) with nothing written, not even an empty <dataDir>/<name>/.
     const present = dirs.map((d) => ensureDir(d, false));
     if (!present[0] && !create) return undefined;
-    dirs.forEach((d, i) => present[i] || ensureDir(d, true));
+    dirs.forEach((d, i) => {
+      if (!present[i]) ensureDir(d, true);
+    });
     const store = new DiskStore(dir, meta);
     if (!existsSync(join(meta, IMPORTED))) await store.importExisting();
     return store;
@@ -658,7 +660,7 @@ export class DiskStore implements ReservationStore {
     } catch (e) {
       if (errno(e) !== "EEXIST") throw new CniError(ErrorCode.IOFailure, `cannot create ${target}: ${errno(e) ?? String(e)}`);
     }
-    let st;
+    let st: Stats;
     try {
       st = lstatSync(target);
     } catch {

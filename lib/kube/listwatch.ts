@@ -188,7 +188,9 @@ export class ListWatch<T> {
         if (gone) {
           needList = true;
           // The first 410 is answered at once; 410s in a row with nothing working in between back off too.
-          const delay = this.backoff.failures === 0 ? (this.backoff.next(), 0) : this.backoff.next();
+          const first = this.backoff.failures === 0;
+          const next = this.backoff.next();
+          const delay = first ? 0 : next;
           this.o.onRestart?.("gone", (e as Error).message, delay);
           if (delay > 0) await sleep(delay, signal);
           continue;

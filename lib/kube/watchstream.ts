@@ -47,8 +47,7 @@ export class WatchDecoder {
   push(chunk: string): WatchEvent[] {
     this.buf += chunk;
     const out: WatchEvent[] = [];
-    let nl: number;
-    while ((nl = this.buf.indexOf("\n")) >= 0) {
+    for (let nl = this.buf.indexOf("\n"); nl >= 0; nl = this.buf.indexOf("\n")) {
       const line = this.buf.slice(0, nl).trim();
       this.buf = this.buf.slice(nl + 1);
       if (line !== "") out.push(parseWatchLine(line));

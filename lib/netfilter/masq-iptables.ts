@@ -138,7 +138,8 @@ export async function iptDelMasq(network: string, containerID: string, netns?: s
   const blind: Partial<Record<Family, string[]>> = {};
   for (const ip of mine) {
     const family = ip.includes(":") ? 6 : 4;
-    (blind[family] ??= []).push(`-D POSTROUTING -s ${hostCidr(ip, family)} -m comment --comment ${comment} -j ${chain}`);
+    blind[family] ??= [];
+    blind[family].push(`-D POSTROUTING -s ${hostCidr(ip, family)} -m comment --comment ${comment} -j ${chain}`);
   }
   for (const lines of Object.values(blind)) lines.push(`-F ${chain}`, `-X ${chain}`);
   await deleteMasqChains(netns, () => new Set([chain]), `${network}/${containerID}`, keepJump, blind);

@@ -71,7 +71,10 @@ export function addLines(t: SavedTable, plan: AddPlan): string[] {
   const lines: string[] = [];
   const made = new Set<string>();
   const ensureChain = (c: string) => {
-    if (!t.chains.has(c) && !made.has(c)) lines.push(`-N ${c}`), made.add(c);
+    if (!t.chains.has(c) && !made.has(c)) {
+      lines.push(`-N ${c}`);
+      made.add(c);
+    }
   };
   const missing = (chain: string, rule: readonly string[]) => !hasRule(t, chain, rule);
   if (plan.addrs.length > 0) {

@@ -283,8 +283,12 @@ describe("MAC addresses", () => {
       expect(linkOf(lab.node.name, r.interfaces[1].name)!.address).toBe(r.interfaces[1].mac);
       expect(r.interfaces[1].mac).not.toBe(r.interfaces[0].mac);
     }
-    results.forEach((r, i) => expect(lab.cni("CHECK", lab.withPrev(conf, r), { pod: pods[i] }).status).toBe(0));
-    results.forEach((r, i) => expect(lab.cni("DEL", lab.withPrev(conf, r), { pod: pods[i] }).status).toBe(0));
+    results.forEach((r, i) => {
+      expect(lab.cni("CHECK", lab.withPrev(conf, r), { pod: pods[i] }).status).toBe(0);
+    });
+    results.forEach((r, i) => {
+      expect(lab.cni("DEL", lab.withPrev(conf, r), { pod: pods[i] }).status).toBe(0);
+    });
   });
 });
 

@@ -296,7 +296,9 @@ describe("a refused ADD changes nothing, bookkeeping included (issue 16.9)", () 
   });
 
   const refusals: Array<[string, number, (net: Net) => void, (net: Net) => ExeResult]> = [
-    ["exhausted range (101)", 101, (n) => ["x1", "x2"].forEach((id) => n.add(id)), (n) => n.run("ADD", "x3")],
+    ["exhausted range (101)", 101, (n) => {
+        for (const id of ["x1", "x2"]) n.add(id);
+      }, (n) => n.run("ADD", "x3")],
     ["a repeated ADD of the attachment (102)", 102, (n) => n.add("x1"), (n) => n.run("ADD", "x1")],
     ["a requested address that is taken (102)", 102, (n) => n.add("x1"), (n) => n.run("ADD", "x2", "eth0", { env: { CNI_ARGS: "IP=10.67.0.2" } })],
     ["a requested gateway (7)", 7, (n) => n.add("x1"), (n) => n.run("ADD", "x2", "eth0", { env: { CNI_ARGS: "IP=10.67.0.1" } })],

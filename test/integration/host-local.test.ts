@@ -409,7 +409,7 @@ describe("exhaustion and STATUS", () => {
 describe("GC (1.1.0)", () => {
   const mk = (label: string) => {
     const net = new Net(label, { ...dualStack(5), ...NO_GRACE }, "net1", "1.1.0");
-    ["a1", "a2", "a3", "a4"].forEach((id) => net.add(id));
+    for (const id of ["a1", "a2", "a3", "a4"]) net.add(id);
     net.ageIndex(); // pods ADDed long ago
     return net;
   };
@@ -742,7 +742,9 @@ describe("concurrency", () => {
     const expected = Array.from({ length: 32 }, (_, i) => `10.8.0.${i + 2}`);
     expect(sorted(addrs)).toEqual(sorted(expected));
     const res = net.reservations();
-    ids.forEach((id, i) => expect(res[addrs[i] as string]).toBe(`${id}\r\neth0`));
+    ids.forEach((id, i) => {
+      expect(res[addrs[i] as string]).toBe(`${id}\r\neth0`);
+    });
     expect(sorted(net.claims())).toEqual(sorted(expected));
 
     const dels = await Promise.all(ids.map((id) => runAsync(OURS, env("DEL", id, "eth0"), net.conf())));

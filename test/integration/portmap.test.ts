@@ -371,7 +371,9 @@ describe.each(["iptables", "nftables"] as const)("portmap, %s backend", (backend
     // Per pod: IPv4 one dnat element and two masquerade elements (pod subnet, loopback); IPv6 one of each.
     expect(elements()).toBe(3 * 5);
     expect(nsRun(pl.node.name, "nft", ["list", "table", "inet", "cni_ts_portmap"]).stdout).toContain(nftOwner("pmnet", pods[0]!.id, "eth0"));
-    pods.forEach((p, i) => pl.down(p.pod, p.id, p.conf, results[i]));
+    pods.forEach((p, i) => {
+      pl.down(p.pod, p.id, p.conf, results[i]);
+    });
     expect(pl.rules()).toBe(before);
   });
 });

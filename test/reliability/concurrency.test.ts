@@ -70,7 +70,9 @@ describe("concurrency on one node", () => {
       for (const a of adds) expect([a.status, a.jsonError, a.out?.code, a.out?.msg]).toEqual([0, undefined, undefined, undefined]);
       const results = adds.map((a) => a.out!);
       for (const f of [0, 1]) expect(new Set(results.map((r) => r.ips[f].address)).size).toBe(n);
-      results.forEach((r, i) => expect(owners(lab, r)).toEqual([`ctr-${pods[i]!.name}\r\neth0`, `ctr-${pods[i]!.name}\r\neth0`]));
+      results.forEach((r, i) => {
+        expect(owners(lab, r)).toEqual([`ctr-${pods[i]!.name}\r\neth0`, `ctr-${pods[i]!.name}\r\neth0`]);
+      });
       const unreachable = pods.filter((pod) => !ping(pod, "10.92.1.1", 3)).map((p) => p.name);
       expect(unreachable).toEqual([]);
       const checks = await Promise.all(pods.map((pod, i) => runIn(lab, "CHECK", lab.withPrev(conf(backend), results[i]), { pod })));

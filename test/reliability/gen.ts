@@ -46,6 +46,7 @@ const HOSTILE_STRINGS = [
   "\ud83d\ude00",
   "\ud800",
   "%s%n",
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: a shell expansion, sent as hostile input on purpose
   "${PATH}",
   "$(id)",
   "`id`",

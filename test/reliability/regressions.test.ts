@@ -73,7 +73,10 @@ describe("regressions", () => {
     const pod = lab.pod("p");
     const id = `ctr-${pod.name}`;
     let done = false;
-    const adding = runIn(lab, "ADD", conf, { pod }).then((r) => ((done = true), r));
+    const adding = runIn(lab, "ADD", conf, { pod }).then((r) => {
+      done = true;
+      return r;
+    });
     const end = Date.now() + 10_000;
     while (!dataTree(lab.dataDir).index.some((e) => e.includes(` added ${id}/eth0 `)) && Date.now() < end) await new Promise((r) => setTimeout(r, 5));
     const gc = await runIn(lab, "GC", { ...conf, "cni.dev/valid-attachments": [] });

@@ -332,7 +332,12 @@ describe("freeCount and hasFree", () => {
     await allocate(store, [slash29], [], "c4", "eth0");
     expect(await hasFree(slash29, (a) => store.isReserved(a))).toBe(false);
     let probes = 0;
-    expect(await hasFree(v6, () => (probes++, false))).toBe(true);
+    expect(
+      await hasFree(v6, () => {
+        probes++;
+        return false;
+      }),
+    ).toBe(true);
     expect(probes).toBe(1);
   });
 });

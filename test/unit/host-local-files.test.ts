@@ -108,7 +108,10 @@ describe("claim.ts", () => {
     const file = join(dir, "c@eth0");
     writeFileSync(file, JSON.stringify({ token: "dead", pid: 2 ** 22 + 7, start: "1", time: Date.now() }));
     let locks = 0;
-    const counting = async <T>(fn: () => Promise<T>) => (locks++, fn());
+    const counting = async <T>(fn: () => Promise<T>) => {
+      locks++;
+      return fn();
+    };
     const me = await claimAttachment(file, tmp(), counting, "c/eth0");
     expect(locks).toBe(1);
     expect(readClaim(file)).toEqual(me);

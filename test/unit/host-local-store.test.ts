@@ -235,13 +235,20 @@ describe("removing index entries safely (GC, tombstone sweep)", () => {
     s.releaseAttachment("c", "eth0");
     hoursAgo(entryFile("c"), 2);
     // Judged old, and dropped, but the ADD wrote its intent in between: that one stays.
-    expect(s.forgetIf("c", "eth0", (e) => (add.begin("c", "eth0"), oldTombstone(e)))).toBe(true);
+    expect(s.forgetIf("c", "eth0", (e) => {
+        add.begin("c", "eth0");
+        return oldTombstone(e);
+      })).toBe(true);
     expect(s.entries()).toEqual([expect.objectContaining({ id: "c", state: "adding" })]);
     // Judged young and put back, but the ADD wrote in between: the newer one wins, the old one is not put back.
     add.commit([]);
     // Told apart by inode, not content: two commits within one millisecond write the same bytes.
     const judged = statSync(entryFile("c")).ino;
-    expect(s.forgetIf("c", "eth0", (e) => (add.begin("c", "eth0"), add.commit([]), e.entry.state === "released"))).toBe(false);
+    expect(s.forgetIf("c", "eth0", (e) => {
+        add.begin("c", "eth0");
+        add.commit([]);
+        return e.entry.state === "released";
+      })).toBe(false);
     expect(JSON.parse(readFileSync(entryFile("c"), "utf8"))).toMatchObject({ state: "added" });
     expect(statSync(entryFile("c")).ino).not.toBe(judged);
     expect(readdirSync(join(dataDir, ".cni-ts", "net1", "tmp"))).toEqual([]);

@@ -104,7 +104,11 @@ describe(`config parsers on generated input (${PROPERTY_RUNS} runs each, seed ${
   it("stdin bytes -> parseConfig -> loadBridgeConfig / loadHostLocalConfig / loadStoreLocation / loadRoutesConfig: only CniErrors", { timeout: 900_000 }, () => {
     const g = new Gen(PROPERTY_SEED);
     const tally: Record<string, Record<string, number>> = {};
-    const count = (parser: string, outcome: string) => ((tally[parser] ??= {})[outcome] = (tally[parser]![outcome] ?? 0) + 1);
+    const count = (parser: string, outcome: string) => {
+      const t = tally[parser] ?? {};
+      tally[parser] = t;
+      t[outcome] = (t[outcome] ?? 0) + 1;
+    };
     for (let run = 0; run < PROPERTY_RUNS; run++) {
       const label = `seed ${PROPERTY_SEED} run ${run}`;
       const r = g.next();

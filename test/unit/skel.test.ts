@@ -269,7 +269,9 @@ describe("GC attachments", () => {
     for (const key of ["cni.dev/valid-attachments", "cni.dev/attachments"]) {
       const { plugin } = recorder();
       let seen: unknown;
-      plugin.gc = async (ctx) => void (seen = ctx.validAttachments);
+      plugin.gc = async (ctx) => {
+        seen = ctx.validAttachments;
+      };
       await runPlugin(plugin, { env: { CNI_COMMAND: "GC", CNI_PATH: "/x" }, stdin: conf({ cniVersion: "1.1.0", [key]: list }) });
       expect(seen).toEqual(list);
     }
@@ -324,7 +326,7 @@ describe("the reference's order of checks", () => {
     const stdin = Buffer.from(JSON.stringify({ cniVersion: "1.1.0", name: "net1", type: "rec", "CNI.DEV/Valid-Attachments": [{ ContainerID: "c9", IfName: "eth1" }] }));
     const r = await call("GC", {}, stdin);
     expect(r.exitCode).toBe(0);
-    expect((r.calls[0]?.ctx as { validAttachments?: unknown }).validAttachments).toEqual([{ containerID: "c9", ifname: "eth1" }]);
+    expect((r.calls[0]!.ctx as { validAttachments?: unknown }).validAttachments).toEqual([{ containerID: "c9", ifname: "eth1" }]);
   });
 });
 
