@@ -17,7 +17,7 @@ import { FORWARD_CHAIN, parseForwardAccept } from "./forward.js";
 import { syncForward } from "./forward-apply.js";
 import { applyOps } from "./apply.js";
 import { ROUTES_PROTO, SYNC_PROTO } from "./config.js";
-import type { CleanupArgs, FileArgs, KubernetesArgs, SyncArgs } from "./sync-args.js";
+import type { FileArgs, SyncArgs } from "./sync-args.js";
 
 /** The help text of `routes sync`, printed with --help and after a usage error. */
 export const SYNC_USAGE = `usage: routes sync --nodes FILE|- --node NAME [--dry-run] [--interval SECONDS] [--forward-accept LIST]
@@ -217,8 +217,8 @@ async function loop(args: FileArgs, io: SyncOutput, intervalMs: number): Promise
 }
 
 const processIO: SyncOutput = {
-  out: (line) => void process.stdout.write(line + "\n"),
-  err: (line) => void process.stderr.write(line + "\n"),
+  out: (line) => void process.stdout.write(`${line}\n`),
+  err: (line) => void process.stderr.write(`${line}\n`),
 };
 
 /** Entry for `routes sync ARGV...` (argv: what follows "sync"); resolves to the exit status. */

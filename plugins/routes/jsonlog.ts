@@ -21,7 +21,7 @@ export function jsonLogger(write: (line: string) => void = (l) => void process.s
   const emit = (level: string, msg: string, fields: Fields = {}) => {
     const rec: Record<string, unknown> = { time: now().toISOString(), level, msg };
     for (const [k, v] of Object.entries(fields)) if (v !== undefined && !(k in rec)) rec[k] = v;
-    write(JSON.stringify(rec) + "\n");
+    write(`${JSON.stringify(rec)}\n`);
   };
   return {
     info: (m, f) => emit("info", m, f),

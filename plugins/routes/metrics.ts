@@ -50,6 +50,6 @@ export class ControllerMetrics {
     metric("cni_ts_routes_sync_nodes_refused", "gauge", "Problems found at the last sync (bad podCIDR or InternalIP, a claimed subnet, a conflict): those routes were not applied.", [["", this.refused]]);
     metric("cni_ts_routes_sync_forward_changes_total", "counter", "Restores that changed this node's forward rules (--forward-accept; one per family and change).", [["", this.forwardApplied]]);
     metric("cni_ts_routes_sync_forward_errors_total", "counter", "Syncs whose forward rules could not be read or written (--forward-accept); those rules did not change.", [["", this.forwardErrors]]);
-    return out.join("\n") + "\n";
+    return `${out.join("\n")}\n`;
   }
 }

@@ -123,8 +123,7 @@ beforeAll(async () => {
   controller.stderr!.on("data", (d: Buffer) => {
     rawErr += d.toString();
     buf += d.toString();
-    let nl: number;
-    while ((nl = buf.indexOf("\n")) >= 0) {
+    for (let nl = buf.indexOf("\n"); nl >= 0; nl = buf.indexOf("\n")) {
       const line = buf.slice(0, nl);
       buf = buf.slice(nl + 1);
       try {
