@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npm test`: every test. Type check, unit tests, build the executables (Bun, the default), integration tests
+// `npm test`: every test. Format and lint check (Biome), type check, unit tests, build the executables (Bun, the default), integration tests
 // against real network namespaces (root), the VLAN and masquerade files again in a guest with Debian's kernel
 // (scripts/vm.mjs), then the conformance cases against our executables and against the reference plugins
 // (Debian's containernetworking-plugins); then the fallback Node build and the conformance cases against it, and on
@@ -97,6 +97,7 @@ function vitestInGuest() {
 }
 
 try {
+  sh("npx", ["biome", "ci", "."], "format and lint (biome ci; fix with npm run format)");
   sh("npx", ["tsc", "--noEmit", "-p", "."], "type check");
   vitest("unit");
   if (!unitOnly) {
