@@ -141,6 +141,9 @@ async function run({ keep, watch, forwardDrop }: LabOptions): Promise<boolean> {
       await runtimes.get(node.name)!.checkNetworkList(list, rt);
     }
 
+    // What the chained plugins wrote, read before any other step adds to the same tables.
+    const n1 = nodes[0]!;
+    const added = { portmap: portmapRules(n1), firewall: filterRules(n1, ["CNI-FORWARD"]) };
     const syncs: string[] = [];
     const acceptSyncs: string[] = [];
     let closed: { matrix: Matrix; hostPort: string } | undefined;
@@ -209,10 +212,9 @@ async function run({ keep, watch, forwardDrop }: LabOptions): Promise<boolean> {
       console.log(syncs.join("\n"));
     }
     for (const n of nodes) console.log(`\n  ${n.name} (${n.nodeIP}, pods ${n.podCIDR}):\n${routesOf(n)}`);
-    const n1 = nodes[0]!;
-    console.log(`\nwhat portmap and firewall (chained after bridge) added on ${n1.name}, for its pods ${pods.filter((p) => p.node === n1).map((p) => `${p.name} ${p.ip}`).join(", ")}:`);
-    console.log(`  portmap, hostPort DNAT (nat table):\n${indent(portmapRules(n1))}`);
-    console.log(`  firewall, per-pod accept rules (filter table):\n${indent(filterRules(n1, ["CNI-FORWARD"]))}`);
+    console.log(`\nwhat portmap and firewall (chained after bridge) added on ${n1.name} at ADD, for its pods ${pods.filter((p) => p.node === n1).map((p) => `${p.name} ${p.ip}`).join(", ")}:`);
+    console.log(`  portmap, hostPort DNAT (nat table):\n${indent(added.portmap)}`);
+    console.log(`  firewall, per-pod accept rules (filter table):\n${indent(added.firewall)}`);
     if (closed) {
       console.log(`\nFORWARD policy DROP on every node (iptables -P FORWARD DROP inside the node's namespace, as Docker sets it):`);
       console.log("firewall accepts what a pod sends and the replies to it; a new connection into a pod from another node meets the DROP.");
