@@ -68,6 +68,14 @@ export function closeForward(node: LabNode): void {
   for (const tool of ["iptables", "ip6tables"]) nsRun(node.netns, tool, ["-w", "-P", "FORWARD", "DROP"]);
 }
 
+/**
+ * Whether the node's bridged frames go through iptables (br_netfilter loaded, its per-namespace switch on): then a
+ * FORWARD DROP closes even two pods of one node to each other unless a rule accepts them.
+ */
+export function bridgedThroughForward(node: LabNode): boolean {
+  return nsRun(node.netns, "cat", ["/proc/sys/net/bridge/bridge-nf-call-iptables"], true).stdout.trim() === "1";
+}
+
 /** `iptables -S` lines of the filter table's FORWARD chain and the chains named, as the node has them. */
 export function filterRules(node: LabNode, chains: string[]): string[] {
   return ["FORWARD", ...chains].flatMap((c) => nsRun(node.netns, "iptables", ["-w", "-S", c], true).stdout.trim().split("\n").filter(Boolean));

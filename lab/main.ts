@@ -24,7 +24,7 @@ import { CniRuntime, loadConfDir } from "../conformance/runner/index.js";
 import { endProgress, progress, table } from "./report.js";
 import { listNetns, Sandbox } from "../sandbox/netns.js";
 import { Topology, sh, type LabNode } from "./topology.js";
-import { closeForward, filterRules, HOST_PORT, hostPortCheck, matrixSummary, pingMatrix, portmapRules, type Matrix } from "./forward.js";
+import { bridgedThroughForward, closeForward, filterRules, HOST_PORT, hostPortCheck, matrixSummary, pingMatrix, portmapRules, type Matrix } from "./forward.js";
 import { watchScenario } from "./watch.js";
 
 const EXE = resolve(process.env.CNI_TS_EXE ?? "dist/bin/cni-ts");
@@ -217,7 +217,10 @@ async function run({ keep, watch, forwardDrop }: LabOptions): Promise<boolean> {
     console.log(`  firewall, per-pod accept rules (filter table):\n${indent(added.firewall)}`);
     if (closed) {
       console.log(`\nFORWARD policy DROP on every node (iptables -P FORWARD DROP inside the node's namespace, as Docker sets it):`);
-      console.log("firewall accepts what a pod sends and the replies to it; a new connection into a pod from another node meets the DROP.");
+      console.log("firewall accepts what a node's pods send and the replies to them; a new connection into a pod from another node meets the DROP.");
+      console.log(bridgedThroughForward(n1)
+        ? "(bridged traffic between two pods of a node meets FORWARD too, net.bridge.bridge-nf-call-iptables = 1: firewall's rules are what let same-node pairs through)"
+        : "(bridged traffic between two pods of a node does not meet FORWARD here: net.bridge.bridge-nf-call-iptables is not 1 in the node)");
       printMatrix("with FORWARD policy DROP, routes and firewall only", pods, closed.matrix, closed.hostPort);
       console.log(`\nthe firewall step: routes sync --forward-accept auto on every node (the podCIDRs of every node of the NodeList):`);
       console.log(acceptSyncs.join("\n"));
