@@ -254,9 +254,11 @@ async function run({ keep, watch, forwardDrop }: LabOptions): Promise<boolean> {
       const netDir = join(n.dataDir, "kubenet");
       const reservations = existsSync(netDir) ? readdirSync(netDir).filter((f) => /^[0-9a-f.:]+$/.test(f)).map((f) => `${n.name}: reservation ${f}`) : [];
       const cache = existsSync(join(n.cacheDir, "results")) ? readdirSync(join(n.cacheDir, "results")).map((f) => `${n.name}: cache ${f}`) : [];
-      return [...links, ...reservations, ...cache];
+      // portmap's DNAT and firewall's per-pod rules go with their pods (the chains and jumps stay, as the reference's).
+      const rules = [...portmapRules(n), ...filterRules(n, ["CNI-FORWARD"]).filter((l) => / -[sd] [0-9a-f.:]+\/(32|128) /.test(l))].map((l) => `${n.name}: rule ${l}`);
+      return [...links, ...reservations, ...cache, ...rules];
     });
-    console.log(leftovers.length === 0 ? "after DEL: no veth, no reservation, no cache entry left" : `after DEL, left behind: ${leftovers.join(", ")}`);
+    console.log(leftovers.length === 0 ? "after DEL: no veth, no reservation, no cache entry, no hostPort or per-pod firewall rule left" : `after DEL, left behind: ${leftovers.join(", ")}`);
     ok &&= leftovers.length === 0;
     return ok;
   } finally {

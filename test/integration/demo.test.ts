@@ -12,7 +12,7 @@ function demo(args: string[]): string {
   const before = netnsList();
   const r = spawnSync(process.execPath, [join(ROOT, "scripts/demo.mjs"), ...args], { encoding: "utf8", timeout: 120_000 });
   expect(r.status, r.stdout + r.stderr).toBe(0);
-  expect(r.stdout).toMatch(/after DEL: no veth, no reservation, no cache entry left/);
+  expect(r.stdout).toMatch(/after DEL: no veth, no reservation, no cache entry, no hostPort or per-pod firewall rule left/);
   expect(r.stdout.trim().split("\n").at(-1)).toBe("verdict: OK");
   expect(netnsList()).toEqual(before);
   return r.stdout;
