@@ -56,7 +56,7 @@ export class Topology {
     plug(this.underlay, "ul0", `n${i}`, netns, "eth0", [`${node.nodeIP}/24`]);
     mkdirSync(node.binDir, { recursive: true });
     mkdirSync(node.confDir, { recursive: true });
-    for (const p of ["bridge", "host-local", "routes"]) symlinkSync(exe, join(node.binDir, p));
+    for (const p of ["bridge", "host-local", "portmap", "firewall", "routes"]) symlinkSync(exe, join(node.binDir, p));
     writeFileSync(join(node.confDir, "10-kubenet.conflist"), JSON.stringify(conflist(node), null, 2));
     this.nodes.push(node);
     return node;

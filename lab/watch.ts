@@ -39,6 +39,8 @@ export interface WatchLab {
   pods: WatchPod[];
   work: string;
   outageSeconds: number;
+  /** `--forward-accept` for every controller (the nodes' FORWARD policy is DROP), or none. */
+  forwardAccept?: string | undefined;
   /** Create node i with its conflist and binaries (as the plain lab does), and its runtime. */
   addNode(i: number): LabNode;
   addPod(name: string, node: LabNode): Promise<WatchPod>;
@@ -53,8 +55,9 @@ interface Controller {
   log: string[];
 }
 
-function startController(node: LabNode, kubeconfig: string): Controller {
-  const child = spawn("nsenter", [`--net=/var/run/netns/${node.netns}`, "--", join(node.binDir, "routes"), "sync", "--kubeconfig", kubeconfig, "--node", node.name], { stdio: ["ignore", "ignore", "pipe"], env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" } });
+function startController(node: LabNode, kubeconfig: string, forwardAccept: string | undefined): Controller {
+  const extra = forwardAccept === undefined ? [] : ["--forward-accept", forwardAccept];
+  const child = spawn("nsenter", [`--net=/var/run/netns/${node.netns}`, "--", join(node.binDir, "routes"), "sync", "--kubeconfig", kubeconfig, "--node", node.name, ...extra], { stdio: ["ignore", "ignore", "pipe"], env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" } });
   const c: Controller = { node, child, log: [], exited: new Promise((resolve) => child.on("exit", (code) => resolve(code))) };
   child.stderr!.on("data", (d: Buffer) => c.log.push(...d.toString().split("\n").filter(Boolean)));
   return c;
@@ -125,7 +128,7 @@ export async function watchScenario(lab: WatchLab): Promise<{ ok: boolean; repor
     await api.start(() => listenInNetns(`/var/run/netns/${apiNs}`, API_IP, 6443));
     progress("starting routes sync --kubernetes on every node");
     let t0 = Date.now();
-    for (const n of lab.nodes) controllers.set(n.name, startController(n, kubeconfig));
+    for (const n of lab.nodes) controllers.set(n.name, startController(n, kubeconfig, lab.forwardAccept));
     rows.push(row("controllers start: list, first sync", await follow(lab.nodes, wantsAll(lab.nodes), t0), all));
 
     const stay = lab.nodes.filter((n) => n.name !== "node3");
@@ -137,7 +140,7 @@ export async function watchScenario(lab: WatchLab): Promise<{ ok: boolean; repor
     const node4 = lab.addNode(4);
     all.push(node4);
     const pod4 = await lab.addPod("web-4", node4);
-    controllers.set(node4.name, startController(node4, kubeconfig));
+    controllers.set(node4.name, startController(node4, kubeconfig, lab.forwardAccept));
     await new Promise((r) => setTimeout(r, 500)); // its controller has listed (it sees no change yet)
     t0 = Date.now();
     api.upsert(nodeObj(node4));
