@@ -130,7 +130,7 @@ export class FakeApiServer {
   }
 
   private send(res: ServerResponse, type: string, object: Obj): void {
-    res.write(JSON.stringify({ type, object }) + "\n");
+    res.write(`${JSON.stringify({ type, object })}\n`);
   }
 
   private status(res: ServerResponse, code: number, reason: string, message: string): void {
@@ -183,13 +183,14 @@ export class FakeApiServer {
     res.end(JSON.stringify({ kind: "NodeList", apiVersion: "v1", metadata: { resourceVersion: String(rv), ...(next ? { continue: next } : {}) }, items }));
   }
 
-  private watch(req: IncomingMessage, res: ServerResponse, q: URLSearchParams): void {
+  private watch(_req: IncomingMessage, res: ServerResponse, q: URLSearchParams): void {
     const rvText = q.get("resourceVersion") ?? undefined;
     const timeout = q.get("timeoutSeconds");
     this.watchRequests.push({ resourceVersion: rvText, bookmarks: q.get("allowWatchBookmarks") === "true", timeoutSeconds: timeout ? Number(timeout) : undefined });
     if (this.faults.gone410Count > 0) {
       this.faults.gone410Count--;
-      return this.status(res, 410, "Gone", "the resource version is gone");
+      this.status(res, 410, "Gone", "the resource version is gone");
+      return;
     }
     res.writeHead(200, { "content-type": "application/json", "transfer-encoding": "chunked" });
     res.flushHeaders();

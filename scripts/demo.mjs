@@ -51,6 +51,6 @@ if (process.argv.includes("--help") || process.argv.includes("-h")) {
   process.exit(0);
 }
 requireRoot("the demo");
-ensureDeps(["ip", "nsenter", "ping", "strip", "iptables"]);
+ensureDeps(["ip", "nsenter", "ping", "strip", "iptables", "python3"]);
 buildIfNeeded();
 process.exit(await runTs(join(root, "lab/main.ts"), process.argv.slice(2)));

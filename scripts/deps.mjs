@@ -16,6 +16,8 @@ export const NEEDS = {
   iptables: ["/usr/sbin/iptables", "iptables"],
   nft: ["/usr/sbin/nft", "nftables"],
   "reference plugins": ["/usr/lib/cni/host-local", "containernetworking-plugins"],
+  // The listeners of traffic checks (sandbox/traffic.ts): the demo's hostPort, integration and conformance connects.
+  python3: ["/usr/bin/python3", "python3"],
   // The guest of scripts/vm.mjs (VLAN and masquerade tests on Debian's kernel).
   qemu: ["/usr/bin/qemu-system-x86_64", "qemu-system-x86"],
   busybox: ["/bin/busybox", "busybox-static"],

@@ -102,7 +102,7 @@ try {
   vitest("unit");
   if (!unitOnly) {
     requireRoot("the integration tests");
-    ensureDeps(["ip", "nsenter", "ping", "strip", "iptables", "nft", "reference plugins"]);
+    ensureDeps(["ip", "nsenter", "ping", "strip", "iptables", "nft", "python3", "reference plugins"]);
     if (sh("node", ["build.mjs"], "build (Bun)")) {
       vitest("integration");
       vitestInGuest();
