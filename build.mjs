@@ -10,7 +10,19 @@
 // A broken executable can exit 0 silently, so the smoke test is not optional.
 import { build } from "esbuild";
 import { spawn, spawnSync } from "node:child_process";
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { createServer } from "node:net";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
@@ -43,7 +55,8 @@ function step(msg) {
 
 function parseArgs(argv) {
   const hostArch = { x64: "x64", arm64: "arm64" }[process.arch];
-  if (!hostArch || process.platform !== "linux") fail(`cannot build on ${process.platform}/${process.arch}: linux x64 or arm64 only`);
+  if (!hostArch || process.platform !== "linux")
+    fail(`cannot build on ${process.platform}/${process.arch}: linux x64 or arm64 only`);
   const o = { runtime: "bun", arch: hostArch, cpu: "baseline", out: undefined, hostArch };
   for (let i = 0; i < argv.length; i++) {
     const [flag, value] = [argv[i], argv[i + 1]];
@@ -51,10 +64,14 @@ function parseArgs(argv) {
     else if (flag === "--arch" && (value === "x64" || value === "arm64")) o.arch = value;
     else if (flag === "--cpu" && (value === "baseline" || value === "avx2")) o.cpu = value;
     else if (flag === "--out" && value) o.out = resolve(value);
-    else fail(`unknown or incomplete argument ${JSON.stringify(flag)}: node build.mjs [--runtime bun|node] [--arch x64|arm64] [--cpu baseline|avx2] [--out DIR]`);
+    else
+      fail(
+        `unknown or incomplete argument ${JSON.stringify(flag)}: node build.mjs [--runtime bun|node] [--arch x64|arm64] [--cpu baseline|avx2] [--out DIR]`,
+      );
     i++;
   }
-  if (o.runtime === "node" && o.arch !== hostArch) fail("the Node build is for this machine's architecture only (--arch is for Bun)");
+  if (o.runtime === "node" && o.arch !== hostArch)
+    fail("the Node build is for this machine's architecture only (--arch is for Bun)");
   o.out ??= o.arch === hostArch ? join(root, "dist") : join(root, "dist", `linux-${o.arch}`);
   o.bin = join(o.out, "bin");
   return o;
@@ -89,7 +106,10 @@ async function bundle(o, buildInfo) {
 function bunCli() {
   const pinned = pkgJson.devDependencies?.bun;
   const hostPkg = `@oven/bun-linux-${process.arch === "arm64" ? "aarch64" : "x64"}`;
-  const candidates = [join(root, "node_modules", "bun", "bin", "bun.exe"), join(root, "node_modules", hostPkg, "bin", "bun")];
+  const candidates = [
+    join(root, "node_modules", "bun", "bin", "bun.exe"),
+    join(root, "node_modules", hostPkg, "bin", "bun"),
+  ];
   const seen = [];
   for (const file of candidates) {
     const r = spawnSync(file, ["--version"], { env: cleanEnv(), encoding: "utf8" });
@@ -107,21 +127,32 @@ function bunCli() {
  * --compile-executable-path, so bun itself downloads nothing.
  */
 function bunTargetRuntime(o, bun) {
-  const pkg = o.arch === "arm64" ? "@oven/bun-linux-aarch64" : o.cpu === "baseline" ? "@oven/bun-linux-x64-baseline" : "@oven/bun-linux-x64";
-  if (o.arch === o.hostArch && pkg === `@oven/bun-linux-${o.hostArch === "arm64" ? "aarch64" : "x64"}`) return { pkg, file: bun.file };
+  const pkg =
+    o.arch === "arm64"
+      ? "@oven/bun-linux-aarch64"
+      : o.cpu === "baseline"
+        ? "@oven/bun-linux-x64-baseline"
+        : "@oven/bun-linux-x64";
+  if (o.arch === o.hostArch && pkg === `@oven/bun-linux-${o.hostArch === "arm64" ? "aarch64" : "x64"}`)
+    return { pkg, file: bun.file };
   const installed = join(root, "node_modules", pkg, "bin", "bun");
   if (existsSync(installed)) return { pkg, file: installed };
   const locked = lock.packages?.[`node_modules/${pkg}`];
-  if (!locked || locked.version !== bun.version) fail(`${pkg}@${bun.version} is not in package-lock.json (run npm install)`);
+  if (!locked || locked.version !== bun.version)
+    fail(`${pkg}@${bun.version} is not in package-lock.json (run npm install)`);
   const cache = join(root, "node_modules", ".cache", "cni-ts-bun", `${pkg.replace("/", "+")}-${bun.version}`);
   const file = join(cache, "package", "bin", "bun");
   if (!existsSync(file)) {
     step(`fetching ${pkg}@${bun.version} from the npm registry (npm pack)`);
     mkdirSync(cache, { recursive: true });
-    const r = spawnSync("npm", ["pack", `${pkg}@${bun.version}`, "--json", "--pack-destination", cache], { encoding: "utf8", env: process.env });
+    const r = spawnSync("npm", ["pack", `${pkg}@${bun.version}`, "--json", "--pack-destination", cache], {
+      encoding: "utf8",
+      env: process.env,
+    });
     if (r.status !== 0) fail(`npm pack ${pkg}@${bun.version} failed: ${r.stderr}`);
     const [packed] = JSON.parse(r.stdout);
-    if (packed.integrity !== locked.integrity) fail(`${pkg}@${bun.version}: integrity ${packed.integrity} is not package-lock.json's ${locked.integrity}`);
+    if (packed.integrity !== locked.integrity)
+      fail(`${pkg}@${bun.version}: integrity ${packed.integrity} is not package-lock.json's ${locked.integrity}`);
     const t = spawnSync("tar", ["-xzf", join(cache, packed.filename), "-C", cache], { encoding: "utf8" });
     if (t.status !== 0 || !existsSync(file)) fail(`cannot unpack ${packed.filename}: ${t.stderr}`);
     rmSync(join(cache, packed.filename), { force: true });
@@ -132,11 +163,20 @@ function bunTargetRuntime(o, bun) {
 function compileWithBun(o, bun, target, runtimeFile) {
   const tmp = join(o.bin, ".cni-ts.tmp");
   const args = [
-    "build", "--compile", "--minify", "--bytecode",
+    "build",
+    "--compile",
+    "--minify",
+    "--bytecode",
     // A plugin runs as root in whatever directory the runtime runs in: nothing there may configure it.
-    "--no-compile-autoload-dotenv", "--no-compile-autoload-bunfig", "--no-compile-autoload-package-json", "--no-compile-autoload-tsconfig",
-    `--target=${target}`, `--compile-executable-path=${runtimeFile}`,
-    join(o.out, "cni-ts.cjs"), "--outfile", tmp,
+    "--no-compile-autoload-dotenv",
+    "--no-compile-autoload-bunfig",
+    "--no-compile-autoload-package-json",
+    "--no-compile-autoload-tsconfig",
+    `--target=${target}`,
+    `--compile-executable-path=${runtimeFile}`,
+    join(o.out, "cni-ts.cjs"),
+    "--outfile",
+    tmp,
   ];
   // An empty working directory and HOME: nothing of the checkout (a bunfig.toml, .env) configures the compiler.
   const cwd = mkdtempSync(join(tmpdir(), "cni-ts-bun-"));
@@ -163,22 +203,30 @@ function baseNode() {
     fail(`${pkg} is not installed: run npm ci (it is an optional dependency pinned in package.json)`);
   }
   const r = spawnSync(file, ["--version"], { env: cleanEnv(), encoding: "utf8" });
-  if (r.status !== 0 || r.stdout.trim() !== `v${pinned}`) fail(`${file} is not the pinned Node ${pinned} (got ${r.stdout.trim() || r.stderr})`);
+  if (r.status !== 0 || r.stdout.trim() !== `v${pinned}`)
+    fail(`${file} is not the pinned Node ${pinned} (got ${r.stdout.trim() || r.stderr})`);
   return { file, version: pinned };
 }
 
 async function compileWithNode(o, node) {
   const config = join(o.out, "sea-config.json");
   const blob = join(o.out, "cni-ts.blob");
-  writeFileSync(config, JSON.stringify({
-    main: join(o.out, "cni-ts.cjs"),
-    output: blob,
-    disableExperimentalSEAWarning: true,
-    useCodeCache: true,
-    useSnapshot: false,
-    // A plugin runs as root with the runtime's environment: NODE_OPTIONS must not inject code into it.
-    execArgvExtension: "none",
-  }, null, 2));
+  writeFileSync(
+    config,
+    JSON.stringify(
+      {
+        main: join(o.out, "cni-ts.cjs"),
+        output: blob,
+        disableExperimentalSEAWarning: true,
+        useCodeCache: true,
+        useSnapshot: false,
+        // A plugin runs as root with the runtime's environment: NODE_OPTIONS must not inject code into it.
+        execArgvExtension: "none",
+      },
+      null,
+      2,
+    ),
+  );
   const r = spawnSync(node.file, ["--experimental-sea-config", config], { env: cleanEnv(), encoding: "utf8" });
   if (r.status !== 0) fail(`SEA blob generation failed: ${r.stderr}`);
   const { inject: postject } = require("postject");
@@ -186,7 +234,8 @@ async function compileWithNode(o, node) {
   copyFileSync(node.file, tmp);
   chmodSync(tmp, 0o755);
   const strip = spawnSync("strip", [tmp], { encoding: "utf8" });
-  if (strip.error || strip.status !== 0) step("strip not available or failed: the executable stays unstripped (larger, same behaviour)");
+  if (strip.error || strip.status !== 0)
+    step("strip not available or failed: the executable stays unstripped (larger, same behaviour)");
   await postject(tmp, "NODE_SEA_BLOB", readFileSync(blob), { sentinelFuse: SEA_FUSE });
   renameSync(tmp, join(o.bin, "cni-ts"));
 }
@@ -226,15 +275,29 @@ const VERSION_IN = '{"cniVersion":"1.0.0"}';
 function checkVersions(o, how, what, opts = {}) {
   for (const p of PLUGINS) {
     const viaLink = how.prefix.length === 0;
-    const r = run(o, how, join(o.bin, viaLink ? p : "cni-ts"), { ...opts, args: viaLink ? [] : [p], env: { CNI_COMMAND: "VERSION", ...opts.env }, input: VERSION_IN });
+    const r = run(o, how, join(o.bin, viaLink ? p : "cni-ts"), {
+      ...opts,
+      args: viaLink ? [] : [p],
+      env: { CNI_COMMAND: "VERSION", ...opts.env },
+      input: VERSION_IN,
+    });
     let answer;
     try {
       answer = JSON.parse(r.stdout);
     } catch {
-      fail(`smoke test (${what}): ${p} VERSION printed ${JSON.stringify(r.stdout)} (exit ${r.status ?? r.signal}, stderr ${JSON.stringify(r.stderr.slice(0, 300))})`);
+      fail(
+        `smoke test (${what}): ${p} VERSION printed ${JSON.stringify(r.stdout)} (exit ${r.status ?? r.signal}, stderr ${JSON.stringify(r.stderr.slice(0, 300))})`,
+      );
     }
-    if (r.status !== 0 || answer.cniVersion !== "1.0.0" || !answer.supportedVersions?.includes("1.1.0") || r.stderr !== "") {
-      fail(`smoke test (${what}): ${p} VERSION answered ${r.stdout} (exit ${r.status}, stderr ${JSON.stringify(r.stderr.slice(0, 300))})`);
+    if (
+      r.status !== 0 ||
+      answer.cniVersion !== "1.0.0" ||
+      !answer.supportedVersions?.includes("1.1.0") ||
+      r.stderr !== ""
+    ) {
+      fail(
+        `smoke test (${what}): ${p} VERSION answered ${r.stdout} (exit ${r.status}, stderr ${JSON.stringify(r.stderr.slice(0, 300))})`,
+      );
     }
   }
 }
@@ -265,7 +328,10 @@ async function smokeTestBun(o, how) {
     const before = listDir(dir);
     checkVersions(o, how, "files in the working directory", { cwd });
     const person = run(o, how, join(o.bin, "cni-ts"), { cwd, args: ["bridge"] });
-    if (person.status !== 0 || person.stdout !== "" || !person.stderr.includes("bridge")) fail(`smoke test: bridge in a directory with a .env answered ${JSON.stringify(person.stdout)} (exit ${person.status}): the .env was loaded`);
+    if (person.status !== 0 || person.stdout !== "" || !person.stderr.includes("bridge"))
+      fail(
+        `smoke test: bridge in a directory with a .env answered ${JSON.stringify(person.stdout)} (exit ${person.status}): the .env was loaded`,
+      );
     const inert = {
       NODE_OPTIONS: `--require ${hook}`,
       NODE_COMPILE_CACHE: join(dir, "cache"),
@@ -279,11 +345,13 @@ async function smokeTestBun(o, how) {
     };
     checkVersions(o, how, "Node.js variables", { env: inert });
     const after = listDir(dir);
-    if (existsSync(marker) || after.join() !== before.join()) fail(`smoke test: something was written: ${after.filter((f) => !before.includes(f)).join(", ")}`);
+    if (existsSync(marker) || after.join() !== before.join())
+      fail(`smoke test: something was written: ${after.filter((f) => !before.includes(f)).join(", ")}`);
 
     // Each variable of the list acts: prove it, so the documented list stays true.
     const exe = join(o.bin, "cni-ts");
-    const version = (env, args = ["host-local"]) => run(o, how, exe, { env: { CNI_COMMAND: "VERSION", ...env }, input: VERSION_IN, args });
+    const version = (env, args = ["host-local"]) =>
+      run(o, how, exe, { env: { CNI_COMMAND: "VERSION", ...env }, input: VERSION_IN, args });
     const acts = [];
     let r = version({ BUN_OPTIONS: `--preload ${hook}` });
     if (existsSync(marker)) acts.push("BUN_OPTIONS");
@@ -304,9 +372,20 @@ async function smokeTestBun(o, how) {
       if (r.stderr.includes("runtime linker statistics")) acts.push("LD_*");
       for (const v of ["BUN_INSPECT", "BUN_INSPECT_CONNECT_TO"]) if (await connectsTo(exe, v, dir)) acts.push(v);
     }
-    const expected = ["BUN_OPTIONS", "BUN_BE_BUN", "BUN_JSC_*", "BUN_BYTECODE_ORDER_OUT", "BUN_BYTECODE_DIGEST_OUT", "MIMALLOC_*", ...(how.prefix.length === 0 ? ["LD_*", "BUN_INSPECT", "BUN_INSPECT_CONNECT_TO"] : [])];
+    const expected = [
+      "BUN_OPTIONS",
+      "BUN_BE_BUN",
+      "BUN_JSC_*",
+      "BUN_BYTECODE_ORDER_OUT",
+      "BUN_BYTECODE_DIGEST_OUT",
+      "MIMALLOC_*",
+      ...(how.prefix.length === 0 ? ["LD_*", "BUN_INSPECT", "BUN_INSPECT_CONNECT_TO"] : []),
+    ];
     const unproven = expected.filter((v) => !acts.includes(v));
-    if (unproven.length) fail(`smoke test: ${unproven.join(", ")} no longer act(s) before our code: update docs/reliability.md ("Environment variables that act before our code") and this list`);
+    if (unproven.length)
+      fail(
+        `smoke test: ${unproven.join(", ")} no longer act(s) before our code: update docs/reliability.md ("Environment variables that act before our code") and this list`,
+      );
     return acts;
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -323,7 +402,10 @@ function connectsTo(exe, variable, dir) {
       c.destroy();
     });
     server.listen(sock, () => {
-      const child = spawn(exe, ["host-local"], { env: cleanEnv({ CNI_COMMAND: "VERSION", [variable]: `unix://${sock}` }), stdio: ["pipe", "ignore", "ignore"] });
+      const child = spawn(exe, ["host-local"], {
+        env: cleanEnv({ CNI_COMMAND: "VERSION", [variable]: `unix://${sock}` }),
+        stdio: ["pipe", "ignore", "ignore"],
+      });
       const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
       child.stdin.on("error", () => {});
       child.stdin.end(VERSION_IN);
@@ -342,7 +424,8 @@ function smokeTestNode(o, how) {
     const hook = join(dir, "hook.cjs");
     writeFileSync(hook, `require("fs").writeFileSync(${JSON.stringify(marker)}, "injected")\n`);
     checkVersions(o, how, "NODE_OPTIONS", { env: { NODE_OPTIONS: `--require ${hook}` } });
-    if (existsSync(marker)) fail("smoke test: NODE_OPTIONS --require ran code inside the executable (execArgvExtension not honoured)");
+    if (existsSync(marker))
+      fail("smoke test: NODE_OPTIONS --require ran code inside the executable (execArgvExtension not honoured)");
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -354,7 +437,8 @@ function smokeTestNode(o, how) {
  */
 function smokeTestBaselineCpu(o) {
   const qemu = "/usr/bin/qemu-x86_64-static";
-  if (o.runtime !== "bun" || o.arch !== "x64" || o.cpu !== "baseline" || o.hostArch !== "x64" || !existsSync(qemu)) return undefined;
+  if (o.runtime !== "bun" || o.arch !== "x64" || o.cpu !== "baseline" || o.hostArch !== "x64" || !existsSync(qemu))
+    return undefined;
   checkVersions(o, { prefix: [qemu, "-cpu", "Nehalem"], what: "" }, "under qemu-user -cpu Nehalem (no AVX)");
   return "runs on a Nehalem CPU (qemu-user)";
 }
@@ -362,7 +446,8 @@ function smokeTestBaselineCpu(o) {
 async function smokeTest(o, how) {
   checkVersions(o, how, "plain");
   const help = run(o, how, join(o.bin, "cni-ts"));
-  if (help.status !== 0 || !help.stderr.includes("cni-ts")) fail(`smoke test: cni-ts printed no usage (exit ${help.status ?? help.signal}, ${help.stderr.slice(0, 300)})`);
+  if (help.status !== 0 || !help.stderr.includes("cni-ts"))
+    fail(`smoke test: cni-ts printed no usage (exit ${help.status ?? help.signal}, ${help.stderr.slice(0, 300)})`);
   if (o.runtime === "node") return smokeTestNode(o, how);
   return smokeTestBun(o, how);
 }
@@ -374,9 +459,15 @@ mkdirSync(o.bin, { recursive: true });
 let info;
 if (o.runtime === "bun") {
   const bun = bunCli();
-  const target = o.arch === "arm64" ? "bun-linux-arm64" : o.cpu === "baseline" ? "bun-linux-x64-baseline" : "bun-linux-x64";
+  const target =
+    o.arch === "arm64" ? "bun-linux-arm64" : o.cpu === "baseline" ? "bun-linux-x64-baseline" : "bun-linux-x64";
   const rt = bunTargetRuntime(o, bun);
-  info = { runtime: "bun", target: `${target}-v${bun.version}`, arch: o.arch, cpuFlags: o.arch === "x64" ? X64_CPU[o.cpu] : [] };
+  info = {
+    runtime: "bun",
+    target: `${target}-v${bun.version}`,
+    arch: o.arch,
+    cpuFlags: o.arch === "x64" ? X64_CPU[o.cpu] : [],
+  };
   step(`bundling with esbuild`);
   await bundle(o, info);
   step(`compiling with Bun ${bun.version} for ${target} (runtime ${rt.pkg})`);
@@ -393,10 +484,17 @@ link(o);
 const how = runner(o);
 const size = `${(statSync(join(o.bin, "cni-ts")).size / 1e6).toFixed(1)} MB`;
 if (!how) {
-  step(`ok: ${join(o.bin, "cni-ts")} (${info.target}, ${size}) and links ${PLUGINS.join(", ")}; NOT smoke-tested: it cannot run here (apt-get install qemu-user-static libc6-arm64-cross)`);
+  step(
+    `ok: ${join(o.bin, "cni-ts")} (${info.target}, ${size}) and links ${PLUGINS.join(", ")}; NOT smoke-tested: it cannot run here (apt-get install qemu-user-static libc6-arm64-cross)`,
+  );
 } else {
   const acts = await smokeTest(o, how);
   const cpu = smokeTestBaselineCpu(o);
-  const proved = o.runtime === "bun" ? `working-directory files and NODE_* inert; act before our code: ${acts.join(", ")}` : "NODE_OPTIONS ignored";
-  step(`ok: ${join(o.bin, "cni-ts")} (${info.target}, ${size}) and links ${PLUGINS.join(", ")}; smoke-tested ${how.what}: VERSION, ${proved}${cpu ? `; ${cpu}` : ""}`);
+  const proved =
+    o.runtime === "bun"
+      ? `working-directory files and NODE_* inert; act before our code: ${acts.join(", ")}`
+      : "NODE_OPTIONS ignored";
+  step(
+    `ok: ${join(o.bin, "cni-ts")} (${info.target}, ${size}) and links ${PLUGINS.join(", ")}; smoke-tested ${how.what}: VERSION, ${proved}${cpu ? `; ${cpu}` : ""}`,
+  );
 }

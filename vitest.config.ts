@@ -7,7 +7,14 @@ export default defineConfig({
   test: {
     projects: [
       // define: what build.mjs embeds in the executable (the version of cni-ts), embedded in the sources tests run.
-      { define: sourceDefines, test: { name: "unit", include: ["test/unit/**/*.test.ts", "**/*.unit.test.ts"], exclude: ["node_modules/**", "dist/**"] } },
+      {
+        define: sourceDefines,
+        test: {
+          name: "unit",
+          include: ["test/unit/**/*.test.ts", "**/*.unit.test.ts"],
+          exclude: ["node_modules/**", "dist/**"],
+        },
+      },
       {
         define: sourceDefines,
         test: {

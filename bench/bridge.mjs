@@ -9,8 +9,26 @@
 import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
-  BenchError, checkN, parseOptions, OURS_EXE, REFERENCE_BIN, ensureBuilt, ensureReference, fmtMs, fmtRatio, machineInfo, markdownTable,
-  mustSucceed, oursVersion, parseResult, percentile, median, referenceVersion, runPlugin, targetLine, withTmpRoot,
+  BenchError,
+  checkN,
+  parseOptions,
+  OURS_EXE,
+  REFERENCE_BIN,
+  ensureBuilt,
+  ensureReference,
+  fmtMs,
+  fmtRatio,
+  machineInfo,
+  markdownTable,
+  mustSucceed,
+  oursVersion,
+  parseResult,
+  percentile,
+  median,
+  referenceVersion,
+  runPlugin,
+  targetLine,
+  withTmpRoot,
 } from "./lib.mjs";
 import { Sandbox } from "../sandbox/netns.ts";
 
@@ -45,7 +63,13 @@ function makeNode(prefix, n) {
 
 function conf(name, dataDir, backend) {
   return JSON.stringify({
-    cniVersion: "1.0.0", name, type: "bridge", bridge: "cni0", isGateway: true, ipMasq: true, ipMasqBackend: backend,
+    cniVersion: "1.0.0",
+    name,
+    type: "bridge",
+    bridge: "cni0",
+    isGateway: true,
+    ipMasq: true,
+    ipMasqBackend: backend,
     ipam: { type: "host-local", dataDir, ranges: [[{ subnet: "10.77.0.0/16" }]], routes: [{ dst: "0.0.0.0/0" }] },
   });
 }
@@ -53,10 +77,17 @@ function conf(name, dataDir, backend) {
 async function call(impl, verb, i) {
   const env = {
     PATH: "/usr/sbin:/usr/bin:/sbin:/bin",
-    CNI_COMMAND: verb, CNI_CONTAINERID: `bench-${i}`, CNI_NETNS: `/var/run/netns/${impl.pods[i]}`, CNI_IFNAME: "eth0", CNI_PATH: impl.cniPath,
+    CNI_COMMAND: verb,
+    CNI_CONTAINERID: `bench-${i}`,
+    CNI_NETNS: `/var/run/netns/${impl.pods[i]}`,
+    CNI_IFNAME: "eth0",
+    CNI_PATH: impl.cniPath,
   };
   // DEL gets the ADD's result as prevResult, as libcni sends it from its cache (cniVersion 0.4.0 and later).
-  const stdin = verb === "DEL" && impl.results?.[i] ? JSON.stringify({ ...JSON.parse(impl.conf), prevResult: impl.results[i] }) : impl.conf;
+  const stdin =
+    verb === "DEL" && impl.results?.[i]
+      ? JSON.stringify({ ...JSON.parse(impl.conf), prevResult: impl.results[i] })
+      : impl.conf;
   const r = await runPlugin("ip", env, stdin, { args: ["netns", "exec", impl.node, join(impl.cniPath, "bridge")] });
   mustSucceed(r, `${impl.label} ${verb} pod ${i}`);
   if (verb === "ADD") {
@@ -97,7 +128,12 @@ export async function main(argv) {
       for (const impl of impls) impl.conf = conf("benchnet", join(tmp, `${impl.label}-data`), opts.backend);
       const results = {};
       // Alternate the implementations phase by phase so machine noise hits both.
-      for (const [label, verb, width] of [["ADD sequential", "ADD", 1], ["DEL sequential", "DEL", 1], ["ADD 8-way", "ADD", 8], ["DEL 8-way", "DEL", 8]]) {
+      for (const [label, verb, width] of [
+        ["ADD sequential", "ADD", 1],
+        ["DEL sequential", "DEL", 1],
+        ["ADD 8-way", "ADD", 8],
+        ["DEL 8-way", "DEL", 8],
+      ]) {
         for (const impl of impls) {
           process.stderr.write(`\r${label}: ${impl.label} ...                `);
           results[label] ??= {};
@@ -110,7 +146,9 @@ export async function main(argv) {
       console.log(`machine:   ${m.cpus} CPUs (${m.cpuModel}), kernel ${m.kernel}, ${m.arch}`);
       console.log(`cni-ts:    cni-ts ${oursVersion()}, ${OURS_EXE}`);
       console.log(`reference: ${referenceVersion(join(REFERENCE_BIN, "bridge"))}`);
-      console.log(`settings:  cniVersion 1.0.0, IPv4, isGateway, ipMasq (${opts.backend}), N=${opts.n} pods per phase, each call through ip netns exec into the node namespace\n`);
+      console.log(
+        `settings:  cniVersion 1.0.0, IPv4, isGateway, ipMasq (${opts.backend}), N=${opts.n} pods per phase, each call through ip netns exec into the node namespace\n`,
+      );
       const rows = [];
       const summary = {};
       for (const [label, byImpl] of Object.entries(results)) {
@@ -124,8 +162,20 @@ export async function main(argv) {
       console.log("\ntimes in ms, wall time of one call including ip netns exec");
       const addOk = summary["ADD sequential"].ours.median <= summary["ADD sequential"].reference.median;
       const delOk = summary["DEL sequential"].ours.median < summary["DEL sequential"].reference.median;
-      console.log(targetLine(addOk, "ADD median no more than the reference's", `${fmtMs(summary["ADD sequential"].ours.median)} vs ${fmtMs(summary["ADD sequential"].reference.median)} ms`));
-      console.log(targetLine(delOk, "DEL median below the reference's", `${fmtMs(summary["DEL sequential"].ours.median)} vs ${fmtMs(summary["DEL sequential"].reference.median)} ms`));
+      console.log(
+        targetLine(
+          addOk,
+          "ADD median no more than the reference's",
+          `${fmtMs(summary["ADD sequential"].ours.median)} vs ${fmtMs(summary["ADD sequential"].reference.median)} ms`,
+        ),
+      );
+      console.log(
+        targetLine(
+          delOk,
+          "DEL median below the reference's",
+          `${fmtMs(summary["DEL sequential"].ours.median)} vs ${fmtMs(summary["DEL sequential"].reference.median)} ms`,
+        ),
+      );
       if (opts.json) writeFileSync(opts.json, JSON.stringify({ machine: m, opts, summary, raw: results }, null, 2));
     } finally {
       for (const impl of impls) impl.remove();

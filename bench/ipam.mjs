@@ -96,7 +96,8 @@ function reservations(dataDir) {
 
 function expectReservations(impl, dataDir, want, when) {
   const got = reservations(dataDir);
-  if (got !== want) throw new BenchError(`${impl.label}: ${got} reservation files in ${join(dataDir, NET)} ${when}, expected ${want}`);
+  if (got !== want)
+    throw new BenchError(`${impl.label}: ${got} reservation files in ${join(dataDir, NET)} ${when}, expected ${want}`);
 }
 
 /** One ADD; checks exit 0 and that the address is new (not one of the `existing` pre-populated ones). */
@@ -107,7 +108,8 @@ async function add(impl, cell, id) {
   const address = parseResult(r, what).ips?.[0]?.address;
   const ip = typeof address === "string" ? address.split("/")[0] : "";
   const i = indexOf(ip);
-  if (!(i >= cell.existing)) throw new BenchError(`${what} answered address ${JSON.stringify(address)}: not a free address of ${SUBNET}`);
+  if (!(i >= cell.existing))
+    throw new BenchError(`${what} answered address ${JSON.stringify(address)}: not a free address of ${SUBNET}`);
   return { ms: r.ms, ip };
 }
 
@@ -175,7 +177,10 @@ async function runBurst(impl, cell) {
   const wallMs = Number(process.hrtime.bigint() - t0) / 1e6;
   const ips = adds.map((a) => a.ip);
   const distinct = new Set(ips).size;
-  if (distinct !== BURST) throw new BenchError(`${impl.label}: the ${BURST} concurrent ADDs got only ${distinct} distinct addresses: ${ips.join(" ")}`);
+  if (distinct !== BURST)
+    throw new BenchError(
+      `${impl.label}: the ${BURST} concurrent ADDs got only ${distinct} distinct addresses: ${ips.join(" ")}`,
+    );
   expectReservations(impl, c.dataDir, BURST_AT + BURST, `after the ${BURST} concurrent ADDs`);
   const t1 = process.hrtime.bigint();
   const dels = await Promise.all(ids.map((id) => del(impl, c, id)));
@@ -208,7 +213,8 @@ function parse(argv) {
   let samples;
   if (opts.samples !== undefined) {
     samples = Number(opts.samples);
-    if (!/^\d+$/.test(opts.samples) || samples < 1) throw new BenchError(`--samples wants a positive integer, got ${JSON.stringify(opts.samples)}`);
+    if (!/^\d+$/.test(opts.samples) || samples < 1)
+      throw new BenchError(`--samples wants a positive integer, got ${JSON.stringify(opts.samples)}`);
   }
   // npm runs scripts from the package root; a relative --json path means the caller's directory.
   const json = opts.json === undefined ? undefined : resolve(process.env.INIT_CWD ?? process.cwd(), opts.json);
@@ -239,14 +245,24 @@ export async function main(argv) {
     referenceFile: refFile,
     referenceSpeaks: supportedVersions(refFile),
   };
-  if (!versions.oursSpeaks.includes(CNI_VERSION)) throw new BenchError(`${impls[0].file} does not answer VERSION with ${CNI_VERSION} among its versions (got ${JSON.stringify(versions.oursSpeaks)})`);
-  if (!versions.referenceSpeaks.includes(CNI_VERSION)) throw new BenchError(`${refFile} does not speak cniVersion ${CNI_VERSION} (got ${JSON.stringify(versions.referenceSpeaks)})`);
+  if (!versions.oursSpeaks.includes(CNI_VERSION))
+    throw new BenchError(
+      `${impls[0].file} does not answer VERSION with ${CNI_VERSION} among its versions (got ${JSON.stringify(versions.oursSpeaks)})`,
+    );
+  if (!versions.referenceSpeaks.includes(CNI_VERSION))
+    throw new BenchError(
+      `${refFile} does not speak cniVersion ${CNI_VERSION} (got ${JSON.stringify(versions.referenceSpeaks)})`,
+    );
 
   console.log(`# host-local IPAM: cni-ts against the reference, same run`);
-  console.log(`machine:   ${machine.cpus} CPUs (${machine.cpuModel}), kernel ${machine.kernel} (uname -r), ${machine.arch}; data in ${machine.tmpdir} (${machine.tmpfs})`);
+  console.log(
+    `machine:   ${machine.cpus} CPUs (${machine.cpuModel}), kernel ${machine.kernel} (uname -r), ${machine.arch}; data in ${machine.tmpdir} (${machine.tmpfs})`,
+  );
   console.log(`cni-ts:    ${versions.ours}, ${versions.oursFile}`);
   console.log(`reference: ${versions.reference}, ${versions.referenceFile}`);
-  console.log(`settings:  cniVersion ${CNI_VERSION}, subnet ${SUBNET}, samples ${SIZES.map((s) => `${samplesFor(s)} @${s}`).join(", ")} (ADD then DEL, implementations alternating); burst ${BURST} concurrent ADDs @${BURST_AT}`);
+  console.log(
+    `settings:  cniVersion ${CNI_VERSION}, subnet ${SUBNET}, samples ${SIZES.map((s) => `${samplesFor(s)} @${s}`).join(", ")} (ADD then DEL, implementations alternating); burst ${BURST} concurrent ADDs @${BURST_AT}`,
+  );
   console.log("");
 
   const { cells, burst } = await withTmpRoot("cni-ts-bench-ipam-", async (tmp) => {
@@ -270,14 +286,22 @@ export async function main(argv) {
   row(`burst per-call median`, burst.ours.perCallMedian, burst.reference.perCallMedian);
   row(`burst per-call max`, burst.ours.perCallMax, burst.reference.perCallMax);
 
-  console.log(markdownTable(
-    ["scenario", "cni-ts", "reference", "cni-ts / reference"],
-    rows.map((r) => [r.scenario, fmtMs(r.ours), fmtMs(r.reference), fmtRatio(r.ours, r.reference)]),
-  ));
+  console.log(
+    markdownTable(
+      ["scenario", "cni-ts", "reference", "cni-ts / reference"],
+      rows.map((r) => [r.scenario, fmtMs(r.ours), fmtMs(r.reference), fmtRatio(r.ours, r.reference)]),
+    ),
+  );
   console.log("");
-  console.log(`times in ms: medians of ${SIZES.map((s) => samplesFor(s)).join("/")} samples; burst = ${BURST} ADDs started at once, wall until the last exits`);
-  console.log(`first ADD/DEL after pre-population (not in the medians): ${cells.map((c) => `@${c.existing} cni-ts ${fmtMs(c.ours.first.add)}/${fmtMs(c.ours.first.del)}, reference ${fmtMs(c.reference.first.add)}/${fmtMs(c.reference.first.del)}`).join("; ")}`);
-  console.log(`burst DELs (${BURST} at once) wall: cni-ts ${fmtMs(burst.ours.delWallMs)}, reference ${fmtMs(burst.reference.delWallMs)}`);
+  console.log(
+    `times in ms: medians of ${SIZES.map((s) => samplesFor(s)).join("/")} samples; burst = ${BURST} ADDs started at once, wall until the last exits`,
+  );
+  console.log(
+    `first ADD/DEL after pre-population (not in the medians): ${cells.map((c) => `@${c.existing} cni-ts ${fmtMs(c.ours.first.add)}/${fmtMs(c.ours.first.del)}, reference ${fmtMs(c.reference.first.add)}/${fmtMs(c.reference.first.del)}`).join("; ")}`,
+  );
+  console.log(
+    `burst DELs (${BURST} at once) wall: cni-ts ${fmtMs(burst.ours.delWallMs)}, reference ${fmtMs(burst.reference.delWallMs)}`,
+  );
   console.log("");
 
   const big = cells.find((c) => c.existing === BURST_AT);
@@ -285,8 +309,20 @@ export async function main(argv) {
   const scale = big.ours.addMedian / zero.ours.addMedian;
   const speedup = burst.reference.wallMs / burst.ours.wallMs;
   const targets = [
-    { name: "ADD median at 10,000 allocations within 1.5x of ours at 0", pass: scale <= 1.5, value: scale, limit: 1.5, detail: `${fmtMs(big.ours.addMedian)} ms vs ${fmtMs(zero.ours.addMedian)} ms: ${scale.toFixed(2)}x` },
-    { name: "burst at least 12x faster than the reference", pass: speedup >= 12, value: speedup, limit: 12, detail: `${fmtMs(burst.reference.wallMs)} ms / ${fmtMs(burst.ours.wallMs)} ms: ${speedup.toFixed(2)}x` },
+    {
+      name: "ADD median at 10,000 allocations within 1.5x of ours at 0",
+      pass: scale <= 1.5,
+      value: scale,
+      limit: 1.5,
+      detail: `${fmtMs(big.ours.addMedian)} ms vs ${fmtMs(zero.ours.addMedian)} ms: ${scale.toFixed(2)}x`,
+    },
+    {
+      name: "burst at least 12x faster than the reference",
+      pass: speedup >= 12,
+      value: speedup,
+      limit: 12,
+      detail: `${fmtMs(burst.reference.wallMs)} ms / ${fmtMs(burst.ours.wallMs)} ms: ${speedup.toFixed(2)}x`,
+    },
   ];
   for (const t of targets) console.log(targetLine(t.pass, t.name, t.detail));
 
@@ -299,7 +335,15 @@ export async function main(argv) {
       date: new Date().toISOString(),
       machine,
       versions,
-      settings: { cniVersion: CNI_VERSION, network: NET, subnet: SUBNET, sizes: SIZES, samples: Object.fromEntries(SIZES.map((s) => [s, samplesFor(s)])), burst: BURST, burstAt: BURST_AT },
+      settings: {
+        cniVersion: CNI_VERSION,
+        network: NET,
+        subnet: SUBNET,
+        sizes: SIZES,
+        samples: Object.fromEntries(SIZES.map((s) => [s, samplesFor(s)])),
+        burst: BURST,
+        burstAt: BURST_AT,
+      },
       table: rows,
       cells,
       burst,

@@ -2,7 +2,18 @@
 // it, statistics, the markdown table, the machine and version lines, the throwaway directory, and the checks
 // that the executables to compare exist.
 import { spawnSync } from "node:child_process";
-import { closeSync, constants, existsSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, statSync, writeSync } from "node:fs";
+import {
+  closeSync,
+  constants,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeSync,
+} from "node:fs";
 import { availableParallelism, cpus, release, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -110,7 +121,10 @@ export function runPlugin(file, env, stdin, { timeoutMs = 120_000, args = [] } =
   }
   if (child) {
     child.once("close", input.done);
-    const settled = done.then(() => {}, () => {});
+    const settled = done.then(
+      () => {},
+      () => {},
+    );
     live.set(child, settled);
     void settled.then(() => live.delete(child));
   }
@@ -147,7 +161,10 @@ export async function stopPlugins(waitMs = 3000) {
 export function mustSucceed(r, what) {
   if (r.code === 0) return r;
   const how = r.code === null ? `was killed (${r.signal})` : `exited ${r.code}`;
-  const said = [r.stdout.trim() && `stdout: ${r.stdout.trim()}`, r.stderr.trim() && `stderr: ${r.stderr.trim()}`].filter(Boolean);
+  const said = [
+    r.stdout.trim() && `stdout: ${r.stdout.trim()}`,
+    r.stderr.trim() && `stderr: ${r.stderr.trim()}`,
+  ].filter(Boolean);
   throw new BenchError(`${what} ${how}${said.length ? `\n  ${said.join("\n  ")}` : " and printed nothing"}`);
 }
 
@@ -244,7 +261,11 @@ export function makeTmpRoot(prefix) {
       process.stderr.write(`warning: could not remove ${path}: ${e.code ?? e.message}\n`);
     }
   };
-  for (const [sig, code] of [["SIGINT", 130], ["SIGTERM", 143], ["SIGHUP", 129]]) {
+  for (const [sig, code] of [
+    ["SIGINT", 130],
+    ["SIGTERM", 143],
+    ["SIGHUP", 129],
+  ]) {
     handlers[sig] = async () => {
       process.stderr.write(`\ninterrupted (${sig}): stopping the plugins, removing ${path}\n`);
       await stopPlugins();
@@ -296,12 +317,18 @@ export function ensureBuilt() {
   if (!existsSync(OURS_EXE)) {
     console.error("dist/bin/cni-ts is missing: building it (node build.mjs) ...");
     const r = spawnSync(process.execPath, [join(ROOT, "build.mjs")], { cwd: ROOT, stdio: "inherit" });
-    if (r.status !== 0 || !existsSync(OURS_EXE)) throw new BenchError("the build failed (node build.mjs): nothing to benchmark");
+    if (r.status !== 0 || !existsSync(OURS_EXE))
+      throw new BenchError("the build failed (node build.mjs): nothing to benchmark");
     return;
   }
-  const sources = Math.max(...["lib", "plugins", "ipam", "cmd"].map((d) => newestMtime(join(ROOT, d))), statSync(join(ROOT, "build.mjs")).mtimeMs);
+  const sources = Math.max(
+    ...["lib", "plugins", "ipam", "cmd"].map((d) => newestMtime(join(ROOT, d))),
+    statSync(join(ROOT, "build.mjs")).mtimeMs,
+  );
   if (sources > statSync(OURS_EXE).mtimeMs) {
-    console.error("note: sources are newer than dist/bin/cni-ts; benchmarking the existing build (npm run build to refresh it)");
+    console.error(
+      "note: sources are newer than dist/bin/cni-ts; benchmarking the existing build (npm run build to refresh it)",
+    );
   }
 }
 
@@ -354,7 +381,11 @@ export function referenceVersion(file) {
 
 /** The CNI versions a plugin speaks (CNI_COMMAND=VERSION), or [] if it would not say. */
 export function supportedVersions(file) {
-  const r = spawnSync(file, [], { env: pluginEnv({ COMMAND: "VERSION" }), input: '{"cniVersion":"1.0.0"}', encoding: "utf8" });
+  const r = spawnSync(file, [], {
+    env: pluginEnv({ COMMAND: "VERSION" }),
+    input: '{"cniVersion":"1.0.0"}',
+    encoding: "utf8",
+  });
   try {
     return JSON.parse(r.stdout).supportedVersions ?? [];
   } catch {

@@ -15,8 +15,25 @@
 // call started (its own chain: ip, nsenter, iptables ..., delegates), not times. --exe FILE: another build of ours.
 import { mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
-import {checkN, parseOptions, OURS_EXE, REFERENCE_BIN, ensureBuilt, ensureReference, fmtMs, fmtRatio, machineInfo, markdownTable, median,
-  mustSucceed, oursVersion, parseResult, referenceVersion, runPlugin, targetLine, withTmpRoot,
+import {
+  checkN,
+  parseOptions,
+  OURS_EXE,
+  REFERENCE_BIN,
+  ensureBuilt,
+  ensureReference,
+  fmtMs,
+  fmtRatio,
+  machineInfo,
+  markdownTable,
+  median,
+  mustSucceed,
+  oursVersion,
+  parseResult,
+  referenceVersion,
+  runPlugin,
+  targetLine,
+  withTmpRoot,
 } from "./lib.mjs";
 import { ensureDeps } from "../scripts/deps.mjs";
 import { Sandbox } from "../sandbox/netns.ts";
@@ -45,7 +62,13 @@ function chain(dataDir) {
   const cniVersion = "1.0.0";
   return [
     {
-      cniVersion, name, type: "bridge", bridge: "cni0", isGateway: true, ipMasq: true, promiscMode: true,
+      cniVersion,
+      name,
+      type: "bridge",
+      bridge: "cni0",
+      isGateway: true,
+      ipMasq: true,
+      promiscMode: true,
       ipam: { type: "host-local", dataDir, ranges: [[{ subnet: "10.88.0.0/16" }]], routes: [{ dst: "0.0.0.0/0" }] },
     },
     { cniVersion, name, type: "portmap", capabilities: { portMappings: true }, snat: true },
@@ -81,7 +104,11 @@ export async function main(argv) {
       async function call(impl, pod, plugin, verb, conf, { netns: podNetns, ifname = "eth0" }) {
         const env = {
           PATH: "/usr/sbin:/usr/bin:/sbin:/bin",
-          CNI_COMMAND: verb, CNI_CONTAINERID: pod.id, CNI_NETNS: podNetns, CNI_IFNAME: ifname, CNI_PATH: impl.cniPath,
+          CNI_COMMAND: verb,
+          CNI_CONTAINERID: pod.id,
+          CNI_NETNS: podNetns,
+          CNI_IFNAME: ifname,
+          CNI_PATH: impl.cniPath,
           CNI_ARGS: `IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=${pod.name};K8S_POD_INFRA_CONTAINER_ID=${pod.id};K8S_POD_UID=${pod.uid}`,
         };
         const file = join(impl.cniPath, plugin);
@@ -94,7 +121,9 @@ export async function main(argv) {
         if (opts.count) {
           // Successful execs other than the plugin's own: each process its call started (a shell's execs count too).
           const files = readdirSync(tmp).filter((f) => f.startsWith(`${basename(trace)}.`));
-          const execs = files.flatMap((f) => readFileSync(join(tmp, f), "utf8").split("\n")).filter((l) => /^execve\(/.test(l) && /\) = 0$/.test(l));
+          const execs = files
+            .flatMap((f) => readFileSync(join(tmp, f), "utf8").split("\n"))
+            .filter((l) => /^execve\(/.test(l) && /\) = 0$/.test(l));
           record(impl, what, execs.length - 1);
           for (const f of files) rmSync(join(tmp, f));
         } else record(impl, what, r.ms);
@@ -102,7 +131,11 @@ export async function main(argv) {
       }
 
       async function podLife(impl, i) {
-        const pod = { name: `bench-${i}`, id: `${impl.label}-${i}-${"0".repeat(48)}`.slice(0, 64), uid: `00000000-0000-4000-8000-${String(i).padStart(12, "0")}` };
+        const pod = {
+          name: `bench-${i}`,
+          id: `${impl.label}-${i}-${"0".repeat(48)}`.slice(0, 64),
+          uid: `00000000-0000-4000-8000-${String(i).padStart(12, "0")}`,
+        };
         const nsName = netns(`${impl.label === "cni-ts" ? "o" : "r"}${i}`);
         const path = `/var/run/netns/${nsName}`;
         const portMappings = opts.ports ? [{ hostPort: 18080 + i, containerPort: 80, protocol: "tcp" }] : [];
@@ -145,7 +178,9 @@ export async function main(argv) {
       console.log(`machine:   ${m.cpus} CPUs (${m.cpuModel}), kernel ${m.kernel}, ${m.arch}`);
       console.log(`cni-ts:    cni-ts ${oursVersion()}, ${opts.exe}`);
       console.log(`reference: ${referenceVersion(join(REFERENCE_BIN, "bridge"))}`);
-      console.log(`settings:  ${opts.n} pods, alternating; containerd's conflist (bridge + host-local, ipMasq iptables, portmap) and loopback at 0.3.1; ${opts.ports ? "one hostPort per pod" : "no hostPort"}; every call through ip netns exec into the node namespace\n`);
+      console.log(
+        `settings:  ${opts.n} pods, alternating; containerd's conflist (bridge + host-local, ipMasq iptables, portmap) and loopback at 0.3.1; ${opts.ports ? "one hostPort per pod" : "no hostPort"}; every call through ip netns exec into the node namespace\n`,
+      );
       const row = (what) => {
         const o = median(samples[what]["cni-ts"]);
         const r = median(samples[what].reference);
@@ -167,7 +202,9 @@ export async function main(argv) {
       console.log(markdownTable(["phase (wall time)", "cni-ts", "reference", "cni-ts / reference"], PHASES.map(row)));
       console.log();
       console.log(markdownTable(["call", "cni-ts", "reference", "cni-ts / reference"], calls.map(row)));
-      console.log("\ntimes in ms, medians over the pods; a phase is the runtime's wall time for its calls (RunPodSandbox: loopback concurrent with the chain)");
+      console.log(
+        "\ntimes in ms, medians over the pods; a phase is the runtime's wall time for its calls (RunPodSandbox: loopback concurrent with the chain)",
+      );
       for (const p of PHASES) {
         const o = median(samples[p]["cni-ts"]);
         const r = median(samples[p].reference);

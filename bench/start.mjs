@@ -7,8 +7,25 @@ import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ensureDeps } from "../scripts/deps.mjs";
 import {
-  BenchError, checkN, parseOptions, OURS_BIN, REFERENCE_BIN, ensureBuilt, ensureReference, fmtMs, fmtRatio, machineInfo, markdownTable, median,
-  mustSucceed, oursVersion, percentile, pluginEnv, referenceVersion, runPlugin, targetLine,
+  BenchError,
+  checkN,
+  parseOptions,
+  OURS_BIN,
+  REFERENCE_BIN,
+  ensureBuilt,
+  ensureReference,
+  fmtMs,
+  fmtRatio,
+  machineInfo,
+  markdownTable,
+  median,
+  mustSucceed,
+  oursVersion,
+  percentile,
+  pluginEnv,
+  referenceVersion,
+  runPlugin,
+  targetLine,
 } from "./lib.mjs";
 
 export const usage = "npm run bench -- start [--n 30] [--json FILE]";
@@ -57,7 +74,10 @@ export async function main(argv) {
         samples[p] ??= {};
         samples[p][impl.label] ??= { ms: [], rss: [] };
         const s = samples[p][impl.label];
-        const r = mustSucceed(await runPlugin(file, pluginEnv({ COMMAND: "VERSION" }), STDIN), `${impl.label} ${p} VERSION`);
+        const r = mustSucceed(
+          await runPlugin(file, pluginEnv({ COMMAND: "VERSION" }), STDIN),
+          `${impl.label} ${p} VERSION`,
+        );
         s.ms.push(r.ms);
         if (i < Math.min(opts.n, 10)) s.rss.push(await peakRssMb(file));
       }
@@ -69,7 +89,9 @@ export async function main(argv) {
   console.log(`machine:   ${m.cpus} CPUs (${m.cpuModel}), kernel ${m.kernel}, ${m.arch}`);
   console.log(`cni-ts:    cni-ts ${oursVersion()}, ${OURS_BIN}/cni-ts (${runtimeOf(join(OURS_BIN, "cni-ts"))})`);
   console.log(`reference: ${referenceVersion(join(REFERENCE_BIN, "bridge"))}`);
-  console.log(`settings:  ${opts.n} VERSION calls per plugin and implementation, alternating; peak RSS from ${Math.min(opts.n, 10)} more each (/usr/bin/time)\n`);
+  console.log(
+    `settings:  ${opts.n} VERSION calls per plugin and implementation, alternating; peak RSS from ${Math.min(opts.n, 10)} more each (/usr/bin/time)\n`,
+  );
   const rows = [];
   const summary = {};
   let worstRss = 0;
@@ -80,11 +102,29 @@ export async function main(argv) {
     const sr = r ? { median: median(r.ms), p90: percentile(r.ms, 90), rss: median(r.rss) } : undefined;
     summary[p] = { ours: so, reference: sr };
     worstRss = Math.max(worstRss, ...o.rss);
-    rows.push([p, fmtMs(so.median), sr ? fmtMs(sr.median) : "-", sr ? fmtRatio(so.median, sr.median) : "-", so.rss.toFixed(1), sr ? sr.rss.toFixed(1) : "-"]);
+    rows.push([
+      p,
+      fmtMs(so.median),
+      sr ? fmtMs(sr.median) : "-",
+      sr ? fmtRatio(so.median, sr.median) : "-",
+      so.rss.toFixed(1),
+      sr ? sr.rss.toFixed(1) : "-",
+    ]);
   }
-  console.log(markdownTable(["plugin (VERSION)", "cni-ts ms", "reference ms", "cni-ts / reference", "cni-ts MB", "reference MB"], rows));
+  console.log(
+    markdownTable(
+      ["plugin (VERSION)", "cni-ts ms", "reference ms", "cni-ts / reference", "cni-ts MB", "reference MB"],
+      rows,
+    ),
+  );
   console.log("\nms: median wall time from spawn to exit; MB: median peak RSS. The reference has no routes plugin.");
-  console.log(targetLine(worstRss <= 25, "peak RSS at most 25 MB per call", `highest of all our calls: ${worstRss.toFixed(1)} MB`));
+  console.log(
+    targetLine(
+      worstRss <= 25,
+      "peak RSS at most 25 MB per call",
+      `highest of all our calls: ${worstRss.toFixed(1)} MB`,
+    ),
+  );
   if (opts.json) writeFileSync(opts.json, JSON.stringify({ machine: m, opts, summary, raw: samples }, null, 2));
 }
 

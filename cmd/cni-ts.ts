@@ -26,12 +26,14 @@ export const APPLETS: Readonly<Record<string, () => Promise<PluginDefinition>>> 
 async function usage(): Promise<string> {
   const build = buildInfo();
   const plugins = await Promise.all(Object.values(APPLETS).map((load) => load()));
-  return `cni-ts ${CNI_TS_VERSION} (${runtimeVersion()}${build ? `, ${build.target}` : ", from the sources"}): CNI plugins in one executable\n` +
+  return (
+    `cni-ts ${CNI_TS_VERSION} (${runtimeVersion()}${build ? `, ${build.target}` : ", from the sources"}): CNI plugins in one executable\n` +
     `Installed under the names of its plugins (links to this file), it acts as that plugin:\n` +
     plugins.map((p) => `  ${p.name.padEnd(11)} ${p.about}\n`).join("") +
     `Run by hand: cni-ts PLUGIN [--help]\n` +
     `Install on a node: cni-ts install [--dir /opt/cni/bin] [--force]\n` +
-    `Write a node's conflist: cni-ts conflist --template FILE --out FILE [--node NAME] [--pod-cidrs CIDR[,CIDR]] [--kubeconfig FILE]\n`;
+    `Write a node's conflist: cni-ts conflist --template FILE --out FILE [--node NAME] [--pod-cidrs CIDR[,CIDR]] [--kubeconfig FILE]\n`
+  );
 }
 
 async function main(): Promise<void> {

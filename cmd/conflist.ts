@@ -14,7 +14,8 @@ import { parseCidr, isNetworkAddress } from "../lib/cidr.js";
 
 /** The template with the node's pod subnets filled in; throws when the outcome is not a JSON object. */
 export function renderConflist(template: string, podCIDRs: readonly string[]): string {
-  if (podCIDRs.length === 0) throw new Error("the node has no pod subnet (spec.podCIDR): is the controller manager allocating node CIDRs?");
+  if (podCIDRs.length === 0)
+    throw new Error("the node has no pod subnet (spec.podCIDR): is the controller manager allocating node CIDRs?");
   for (const c of podCIDRs) {
     const p = parseCidr(c);
     if (!p || !isNetworkAddress(p)) throw new Error(`not a network address: ${JSON.stringify(c)}`);
@@ -22,7 +23,8 @@ export function renderConflist(template: string, podCIDRs: readonly string[]): s
   const ranges = JSON.stringify(podCIDRs.map((subnet) => [{ subnet }]));
   const text = template.split('"__RANGES__"').join(ranges).split("__POD_CIDR__").join(podCIDRs[0]!);
   const parsed = JSON.parse(text) as unknown;
-  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) throw new Error("the rendered template is not a JSON object");
+  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed))
+    throw new Error("the rendered template is not a JSON object");
   return `${JSON.stringify(parsed, null, 2)}\n`;
 }
 
@@ -38,7 +40,8 @@ export async function fetchPodCIDRs(node: string, kubeconfig: string | undefined
   if (!isNodeName(node)) throw new Error(`${JSON.stringify(node)} is not a node name: set NODE_NAME or pass --node`);
   const client = new KubeClient(resolveTarget(kubeconfig, process.env));
   const doc = await client.getJson(`/api/v1/nodes/${encodeURIComponent(node)}`, { timeoutMs: 10_000 });
-  if (doc === null || typeof doc !== "object" || Array.isArray(doc)) throw new Error(`GET node ${node}: the answer is not an object`);
+  if (doc === null || typeof doc !== "object" || Array.isArray(doc))
+    throw new Error(`GET node ${node}: the answer is not an object`);
   return parseNode(doc as Record<string, unknown>, `node ${node}`).podCIDRs;
 }
 
@@ -48,7 +51,9 @@ export async function conflistMain(argv: readonly string[]): Promise<number> {
     const k = argv[i];
     const v = argv[i + 1];
     if (!k || !["--template", "--out", "--node", "--pod-cidrs", "--kubeconfig"].includes(k) || v === undefined) {
-      process.stderr.write("usage: cni-ts conflist --template FILE --out FILE [--node NAME] [--pod-cidrs CIDR[,CIDR]] [--kubeconfig FILE]\n");
+      process.stderr.write(
+        "usage: cni-ts conflist --template FILE --out FILE [--node NAME] [--pod-cidrs CIDR[,CIDR]] [--kubeconfig FILE]\n",
+      );
       return 2;
     }
     opt.set(k, v);
@@ -61,7 +66,9 @@ export async function conflistMain(argv: readonly string[]): Promise<number> {
   }
   try {
     const node = opt.get("--node") ?? process.env.NODE_NAME ?? "";
-    const cidrs = opt.has("--pod-cidrs") ? opt.get("--pod-cidrs")!.split(",").filter(Boolean) : await fetchPodCIDRs(node, opt.get("--kubeconfig"));
+    const cidrs = opt.has("--pod-cidrs")
+      ? opt.get("--pod-cidrs")!.split(",").filter(Boolean)
+      : await fetchPodCIDRs(node, opt.get("--kubeconfig"));
     const text = renderConflist(readFileSync(template, "utf8"), cidrs);
     if (existsSync(out) && readFileSync(out, "utf8") === text) {
       process.stdout.write(`${out} is up to date (${cidrs.join(", ")})\n`);

@@ -6,7 +6,20 @@
  * A plugin name that is not already ours (a link to cni-ts) is another plugin, the reference bridge for instance:
  * it is left alone unless --force.
  */
-import { copyFileSync, chmodSync, fsyncSync, lstatSync, openSync, closeSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, statSync } from "node:fs";
+import {
+  copyFileSync,
+  chmodSync,
+  fsyncSync,
+  lstatSync,
+  openSync,
+  closeSync,
+  readFileSync,
+  readlinkSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  statSync,
+} from "node:fs";
 import { join } from "node:path";
 import { buildInfo, standaloneExecutable } from "../lib/runtime.js";
 
@@ -39,7 +52,9 @@ export function install(opts: InstallOptions): string[] {
   }
   const foreign = opts.names.filter((n) => isOurLink(join(opts.dir, n)) === false);
   if (foreign.length > 0 && !opts.force) {
-    throw new Error(`refusing to replace ${foreign.map((n) => join(opts.dir, n)).join(", ")}: not cni-ts (another plugin of that name). Use --force to replace.`);
+    throw new Error(
+      `refusing to replace ${foreign.map((n) => join(opts.dir, n)).join(", ")}: not cni-ts (another plugin of that name). Use --force to replace.`,
+    );
   }
   const exe = join(opts.dir, "cni-ts");
   const tmp = join(opts.dir, `.cni-ts.install-${process.pid}`);
@@ -92,9 +107,11 @@ function cpuRefusal(): string | undefined {
   }
   const missing = missingCpuFlags(info.cpuFlags, cpuinfo);
   if (missing.length === 0) return undefined;
-  return `this CPU lacks ${missing.join(", ")}, which this build (${info.runtime} ${info.target}) needs: plugins would die with SIGILL ` +
+  return (
+    `this CPU lacks ${missing.join(", ")}, which this build (${info.runtime} ${info.target}) needs: plugins would die with SIGILL ` +
     `(illegal instruction) in the middle of a pod start. Install a build for this CPU instead: ` +
-    `npm run build -- --cpu baseline, or the Node.js build (npm run build -- --runtime node); see README, "Installing on a node".`;
+    `npm run build -- --cpu baseline, or the Node.js build (npm run build -- --runtime node); see README, "Installing on a node".`
+  );
 }
 
 /** The CLI around install(); returns the exit code. */
@@ -109,7 +126,9 @@ export function installMain(argv: readonly string[], names: readonly string[]): 
       process.stderr.write("usage: cni-ts install [--dir /opt/cni/bin] [--force]\n");
       return 0;
     } else {
-      process.stderr.write(`cni-ts install: unknown argument ${JSON.stringify(a)}\nusage: cni-ts install [--dir /opt/cni/bin] [--force]\n`);
+      process.stderr.write(
+        `cni-ts install: unknown argument ${JSON.stringify(a)}\nusage: cni-ts install [--dir /opt/cni/bin] [--force]\n`,
+      );
       return 2;
     }
   }

@@ -43,7 +43,14 @@ const USAGE = `usage: npm run conformance -- --plugins DIR [--cases DIR] [--only
   --sample          run the sample (kubenet-style, 3 pods) and print its summary as JSON (runSample())`;
 
 function parseArgs(argv: string[], root: string): Options {
-  const o: Options = { cases: join(root, "conformance/cases"), known: join(root, "conformance/known-differences.json"), timeoutMs: 60_000, list: false, sample: false, quiet: false };
+  const o: Options = {
+    cases: join(root, "conformance/cases"),
+    known: join(root, "conformance/known-differences.json"),
+    timeoutMs: 60_000,
+    list: false,
+    sample: false,
+    quiet: false,
+  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     const val = () => {
@@ -52,18 +59,42 @@ function parseArgs(argv: string[], root: string): Options {
       return v;
     };
     switch (a) {
-      case "--plugins": o.plugins = resolve(val()); break;
-      case "--cases": o.cases = resolve(val()); break;
-      case "--only": o.only = val().split(",").filter(Boolean); break;
-      case "--json": o.json = resolve(val()); break;
-      case "--reference": o.reference = resolve(val()); break;
-      case "--impl": o.impl = val(); break;
-      case "--reference-impl": o.referenceImpl = val(); break;
-      case "--known": o.known = resolve(val()); break;
-      case "--timeout": o.timeoutMs = Number(val()); break;
-      case "--list": o.list = true; break;
-      case "--sample": o.sample = true; break;
-      case "--quiet": o.quiet = true; break;
+      case "--plugins":
+        o.plugins = resolve(val());
+        break;
+      case "--cases":
+        o.cases = resolve(val());
+        break;
+      case "--only":
+        o.only = val().split(",").filter(Boolean);
+        break;
+      case "--json":
+        o.json = resolve(val());
+        break;
+      case "--reference":
+        o.reference = resolve(val());
+        break;
+      case "--impl":
+        o.impl = val();
+        break;
+      case "--reference-impl":
+        o.referenceImpl = val();
+        break;
+      case "--known":
+        o.known = resolve(val());
+        break;
+      case "--timeout":
+        o.timeoutMs = Number(val());
+        break;
+      case "--list":
+        o.list = true;
+        break;
+      case "--sample":
+        o.sample = true;
+        break;
+      case "--quiet":
+        o.quiet = true;
+        break;
       case "-h":
       case "--help":
         console.log(USAGE);
@@ -90,7 +121,10 @@ function line(o: StepOutcome): string {
   if (o.status === "SKIP") return `${head} — ${o.reasons[0]}`;
   if (o.status === "XFAIL") return `${head} — known ${o.known!.impl} difference: ${o.known!.reason}`;
   const bug = o.knownBug ? `\n        knownBug: ${o.knownBug}` : "";
-  return `${head} — ${o.reasons[0]}${o.reasons.slice(1).map((r) => `\n        ${r}`).join("")}${bug}`;
+  return `${head} — ${o.reasons[0]}${o.reasons
+    .slice(1)
+    .map((r) => `\n        ${r}`)
+    .join("")}${bug}`;
 }
 
 interface SetRun {
@@ -101,7 +135,14 @@ interface SetRun {
   runId: string;
 }
 
-async function runSet(dir: string, impl: string | undefined, cases: LoadedCase[], known: KnownDifferences, machine: MachineFeatures, opts: { snapshot: boolean; print: boolean; timeoutMs: number }): Promise<SetRun> {
+async function runSet(
+  dir: string,
+  impl: string | undefined,
+  cases: LoadedCase[],
+  known: KnownDifferences,
+  machine: MachineFeatures,
+  opts: { snapshot: boolean; print: boolean; timeoutMs: number },
+): Promise<SetRun> {
   const t0 = performance.now();
   const types = [...new Set(["bridge", "host-local", "routes", ...cases.flatMap((c) => typesOf(c))])];
   const set = await detectPluginSet(dir, types, impl);
@@ -135,13 +176,26 @@ async function runSet(dir: string, impl: string | undefined, cases: LoadedCase[]
 
 function typesOf(c: LoadedCase): string[] {
   const out: string[] = [];
-  for (const r of [...(c.def.requires ?? []), ...c.def.steps.flatMap((s) => s.requires ?? [])]) if (r.startsWith("plugin:")) out.push(r.slice(7));
+  for (const r of [...(c.def.requires ?? []), ...c.def.steps.flatMap((s) => s.requires ?? [])])
+    if (r.startsWith("plugin:")) out.push(r.slice(7));
   return out;
 }
 
-function count(outcomes: StepOutcome[]): { passed: number; failed: number; skipped: number; xfail: number; notApplicable: number } {
+function count(outcomes: StepOutcome[]): {
+  passed: number;
+  failed: number;
+  skipped: number;
+  xfail: number;
+  notApplicable: number;
+} {
   const n = (s: string) => outcomes.filter((o) => o.status === s).length;
-  return { passed: n("PASS"), failed: n("FAIL"), skipped: n("SKIP") + n("XFAIL"), xfail: n("XFAIL"), notApplicable: n("SKIP") };
+  return {
+    passed: n("PASS"),
+    failed: n("FAIL"),
+    skipped: n("SKIP") + n("XFAIL"),
+    xfail: n("XFAIL"),
+    notApplicable: n("SKIP"),
+  };
 }
 
 export async function main(argv: string[], root: string): Promise<number> {
@@ -158,12 +212,20 @@ export async function main(argv: string[], root: string): Promise<number> {
     return 0;
   }
   if (process.getuid?.() !== 0) {
-    console.error("conformance needs root: every case creates network namespaces (ip netns add) and runs the plugins inside them. Run it as root.");
+    console.error(
+      "conformance needs root: every case creates network namespaces (ip netns add) and runs the plugins inside them. Run it as root.",
+    );
     return 2;
   }
-  for (const [tool, path] of [["ip", "/usr/sbin/ip"], ["nsenter", "/usr/bin/nsenter"], ["ping", "/usr/bin/ping"]] as const) {
+  for (const [tool, path] of [
+    ["ip", "/usr/sbin/ip"],
+    ["nsenter", "/usr/bin/nsenter"],
+    ["ping", "/usr/bin/ping"],
+  ] as const) {
     if (!existsSync(path)) {
-      console.error(`conformance needs ${tool} (${path}): apt-get install ${tool === "ip" ? "iproute2" : tool === "nsenter" ? "util-linux" : "iputils-ping"}`);
+      console.error(
+        `conformance needs ${tool} (${path}): apt-get install ${tool === "ip" ? "iproute2" : tool === "nsenter" ? "util-linux" : "iputils-ping"}`,
+      );
       return 2;
     }
   }
@@ -197,7 +259,11 @@ export async function main(argv: string[], root: string): Promise<number> {
     }
   }
   const rootBefore = snapshotRoot();
-  const primary = await runSet(opts.plugins, opts.impl, cases, known, machine, { snapshot: !!opts.reference, print: true, timeoutMs: opts.timeoutMs });
+  const primary = await runSet(opts.plugins, opts.impl, cases, known, machine, {
+    snapshot: !!opts.reference,
+    print: true,
+    timeoutMs: opts.timeoutMs,
+  });
   const c = count(primary.outcomes);
   let failed = c.failed + broken;
   for (const l of primary.leftovers) {
@@ -205,15 +271,22 @@ export async function main(argv: string[], root: string): Promise<number> {
     failed++;
   }
   console.log(`runtime: ${(primary.ms / 1000).toFixed(1)} s for ${cases.length} cases against ${primary.set.dir}`);
-  if (c.xfail > 0) console.log(`known differences: ${c.xfail} steps failed as documented in ${opts.known} (counted as skipped)`);
+  if (c.xfail > 0)
+    console.log(`known differences: ${c.xfail} steps failed as documented in ${opts.known} (counted as skipped)`);
 
   let diff: { compared: number; identical: number; differences: Difference[] } | undefined;
   let refRun: SetRun | undefined;
   if (opts.reference) {
     console.log(`\ndifferential: running the same cases against ${opts.reference} ...`);
-    refRun = await runSet(opts.reference, opts.referenceImpl, cases, known, machine, { snapshot: true, print: false, timeoutMs: opts.timeoutMs });
+    refRun = await runSet(opts.reference, opts.referenceImpl, cases, known, machine, {
+      snapshot: true,
+      print: false,
+      timeoutMs: opts.timeoutMs,
+    });
     const rc = count(refRun.outcomes);
-    console.log(`reference run: ${rc.passed} passed, ${rc.failed} failed, ${rc.skipped} skipped (${rc.xfail} known) in ${(refRun.ms / 1000).toFixed(1)} s`);
+    console.log(
+      `reference run: ${rc.passed} passed, ${rc.failed} failed, ${rc.skipped} skipped (${rc.xfail} known) in ${(refRun.ms / 1000).toFixed(1)} s`,
+    );
     for (const l of refRun.leftovers) {
       console.log(`FAIL  leftover after the reference run: ${l}`);
       failed++;
@@ -223,7 +296,9 @@ export async function main(argv: string[], root: string): Promise<number> {
     const intended = diff.differences.filter((d) => d.intended);
     const bugs = diff.differences.filter((d) => !d.intended && d.knownBug);
     const show = (d: Difference) => `${d.case} #${d.step} ${d.title}: ${d.field}: ${d.primary} vs ${d.reference}`;
-    console.log(`differential: ${diff.compared} steps compared, ${diff.identical} identical, ${intended.length} intended differences, ${unexpected.length} unexpected differences${bugs.length ? `, ${bugs.length} from known cni-ts bugs (those steps fail above)` : ""}`);
+    console.log(
+      `differential: ${diff.compared} steps compared, ${diff.identical} identical, ${intended.length} intended differences, ${unexpected.length} unexpected differences${bugs.length ? `, ${bugs.length} from known cni-ts bugs (those steps fail above)` : ""}`,
+    );
     const byReason = new Map<string, number>();
     for (const d of intended) byReason.set(d.intended!, (byReason.get(d.intended!) ?? 0) + 1);
     for (const [reason, n] of byReason) console.log(`  intended (${n}): ${reason}`);
@@ -234,7 +309,10 @@ export async function main(argv: string[], root: string): Promise<number> {
 
   const rootAfter = snapshotRoot();
   const rootChanges = diffRoot(rootBefore, rootAfter);
-  if (rootChanges.length > 0) console.log(`warning: the root network namespace changed during the run (not by this run's plugins, which ran in the run's namespaces; another process?):\n  ${rootChanges.slice(0, 10).join("\n  ")}`);
+  if (rootChanges.length > 0)
+    console.log(
+      `warning: the root network namespace changed during the run (not by this run's plugins, which ran in the run's namespaces; another process?):\n  ${rootChanges.slice(0, 10).join("\n  ")}`,
+    );
 
   if (opts.json) {
     writeFileSync(
@@ -248,7 +326,18 @@ export async function main(argv: string[], root: string): Promise<number> {
           outcomes: primary.outcomes,
           summary: { passed: c.passed, failed, skipped: c.skipped, knownDifferences: c.xfail, brokenCases: broken },
           leftovers: primary.leftovers,
-          ...(refRun ? { reference: { plugins: refRun.set, runId: refRun.runId, runtimeMs: refRun.ms, outcomes: refRun.outcomes, leftovers: refRun.leftovers }, differential: diff } : {}),
+          ...(refRun
+            ? {
+                reference: {
+                  plugins: refRun.set,
+                  runId: refRun.runId,
+                  runtimeMs: refRun.ms,
+                  outcomes: refRun.outcomes,
+                  leftovers: refRun.leftovers,
+                },
+                differential: diff,
+              }
+            : {}),
           rootChanges,
         },
         null,

@@ -102,16 +102,32 @@ export async function runSample(opts: SampleOptions = {}): Promise<SampleSummary
     const bytes = Buffer.from(JSON.stringify(conflist));
     const net = { ...list, plugins: conflist.plugins as J[], bytes };
     network = { name: net.name, cniVersion: net.cniVersion, conflist };
-    const runtime = new CniRuntime({ cniPath: [dir], cacheDir, wrapper: [NSENTER, `--net=${node.path}`, "--"], env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" } });
+    const runtime = new CniRuntime({
+      cniPath: [dir],
+      cacheDir,
+      wrapper: [NSENTER, `--net=${node.path}`, "--"],
+      env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" },
+    });
     log(`sandbox ${sandbox.id}: node namespace ${node.name}, plugins ${dir} (${set.impl})`);
 
     for (let i = 0; i < n; i++) {
       const name = `pod${i + 1}`;
       const ns = sandbox.netns(name);
-      const pod: SamplePod = { name, containerID: `${sandbox.id}-${name}`, netns: ns.path, ifname: "eth0", ips: [], addMs: 0 };
+      const pod: SamplePod = {
+        name,
+        containerID: `${sandbox.id}-${name}`,
+        netns: ns.path,
+        ifname: "eth0",
+        ips: [],
+        addMs: 0,
+      };
       const a0 = performance.now();
       try {
-        const result = await runtime.addNetworkList(net, { containerID: pod.containerID, netns: pod.netns, ifname: "eth0" });
+        const result = await runtime.addNetworkList(net, {
+          containerID: pod.containerID,
+          netns: pod.netns,
+          ifname: "eth0",
+        });
         if (i === 0) addResult = result;
         pod.ips = resultAddresses(result);
         const gw = resultGateway(result, 4);
@@ -127,7 +143,10 @@ export async function runSample(opts: SampleOptions = {}): Promise<SampleSummary
     }
 
     for (const from of pods) {
-      const targets: Array<[string, string | undefined]> = [...pods.filter((p) => p !== from).map((p) => [p.name, p.ips[0]?.split("/")[0]] as [string, string | undefined]), ["gateway", from.gateway]];
+      const targets: Array<[string, string | undefined]> = [
+        ...pods.filter((p) => p !== from).map((p) => [p.name, p.ips[0]?.split("/")[0]] as [string, string | undefined]),
+        ["gateway", from.gateway],
+      ];
       for (const [to, address] of targets) {
         if (!address) continue;
         const r = await ping(from.netns, address);
@@ -152,9 +171,12 @@ export async function runSample(opts: SampleOptions = {}): Promise<SampleSummary
       veths: nodeLinks.filter((l) => l.kind === "veth").map((l) => l.name),
       reservations: reservations(dataDir, net.name).map((r) => r.ip),
       cacheEntries: listCache(cacheDir).length,
-      natMentions: pods.flatMap((p) => p.ips.map((ip) => natMentions(text, ip.split("/")[0]!))).reduce((a, b) => a + b, 0),
+      natMentions: pods
+        .flatMap((p) => p.ips.map((ip) => natMentions(text, ip.split("/")[0]!)))
+        .reduce((a, b) => a + b, 0),
     };
-    if (afterDel.veths.length || afterDel.reservations.length || afterDel.cacheEntries || afterDel.natMentions) errors.push(`left after DEL: ${JSON.stringify(afterDel)}`);
+    if (afterDel.veths.length || afterDel.reservations.length || afterDel.cacheEntries || afterDel.natMentions)
+      errors.push(`left after DEL: ${JSON.stringify(afterDel)}`);
     log(`DEL all: left ${JSON.stringify(afterDel)}`);
   } catch (e) {
     errors.push(`sample: ${(e as Error).message}`);
@@ -180,5 +202,8 @@ export async function runSample(opts: SampleOptions = {}): Promise<SampleSummary
 
 /** True when the sample's case is present (the demo can say why it cannot run otherwise). */
 export function sampleAvailable(casesDir = "conformance/cases"): boolean {
-  return existsSync(join(resolve(casesDir), "kubenet-style", "net.d")) && readdirSync(join(resolve(casesDir), "kubenet-style", "net.d")).length > 0;
+  return (
+    existsSync(join(resolve(casesDir), "kubenet-style", "net.d")) &&
+    readdirSync(join(resolve(casesDir), "kubenet-style", "net.d")).length > 0
+  );
 }

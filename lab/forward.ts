@@ -35,14 +35,21 @@ export interface Matrix {
 export async function pingMatrix(pods: MatrixPod[]): Promise<Matrix> {
   const sameNode = { good: 0, total: 0 };
   const crossNode = { good: 0, total: 0 };
-  const rows = await Promise.all(pods.map(async (a) => [a.name, ...(await Promise.all(pods.map(async (b) => {
-    if (a === b) return "-";
-    const r = await ping(netnsPath(a.netns), b.ip!, false);
-    const count = a.node === b.node ? sameNode : crossNode;
-    count.total++;
-    if (r.ok) count.good++;
-    return r.ok ? `${(r.rttMs ?? 0).toFixed(2)}ms` : "FAIL";
-  })))]));
+  const rows = await Promise.all(
+    pods.map(async (a) => [
+      a.name,
+      ...(await Promise.all(
+        pods.map(async (b) => {
+          if (a === b) return "-";
+          const r = await ping(netnsPath(a.netns), b.ip!, false);
+          const count = a.node === b.node ? sameNode : crossNode;
+          count.total++;
+          if (r.ok) count.good++;
+          return r.ok ? `${(r.rttMs ?? 0).toFixed(2)}ms` : "FAIL";
+        }),
+      )),
+    ]),
+  );
   return { rows, sameNode, crossNode };
 }
 
@@ -58,9 +65,24 @@ export const HOST_PORT = 8080;
  * A TCP connection from node `from` to `to`'s node IP at HOST_PORT, DNATed by portmap to the pod; a listener in
  * the pod answers. Tried once when `expectOk` is false (a closed node: the answer is silence), up to 3 times else.
  */
-export async function hostPortCheck(pod: MatrixPod, from: LabNode, expectOk: boolean): Promise<{ ok: boolean; line: string }> {
-  const r = await connect(netnsPath(pod.netns), HOST_PORT, netnsPath(from.netns), pod.node.nodeIP, HOST_PORT, "tcp", expectOk);
-  return { ok: r.ok, line: `hostPort ${pod.node.nodeIP}:${HOST_PORT} (-> ${pod.name} ${pod.ip}:${HOST_PORT}) from ${from.name}: ${r.ok ? "answered" : "no answer"}` };
+export async function hostPortCheck(
+  pod: MatrixPod,
+  from: LabNode,
+  expectOk: boolean,
+): Promise<{ ok: boolean; line: string }> {
+  const r = await connect(
+    netnsPath(pod.netns),
+    HOST_PORT,
+    netnsPath(from.netns),
+    pod.node.nodeIP,
+    HOST_PORT,
+    "tcp",
+    expectOk,
+  );
+  return {
+    ok: r.ok,
+    line: `hostPort ${pod.node.nodeIP}:${HOST_PORT} (-> ${pod.name} ${pod.ip}:${HOST_PORT}) from ${from.name}: ${r.ok ? "answered" : "no answer"}`,
+  };
 }
 
 /** FORWARD policy DROP inside the node's namespace (IPv4 and IPv6), as Docker leaves a host. Never the machine's. */
@@ -78,10 +100,14 @@ export function bridgedThroughForward(node: LabNode): boolean {
 
 /** `iptables -S` lines of the filter table's FORWARD chain and the chains named, as the node has them. */
 export function filterRules(node: LabNode, chains: string[]): string[] {
-  return ["FORWARD", ...chains].flatMap((c) => nsRun(node.netns, "iptables", ["-w", "-S", c], true).stdout.trim().split("\n").filter(Boolean));
+  return ["FORWARD", ...chains].flatMap((c) =>
+    nsRun(node.netns, "iptables", ["-w", "-S", c], true).stdout.trim().split("\n").filter(Boolean),
+  );
 }
 
 /** The nat table's lines that carry a hostPort DNAT to a pod (portmap's iptables layout). */
 export function portmapRules(node: LabNode): string[] {
-  return nsRun(node.netns, "iptables-save", ["-t", "nat"], true).stdout.split("\n").filter((l) => l.startsWith("-A CNI-DN-") && l.includes("DNAT"));
+  return nsRun(node.netns, "iptables-save", ["-t", "nat"], true)
+    .stdout.split("\n")
+    .filter((l) => l.startsWith("-A CNI-DN-") && l.includes("DNAT"));
 }

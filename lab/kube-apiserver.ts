@@ -36,7 +36,14 @@ export function nodeObject(name: string, podCIDRs: string[], internalIPs: string
     apiVersion: "v1",
     metadata: { name, uid: `uid-${name}`, labels: { "kubernetes.io/hostname": name } },
     spec: { podCIDR: podCIDRs[0], podCIDRs },
-    status: { addresses: [...internalIPs.map((address) => ({ type: "InternalIP", address })), { type: "Hostname", address: name }], conditions: [{ type: "Ready", status: "True" }], ...extra.status },
+    status: {
+      addresses: [
+        ...internalIPs.map((address) => ({ type: "InternalIP", address })),
+        { type: "Hostname", address: name },
+      ],
+      conditions: [{ type: "Ready", status: "True" }],
+      ...extra.status,
+    },
   };
 }
 
@@ -60,7 +67,14 @@ export class FakeApiServer {
    * `tls`: serve HTTPS with this key and certificate; with `clientCa`, a client certificate signed by it is asked
    * for, and a request that presents one needs no token.
    */
-  constructor(private readonly o: { token?: string; bookmarkMs?: number; pageSize?: number; tls?: { key: Buffer; cert: Buffer; clientCa?: Buffer } } = {}) {
+  constructor(
+    private readonly o: {
+      token?: string;
+      bookmarkMs?: number;
+      pageSize?: number;
+      tls?: { key: Buffer; cert: Buffer; clientCa?: Buffer };
+    } = {},
+  ) {
     this.bookmarkMs = o.bookmarkMs ?? 1000;
   }
 
@@ -74,7 +88,14 @@ export class FakeApiServer {
     const handler = (req: IncomingMessage, res: ServerResponse) => void this.handle(req, res);
     const tls = this.o.tls;
     const server: HttpServer = tls
-      ? (createTlsServer({ key: tls.key, cert: tls.cert, ...(tls.clientCa ? { ca: tls.clientCa, requestCert: true, rejectUnauthorized: false } : {}) }, handler) as unknown as HttpServer)
+      ? (createTlsServer(
+          {
+            key: tls.key,
+            cert: tls.cert,
+            ...(tls.clientCa ? { ca: tls.clientCa, requestCert: true, rejectUnauthorized: false } : {}),
+          },
+          handler,
+        ) as unknown as HttpServer)
       : createServer(handler);
     server.on("connection", (s: Socket) => {
       this.sockets.add(s);
@@ -135,13 +156,16 @@ export class FakeApiServer {
 
   private status(res: ServerResponse, code: number, reason: string, message: string): void {
     res.writeHead(code, { "content-type": "application/json" });
-    res.end(JSON.stringify({ kind: "Status", apiVersion: "v1", metadata: {}, status: "Failure", message, reason, code }));
+    res.end(
+      JSON.stringify({ kind: "Status", apiVersion: "v1", metadata: {}, status: "Failure", message, reason, code }),
+    );
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     this.requests.push(`${req.method} ${req.url}`);
     const byCertificate = (req.socket as Partial<TLSSocket>).authorized === true;
-    if (this.o.token !== undefined && !byCertificate && req.headers.authorization !== `Bearer ${this.o.token}`) return this.status(res, 401, "Unauthorized", "Unauthorized");
+    if (this.o.token !== undefined && !byCertificate && req.headers.authorization !== `Bearer ${this.o.token}`)
+      return this.status(res, 401, "Unauthorized", "Unauthorized");
     if (this.faults.slowCount > 0) {
       this.faults.slowCount--;
       await new Promise((r) => setTimeout(r, this.faults.slowMs));
@@ -156,7 +180,8 @@ export class FakeApiServer {
       res.writeHead(200, { "content-type": "application/json" });
       return void res.end(JSON.stringify(node));
     }
-    if (url.pathname !== "/api/v1/nodes") return this.status(res, 404, "NotFound", "the server could not find the requested resource");
+    if (url.pathname !== "/api/v1/nodes")
+      return this.status(res, 404, "NotFound", "the server could not find the requested resource");
     if (q.get("watch") === "1" || q.get("watch") === "true") return this.watch(req, res, q);
     if (this.faults.listStatus) {
       const code = this.faults.listStatus;
@@ -176,17 +201,31 @@ export class FakeApiServer {
       offset = Number(m[2]);
       if (rv < this.oldest) return this.status(res, 410, "Expired", "the continue token has expired");
     }
-    const all = [...this.nodes.values()].sort((a, b) => String((a.metadata as Obj).name).localeCompare(String((b.metadata as Obj).name)));
+    const all = [...this.nodes.values()].sort((a, b) =>
+      String((a.metadata as Obj).name).localeCompare(String((b.metadata as Obj).name)),
+    );
     const items = Number.isFinite(pageSize) ? all.slice(offset, offset + pageSize) : all.slice(offset);
-    const next = offset + items.length < all.length ? Buffer.from(`${rv}:${offset + items.length}`).toString("base64") : undefined;
+    const next =
+      offset + items.length < all.length ? Buffer.from(`${rv}:${offset + items.length}`).toString("base64") : undefined;
     res.writeHead(200, { "content-type": "application/json" });
-    res.end(JSON.stringify({ kind: "NodeList", apiVersion: "v1", metadata: { resourceVersion: String(rv), ...(next ? { continue: next } : {}) }, items }));
+    res.end(
+      JSON.stringify({
+        kind: "NodeList",
+        apiVersion: "v1",
+        metadata: { resourceVersion: String(rv), ...(next ? { continue: next } : {}) },
+        items,
+      }),
+    );
   }
 
   private watch(_req: IncomingMessage, res: ServerResponse, q: URLSearchParams): void {
     const rvText = q.get("resourceVersion") ?? undefined;
     const timeout = q.get("timeoutSeconds");
-    this.watchRequests.push({ resourceVersion: rvText, bookmarks: q.get("allowWatchBookmarks") === "true", timeoutSeconds: timeout ? Number(timeout) : undefined });
+    this.watchRequests.push({
+      resourceVersion: rvText,
+      bookmarks: q.get("allowWatchBookmarks") === "true",
+      timeoutSeconds: timeout ? Number(timeout) : undefined,
+    });
     if (this.faults.gone410Count > 0) {
       this.faults.gone410Count--;
       this.status(res, 410, "Gone", "the resource version is gone");
@@ -201,7 +240,15 @@ export class FakeApiServer {
     const from = rvText === undefined || rvText === "" || rvText === "0" ? undefined : Number(rvText);
     if (from !== undefined && (!Number.isInteger(from) || from < this.oldest)) {
       // What kube-apiserver does for a resourceVersion out of its window: 200, one ERROR event, end.
-      this.send(res, "ERROR", { kind: "Status", apiVersion: "v1", metadata: {}, status: "Failure", message: `too old resource version: ${rvText} (${this.oldest})`, reason: "Expired", code: 410 });
+      this.send(res, "ERROR", {
+        kind: "Status",
+        apiVersion: "v1",
+        metadata: {},
+        status: "Failure",
+        message: `too old resource version: ${rvText} (${this.oldest})`,
+        reason: "Expired",
+        code: 410,
+      });
       return void res.end();
     }
     if (from === undefined) {
@@ -210,9 +257,18 @@ export class FakeApiServer {
       for (const e of this.history) if (e.rv > from) this.send(res, e.type, e.object);
     }
     this.watches.add(res);
-    const bookmarks = q.get("allowWatchBookmarks") === "true"
-      ? setInterval(() => this.send(res, "BOOKMARK", { kind: "Node", apiVersion: "v1", metadata: { resourceVersion: String(this.rv), annotations: { "k8s.io/initial-events-end": "true" } } }), this.bookmarkMs)
-      : undefined;
+    const bookmarks =
+      q.get("allowWatchBookmarks") === "true"
+        ? setInterval(
+            () =>
+              this.send(res, "BOOKMARK", {
+                kind: "Node",
+                apiVersion: "v1",
+                metadata: { resourceVersion: String(this.rv), annotations: { "k8s.io/initial-events-end": "true" } },
+              }),
+            this.bookmarkMs,
+          )
+        : undefined;
     const end = timeout ? setTimeout(() => res.end(), Number(timeout) * 1000) : undefined;
     res.on("close", () => {
       clearInterval(bookmarks);

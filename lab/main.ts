@@ -24,12 +24,26 @@ import { CniRuntime, loadConfDir } from "../conformance/runner/index.js";
 import { endProgress, progress, table } from "./report.js";
 import { listNetns, Sandbox } from "../sandbox/netns.js";
 import { Topology, sh, type LabNode } from "./topology.js";
-import { bridgedThroughForward, closeForward, filterRules, HOST_PORT, hostPortCheck, matrixSummary, pingMatrix, portmapRules, type Matrix } from "./forward.js";
+import {
+  bridgedThroughForward,
+  closeForward,
+  filterRules,
+  HOST_PORT,
+  hostPortCheck,
+  matrixSummary,
+  pingMatrix,
+  portmapRules,
+  type Matrix,
+} from "./forward.js";
 import { watchScenario } from "./watch.js";
 
 const EXE = resolve(process.env.CNI_TS_EXE ?? "dist/bin/cni-ts");
 const PODS: Array<{ name: string; node: number }> = [
-  { name: "web-0", node: 1 }, { name: "web-1", node: 2 }, { name: "db-0", node: 3 }, { name: "cache-0", node: 1 }, { name: "api-0", node: 2 },
+  { name: "web-0", node: 1 },
+  { name: "web-1", node: 2 },
+  { name: "db-0", node: 3 },
+  { name: "cache-0", node: 1 },
+  { name: "api-0", node: 2 },
 ];
 
 interface Pod {
@@ -47,8 +61,16 @@ function kubenetConflist(node: LabNode): object {
     name: "kubenet",
     plugins: [
       {
-        type: "bridge", bridge: "cbr0", isGateway: true, hairpinMode: true,
-        ipam: { type: "host-local", dataDir: node.dataDir, ranges: [[{ subnet: node.podCIDR }]], routes: [{ dst: "0.0.0.0/0" }] },
+        type: "bridge",
+        bridge: "cbr0",
+        isGateway: true,
+        hairpinMode: true,
+        ipam: {
+          type: "host-local",
+          dataDir: node.dataDir,
+          ranges: [[{ subnet: node.podCIDR }]],
+          routes: [{ dst: "0.0.0.0/0" }],
+        },
       },
       { type: "portmap", capabilities: { portMappings: true } },
       { type: "firewall" },
@@ -61,25 +83,56 @@ function nodeList(nodes: LabNode[]): object {
     apiVersion: "v1",
     kind: "NodeList",
     items: nodes.map((n) => ({
-      apiVersion: "v1", kind: "Node", metadata: { name: n.name },
+      apiVersion: "v1",
+      kind: "Node",
+      metadata: { name: n.name },
       spec: { podCIDR: n.podCIDR, podCIDRs: [n.podCIDR] },
-      status: { addresses: [{ type: "InternalIP", address: n.nodeIP }, { type: "Hostname", address: n.name }] },
+      status: {
+        addresses: [
+          { type: "InternalIP", address: n.nodeIP },
+          { type: "Hostname", address: n.name },
+        ],
+      },
     })),
   };
 }
 
 function runtimeFor(node: LabNode): CniRuntime {
-  return new CniRuntime({ cniPath: [node.binDir], cacheDir: node.cacheDir, wrapper: ["nsenter", `--net=/var/run/netns/${node.netns}`, "--"], timeoutMs: 30_000 });
+  return new CniRuntime({
+    cniPath: [node.binDir],
+    cacheDir: node.cacheDir,
+    wrapper: ["nsenter", `--net=/var/run/netns/${node.netns}`, "--"],
+    timeoutMs: 30_000,
+  });
 }
 
 function routesOf(node: LabNode): string {
-  return sh("ip", ["-n", node.netns, "route", "show"]).trim().split("\n").map((l) => `    ${l}`).join("\n");
+  return sh("ip", ["-n", node.netns, "route", "show"])
+    .trim()
+    .split("\n")
+    .map((l) => `    ${l}`)
+    .join("\n");
 }
 
 /** The routes sync of one node from the lab's NodeList (with `extra` flags); its output, indented for the report. */
 function routesSync(n: LabNode, nodesFile: string, extra: string[]): string {
-  const r = spawnSync("nsenter", [`--net=/var/run/netns/${n.netns}`, "--", join(n.binDir, "routes"), "sync", "--nodes", nodesFile, "--node", n.name, ...extra], { encoding: "utf8", env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" } });
-  if (r.status !== 0) throw new Error(`routes sync ${extra.join(" ")} on ${n.name} failed (exit ${r.status}): ${r.stderr.trim()}`);
+  const r = spawnSync(
+    "nsenter",
+    [
+      `--net=/var/run/netns/${n.netns}`,
+      "--",
+      join(n.binDir, "routes"),
+      "sync",
+      "--nodes",
+      nodesFile,
+      "--node",
+      n.name,
+      ...extra,
+    ],
+    { encoding: "utf8", env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" } },
+  );
+  if (r.status !== 0)
+    throw new Error(`routes sync ${extra.join(" ")} on ${n.name} failed (exit ${r.status}): ${r.stderr.trim()}`);
   return `  ${n.name}: ${(r.stdout + r.stderr).trim().split("\n").join("\n           ")}`;
 }
 
@@ -134,7 +187,14 @@ async function run({ keep, watch, forwardDrop }: LabOptions): Promise<boolean> {
       pods.push(pod);
       const list = loadConfDir(node.confDir);
       // The first pod maps a hostPort (portmap's capability), as a pod spec's ports[].hostPort does.
-      const rt = { containerID: pod.containerID, netns: `/var/run/netns/${pod.netns}`, ifname: "eth0", ...(pods.length === 1 ? { capabilityArgs: { portMappings: [{ hostPort: HOST_PORT, containerPort: HOST_PORT, protocol: "tcp" }] } } : {}) };
+      const rt = {
+        containerID: pod.containerID,
+        netns: `/var/run/netns/${pod.netns}`,
+        ifname: "eth0",
+        ...(pods.length === 1
+          ? { capabilityArgs: { portMappings: [{ hostPort: HOST_PORT, containerPort: HOST_PORT, protocol: "tcp" }] } }
+          : {}),
+      };
       const result = await runtimes.get(node.name)!.addNetworkList(list, rt);
       firstResult ??= result;
       pod.ip = ((result.ips as Array<{ address: string }>)[0]?.address ?? "").split("/")[0];
@@ -150,7 +210,12 @@ async function run({ keep, watch, forwardDrop }: LabOptions): Promise<boolean> {
     let watchReport: { report: string[]; table: string[][]; header: string[] } | undefined;
     if (watch) {
       const r = await watchScenario({
-        topo, nodes, pods, work, runtimes, outageSeconds: watch.outageSeconds,
+        topo,
+        nodes,
+        pods,
+        work,
+        runtimes,
+        outageSeconds: watch.outageSeconds,
         forwardAccept: forwardDrop ? "auto" : undefined,
         addNode: (i) => {
           const n = newNode(i);
@@ -160,13 +225,21 @@ async function run({ keep, watch, forwardDrop }: LabOptions): Promise<boolean> {
         addPod: async (name, node) => {
           const pod: Pod = { name, node, netns: topo.addPod(name), containerID: `${id}-${name}` };
           pods.push(pod);
-          const result = await runtimes.get(node.name)!.addNetworkList(loadConfDir(node.confDir), { containerID: pod.containerID, netns: `/var/run/netns/${pod.netns}`, ifname: "eth0" });
+          const result = await runtimes.get(node.name)!.addNetworkList(loadConfDir(node.confDir), {
+            containerID: pod.containerID,
+            netns: `/var/run/netns/${pod.netns}`,
+            ifname: "eth0",
+          });
           pod.ip = ((result.ips as Array<{ address: string }>)[0]?.address ?? "").split("/")[0];
           return pod;
         },
         delPod: async (p) => {
           const pod = p as Pod;
-          await runtimes.get(pod.node.name)!.delNetworkList(loadConfDir(pod.node.confDir), { containerID: pod.containerID, netns: `/var/run/netns/${pod.netns}`, ifname: "eth0" });
+          await runtimes.get(pod.node.name)!.delNetworkList(loadConfDir(pod.node.confDir), {
+            containerID: pod.containerID,
+            netns: `/var/run/netns/${pod.netns}`,
+            ifname: "eth0",
+          });
           pods.splice(pods.indexOf(pod), 1);
         },
       });
@@ -196,15 +269,29 @@ async function run({ keep, watch, forwardDrop }: LabOptions): Promise<boolean> {
     const matrix = await pingMatrix(pods);
     const hostPod = pods.find((p) => p.name === PODS[0]!.name);
     const hostPeer = nodes.find((n) => n !== hostPod?.node);
-    const hostPort = hostPod && hostPeer ? await hostPortCheck(hostPod, hostPeer, true) : { ok: true, line: "hostPort: its pod left with its node" };
+    const hostPort =
+      hostPod && hostPeer
+        ? await hostPortCheck(hostPod, hostPeer, true)
+        : { ok: true, line: "hostPort: its pod left with its node" };
     endProgress();
 
     const distinct = new Set(pods.map((p) => p.ip)).size === pods.length;
-    console.log(`\ncni-ts cluster lab ${id}: ${nodes.length} nodes (network namespaces) on an underlay, kubenet-style pod subnets\n`);
-    console.log(table(["NAME", "READY", "STATUS", "IP", "NODE"], pods.map((p) => [p.name, "1/1", "Running", p.ip ?? "?", p.node.name])));
-    console.log(`\nthe CNI result of ADD ${pods[0]!.name} (bridge + host-local, as the runtime received it):\n${JSON.stringify(firstResult, null, 2)}`);
+    console.log(
+      `\ncni-ts cluster lab ${id}: ${nodes.length} nodes (network namespaces) on an underlay, kubenet-style pod subnets\n`,
+    );
+    console.log(
+      table(
+        ["NAME", "READY", "STATUS", "IP", "NODE"],
+        pods.map((p) => [p.name, "1/1", "Running", p.ip ?? "?", p.node.name]),
+      ),
+    );
+    console.log(
+      `\nthe CNI result of ADD ${pods[0]!.name} (bridge + host-local, as the runtime received it):\n${JSON.stringify(firstResult, null, 2)}`,
+    );
     if (watchReport) {
-      console.log(`\nnode routes kept by routes sync --kubernetes (one controller per node, a stand-in API server at 172.31.250.250):\n`);
+      console.log(
+        `\nnode routes kept by routes sync --kubernetes (one controller per node, a stand-in API server at 172.31.250.250):\n`,
+      );
       console.log(table(watchReport.header, watchReport.table));
       console.log(`(target: every node within 2000 ms of the API change)\n${watchReport.report.join("\n")}`);
     } else {
@@ -212,27 +299,44 @@ async function run({ keep, watch, forwardDrop }: LabOptions): Promise<boolean> {
       console.log(syncs.join("\n"));
     }
     for (const n of nodes) console.log(`\n  ${n.name} (${n.nodeIP}, pods ${n.podCIDR}):\n${routesOf(n)}`);
-    console.log(`\nwhat portmap and firewall (chained after bridge) added on ${n1.name} at ADD, for its pods ${pods.filter((p) => p.node === n1).map((p) => `${p.name} ${p.ip}`).join(", ")}:`);
+    console.log(
+      `\nwhat portmap and firewall (chained after bridge) added on ${n1.name} at ADD, for its pods ${pods
+        .filter((p) => p.node === n1)
+        .map((p) => `${p.name} ${p.ip}`)
+        .join(", ")}:`,
+    );
     console.log(`  portmap, hostPort DNAT (nat table):\n${indent(added.portmap)}`);
     console.log(`  firewall, per-pod accept rules (filter table):\n${indent(added.firewall)}`);
     if (closed) {
-      console.log(`\nFORWARD policy DROP on every node (iptables -P FORWARD DROP inside the node's namespace, as Docker sets it):`);
-      console.log("firewall accepts what a node's pods send and the replies to them; a new connection into a pod from another node meets the DROP.");
-      console.log(bridgedThroughForward(n1)
-        ? "(bridged traffic between two pods of a node meets FORWARD too, net.bridge.bridge-nf-call-iptables = 1: firewall's rules are what let same-node pairs through)"
-        : "(bridged traffic between two pods of a node does not meet FORWARD here: net.bridge.bridge-nf-call-iptables is not 1 in the node)");
+      console.log(
+        `\nFORWARD policy DROP on every node (iptables -P FORWARD DROP inside the node's namespace, as Docker sets it):`,
+      );
+      console.log(
+        "firewall accepts what a node's pods send and the replies to them; a new connection into a pod from another node meets the DROP.",
+      );
+      console.log(
+        bridgedThroughForward(n1)
+          ? "(bridged traffic between two pods of a node meets FORWARD too, net.bridge.bridge-nf-call-iptables = 1: firewall's rules are what let same-node pairs through)"
+          : "(bridged traffic between two pods of a node does not meet FORWARD here: net.bridge.bridge-nf-call-iptables is not 1 in the node)",
+      );
       printMatrix("with FORWARD policy DROP, routes and firewall only", pods, closed.matrix, closed.hostPort);
-      console.log(`\nthe firewall step: routes sync --forward-accept auto on every node (the podCIDRs of every node of the NodeList):`);
+      console.log(
+        `\nthe firewall step: routes sync --forward-accept auto on every node (the podCIDRs of every node of the NodeList):`,
+      );
       console.log(acceptSyncs.join("\n"));
       console.log(`  ${n1.name}, filter table now:\n${indent(filterRules(n1, ["CNI-TS-FORWARD"]))}`);
     } else if (forwardDrop) {
-      console.log(`\nFORWARD policy DROP on every node; the controllers keep CNI-TS-FORWARD (--forward-accept auto). ${n1.name}, filter table:\n${indent(filterRules(n1, ["CNI-TS-FORWARD"]))}`);
+      console.log(
+        `\nFORWARD policy DROP on every node; the controllers keep CNI-TS-FORWARD (--forward-accept auto). ${n1.name}, filter table:\n${indent(filterRules(n1, ["CNI-TS-FORWARD"]))}`,
+      );
     }
     printMatrix(closed ? "after the firewall step" : "", pods, matrix, hostPort.line);
     const good = matrix.sameNode.good + matrix.crossNode.good;
     const total = matrix.sameNode.total + matrix.crossNode.total;
     ok = distinct && good === total && hostPort.ok && watchOk;
-    console.log(`${distinct ? `${pods.length} pods, ${pods.length} distinct addresses` : "DUPLICATE ADDRESSES"}; ${good}/${total} pings answered`);
+    console.log(
+      `${distinct ? `${pods.length} pods, ${pods.length} distinct addresses` : "DUPLICATE ADDRESSES"}; ${good}/${total} pings answered`,
+    );
 
     if (keep) {
       console.log(`\nthe lab stays up (--keep). Enter a pod:   ip netns exec ${pods[0]!.netns} sh`);
@@ -246,26 +350,46 @@ async function run({ keep, watch, forwardDrop }: LabOptions): Promise<boolean> {
     for (const p of [...pods].reverse()) {
       progress(`DEL ${p.name}`);
       const list = loadConfDir(p.node.confDir);
-      await runtimes.get(p.node.name)!.delNetworkList(list, { containerID: p.containerID, netns: `/var/run/netns/${p.netns}`, ifname: "eth0" });
+      await runtimes
+        .get(p.node.name)!
+        .delNetworkList(list, { containerID: p.containerID, netns: `/var/run/netns/${p.netns}`, ifname: "eth0" });
     }
     endProgress();
     const leftovers = nodes.flatMap((n) => {
-      const links = sh("ip", ["-n", n.netns, "-o", "link", "show"]).split("\n").filter((l) => /^\d+: veth/.test(l)).map((l) => `${n.name}: ${l.split(":")[1]!.trim()}`);
+      const links = sh("ip", ["-n", n.netns, "-o", "link", "show"])
+        .split("\n")
+        .filter((l) => /^\d+: veth/.test(l))
+        .map((l) => `${n.name}: ${l.split(":")[1]!.trim()}`);
       const netDir = join(n.dataDir, "kubenet");
-      const reservations = existsSync(netDir) ? readdirSync(netDir).filter((f) => /^[0-9a-f.:]+$/.test(f)).map((f) => `${n.name}: reservation ${f}`) : [];
-      const cache = existsSync(join(n.cacheDir, "results")) ? readdirSync(join(n.cacheDir, "results")).map((f) => `${n.name}: cache ${f}`) : [];
+      const reservations = existsSync(netDir)
+        ? readdirSync(netDir)
+            .filter((f) => /^[0-9a-f.:]+$/.test(f))
+            .map((f) => `${n.name}: reservation ${f}`)
+        : [];
+      const cache = existsSync(join(n.cacheDir, "results"))
+        ? readdirSync(join(n.cacheDir, "results")).map((f) => `${n.name}: cache ${f}`)
+        : [];
       // portmap's DNAT and firewall's per-pod rules go with their pods (the chains and jumps stay, as the reference's).
-      const rules = [...portmapRules(n), ...filterRules(n, ["CNI-FORWARD"]).filter((l) => / -[sd] [0-9a-f.:]+\/(32|128) /.test(l))].map((l) => `${n.name}: rule ${l}`);
+      const rules = [
+        ...portmapRules(n),
+        ...filterRules(n, ["CNI-FORWARD"]).filter((l) => / -[sd] [0-9a-f.:]+\/(32|128) /.test(l)),
+      ].map((l) => `${n.name}: rule ${l}`);
       return [...links, ...reservations, ...cache, ...rules];
     });
-    console.log(leftovers.length === 0 ? "after DEL: no veth, no reservation, no cache entry, no hostPort or per-pod firewall rule left" : `after DEL, left behind: ${leftovers.join(", ")}`);
+    console.log(
+      leftovers.length === 0
+        ? "after DEL: no veth, no reservation, no cache entry, no hostPort or per-pod firewall rule left"
+        : `after DEL, left behind: ${leftovers.join(", ")}`,
+    );
     ok &&= leftovers.length === 0;
     return ok;
   } finally {
     endProgress();
     if (!keep || !ok) {
       const left = topo.destroy();
-      console.log(`lab removed${left.length ? `, except ${left.join(", ")}` : ""} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+      console.log(
+        `lab removed${left.length ? `, except ${left.join(", ")}` : ""} (${((Date.now() - started) / 1000).toFixed(1)} s)`,
+      );
       if (left.length) ok = false;
     }
     if (!keep) console.log(`verdict: ${ok ? "OK" : "FAILED"}`);
@@ -292,7 +416,14 @@ try {
   const o = args.indexOf("--outage");
   const outageSeconds = o >= 0 ? Number(args[o + 1]) : 60;
   if (!(outageSeconds >= 1 && outageSeconds <= 600)) throw new Error("--outage takes a number of seconds, 1-600");
-  const ok = i >= 0 ? remove(args[i + 1] ?? "") : await run({ keep: args.includes("--keep"), watch: args.includes("--watch") ? { outageSeconds } : undefined, forwardDrop: args.includes("--forward-drop") });
+  const ok =
+    i >= 0
+      ? remove(args[i + 1] ?? "")
+      : await run({
+          keep: args.includes("--keep"),
+          watch: args.includes("--watch") ? { outageSeconds } : undefined,
+          forwardDrop: args.includes("--forward-drop"),
+        });
   process.exit(ok ? 0 : 1);
 } catch (e) {
   endProgress();

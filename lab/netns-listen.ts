@@ -20,13 +20,21 @@ s.listen({ host: process.argv[1], port: Number(process.argv[2]), exclusive: true
 });`;
 
 /** A net.Server handle bound to host:port inside the namespace at `netnsPath` (port 0: any), and its port. */
-export function listenInNetns(netnsPath: string, host: string, port: number): Promise<{ handle: Server; port: number }> {
+export function listenInNetns(
+  netnsPath: string,
+  host: string,
+  port: number,
+): Promise<{ handle: Server; port: number }> {
   return new Promise((resolve, reject) => {
-    const child = spawn("nsenter", [`--net=${netnsPath}`, "--", process.execPath, "-e", CHILD, host, String(port)], { stdio: ["ignore", "ignore", "pipe", "ipc"], env: { PATH: process.env.PATH ?? "/usr/bin:/bin" } });
+    const child = spawn("nsenter", [`--net=${netnsPath}`, "--", process.execPath, "-e", CHILD, host, String(port)], {
+      stdio: ["ignore", "ignore", "pipe", "ipc"],
+      env: { PATH: process.env.PATH ?? "/usr/bin:/bin" },
+    });
     let err = "";
     child.stderr!.on("data", (d: Buffer) => (err += d.toString()));
     child.on("message", (m: { port?: number; error?: string }, handle) => {
-      if (m.error || !handle) return reject(new Error(`listen on ${host}:${port} in ${netnsPath}: ${m.error ?? "no socket handed over"}`));
+      if (m.error || !handle)
+        return reject(new Error(`listen on ${host}:${port} in ${netnsPath}: ${m.error ?? "no socket handed over"}`));
       resolve({ handle: handle as Server, port: m.port! });
     });
     child.on("exit", (code) => {

@@ -19,6 +19,10 @@ export function endProgress(): void {
 /** Columns padded to the widest cell, like kubectl's tables. */
 export function table(headers: string[], rows: string[][]): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join("   ").trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i] ?? 0))
+      .join("   ")
+      .trimEnd();
   return [line(headers), ...rows.map(line)].join("\n");
 }

@@ -28,7 +28,10 @@ export class Topology {
   /** Not removed at exit: `--keep` leaves the lab up on purpose, and a signal handler of the lab removes it. */
   private readonly sb: Sandbox;
 
-  constructor(readonly id: string, readonly workDir: string) {
+  constructor(
+    readonly id: string,
+    readonly workDir: string,
+  ) {
     this.sb = new Sandbox("", { id, onExit: false });
     this.underlay = `${id}-underlay`;
   }
@@ -49,8 +52,14 @@ export class Topology {
     const netns = this.sb.netns(name).name;
     const root = join(this.workDir, name);
     const node: LabNode = {
-      name, netns, nodeIP: `172.31.250.${10 + i}`, podCIDR: `10.244.${i}.0/24`,
-      binDir: join(root, "opt/cni/bin"), confDir: join(root, "etc/cni/net.d"), cacheDir: join(root, "var/lib/cni"), dataDir: join(root, "var/lib/cni/networks"),
+      name,
+      netns,
+      nodeIP: `172.31.250.${10 + i}`,
+      podCIDR: `10.244.${i}.0/24`,
+      binDir: join(root, "opt/cni/bin"),
+      confDir: join(root, "etc/cni/net.d"),
+      cacheDir: join(root, "var/lib/cni"),
+      dataDir: join(root, "var/lib/cni/networks"),
     };
     // The node's uplink: eth0 in the node, its peer on the underlay bridge.
     plug(this.underlay, "ul0", `n${i}`, netns, "eth0", [`${node.nodeIP}/24`]);

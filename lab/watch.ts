@@ -57,8 +57,27 @@ interface Controller {
 
 function startController(node: LabNode, kubeconfig: string, forwardAccept: string | undefined): Controller {
   const extra = forwardAccept === undefined ? [] : ["--forward-accept", forwardAccept];
-  const child = spawn("nsenter", [`--net=/var/run/netns/${node.netns}`, "--", join(node.binDir, "routes"), "sync", "--kubeconfig", kubeconfig, "--node", node.name, ...extra], { stdio: ["ignore", "ignore", "pipe"], env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" } });
-  const c: Controller = { node, child, log: [], exited: new Promise((resolve) => child.on("exit", (code) => resolve(code))) };
+  const child = spawn(
+    "nsenter",
+    [
+      `--net=/var/run/netns/${node.netns}`,
+      "--",
+      join(node.binDir, "routes"),
+      "sync",
+      "--kubeconfig",
+      kubeconfig,
+      "--node",
+      node.name,
+      ...extra,
+    ],
+    { stdio: ["ignore", "ignore", "pipe"], env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" } },
+  );
+  const c: Controller = {
+    node,
+    child,
+    log: [],
+    exited: new Promise((resolve) => child.on("exit", (code) => resolve(code))),
+  };
   child.stderr!.on("data", (d: Buffer) => c.log.push(...d.toString().split("\n").filter(Boolean)));
   return c;
 }
@@ -66,27 +85,41 @@ function startController(node: LabNode, kubeconfig: string, forwardAccept: strin
 /** The node's routes of routes sync, "dst via gw". Asynchronous: the API server lives in this process. */
 async function syncRoutes(node: LabNode): Promise<string[]> {
   const { stdout } = await run("ip", ["-n", node.netns, "-json", "route", "show", "proto", "208"]);
-  return (JSON.parse(stdout) as Array<{ dst: string; gateway?: string }>).map((r) => `${r.dst} via ${r.gateway}`).sort();
+  return (JSON.parse(stdout) as Array<{ dst: string; gateway?: string }>)
+    .map((r) => `${r.dst} via ${r.gateway}`)
+    .sort();
 }
 
 /** Per node, ms from `t0` until `cond` held for that node (polled every 25 ms); undefined when it never did. */
-async function follow(nodes: LabNode[], cond: (routes: string[], node: LabNode) => boolean, t0: number, timeoutMs = 30_000): Promise<Map<string, number | undefined>> {
+async function follow(
+  nodes: LabNode[],
+  cond: (routes: string[], node: LabNode) => boolean,
+  t0: number,
+  timeoutMs = 30_000,
+): Promise<Map<string, number | undefined>> {
   const done = new Map<string, number | undefined>();
   while (done.size < nodes.length && Date.now() - t0 < timeoutMs) {
-    await Promise.all(nodes.filter((n) => !done.has(n.name)).map(async (n) => {
-      if (cond(await syncRoutes(n), n)) done.set(n.name, Date.now() - t0);
-    }));
+    await Promise.all(
+      nodes
+        .filter((n) => !done.has(n.name))
+        .map(async (n) => {
+          if (cond(await syncRoutes(n), n)) done.set(n.name, Date.now() - t0);
+        }),
+    );
     await new Promise((r) => setTimeout(r, 25));
   }
   for (const n of nodes) if (!done.has(n.name)) done.set(n.name, undefined);
   return done;
 }
 
-const wantsAll = (peers: LabNode[]) => (routes: string[], self: LabNode) => peers.every((p) => p === self || routes.includes(`${p.podCIDR} via ${p.nodeIP}`));
+const wantsAll = (peers: LabNode[]) => (routes: string[], self: LabNode) =>
+  peers.every((p) => p === self || routes.includes(`${p.podCIDR} via ${p.nodeIP}`));
 
 /** A ping running from pod `from` to `to` until stopped; the counts come from ping's own summary. */
 function pinger(from: WatchPod, to: WatchPod) {
-  const child = spawn("ip", ["netns", "exec", from.netns, "ping", "-i", "0.2", "-W", "1", to.ip!], { stdio: ["ignore", "pipe", "ignore"] });
+  const child = spawn("ip", ["netns", "exec", from.netns, "ping", "-i", "0.2", "-W", "1", to.ip!], {
+    stdio: ["ignore", "pipe", "ignore"],
+  });
   let out = "";
   child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
   const exited = new Promise<void>((resolve) => child.on("exit", () => resolve()));
@@ -102,11 +135,18 @@ function pinger(from: WatchPod, to: WatchPod) {
 }
 
 function row(what: string, times: Map<string, number | undefined>, all: LabNode[]): string[] {
-  return [what, ...all.map((n) => (times.has(n.name) ? (times.get(n.name) === undefined ? "NEVER" : `${times.get(n.name)} ms`) : "-"))];
+  return [
+    what,
+    ...all.map((n) =>
+      times.has(n.name) ? (times.get(n.name) === undefined ? "NEVER" : `${times.get(n.name)} ms`) : "-",
+    ),
+  ];
 }
 
 /** Runs the scenario; returns the report lines and whether everything held. Controllers are stopped at the end. */
-export async function watchScenario(lab: WatchLab): Promise<{ ok: boolean; report: string[]; table: string[][]; header: string[] }> {
+export async function watchScenario(
+  lab: WatchLab,
+): Promise<{ ok: boolean; report: string[]; table: string[][]; header: string[] }> {
   const report: string[] = [];
   let ok = true;
   const api = new FakeApiServer({ token: TOKEN, bookmarkMs: 10_000 });
@@ -114,12 +154,21 @@ export async function watchScenario(lab: WatchLab): Promise<{ ok: boolean; repor
   const pingers: Array<ReturnType<typeof pinger>> = [];
   const apiNs = lab.topo.addHost("api", 250, API_IP);
   const kubeconfig = join(lab.work, "kubeconfig");
-  writeFileSync(kubeconfig, JSON.stringify({
-    apiVersion: "v1", kind: "Config", "current-context": "lab",
-    clusters: [{ name: "lab", cluster: { server: `http://${API_IP}:6443` } }],
-    contexts: [{ name: "lab", context: { cluster: "lab", user: "routes" } }],
-    users: [{ name: "routes", user: { token: TOKEN } }],
-  }, null, 2));
+  writeFileSync(
+    kubeconfig,
+    JSON.stringify(
+      {
+        apiVersion: "v1",
+        kind: "Config",
+        "current-context": "lab",
+        clusters: [{ name: "lab", cluster: { server: `http://${API_IP}:6443` } }],
+        contexts: [{ name: "lab", context: { cluster: "lab", user: "routes" } }],
+        users: [{ name: "routes", user: { token: TOKEN } }],
+      },
+      null,
+      2,
+    ),
+  );
   const nodeObj = (n: LabNode) => nodeObject(n.name, [n.podCIDR], [n.nodeIP]);
   const all = [...lab.nodes];
   const rows: string[][] = [];
@@ -158,7 +207,13 @@ export async function watchScenario(lab: WatchLab): Promise<{ ok: boolean; repor
     const remaining = everyone.filter((n) => n !== node3);
     t0 = Date.now();
     api.delete("node3");
-    rows.push(row("node3 deleted from the API", await follow(remaining, (r) => !r.some((x) => x.startsWith(node3.podCIDR)), t0), all));
+    rows.push(
+      row(
+        "node3 deleted from the API",
+        await follow(remaining, (r) => !r.some((x) => x.startsWith(node3.podCIDR)), t0),
+        all,
+      ),
+    );
 
     progress(`the API goes away for ${lab.outageSeconds} s (node5 appears in it meanwhile)`);
     const before = await Promise.all(remaining.map(syncRoutes));
@@ -177,7 +232,9 @@ export async function watchScenario(lab: WatchLab): Promise<{ ok: boolean; repor
     t0 = Date.now();
     const back = await follow(remaining, (r) => r.includes("10.244.5.0/24 via 172.31.250.15"), t0, 60_000);
     rows.push(row("API back: node5 (added while away) routed", back, all));
-    report.push("(after the API returns, a controller reconnects on its backoff schedule: 0.5 s doubling to 30 s, with jitter)");
+    report.push(
+      "(after the API returns, a controller reconnects on its backoff schedule: 0.5 s doubling to 30 s, with jitter)",
+    );
     api.delete("node5");
     await follow(remaining, (r) => !r.some((x) => x.startsWith("10.244.5.")), Date.now());
 
@@ -202,10 +259,17 @@ export async function watchScenario(lab: WatchLab): Promise<{ ok: boolean; repor
     controllers.clear();
     const after = await Promise.all(remaining.map(syncRoutes));
     const same = JSON.stringify(kept) === JSON.stringify(after);
-    report.push(`controllers stopped with SIGTERM (exit ${[...new Set(codes)].join(", ")}): ${same ? "every route stayed in place" : "ROUTES CHANGED"}`);
+    report.push(
+      `controllers stopped with SIGTERM (exit ${[...new Set(codes)].join(", ")}): ${same ? "every route stayed in place" : "ROUTES CHANGED"}`,
+    );
     ok &&= same && codes.every((c) => c === 0);
     lab.nodes.splice(0, lab.nodes.length, ...remaining);
-    return { ok, report, table: rows, header: ["event (time until the node's routes followed)", ...all.map((n) => n.name)] };
+    return {
+      ok,
+      report,
+      table: rows,
+      header: ["event (time until the node's routes followed)", ...all.map((n) => n.name)],
+    };
   } finally {
     for (const p of pingers) await p.stop();
     for (const c of controllers.values()) {

@@ -44,7 +44,12 @@ export abstract class ToolBatch {
   }
 
   /** Run the lines (with `options` before `-batch -`) in the namespace at `netns`, ours when undefined; stdout. */
-  protected async exec(options: readonly string[], netns: string | undefined, what: string, timeoutMs?: number): Promise<string> {
+  protected async exec(
+    options: readonly string[],
+    netns: string | undefined,
+    what: string,
+    timeoutMs?: number,
+  ): Promise<string> {
     const [file, args] = inNetns(netns, this.tool, [...options, "-batch", "-"]);
     const r = await run(file, args, { input: this.text(), timeoutMs });
     if (r.code === 0 && !r.timedOut) return r.stdout;
@@ -53,13 +58,24 @@ export abstract class ToolBatch {
     const line = n === undefined ? undefined : this.lines[n - 1];
     if (line === undefined) throw failure;
     const stderr = batchReason(r.stderr);
-    throw new ToolError({ tool: failure.tool, what: `${this.tool} ${line}`, status: r.code, stderr, kind: failure.kind, failedLine: line, failedIndex: n! - 1 });
+    throw new ToolError({
+      tool: failure.tool,
+      what: `${this.tool} ${line}`,
+      status: r.code,
+      stderr,
+      kind: failure.kind,
+      failedLine: line,
+      failedIndex: n! - 1,
+    });
   }
 
   private checkToken(t: Token): string {
     const s = String(t);
     if (s === "" || UNSAFE_TOKEN.test(s) || (this.refuseDash && s.startsWith("-"))) {
-      throw new CniError(ErrorCode.Internal, `refusing unsafe ${this.tool} -batch token ${JSON.stringify(s.slice(0, 64))}`);
+      throw new CniError(
+        ErrorCode.Internal,
+        `refusing unsafe ${this.tool} -batch token ${JSON.stringify(s.slice(0, 64))}`,
+      );
     }
     return s;
   }

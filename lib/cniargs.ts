@@ -11,7 +11,13 @@ import { CniError, ErrorCode } from "./errors.js";
 import { quoteInput } from "./validate.js";
 
 const KEY = /^[A-Za-z0-9_]+$/;
-const ALWAYS_KNOWN = ["IgnoreUnknown", "K8S_POD_NAMESPACE", "K8S_POD_NAME", "K8S_POD_INFRA_CONTAINER_ID", "K8S_POD_UID"];
+const ALWAYS_KNOWN = [
+  "IgnoreUnknown",
+  "K8S_POD_NAMESPACE",
+  "K8S_POD_NAME",
+  "K8S_POD_INFRA_CONTAINER_ID",
+  "K8S_POD_UID",
+];
 const MAX_ARGS_BYTES = 64 * 1024;
 
 export type CniArgs = ReadonlyMap<string, string>;
@@ -21,16 +27,28 @@ export function splitCniArgs(raw: string | undefined): Map<string, string> {
   const out = new Map<string, string>();
   if (!raw) return out;
   if (Buffer.byteLength(raw) > MAX_ARGS_BYTES) {
-    throw new CniError(ErrorCode.InvalidEnvironmentVariables, "CNI_ARGS is too long", `at most ${MAX_ARGS_BYTES} bytes`);
+    throw new CniError(
+      ErrorCode.InvalidEnvironmentVariables,
+      "CNI_ARGS is too long",
+      `at most ${MAX_ARGS_BYTES} bytes`,
+    );
   }
   for (const segment of raw.split(";")) {
     if (segment === "") continue;
     const kv = segment.split("=");
     if (kv.length !== 2 || !KEY.test(kv[0] ?? "")) {
-      throw new CniError(ErrorCode.InvalidEnvironmentVariables, "CNI_ARGS: invalid pair", `CNI_ARGS pair ${quoteInput(segment)} is not KEY=VALUE`);
+      throw new CniError(
+        ErrorCode.InvalidEnvironmentVariables,
+        "CNI_ARGS: invalid pair",
+        `CNI_ARGS pair ${quoteInput(segment)} is not KEY=VALUE`,
+      );
     }
     if (/[\x00-\x1f\x7f]/.test(kv[1] ?? "")) {
-      throw new CniError(ErrorCode.InvalidEnvironmentVariables, "CNI_ARGS: invalid value", `CNI_ARGS value of ${kv[0]} contains control characters`);
+      throw new CniError(
+        ErrorCode.InvalidEnvironmentVariables,
+        "CNI_ARGS: invalid value",
+        `CNI_ARGS value of ${kv[0]} contains control characters`,
+      );
     }
     out.set(kv[0]!, kv[1]!);
   }

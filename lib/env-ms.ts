@@ -17,7 +17,11 @@ export function msFromEnv(env: Readonly<Record<string, string | undefined>>, nam
   if (raw === undefined || raw === "") return dflt;
   const n = /^\d{1,7}$/.test(raw) ? Number(raw) : NaN;
   if (!(n >= MIN_MS && n <= MAX_MS)) {
-    throw new CniError(ErrorCode.InvalidEnvironmentVariables, `${name} must be a whole number of milliseconds between ${MIN_MS} and ${MAX_MS}`, `got ${JSON.stringify(raw.slice(0, 40))}`);
+    throw new CniError(
+      ErrorCode.InvalidEnvironmentVariables,
+      `${name} must be a whole number of milliseconds between ${MIN_MS} and ${MAX_MS}`,
+      `got ${JSON.stringify(raw.slice(0, 40))}`,
+    );
   }
   return n;
 }

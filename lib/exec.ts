@@ -40,7 +40,11 @@ export function run(file: string, args: readonly string[], opts: RunOptions = {}
   return new Promise((resolve, reject) => {
     // Own process group, so a deadline kills the child's children too: a grandchild holding our pipes
     // would otherwise keep us waiting long after the child itself is dead.
-    const child = childProcessModule().spawn(file, args, { env: opts.env ?? process.env, stdio: ["pipe", "pipe", "pipe"], detached: true });
+    const child = childProcessModule().spawn(file, args, {
+      env: opts.env ?? process.env,
+      stdio: ["pipe", "pipe", "pipe"],
+      detached: true,
+    });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     let outLen = 0;
@@ -51,7 +55,14 @@ export function run(file: string, args: readonly string[], opts: RunOptions = {}
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      resolve({ code, signal, timedOut, timeoutMs, stdout: Buffer.concat(out).toString("utf8"), stderr: Buffer.concat(err).toString("utf8") });
+      resolve({
+        code,
+        signal,
+        timedOut,
+        timeoutMs,
+        stdout: Buffer.concat(out).toString("utf8"),
+        stderr: Buffer.concat(err).toString("utf8"),
+      });
     };
     const timer = setTimeout(() => {
       timedOut = true;
@@ -73,7 +84,17 @@ export function run(file: string, args: readonly string[], opts: RunOptions = {}
     });
     child.on("error", (e: NodeJS.ErrnoException) => {
       clearTimeout(timer);
-      reject(new ToolError({ tool: file, what: `cannot execute ${file}`, status: null, stderr: "", kind: classifySpawnErrno(e.code), reason: e.code ?? e.message, errno: e.code }));
+      reject(
+        new ToolError({
+          tool: file,
+          what: `cannot execute ${file}`,
+          status: null,
+          stderr: "",
+          kind: classifySpawnErrno(e.code),
+          reason: e.code ?? e.message,
+          errno: e.code,
+        }),
+      );
     });
     child.on("exit", (code, signal) => {
       if (timedOut) settle(code, signal);
@@ -99,20 +120,37 @@ export function timedOutError(what: string, r: Pick<RunResult, "timeoutMs" | "st
  * does), else the kind its stderr names, with stderr (or the exit status) as the message's reason.
  */
 export function toolFailure(file: string, what: string, r: RunResult): ToolError {
-  if (r.timedOut) return new ToolError({ tool: file, what, status: null, stderr: r.stderr, kind: "timeout", reason: `no answer within ${r.timeoutMs} ms, killed` });
-  return new ToolError({ tool: file, what, status: r.code, stderr: r.stderr, reason: r.stderr.trim() || `exit ${r.code ?? r.signal}` });
+  if (r.timedOut)
+    return new ToolError({
+      tool: file,
+      what,
+      status: null,
+      stderr: r.stderr,
+      kind: "timeout",
+      reason: `no answer within ${r.timeoutMs} ms, killed`,
+    });
+  return new ToolError({
+    tool: file,
+    what,
+    status: r.code,
+    stderr: r.stderr,
+    reason: r.stderr.trim() || `exit ${r.code ?? r.signal}`,
+  });
 }
 
 /**
  * Like run, but a non-zero exit or a timeout is a ToolError carrying stderr and its kind; whoever handles the verb
  * decides what CNI code that is (skel: 11 for a deadline, 100 otherwise).
  */
-export async function runOk(file: string, args: readonly string[], opts: RunOptions & { what?: string } = {}): Promise<string> {
+export async function runOk(
+  file: string,
+  args: readonly string[],
+  opts: RunOptions & { what?: string } = {},
+): Promise<string> {
   const r = await run(file, args, opts);
   if (r.timedOut || r.code !== 0) throw toolFailure(file, opts.what ?? `${file} ${args.join(" ")}`, r);
   return r.stdout;
 }
-
 
 /**
  * Whether a program can be started from PATH, without starting it (no process on the hot path). nsenter --net

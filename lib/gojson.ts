@@ -187,7 +187,8 @@ export function parseJsonText(text: string): unknown {
     skipSpace();
     const c = text[i];
     // Go counts every array and object, empty ones too.
-    if ((c === "{" || c === "[") && stack.length >= MAX_JSON_DEPTH) throw new SyntaxError(`exceeded max depth (${MAX_JSON_DEPTH} nested arrays and objects)`);
+    if ((c === "{" || c === "[") && stack.length >= MAX_JSON_DEPTH)
+      throw new SyntaxError(`exceeded max depth (${MAX_JSON_DEPTH} nested arrays and objects)`);
     if (c === "{") {
       i++;
       const frame: Frame = { obj: {}, entries: [] };
@@ -242,7 +243,11 @@ export function decodeGo(value: unknown, type: GoType): unknown {
   }
 }
 
-function decodeStructInto(out: Record<string, unknown>, value: Record<string, unknown>, type: GoStruct): Record<string, unknown> {
+function decodeStructInto(
+  out: Record<string, unknown>,
+  value: Record<string, unknown>,
+  type: GoStruct,
+): Record<string, unknown> {
   for (const [key, v] of entriesOf(value)) {
     const name = Object.hasOwn(type.fields, key) ? key : type.folded.get(foldKey(key));
     if (name === undefined) {
@@ -252,7 +257,8 @@ function decodeStructInto(out: Record<string, unknown>, value: Record<string, un
     const fieldType = type.fields[name]!;
     const before = out[name];
     // Go decodes a second object for a struct field into the value the first one left.
-    if (fieldType.kind === "struct" && isObject(before) && isObject(v)) put(out, name, decodeStructInto(before, v, fieldType));
+    if (fieldType.kind === "struct" && isObject(before) && isObject(v))
+      put(out, name, decodeStructInto(before, v, fieldType));
     else put(out, name, decodeGo(v, fieldType));
   }
   return out;

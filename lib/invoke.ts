@@ -78,33 +78,67 @@ function isSelf(file: string): boolean {
 
 /** Run `type` for `verb`: ADD resolves to its parsed result, the other verbs to undefined. */
 export async function delegate(type: string, verb: "ADD", ctx: CmdContext, opts?: DelegateOptions): Promise<Result>;
-export async function delegate(type: string, verb: Exclude<DelegateVerb, "ADD">, ctx: CmdContext, opts?: DelegateOptions): Promise<undefined>;
-export async function delegate(type: string, verb: DelegateVerb, ctx: CmdContext, opts: DelegateOptions = {}): Promise<Result | undefined> {
+export async function delegate(
+  type: string,
+  verb: Exclude<DelegateVerb, "ADD">,
+  ctx: CmdContext,
+  opts?: DelegateOptions,
+): Promise<undefined>;
+export async function delegate(
+  type: string,
+  verb: DelegateVerb,
+  ctx: CmdContext,
+  opts: DelegateOptions = {},
+): Promise<Result | undefined> {
   const file = findPlugin(type, ctx.path);
   const env: Record<string, string | undefined> = { ...ctx.env, ...opts.env, CNI_COMMAND: verb };
   for (const k of Object.keys(env)) if (env[k] === undefined) delete env[k];
   const stdin = opts.stdin ?? ctx.rawConfig;
   const load = inProcess.get(type);
-  const outcome = load && isSelf(file) ? await runPlugin(await load(), { env, stdin }) : await exec(file, type, env, stdin, opts.timeoutMs ?? delegateTimeoutMs(ctx.env));
+  const outcome =
+    load && isSelf(file)
+      ? await runPlugin(await load(), { env, stdin })
+      : await exec(file, type, env, stdin, opts.timeoutMs ?? delegateTimeoutMs(ctx.env));
   if (outcome.exitCode !== 0) throw delegateError(type, outcome.stdout);
   if (verb !== "ADD") return undefined;
   let raw: unknown;
   try {
     raw = parseJsonText(outcome.stdout);
   } catch {
-    throw new CniError(ErrorCode.DecodingFailure, `${type} returned an unparsable result`, outcome.stdout.slice(0, 200));
+    throw new CniError(
+      ErrorCode.DecodingFailure,
+      `${type} returned an unparsable result`,
+      outcome.stdout.slice(0, 200),
+    );
   }
   return parseResult(raw, ctx.version);
 }
 
-async function exec(file: string, type: string, env: Record<string, string | undefined>, stdin: Buffer, timeoutMs = DEFAULT_DELEGATE_TIMEOUT_MS): Promise<PluginOutcome> {
+async function exec(
+  file: string,
+  type: string,
+  env: Record<string, string | undefined>,
+  stdin: Buffer,
+  timeoutMs = DEFAULT_DELEGATE_TIMEOUT_MS,
+): Promise<PluginOutcome> {
   // libcni retries "text file busy" (a plugin being replaced while we start it) up to 5 times, 1 s apart.
   for (let attempt = 0; ; attempt++) {
     try {
       const r = await run(file, [], { env: env as NodeJS.ProcessEnv, input: stdin, timeoutMs });
-      if (r.timedOut) throw new CniError(ErrorCode.TryAgainLater, `${type} did not answer within ${timeoutMs} ms`, "the delegate was killed");
+      if (r.timedOut)
+        throw new CniError(
+          ErrorCode.TryAgainLater,
+          `${type} did not answer within ${timeoutMs} ms`,
+          "the delegate was killed",
+        );
       if (r.code !== 0 && r.stdout.trim() === "") {
-        return { exitCode: r.code ?? 1, stdout: JSON.stringify({ code: ErrorCode.Internal, msg: `netplugin failed: ${JSON.stringify(r.stderr.trim().slice(0, 500))}` }) };
+        return {
+          exitCode: r.code ?? 1,
+          stdout: JSON.stringify({
+            code: ErrorCode.Internal,
+            msg: `netplugin failed: ${JSON.stringify(r.stderr.trim().slice(0, 500))}`,
+          }),
+        };
       }
       return { exitCode: r.code ?? 1, stdout: r.stdout };
     } catch (e) {
@@ -130,5 +164,9 @@ function delegateError(type: string, stdout: string): CniError {
   } catch {
     // fall through: not an error object
   }
-  return new CniError(ErrorCode.DecodingFailure, `${type} failed but error parsing its diagnostic message`, stdout.slice(0, 200));
+  return new CniError(
+    ErrorCode.DecodingFailure,
+    `${type} failed but error parsing its diagnostic message`,
+    stdout.slice(0, 200),
+  );
 }

@@ -41,15 +41,30 @@ function acquire(file: string, waitMs: number, fd: number | undefined): Promise<
       const child = childProcessModule().spawn("flock", [...flock, "3"], { stdio: ["ignore", "ignore", "pipe", fd] });
       let stderr = "";
       child.stderr!.on("data", (b: Buffer) => (stderr += b.toString()));
-      child.on("error", (e: NodeJS.ErrnoException) => reject(new CniError(ErrorCode.Internal, `cannot run flock (util-linux) to lock ${file}: ${e.code ?? e.message}`)));
+      child.on("error", (e: NodeJS.ErrnoException) =>
+        reject(
+          new CniError(ErrorCode.Internal, `cannot run flock (util-linux) to lock ${file}: ${e.code ?? e.message}`),
+        ),
+      );
       child.on("close", (code) => {
         if (code === 0) resolve(() => {});
-        else if (code === 75) reject(new CniError(ErrorCode.TryAgainLater, `timed out after ${seconds} s waiting for the lock ${file}`, "another plugin instance holds it; retry later"));
+        else if (code === 75)
+          reject(
+            new CniError(
+              ErrorCode.TryAgainLater,
+              `timed out after ${seconds} s waiting for the lock ${file}`,
+              "another plugin instance holds it; retry later",
+            ),
+          );
         else reject(new CniError(ErrorCode.IOFailure, `cannot lock ${file}: ${stderr.trim() || `flock exit ${code}`}`));
       });
       return;
     }
-    const child: ChildProcessByStdio<Writable, Readable, Readable> = childProcessModule().spawn("flock", [...flock, file, "-c", "echo locked; read _"], { stdio: ["pipe", "pipe", "pipe"] });
+    const child: ChildProcessByStdio<Writable, Readable, Readable> = childProcessModule().spawn(
+      "flock",
+      [...flock, file, "-c", "echo locked; read _"],
+      { stdio: ["pipe", "pipe", "pipe"] },
+    );
     let stderr = "";
     let held = false;
     child.stderr.on("data", (b: Buffer) => (stderr += b.toString()));
@@ -67,7 +82,14 @@ function acquire(file: string, waitMs: number, fd: number | undefined): Promise<
     );
     child.on("exit", (code) => {
       if (held) return;
-      if (code === 75) reject(new CniError(ErrorCode.TryAgainLater, `timed out after ${seconds} s waiting for the lock ${file}`, "another plugin instance holds it; retry later"));
+      if (code === 75)
+        reject(
+          new CniError(
+            ErrorCode.TryAgainLater,
+            `timed out after ${seconds} s waiting for the lock ${file}`,
+            "another plugin instance holds it; retry later",
+          ),
+        );
       else reject(new CniError(ErrorCode.IOFailure, `cannot lock ${file}: ${stderr.trim() || `flock exit ${code}`}`));
     });
   });

@@ -34,7 +34,13 @@ function markerPath(kind: MarkerKind, network: string, containerID: string, ifna
  * ADD: note that this attachment may now hold rules; `detail` (one word, e.g. the masquerade backend) is kept for
  * DEL (markerDetail). A failure is logged: DEL then relies on the config's mappings.
  */
-export function markAttachment(kind: MarkerKind, network: string, containerID: string, ifname: string, detail?: string): void {
+export function markAttachment(
+  kind: MarkerKind,
+  network: string,
+  containerID: string,
+  ifname: string,
+  detail?: string,
+): void {
   try {
     const path = markerPath(kind, network, containerID, ifname);
     // Twice: a DEL may remove the directory, found empty, between our mkdir and our write.
@@ -48,7 +54,9 @@ export function markAttachment(kind: MarkerKind, network: string, containerID: s
       }
     }
   } catch (e) {
-    log.warn(`${kind}: cannot write the marker of ${network}/${containerID}/${ifname} under ${join(ROOT, kind)} (${(e as Error).message}); a DEL that knows of no state will not look for it`);
+    log.warn(
+      `${kind}: cannot write the marker of ${network}/${containerID}/${ifname} under ${join(ROOT, kind)} (${(e as Error).message}); a DEL that knows of no state will not look for it`,
+    );
   }
 }
 
@@ -66,10 +74,19 @@ export function hasMarker(kind: MarkerKind, network: string, containerID: string
  * The word the attachment's ADD marked it with (markAttachment's `detail`), or undefined when there is none, no
  * marker, or it cannot be read: the caller then assumes nothing.
  */
-export function markerDetail(kind: MarkerKind, network: string, containerID: string, ifname: string): string | undefined {
+export function markerDetail(
+  kind: MarkerKind,
+  network: string,
+  containerID: string,
+  ifname: string,
+): string | undefined {
   try {
-    const fields = readFileSync(markerPath(kind, network, containerID, ifname), "utf8").trim().split(" ");
-    return fields.length === 4 && fields[0] === network && fields[1] === containerID && fields[2] === ifname ? fields[3] : undefined;
+    const fields = readFileSync(markerPath(kind, network, containerID, ifname), "utf8")
+      .trim()
+      .split(" ");
+    return fields.length === 4 && fields[0] === network && fields[1] === containerID && fields[2] === ifname
+      ? fields[3]
+      : undefined;
   } catch {
     return undefined;
   }
@@ -88,7 +105,11 @@ export function unmarkAttachment(kind: MarkerKind, network: string, containerID:
 }
 
 /** GC, once the firewall state of the network's stale attachments is gone: their markers go too. */
-export function gcMarkers(kind: MarkerKind, network: string, valid: ReadonlyArray<{ containerID: string; ifname: string }>): void {
+export function gcMarkers(
+  kind: MarkerKind,
+  network: string,
+  valid: ReadonlyArray<{ containerID: string; ifname: string }>,
+): void {
   try {
     const dir = join(markerPath(kind, network, "", ""), "..");
     const keep = new Set(valid.map((a) => markerPath(kind, network, a.containerID, a.ifname)));

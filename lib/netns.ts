@@ -16,8 +16,13 @@ export function inspectNetns(path: string): NetnsState {
   try {
     st = statSync(path);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT" || (e as NodeJS.ErrnoException).code === "ENOTDIR") return "missing";
-    throw new CniError(ErrorCode.InvalidEnvironmentVariables, `CNI_NETNS ${quoteInput(path)} cannot be read`, String(e));
+    if ((e as NodeJS.ErrnoException).code === "ENOENT" || (e as NodeJS.ErrnoException).code === "ENOTDIR")
+      return "missing";
+    throw new CniError(
+      ErrorCode.InvalidEnvironmentVariables,
+      `CNI_NETNS ${quoteInput(path)} cannot be read`,
+      String(e),
+    );
   }
   try {
     if (statfsSync(path).type !== NSFS_MAGIC) return "not-netns";
@@ -38,18 +43,33 @@ export function inspectNetns(path: string): NetnsState {
  */
 export function requireUsableNetns(path: string, forDel: boolean): NetnsState {
   if (!path.startsWith("/")) {
-    throw new CniError(ErrorCode.InvalidEnvironmentVariables, "CNI_NETNS must be an absolute path", `CNI_NETNS=${quoteInput(path)}`);
+    throw new CniError(
+      ErrorCode.InvalidEnvironmentVariables,
+      "CNI_NETNS must be an absolute path",
+      `CNI_NETNS=${quoteInput(path)}`,
+    );
   }
   const state = inspectNetns(path);
   switch (state) {
     case "missing":
       if (forDel) return state;
-      throw new CniError(ErrorCode.UnknownContainer, `network namespace ${quoteInput(path)} does not exist`, "CNI_NETNS names no file");
+      throw new CniError(
+        ErrorCode.UnknownContainer,
+        `network namespace ${quoteInput(path)} does not exist`,
+        "CNI_NETNS names no file",
+      );
     case "not-netns":
       if (forDel) return state;
-      throw new CniError(ErrorCode.InvalidEnvironmentVariables, `CNI_NETNS ${quoteInput(path)} is not a network namespace`);
+      throw new CniError(
+        ErrorCode.InvalidEnvironmentVariables,
+        `CNI_NETNS ${quoteInput(path)} is not a network namespace`,
+      );
     case "self":
-      throw new CniError(ErrorCode.InvalidNetNS, "plugin's netns and netns from CNI_NETNS should not be the same", `CNI_NETNS=${quoteInput(path)}`);
+      throw new CniError(
+        ErrorCode.InvalidNetNS,
+        "plugin's netns and netns from CNI_NETNS should not be the same",
+        `CNI_NETNS=${quoteInput(path)}`,
+      );
     default:
       return state;
   }

@@ -120,7 +120,8 @@ export async function runPlugin(plugin: PluginDefinition, io: PluginIO): Promise
   let version = LATEST_VERSION;
   try {
     const command = parseCommand(io.env.CNI_COMMAND);
-    if (command === "VERSION") return { stdout: versionAnswer(plugin, await loadStdin(io).catch(() => Buffer.alloc(0))), exitCode: 0 };
+    if (command === "VERSION")
+      return { stdout: versionAnswer(plugin, await loadStdin(io).catch(() => Buffer.alloc(0))), exitCode: 0 };
     // The reference skel's order: the environment, then stdin (JSON 6, name 7, cniVersion 6, version 1), then the
     // verb's version gate; only then what the plugin itself checks (CNI_ARGS, the netns).
     const base = validateEnv(command, io.env);
@@ -159,13 +160,23 @@ export async function runPlugin(plugin: PluginDefinition, io: PluginIO): Promise
 
 /** The text a person sees when running the executable by hand. */
 export function aboutText(plugin: PluginDefinition): string {
-  return `${plugin.about}\ncni-ts version ${CNI_TS_VERSION}\nCNI protocol versions supported: ${pluginVersions(plugin).join(", ")}\n` +
-    `Run by a container runtime with CNI_COMMAND (${VERBS.join(", ")}) in the environment and the network configuration on stdin.\n`;
+  return (
+    `${plugin.about}\ncni-ts version ${CNI_TS_VERSION}\nCNI protocol versions supported: ${pluginVersions(plugin).join(", ")}\n` +
+    `Run by a container runtime with CNI_COMMAND (${VERBS.join(", ")}) in the environment and the network configuration on stdin.\n`
+  );
 }
 
 /** Process entry: people get the about text; runtimes get the protocol. Sets process.exitCode. */
-export async function pluginMain(plugin: PluginDefinition, argv: readonly string[] = process.argv.slice(2)): Promise<void> {
-  if (argv.includes("--help") || argv.includes("-h") || argv.includes("--version") || process.env.CNI_COMMAND === undefined) {
+export async function pluginMain(
+  plugin: PluginDefinition,
+  argv: readonly string[] = process.argv.slice(2),
+): Promise<void> {
+  if (
+    argv.includes("--help") ||
+    argv.includes("-h") ||
+    argv.includes("--version") ||
+    process.env.CNI_COMMAND === undefined
+  ) {
     process.stderr.write(aboutText(plugin));
     process.exitCode = 0;
     return;
@@ -210,7 +221,11 @@ function parseCommand(raw: string | undefined): Verb {
     throw new CniError(ErrorCode.InvalidEnvironmentVariables, "required env variables [CNI_COMMAND] missing");
   }
   if (!(VERBS as readonly string[]).includes(raw)) {
-    throw new CniError(ErrorCode.InvalidEnvironmentVariables, `unknown CNI_COMMAND: ${raw.slice(0, 32)}`, `CNI_COMMAND must be one of ${VERBS.join(", ")}`);
+    throw new CniError(
+      ErrorCode.InvalidEnvironmentVariables,
+      `unknown CNI_COMMAND: ${raw.slice(0, 32)}`,
+      `CNI_COMMAND must be one of ${VERBS.join(", ")}`,
+    );
   }
   return raw as Verb;
 }
@@ -233,7 +248,11 @@ export function parseCniPath(raw: string): string[] {
   const dirs = raw.split(":").filter((d) => d !== "");
   for (const d of dirs) {
     if (!d.startsWith("/") || d.includes("\0")) {
-      throw new CniError(ErrorCode.InvalidEnvironmentVariables, "CNI_PATH entries must be absolute paths", `CNI_PATH entry ${quoteInput(d)} is relative`);
+      throw new CniError(
+        ErrorCode.InvalidEnvironmentVariables,
+        "CNI_PATH entries must be absolute paths",
+        `CNI_PATH entry ${quoteInput(d)} is relative`,
+      );
     }
   }
   return dirs;
@@ -244,7 +263,12 @@ export function parseCniPath(raw: string): string[] {
  * `cniVersion` (a wrong type is a decoding failure, 6; unsupported, 1). Keys are read with Go's rule into `shape`.
  */
 export function parseConfig(raw: Buffer, shape: GoStruct = PLUGIN_CONF_SHAPE): NetConf {
-  if (raw.length === 0) throw new CniError(ErrorCode.DecodingFailure, "error unmarshall network config: empty input", "the network configuration is expected on stdin");
+  if (raw.length === 0)
+    throw new CniError(
+      ErrorCode.DecodingFailure,
+      "error unmarshall network config: empty input",
+      "the network configuration is expected on stdin",
+    );
   let parsed: unknown;
   try {
     parsed = parseJsonText(raw.toString("utf8"));
@@ -256,14 +280,28 @@ export function parseConfig(raw: Buffer, shape: GoStruct = PLUGIN_CONF_SHAPE): N
   }
   const conf = decodeGo(parsed, shape) as Record<string, unknown>;
   if (conf.name !== undefined && conf.name !== null && typeof conf.name !== "string") {
-    throw new CniError(ErrorCode.DecodingFailure, "error unmarshall network config: name must be a string", `got ${quoteInput(JSON.stringify(conf.name))}`);
+    throw new CniError(
+      ErrorCode.DecodingFailure,
+      "error unmarshall network config: name must be a string",
+      `got ${quoteInput(JSON.stringify(conf.name))}`,
+    );
   }
   const name = validateNetworkName(conf.name);
   // A config without cniVersion is a 0.1.0 config (SPEC.md; the reference answers 0.1.0).
-  const cniVersion = conf.cniVersion === undefined || conf.cniVersion === null || conf.cniVersion === "" ? "0.1.0" : conf.cniVersion;
-  if (typeof cniVersion !== "string") throw new CniError(ErrorCode.DecodingFailure, "cniVersion must be a string", `got ${quoteInput(JSON.stringify(cniVersion))}`);
+  const cniVersion =
+    conf.cniVersion === undefined || conf.cniVersion === null || conf.cniVersion === "" ? "0.1.0" : conf.cniVersion;
+  if (typeof cniVersion !== "string")
+    throw new CniError(
+      ErrorCode.DecodingFailure,
+      "cniVersion must be a string",
+      `got ${quoteInput(JSON.stringify(cniVersion))}`,
+    );
   if (!isSupportedVersion(cniVersion)) {
-    throw new CniError(ErrorCode.IncompatibleVersion, "incompatible CNI versions", `config is ${quoteInput(cniVersion)}, plugin supports [${SUPPORTED_VERSIONS.join(" ")}]`);
+    throw new CniError(
+      ErrorCode.IncompatibleVersion,
+      "incompatible CNI versions",
+      `config is ${quoteInput(cniVersion)}, plugin supports [${SUPPORTED_VERSIONS.join(" ")}]`,
+    );
   }
   return { ...conf, cniVersion, name } as NetConf;
 }
@@ -278,15 +316,27 @@ export function pluginVersions(plugin: PluginDefinition): readonly string[] {
 function requirePluginVersion(plugin: PluginDefinition, version: string): void {
   const versions = pluginVersions(plugin);
   if (versions.includes(version)) return;
-  throw new CniError(ErrorCode.IncompatibleVersion, "incompatible CNI versions", `config is ${quoteInput(version)}, plugin supports [${versions.join(" ")}]`);
+  throw new CniError(
+    ErrorCode.IncompatibleVersion,
+    "incompatible CNI versions",
+    `config is ${quoteInput(version)}, plugin supports [${versions.join(" ")}]`,
+  );
 }
 
 function gateVerb(command: Exclude<Verb, "VERSION">, version: string): void {
   if (command === "CHECK" && !versionAtLeast(version, "0.4.0")) {
-    throw new CniError(ErrorCode.IncompatibleVersion, "config version does not allow CHECK", `CHECK needs cniVersion 0.4.0 or later, config is ${version}`);
+    throw new CniError(
+      ErrorCode.IncompatibleVersion,
+      "config version does not allow CHECK",
+      `CHECK needs cniVersion 0.4.0 or later, config is ${version}`,
+    );
   }
   if ((command === "GC" || command === "STATUS") && !versionAtLeast(version, "1.1.0")) {
-    throw new CniError(ErrorCode.IncompatibleVersion, `config version does not allow ${command}`, `${command} needs cniVersion 1.1.0 or later, config is ${version}`);
+    throw new CniError(
+      ErrorCode.IncompatibleVersion,
+      `config version does not allow ${command}`,
+      `${command} needs cniVersion 1.1.0 or later, config is ${version}`,
+    );
   }
 }
 
@@ -294,11 +344,15 @@ function gateVerb(command: Exclude<Verb, "VERSION">, version: string): void {
 export function parseValidAttachments(config: NetConf): Attachment[] | undefined {
   const raw = config["cni.dev/valid-attachments"] ?? config["cni.dev/attachments"];
   if (raw === undefined || raw === null) return undefined;
-  if (!Array.isArray(raw)) throw new CniError(ErrorCode.InvalidNetworkConfig, "cni.dev/valid-attachments must be an array");
+  if (!Array.isArray(raw))
+    throw new CniError(ErrorCode.InvalidNetworkConfig, "cni.dev/valid-attachments must be an array");
   return raw.map((a: unknown, i) => {
     const o = a as Record<string, unknown> | null;
     if (!o || typeof o.containerID !== "string" || typeof o.ifname !== "string") {
-      throw new CniError(ErrorCode.InvalidNetworkConfig, `cni.dev/valid-attachments[${i}] must be {containerID, ifname} strings`);
+      throw new CniError(
+        ErrorCode.InvalidNetworkConfig,
+        `cni.dev/valid-attachments[${i}] must be {containerID, ifname} strings`,
+      );
     }
     return { containerID: o.containerID, ifname: o.ifname };
   });

@@ -49,7 +49,11 @@ function deadlinePassed(d: StdinDeadline): CniError {
 }
 
 function tooLarge(max: number): CniError {
-  return new CniError(ErrorCode.IOFailure, `network configuration on stdin exceeds ${max} bytes`, "refusing to read more");
+  return new CniError(
+    ErrorCode.IOFailure,
+    `network configuration on stdin exceeds ${max} bytes`,
+    "refusing to read more",
+  );
 }
 
 /**
@@ -115,9 +119,13 @@ function readPolling(fd: number, max: number, deadline: StdinDeadline): Promise<
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code === "EINTR") continue;
-      if (code !== "EAGAIN") return Promise.reject(new CniError(ErrorCode.IOFailure, "error reading from stdin", (e as Error).message));
+      if (code !== "EAGAIN")
+        return Promise.reject(new CniError(ErrorCode.IOFailure, "error reading from stdin", (e as Error).message));
       const left = end - Date.now();
-      if (left <= 0) return deadline.onDeadline === "fail" ? Promise.reject(deadlinePassed(deadline)) : Promise.resolve(Buffer.concat(chunks, size));
+      if (left <= 0)
+        return deadline.onDeadline === "fail"
+          ? Promise.reject(deadlinePassed(deadline))
+          : Promise.resolve(Buffer.concat(chunks, size));
       // Nothing else runs in the process meanwhile: a plain sleep, growing to 20 ms.
       Atomics.wait(sleeper, 0, 0, Math.min(nap, left));
       nap = Math.min(nap * 2, 20);
@@ -166,7 +174,10 @@ function readStream(chunks: Buffer[], size: number, max: number, deadline?: Stdi
       if (err) reject(err);
       else resolve(Buffer.concat(chunks));
     };
-    const timer = deadline === undefined ? undefined : setTimeout(() => finish(deadline.onDeadline === "fail" ? deadlinePassed(deadline) : undefined), deadline.ms);
+    const timer =
+      deadline === undefined
+        ? undefined
+        : setTimeout(() => finish(deadline.onDeadline === "fail" ? deadlinePassed(deadline) : undefined), deadline.ms);
     process.stdin.on("data", (b: Buffer) => {
       size += b.length;
       if (size > max) {

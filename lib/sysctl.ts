@@ -37,7 +37,10 @@ export function writeSysctl(key: string | readonly string[], value: string, opts
     writeFileSync(path, value);
   } catch (e) {
     if (opts.optional) return;
-    throw new CniError(ErrorCode.KernelOperationFailed, `cannot set ${path} to ${value}: ${(e as NodeJS.ErrnoException).code ?? e}`);
+    throw new CniError(
+      ErrorCode.KernelOperationFailed,
+      `cannot set ${path} to ${value}: ${(e as NodeJS.ErrnoException).code ?? e}`,
+    );
   }
 }
 

@@ -96,8 +96,10 @@ export function rejectedOption(e: unknown, option: string): boolean {
  */
 export function classifyStderr(stderr: string): ToolErrorKind {
   if (/File exists|already exists/.test(stderr)) return "exists";
-  if (/No such file or directory|No such process|Cannot find device|does not exist|No such device/.test(stderr)) return "not-found";
-  if (/Device or resource busy|Text file busy|ETXTBSY|Resource temporarily unavailable|xtables lock/.test(stderr)) return "busy";
+  if (/No such file or directory|No such process|Cannot find device|does not exist|No such device/.test(stderr))
+    return "not-found";
+  if (/Device or resource busy|Text file busy|ETXTBSY|Resource temporarily unavailable|xtables lock/.test(stderr))
+    return "busy";
   if (/Operation not permitted|Permission denied/.test(stderr)) return "permission";
   return "failed";
 }

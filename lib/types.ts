@@ -70,7 +70,15 @@ export interface Attachment {
 // case-insensitively is read as that field, as `encoding/json` reads it into the Go types named below.
 
 /** `types.Route` (every spec 1.1 field). */
-export const ROUTE_SHAPE = goStruct({ dst: GO_ANY, gw: GO_ANY, mtu: GO_ANY, advmss: GO_ANY, priority: GO_ANY, table: GO_ANY, scope: GO_ANY });
+export const ROUTE_SHAPE = goStruct({
+  dst: GO_ANY,
+  gw: GO_ANY,
+  mtu: GO_ANY,
+  advmss: GO_ANY,
+  priority: GO_ANY,
+  table: GO_ANY,
+  scope: GO_ANY,
+});
 
 /** `types.DNS`. */
 export const DNS_SHAPE = goStruct({ nameservers: GO_ANY, domain: GO_ANY, search: GO_ANY, options: GO_ANY });
@@ -81,7 +89,9 @@ export const RANGE_SHAPE = goStruct({ subnet: GO_ANY, rangeStart: GO_ANY, rangeE
 /** A result of any version: the union of `types100.Result`, `types040.Result` and `types020.Result`. */
 export const RESULT_SHAPE = goStruct({
   cniVersion: GO_ANY,
-  interfaces: goList(goStruct({ name: GO_ANY, mac: GO_ANY, mtu: GO_ANY, sandbox: GO_ANY, socketPath: GO_ANY, pciID: GO_ANY })),
+  interfaces: goList(
+    goStruct({ name: GO_ANY, mac: GO_ANY, mtu: GO_ANY, sandbox: GO_ANY, socketPath: GO_ANY, pciID: GO_ANY }),
+  ),
   ips: goList(goStruct({ version: GO_ANY, interface: GO_ANY, address: GO_ANY, gateway: GO_ANY })),
   routes: goList(ROUTE_SHAPE),
   dns: DNS_SHAPE,

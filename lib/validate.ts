@@ -30,46 +30,73 @@ export function validateContainerID(id: string | undefined): string {
     throw new CniError(ErrorCode.InvalidEnvironmentVariables, "missing containerID", "CNI_CONTAINERID is empty");
   }
   if (byteLength(id) > MAX_ID_BYTES) {
-    throw new CniError(ErrorCode.InvalidEnvironmentVariables, "containerID is too long", `CNI_CONTAINERID must be at most ${MAX_ID_BYTES} bytes`);
+    throw new CniError(
+      ErrorCode.InvalidEnvironmentVariables,
+      "containerID is too long",
+      `CNI_CONTAINERID must be at most ${MAX_ID_BYTES} bytes`,
+    );
   }
   if (!SAFE_ID.test(id)) {
-    throw new CniError(ErrorCode.InvalidEnvironmentVariables, "invalid characters in containerID", `CNI_CONTAINERID=${quoteInput(id)}`);
+    throw new CniError(
+      ErrorCode.InvalidEnvironmentVariables,
+      "invalid characters in containerID",
+      `CNI_CONTAINERID=${quoteInput(id)}`,
+    );
   }
   return id;
 }
 
 /** An interface name (CNI_IFNAME, a bridge name, a veth name): the kernel's rules plus batch-safety. */
-export function validateIfname(name: string | undefined, what = "CNI_IFNAME", code: number = ErrorCode.InvalidEnvironmentVariables): string {
+export function validateIfname(
+  name: string | undefined,
+  what = "CNI_IFNAME",
+  code: number = ErrorCode.InvalidEnvironmentVariables,
+): string {
   if (name === undefined || name === "") throw new CniError(code, "interface name is empty", `${what} must be set`);
   if (byteLength(name) > MAX_IFNAME_BYTES) {
     throw new CniError(code, "interface name is too long", `${what}: interface name should be less than 16 characters`);
   }
-  if (name === "." || name === "..") throw new CniError(code, "interface name is . or ..", `${what}=${quoteInput(name)}`);
+  if (name === "." || name === "..")
+    throw new CniError(code, "interface name is . or ..", `${what}=${quoteInput(name)}`);
   if (/[\s/:]/.test(name)) {
     throw new CniError(code, "interface name contains / or : or whitespace characters", `${what}=${quoteInput(name)}`);
   }
   if (!SAFE_IFNAME.test(name)) {
-    throw new CniError(code, "invalid characters in interface name", `${what}=${quoteInput(name)}: use letters, digits, '_', '.', '-' and do not start with '-' or '.'`);
+    throw new CniError(
+      code,
+      "invalid characters in interface name",
+      `${what}=${quoteInput(name)}: use letters, digits, '_', '.', '-' and do not start with '-' or '.'`,
+    );
   }
   return name;
 }
 
 /** The network `name`: it becomes a directory and a file-name prefix, so it must be path-safe (code 7). */
 export function validateNetworkName(name: unknown): string {
-  if (name === undefined || name === null || name === "") throw new CniError(ErrorCode.InvalidNetworkConfig, "missing network name");
+  if (name === undefined || name === null || name === "")
+    throw new CniError(ErrorCode.InvalidNetworkConfig, "missing network name");
   if (typeof name !== "string") throw new CniError(ErrorCode.InvalidNetworkConfig, "network name must be a string");
   if (byteLength(name) > MAX_ID_BYTES) {
     throw new CniError(ErrorCode.InvalidNetworkConfig, "network name is too long", `at most ${MAX_ID_BYTES} bytes`);
   }
   if (!SAFE_ID.test(name)) {
-    throw new CniError(ErrorCode.InvalidNetworkConfig, "invalid characters found in network name", `name=${quoteInput(name)} must match ^[a-zA-Z0-9][a-zA-Z0-9_.\\-]*$`);
+    throw new CniError(
+      ErrorCode.InvalidNetworkConfig,
+      "invalid characters found in network name",
+      `name=${quoteInput(name)} must match ^[a-zA-Z0-9][a-zA-Z0-9_.\\-]*$`,
+    );
   }
   return name;
 }
 
 /** A plugin `type` (the executable name looked up in CNI_PATH): no separators, no traversal. */
 export function validatePluginType(type: unknown, where = "type"): string {
-  if (typeof type !== "string" || type === "") throw new CniError(ErrorCode.InvalidNetworkConfig, "no plugin name provided", `${where} must be a non-empty string`);
+  if (typeof type !== "string" || type === "")
+    throw new CniError(
+      ErrorCode.InvalidNetworkConfig,
+      "no plugin name provided",
+      `${where} must be a non-empty string`,
+    );
   if (byteLength(type) > MAX_ID_BYTES || !SAFE_ID.test(type)) {
     throw new CniError(ErrorCode.InvalidNetworkConfig, "invalid plugin name", `${where}=${quoteInput(type)}`);
   }

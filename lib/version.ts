@@ -18,7 +18,15 @@ import { RESULT_SHAPE, type DNS, type IPConfig, type Interface, type Result, typ
 import { quoteInput } from "./validate.js";
 
 /** Every spec version we accept and can answer in, oldest first (skel compares by exact string, as Go's does). */
-export const SUPPORTED_VERSIONS: readonly string[] = Object.freeze(["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]);
+export const SUPPORTED_VERSIONS: readonly string[] = Object.freeze([
+  "0.1.0",
+  "0.2.0",
+  "0.3.0",
+  "0.3.1",
+  "0.4.0",
+  "1.0.0",
+  "1.1.0",
+]);
 
 /** The version VERSION reports as ours and the one the internal model is shaped after. */
 export const LATEST_VERSION = "1.1.0";
@@ -32,7 +40,12 @@ const VERSION_PATTERN = /^(\d+)\.(\d+)\.(\d+)$/;
 
 function versionParts(v: string): [number, number, number] {
   const m = VERSION_PATTERN.exec(v);
-  if (!m) throw new CniError(ErrorCode.IncompatibleVersion, `invalid version ${quoteInput(v)}`, "a CNI version has the form MAJOR.MINOR.PATCH, e.g. 1.1.0");
+  if (!m)
+    throw new CniError(
+      ErrorCode.IncompatibleVersion,
+      `invalid version ${quoteInput(v)}`,
+      "a CNI version has the form MAJOR.MINOR.PATCH, e.g. 1.1.0",
+    );
   return [Number(m[1]), Number(m[2]), Number(m[3])];
 }
 
@@ -219,7 +232,10 @@ function format020(result: Result, version: string): Json {
     slot.routes.push(route);
   });
   const out: Json = { cniVersion: version };
-  for (const [key, family] of [["ip4", 4], ["ip6", 6]] as const) {
+  for (const [key, family] of [
+    ["ip4", 4],
+    ["ip6", 6],
+  ] as const) {
     const slot = slots.get(family);
     if (!slot) continue;
     if (slot.routes.length > 0) slot.ipc.routes = slot.routes;
@@ -267,7 +283,11 @@ class ResultReader {
   constructor(private readonly version: string) {}
 
   fail(path: string, problem: string, got: unknown): never {
-    throw new CniError(ErrorCode.DecodingFailure, `invalid result: ${path} ${problem}, got ${describe(got)}`, `while reading a CNI ${this.version} result`);
+    throw new CniError(
+      ErrorCode.DecodingFailure,
+      `invalid result: ${path} ${problem}, got ${describe(got)}`,
+      `while reading a CNI ${this.version} result`,
+    );
   }
 
   record(v: unknown, path: string): Raw {
@@ -300,7 +320,8 @@ class ResultReader {
 
   optUint(v: unknown, path: string): number | undefined {
     if (v === undefined || v === null) return undefined;
-    if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) this.fail(path, "must be a non-negative integer", v);
+    if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0)
+      this.fail(path, "must be a non-negative integer", v);
     return v;
   }
 
@@ -399,7 +420,10 @@ class ResultReader {
 function parse020(obj: Raw, rd: ResultReader): Result {
   const ips: IPConfig[] = [];
   const routes: Route[] = [];
-  for (const [key, family] of [["ip4", 4], ["ip6", 6]] as const) {
+  for (const [key, family] of [
+    ["ip4", 4],
+    ["ip6", 6],
+  ] as const) {
     const ipc = rd.optRecord(obj[key], key);
     if (!ipc) continue;
     const address = rd.cidr(ipc.ip, `${key}.ip`);
@@ -446,7 +470,8 @@ export function parseResult(received: unknown, version: string): Result {
   // Go reads a result into its versioned struct, so "IPs" or "Address" is a field as well as "ips" or "address".
   const raw = decodeGo(received, RESULT_SHAPE);
   const own = typeof raw === "object" && !Array.isArray(raw) ? (raw as Raw).cniVersion : undefined;
-  if (own !== undefined && own !== null && typeof own !== "string") new ResultReader(version).fail("cniVersion", "must be a string", own);
+  if (own !== undefined && own !== null && typeof own !== "string")
+    new ResultReader(version).fail("cniVersion", "must be a string", own);
   const effective = typeof own === "string" && own !== "" ? own : version;
   const layout = layoutOf(effective, "read a result");
   const rd = new ResultReader(effective);

@@ -18,7 +18,8 @@ export function findTool(name: string): string | undefined {
 /** Run `cmd` and return its stdout; throws with stderr (or stdout) unless it exits 0 or `allowFail`. */
 export function sh(cmd: string, args: string[], allowFail = false): string {
   const r = spawnSync(cmd, args, { encoding: "utf8" });
-  if (r.status !== 0 && !allowFail) throw new Error(`${cmd} ${args.join(" ")}: ${(r.stderr || r.stdout || r.error?.message || "").trim()}`);
+  if (r.status !== 0 && !allowFail)
+    throw new Error(`${cmd} ${args.join(" ")}: ${(r.stderr || r.stdout || r.error?.message || "").trim()}`);
   return r.stdout ?? "";
 }
 

@@ -7,7 +7,16 @@
 import { run } from "../lib/exec.js";
 import { SYSTEM_PATH } from "./exec.js";
 import { parseIpJson, sysctlFile } from "./kernel.js";
-import { clientArgv, NSENTER, parseRtt, type PingResult, pingArgv, type Proto, startListener, stopListener } from "./traffic.js";
+import {
+  clientArgv,
+  NSENTER,
+  parseRtt,
+  type PingResult,
+  pingArgv,
+  type Proto,
+  startListener,
+  stopListener,
+} from "./traffic.js";
 
 export interface KLink {
   name: string;
@@ -42,7 +51,11 @@ async function ipJson(ns: string, args: string[]): Promise<J[]> {
 }
 
 /** Run a command inside the namespace at `path` (read-only uses only). */
-export async function inNs(path: string, cmd: string[], timeoutMs = 10_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export async function inNs(
+  path: string,
+  cmd: string[],
+  timeoutMs = 10_000,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return run(NSENTER, [`--net=${path}`, "--", ...cmd], { env: { PATH: SYSTEM_PATH }, timeoutMs });
 }
 
@@ -101,7 +114,18 @@ export async function routes(ns: string): Promise<KRoute[]> {
       const table = r.table === undefined || r.table === "main" ? 254 : r.table === "local" ? 255 : Number(r.table);
       if (table === 255) continue;
       const dst = String(r.dst);
-      const kr: KRoute = { dst: dst === "default" ? (family === 4 ? "0.0.0.0/0" : "::/0") : dst.includes("/") ? dst : `${dst}/${family === 4 ? 32 : 128}`, table, family };
+      const kr: KRoute = {
+        dst:
+          dst === "default"
+            ? family === 4
+              ? "0.0.0.0/0"
+              : "::/0"
+            : dst.includes("/")
+              ? dst
+              : `${dst}/${family === 4 ? 32 : 128}`,
+        table,
+        family,
+      };
       if (typeof r.gateway === "string") kr.gw = r.gateway;
       if (typeof r.dev === "string") kr.dev = r.dev;
       if (r.metric !== undefined) kr.metric = Number(r.metric);
@@ -130,9 +154,23 @@ export async function sysctls(path: string, keys: string[]): Promise<Record<stri
 
 /** The node's nat state as text: `iptables-save -t nat`, `ip6tables-save -t nat` and `nft list ruleset`. */
 export async function natText(path: string): Promise<string> {
-  const parts = await Promise.all([["iptables-save", "-t", "nat"], ["ip6tables-save", "-t", "nat"], ["nft", "list", "ruleset"]].map((c) => inNs(path, c).then((r) => (r.code === 0 ? r.stdout : "")).catch(() => "")));
+  const parts = await Promise.all(
+    [
+      ["iptables-save", "-t", "nat"],
+      ["ip6tables-save", "-t", "nat"],
+      ["nft", "list", "ruleset"],
+    ].map((c) =>
+      inNs(path, c)
+        .then((r) => (r.code === 0 ? r.stdout : ""))
+        .catch(() => ""),
+    ),
+  );
   // iptables-save headers carry a timestamp; drop comments so the text compares across runs.
-  return parts.join("\n").split("\n").filter((l) => !l.startsWith("#")).join("\n");
+  return parts
+    .join("\n")
+    .split("\n")
+    .filter((l) => !l.startsWith("#"))
+    .join("\n");
 }
 
 /** Number of nat rules and nft set/map elements that mention `ip` (as a /32 or /128 or a bare address). */
@@ -170,7 +208,15 @@ export interface ConnectResult {
  * `fromPath` sends a token to host:hostPort and must get it back ("TOKEN PROTO"). An expected answer is tried up to
  * 3 times, an expected silence once. The listener is killed before this returns.
  */
-export async function connect(listenPath: string, port: number, fromPath: string, host: string, hostPort: number, proto: Proto, expectOk = true): Promise<ConnectResult> {
+export async function connect(
+  listenPath: string,
+  port: number,
+  fromPath: string,
+  host: string,
+  hostPort: number,
+  proto: Proto,
+  expectOk = true,
+): Promise<ConnectResult> {
   const child = await startListener(listenPath, port);
   try {
     const token = `ctc-${Math.random().toString(36).slice(2, 10)}`;
@@ -178,7 +224,7 @@ export async function connect(listenPath: string, port: number, fromPath: string
     for (let i = 0; i < (expectOk ? 3 : 1); i++) {
       const r = await inNs(fromPath, clientArgv(host, hostPort, proto, token), 10_000);
       const out = r.stdout.trim();
-      last = (`${out} ${r.stderr.trim().split("\n").slice(-1)[0]}`).trim();
+      last = `${out} ${r.stderr.trim().split("\n").slice(-1)[0]}`.trim();
       if (r.code === 0 && out.startsWith(`${token} ${proto} from `)) return { ok: true, output: `${token} ${proto}` };
       if (expectOk) await new Promise((res) => setTimeout(res, 300));
     }

@@ -15,7 +15,12 @@ export interface Link {
   master?: string;
   link_index?: number;
   promiscuity?: number;
-  linkinfo?: { info_kind?: string; info_data?: Record<string, any>; info_slave_kind?: string; info_slave_data?: Record<string, any> };
+  linkinfo?: {
+    info_kind?: string;
+    info_data?: Record<string, any>;
+    info_slave_kind?: string;
+    info_slave_data?: Record<string, any>;
+  };
   addr_info?: Array<{ family: string; local: string; prefixlen: number; scope: string; tentative?: boolean }>;
 }
 
@@ -41,7 +46,10 @@ export function ipj<T = any>(nsName: string, ...args: string[]): T {
 /** Global (non link-local) addresses of `dev` as "addr/prefix", sorted. */
 export function addrsOf(nsName: string, dev: string): string[] {
   const links = ipj<Link[]>(nsName, "addr", "show", "dev", dev);
-  return (links[0]?.addr_info ?? []).filter((a) => a.scope !== "link").map((a) => `${a.local}/${a.prefixlen}`).sort();
+  return (links[0]?.addr_info ?? [])
+    .filter((a) => a.scope !== "link")
+    .map((a) => `${a.local}/${a.prefixlen}`)
+    .sort();
 }
 
 /** Link with details (`ip -d -json link show dev`), or undefined. */
@@ -52,7 +60,9 @@ export function linkOf(nsName: string, dev: string): Link | undefined {
 }
 
 export function linkNames(nsName: string): string[] {
-  return ipj<Link[]>(nsName, "link", "show").map((l) => l.ifname).sort();
+  return ipj<Link[]>(nsName, "link", "show")
+    .map((l) => l.ifname)
+    .sort();
 }
 
 /** Main-table routes of a family. */

@@ -132,7 +132,9 @@ export class Sandbox {
 
   /** What is left of the run: namespaces with its prefix, directories it made. Empty after cleanup(). */
   leftovers(): string[] {
-    const left = listNetns().filter((n) => n.startsWith(`${this.id}-`)).map((n) => `namespace ${n}`);
+    const left = listNetns()
+      .filter((n) => n.startsWith(`${this.id}-`))
+      .map((n) => `namespace ${n}`);
     for (const d of this.dirs) if (existsSync(d)) left.push(`directory ${d}`);
     for (const e of readdirSync(tmpdir())) if (e.startsWith(`${this.id}-`)) left.push(`directory ${join(tmpdir(), e)}`);
     return [...new Set(left)];

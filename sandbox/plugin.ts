@@ -90,7 +90,12 @@ export interface ExeResult {
 export function runExe(file: string, env: Record<string, string>, stdin = "", argv: string[] = []): ExeResult {
   const r = spawnSync(file, argv, { env, input: stdin, encoding: "utf8", timeout: 60_000 });
   const stdout = r.stdout ?? "";
-  return { status: r.status, stdout, stderr: r.stderr ?? "", json: stdout.trim() === "" ? undefined : (JSON.parse(stdout) as Record<string, unknown>) };
+  return {
+    status: r.status,
+    stdout,
+    stderr: r.stderr ?? "",
+    json: stdout.trim() === "" ? undefined : (JSON.parse(stdout) as Record<string, unknown>),
+  };
 }
 
 /** A spawned plugin's outcome. */
@@ -141,7 +146,13 @@ function readStatus(pid: number): { hwm: number; fds: number } | undefined {
  * Run `exe` inside namespace `node` as a separate process (concurrently with others), with stdin `stdin`, and
  * resolve when it exits. Never rejects for a plugin failure; a stdout that is not JSON is reported in `jsonError`.
  */
-export function spawnInNode(node: string, exe: string, env: Record<string, string>, stdin: string | Buffer, o: SpawnOpts = {}): Promise<ProcResult> {
+export function spawnInNode(
+  node: string,
+  exe: string,
+  env: Record<string, string>,
+  stdin: string | Buffer,
+  o: SpawnOpts = {},
+): Promise<ProcResult> {
   // Only the spawn options: a caller's `o` may also hold its CNI overrides under `env`, already in `env` here.
   const { killAfterMs, sample, maxRssKb, onSpawn } = o;
   return spawnPlugin("ip", inNodeArgv(node, exe, env), stdin, { killAfterMs, sample, maxRssKb, onSpawn });
@@ -151,7 +162,12 @@ export function spawnInNode(node: string, exe: string, env: Record<string, strin
  * spawnInNode's machinery for any command line: `file argv` with `o.env` (else this process's environment), stdin
  * `stdin` written to a pipe, or the file descriptor `o.stdinFd` handed to the child as it is (a benchmark's FIFO).
  */
-export function spawnPlugin(file: string, argv: string[], stdin: string | Buffer, o: SpawnOpts & { env?: Record<string, string>; stdinFd?: number } = {}): Promise<ProcResult> {
+export function spawnPlugin(
+  file: string,
+  argv: string[],
+  stdin: string | Buffer,
+  o: SpawnOpts & { env?: Record<string, string>; stdinFd?: number } = {},
+): Promise<ProcResult> {
   const t0 = performance.now();
   return new Promise((resolve, reject) => {
     const child = spawn(file, argv, { env: o.env ?? process.env, stdio: [o.stdinFd ?? "pipe", "pipe", "pipe"] });
@@ -209,7 +225,19 @@ export function spawnPlugin(file: string, argv: string[], stdin: string | Buffer
           jsonError = (e as Error).message;
         }
       }
-      resolve({ status, signal, stdout, stderr, out: parsed, jsonError, ms, peakRssKb, peakFds, killedAt: signal === "SIGKILL" ? killedAt : undefined, exitMs: exitMs ?? ms });
+      resolve({
+        status,
+        signal,
+        stdout,
+        stderr,
+        out: parsed,
+        jsonError,
+        ms,
+        peakRssKb,
+        peakFds,
+        killedAt: signal === "SIGKILL" ? killedAt : undefined,
+        exitMs: exitMs ?? ms,
+      });
     });
     if (child.stdin) {
       child.stdin.on("error", () => undefined); // a plugin that stops reading (10 MB stdin) or was killed

@@ -9,7 +9,24 @@ import { findTool } from "./exec.js";
 import type { Sandbox } from "./netns.js";
 
 // What a node has: iproute2 (ip, bridge), util-linux (nsenter, flock), a shell, iptables/nft, ping.
-const NODE_TOOLS = ["ip", "bridge", "nsenter", "flock", "sh", "cat", "tc", "iptables", "iptables-restore", "iptables-save", "ip6tables", "ip6tables-restore", "ip6tables-save", "nft", "ping", "sysctl"];
+const NODE_TOOLS = [
+  "ip",
+  "bridge",
+  "nsenter",
+  "flock",
+  "sh",
+  "cat",
+  "tc",
+  "iptables",
+  "iptables-restore",
+  "iptables-save",
+  "ip6tables",
+  "ip6tables-restore",
+  "ip6tables-save",
+  "nft",
+  "ping",
+  "sysctl",
+];
 
 /** Links named `tools` in `dir` to the system's tools of those names (a tool the machine lacks is left out). */
 function linkTools(dir: string, tools: readonly string[]): void {
@@ -56,12 +73,28 @@ export function labPath(sb: Sandbox): string {
 export function recordingTools(sb: Sandbox): { path: string; calls: () => string[] } {
   const dir = sb.tmpdir("recording-tools");
   const log = join(dir, "calls");
-  const tools = ["ip", "nsenter", "flock", "sh", "iptables-save", "ip6tables-save", "iptables-restore", "ip6tables-restore", "iptables", "ip6tables", "nft", "conntrack"];
+  const tools = [
+    "ip",
+    "nsenter",
+    "flock",
+    "sh",
+    "iptables-save",
+    "ip6tables-save",
+    "iptables-restore",
+    "ip6tables-restore",
+    "iptables",
+    "ip6tables",
+    "nft",
+    "conntrack",
+  ];
   for (const tool of tools) {
     const real = findTool(tool);
     if (!real) continue;
     // The wrapper runs under /bin/sh by full path, so that wrapping sh itself does not recurse.
     writeFileSync(join(dir, tool), `#!/bin/sh\necho ${tool} >> ${log}\nexec ${real} "$@"\n`, { mode: 0o755 });
   }
-  return { path: `${dir}:${labPath(sb)}`, calls: () => (existsSync(log) ? readFileSync(log, "utf8").split("\n").filter(Boolean) : []) };
+  return {
+    path: `${dir}:${labPath(sb)}`,
+    calls: () => (existsSync(log) ? readFileSync(log, "utf8").split("\n").filter(Boolean) : []),
+  };
 }

@@ -24,14 +24,27 @@ export function switchIn(ns: string, br: string): void {
 }
 
 /** Plug namespace `other` into bridge `br` of namespace `sw`: port `port` on the bridge, `otherIf` in `other` with `addrs`. */
-export function plug(sw: string, br: string, port: string, other: string, otherIf: string, addrs: readonly string[]): void {
+export function plug(
+  sw: string,
+  br: string,
+  port: string,
+  other: string,
+  otherIf: string,
+  addrs: readonly string[],
+): void {
   vethPair(sw, port, other, otherIf);
   ipSync(["-n", sw, "link", "set", port, "master", br, "up"]);
   addrsUp(other, otherIf, addrs);
 }
 
 /** Wire an "outside" namespace to a node: a veth pair, node side `nodeIf`, other side eth0; no DAD, no routes back. */
-export function wire(node: string, other: string, nodeIf: string, nodeAddrs: readonly string[], otherAddrs: readonly string[]): void {
+export function wire(
+  node: string,
+  other: string,
+  nodeIf: string,
+  nodeAddrs: readonly string[],
+  otherAddrs: readonly string[],
+): void {
   vethPair(node, nodeIf, other, "eth0");
   addrsUp(node, nodeIf, nodeAddrs);
   addrsUp(other, "eth0", otherAddrs);

@@ -102,7 +102,10 @@ let exitHook = false;
 
 /** Start the listener on `port` in the namespace at `nsPath`; resolves once it is bound (at most 10 s). */
 export function startListener(nsPath: string, port: number): Promise<ChildProcess> {
-  const child = spawn(NSENTER, [`--net=${nsPath}`, "--", "python3", "-u", "-c", LISTENER, String(port)], { env: { PATH: SYSTEM_PATH }, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(NSENTER, [`--net=${nsPath}`, "--", "python3", "-u", "-c", LISTENER, String(port)], {
+    env: { PATH: SYSTEM_PATH },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   listeners.add(child);
   if (!exitHook) {
     exitHook = true;
@@ -110,7 +113,10 @@ export function startListener(nsPath: string, port: number): Promise<ChildProces
   }
   return new Promise((resolve, reject) => {
     let err = "";
-    const t = setTimeout(() => reject(new Error(`listener on port ${port} in ${nsPath} not ready after 10 s: ${err}`)), 10_000);
+    const t = setTimeout(
+      () => reject(new Error(`listener on port ${port} in ${nsPath} not ready after 10 s: ${err}`)),
+      10_000,
+    );
     child.stderr!.on("data", (d: Buffer) => (err += d.toString()));
     child.stdout!.once("data", () => {
       clearTimeout(t);

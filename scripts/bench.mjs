@@ -10,15 +10,25 @@ const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 
 const BENCHES = {
   start: { module: "bench/start.mjs", about: "VERSION of every plugin: wall time and peak RSS of one process start" },
-  pod: { module: "bench/pod.mjs", about: "a pod's life as containerd drives it: loopback + bridge/host-local + portmap, ADD, DEL, DEL again" },
+  pod: {
+    module: "bench/pod.mjs",
+    about: "a pod's life as containerd drives it: loopback + bridge/host-local + portmap, ADD, DEL, DEL again",
+  },
   ipam: { module: "bench/ipam.mjs", about: "host-local ADD/DEL at 0, 1,000 and 10,000 allocations, 50-way ADD burst" },
-  bridge: { module: "bench/bridge.mjs", about: "bridge + host-local ADD/DEL latency with ipMasq, sequential and 8-way (--n 50)" },
+  bridge: {
+    module: "bench/bridge.mjs",
+    about: "bridge + host-local ADD/DEL latency with ipMasq, sequential and 8-way (--n 50)",
+  },
 };
 
 function usage() {
-  return `usage: npm run bench -- NAME [options]     (or: node scripts/bench.mjs NAME [options])\n` +
-    Object.entries(BENCHES).map(([n, b]) => `  ${n.padEnd(8)} ${b.about}\n`).join("") +
-    `options of a benchmark: npm run bench -- NAME --help`;
+  return (
+    `usage: npm run bench -- NAME [options]     (or: node scripts/bench.mjs NAME [options])\n` +
+    Object.entries(BENCHES)
+      .map(([n, b]) => `  ${n.padEnd(8)} ${b.about}\n`)
+      .join("") +
+    `options of a benchmark: npm run bench -- NAME --help`
+  );
 }
 
 const [name, ...rest] = process.argv.slice(2);

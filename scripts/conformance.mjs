@@ -32,7 +32,10 @@ async function bundle(source, name) {
 
 /** The conformance API (runSample, and the CLI's main) as a module, bundled from the TS sources. */
 export async function importConformance() {
-  const { dir, outfile } = await bundle('export { runSample, sampleAvailable } from "./conformance/sample.ts";\nexport { main } from "./conformance/cli.ts";\n', "conformance-api.mjs");
+  const { dir, outfile } = await bundle(
+    'export { runSample, sampleAvailable } from "./conformance/sample.ts";\nexport { main } from "./conformance/cli.ts";\n',
+    "conformance-api.mjs",
+  );
   try {
     return await import(pathToFileURL(outfile).href);
   } finally {
@@ -44,7 +47,10 @@ async function cli() {
   process.env.CNI_TS_ROOT = root;
   let bundled;
   try {
-    bundled = await bundle('import { cliEntry } from "./conformance/cli.ts";\nawait cliEntry();\n', "conformance-cli.mjs");
+    bundled = await bundle(
+      'import { cliEntry } from "./conformance/cli.ts";\nawait cliEntry();\n',
+      "conformance-cli.mjs",
+    );
   } catch (e) {
     console.error(`conformance: cannot bundle conformance/cli.ts: ${e.message}`);
     process.exit(2);

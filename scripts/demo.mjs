@@ -25,7 +25,8 @@ function newestSource(dir) {
 
 function buildIfNeeded() {
   const sources = ["lib", "plugins", "ipam", "cmd"].map((d) => newestSource(join(root, d)));
-  if (existsSync(exe) && statSync(exe).mtimeMs > Math.max(...sources, statSync(join(root, "build.mjs")).mtimeMs)) return;
+  if (existsSync(exe) && statSync(exe).mtimeMs > Math.max(...sources, statSync(join(root, "build.mjs")).mtimeMs))
+    return;
   console.log("building the executables (npm run build) ...");
   const r = spawnSync("node", [join(root, "build.mjs")], { stdio: "inherit" });
   if (r.status !== 0) process.exit(1);

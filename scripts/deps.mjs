@@ -26,7 +26,7 @@ export const NEEDS = {
   "arm64 libc": ["/usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1", "libc6-arm64-cross"],
 };
 
-function present([path, , ]) {
+function present([path, ,]) {
   return existsSync(path);
 }
 
@@ -38,7 +38,9 @@ export function ensureDeps(names) {
   const isDebian = existsSync("/etc/debian_version");
   const isRoot = process.getuid?.() === 0;
   if (!isDebian || !isRoot) {
-    console.error(`missing: ${missing.join(", ")}. Install the Debian packages: apt-get install ${pkgs.join(" ")} (as root)`);
+    console.error(
+      `missing: ${missing.join(", ")}. Install the Debian packages: apt-get install ${pkgs.join(" ")} (as root)`,
+    );
     process.exit(1);
   }
   console.error(`installing Debian packages: ${pkgs.join(" ")}`);

@@ -29,7 +29,10 @@ const args = process.argv.slice(2);
 const short = args.includes("--short");
 const guest = args.includes("--guest");
 const outIdx = args.indexOf("--out");
-const out = outIdx >= 0 ? resolve(args[outIdx + 1] ?? "") : join(root, "dist", "reliability", `soak-${new Date().toISOString().replace(/[:.]/g, "-")}.jsonl`);
+const out =
+  outIdx >= 0
+    ? resolve(args[outIdx + 1] ?? "")
+    : join(root, "dist", "reliability", `soak-${new Date().toISOString().replace(/[:.]/g, "-")}.jsonl`);
 const filters = args.filter((a, i) => !a.startsWith("--") && (outIdx < 0 || i !== outIdx + 1));
 
 requireRoot("the soak");
@@ -56,9 +59,18 @@ function step(what, cmd, argv) {
 if (guest) process.exit(await guestRun());
 
 const integration = filters.length > 0 ? filters.map((f) => `test/reliability/${f}`) : ["test/reliability"];
-const unit = filters.length > 0 ? filters.filter((f) => f.startsWith("property")).map((f) => `test/unit/${f}`) : ["test/unit/property-"];
+const unit =
+  filters.length > 0
+    ? filters.filter((f) => f.startsWith("property")).map((f) => `test/unit/${f}`)
+    : ["test/unit/property-"];
 if (step("build", "node", ["build.mjs"])) {
-  step(`reliability suite (${short ? "short" : "soak"} counts)`, "npx", ["vitest", "run", "--project", "integration", ...integration]);
+  step(`reliability suite (${short ? "short" : "soak"} counts)`, "npx", [
+    "vitest",
+    "run",
+    "--project",
+    "integration",
+    ...integration,
+  ]);
 }
 if (unit.length > 0) step("property tests", "npx", ["vitest", "run", "--project", "unit", ...unit]);
 
@@ -88,9 +100,36 @@ const summary = {
   concurrentLeftovers: conc && sum(["nftables", "iptables"], (b) => conc[b]?.leftovers),
   gcRaceRounds: gcRace?.rounds?.length,
   gcRaceAddsOverlappingAGc: gcRace && sum(gcRace.rounds, (r) => r.addsOverlappingAGc),
-  gcRaceReservationsLost: gcRace && { defaultGrace: sum(gcRace.rounds.filter((r) => r.gcGraceSeconds !== 0), (r) => r.reservationsLost), graceZero: sum(gcRace.rounds.filter((r) => r.gcGraceSeconds === 0), (r) => r.reservationsLost) },
-  gcRaceDuplicateAddresses: gcRace && { defaultGrace: sum(gcRace.rounds.filter((r) => r.gcGraceSeconds !== 0), (r) => r.duplicateAddresses.length), graceZero: sum(gcRace.rounds.filter((r) => r.gcGraceSeconds === 0), (r) => r.duplicateAddresses.length) },
-  gcRaceCheckFailures: gcRace && { defaultGrace: sum(gcRace.rounds.filter((r) => r.gcGraceSeconds !== 0), (r) => r.checkFailures), graceZero: sum(gcRace.rounds.filter((r) => r.gcGraceSeconds === 0), (r) => r.checkFailures) },
+  gcRaceReservationsLost: gcRace && {
+    defaultGrace: sum(
+      gcRace.rounds.filter((r) => r.gcGraceSeconds !== 0),
+      (r) => r.reservationsLost,
+    ),
+    graceZero: sum(
+      gcRace.rounds.filter((r) => r.gcGraceSeconds === 0),
+      (r) => r.reservationsLost,
+    ),
+  },
+  gcRaceDuplicateAddresses: gcRace && {
+    defaultGrace: sum(
+      gcRace.rounds.filter((r) => r.gcGraceSeconds !== 0),
+      (r) => r.duplicateAddresses.length,
+    ),
+    graceZero: sum(
+      gcRace.rounds.filter((r) => r.gcGraceSeconds === 0),
+      (r) => r.duplicateAddresses.length,
+    ),
+  },
+  gcRaceCheckFailures: gcRace && {
+    defaultGrace: sum(
+      gcRace.rounds.filter((r) => r.gcGraceSeconds !== 0),
+      (r) => r.checkFailures,
+    ),
+    graceZero: sum(
+      gcRace.rounds.filter((r) => r.gcGraceSeconds === 0),
+      (r) => r.checkFailures,
+    ),
+  },
   crashesInjectedAdd: crashAdd?.killed,
   crashRunsAdd: crashAdd?.runs,
   crashesInjectedDel: crashDel?.killed,
@@ -128,7 +167,11 @@ async function guestRun() {
     passed: r?.numPassedTests,
     failed: r?.numFailedTests,
     skipped: r?.numPendingTests,
-    failedTests: (r?.testResults ?? []).flatMap((f) => f.assertionResults.filter((a) => a.status === "failed").map((a) => `${f.name.replace(`${root}/`, "")}: ${a.fullName}`)),
+    failedTests: (r?.testResults ?? []).flatMap((f) =>
+      f.assertionResults
+        .filter((a) => a.status === "failed")
+        .map((a) => `${f.name.replace(`${root}/`, "")}: ${a.fullName}`),
+    ),
   };
   writeFileSync(out, `${JSON.stringify(figures)}\n`, { flag: "a" });
   console.log(`\n== soak summary (guest)\n${JSON.stringify({ ...figures, figures: out }, null, 2)}`);

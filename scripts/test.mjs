@@ -30,7 +30,10 @@ function sh(cmd, argv, what) {
 /** A conformance run: its steps count into the totals; its own last line says "N passed, M failed[, K skipped]". */
 function conformance(plugins) {
   console.error(`\n== conformance against ${plugins}`);
-  const r = spawnSync("node", ["scripts/conformance.mjs", "--plugins", plugins], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"] });
+  const r = spawnSync("node", ["scripts/conformance.mjs", "--plugins", plugins], {
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "inherit"],
+  });
   process.stdout.write(r.stdout ?? "");
   const m = /(\d+) passed, (\d+) failed(?:, (\d+) skipped)?\s*$/.exec(r.stdout ?? "");
   if (!m || r.status !== 0) {
@@ -61,7 +64,11 @@ function count(out) {
 
 function vitest(project) {
   const out = join(reports, `${project}.json`);
-  sh("npx", ["vitest", "run", "--project", project, "--reporter=default", "--reporter=json", `--outputFile.json=${out}`], `${project} tests`);
+  sh(
+    "npx",
+    ["vitest", "run", "--project", project, "--reporter=default", "--reporter=json", `--outputFile.json=${out}`],
+    `${project} tests`,
+  );
   const r = count(out);
   if (!r) return;
   if (r.numTotalTests === 0) {
@@ -110,7 +117,8 @@ try {
       conformance("/usr/lib/cni");
     }
     // The fallback build passes the same conformance cases (the integration suite runs on the default build only).
-    if (sh("node", ["build.mjs", "--runtime", "node", "--out", "dist/node"], "build (Node, the fallback)")) conformance("dist/node/bin");
+    if (sh("node", ["build.mjs", "--runtime", "node", "--out", "dist/node"], "build (Node, the fallback)"))
+      conformance("dist/node/bin");
     if (process.arch === "x64") {
       // Cross-compiled for arm64; the build's smoke test runs it under qemu-user.
       ensureDeps(["qemu-user", "arm64 libc"]);

@@ -11,7 +11,18 @@
 // linux-image-<abi>-amd64, fetched once with `apt-get download` into the cache (nothing is installed on the host).
 // Runs under emulation (TCG); CNI_TS_VM_ACCEL=kvm uses KVM instead where it works.
 import { spawn, spawnSync } from "node:child_process";
-import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -33,9 +44,13 @@ function sh(cmd, args, opts = {}) {
 
 /** Why the guest cannot run here, or undefined. */
 export function vmUnavailable() {
-  if (process.arch !== "x64" || process.platform !== "linux") return `the guest is x86_64 Linux only (this is ${process.platform}/${process.arch})`;
+  if (process.arch !== "x64" || process.platform !== "linux")
+    return `the guest is x86_64 Linux only (this is ${process.platform}/${process.arch})`;
   if (process.getuid?.() !== 0) return "the guest needs root";
-  for (const [file, pkg] of [[QEMU, "qemu-system-x86"], [BUSYBOX, "busybox-static"]]) {
+  for (const [file, pkg] of [
+    [QEMU, "qemu-system-x86"],
+    [BUSYBOX, "busybox-static"],
+  ]) {
     if (!existsSync(file)) return `${file} is missing: apt-get install --no-install-recommends ${pkg}`;
   }
   return undefined;
@@ -80,7 +95,15 @@ function bootModuleOrder(modulesDir) {
   const deps = new Map();
   for (const line of readFileSync(join(modulesDir, "modules.dep"), "utf8").split("\n")) {
     const [mod, rest] = line.split(":");
-    if (mod) deps.set(mod.replace(/^.*\/lib\/modules\/[^/]+\//, ""), (rest ?? "").trim().split(/\s+/).filter(Boolean).map((d) => d.replace(/^.*\/lib\/modules\/[^/]+\//, "")));
+    if (mod)
+      deps.set(
+        mod.replace(/^.*\/lib\/modules\/[^/]+\//, ""),
+        (rest ?? "")
+          .trim()
+          .split(/\s+/)
+          .filter(Boolean)
+          .map((d) => d.replace(/^.*\/lib\/modules\/[^/]+\//, "")),
+      );
   }
   const byName = new Map([...deps.keys()].map((p) => [p.replace(/^.*\//, "").replace(/\.ko.*$/, ""), p]));
   const order = [];
@@ -161,24 +184,55 @@ export async function runInVm(o) {
   try {
     const initrd = buildInitramfs(kernel, dir);
     const quote = (s) => `'${String(s).replace(/'/g, `'\\''`)}'`;
-    const env = { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", HOME: "/root", ...(o.env ?? {}) };
+    const env = {
+      PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+      HOME: "/root",
+      ...(o.env ?? {}),
+    };
     const run = join(dir, "run.sh");
-    writeFileSync(run, [
-      ...Object.entries(env).map(([k, v]) => `export ${k}=${quote(v)}`),
-      `cd ${quote(resolve(o.cwd ?? process.cwd()))} || exit 125`,
-      o.argv.map(quote).join(" "),
-      "",
-    ].join("\n"));
+    writeFileSync(
+      run,
+      [
+        ...Object.entries(env).map(([k, v]) => `export ${k}=${quote(v)}`),
+        `cd ${quote(resolve(o.cwd ?? process.cwd()))} || exit 125`,
+        o.argv.map(quote).join(" "),
+        "",
+      ].join("\n"),
+    );
     const shares = (o.shares ?? []).map((d) => resolve(d));
-    for (const d of shares) if (/[\s,]/.test(d)) throw new VmError(`a shared directory's path may not contain spaces or commas: ${d}`);
+    for (const d of shares)
+      if (/[\s,]/.test(d)) throw new VmError(`a shared directory's path may not contain spaces or commas: ${d}`);
     // Emulation by default: on this workplace's machines /dev/kvm opens, but a guest under it hangs at boot.
-    const accel = process.env.CNI_TS_VM_ACCEL === "kvm" ? ["-accel", "kvm", "-cpu", "host"] : ["-accel", "tcg,thread=multi", "-cpu", "max"];
+    const accel =
+      process.env.CNI_TS_VM_ACCEL === "kvm"
+        ? ["-accel", "kvm", "-cpu", "host"]
+        : ["-accel", "tcg,thread=multi", "-cpu", "max"];
     const args = [
-      ...accel, "-m", "2048", "-smp", "2", "-nodefaults", "-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot",
-      "-kernel", kernel.vmlinuz, "-initrd", initrd,
-      "-append", `console=ttyS0 quiet panic=-1 rdinit=/init cnits_run=${run} cnits_moddir=${kernel.modules} cnits_shares=${shares.join(",")}`,
-      "-virtfs", "local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap",
-      ...shares.flatMap((d, i) => ["-virtfs", `local,path=${d},mount_tag=share${i},security_model=none,multidevs=remap`]),
+      ...accel,
+      "-m",
+      "2048",
+      "-smp",
+      "2",
+      "-nodefaults",
+      "-display",
+      "none",
+      "-monitor",
+      "none",
+      "-serial",
+      "stdio",
+      "-no-reboot",
+      "-kernel",
+      kernel.vmlinuz,
+      "-initrd",
+      initrd,
+      "-append",
+      `console=ttyS0 quiet panic=-1 rdinit=/init cnits_run=${run} cnits_moddir=${kernel.modules} cnits_shares=${shares.join(",")}`,
+      "-virtfs",
+      "local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap",
+      ...shares.flatMap((d, i) => [
+        "-virtfs",
+        `local,path=${d},mount_tag=share${i},security_model=none,multidevs=remap`,
+      ]),
     ];
     return await new Promise((resolveRun, reject) => {
       const q = spawn(QEMU, args, { stdio: ["ignore", "pipe", "pipe"] });
@@ -216,8 +270,23 @@ export async function runInVm(o) {
  */
 export function vitestInGuestArgv(files, report, timeoutSeconds) {
   return [
-    "scripts/vm.mjs", "--share", dirname(report), "--timeout", String(timeoutSeconds), "--",
-    "env", "CI=1", "npx", "vitest", "run", "--project", "integration", "--reporter=default", "--reporter=json", `--outputFile.json=${report}`, ...files,
+    "scripts/vm.mjs",
+    "--share",
+    dirname(report),
+    "--timeout",
+    String(timeoutSeconds),
+    "--",
+    "env",
+    "CI=1",
+    "npx",
+    "vitest",
+    "run",
+    "--project",
+    "integration",
+    "--reporter=default",
+    "--reporter=json",
+    `--outputFile.json=${report}`,
+    ...files,
   ];
 }
 
@@ -233,7 +302,10 @@ async function main(argv) {
     else if (a === "--timeout") o.timeoutMs = Number(argv[++i]) * 1000;
     else throw new VmError(`unknown option ${a}`);
   }
-  if (o.argv.length === 0) throw new VmError("usage: node scripts/vm.mjs [--share DIR]... [--cwd DIR] [--timeout SECONDS] -- COMMAND [ARG...]");
+  if (o.argv.length === 0)
+    throw new VmError(
+      "usage: node scripts/vm.mjs [--share DIR]... [--cwd DIR] [--timeout SECONDS] -- COMMAND [ARG...]",
+    );
   const r = await runInVm({ ...o, onOutput: (s) => process.stdout.write(s) });
   if (r.code === 124) console.error("vm: timed out");
   if (r.code === 125) console.error("vm: the guest did not run the command");
@@ -241,8 +313,11 @@ async function main(argv) {
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  main(process.argv.slice(2)).then((code) => process.exit(code), (e) => {
-    console.error(`vm: ${e instanceof VmError ? e.message : e?.stack ?? e}`);
-    process.exit(125);
-  });
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (e) => {
+      console.error(`vm: ${e instanceof VmError ? e.message : (e?.stack ?? e)}`);
+      process.exit(125);
+    },
+  );
 }

@@ -7,7 +7,20 @@ import { spawnSync } from "node:child_process";
 import { existsSync, lstatSync, readdirSync, rmSync, utimesSync } from "node:fs";
 import { join } from "node:path";
 import { CniError } from "../../lib/errors.js";
-import { buildRequest, cachePath, decodeVersionInfo, execPlugin, findInPath, loadConfDir, loadConfFile, PluginError, pluginEnv, type NetworkConfigList, type RuntimeConf, type Verb } from "../runner/index.js";
+import {
+  buildRequest,
+  cachePath,
+  decodeVersionInfo,
+  execPlugin,
+  findInPath,
+  loadConfDir,
+  loadConfFile,
+  PluginError,
+  pluginEnv,
+  type NetworkConfigList,
+  type RuntimeConf,
+  type Verb,
+} from "../runner/index.js";
 import type { Attachment, CaseEnv, NodeEnv, PodEnv, RunContext, StepPlan } from "./context.js";
 import { resultHostVeth } from "./match.js";
 import type { Observation } from "./outcome.js";
@@ -29,11 +42,19 @@ function loadNet(node: NodeEnv, network?: string): NetworkConfigList {
 
 /** A failure of the action as an observation: a plugin's error, the runtime's, or several DELs' (GC). */
 export function errorObservation(e: unknown): Observation {
-  if (e instanceof PluginError) return { ok: false, code: e.code, msg: e.details ? `${e.msg}; ${e.details}` : e.msg, plugin: e.plugin };
-  if (e instanceof CniError) return { ok: false, code: e.code, msg: e.details ? `${e.message}; ${e.details}` : e.message, runtimeError: true };
+  if (e instanceof PluginError)
+    return { ok: false, code: e.code, msg: e.details ? `${e.msg}; ${e.details}` : e.msg, plugin: e.plugin };
+  if (e instanceof CniError)
+    return { ok: false, code: e.code, msg: e.details ? `${e.message}; ${e.details}` : e.message, runtimeError: true };
   if (e instanceof AggregateError) {
-    const first = e.errors.map((x) => (x instanceof Error && x.cause instanceof PluginError ? x.cause : x)).find((x) => x instanceof PluginError) as PluginError | undefined;
-    return { ok: false, msg: e.message, ...(first ? { code: first.code, plugin: first.plugin } : { runtimeError: true }) };
+    const first = e.errors
+      .map((x) => (x instanceof Error && x.cause instanceof PluginError ? x.cause : x))
+      .find((x) => x instanceof PluginError) as PluginError | undefined;
+    return {
+      ok: false,
+      msg: e.message,
+      ...(first ? { code: first.code, plugin: first.plugin } : { runtimeError: true }),
+    };
   }
   return { ok: false, msg: e instanceof Error ? e.message : String(e), runtimeError: true };
 }
@@ -83,19 +104,46 @@ export function execArgs(ip: string[], veth: string | undefined): string[] {
 /** VERSION: the plugin run inside the node namespace with `{"cniVersion": ...}` on stdin. */
 async function version(s: StepDef, node: NodeEnv, ctx: RunContext): Promise<Observation> {
   const file = findInPath(s.plugin!, [ctx.plugins.dir]);
-  const out = await execPlugin(file, Buffer.from(JSON.stringify({ cniVersion: s.cniVersion ?? "1.1.0" })), pluginEnv({ PATH }, { command: "VERSION", path: ctx.plugins.dir }), { plugin: s.plugin!, verb: "VERSION", wrapper: node.wrapper, timeoutMs: 20_000 });
+  const out = await execPlugin(
+    file,
+    Buffer.from(JSON.stringify({ cniVersion: s.cniVersion ?? "1.1.0" })),
+    pluginEnv({ PATH }, { command: "VERSION", path: ctx.plugins.dir }),
+    { plugin: s.plugin!, verb: "VERSION", wrapper: node.wrapper, timeoutMs: 20_000 },
+  );
   const info = decodeVersionInfo(out);
-  return { ok: true, version: { supportedVersions: info.supportedVersions, ...(info.cniVersion ? { cniVersion: info.cniVersion } : {}) } };
+  return {
+    ok: true,
+    version: { supportedVersions: info.supportedVersions, ...(info.cniVersion ? { cniVersion: info.cniVersion } : {}) },
+  };
 }
 
 /** GC's valid attachments: pod names (interface eth0) or {pod, ifname}, as container IDs. */
-export function validAttachments(valid: NonNullable<StepDef["valid"]>, pods: Map<string, PodEnv>): Array<{ containerID: string; ifname: string }> {
-  return valid.map((v) => ({ containerID: pods.get(typeof v === "string" ? v : v.pod)!.containerID, ifname: typeof v === "string" ? "eth0" : (v.ifname ?? "eth0") }));
+export function validAttachments(
+  valid: NonNullable<StepDef["valid"]>,
+  pods: Map<string, PodEnv>,
+): Array<{ containerID: string; ifname: string }> {
+  return valid.map((v) => ({
+    containerID: pods.get(typeof v === "string" ? v : v.pod)!.containerID,
+    ifname: typeof v === "string" ? "eth0" : (v.ifname ?? "eth0"),
+  }));
 }
 
 /** The verbs through the runtime, as libcni would run them (result cache, version gates and all). */
-async function viaRuntime(s: StepDef, list: NetworkConfigList, node: NodeEnv, pod: PodEnv | undefined, ifname: string, env: CaseEnv): Promise<Observation> {
-  const rt = (): RuntimeConf => ({ containerID: pod!.containerID, netns: s.netns ?? pod!.path, ifname, ...(s.args ? { args: s.args } : {}), ...(s.capabilityArgs ? { capabilityArgs: s.capabilityArgs } : {}) });
+async function viaRuntime(
+  s: StepDef,
+  list: NetworkConfigList,
+  node: NodeEnv,
+  pod: PodEnv | undefined,
+  ifname: string,
+  env: CaseEnv,
+): Promise<Observation> {
+  const rt = (): RuntimeConf => ({
+    containerID: pod!.containerID,
+    netns: s.netns ?? pod!.path,
+    ifname,
+    ...(s.args ? { args: s.args } : {}),
+    ...(s.capabilityArgs ? { capabilityArgs: s.capabilityArgs } : {}),
+  });
   switch (s.verb) {
     case "ADD":
       return { ok: true, result: await node.runtime.addNetworkList(list, rt()) };
@@ -129,7 +177,14 @@ export interface DirectCall {
  * cniVersion (or the step's), prevResult from the last ADD for CHECK/DEL, the valid list for GC, capability args
  * except for GC/STATUS; pod parameters except for GC/STATUS.
  */
-export function directCall(s: StepDef, list: NetworkConfigList, pod: PodEnv | undefined, ifname: string, a: Attachment | undefined, pods: Map<string, PodEnv>): DirectCall {
+export function directCall(
+  s: StepDef,
+  list: NetworkConfigList,
+  pod: PodEnv | undefined,
+  ifname: string,
+  a: Attachment | undefined,
+  pods: Map<string, PodEnv>,
+): DirectCall {
   const plugin = (s.plugin ? list.plugins.find((p) => p.type === s.plugin) : list.plugins[0]) ?? list.plugins[0]!;
   const type = String(plugin.type ?? "");
   const verb = s.verb as Verb;
@@ -141,15 +196,32 @@ export function directCall(s: StepDef, list: NetworkConfigList, pod: PodEnv | un
     inject["cni.dev/attachments"] = valid;
   }
   const stdin = buildRequest(plugin, inject, verb === "GC" || verb === "STATUS" ? undefined : (s.capabilityArgs ?? {}));
-  const params = pod && verb !== "GC" && verb !== "STATUS" ? { containerID: pod.containerID, netns: s.netns ?? pod.path, ifname, args: s.args ?? [] } : {};
+  const params =
+    pod && verb !== "GC" && verb !== "STATUS"
+      ? { containerID: pod.containerID, netns: s.netns ?? pod.path, ifname, args: s.args ?? [] }
+      : {};
   return { type, verb, stdin, params };
 }
 
 /** One plugin executed directly inside the node namespace with the request libcni would build (no runtime gates). */
-async function direct(s: StepDef, list: NetworkConfigList, node: NodeEnv, pod: PodEnv | undefined, ifname: string, a: Attachment | undefined, env: CaseEnv, ctx: RunContext): Promise<Observation> {
+async function direct(
+  s: StepDef,
+  list: NetworkConfigList,
+  node: NodeEnv,
+  pod: PodEnv | undefined,
+  ifname: string,
+  a: Attachment | undefined,
+  env: CaseEnv,
+  ctx: RunContext,
+): Promise<Observation> {
   const { type, verb, stdin, params } = directCall(s, list, pod, ifname, a, env.pods);
   const file = findInPath(type, [ctx.plugins.dir]);
-  const out = await execPlugin(file, stdin, pluginEnv({ PATH }, { command: verb, path: ctx.plugins.dir, ...params }), { plugin: type, verb, wrapper: node.wrapper, timeoutMs: ctx.timeoutMs ?? 60_000 });
+  const out = await execPlugin(file, stdin, pluginEnv({ PATH }, { command: verb, path: ctx.plugins.dir, ...params }), {
+    plugin: type,
+    verb,
+    wrapper: node.wrapper,
+    timeoutMs: ctx.timeoutMs ?? 60_000,
+  });
   if (verb === "ADD") return { ok: true, result: JSON.parse(out) as J };
   return { ok: true };
 }
@@ -158,7 +230,12 @@ async function direct(s: StepDef, list: NetworkConfigList, node: NodeEnv, pod: P
  * The attachments after an ADD of the step's pod interface: the new result and host veth when it succeeded; a
  * failed second ADD keeps what the first one created. Other steps leave them as they are.
  */
-export function recordAttachment(attachments: Map<string, Attachment>, plan: StepPlan, list: NetworkConfigList | undefined, obs: Observation): void {
+export function recordAttachment(
+  attachments: Map<string, Attachment>,
+  plan: StepPlan,
+  list: NetworkConfigList | undefined,
+  obs: Observation,
+): void {
   const { step: s, pod, ifname, key } = plan;
   if (s.verb !== "ADD" || !pod || !list) return;
   const prev = attachments.get(key);
@@ -177,8 +254,13 @@ export function recordAttachment(attachments: Map<string, Attachment>, plan: Ste
  * "not implemented in this build": a plugin the case requires exists but its verbs have not landed. The reason
  * to skip the rest of the case, or undefined.
  */
-export function notImplemented(obs: Observation, caseRequires: readonly string[], pluginDir: string): string | undefined {
-  if (!obs.ok && obs.plugin && /not implemented/i.test(obs.msg ?? "") && caseRequires.includes(`plugin:${obs.plugin}`)) return `plugin ${obs.plugin} in ${pluginDir}: ${obs.msg}`;
+export function notImplemented(
+  obs: Observation,
+  caseRequires: readonly string[],
+  pluginDir: string,
+): string | undefined {
+  if (!obs.ok && obs.plugin && /not implemented/i.test(obs.msg ?? "") && caseRequires.includes(`plugin:${obs.plugin}`))
+    return `plugin ${obs.plugin} in ${pluginDir}: ${obs.msg}`;
   return undefined;
 }
 

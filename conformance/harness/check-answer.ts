@@ -11,11 +11,22 @@ export function checkAnswer(expect: Expect, obs: Observation, ifname: string, ne
   const reasons: string[] = [];
   const wantOk = expect.ok ?? true;
   if (obs.ok !== wantOk) {
-    reasons.push(wantOk ? `expected success, got ${obs.runtimeError ? "runtime error" : "error"}${obs.code !== undefined ? ` code ${obs.code}` : ""}: ${obs.msg}` : `expected failure${expect.code !== undefined ? ` code ${expect.code}` : ""}, got success`);
+    reasons.push(
+      wantOk
+        ? `expected success, got ${obs.runtimeError ? "runtime error" : "error"}${obs.code !== undefined ? ` code ${obs.code}` : ""}: ${obs.msg}`
+        : `expected failure${expect.code !== undefined ? ` code ${expect.code}` : ""}, got success`,
+    );
   } else if (!obs.ok) {
-    if (expect.code !== undefined && obs.code !== expect.code) reasons.push(`expected code ${expect.code}, got ${obs.code ?? "none"}: ${obs.msg}`);
-    if (expect.msg !== undefined && !new RegExp(expect.msg).test(obs.msg ?? "")) reasons.push(`expected message /${expect.msg}/, got: ${obs.msg}`);
-    if (expect.runtimeError !== undefined && (obs.runtimeError ?? false) !== expect.runtimeError) reasons.push(expect.runtimeError ? `expected the runtime to refuse before any plugin ran, but plugin ${obs.plugin} failed: ${obs.msg}` : `expected a plugin error, got a runtime error: ${obs.msg}`);
+    if (expect.code !== undefined && obs.code !== expect.code)
+      reasons.push(`expected code ${expect.code}, got ${obs.code ?? "none"}: ${obs.msg}`);
+    if (expect.msg !== undefined && !new RegExp(expect.msg).test(obs.msg ?? ""))
+      reasons.push(`expected message /${expect.msg}/, got: ${obs.msg}`);
+    if (expect.runtimeError !== undefined && (obs.runtimeError ?? false) !== expect.runtimeError)
+      reasons.push(
+        expect.runtimeError
+          ? `expected the runtime to refuse before any plugin ran, but plugin ${obs.plugin} failed: ${obs.msg}`
+          : `expected a plugin error, got a runtime error: ${obs.msg}`,
+      );
   }
   if (expect.result) {
     if (!obs.result) reasons.push("expected a result, got none");
@@ -25,9 +36,13 @@ export function checkAnswer(expect: Expect, obs: Observation, ifname: string, ne
     const v = obs.version;
     if (!v) reasons.push("expected a VERSION answer, got none");
     else {
-      if (expect.version.cniVersion !== undefined && v.cniVersion !== expect.version.cniVersion) reasons.push(`VERSION cniVersion: expected ${expect.version.cniVersion}, got ${v.cniVersion}`);
-      for (const x of expect.version.supports ?? []) if (!v.supportedVersions.includes(x)) reasons.push(`VERSION supportedVersions lacks ${x}: ${v.supportedVersions.join(", ")}`);
-      for (const x of expect.version.lacks ?? []) if (v.supportedVersions.includes(x)) reasons.push(`VERSION supportedVersions has ${x}`);
+      if (expect.version.cniVersion !== undefined && v.cniVersion !== expect.version.cniVersion)
+        reasons.push(`VERSION cniVersion: expected ${expect.version.cniVersion}, got ${v.cniVersion}`);
+      for (const x of expect.version.supports ?? [])
+        if (!v.supportedVersions.includes(x))
+          reasons.push(`VERSION supportedVersions lacks ${x}: ${v.supportedVersions.join(", ")}`);
+      for (const x of expect.version.lacks ?? [])
+        if (v.supportedVersions.includes(x)) reasons.push(`VERSION supportedVersions has ${x}`);
     }
   }
   return reasons;

@@ -50,11 +50,22 @@ export function vethOf(name: string, refs: VethRefs): string | undefined {
  * a `$veth` name, from the eth0 attachment of the pod it names (the step's pod for a bare "$veth").
  */
 export function linkMac(pattern: string, name: string, a: Attachment | undefined, refs: VethRefs): string | undefined {
-  return resultMac(a?.result, name) ?? (pattern.startsWith("$veth") ? resultMac(refs.attachments.get(`${(/\((\w+)\)/.exec(pattern) ?? [])[1] ?? refs.stepPod}/eth0`)?.result, name) : undefined);
+  return (
+    resultMac(a?.result, name) ??
+    (pattern.startsWith("$veth")
+      ? resultMac(refs.attachments.get(`${(/\((\w+)\)/.exec(pattern) ?? [])[1] ?? refs.stepPod}/eth0`)?.result, name)
+      : undefined)
+  );
 }
 
 /** The link expectations of a namespace (links, absent, addresses, veths) against its links `ls`. */
-export function matchNsLinks(want: NsExpect, ls: KLink[], where: string, a: Attachment | undefined, refs: VethRefs): string[] {
+export function matchNsLinks(
+  want: NsExpect,
+  ls: KLink[],
+  where: string,
+  a: Attachment | undefined,
+  refs: VethRefs,
+): string[] {
   const reasons: string[] = [];
   for (const l of want.links ?? []) {
     const name = vethOf(l.name, refs);
@@ -65,10 +76,17 @@ export function matchNsLinks(want: NsExpect, ls: KLink[], where: string, a: Atta
     const name = vethOf(n, refs);
     if (name && ls.some((x) => x.name === name)) reasons.push(`${where}: link ${name} present, expected absent`);
   }
-  for (const a2 of want.addresses ?? []) if (!ls.some((l) => l.addresses.some((x) => addressMatches(a2, x)))) reasons.push(`${where}: no address ${a2}`);
+  for (const a2 of want.addresses ?? [])
+    if (!ls.some((l) => l.addresses.some((x) => addressMatches(a2, x)))) reasons.push(`${where}: no address ${a2}`);
   if (want.veths !== undefined) {
     const n = ls.filter((l) => l.kind === "veth" && l.name !== "uplink0").length;
-    if (n !== want.veths) reasons.push(`${where}: ${n} veth links, expected ${want.veths} (${ls.filter((l) => l.kind === "veth").map((l) => l.name).join(", ")})`);
+    if (n !== want.veths)
+      reasons.push(
+        `${where}: ${n} veth links, expected ${want.veths} (${ls
+          .filter((l) => l.kind === "veth")
+          .map((l) => l.name)
+          .join(", ")})`,
+      );
   }
   return reasons;
 }
@@ -78,14 +96,24 @@ function refsOf(c: CheckContext): VethRefs {
 }
 
 /** One namespace's expectations (links, routes, sysctls); `a` is the attachment whose result names its MACs. */
-async function checkNamespace(c: CheckContext, want: NsExpect | undefined, ns: string, path: string, where: string, a: Attachment | undefined): Promise<void> {
+async function checkNamespace(
+  c: CheckContext,
+  want: NsExpect | undefined,
+  ns: string,
+  path: string,
+  where: string,
+  a: Attachment | undefined,
+): Promise<void> {
   if (!want) return;
   const { k, rec } = c;
-  if (want.links || want.absent || want.addresses || want.veths !== undefined) rec.reasons.push(...matchNsLinks(want, await k.links(ns), where, a, refsOf(c)));
-  if (want.routes || want.noRoutes) rec.reasons.push(...matchRoutes(want.routes, want.noRoutes, await k.routes(ns), `${where} routes`));
+  if (want.links || want.absent || want.addresses || want.veths !== undefined)
+    rec.reasons.push(...matchNsLinks(want, await k.links(ns), where, a, refsOf(c)));
+  if (want.routes || want.noRoutes)
+    rec.reasons.push(...matchRoutes(want.routes, want.noRoutes, await k.routes(ns), `${where} routes`));
   if (want.sysctls) {
     const got = await sysctls(path, Object.keys(want.sysctls));
-    for (const [key, v] of Object.entries(want.sysctls)) if (got[key] !== v) rec.reasons.push(`${where}: sysctl ${key} = ${got[key]}, expected ${v}`);
+    for (const [key, v] of Object.entries(want.sysctls))
+      if (got[key] !== v) rec.reasons.push(`${where}: sysctl ${key} = ${got[key]}, expected ${v}`);
   }
 }
 
@@ -125,7 +153,10 @@ async function checkNamespaces(c: CheckContext): Promise<void> {
  */
 export function pingAddress(p: PingExpect, env: CaseEnv): string | undefined {
   const fam = p.family ?? 4;
-  if (env.pods.has(p.to)) return resultAddresses(env.attachments.get(attachmentKey(p.to, "eth0"))?.result).map((x) => x.split("/")[0]!).find((x) => (x.includes(":") ? 6 : 4) === fam);
+  if (env.pods.has(p.to))
+    return resultAddresses(env.attachments.get(attachmentKey(p.to, "eth0"))?.result)
+      .map((x) => x.split("/")[0]!)
+      .find((x) => (x.includes(":") ? 6 : 4) === fam);
   if (p.to === "gateway") return resultGateway(env.attachments.get(attachmentKey(p.from, "eth0"))?.result, fam);
   if (p.to === "outside") return env.outsidePath !== undefined ? (fam === 4 ? OUTSIDE4 : OUTSIDE6) : undefined;
   if (p.to === "node") {
@@ -147,23 +178,40 @@ async function checkPings(c: CheckContext): Promise<void> {
     }
     const wantOk = p.ok ?? true;
     const r = await ping(from.path, addr, wantOk);
-    rec.pings.push({ from: p.from, to: p.to, address: addr, ok: r.ok, ...(r.rttMs !== undefined ? { rttMs: r.rttMs } : {}) });
-    if (r.ok !== wantOk) rec.reasons.push(`ping ${p.from} -> ${p.to} (${addr}): ${r.ok ? "answered, expected no answer" : `no answer (${r.output.split("\n").slice(-2).join(" / ")})`}`);
+    rec.pings.push({
+      from: p.from,
+      to: p.to,
+      address: addr,
+      ok: r.ok,
+      ...(r.rttMs !== undefined ? { rttMs: r.rttMs } : {}),
+    });
+    if (r.ok !== wantOk)
+      rec.reasons.push(
+        `ping ${p.from} -> ${p.to} (${addr}): ${r.ok ? "answered, expected no answer" : `no answer (${r.output.split("\n").slice(-2).join(" / ")})`}`,
+      );
   }
 }
 
 /** A connect check resolved: where the listener and the client run and where the client connects, or why not. */
-export type ConnectTarget = { what: string; error: string } | { what: string; error?: undefined; listenPath: string; fromPath: string; host: string; port: string };
+export type ConnectTarget =
+  | { what: string; error: string }
+  | { what: string; error?: undefined; listenPath: string; fromPath: string; host: string; port: string };
 
 /** Resolve a connect expectation against the case environment (pure). */
 export function connectTarget(cx: ConnectExpect, env: CaseEnv): ConnectTarget {
   const lp = env.pods.get(cx.listen)!;
   const what = `connect ${cx.proto} ${cx.from} -> ${cx.to} (listener in ${cx.listen}:${cx.port})`;
   if (lp.deleted) return { what, error: `${what}: the namespace of ${cx.listen} was deleted` };
-  const fromPath = cx.from === "outside" ? env.outsidePath : cx.from === "node" ? lp.node.path : env.pods.get(cx.from)?.path;
+  const fromPath =
+    cx.from === "outside" ? env.outsidePath : cx.from === "node" ? lp.node.path : env.pods.get(cx.from)?.path;
   const m = CONNECT_TO.exec(cx.to)!;
-  const host = m[1] === "node" ? ((cx.family ?? 4) === 4 ? lp.node.underlay4 : lp.node.underlay6) : m[1]!.replace(/^\[|\]$/g, "");
-  if (!fromPath || !host) return { what, error: `${what}: ${!fromPath ? `no namespace for ${cx.from} (outside needs topology.outside)` : "the node has no underlay address (needs topology.outside or two nodes)"}` };
+  const host =
+    m[1] === "node" ? ((cx.family ?? 4) === 4 ? lp.node.underlay4 : lp.node.underlay6) : m[1]!.replace(/^\[|\]$/g, "");
+  if (!fromPath || !host)
+    return {
+      what,
+      error: `${what}: ${!fromPath ? `no namespace for ${cx.from} (outside needs topology.outside)` : "the node has no underlay address (needs topology.outside or two nodes)"}`,
+    };
   return { what, listenPath: lp.path, fromPath, host, port: m[2]! };
 }
 
@@ -177,8 +225,17 @@ async function checkConnects(c: CheckContext): Promise<void> {
     }
     const wantOk = cx.ok ?? true;
     const r = await connect(t.listenPath, cx.port, t.fromPath, t.host, Number(t.port), cx.proto, wantOk);
-    rec.connects.push({ listen: cx.listen, from: cx.from, to: `${t.host.includes(":") ? `[${t.host}]` : t.host}:${t.port}`, proto: cx.proto, ok: r.ok });
-    if (r.ok !== wantOk) rec.reasons.push(`${t.what} [${t.host}]: ${r.ok ? "answered, expected no answer" : `no answer (${r.output || "nothing"})`}`);
+    rec.connects.push({
+      listen: cx.listen,
+      from: cx.from,
+      to: `${t.host.includes(":") ? `[${t.host}]` : t.host}:${t.port}`,
+      proto: cx.proto,
+      ok: r.ok,
+    });
+    if (r.ok !== wantOk)
+      rec.reasons.push(
+        `${t.what} [${t.host}]: ${r.ok ? "answered, expected no answer" : `no answer (${r.output || "nothing"})`}`,
+      );
   }
 }
 
@@ -199,14 +256,18 @@ async function checkGone(c: CheckContext): Promise<void> {
     }
     if (g.veth) {
       if (!a.hostVeth) rec.reasons.push(`gone.veth: no host veth known for ${pn} (use node.veths)`);
-      else if ((await k.links(p.node.ns)).some((l) => l.name === a.hostVeth)) rec.reasons.push(`gone.veth: ${a.hostVeth} of ${pn} still on node ${p.node.def.name}`);
+      else if ((await k.links(p.node.ns)).some((l) => l.name === a.hostVeth))
+        rec.reasons.push(`gone.veth: ${a.hostVeth} of ${pn} still on node ${p.node.def.name}`);
     }
-    if (g.podIf && !p.deleted && (await k.links(p.ns)).some((l) => l.name === a.ifname)) rec.reasons.push(`gone.podIf: ${a.ifname} still in pod ${pn}`);
+    if (g.podIf && !p.deleted && (await k.links(p.ns)).some((l) => l.name === a.ifname))
+      rec.reasons.push(`gone.podIf: ${a.ifname} still in pod ${pn}`);
     if (g.reservations) {
       const held = reservations(p.node.dataDir, a.network).filter((r) => r.owner === p.containerID);
-      if (held.length > 0) rec.reasons.push(`gone.reservations: ${held.map((r) => r.ip).join(", ")} still reserved for ${pn}`);
+      if (held.length > 0)
+        rec.reasons.push(`gone.reservations: ${held.map((r) => r.ip).join(", ")} still reserved for ${pn}`);
     }
-    if (g.cache && existsSync(cachePath(p.node.cacheDir, a.network, p.containerID, a.ifname))) rec.reasons.push(`gone.cache: result cache of ${pn} still present`);
+    if (g.cache && existsSync(cachePath(p.node.cacheDir, a.network, p.containerID, a.ifname)))
+      rec.reasons.push(`gone.cache: result cache of ${pn} still present`);
     if (g.nat) {
       const text = await k.nat(p.node.path);
       for (const ip of resultAddresses(a.result).map((x) => x.split("/")[0]!)) {
@@ -224,7 +285,8 @@ function checkCounts(c: CheckContext): void {
   if (expect.reservations !== undefined) {
     const name = list?.name ?? env.attachments.get(plan.key)?.network;
     const n = name ? reservations(node.dataDir, name).length : 0;
-    if (n !== expect.reservations) rec.reasons.push(`reservations: ${n} in ${node.dataDir}/${name}, expected ${expect.reservations}`);
+    if (n !== expect.reservations)
+      rec.reasons.push(`reservations: ${n} in ${node.dataDir}/${name}, expected ${expect.reservations}`);
   }
   if (expect.cacheEntries !== undefined) {
     const n = listCache(node.cacheDir).length;

@@ -66,7 +66,12 @@ export function observationFields(o: Observation | undefined, runIds: string[]):
 }
 
 /** Compare two runs' outcomes step by step (steps skipped on either side are not compared). */
-export function compareRuns(primary: StepOutcome[], reference: StepOutcome[], known: KnownDifferences, runIds: string[]): { compared: number; identical: number; differences: Difference[] } {
+export function compareRuns(
+  primary: StepOutcome[],
+  reference: StepOutcome[],
+  known: KnownDifferences,
+  runIds: string[],
+): { compared: number; identical: number; differences: Difference[] } {
   const refBy = new Map(reference.map((o) => [`${o.case}\u0000${o.step}`, o]));
   const differences: Difference[] = [];
   let compared = 0;

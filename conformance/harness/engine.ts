@@ -58,7 +58,8 @@ export function loadCase(dir: string): LoadedCase {
   const def = raw as CaseDef;
   const files = confFilesOf(dir, def);
   const problems = validateCase(raw, files);
-  for (const [node, list] of Object.entries(files)) if (list.length === 0) problems.push(`node ${node}: its config directory is empty or missing`);
+  for (const [node, list] of Object.entries(files))
+    if (list.length === 0) problems.push(`node ${node}: its config directory is empty or missing`);
   if (problems.length > 0) throw new Error(`${file}:\n  ${problems.join("\n  ")}`);
   return { name: basename(dir), dir, def };
 }

@@ -44,7 +44,12 @@ export async function detectPluginSet(dir: string, types: string[], impl?: strin
     const file = join(abs, t);
     if (!existsSync(file)) continue;
     try {
-      const out = await execPlugin(file, Buffer.from('{"cniVersion":"1.1.0"}'), pluginEnv({ PATH }, { command: "VERSION", path: abs }), { plugin: t, verb: "VERSION", timeoutMs: 20_000 });
+      const out = await execPlugin(
+        file,
+        Buffer.from('{"cniVersion":"1.1.0"}'),
+        pluginEnv({ PATH }, { command: "VERSION", path: abs }),
+        { plugin: t, verb: "VERSION", timeoutMs: 20_000 },
+      );
       versions[t] = decodeVersionInfo(out).supportedVersions;
     } catch {
       continue;
@@ -61,7 +66,9 @@ export function detectMachine(): MachineFeatures {
   const has = (f: string) => ["/usr/sbin", "/usr/bin", "/sbin", "/bin"].some((d) => existsSync(join(d, f)));
   let ipv6 = false;
   try {
-    ipv6 = existsSync("/proc/net/if_inet6") && readFileSync("/proc/sys/net/ipv6/conf/default/disable_ipv6", "utf8").trim() === "0";
+    ipv6 =
+      existsSync("/proc/net/if_inet6") &&
+      readFileSync("/proc/sys/net/ipv6/conf/default/disable_ipv6", "utf8").trim() === "0";
   } catch {
     ipv6 = existsSync("/proc/net/if_inet6");
   }
@@ -85,7 +92,10 @@ export function caseTypes(confDirs: string[]): string[] {
       } catch {
         continue;
       }
-      const plugins = raw && typeof raw === "object" && Array.isArray((raw as Record<string, unknown>).plugins) ? ((raw as Record<string, unknown>).plugins as unknown[]) : [raw];
+      const plugins =
+        raw && typeof raw === "object" && Array.isArray((raw as Record<string, unknown>).plugins)
+          ? ((raw as Record<string, unknown>).plugins as unknown[])
+          : [raw];
       for (const p of plugins) {
         if (!p || typeof p !== "object") continue;
         const o = p as Record<string, unknown>;
@@ -105,7 +115,12 @@ export function caseTypes(confDirs: string[]): string[] {
  * - plugin:NAME the directory has NAME and it answers VERSION (whether its verbs work is seen at run time);
  * - tool:nft|iptables|python3, ipv6  the machine has them;  impl:NAME  the set is that implementation.
  */
-export function unmet(requires: readonly string[], used: readonly string[], set: PluginSet, machine: MachineFeatures): string | undefined {
+export function unmet(
+  requires: readonly string[],
+  used: readonly string[],
+  set: PluginSet,
+  machine: MachineFeatures,
+): string | undefined {
   const present = used.filter((t) => set.versions[t]);
   for (const r of requires) {
     const [kind, arg = ""] = r.split(":", 2) as [string, string?];

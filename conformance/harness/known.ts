@@ -34,7 +34,12 @@ export interface KnownDifferences {
 }
 
 function glob(pattern: string, s: string): boolean {
-  const re = new RegExp(`^${pattern.split("*").map((p) => p.replace(/[.+?^${}()|[\]\\]/g, "\\$&")).join(".*")}$`);
+  const re = new RegExp(
+    `^${pattern
+      .split("*")
+      .map((p) => p.replace(/[.+?^${}()|[\]\\]/g, "\\$&"))
+      .join(".*")}$`,
+  );
   return re.test(s);
 }
 
@@ -49,7 +54,8 @@ export function loadKnown(file: string): KnownDifferences {
 export function validateKnown(k: KnownDifferences): string[] {
   const out: string[] = [];
   k.failures.forEach((f, i) => {
-    for (const key of ["impl", "case", "step", "reason"] as const) if (typeof f[key] !== "string" || !f[key]) out.push(`failures[${i}].${key} missing`);
+    for (const key of ["impl", "case", "step", "reason"] as const)
+      if (typeof f[key] !== "string" || !f[key]) out.push(`failures[${i}].${key} missing`);
     if (f.match !== undefined) {
       try {
         new RegExp(f.match);
@@ -59,22 +65,47 @@ export function validateKnown(k: KnownDifferences): string[] {
     }
   });
   k.intended.forEach((d, i) => {
-    for (const key of ["case", "step", "field", "reason"] as const) if (typeof d[key] !== "string" || !d[key]) out.push(`intended[${i}].${key} missing`);
+    for (const key of ["case", "step", "field", "reason"] as const)
+      if (typeof d[key] !== "string" || !d[key]) out.push(`intended[${i}].${key} missing`);
   });
   return out;
 }
 
 /** The entry that excuses this failure, if any. */
-export function knownFailure(k: KnownDifferences, impl: string, caseName: string, step: string, text: string): KnownFailure | undefined {
-  return k.failures.find((f) => f.impl === impl && glob(f.case, caseName) && (f.step === "*" || f.step === step) && (f.match === undefined || new RegExp(f.match).test(text)));
+export function knownFailure(
+  k: KnownDifferences,
+  impl: string,
+  caseName: string,
+  step: string,
+  text: string,
+): KnownFailure | undefined {
+  return k.failures.find(
+    (f) =>
+      f.impl === impl &&
+      glob(f.case, caseName) &&
+      (f.step === "*" || f.step === step) &&
+      (f.match === undefined || new RegExp(f.match).test(text)),
+  );
 }
 
 /** Entries for this step that ignore the failure text (to detect entries that no longer apply). */
-export function listedFailure(k: KnownDifferences, impl: string, caseName: string, step: string): KnownFailure | undefined {
+export function listedFailure(
+  k: KnownDifferences,
+  impl: string,
+  caseName: string,
+  step: string,
+): KnownFailure | undefined {
   return k.failures.find((f) => f.impl === impl && glob(f.case, caseName) && (f.step === "*" || f.step === step));
 }
 
-export function intendedDifference(k: KnownDifferences, caseName: string, step: string, field: string, primary = "", reference = ""): IntendedDifference | undefined {
+export function intendedDifference(
+  k: KnownDifferences,
+  caseName: string,
+  step: string,
+  field: string,
+  primary = "",
+  reference = "",
+): IntendedDifference | undefined {
   return k.intended.find(
     (d) =>
       glob(d.case, caseName) &&

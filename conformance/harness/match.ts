@@ -43,14 +43,19 @@ function regexOk(pattern: string, s: string): boolean {
 
 /** Deep partial match: every key of `want` must be in `got` with a matching value; arrays element-wise. */
 export function partialMatch(want: unknown, got: unknown, path = "result"): string[] {
-  if (want === null || typeof want !== "object") return Object.is(want, got) ? [] : [`${path}: expected ${JSON.stringify(want)}, got ${JSON.stringify(got)}`];
+  if (want === null || typeof want !== "object")
+    return Object.is(want, got) ? [] : [`${path}: expected ${JSON.stringify(want)}, got ${JSON.stringify(got)}`];
   if (Array.isArray(want)) {
     if (!Array.isArray(got)) return [`${path}: expected an array, got ${JSON.stringify(got)}`];
-    if (got.length !== want.length) return [`${path}: expected ${want.length} entries, got ${got.length}: ${JSON.stringify(got)}`];
+    if (got.length !== want.length)
+      return [`${path}: expected ${want.length} entries, got ${got.length}: ${JSON.stringify(got)}`];
     return want.flatMap((w, i) => partialMatch(w, got[i], `${path}[${i}]`));
   }
-  if (got === null || typeof got !== "object" || Array.isArray(got)) return [`${path}: expected an object, got ${JSON.stringify(got)}`];
-  return Object.entries(want as J).flatMap(([k, w]) => (k in (got as J) ? partialMatch(w, (got as J)[k], `${path}.${k}`) : [`${path}.${k}: missing`]));
+  if (got === null || typeof got !== "object" || Array.isArray(got))
+    return [`${path}: expected an object, got ${JSON.stringify(got)}`];
+  return Object.entries(want as J).flatMap(([k, w]) =>
+    k in (got as J) ? partialMatch(w, (got as J)[k], `${path}.${k}`) : [`${path}.${k}: missing`],
+  );
 }
 
 /** Addresses of a result at any version: 1.x/0.3/0.4 `ips[].address`, 0.1/0.2 `ip4.ip`/`ip6.ip`. */
@@ -97,11 +102,16 @@ export function resultMac(result: J | undefined, name: string): string | undefin
 function ipMatches(want: IpExpect, got: J, i: number): string[] {
   const out: string[] = [];
   const addr = typeof got.address === "string" ? got.address : "";
-  if (!addressMatches(want.address, addr)) out.push(`ips[${i}].address: expected ${want.address}, got ${addr || JSON.stringify(got)}`);
-  if (want.gateway !== undefined && canonIP(String(got.gateway ?? "")) !== canonIP(want.gateway)) out.push(`ips[${i}].gateway: expected ${want.gateway}, got ${String(got.gateway)}`);
-  if (want.interface !== undefined && got.interface !== want.interface) out.push(`ips[${i}].interface: expected ${want.interface}, got ${String(got.interface)}`);
-  if (want.version === "none" && "version" in got) out.push(`ips[${i}].version: expected no version field (spec 1.0.0+), got ${JSON.stringify(got.version)}`);
-  else if (want.version !== undefined && want.version !== "none" && got.version !== want.version) out.push(`ips[${i}].version: expected "${want.version}", got ${JSON.stringify(got.version)}`);
+  if (!addressMatches(want.address, addr))
+    out.push(`ips[${i}].address: expected ${want.address}, got ${addr || JSON.stringify(got)}`);
+  if (want.gateway !== undefined && canonIP(String(got.gateway ?? "")) !== canonIP(want.gateway))
+    out.push(`ips[${i}].gateway: expected ${want.gateway}, got ${String(got.gateway)}`);
+  if (want.interface !== undefined && got.interface !== want.interface)
+    out.push(`ips[${i}].interface: expected ${want.interface}, got ${String(got.interface)}`);
+  if (want.version === "none" && "version" in got)
+    out.push(`ips[${i}].version: expected no version field (spec 1.0.0+), got ${JSON.stringify(got.version)}`);
+  else if (want.version !== undefined && want.version !== "none" && got.version !== want.version)
+    out.push(`ips[${i}].version: expected "${want.version}", got ${JSON.stringify(got.version)}`);
   return out;
 }
 
@@ -113,19 +123,28 @@ function routeKey(r: { dst: string; gw?: string | null | undefined }): string {
 /** A result against its expectation. `ifname`/`netns` are for `sandbox`. */
 export function matchResult(want: ResultExpect, got: J, ifname: string, netns: string): string[] {
   const out: string[] = [];
-  if (want.cniVersion !== undefined && got.cniVersion !== want.cniVersion) out.push(`result.cniVersion: expected ${want.cniVersion}, got ${JSON.stringify(got.cniVersion)}`);
+  if (want.cniVersion !== undefined && got.cniVersion !== want.cniVersion)
+    out.push(`result.cniVersion: expected ${want.cniVersion}, got ${JSON.stringify(got.cniVersion)}`);
   const ifs = Array.isArray(got.interfaces) ? (got.interfaces as J[]) : [];
-  if (typeof want.interfaces === "number" && ifs.length !== want.interfaces) out.push(`result.interfaces: expected ${want.interfaces}, got ${ifs.length} (${ifs.map((i) => i.name).join(", ")})`);
+  if (typeof want.interfaces === "number" && ifs.length !== want.interfaces)
+    out.push(
+      `result.interfaces: expected ${want.interfaces}, got ${ifs.length} (${ifs.map((i) => i.name).join(", ")})`,
+    );
   if (Array.isArray(want.interfaces)) {
-    if (ifs.length !== want.interfaces.length) out.push(`result.interfaces: expected ${want.interfaces.length}, got ${ifs.length} (${ifs.map((i) => i.name).join(", ")})`);
+    if (ifs.length !== want.interfaces.length)
+      out.push(
+        `result.interfaces: expected ${want.interfaces.length}, got ${ifs.length} (${ifs.map((i) => i.name).join(", ")})`,
+      );
     else
       want.interfaces.forEach((re, i) => {
-        if (!regexOk(re, String(ifs[i]!.name))) out.push(`result.interfaces[${i}].name: expected /${re}/, got ${String(ifs[i]!.name)}`);
+        if (!regexOk(re, String(ifs[i]!.name)))
+          out.push(`result.interfaces[${i}].name: expected /${re}/, got ${String(ifs[i]!.name)}`);
       });
   }
   if (want.ips !== undefined) {
     const ips = Array.isArray(got.ips) ? (got.ips as J[]) : [];
-    if (ips.length !== want.ips.length) out.push(`result.ips: expected ${want.ips.length}, got ${ips.length}: ${JSON.stringify(ips)}`);
+    if (ips.length !== want.ips.length)
+      out.push(`result.ips: expected ${want.ips.length}, got ${ips.length}: ${JSON.stringify(ips)}`);
     else
       want.ips.forEach((w, i) => {
         out.push(...ipMatches(w, ips[i]!, i));
@@ -150,7 +169,8 @@ export function matchResult(want: ResultExpect, got: J, ifname: string, netns: s
       if (i < 0) missing.push(`${d} via *`);
       else remaining.splice(i, 1);
     }
-    if (missing.length > 0 || remaining.length > 0) out.push(`result.routes: expected [${wantKeys.join(", ")}], got [${gotKeys.join(", ")}]`);
+    if (missing.length > 0 || remaining.length > 0)
+      out.push(`result.routes: expected [${wantKeys.join(", ")}], got [${gotKeys.join(", ")}]`);
   }
   for (const k of want.has ?? []) if (!(k in got)) out.push(`result: key ${k} missing`);
   for (const k of want.lacks ?? []) if (k in got) out.push(`result: key ${k} present (${JSON.stringify(got[k])})`);
@@ -158,7 +178,8 @@ export function matchResult(want: ResultExpect, got: J, ifname: string, netns: s
   if (want.sandbox) {
     const pod = ifs.find((i) => i.name === ifname);
     if (!pod) out.push(`result.interfaces: no ${ifname}`);
-    else if (pod.sandbox !== netns) out.push(`result.interfaces[${ifname}].sandbox: expected ${netns}, got ${JSON.stringify(pod.sandbox)}`);
+    else if (pod.sandbox !== netns)
+      out.push(`result.interfaces[${ifname}].sandbox: expected ${netns}, got ${JSON.stringify(pod.sandbox)}`);
   }
   return out;
 }
@@ -170,14 +191,22 @@ export function matchLink(want: LinkExpect, name: string, all: KLink[], where: s
   const out: string[] = [];
   const p = `${where} ${name}`;
   if (want.kind !== undefined && l.kind !== want.kind) out.push(`${p}: kind ${l.kind}, expected ${want.kind}`);
-  if (want.up !== undefined && l.up !== want.up) out.push(`${p}: ${l.up ? "up" : "down"}, expected ${want.up ? "up" : "down"}`);
+  if (want.up !== undefined && l.up !== want.up)
+    out.push(`${p}: ${l.up ? "up" : "down"}, expected ${want.up ? "up" : "down"}`);
   if (want.mtu !== undefined && l.mtu !== want.mtu) out.push(`${p}: mtu ${l.mtu}, expected ${want.mtu}`);
-  if (want.master !== undefined && l.master !== want.master) out.push(`${p}: master ${l.master ?? "none"}, expected ${want.master}`);
-  if (want.hairpin !== undefined && (l.hairpin ?? false) !== want.hairpin) out.push(`${p}: hairpin ${l.hairpin ?? "n/a"}, expected ${want.hairpin}`);
-  if (want.isolated !== undefined && (l.isolated ?? false) !== want.isolated) out.push(`${p}: isolated ${l.isolated ?? "n/a"}, expected ${want.isolated}`);
-  if (want.promisc !== undefined && l.promisc !== want.promisc) out.push(`${p}: promisc ${l.promisc}, expected ${want.promisc}`);
-  for (const a of want.addresses ?? []) if (!l.addresses.some((x) => addressMatches(a, x))) out.push(`${p}: no address ${a} (has ${l.addresses.join(", ") || "none"})`);
-  if (want.mac !== undefined && l.mac.toLowerCase() !== want.mac.toLowerCase()) out.push(`${p}: mac ${l.mac}, expected ${want.mac}`);
+  if (want.master !== undefined && l.master !== want.master)
+    out.push(`${p}: master ${l.master ?? "none"}, expected ${want.master}`);
+  if (want.hairpin !== undefined && (l.hairpin ?? false) !== want.hairpin)
+    out.push(`${p}: hairpin ${l.hairpin ?? "n/a"}, expected ${want.hairpin}`);
+  if (want.isolated !== undefined && (l.isolated ?? false) !== want.isolated)
+    out.push(`${p}: isolated ${l.isolated ?? "n/a"}, expected ${want.isolated}`);
+  if (want.promisc !== undefined && l.promisc !== want.promisc)
+    out.push(`${p}: promisc ${l.promisc}, expected ${want.promisc}`);
+  for (const a of want.addresses ?? [])
+    if (!l.addresses.some((x) => addressMatches(a, x)))
+      out.push(`${p}: no address ${a} (has ${l.addresses.join(", ") || "none"})`);
+  if (want.mac !== undefined && l.mac.toLowerCase() !== want.mac.toLowerCase())
+    out.push(`${p}: mac ${l.mac}, expected ${want.mac}`);
   if (want.macFromResult) {
     if (!resultMacOf) out.push(`${p}: the ADD result gives no MAC for it`);
     else if (l.mac.toLowerCase() !== resultMacOf) out.push(`${p}: mac ${l.mac}, result says ${resultMacOf}`);
@@ -200,16 +229,43 @@ function kroutePred(want: KernelRouteExpect, r: KRoute): boolean {
 }
 
 export function showRoute(r: KRoute): string {
-  return [r.dst, r.gw && `via ${r.gw}`, r.dev && `dev ${r.dev}`, r.table !== 254 && `table ${r.table}`, r.metric && `metric ${r.metric}`, r.mtu && `mtu ${r.mtu}`, r.advmss && `advmss ${r.advmss}`].filter(Boolean).join(" ");
+  return [
+    r.dst,
+    r.gw && `via ${r.gw}`,
+    r.dev && `dev ${r.dev}`,
+    r.table !== 254 && `table ${r.table}`,
+    r.metric && `metric ${r.metric}`,
+    r.mtu && `mtu ${r.mtu}`,
+    r.advmss && `advmss ${r.advmss}`,
+  ]
+    .filter(Boolean)
+    .join(" ");
 }
 
 function showWant(w: KernelRouteExpect): string {
-  return [w.dst, w.gw && `via ${w.gw}`, w.dev && `dev ${w.dev}`, w.table && `table ${w.table}`, w.metric && `metric ${w.metric}`, w.mtu && `mtu ${w.mtu}`, w.advmss && `advmss ${w.advmss}`].filter(Boolean).join(" ");
+  return [
+    w.dst,
+    w.gw && `via ${w.gw}`,
+    w.dev && `dev ${w.dev}`,
+    w.table && `table ${w.table}`,
+    w.metric && `metric ${w.metric}`,
+    w.mtu && `mtu ${w.mtu}`,
+    w.advmss && `advmss ${w.advmss}`,
+  ]
+    .filter(Boolean)
+    .join(" ");
 }
 
-export function matchRoutes(want: KernelRouteExpect[] | undefined, absent: KernelRouteExpect[] | undefined, got: KRoute[], where: string): string[] {
+export function matchRoutes(
+  want: KernelRouteExpect[] | undefined,
+  absent: KernelRouteExpect[] | undefined,
+  got: KRoute[],
+  where: string,
+): string[] {
   const out: string[] = [];
-  for (const w of want ?? []) if (!got.some((r) => kroutePred(w, r))) out.push(`${where}: no route ${showWant(w)} (have: ${got.map(showRoute).join("; ") || "none"})`);
+  for (const w of want ?? [])
+    if (!got.some((r) => kroutePred(w, r)))
+      out.push(`${where}: no route ${showWant(w)} (have: ${got.map(showRoute).join("; ") || "none"})`);
   for (const w of absent ?? []) {
     const hit = got.find((r) => kroutePred(w, r));
     if (hit) out.push(`${where}: route ${showRoute(hit)} present, expected absent`);

@@ -76,12 +76,24 @@ export function stepTitle(s: StepDef): string {
  * Outcomes for steps that do not run, from step `from` on: SKIP (an unmet requirement, a plugin whose verbs have
  * not landed) or FAIL (the sandbox could not be built), each with the same reason and no time spent.
  */
-export function notRunOutcomes(caseName: string, steps: StepDef[], from: number, status: "SKIP" | "FAIL", reason: string): StepOutcome[] {
+export function notRunOutcomes(
+  caseName: string,
+  steps: StepDef[],
+  from: number,
+  status: "SKIP" | "FAIL",
+  reason: string,
+): StepOutcome[] {
   return steps.slice(from).map((s, j) => notRunOutcome(caseName, s, from + j, status, reason));
 }
 
 /** The outcome of step `index` when it does not run (see notRunOutcomes). */
-export function notRunOutcome(caseName: string, s: StepDef, index: number, status: "SKIP" | "FAIL", reason: string): StepOutcome {
+export function notRunOutcome(
+  caseName: string,
+  s: StepDef,
+  index: number,
+  status: "SKIP" | "FAIL",
+  reason: string,
+): StepOutcome {
   return { case: caseName, step: stepLabel(s, index), title: stepTitle(s), status, reasons: [reason], ms: 0 };
 }
 
@@ -98,9 +110,29 @@ export interface StepRecord {
  * implementation: a documented failure becomes XFAIL, and a listed failure that passed becomes a FAIL (so the list
  * stays exact). `knownBug` (the step's, else the case's) is kept on failures only.
  */
-export function judgeStep(caseName: string, label: string, title: string, rec: StepRecord, ms: number, knownBug: string | undefined, known: KnownDifferences, impl: string): StepOutcome {
+export function judgeStep(
+  caseName: string,
+  label: string,
+  title: string,
+  rec: StepRecord,
+  ms: number,
+  knownBug: string | undefined,
+  known: KnownDifferences,
+  impl: string,
+): StepOutcome {
   const { reasons, pings, connects } = rec;
-  const o: StepOutcome = { case: caseName, step: label, title, status: reasons.length === 0 ? "PASS" : "FAIL", reasons, ms, observation: rec.observation, ...(pings.length ? { pings } : {}), ...(connects.length ? { connects } : {}), ...(knownBug && reasons.length ? { knownBug } : {}) };
+  const o: StepOutcome = {
+    case: caseName,
+    step: label,
+    title,
+    status: reasons.length === 0 ? "PASS" : "FAIL",
+    reasons,
+    ms,
+    observation: rec.observation,
+    ...(pings.length ? { pings } : {}),
+    ...(connects.length ? { connects } : {}),
+    ...(knownBug && reasons.length ? { knownBug } : {}),
+  };
   if (o.status === "FAIL") {
     const kf = knownFailure(known, impl, caseName, label, reasons.join("\n"));
     if (kf) Object.assign(o, { status: "XFAIL", known: kf });
@@ -108,7 +140,9 @@ export function judgeStep(caseName: string, label: string, title: string, rec: S
     const listed = listedFailure(known, impl, caseName, label);
     if (listed) {
       o.status = "FAIL";
-      o.reasons = [`known-differences.json lists this step as failing for ${impl} ("${listed.reason}"), but it passed: remove the entry`];
+      o.reasons = [
+        `known-differences.json lists this step as failing for ${impl} ("${listed.reason}"), but it passed: remove the entry`,
+      ];
     }
   }
   return o;

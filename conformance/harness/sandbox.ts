@@ -32,11 +32,19 @@ export class RunSandbox extends Sandbox {
 /** A read-only fingerprint of the root namespace (link names, addresses, routes), to prove it was not changed. */
 export function snapshotRoot(): string[] {
   const lines: string[] = [];
-  for (const args of [["-o", "link", "show"], ["-o", "addr", "show"], ["route", "show", "table", "all"], ["-6", "route", "show", "table", "all"]]) {
+  for (const args of [
+    ["-o", "link", "show"],
+    ["-o", "addr", "show"],
+    ["route", "show", "table", "all"],
+    ["-6", "route", "show", "table", "all"],
+  ]) {
     const out = ipSync(args, true);
     for (const l of out.split("\n")) {
       // Counters and link states of unrelated interfaces may change; keep the identity of each line only.
-      const t = l.replace(/\s+(state|qlen|valid_lft|preferred_lft|expires)\s+\S+/g, "").replace(/\\\s+/g, " ").trim();
+      const t = l
+        .replace(/\s+(state|qlen|valid_lft|preferred_lft|expires)\s+\S+/g, "")
+        .replace(/\\\s+/g, " ")
+        .trim();
       if (t) lines.push(t.replace(/^\d+:\s*/, ""));
     }
   }
@@ -47,5 +55,8 @@ export function snapshotRoot(): string[] {
 export function diffRoot(before: string[], after: string[]): string[] {
   const b = new Set(before);
   const a = new Set(after);
-  return [...after.filter((l) => !b.has(l)).map((l) => `+${l}`), ...before.filter((l) => !a.has(l)).map((l) => `-${l}`)];
+  return [
+    ...after.filter((l) => !b.has(l)).map((l) => `+${l}`),
+    ...before.filter((l) => !a.has(l)).map((l) => `-${l}`),
+  ];
 }

@@ -14,7 +14,8 @@ export const ACTIONS = ["NETNS-DEL", "CACHE-DROP", "EXEC", "AGE", "ASSERT"] as c
 export type StepVerb = (typeof VERBS)[number] | (typeof ACTIONS)[number];
 
 /** Requirement words a case or step may list; anything else is a schema error. */
-export const REQUIREMENT = /^(spec:(0\.1\.0|0\.2\.0|0\.3\.0|0\.3\.1|0\.4\.0|1\.0\.0|1\.1\.0)|verb:(GC|STATUS)|plugin:[a-z0-9][a-z0-9._-]*|tool:(nft|iptables|python3)|ipv6|impl:[a-z0-9-]+)$/;
+export const REQUIREMENT =
+  /^(spec:(0\.1\.0|0\.2\.0|0\.3\.0|0\.3\.1|0\.4\.0|1\.0\.0|1\.1\.0)|verb:(GC|STATUS)|plugin:[a-z0-9][a-z0-9._-]*|tool:(nft|iptables|python3)|ipv6|impl:[a-z0-9-]+)$/;
 
 /** An address expectation: "10.1.0.2/24" exactly, or "in 10.1.0.0/24" (inside that subnet, with that prefix). */
 export type AddressPattern = string;
@@ -256,7 +257,8 @@ class Checker {
     if (v !== undefined && (typeof v !== "number" || !Number.isInteger(v))) this.err(path, "must be an integer");
   }
   strs(path: string, v: unknown): void {
-    if (v !== undefined && (!Array.isArray(v) || v.some((x) => typeof x !== "string"))) this.err(path, "must be an array of strings");
+    if (v !== undefined && (!Array.isArray(v) || v.some((x) => typeof x !== "string")))
+      this.err(path, "must be an array of strings");
   }
   regex(path: string, v: unknown): void {
     if (v === undefined) return;
@@ -271,13 +273,16 @@ class Checker {
     }
   }
   address(path: string, v: unknown): void {
-    if (typeof v !== "string" || !/^(in )?[0-9a-fA-F.:]+\/\d{1,3}$/.test(v)) this.err(path, 'must be "A/N" or "in NET/N"');
+    if (typeof v !== "string" || !/^(in )?[0-9a-fA-F.:]+\/\d{1,3}$/.test(v))
+      this.err(path, 'must be "A/N" or "in NET/N"');
   }
   requires(path: string, v: unknown): void {
     this.strs(path, v);
-    if (Array.isArray(v)) v.forEach((r, i) => {
-      if (typeof r === "string" && !REQUIREMENT.test(r)) this.err(`${path}[${i}]`, `unknown requirement ${JSON.stringify(r)}`);
-    });
+    if (Array.isArray(v))
+      v.forEach((r, i) => {
+        if (typeof r === "string" && !REQUIREMENT.test(r))
+          this.err(`${path}[${i}]`, `unknown requirement ${JSON.stringify(r)}`);
+      });
   }
 }
 
@@ -297,7 +302,19 @@ function checkNs(c: Checker, path: string, v: unknown, node: boolean): void {
           c.err(p, "must be an object");
           return;
         }
-        c.keys(p, l, ["name", "kind", "up", "mtu", "master", "hairpin", "isolated", "promisc", "addresses", "macFromResult", "mac"]);
+        c.keys(p, l, [
+          "name",
+          "kind",
+          "up",
+          "mtu",
+          "master",
+          "hairpin",
+          "isolated",
+          "promisc",
+          "addresses",
+          "macFromResult",
+          "mac",
+        ]);
         c.str(`${p}.mac`, l.mac);
         c.str(`${p}.name`, l.name, false);
         c.str(`${p}.kind`, l.kind);
@@ -306,18 +323,20 @@ function checkNs(c: Checker, path: string, v: unknown, node: boolean): void {
         c.num(`${p}.mtu`, l.mtu);
         if (l.addresses !== undefined) {
           if (!Array.isArray(l.addresses)) c.err(`${p}.addresses`, "must be an array");
-          else l.addresses.forEach((a, j) => {
-            c.address(`${p}.addresses[${j}]`, a);
-          });
+          else
+            l.addresses.forEach((a, j) => {
+              c.address(`${p}.addresses[${j}]`, a);
+            });
         }
       });
   }
   c.strs(`${path}.absent`, v.absent);
   if (v.addresses !== undefined) {
     if (!Array.isArray(v.addresses)) c.err(`${path}.addresses`, "must be an array");
-    else v.addresses.forEach((a, j) => {
-      c.address(`${path}.addresses[${j}]`, a);
-    });
+    else
+      v.addresses.forEach((a, j) => {
+        c.address(`${path}.addresses[${j}]`, a);
+      });
   }
   for (const key of ["routes", "noRoutes"]) {
     const rs = v[key];
@@ -339,7 +358,8 @@ function checkNs(c: Checker, path: string, v: unknown, node: boolean): void {
       for (const n of ["mtu", "advmss", "metric", "table"]) c.num(`${p}.${n}`, r[n]);
     });
   }
-  if (v.sysctls !== undefined && (!isObj(v.sysctls) || Object.values(v.sysctls).some((x) => typeof x !== "string"))) c.err(`${path}.sysctls`, "must map names to strings");
+  if (v.sysctls !== undefined && (!isObj(v.sysctls) || Object.values(v.sysctls).some((x) => typeof x !== "string")))
+    c.err(`${path}.sysctls`, "must map names to strings");
   c.num(`${path}.veths`, v.veths);
   if (node) c.bool(`${path}.nat`, v.nat);
 }
@@ -354,9 +374,10 @@ function checkResult(c: Checker, path: string, v: unknown): void {
   c.str(`${path}.cniVersion`, v.cniVersion);
   if (v.interfaces !== undefined && typeof v.interfaces !== "number") {
     c.strs(`${path}.interfaces`, v.interfaces);
-    if (Array.isArray(v.interfaces)) v.interfaces.forEach((r, i) => {
-      c.regex(`${path}.interfaces[${i}]`, r);
-    });
+    if (Array.isArray(v.interfaces))
+      v.interfaces.forEach((r, i) => {
+        c.regex(`${path}.interfaces[${i}]`, r);
+      });
   }
   if (v.ips !== undefined) {
     if (!Array.isArray(v.ips)) c.err(`${path}.ips`, "must be an array");
@@ -371,7 +392,8 @@ function checkResult(c: Checker, path: string, v: unknown): void {
         c.address(`${p}.address`, ip.address);
         c.str(`${p}.gateway`, ip.gateway);
         c.num(`${p}.interface`, ip.interface);
-        if (ip.version !== undefined && ip.version !== "4" && ip.version !== "6" && ip.version !== "none") c.err(`${p}.version`, 'must be "4", "6" or "none"');
+        if (ip.version !== undefined && ip.version !== "4" && ip.version !== "6" && ip.version !== "none")
+          c.err(`${p}.version`, 'must be "4", "6" or "none"');
       });
   }
   if (v.routes !== undefined) {
@@ -385,7 +407,8 @@ function checkResult(c: Checker, path: string, v: unknown): void {
         }
         c.keys(p, r, ["dst", "gw"]);
         c.str(`${p}.dst`, r.dst, false);
-        if (r.gw !== undefined && r.gw !== null && typeof r.gw !== "string") c.err(`${p}.gw`, "must be a string or null");
+        if (r.gw !== undefined && r.gw !== null && typeof r.gw !== "string")
+          c.err(`${p}.gw`, "must be a string or null");
       });
   }
   c.strs(`${path}.has`, v.has);
@@ -394,7 +417,24 @@ function checkResult(c: Checker, path: string, v: unknown): void {
   c.bool(`${path}.sandbox`, v.sandbox);
 }
 
-const EXPECT_KEYS = ["ok", "code", "msg", "runtimeError", "result", "version", "pod", "pods", "node", "ping", "connect", "gone", "goneFor", "reservations", "cacheEntries", "byImpl"];
+const EXPECT_KEYS = [
+  "ok",
+  "code",
+  "msg",
+  "runtimeError",
+  "result",
+  "version",
+  "pod",
+  "pods",
+  "node",
+  "ping",
+  "connect",
+  "gone",
+  "goneFor",
+  "reservations",
+  "cacheEntries",
+  "byImpl",
+];
 
 function checkExpect(c: Checker, path: string, v: unknown, pods: Set<string>, top = true): void {
   if (v === undefined) return;
@@ -456,11 +496,14 @@ function checkExpect(c: Checker, path: string, v: unknown, pods: Set<string>, to
         c.keys(pp, x, ["listen", "port", "from", "to", "proto", "family", "ok"]);
         c.str(`${pp}.listen`, x.listen, false);
         if (typeof x.listen === "string" && !pods.has(x.listen)) c.err(`${pp}.listen`, `unknown pod ${x.listen}`);
-        if (typeof x.port !== "number" || !Number.isInteger(x.port) || x.port < 1 || x.port > 65535) c.err(`${pp}.port`, "must be a port (1-65535)");
+        if (typeof x.port !== "number" || !Number.isInteger(x.port) || x.port < 1 || x.port > 65535)
+          c.err(`${pp}.port`, "must be a port (1-65535)");
         c.str(`${pp}.from`, x.from, false);
-        if (typeof x.from === "string" && x.from !== "outside" && x.from !== "node" && !pods.has(x.from)) c.err(`${pp}.from`, `must be a pod, "outside" or "node": ${x.from}`);
+        if (typeof x.from === "string" && x.from !== "outside" && x.from !== "node" && !pods.has(x.from))
+          c.err(`${pp}.from`, `must be a pod, "outside" or "node": ${x.from}`);
         const m = typeof x.to === "string" ? CONNECT_TO.exec(x.to) : null;
-        if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535) c.err(`${pp}.to`, 'must be "node:PORT", "A.B.C.D:PORT" or "[V6]:PORT"');
+        if (!m || Number(m[2]) < 1 || Number(m[2]) > 65535)
+          c.err(`${pp}.to`, 'must be "node:PORT", "A.B.C.D:PORT" or "[V6]:PORT"');
         if (x.proto !== "tcp" && x.proto !== "udp") c.err(`${pp}.proto`, 'must be "tcp" or "udp"');
         if (x.family !== undefined && x.family !== 4 && x.family !== 6) c.err(`${pp}.family`, "must be 4 or 6");
         c.bool(`${pp}.ok`, x.ok);
@@ -474,9 +517,10 @@ function checkExpect(c: Checker, path: string, v: unknown, pods: Set<string>, to
     }
   }
   c.strs(`${path}.goneFor`, v.goneFor);
-  if (Array.isArray(v.goneFor)) v.goneFor.forEach((p, i) => {
-    if (typeof p === "string" && !pods.has(p)) c.err(`${path}.goneFor[${i}]`, `unknown pod ${p}`);
-  });
+  if (Array.isArray(v.goneFor))
+    v.goneFor.forEach((p, i) => {
+      if (typeof p === "string" && !pods.has(p)) c.err(`${path}.goneFor[${i}]`, `unknown pod ${p}`);
+    });
   c.num(`${path}.reservations`, v.reservations);
   c.num(`${path}.cacheEntries`, v.cacheEntries);
   if (top && v.byImpl !== undefined) {
@@ -485,7 +529,26 @@ function checkExpect(c: Checker, path: string, v: unknown, pods: Set<string>, to
   }
 }
 
-const STEP_KEYS = ["verb", "name", "pod", "ifname", "network", "node", "via", "plugin", "cniVersion", "netns", "args", "capabilityArgs", "valid", "ip", "seconds", "requires", "expect", "knownBug"];
+const STEP_KEYS = [
+  "verb",
+  "name",
+  "pod",
+  "ifname",
+  "network",
+  "node",
+  "via",
+  "plugin",
+  "cniVersion",
+  "netns",
+  "args",
+  "capabilityArgs",
+  "valid",
+  "ip",
+  "seconds",
+  "requires",
+  "expect",
+  "knownBug",
+];
 
 /**
  * Validate a parsed case.json; returns the list of problems (empty when valid). `files` are the names in the
@@ -521,7 +584,12 @@ export function validateCase(raw: unknown, files: Record<string, string[]> = {})
             if (isObj(n)) {
               c.keys(p, n, ["name", "confDir", "routes"]);
               c.str(`${p}.confDir`, n.confDir);
-              if (n.routes !== undefined && (!Array.isArray(n.routes) || n.routes.some((r) => !isObj(r) || typeof r.dst !== "string" || typeof r.via !== "string"))) c.err(`${p}.routes`, "must be [{dst, via}]");
+              if (
+                n.routes !== undefined &&
+                (!Array.isArray(n.routes) ||
+                  n.routes.some((r) => !isObj(r) || typeof r.dst !== "string" || typeof r.via !== "string"))
+              )
+                c.err(`${p}.routes`, "must be [{dst, via}]");
             }
           });
       }
@@ -539,7 +607,8 @@ export function validateCase(raw: unknown, files: Record<string, string[]> = {})
             pods.add(name);
             if (isObj(n)) {
               c.keys(p, n, ["name", "node"]);
-              if (n.node !== undefined && (typeof n.node !== "string" || !nodes.has(n.node))) c.err(`${p}.node`, "unknown node");
+              if (n.node !== undefined && (typeof n.node !== "string" || !nodes.has(n.node)))
+                c.err(`${p}.node`, "unknown node");
             }
           });
       }
@@ -549,9 +618,11 @@ export function validateCase(raw: unknown, files: Record<string, string[]> = {})
   // Node route targets must be nodes.
   if (isObj(topo) && Array.isArray(topo.nodes)) {
     topo.nodes.forEach((n, i) => {
-      if (isObj(n) && Array.isArray(n.routes)) n.routes.forEach((r, j) => {
-        if (isObj(r) && typeof r.via === "string" && !nodes.has(r.via)) c.err(`case.topology.nodes[${i}].routes[${j}].via`, `unknown node ${r.via}`);
-      });
+      if (isObj(n) && Array.isArray(n.routes))
+        n.routes.forEach((r, j) => {
+          if (isObj(r) && typeof r.via === "string" && !nodes.has(r.via))
+            c.err(`case.topology.nodes[${i}].routes[${j}].via`, `unknown node ${r.via}`);
+        });
     });
   }
   if (!Array.isArray(raw.steps) || raw.steps.length === 0) {
@@ -584,25 +655,38 @@ export function validateCase(raw: unknown, files: Record<string, string[]> = {})
       if (typeof s.pod !== "string") c.err(`${p}.pod`, `${verb} needs a pod`);
       else if (!pods.has(s.pod)) c.err(`${p}.pod`, `unknown pod ${s.pod} (declare it in topology.pods)`);
     } else if (s.pod !== undefined && (typeof s.pod !== "string" || !pods.has(s.pod))) c.err(`${p}.pod`, "unknown pod");
-    if (s.ifname !== undefined && (typeof s.ifname !== "string" || !/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$/.test(s.ifname))) c.err(`${p}.ifname`, "must be an interface name");
+    if (
+      s.ifname !== undefined &&
+      (typeof s.ifname !== "string" || !/^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$/.test(s.ifname))
+    )
+      c.err(`${p}.ifname`, "must be an interface name");
     c.str(`${p}.network`, s.network);
     if (typeof s.network === "string") {
       const node = typeof s.node === "string" ? s.node : undefined;
       const lists = node ? [files[node]] : Object.values(files);
-      if (Object.keys(files).length > 0 && !lists.some((l) => l?.includes(s.network as string))) c.err(`${p}.network`, `no file ${s.network} in the case's net.d`);
+      if (Object.keys(files).length > 0 && !lists.some((l) => l?.includes(s.network as string)))
+        c.err(`${p}.network`, `no file ${s.network} in the case's net.d`);
     }
     if (s.node !== undefined && (typeof s.node !== "string" || !nodes.has(s.node))) c.err(`${p}.node`, "unknown node");
-    if (s.via !== undefined && s.via !== "runtime" && s.via !== "plugin") c.err(`${p}.via`, 'must be "runtime" or "plugin"');
+    if (s.via !== undefined && s.via !== "runtime" && s.via !== "plugin")
+      c.err(`${p}.via`, 'must be "runtime" or "plugin"');
     c.str(`${p}.plugin`, s.plugin);
     c.str(`${p}.cniVersion`, s.cniVersion);
     c.str(`${p}.netns`, s.netns);
     if (verb === "VERSION" && typeof s.plugin !== "string") c.err(`${p}.plugin`, "VERSION needs a plugin");
     c.strs(`${p}.ip`, s.ip);
-    if (verb === "EXEC" && (!Array.isArray(s.ip) || s.ip.length === 0)) c.err(`${p}.ip`, "EXEC needs an ip command (argv after `ip -n NS`)");
+    if (verb === "EXEC" && (!Array.isArray(s.ip) || s.ip.length === 0))
+      c.err(`${p}.ip`, "EXEC needs an ip command (argv after `ip -n NS`)");
     if (verb !== "EXEC" && s.ip !== undefined) c.err(`${p}.ip`, "only for EXEC");
-    if (verb === "AGE" && !(Number.isInteger(s.seconds) && (s.seconds as number) > 0)) c.err(`${p}.seconds`, "AGE needs a positive integer number of seconds");
+    if (verb === "AGE" && !(Number.isInteger(s.seconds) && (s.seconds as number) > 0))
+      c.err(`${p}.seconds`, "AGE needs a positive integer number of seconds");
     if (verb !== "AGE" && s.seconds !== undefined) c.err(`${p}.seconds`, "only for AGE");
-    if (s.args !== undefined && (!Array.isArray(s.args) || s.args.some((a) => !Array.isArray(a) || a.length !== 2 || a.some((x) => typeof x !== "string")))) c.err(`${p}.args`, "must be [[key, value], ...]");
+    if (
+      s.args !== undefined &&
+      (!Array.isArray(s.args) ||
+        s.args.some((a) => !Array.isArray(a) || a.length !== 2 || a.some((x) => typeof x !== "string")))
+    )
+      c.err(`${p}.args`, "must be [[key, value], ...]");
     if (s.capabilityArgs !== undefined && !isObj(s.capabilityArgs)) c.err(`${p}.capabilityArgs`, "must be an object");
     if (s.valid !== undefined) {
       if (verb !== "GC") c.err(`${p}.valid`, "only for GC");
@@ -633,7 +717,9 @@ export function topologyOf(c: CaseDef): { nodes: NodeDef[]; pods: PodDef[]; outs
   const nodes: NodeDef[] = (c.topology?.nodes ?? ["node"]).map((n) => (typeof n === "string" ? { name: n } : n));
   if (nodes.length === 0) nodes.push({ name: "node" });
   const first = nodes[0]!.name;
-  const pods: PodDef[] = (c.topology?.pods ?? []).map((p) => (typeof p === "string" ? { name: p, node: first } : { ...p, node: p.node ?? first }));
+  const pods: PodDef[] = (c.topology?.pods ?? []).map((p) =>
+    typeof p === "string" ? { name: p, node: first } : { ...p, node: p.node ?? first },
+  );
   return { nodes, pods, outside: c.topology?.outside ?? false };
 }
 

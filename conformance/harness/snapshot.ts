@@ -12,7 +12,17 @@ type J = Record<string, unknown>;
 
 /** One link as a compact string: kind, state, mtu, master, flags, sorted addresses. */
 export function showLink(l: KLink): string {
-  return [l.kind, l.up ? "up" : "down", `mtu ${l.mtu}`, l.master ? `master ${l.master}` : "", l.hairpin ? "hairpin" : "", l.promisc ? "promisc" : "", l.addresses.length ? `addr ${[...l.addresses].sort().join(",")}` : ""].filter(Boolean).join(" ");
+  return [
+    l.kind,
+    l.up ? "up" : "down",
+    `mtu ${l.mtu}`,
+    l.master ? `master ${l.master}` : "",
+    l.hairpin ? "hairpin" : "",
+    l.promisc ? "promisc" : "",
+    l.addresses.length ? `addr ${[...l.addresses].sort().join(",")}` : "",
+  ]
+    .filter(Boolean)
+    .join(" ");
 }
 
 /**
@@ -49,7 +59,10 @@ export function normalizeRoutes(rs: KRoute[]): string {
 
 /** The node's state, and the pod's while its namespace exists, read through the step's kernel cache. */
 export async function snapshotState(k: KernelCache, node: NodeEnv, pod: PodEnv | undefined): Promise<J> {
-  const out: J = { node: { links: normalizeLinks(await k.links(node.ns)), routes: normalizeRoutes(await k.routes(node.ns)) } };
-  if (pod && !pod.deleted) out.pod = { links: normalizeLinks(await k.links(pod.ns)), routes: normalizeRoutes(await k.routes(pod.ns)) };
+  const out: J = {
+    node: { links: normalizeLinks(await k.links(node.ns)), routes: normalizeRoutes(await k.routes(node.ns)) },
+  };
+  if (pod && !pod.deleted)
+    out.pod = { links: normalizeLinks(await k.links(pod.ns)), routes: normalizeRoutes(await k.routes(pod.ns)) };
   return out;
 }

@@ -23,7 +23,17 @@ export function planStep(s: StepDef, index: number, env: CaseEnv, impl: string):
   const pod = s.pod ? env.pods.get(s.pod) : undefined;
   const node = pod?.node ?? (s.node ? env.nodes.get(s.node)! : env.nodes.values().next().value!);
   const ifname = s.ifname ?? "eth0";
-  return { index, step: s, label: stepLabel(s, index), title: stepTitle(s), expect: expectFor(s.expect, impl), ...(pod ? { pod } : {}), node, ifname, key: pod ? attachmentKey(pod.name, ifname) : "" };
+  return {
+    index,
+    step: s,
+    label: stepLabel(s, index),
+    title: stepTitle(s),
+    expect: expectFor(s.expect, impl),
+    ...(pod ? { pod } : {}),
+    node,
+    ifname,
+    key: pod ? attachmentKey(pod.name, ifname) : "",
+  };
 }
 
 /**
@@ -31,7 +41,13 @@ export function planStep(s: StepDef, index: number, env: CaseEnv, impl: string):
  * plugins: those are observations) becomes a "harness error" reason. Throws SkipCase when a plugin the case
  * requires answers that its verbs are not implemented in this build.
  */
-export async function runStep(caseName: string, def: CaseDef, plan: StepPlan, env: CaseEnv, ctx: RunContext): Promise<StepOutcome> {
+export async function runStep(
+  caseName: string,
+  def: CaseDef,
+  plan: StepPlan,
+  env: CaseEnv,
+  ctx: RunContext,
+): Promise<StepOutcome> {
   const t0 = performance.now();
   const rec: StepRecord = { observation: { ok: true }, reasons: [], pings: [], connects: [] };
   try {
@@ -49,5 +65,14 @@ export async function runStep(caseName: string, def: CaseDef, plan: StepPlan, en
     rec.reasons.push(`harness error: ${(e as Error).stack ?? String(e)}`);
   }
   const ms = Math.round(performance.now() - t0);
-  return judgeStep(caseName, plan.label, plan.title, rec, ms, plan.step.knownBug ?? def.knownBug, ctx.known, ctx.plugins.impl);
+  return judgeStep(
+    caseName,
+    plan.label,
+    plan.title,
+    rec,
+    ms,
+    plan.step.knownBug ?? def.knownBug,
+    ctx.known,
+    ctx.plugins.impl,
+  );
 }

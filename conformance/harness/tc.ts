@@ -67,7 +67,15 @@ export async function redirects(ns: string, q: readonly KQdisc[]): Promise<KRedi
         // The first action that takes the packet is the one that counts (the reference adds an unreachable second one).
         const a = actions.find((x) => x.kind === "mirred" && x.mirred_action === "redirect");
         if (!a) return [];
-        return [{ dev, to: String(a.to_dev), kind: String(f.kind), pref: Number(f.pref), ...(typeof o.flowid === "string" ? { flowid: o.flowid } : {}) }];
+        return [
+          {
+            dev,
+            to: String(a.to_dev),
+            kind: String(f.kind),
+            pref: Number(f.pref),
+            ...(typeof o.flowid === "string" ? { flowid: o.flowid } : {}),
+          },
+        ];
       }),
     ),
   );
@@ -86,11 +94,26 @@ export function shapingView(q: readonly KQdisc[], r: readonly KRedirect[]): Reco
   const by = new Map<string, string[]>();
   for (const x of q) {
     const g = deviceGroup(x.dev);
-    const text = [x.kind, x.handle, x.root ? "root" : undefined, x.rate !== undefined ? `rate ${x.rate}` : undefined, x.burst !== undefined ? `burst ${x.burst}` : undefined].filter(Boolean).join(" ");
+    const text = [
+      x.kind,
+      x.handle,
+      x.root ? "root" : undefined,
+      x.rate !== undefined ? `rate ${x.rate}` : undefined,
+      x.burst !== undefined ? `burst ${x.burst}` : undefined,
+    ]
+      .filter(Boolean)
+      .join(" ");
     by.set(g, [...(by.get(g) ?? []), text]);
   }
   const out: Record<string, string> = {};
   for (const [g, list] of by) out[g] = list.sort().join(" | ");
-  if (r.length > 0) out.redirects = r.map((x) => `${deviceGroup(x.dev)} ${x.kind} pref ${x.pref}${x.flowid ? ` flowid ${x.flowid}` : ""} -> ${deviceGroup(x.to)}`).sort().join(" | ");
+  if (r.length > 0)
+    out.redirects = r
+      .map(
+        (x) =>
+          `${deviceGroup(x.dev)} ${x.kind} pref ${x.pref}${x.flowid ? ` flowid ${x.flowid}` : ""} -> ${deviceGroup(x.to)}`,
+      )
+      .sort()
+      .join(" | ");
   return out;
 }

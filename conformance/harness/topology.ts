@@ -58,7 +58,13 @@ export function prepareConfDir(src: string, dst: string, dataDir: string): void 
 
 /** An empty environment for case number `ctx.index`; nothing is created yet. */
 export function newCaseEnv(ctx: RunContext): CaseEnv {
-  return { tmp: join(ctx.sandbox.tmp, `c${ctx.index}`), created: [], nodes: new Map<string, NodeEnv>(), pods: new Map<string, PodEnv>(), attachments: new Map<string, Attachment>() };
+  return {
+    tmp: join(ctx.sandbox.tmp, `c${ctx.index}`),
+    created: [],
+    nodes: new Map<string, NodeEnv>(),
+    pods: new Map<string, PodEnv>(),
+    attachments: new Map<string, Attachment>(),
+  };
 }
 
 /** A namespace of the case (`<run id>-c<N>-<label>`), recorded for teardown. */
@@ -76,7 +82,13 @@ function buildNodes(env: CaseEnv, ctx: RunContext, caseDir: string, topo: Topolo
     const [confDir, dataDir, cacheDir] = [join(base, "net.d"), join(base, "data"), join(base, "cache")];
     const wrapper = [NSENTER, `--net=${ns.path}`, "--"];
     prepareConfDir(join(caseDir, n.confDir ?? "net.d"), confDir, dataDir);
-    const runtime = new CniRuntime({ cniPath: [ctx.plugins.dir], cacheDir, wrapper, env: { PATH }, timeoutMs: ctx.timeoutMs ?? 60_000 });
+    const runtime = new CniRuntime({
+      cniPath: [ctx.plugins.dir],
+      cacheDir,
+      wrapper,
+      env: { PATH },
+      timeoutMs: ctx.timeoutMs ?? 60_000,
+    });
     env.nodes.set(n.name, { def: n, ns: ns.name, path: ns.path, confDir, dataDir, cacheDir, runtime, wrapper });
   }
 }
@@ -119,7 +131,14 @@ export function buildTopology(env: CaseEnv, ctx: RunContext, caseDir: string, to
   if (topo.outside || topo.nodes.length > 1) buildUnderlay(env, ctx, topo);
   for (const p of topo.pods) {
     const ns = caseNetns(env, ctx, `p${p.name}`);
-    env.pods.set(p.name, { name: p.name, node: env.nodes.get(p.node!)!, ns: ns.name, path: ns.path, containerID: `${ctx.sandbox.id}-c${ctx.index}-${p.name}`, deleted: false });
+    env.pods.set(p.name, {
+      name: p.name,
+      node: env.nodes.get(p.node!)!,
+      ns: ns.name,
+      path: ns.path,
+      containerID: `${ctx.sandbox.id}-c${ctx.index}-${p.name}`,
+      deleted: false,
+    });
   }
 }
 

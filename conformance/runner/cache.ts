@@ -73,7 +73,10 @@ export function deleteCache(cacheDir: string, network: string, containerID: stri
 
 function asPairs(v: unknown): Array<[string, string]> | undefined {
   if (!Array.isArray(v)) return undefined;
-  return v.filter((p): p is [string, string] => Array.isArray(p) && p.length === 2 && typeof p[0] === "string" && typeof p[1] === "string");
+  return v.filter(
+    (p): p is [string, string] =>
+      Array.isArray(p) && p.length === 2 && typeof p[0] === "string" && typeof p[1] === "string",
+  );
 }
 
 /** A cniCacheV1 document as an entry, or undefined when the JSON is not one. */
@@ -104,7 +107,12 @@ export function decodeCache(text: string): CacheEntry | undefined {
 export type CacheHit = { legacy: false; entry: CacheEntry } | { legacy: true; text: string };
 
 /** Read one attachment's cache; undefined when there is no file (libcni ignores read errors the same way). */
-export function readCache(cacheDir: string, network: string, containerID: string, ifname: string): CacheHit | undefined {
+export function readCache(
+  cacheDir: string,
+  network: string,
+  containerID: string,
+  ifname: string,
+): CacheHit | undefined {
   let text: string;
   try {
     text = readFileSync(cachePath(cacheDir, network, containerID, ifname), "utf8");

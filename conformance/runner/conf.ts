@@ -76,7 +76,11 @@ export function parsePluginConf(raw: unknown): Json {
   }
   if (!raw.type) throw new Error("error parsing configuration: missing 'type'");
   const caps = raw.capabilities;
-  if (caps !== undefined && caps !== null && (!isObject(caps) || Object.values(caps).some((v) => typeof v !== "boolean"))) {
+  if (
+    caps !== undefined &&
+    caps !== null &&
+    (!isObject(caps) || Object.values(caps).some((v) => typeof v !== "boolean"))
+  ) {
     throw new Error("error parsing configuration: capabilities must map names to booleans");
   }
   return raw;
@@ -98,21 +102,27 @@ function parseList(bytes: Buffer, source?: string): NetworkConfigList {
   const raw = parseJson(bytes, "configuration list");
   if (!isObject(raw)) throw new Error("error parsing configuration list: not a JSON object");
   if (!("name" in raw)) throw new Error("error parsing configuration list: no name");
-  if (typeof raw.name !== "string") throw new Error(`error parsing configuration list: invalid name type ${typeof raw.name}`);
+  if (typeof raw.name !== "string")
+    throw new Error(`error parsing configuration list: invalid name type ${typeof raw.name}`);
   let cniVersion = "";
   if ("cniVersion" in raw) {
-    if (typeof raw.cniVersion !== "string") throw new Error(`error parsing configuration list: invalid cniVersion type ${typeof raw.cniVersion}`);
+    if (typeof raw.cniVersion !== "string")
+      throw new Error(`error parsing configuration list: invalid cniVersion type ${typeof raw.cniVersion}`);
     cniVersion = raw.cniVersion;
   }
   let cniVersions: string[] | undefined;
   if ("cniVersions" in raw) {
-    if (!Array.isArray(raw.cniVersions)) throw new Error("error parsing configuration list: invalid type for cniVersions");
+    if (!Array.isArray(raw.cniVersions))
+      throw new Error("error parsing configuration list: invalid type for cniVersions");
     cniVersions = raw.cniVersions.map((v: unknown, i: number) => {
-      if (typeof v !== "string") throw new Error(`error parsing configuration list: invalid type for cniVersions index ${i}`);
+      if (typeof v !== "string")
+        throw new Error(`error parsing configuration list: invalid type for cniVersions index ${i}`);
       try {
         normalizeVersion(v);
       } catch (e) {
-        throw new Error(`error parsing configuration list: invalid cniVersions entry ${v} at index ${i}: ${errorText(e)}`);
+        throw new Error(
+          `error parsing configuration list: invalid cniVersions entry ${v} at index ${i}: ${errorText(e)}`,
+        );
       }
       return v;
     });
@@ -130,7 +140,8 @@ function parseList(bytes: Buffer, source?: string): NetworkConfigList {
   if (source !== undefined) list.source = source;
   if (!("plugins" in raw)) {
     // The sibling directory may still supply every plugin; only a list that forbids that is broken here.
-    if (list.loadOnlyInlinedPlugins) throw new Error("error parsing configuration list: `loadOnlyInlinedPlugins` is true, and no 'plugins' key");
+    if (list.loadOnlyInlinedPlugins)
+      throw new Error("error parsing configuration list: `loadOnlyInlinedPlugins` is true, and no 'plugins' key");
     return list;
   }
   if (!Array.isArray(raw.plugins)) throw new Error("error parsing configuration list: invalid 'plugins' type");

@@ -49,7 +49,9 @@ export class PluginError extends Error {
   constructor(init: PluginErrorInit) {
     const details = init.details ?? "";
     const named = init.name ? ` name=${JSON.stringify(init.name)}` : "";
-    super(`plugin type=${JSON.stringify(init.plugin)}${named} failed (${init.verb.toLowerCase()}): ${goErrorString(init.msg, details)}`);
+    super(
+      `plugin type=${JSON.stringify(init.plugin)}${named} failed (${init.verb.toLowerCase()}): ${goErrorString(init.msg, details)}`,
+    );
     this.name = "PluginError";
     this.code = init.code;
     this.msg = init.msg;

@@ -91,24 +91,51 @@ function signalName(s: NodeJS.Signals): string {
 
 /** libcni `pluginErr`: the error object on stdout, or a description when there is none or it does not decode. */
 export function decodeFailure(r: RunResult, target: ExecTarget): PluginError {
-  const base = { plugin: target.plugin, verb: target.verb, raw: r.stdout, stderr: r.stderr, ...(target.name ? { name: target.name } : {}) };
+  const base = {
+    plugin: target.plugin,
+    verb: target.verb,
+    raw: r.stdout,
+    stderr: r.stderr,
+    ...(target.name ? { name: target.name } : {}),
+  };
   if (r.stdout.length === 0) {
-    const msg = r.stderr.length === 0 ? `netplugin failed with no error message: ${exitText(r)}` : `netplugin failed: ${JSON.stringify(r.stderr)}: ${exitText(r)}`;
+    const msg =
+      r.stderr.length === 0
+        ? `netplugin failed with no error message: ${exitText(r)}`
+        : `netplugin failed: ${JSON.stringify(r.stderr)}: ${exitText(r)}`;
     return new PluginError({ ...base, code: 0, msg });
   }
   let obj: unknown;
   try {
     obj = JSON.parse(r.stdout);
   } catch (e) {
-    return new PluginError({ ...base, code: 0, msg: `netplugin failed but error parsing its diagnostic message ${JSON.stringify(r.stdout)}: ${(e as Error).message}` });
+    return new PluginError({
+      ...base,
+      code: 0,
+      msg: `netplugin failed but error parsing its diagnostic message ${JSON.stringify(r.stdout)}: ${(e as Error).message}`,
+    });
   }
   if (obj === null) return new PluginError({ ...base, code: 0, msg: "" });
   const o = obj as Record<string, unknown>;
-  const typesOk = typeof obj === "object" && !Array.isArray(obj) && isOptional(o.code, "number") && isOptional(o.msg, "string") && isOptional(o.details, "string");
+  const typesOk =
+    typeof obj === "object" &&
+    !Array.isArray(obj) &&
+    isOptional(o.code, "number") &&
+    isOptional(o.msg, "string") &&
+    isOptional(o.details, "string");
   if (!typesOk) {
-    return new PluginError({ ...base, code: 0, msg: `netplugin failed but error parsing its diagnostic message ${JSON.stringify(r.stdout)}: not an error object` });
+    return new PluginError({
+      ...base,
+      code: 0,
+      msg: `netplugin failed but error parsing its diagnostic message ${JSON.stringify(r.stdout)}: not an error object`,
+    });
   }
-  return new PluginError({ ...base, code: (o.code as number | undefined) ?? 0, msg: (o.msg as string | undefined) ?? "", details: (o.details as string | undefined) ?? "" });
+  return new PluginError({
+    ...base,
+    code: (o.code as number | undefined) ?? 0,
+    msg: (o.msg as string | undefined) ?? "",
+    details: (o.details as string | undefined) ?? "",
+  });
 }
 
 function isOptional(v: unknown, type: "number" | "string"): boolean {
@@ -122,7 +149,12 @@ const sleep = (ms: number) => new Promise((res) => setTimeout(res, ms));
  * plugin's error object, libcni's "netplugin failed…" descriptions, a spawn failure (code 0), or the deadline
  * (timedOut, after the whole process group was killed). "Text file busy" is retried like libcni, 5 times 1 s apart.
  */
-export async function execPlugin(file: string, stdin: Buffer, env: Record<string, string>, target: ExecTarget): Promise<string> {
+export async function execPlugin(
+  file: string,
+  stdin: Buffer,
+  env: Record<string, string>,
+  target: ExecTarget,
+): Promise<string> {
   const timeoutMs = target.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   let r: RunResult;
   for (let attempt = 0; ; attempt++) {
@@ -136,7 +168,14 @@ export async function execPlugin(file: string, stdin: Buffer, env: Record<string
         await sleep(TEXT_FILE_BUSY_WAIT_MS);
         continue;
       }
-      throw new PluginError({ plugin: target.plugin, verb: target.verb, code: 0, msg: `netplugin failed with no error message: ${text}`, raw: "", ...(target.name ? { name: target.name } : {}) });
+      throw new PluginError({
+        plugin: target.plugin,
+        verb: target.verb,
+        code: 0,
+        msg: `netplugin failed with no error message: ${text}`,
+        raw: "",
+        ...(target.name ? { name: target.name } : {}),
+      });
     }
   }
   if (r.timedOut) {

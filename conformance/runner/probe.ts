@@ -26,9 +26,11 @@ export function decodeVersionInfo(stdout: string): VersionInfo {
   }
   if (!isObject(raw)) throw new Error("decoding version info: not a JSON object");
   const { cniVersion, supportedVersions } = raw;
-  if (cniVersion !== undefined && cniVersion !== null && typeof cniVersion !== "string") throw new Error("decoding version info: cniVersion must be a string");
+  if (cniVersion !== undefined && cniVersion !== null && typeof cniVersion !== "string")
+    throw new Error("decoding version info: cniVersion must be a string");
   const supported = supportedVersions ?? [];
-  if (!Array.isArray(supported) || supported.some((v) => typeof v !== "string")) throw new Error("decoding version info: supportedVersions must be an array of strings");
+  if (!Array.isArray(supported) || supported.some((v) => typeof v !== "string"))
+    throw new Error("decoding version info: supportedVersions must be an array of strings");
   if (!cniVersion) throw new Error("decoding version info: missing field cniVersion");
   if (supported.length === 0) {
     if (cniVersion === "0.2.0") return { cniVersion, supportedVersions: ["0.1.0", "0.2.0"] };
@@ -41,12 +43,21 @@ export function decodeVersionInfo(stdout: string): VersionInfo {
  * Run VERSION on one plugin file. The dummy NETNS/IFNAME/PATH satisfy skels that required them for every command;
  * an error whose text is exactly "unknown CNI_COMMAND: VERSION" means a pre-0.2.0 plugin: 0.1.0 only.
  */
-export async function probeVersion(file: string, plugin: string, base: Record<string, string> | undefined, timeoutMs: number | undefined): Promise<VersionInfo> {
+export async function probeVersion(
+  file: string,
+  plugin: string,
+  base: Record<string, string> | undefined,
+  timeoutMs: number | undefined,
+): Promise<VersionInfo> {
   const env = pluginEnv(base, { command: "VERSION", netns: "dummy", ifname: "dummy", path: "dummy" });
   const stdin = Buffer.from(JSON.stringify({ cniVersion: LATEST_VERSION }));
   let stdout: string;
   try {
-    stdout = await execPlugin(file, stdin, env, { plugin, verb: "VERSION", ...(timeoutMs !== undefined ? { timeoutMs } : {}) });
+    stdout = await execPlugin(file, stdin, env, {
+      plugin,
+      verb: "VERSION",
+      ...(timeoutMs !== undefined ? { timeoutMs } : {}),
+    });
   } catch (e) {
     if (e instanceof PluginError && e.goError === LEGACY_ANSWER) return { supportedVersions: ["0.1.0"] };
     throw e;

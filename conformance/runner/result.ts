@@ -44,7 +44,8 @@ export function decodeResult(stdout: string, confVersion: string): Json {
     throw new CniError(ErrorCode.DecodingFailure, `failed to unmarshal raw result: ${errorText(e)}`);
   }
   if (raw === null) raw = {};
-  if (typeof raw !== "object" || Array.isArray(raw)) throw new CniError(ErrorCode.DecodingFailure, "failed to unmarshal raw result: not a JSON object");
+  if (typeof raw !== "object" || Array.isArray(raw))
+    throw new CniError(ErrorCode.DecodingFailure, "failed to unmarshal raw result: not a JSON object");
   const obj = raw as Json;
   const version = ownVersion(obj) ?? normalizeVersion(confVersion);
   return reencode({ ...obj, cniVersion: version }, version, version);
@@ -56,7 +57,8 @@ export function decodeResult(stdout: string, confVersion: string): Json {
  * Throws when it cannot be read or converted; the caller decides whether that is fatal.
  */
 export function convertCachedResult(raw: unknown, listVersion: string): Json {
-  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) throw new Error("cached result is not a JSON object");
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw))
+    throw new Error("cached result is not a JSON object");
   const obj = raw as Json;
   const from = ownVersion(obj) ?? "0.1.0";
   const to = normalizeVersion(listVersion);

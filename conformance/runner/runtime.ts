@@ -86,7 +86,10 @@ function wrap(plugin: Json, verb: Verb, e: unknown): Error {
   if (e instanceof PluginError) return e;
   const name = pluginName(plugin);
   const named = name ? ` name=${JSON.stringify(name)}` : "";
-  return new Error(`plugin type=${JSON.stringify(pluginType(plugin))}${named} failed (${verb.toLowerCase()}): ${errorText(e)}`, { cause: e });
+  return new Error(
+    `plugin type=${JSON.stringify(pluginType(plugin))}${named} failed (${verb.toLowerCase()}): ${errorText(e)}`,
+    { cause: e },
+  );
 }
 
 /** The libcni-compatible runtime: see the module comment. */
@@ -118,7 +121,13 @@ export class CniRuntime {
       throw wrap(plugin, verb, e);
     }
     const name = pluginName(plugin);
-    const target = { plugin: type, verb, ...(name ? { name } : {}), ...(this.opts.timeoutMs !== undefined ? { timeoutMs: this.opts.timeoutMs } : {}), ...(this.opts.wrapper ? { wrapper: this.opts.wrapper } : {}) };
+    const target = {
+      plugin: type,
+      verb,
+      ...(name ? { name } : {}),
+      ...(this.opts.timeoutMs !== undefined ? { timeoutMs: this.opts.timeoutMs } : {}),
+      ...(this.opts.wrapper ? { wrapper: this.opts.wrapper } : {}),
+    };
     return execPlugin(file, stdin, pluginEnv(this.opts.env, this.params(verb, rt)), target);
   }
 
@@ -139,14 +148,26 @@ export class CniRuntime {
     this.validate(list, rt);
     let result: Json | undefined;
     for (const plugin of list.plugins) {
-      const stdin = buildRequest(plugin, { name: list.name, cniVersion: list.cniVersion, prevResult: result }, rt.capabilityArgs ?? {});
+      const stdin = buildRequest(
+        plugin,
+        { name: list.name, cniVersion: list.cniVersion, prevResult: result },
+        rt.capabilityArgs ?? {},
+      );
       const stdout = await this.invoke(plugin, "ADD", stdin, rt);
       try {
         result = decodeResult(stdout, list.cniVersion);
       } catch (e) {
         const err = e instanceof CniError ? e : new CniError(ErrorCode.DecodingFailure, errorText(e));
         const name = pluginName(plugin);
-        throw new PluginError({ plugin: pluginType(plugin), verb: "ADD", code: err.code, msg: err.message, details: err.details, raw: stdout, ...(name ? { name } : {}) });
+        throw new PluginError({
+          plugin: pluginType(plugin),
+          verb: "ADD",
+          code: err.code,
+          msg: err.message,
+          details: err.details,
+          raw: stdout,
+          ...(name ? { name } : {}),
+        });
       }
     }
     const final = result ?? {};
@@ -196,7 +217,11 @@ export class CniRuntime {
       throw new Error(`failed to get network "${list.name}" cached result: ${errorText(e)}`, { cause: e });
     }
     for (const plugin of list.plugins) {
-      const stdin = buildRequest(plugin, { name: list.name, cniVersion: list.cniVersion, prevResult: prev }, rt.capabilityArgs ?? {});
+      const stdin = buildRequest(
+        plugin,
+        { name: list.name, cniVersion: list.cniVersion, prevResult: prev },
+        rt.capabilityArgs ?? {},
+      );
       await this.invoke(plugin, "CHECK", stdin, rt);
     }
   }
@@ -219,7 +244,11 @@ export class CniRuntime {
       }
     }
     for (const plugin of [...list.plugins].reverse()) {
-      const stdin = buildRequest(plugin, { name: list.name, cniVersion: list.cniVersion, prevResult: prev }, rt.capabilityArgs ?? {});
+      const stdin = buildRequest(
+        plugin,
+        { name: list.name, cniVersion: list.cniVersion, prevResult: prev },
+        rt.capabilityArgs ?? {},
+      );
       await this.invoke(plugin, "DEL", stdin, rt);
     }
     deleteCache(cacheDir, list.name, rt.containerID, rt.ifname);
@@ -244,12 +273,19 @@ export class CniRuntime {
       try {
         await this.delNetworkList(list, rt);
       } catch (e) {
-        errors.push(new Error(`failed to delete stale attachment ${a.containerID} ${a.ifname}: ${errorText(e)}`, { cause: e }));
+        errors.push(
+          new Error(`failed to delete stale attachment ${a.containerID} ${a.ifname}: ${errorText(e)}`, { cause: e }),
+        );
       }
     }
     if (versionGateLenient(list.cniVersion, "1.1.0")) {
       const attachments = valid?.map((a) => ({ containerID: a.containerID, ifname: a.ifname }));
-      const inject = { name: list.name, cniVersion: list.cniVersion, "cni.dev/valid-attachments": attachments, "cni.dev/attachments": attachments };
+      const inject = {
+        name: list.name,
+        cniVersion: list.cniVersion,
+        "cni.dev/valid-attachments": attachments,
+        "cni.dev/attachments": attachments,
+      };
       for (const plugin of list.plugins) {
         try {
           await this.invoke(plugin, "GC", buildRequest(plugin, inject));
@@ -287,7 +323,8 @@ export class CniRuntime {
       const type = pluginType(plugin);
       try {
         const info = await this.getVersionInfo(type);
-        if (!info.supportedVersions.includes(expected)) errors.push(new Error(`plugin ${type} does not support config version "${expected}"`));
+        if (!info.supportedVersions.includes(expected))
+          errors.push(new Error(`plugin ${type} does not support config version "${expected}"`));
       } catch (e) {
         errors.push(e instanceof Error ? e : new Error(String(e)));
       }
@@ -303,7 +340,12 @@ export class CniRuntime {
   /** The cache's attachments, in cache file name order; only `network`'s when given. */
   getCachedAttachments(network?: string): CachedAttachment[] {
     return listCache(this.cacheDir(), network).map((e) => {
-      const a: CachedAttachment = { containerID: e.containerId, ifname: e.ifName, network: e.networkName, config: e.config };
+      const a: CachedAttachment = {
+        containerID: e.containerId,
+        ifname: e.ifName,
+        network: e.networkName,
+        config: e.config,
+      };
       if (e.netns) a.netns = e.netns;
       if (e.cniArgs) a.cniArgs = e.cniArgs;
       if (e.capabilityArgs) a.capabilityArgs = e.capabilityArgs;

@@ -39,7 +39,9 @@ export function versionGateLenient(v: string, min: string): boolean {
  */
 export function negotiateVersion(cniVersion: string, cniVersions: readonly string[] | undefined): string {
   if (cniVersions === undefined) return cniVersion;
-  const candidates = [...cniVersions, ...(cniVersion !== "" ? [cniVersion] : [])].filter((v) => SUPPORTED_VERSIONS.includes(v));
+  const candidates = [...cniVersions, ...(cniVersion !== "" ? [cniVersion] : [])].filter((v) =>
+    SUPPORTED_VERSIONS.includes(v),
+  );
   if (candidates.length === 0) return cniVersion;
   return candidates.reduce((best, v) => (compareVersions(v, best) > 0 ? v : best));
 }

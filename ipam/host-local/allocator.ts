@@ -101,7 +101,11 @@ export function freeCount(set: RangeSet, reserved: Iterable<string>): bigint {
  * True when at least one address of the set is free. Walks the set in allocation order, so it stops after at most
  * (reservations + gateways + 1) probes whatever the range size.
  */
-export async function hasFree(set: RangeSet, isReserved: (ip: string) => boolean | Promise<boolean>, lastReserved?: IPAddr): Promise<boolean> {
+export async function hasFree(
+  set: RangeSet,
+  isReserved: (ip: string) => boolean | Promise<boolean>,
+  lastReserved?: IPAddr,
+): Promise<boolean> {
   for (const c of iterateRangeSet(set, lastReserved)) {
     if (!(await isReserved(formatIP(c.ip)))) return true;
   }
@@ -167,7 +171,10 @@ async function takeNext(a: Attempt, set: RangeSet, setIndex: number): Promise<IP
 }
 
 /** Assign each set the first still-unassigned requested IP it contains, as the reference's loop does. */
-function assignRequested(sets: readonly RangeSet[], requested: readonly IPAddr[]): { perSet: (IPAddr | undefined)[]; unmatched: IPAddr[] } {
+function assignRequested(
+  sets: readonly RangeSet[],
+  requested: readonly IPAddr[],
+): { perSet: (IPAddr | undefined)[]; unmatched: IPAddr[] } {
   const pending = [...requested];
   const perSet = sets.map((set) => {
     const i = pending.findIndex((ip) => rangeFor(set, ip) !== undefined);
@@ -184,11 +191,17 @@ function assignRequested(sets: readonly RangeSet[], requested: readonly IPAddr[]
 export function checkRequested(rangeSets: readonly RangeSet[], requestedIPs: readonly IPAddr[]): void {
   const { perSet, unmatched } = assignRequested(rangeSets, requestedIPs);
   if (unmatched.length > 0) {
-    throw new CniError(ErrorCode.InvalidNetworkConfig, `failed to allocate all requested IPs: ${unmatched.map(formatIP).join(" ")}`);
+    throw new CniError(
+      ErrorCode.InvalidNetworkConfig,
+      `failed to allocate all requested IPs: ${unmatched.map(formatIP).join(" ")}`,
+    );
   }
   perSet.forEach((ip, i) => {
     if (ip && isGateway(rangeFor(rangeSets[i]!, ip) as Range, ip)) {
-      throw wrapSetError(new CniError(ErrorCode.InvalidNetworkConfig, `requested ip ${formatIP(ip)} is subnet's gateway`), i);
+      throw wrapSetError(
+        new CniError(ErrorCode.InvalidNetworkConfig, `requested ip ${formatIP(ip)} is subnet's gateway`),
+        i,
+      );
     }
   });
 }

@@ -61,7 +61,13 @@ function self(): ClaimHolder {
 export function readClaim(file: string): ClaimHolder | "gone" | "garbage" {
   try {
     const h = JSON.parse(readRegular(file).text) as Partial<ClaimHolder>;
-    if (typeof h.token !== "string" || typeof h.pid !== "number" || typeof h.start !== "string" || typeof h.time !== "number") return "garbage";
+    if (
+      typeof h.token !== "string" ||
+      typeof h.pid !== "number" ||
+      typeof h.start !== "string" ||
+      typeof h.time !== "number"
+    )
+      return "garbage";
     return h as ClaimHolder;
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === "ENOENT" ? "gone" : "garbage";
@@ -69,7 +75,11 @@ export function readClaim(file: string): ClaimHolder | "gone" | "garbage" {
 }
 
 /** A claim protects its attachment while its holder process lives and it is younger than CLAIM_MAX_AGE_MS. */
-export function isLive(h: ClaimHolder, now = Date.now(), startOf: (pid: number) => string | undefined = processStart): boolean {
+export function isLive(
+  h: ClaimHolder,
+  now = Date.now(),
+  startOf: (pid: number) => string | undefined = processStart,
+): boolean {
   const age = now - h.time;
   return age < CLAIM_MAX_AGE_MS && startOf(h.pid) === h.start;
 }
@@ -80,7 +90,12 @@ export function isLive(h: ClaimHolder, now = Date.now(), startOf: (pid: number) 
  *
  * @throws CniError 102 when a live ADD of the attachment holds it; 11 when it stays contended; 5 on an I/O failure.
  */
-export async function claimAttachment(file: string, tmpDir: string, locked: <T>(fn: () => Promise<T>) => Promise<T>, what: string): Promise<ClaimHolder> {
+export async function claimAttachment(
+  file: string,
+  tmpDir: string,
+  locked: <T>(fn: () => Promise<T>) => Promise<T>,
+  what: string,
+): Promise<ClaimHolder> {
   const me = self();
   for (let attempt = 0; attempt < 4; attempt++) {
     const tmp = createExclusive(tmpDir, JSON.stringify(me));
@@ -88,7 +103,11 @@ export async function claimAttachment(file: string, tmpDir: string, locked: <T>(
       linkSync(tmp, file);
       return me;
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw new CniError(ErrorCode.IOFailure, `cannot claim ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST")
+        throw new CniError(
+          ErrorCode.IOFailure,
+          `cannot claim ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`,
+        );
     } finally {
       rmSync(tmp, { force: true });
     }
@@ -103,7 +122,11 @@ export async function claimAttachment(file: string, tmpDir: string, locked: <T>(
     }
     await locked(async () => removeIfStale(file));
   }
-  throw new CniError(ErrorCode.TryAgainLater, `could not claim ${what}: its claim changed hands too often`, "retry later");
+  throw new CniError(
+    ErrorCode.TryAgainLater,
+    `could not claim ${what}: its claim changed hands too often`,
+    "retry later",
+  );
 }
 
 /** Remove the claim at `file` if it is stale now. Call with the network's lock held (see the module comment). */
@@ -115,7 +138,11 @@ export function removeIfStale(file: string, now = Date.now()): boolean {
     rmSync(file, { force: true });
   } catch (e) {
     // A directory planted in its place: refusing is all that is safe (never a recursive removal as root).
-    throw new CniError(ErrorCode.IOFailure, `cannot remove stale claim ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, "remove it by hand");
+    throw new CniError(
+      ErrorCode.IOFailure,
+      `cannot remove stale claim ${file}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`,
+      "remove it by hand",
+    );
   }
   return true;
 }

@@ -20,7 +20,14 @@ import type { Route } from "../../lib/types.js";
 import { GO_ANY, goExtend, goList, goStruct } from "../../lib/gojson.js";
 import { CAPABILITY_SHAPES, PLUGIN_CONF_SHAPE, RANGE_SHAPE, ROUTE_SHAPE } from "../../lib/types.js";
 import { validateNetworkName } from "../../lib/validate.js";
-import { type RangeSet, type RawRange, canonicalizeRangeSet, parseConfigCidr, parseConfigIP, rangeSetsOverlap } from "./range.js";
+import {
+  type RangeSet,
+  type RawRange,
+  canonicalizeRangeSet,
+  parseConfigCidr,
+  parseConfigIP,
+  rangeSetsOverlap,
+} from "./range.js";
 
 /**
  * The reference's `allocator.Net` with its `IPAMConfig` (the embedded `Range` puts the deprecated `subnet`,

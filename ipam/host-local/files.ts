@@ -60,19 +60,22 @@ export interface ReadOptions {
  * (ENOENT, EACCES, ...) when it cannot be opened, RangeError when it is larger than `maxBytes`.
  */
 export function readRegular(path: string, opts: ReadOptions = {}): RegularFile {
-  const flags = constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY | (opts.follow ? 0 : constants.O_NOFOLLOW);
+  const flags =
+    constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY | (opts.follow ? 0 : constants.O_NOFOLLOW);
   let fd: number;
   try {
     fd = openSync(path, flags);
   } catch (e) {
     // O_NOFOLLOW on a link fails with ELOOP: say what is in the way rather than "too many levels of links".
-    if ((e as NodeJS.ErrnoException).code === "ELOOP" && !opts.follow) throw new NotRegularFileError(path, "symbolic link");
+    if ((e as NodeJS.ErrnoException).code === "ELOOP" && !opts.follow)
+      throw new NotRegularFileError(path, "symbolic link");
     throw e;
   }
   try {
     const stat = fstatSync(fd);
     if (!stat.isFile()) throw new NotRegularFileError(path, fileKind(stat));
-    if (opts.maxBytes !== undefined && stat.size > opts.maxBytes) throw new RangeError(`${path} is larger than ${opts.maxBytes} bytes`);
+    if (opts.maxBytes !== undefined && stat.size > opts.maxBytes)
+      throw new RangeError(`${path} is larger than ${opts.maxBytes} bytes`);
     // Read to the end rather than trust st_size: the file may have grown since fstat (never the case for ours, which
     // are written before they get their name, but a reference ADD writes after its create).
     const limit = opts.maxBytes ?? Number.MAX_SAFE_INTEGER;
@@ -102,7 +105,11 @@ export function unpredictableName(dir: string): string {
  * the create exclusive and, with O_NOFOLLOW, a link at `path` is never followed (EEXIST either way).
  */
 export function writeExclusive(path: string, content: string, mode = 0o600): void {
-  const fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW | constants.O_NOCTTY, mode);
+  const fd = openSync(
+    path,
+    constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW | constants.O_NOCTTY,
+    mode,
+  );
   try {
     const buf = Buffer.from(content, "utf8");
     let off = 0;

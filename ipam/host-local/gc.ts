@@ -26,7 +26,8 @@ export const ADD_PROTECTION_MS = 60_000;
  * reservation the reference plugin made), the reservation file's mtime is its last change.
  */
 export function keepAttachment(e: EntryNow | undefined, fileMtimeMs: number, graceMs: number, now: number): boolean {
-  const addRunning = e !== undefined && e.entry.state !== "released" && !e.entry.imported && now - e.sinceMs < ADD_PROTECTION_MS;
+  const addRunning =
+    e !== undefined && e.entry.state !== "released" && !e.entry.imported && now - e.sinceMs < ADD_PROTECTION_MS;
   return addRunning || now - (e?.entry.time ?? fileMtimeMs) < graceMs;
 }
 
@@ -35,7 +36,8 @@ export async function collect(store: DiskStore, valid: readonly Attachment[], gr
   const live = new Set(valid.map((a) => `${a.containerID}\r\n${a.ifname}`));
   const liveIDs = new Set(valid.map((a) => a.containerID));
   // Legacy files name only a container: they stay while any attachment of that container is live.
-  const isLive = (id: string, ifname: string | undefined) => (ifname === undefined ? liveIDs.has(id) : live.has(`${id}\r\n${ifname}`));
+  const isLive = (id: string, ifname: string | undefined) =>
+    ifname === undefined ? liveIDs.has(id) : live.has(`${id}\r\n${ifname}`);
   return store.locked(async () => {
     const released: string[] = [];
     for (const r of store.scan()) {

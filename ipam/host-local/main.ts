@@ -30,7 +30,12 @@ const OWNER_ENV = "CNI_TS_IPAM_OWNER";
 function ownerToken(ctx: CmdContext): string | undefined {
   const v = ctx.env[OWNER_ENV];
   if (v === undefined || v === "") return undefined;
-  if (!/^[0-9a-f]{32}$/.test(v)) throw new CniError(ErrorCode.InvalidEnvironmentVariables, `${OWNER_ENV} must be 32 lowercase hex digits`, `got ${JSON.stringify(v.slice(0, 40))}`);
+  if (!/^[0-9a-f]{32}$/.test(v))
+    throw new CniError(
+      ErrorCode.InvalidEnvironmentVariables,
+      `${OWNER_ENV} must be 32 lowercase hex digits`,
+      `got ${JSON.stringify(v.slice(0, 40))}`,
+    );
   return v;
 }
 
@@ -105,7 +110,9 @@ async function del(ctx: CmdContext): Promise<void> {
   if (!store) return;
   // A rollback of one ADD (our bridge's): only what that very ADD reserved, never by attachment.
   const owner = ownerToken(ctx);
-  const released = owner ? store.releaseOwned(ctx.containerID, ctx.ifname, owner) : store.releaseAttachment(ctx.containerID, ctx.ifname, prevResultHints(ctx));
+  const released = owner
+    ? store.releaseOwned(ctx.containerID, ctx.ifname, owner)
+    : store.releaseAttachment(ctx.containerID, ctx.ifname, prevResultHints(ctx));
   store.sweepTombstones();
   log.debug(`host-local: released [${released.join(" ")}] of ${ctx.containerID}/${ctx.ifname}`);
 }
@@ -116,11 +123,19 @@ async function check(ctx: CmdContext): Promise<void> {
   const store = await DiskStore.open(conf.dataDir, conf.name, false);
   const held = store ? store.held(ctx.containerID, ctx.ifname) : [];
   if (held.length === 0) {
-    throw new CniError(ErrorCode.CheckFailed, `host-local: Failed to find address added by container ${ctx.containerID}`, `no reservation for ${ctx.containerID}/${ctx.ifname} in ${conf.dataDir}/${conf.name}`);
+    throw new CniError(
+      ErrorCode.CheckFailed,
+      `host-local: Failed to find address added by container ${ctx.containerID}`,
+      `no reservation for ${ctx.containerID}/${ctx.ifname} in ${conf.dataDir}/${conf.name}`,
+    );
   }
   const missing = expected.filter((ip) => !held.includes(ip));
   if (missing.length > 0) {
-    throw new CniError(ErrorCode.CheckFailed, `host-local: address ${missing.join(", ")} of prevResult is not reserved for ${ctx.containerID}/${ctx.ifname}`, `reserved: ${held.join(", ")}`);
+    throw new CniError(
+      ErrorCode.CheckFailed,
+      `host-local: address ${missing.join(", ")} of prevResult is not reserved for ${ctx.containerID}/${ctx.ifname}`,
+      `reserved: ${held.join(", ")}`,
+    );
   }
 }
 
@@ -142,7 +157,10 @@ function loadGcGraceSeconds(config: CmdContext["config"]): number {
   const v = config.ipam?.gcGraceSeconds;
   if (v === undefined || v === null) return 60;
   if (typeof v !== "number" || !Number.isInteger(v) || v < 0) {
-    throw new CniError(ErrorCode.InvalidNetworkConfig, `ipam.gcGraceSeconds must be a non-negative integer, got ${JSON.stringify(v)}`);
+    throw new CniError(
+      ErrorCode.InvalidNetworkConfig,
+      `ipam.gcGraceSeconds must be a non-negative integer, got ${JSON.stringify(v)}`,
+    );
   }
   return v;
 }
@@ -154,7 +172,11 @@ async function status(ctx: CmdContext): Promise<void> {
   for (const [i, set] of conf.rangeSets.entries()) {
     const last = await store.lastReserved(i);
     if (!(await hasFree(set, (ip) => store.isReserved(ip), last === undefined ? undefined : parseIP(last)))) {
-      throw new CniError(ErrorCode.NotAvailable, `no IP addresses available in range set: ${rangeSetToString(set)}`, `network ${conf.name}, range set ${i}`);
+      throw new CniError(
+        ErrorCode.NotAvailable,
+        `no IP addresses available in range set: ${rangeSetToString(set)}`,
+        `network ${conf.name}, range set ${i}`,
+      );
     }
   }
 }

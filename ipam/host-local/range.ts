@@ -60,7 +60,12 @@ export function rangeSetToString(set: RangeSet): string {
 
 /** The four addresses of a range as text, for logs and tests. */
 export function describeRange(r: Range): { subnet: string; rangeStart: string; rangeEnd: string; gateway: string } {
-  return { subnet: formatCidr(r.subnet), rangeStart: formatIP(r.rangeStart), rangeEnd: formatIP(r.rangeEnd), gateway: formatIP(r.gateway) };
+  return {
+    subnet: formatCidr(r.subnet),
+    rangeStart: formatIP(r.rangeStart),
+    rangeEnd: formatIP(r.rangeEnd),
+    gateway: formatIP(r.gateway),
+  };
 }
 
 /** True when ip is in the subnet and between rangeStart and rangeEnd (the reference's Range.Contains). */
@@ -81,7 +86,9 @@ export function isGateway(r: Range, ip: IPAddr): boolean {
 /** True when two ranges share an address: same family and intersecting [start, end] spans. */
 export function rangesOverlap(a: Range, b: Range): boolean {
   return (
-    a.subnet.family === b.subnet.family && a.rangeStart.value <= b.rangeEnd.value && b.rangeStart.value <= a.rangeEnd.value
+    a.subnet.family === b.subnet.family &&
+    a.rangeStart.value <= b.rangeEnd.value &&
+    b.rangeStart.value <= a.rangeEnd.value
   );
 }
 
@@ -100,7 +107,10 @@ function invalidConfig(msg: string, details = ""): CniError {
 export function parseConfigIP(text: string, where: string): IPAddr {
   const ip = parseIP(text);
   if (ip === undefined) {
-    throw invalidConfig(`invalid IP address: ${text} (${where})`, "IPv4-mapped IPv6 addresses (::ffff:a.b.c.d) are refused: write the IPv4 address");
+    throw invalidConfig(
+      `invalid IP address: ${text} (${where})`,
+      "IPv4-mapped IPv6 addresses (::ffff:a.b.c.d) are refused: write the IPv4 address",
+    );
   }
   return ip;
 }
@@ -152,7 +162,9 @@ function parseBounds(raw: RawRange, subnet: Cidr, fail: Fail): { rangeStart: IPA
   // ::ffff:0:0/96 aliases IPv4 addresses: such an address cannot name a reservation file both implementations
   // read the same way, and handing one out would leak it. Refuse the range instead of skipping inside it.
   if (subnet.family === 6 && rangeStart.value <= MAPPED_LAST && rangeEnd.value >= MAPPED_FIRST) {
-    throw fail(`range ${formatIP(rangeStart)}-${formatIP(rangeEnd)} includes IPv4-mapped addresses (::ffff:0:0/96); choose a range outside them`);
+    throw fail(
+      `range ${formatIP(rangeStart)}-${formatIP(rangeEnd)} includes IPv4-mapped addresses (::ffff:0:0/96); choose a range outside them`,
+    );
   }
   return { rangeStart, rangeEnd };
 }
@@ -167,7 +179,9 @@ const MAPPED_LAST = MAPPED_FIRST | 0xffffffffn;
 export function canonicalizeRange(raw: RawRange, fail: Fail): Range {
   const subnet = parseSubnet(raw, fail);
   const gateway =
-    raw.gateway === undefined ? { family: subnet.family, value: subnet.network + 1n } : parseConfigIP(raw.gateway, `${raw.where}.gateway`);
+    raw.gateway === undefined
+      ? { family: subnet.family, value: subnet.network + 1n }
+      : parseConfigIP(raw.gateway, `${raw.where}.gateway`);
   return { subnet, gateway, ...parseBounds(raw, subnet, fail) };
 }
 

@@ -46,9 +46,21 @@ export function loadResolvConf(path: string): DNS {
     // would hang the read. Links are followed: /etc/resolv.conf is often one.
     text = readRegular(path, { follow: true, maxBytes: MAX_RESOLV_CONF_BYTES }).text;
   } catch (e) {
-    if (e instanceof NotRegularFileError) throw new CniError(ErrorCode.InvalidNetworkConfig, `ipam.resolvConf ${JSON.stringify(path)} is not a regular file`, e.message);
-    if (e instanceof RangeError) throw new CniError(ErrorCode.InvalidNetworkConfig, `ipam.resolvConf ${JSON.stringify(path)} is larger than ${MAX_RESOLV_CONF_BYTES} bytes`);
-    throw new CniError(ErrorCode.InvalidNetworkConfig, `cannot read ipam.resolvConf ${JSON.stringify(path)}: ${(e as NodeJS.ErrnoException).code ?? e}`);
+    if (e instanceof NotRegularFileError)
+      throw new CniError(
+        ErrorCode.InvalidNetworkConfig,
+        `ipam.resolvConf ${JSON.stringify(path)} is not a regular file`,
+        e.message,
+      );
+    if (e instanceof RangeError)
+      throw new CniError(
+        ErrorCode.InvalidNetworkConfig,
+        `ipam.resolvConf ${JSON.stringify(path)} is larger than ${MAX_RESOLV_CONF_BYTES} bytes`,
+      );
+    throw new CniError(
+      ErrorCode.InvalidNetworkConfig,
+      `cannot read ipam.resolvConf ${JSON.stringify(path)}: ${(e as NodeJS.ErrnoException).code ?? e}`,
+    );
   }
   return parseResolvConf(text);
 }

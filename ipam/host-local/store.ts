@@ -34,7 +34,22 @@
  * reference does behind the index is seen by DEL only through prevResult, and reclaimed by GC.
  */
 import { hashHex } from "../../lib/hash.js";
-import { type Stats, closeSync, constants, existsSync, fstatSync, linkSync, lstatSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, utimesSync } from "node:fs";
+import {
+  type Stats,
+  closeSync,
+  constants,
+  existsSync,
+  fstatSync,
+  linkSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  statSync,
+  utimesSync,
+} from "node:fs";
 import { join } from "node:path";
 import { formatIP, parseIP } from "../../lib/cidr.js";
 import { CniError, ErrorCode } from "../../lib/errors.js";
@@ -105,7 +120,8 @@ const SAFE_PART = /^[A-Za-z0-9_.-]*$/;
  */
 function attachmentKey(id: string, ifname: string): string {
   const plain = `${id}@${ifname}`;
-  if (plain.length <= 200 && id !== "" && SAFE_PART.test(id) && SAFE_PART.test(ifname) && !id.startsWith(".")) return plain;
+  if (plain.length <= 200 && id !== "" && SAFE_PART.test(id) && SAFE_PART.test(ifname) && !id.startsWith("."))
+    return plain;
   return hashHex("sha256", `${id}${CRLF}${ifname}`);
 }
 
@@ -125,7 +141,11 @@ function ensureDir(path: string, create: boolean, followLink = false): boolean {
   try {
     const st = followLink ? statSync(path) : lstatSync(path);
     if (st.isSymbolicLink() || !st.isDirectory()) {
-      throw new CniError(ErrorCode.InvalidNetworkConfig, `${path} is not a directory (a symlink or a file is in its place)`, "remove it, or point ipam.dataDir elsewhere");
+      throw new CniError(
+        ErrorCode.InvalidNetworkConfig,
+        `${path} is not a directory (a symlink or a file is in its place)`,
+        "remove it, or point ipam.dataDir elsewhere",
+      );
     }
     return true;
   } catch (e) {
@@ -136,7 +156,8 @@ function ensureDir(path: string, create: boolean, followLink = false): boolean {
       mkdirSync(path, { recursive: followLink, mode: 0o755 });
     } catch (m) {
       // Two first ADDs racing to create it: the loser checks what the winner made.
-      if (errno(m) !== "EEXIST") throw new CniError(ErrorCode.IOFailure, `cannot create ${path}: ${errno(m) ?? String(m)}`);
+      if (errno(m) !== "EEXIST")
+        throw new CniError(ErrorCode.IOFailure, `cannot create ${path}: ${errno(m) ?? String(m)}`);
       return ensureDir(path, false, followLink);
     }
     return true;
@@ -148,7 +169,8 @@ function readEntryFile(file: string): EntryNow | undefined {
   try {
     const { text, stat } = readRegular(file);
     const entry = JSON.parse(text) as IndexEntry;
-    if (typeof entry?.id !== "string" || typeof entry.ifname !== "string" || !Array.isArray(entry.ips)) return undefined;
+    if (typeof entry?.id !== "string" || typeof entry.ifname !== "string" || !Array.isArray(entry.ips))
+      return undefined;
     return { entry, sinceMs: stat.mtimeMs };
   } catch {
     // Missing, unreadable, a link or a special file: no entry (the next write renames a regular one over it).
@@ -178,7 +200,10 @@ export class DiskStore implements ReservationStore {
   /** What the index said before begin(): a refused ADD (duplicate) must not erase what the attachment holds. */
   private previous: EntryNow | undefined;
 
-  private constructor(readonly dir: string, meta: string) {
+  private constructor(
+    readonly dir: string,
+    meta: string,
+  ) {
     this.meta = meta;
   }
 
@@ -190,7 +215,14 @@ export class DiskStore implements ReservationStore {
     if (!ensureDir(dataDir, create, true)) return undefined;
     const dir = join(dataDir, name);
     const meta = join(dataDir, ".cni-ts", name);
-    const dirs = [dir, join(dataDir, ".cni-ts"), meta, join(meta, "attachments"), join(meta, "claims"), join(meta, "tmp")];
+    const dirs = [
+      dir,
+      join(dataDir, ".cni-ts"),
+      meta,
+      join(meta, "attachments"),
+      join(meta, "claims"),
+      join(meta, "tmp"),
+    ];
     // Every one is looked at before any is created, parents first: a symlink planted anywhere refuses the call
     // (code 7) with nothing written, not even an empty <dataDir>/<name>/.
     const present = dirs.map((d) => ensureDir(d, false));
@@ -214,7 +246,14 @@ export class DiskStore implements ReservationStore {
       const byAttachment = new Map<string, IndexEntry>();
       for (const r of this.scan()) {
         const key = `${r.id}${CRLF}${r.ifname ?? ""}`;
-        const e = byAttachment.get(key) ?? { id: r.id, ifname: r.ifname ?? "", ips: [], state: "added" as const, time: r.mtimeMs, imported: true };
+        const e = byAttachment.get(key) ?? {
+          id: r.id,
+          ifname: r.ifname ?? "",
+          ips: [],
+          state: "added" as const,
+          time: r.mtimeMs,
+          imported: true,
+        };
         e.ips.push(r.ip);
         byAttachment.set(key, e);
       }
@@ -243,7 +282,13 @@ export class DiskStore implements ReservationStore {
       this.previous = this.entryNow(id, ifname);
       const previous = this.previous?.entry;
       this.startedMs = Date.now();
-      this.current = { id, ifname, ips: previous?.state === "released" ? [] : (previous?.ips ?? []), state: "adding", time: this.startedMs };
+      this.current = {
+        id,
+        ifname,
+        ips: previous?.state === "released" ? [] : (previous?.ips ?? []),
+        state: "adding",
+        time: this.startedMs,
+      };
       if (owner !== undefined) this.current.owner = owner;
       this.writeEntry(this.current, this.startedMs);
     } catch (e) {
@@ -276,7 +321,11 @@ export class DiskStore implements ReservationStore {
       const file = join(this.meta, "attachments", attachmentKey(this.current.id, this.current.ifname));
       if (!previous) rmSync(file, { force: true });
       else if (previous.state === "released") this.writeEntry(previous, this.previous!.sinceMs);
-      else this.writeEntry({ ...previous, ips: this.verified(previous.ips, this.current.id, this.current.ifname) }, this.previous!.sinceMs);
+      else
+        this.writeEntry(
+          { ...previous, ips: this.verified(previous.ips, this.current.id, this.current.ifname) },
+          this.previous!.sinceMs,
+        );
       this.restoreLastReserved();
     } finally {
       this.current = undefined;
@@ -311,7 +360,8 @@ export class DiskStore implements ReservationStore {
       rmSync(tmp, { force: true });
     }
     const file = join(this.dir, `${LAST_RESERVED}${setIndex}`);
-    if (this.current && !this.lastWritten.has(setIndex)) this.lastWritten.set(setIndex, { before: readText(file), wrote: ip });
+    if (this.current && !this.lastWritten.has(setIndex))
+      this.lastWritten.set(setIndex, { before: readText(file), wrote: ip });
     else if (this.current) this.lastWritten.get(setIndex)!.wrote = ip;
     // A rename replaces whatever is at the name (a link, a FIFO) instead of writing through it. It is a hint for the
     // next round robin: a directory in its way costs the hint, never the reservation just made.
@@ -413,15 +463,39 @@ export class DiskStore implements ReservationStore {
     // then refuses it, as anything else that is not a regular file.
     let fd: number;
     try {
-      fd = openSync(lockFile, constants.O_WRONLY | constants.O_CREAT | constants.O_APPEND | constants.O_NOFOLLOW | constants.O_NONBLOCK | constants.O_NOCTTY, 0o600);
+      fd = openSync(
+        lockFile,
+        constants.O_WRONLY |
+          constants.O_CREAT |
+          constants.O_APPEND |
+          constants.O_NOFOLLOW |
+          constants.O_NONBLOCK |
+          constants.O_NOCTTY,
+        0o600,
+      );
     } catch (e) {
-      if (errno(e) === "ELOOP") throw new CniError(ErrorCode.InvalidNetworkConfig, `${lockFile} is a symlink`, "remove it; the lock file must be a regular file");
-      if (errno(e) === "ENXIO") throw new CniError(ErrorCode.InvalidNetworkConfig, `${lockFile} is a FIFO`, "remove it; the lock file must be a regular file");
+      if (errno(e) === "ELOOP")
+        throw new CniError(
+          ErrorCode.InvalidNetworkConfig,
+          `${lockFile} is a symlink`,
+          "remove it; the lock file must be a regular file",
+        );
+      if (errno(e) === "ENXIO")
+        throw new CniError(
+          ErrorCode.InvalidNetworkConfig,
+          `${lockFile} is a FIFO`,
+          "remove it; the lock file must be a regular file",
+        );
       throw new CniError(ErrorCode.IOFailure, `cannot open ${lockFile}: ${errno(e) ?? String(e)}`);
     }
     try {
       const st = fstatSync(fd);
-      if (!st.isFile()) throw new CniError(ErrorCode.InvalidNetworkConfig, `${lockFile} is a ${fileKind(st)}`, "remove it; the lock file must be a regular file");
+      if (!st.isFile())
+        throw new CniError(
+          ErrorCode.InvalidNetworkConfig,
+          `${lockFile} is a ${fileKind(st)}`,
+          "remove it; the lock file must be a regular file",
+        );
       // The helper locks this descriptor, not the name: nothing swapped in at the name after our check is touched.
       return await withFileLock(lockFile, waitMs, fn, fd);
     } finally {
@@ -541,7 +615,8 @@ export class DiskStore implements ReservationStore {
     } catch (e) {
       log.warn(`host-local: sweeping old tombstones in ${this.meta}: ${errno(e) ?? String(e)}`);
     }
-    if (swept > 0) log.debug(`host-local: swept ${swept} tombstones older than ${TOMBSTONE_TTL_MS / 1000} s from ${this.meta}`);
+    if (swept > 0)
+      log.debug(`host-local: swept ${swept} tombstones older than ${TOMBSTONE_TTL_MS / 1000} s from ${this.meta}`);
     return swept;
   }
 
@@ -658,7 +733,8 @@ export class DiskStore implements ReservationStore {
       linkSync(tmp, target);
       return true;
     } catch (e) {
-      if (errno(e) !== "EEXIST") throw new CniError(ErrorCode.IOFailure, `cannot create ${target}: ${errno(e) ?? String(e)}`);
+      if (errno(e) !== "EEXIST")
+        throw new CniError(ErrorCode.IOFailure, `cannot create ${target}: ${errno(e) ?? String(e)}`);
     }
     let st: Stats;
     try {

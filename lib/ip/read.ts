@@ -20,7 +20,12 @@ export interface LinkInfo {
   link_index?: number;
   link_netnsid?: number;
   promiscuity?: number;
-  linkinfo?: { info_kind?: string; info_data?: Record<string, unknown>; info_slave_kind?: string; info_slave_data?: Record<string, unknown> };
+  linkinfo?: {
+    info_kind?: string;
+    info_data?: Record<string, unknown>;
+    info_slave_kind?: string;
+    info_slave_data?: Record<string, unknown>;
+  };
 }
 
 export interface AddrInfo {

@@ -55,7 +55,19 @@ const TABLES: Record<string, number> = { unspec: 0, default: 253, main: 254, loc
 const SCOPES: Record<string, number> = { global: 0, universe: 0, site: 200, link: 253, host: 254, nowhere: 255 };
 const PROTOCOLS: Record<string, number> = { unspec: 0, redirect: 1, kernel: 2, boot: 3, static: 4, ra: 9, dhcp: 16 };
 /** rtnetlink route types (RTN_*) by number, as `ip route` names them. */
-export const ROUTE_TYPE_NAMES: readonly string[] = ["unspec", "unicast", "local", "broadcast", "anycast", "multicast", "blackhole", "unreachable", "prohibit", "throw", "nat"];
+export const ROUTE_TYPE_NAMES: readonly string[] = [
+  "unspec",
+  "unicast",
+  "local",
+  "broadcast",
+  "anycast",
+  "multicast",
+  "blackhole",
+  "unreachable",
+  "prohibit",
+  "throw",
+  "nat",
+];
 
 function num(text: string | undefined, names: Record<string, number>, fallback: number): number {
   if (text === undefined) return fallback;

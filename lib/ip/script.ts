@@ -24,7 +24,8 @@ export class NetnsScript {
 
   /** Set a sysctl inside the namespace; `optional` tolerates a missing key (IPv6 disabled). */
   sysctl(key: readonly string[], value: string, optional = false): this {
-    if (!/^-?\d{1,10}$/.test(value)) throw new CniError(ErrorCode.Internal, `refusing sysctl value ${JSON.stringify(value)}`);
+    if (!/^-?\d{1,10}$/.test(value))
+      throw new CniError(ErrorCode.Internal, `refusing sysctl value ${JSON.stringify(value)}`);
     const write = `printf '%s' ${value} > ${sysctlPath(key)}`;
     this.lines.push(optional ? `{ ${write}; } 2>/dev/null || :` : write);
     return this;
@@ -48,7 +49,13 @@ export class NetnsScript {
       await runOk("nsenter", [`--net=${netns}`, "--", "sh", "-s"], { input: this.text(), what });
     } catch (e) {
       if (!(e instanceof ToolError) || e.kind === "timeout") throw e;
-      throw new ToolError({ tool: e.tool, what: e.what, status: e.status, stderr: batchReason(e.stderr), kind: e.kind });
+      throw new ToolError({
+        tool: e.tool,
+        what: e.what,
+        status: e.status,
+        stderr: batchReason(e.stderr),
+        kind: e.kind,
+      });
     }
   }
 }

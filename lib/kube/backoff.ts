@@ -31,7 +31,10 @@ export function backoffDelay(attempt: number, p: BackoffPolicy, random: number):
 /** A failure counter that hands out the next delay. */
 export class Backoff {
   private attempt = 0;
-  constructor(private readonly policy: BackoffPolicy, private readonly random: () => number = Math.random) {}
+  constructor(
+    private readonly policy: BackoffPolicy,
+    private readonly random: () => number = Math.random,
+  ) {}
 
   next(): number {
     return backoffDelay(this.attempt++, this.policy, this.random());

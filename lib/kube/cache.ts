@@ -20,7 +20,8 @@ export type ApplyOutcome =
   | { kind: "refused"; name: string | undefined; message: string };
 
 type Obj = Record<string, unknown>;
-const obj = (v: unknown): Obj | undefined => (v !== null && typeof v === "object" && !Array.isArray(v) ? (v as Obj) : undefined);
+const obj = (v: unknown): Obj | undefined =>
+  v !== null && typeof v === "object" && !Array.isArray(v) ? (v as Obj) : undefined;
 
 /** metadata.resourceVersion of an object or list, if it has one. */
 export function resourceVersionOf(o: unknown): string | undefined {
@@ -45,7 +46,10 @@ export class ObjectCache<T> {
   }
 
   /** A full list: the cache becomes exactly these objects. Returns the objects refused by `parse`. */
-  replace(items: readonly unknown[], resourceVersion: string | undefined): Array<{ name: string | undefined; message: string }> {
+  replace(
+    items: readonly unknown[],
+    resourceVersion: string | undefined,
+  ): Array<{ name: string | undefined; message: string }> {
     const refused: Array<{ name: string | undefined; message: string }> = [];
     this.items.clear();
     for (const raw of items) {

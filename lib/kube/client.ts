@@ -17,7 +17,11 @@ import { ProtocolError, WatchDecoder, type WatchEvent } from "./watchstream.js";
 /** The API server answered with an error status (a Kubernetes Status object when it sent one). */
 export class ApiError extends Error {
   override name = "ApiError";
-  constructor(readonly status: number, readonly reason: string, message: string) {
+  constructor(
+    readonly status: number,
+    readonly reason: string,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -65,7 +69,11 @@ export class KubeClient {
   constructor(readonly target: KubeTarget) {}
 
   /** Open a GET and resolve with the response once its headers are in. */
-  private async open(path: string, timeoutMs: number, signal: AbortSignal | undefined): Promise<{ req: ClientRequest; res: IncomingMessage }> {
+  private async open(
+    path: string,
+    timeoutMs: number,
+    signal: AbortSignal | undefined,
+  ): Promise<{ req: ClientRequest; res: IncomingMessage }> {
     const t = this.target;
     const tls = t.server.protocol === "https:";
     // Loaded here, on first use: TLS costs a Node process ~16 ms of CPU at start, and a plugin call never needs it.
@@ -94,13 +102,20 @@ export class KubeClient {
         clearTimeout(timer);
         resolve({ req, res });
       });
-      const timer = setTimeout(() => req.destroy(new TransportError(`no answer from ${t.server.host} within ${timeoutMs / 1000} s`)), timeoutMs);
+      const timer = setTimeout(
+        () => req.destroy(new TransportError(`no answer from ${t.server.host} within ${timeoutMs / 1000} s`)),
+        timeoutMs,
+      );
       const onAbort = () => req.destroy(new TransportError("aborted"));
       signal?.addEventListener("abort", onAbort, { once: true });
       req.on("close", () => signal?.removeEventListener("abort", onAbort));
       req.on("error", (e) => {
         clearTimeout(timer);
-        reject(e instanceof TransportError ? e : new TransportError(`${t.server.host}: ${(e as NodeJS.ErrnoException).code ?? ""} ${e.message}`.trim()));
+        reject(
+          e instanceof TransportError
+            ? e
+            : new TransportError(`${t.server.host}: ${(e as NodeJS.ErrnoException).code ?? ""} ${e.message}`.trim()),
+        );
       });
       req.end();
     });
@@ -116,7 +131,13 @@ export class KubeClient {
         else chunks.push(b);
       });
       res.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
-      res.on("error", (e) => reject(e instanceof ProtocolError || e instanceof TransportError ? e : new TransportError(`the answer broke off: ${e.message}`)));
+      res.on("error", (e) =>
+        reject(
+          e instanceof ProtocolError || e instanceof TransportError
+            ? e
+            : new TransportError(`the answer broke off: ${e.message}`),
+        ),
+      );
       res.on("aborted", () => reject(new TransportError("the answer broke off")));
     });
   }
@@ -126,14 +147,22 @@ export class KubeClient {
     const { req, res } = await this.open(path, o.timeoutMs, o.signal);
     // The whole answer within the timeout, not only its headers: a server that trickles a list is as stuck as one
     // that says nothing.
-    const timer = setTimeout(() => req.destroy(new TransportError(`the answer from ${this.target.server.host} took longer than ${o.timeoutMs / 1000} s`)), o.timeoutMs);
+    const timer = setTimeout(
+      () =>
+        req.destroy(
+          new TransportError(`the answer from ${this.target.server.host} took longer than ${o.timeoutMs / 1000} s`),
+        ),
+      o.timeoutMs,
+    );
     try {
       const text = await KubeClient.body(res);
       if (res.statusCode !== 200) throw statusMessage(res.statusCode ?? 0, text);
       try {
         return JSON.parse(text) as unknown;
       } catch {
-        throw new ProtocolError(`GET ${path.split("?")[0]}: the answer is not JSON: ${JSON.stringify(text.slice(0, 80))}`);
+        throw new ProtocolError(
+          `GET ${path.split("?")[0]}: the answer is not JSON: ${JSON.stringify(text.slice(0, 80))}`,
+        );
       }
     } finally {
       clearTimeout(timer);
@@ -188,7 +217,9 @@ export class KubeClient {
         }
       });
       res.on("aborted", () => finish(new TransportError("the watch connection broke off")));
-      res.on("error", (e) => finish(e instanceof TransportError ? e : new TransportError(`the watch connection broke off: ${e.message}`)));
+      res.on("error", (e) =>
+        finish(e instanceof TransportError ? e : new TransportError(`the watch connection broke off: ${e.message}`)),
+      );
       req.on("error", (e) => finish(e instanceof TransportError ? e : new TransportError(e.message)));
       req.on("close", () => {
         // A socket closed before the end of the chunked body is a dropped connection, not the server's end.

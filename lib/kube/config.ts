@@ -38,7 +38,8 @@ export interface KubeTarget {
 export const SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 type Obj = Record<string, unknown>;
-const obj = (v: unknown): Obj | undefined => (v !== null && typeof v === "object" && !Array.isArray(v) ? (v as Obj) : undefined);
+const obj = (v: unknown): Obj | undefined =>
+  v !== null && typeof v === "object" && !Array.isArray(v) ? (v as Obj) : undefined;
 
 function named(list: unknown, name: string, what: string, source: string): Obj {
   const entry = Array.isArray(list) ? list.map(obj).find((e) => e?.name === name) : undefined;
@@ -62,9 +63,14 @@ export function parseServer(text: string, source: string): URL {
   } catch {
     throw new KubeConfigError(`${source}: server ${JSON.stringify(text)} is not a URL`);
   }
-  if (url.protocol !== "https:" && url.protocol !== "http:") throw new KubeConfigError(`${source}: server ${JSON.stringify(text)} is not http(s)`);
-  if (url.username || url.password || url.search || url.hash) throw new KubeConfigError(`${source}: server ${JSON.stringify(text)} carries credentials, a query or a fragment`);
-  if (url.pathname !== "/" && url.pathname !== "") throw new KubeConfigError(`${source}: server ${JSON.stringify(text)} has a path; an API server behind a path prefix is not supported`);
+  if (url.protocol !== "https:" && url.protocol !== "http:")
+    throw new KubeConfigError(`${source}: server ${JSON.stringify(text)} is not http(s)`);
+  if (url.username || url.password || url.search || url.hash)
+    throw new KubeConfigError(`${source}: server ${JSON.stringify(text)} carries credentials, a query or a fragment`);
+  if (url.pathname !== "/" && url.pathname !== "")
+    throw new KubeConfigError(
+      `${source}: server ${JSON.stringify(text)} has a path; an API server behind a path prefix is not supported`,
+    );
   return url;
 }
 
@@ -83,7 +89,8 @@ export function loadKubeconfig(text: string, path: string, context?: string): Ku
   }
   const root = obj(doc);
   if (!root) throw new KubeConfigError(`${path} is not a kubeconfig (not a mapping)`);
-  if (root.kind !== undefined && root.kind !== "Config") throw new KubeConfigError(`${path} is a ${JSON.stringify(root.kind)}, not a kubeconfig (kind: Config)`);
+  if (root.kind !== undefined && root.kind !== "Config")
+    throw new KubeConfigError(`${path} is a ${JSON.stringify(root.kind)}, not a kubeconfig (kind: Config)`);
   const ctxName = context ?? (typeof root["current-context"] === "string" ? (root["current-context"] as string) : "");
   if (ctxName === "") throw new KubeConfigError(`${path} has no current-context`);
   const ctx = named(root.contexts, ctxName, "context", path);
@@ -96,7 +103,9 @@ export function loadKubeconfig(text: string, path: string, context?: string): Ku
     try {
       return readFileSync(p);
     } catch (e) {
-      throw new KubeConfigError(`${path}: cannot read ${p}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      throw new KubeConfigError(
+        `${path}: cannot read ${p}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+      );
     }
   };
   const data = (o: Obj, dataKey: string, fileKey: string): Buffer | undefined => {
@@ -106,9 +115,12 @@ export function loadKubeconfig(text: string, path: string, context?: string): Ku
     return f === undefined ? undefined : file(f);
   };
   if (user.exec !== undefined || user["auth-provider"] !== undefined) {
-    throw new KubeConfigError(`${path}: user ${JSON.stringify(userName)} authenticates through another program (exec / auth-provider), which this does not run; use a token, a token file or a client certificate`);
+    throw new KubeConfigError(
+      `${path}: user ${JSON.stringify(userName)} authenticates through another program (exec / auth-provider), which this does not run; use a token, a token file or a client certificate`,
+    );
   }
-  if (user.username !== undefined || user.password !== undefined) throw new KubeConfigError(`${path}: basic authentication (username/password) is not supported`);
+  if (user.username !== undefined || user.password !== undefined)
+    throw new KubeConfigError(`${path}: basic authentication (username/password) is not supported`);
   const server = str(cluster, "server", path);
   if (server === undefined) throw new KubeConfigError(`${path}: cluster ${JSON.stringify(clusterName)} has no server`);
   const target: KubeTarget = { server: parseServer(server, path), source: path };
@@ -118,10 +130,14 @@ export function loadKubeconfig(text: string, path: string, context?: string): Ku
   const token = str(user, "token", path);
   if (token !== undefined) target.token = token;
   const tokenFile = str(user, "tokenFile", path);
-  if (tokenFile !== undefined && token === undefined) target.tokenFile = isAbsolute(tokenFile) ? tokenFile : join(dirname(path), tokenFile);
+  if (tokenFile !== undefined && token === undefined)
+    target.tokenFile = isAbsolute(tokenFile) ? tokenFile : join(dirname(path), tokenFile);
   const cert = data(user, "client-certificate-data", "client-certificate");
   const key = data(user, "client-key-data", "client-key");
-  if ((cert === undefined) !== (key === undefined)) throw new KubeConfigError(`${path}: user ${JSON.stringify(userName)} has a client certificate without key, or a key without certificate`);
+  if ((cert === undefined) !== (key === undefined))
+    throw new KubeConfigError(
+      `${path}: user ${JSON.stringify(userName)} has a client certificate without key, or a key without certificate`,
+    );
   if (cert && key) {
     target.cert = cert;
     target.key = key;
@@ -134,15 +150,23 @@ export function inCluster(env: NodeJS.ProcessEnv, dir = SERVICE_ACCOUNT_DIR): Ku
   const host = env.KUBERNETES_SERVICE_HOST;
   const port = env.KUBERNETES_SERVICE_PORT ?? "443";
   if (!host) throw new KubeConfigError("not in a cluster (KUBERNETES_SERVICE_HOST is unset): give --kubeconfig FILE");
-  if (!/^\d{1,5}$/.test(port)) throw new KubeConfigError(`KUBERNETES_SERVICE_PORT ${JSON.stringify(port)} is not a port number`);
+  if (!/^\d{1,5}$/.test(port))
+    throw new KubeConfigError(`KUBERNETES_SERVICE_PORT ${JSON.stringify(port)} is not a port number`);
   const source = `the service account in ${dir}`;
   let ca: Buffer;
   try {
     ca = readFileSync(join(dir, "ca.crt"));
   } catch (e) {
-    throw new KubeConfigError(`cannot read ${join(dir, "ca.crt")}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new KubeConfigError(
+      `cannot read ${join(dir, "ca.crt")}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    );
   }
-  return { server: parseServer(`https://${host.includes(":") ? `[${host}]` : host}:${port}`, "KUBERNETES_SERVICE_HOST"), ca, tokenFile: join(dir, "token"), source };
+  return {
+    server: parseServer(`https://${host.includes(":") ? `[${host}]` : host}:${port}`, "KUBERNETES_SERVICE_HOST"),
+    ca,
+    tokenFile: join(dir, "token"),
+    source,
+  };
 }
 
 /** The bearer token to send now, if any (a token file is read each time: the kubelet rotates it). */
@@ -152,7 +176,9 @@ export function currentToken(t: KubeTarget): string | undefined {
   try {
     return readFileSync(t.tokenFile, "utf8").trim();
   } catch (e) {
-    throw new KubeConfigError(`cannot read the token ${t.tokenFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new KubeConfigError(
+      `cannot read the token ${t.tokenFile}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    );
   }
 }
 
@@ -163,7 +189,9 @@ export function resolveTarget(kubeconfig: string | undefined, env: NodeJS.Proces
   try {
     text = readFileSync(kubeconfig, "utf8");
   } catch (e) {
-    throw new KubeConfigError(`cannot read ${kubeconfig}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new KubeConfigError(
+      `cannot read ${kubeconfig}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`,
+    );
   }
   return loadKubeconfig(text, kubeconfig);
 }

@@ -33,7 +33,11 @@ export interface ListWatchHooks {
   /** After a successful list or an event that changed the cache; `why` for logs ("list", "ADDED node3", ...). */
   onChange(why: string): void;
   onEvent?(ev: WatchEvent): void;
-  onList?(items: number, resourceVersion: string | undefined, refused: Array<{ name: string | undefined; message: string }>): void;
+  onList?(
+    items: number,
+    resourceVersion: string | undefined,
+    refused: Array<{ name: string | undefined; message: string }>,
+  ): void;
   onRestart?(reason: RestartReason, detail: string, delayMs: number): void;
   onRefused?(name: string | undefined, message: string): void;
 }
@@ -86,8 +90,12 @@ export class ListWatch<T> {
     for (;;) {
       const q = new URLSearchParams({ limit: String(this.o.pageSize ?? 500) });
       if (cont) q.set("continue", cont);
-      const page = (await this.o.client.getJson(`${this.o.path}?${q}`, { timeoutMs: this.o.requestTimeoutMs, signal })) as { items?: unknown; metadata?: { continue?: unknown } };
-      if (page === null || typeof page !== "object" || !Array.isArray(page.items)) throw new ApiError(200, "BadList", `GET ${this.o.path}: the answer has no items array`);
+      const page = (await this.o.client.getJson(`${this.o.path}?${q}`, {
+        timeoutMs: this.o.requestTimeoutMs,
+        signal,
+      })) as { items?: unknown; metadata?: { continue?: unknown } };
+      if (page === null || typeof page !== "object" || !Array.isArray(page.items))
+        throw new ApiError(200, "BadList", `GET ${this.o.path}: the answer has no items array`);
       items.push(...page.items);
       rv = resourceVersionOf(page);
       cont = typeof page.metadata?.continue === "string" ? page.metadata.continue : "";
@@ -109,10 +117,13 @@ export class ListWatch<T> {
     const stop = () => local.abort();
     signal.addEventListener("abort", stop, { once: true });
     let resync = false;
-    const timer = setTimeout(() => {
-      resync = true;
-      local.abort();
-    }, Math.max(0, until - Date.now()));
+    const timer = setTimeout(
+      () => {
+        resync = true;
+        local.abort();
+      },
+      Math.max(0, until - Date.now()),
+    );
     try {
       await this.o.client.watch(`${this.o.path}?${q}`, {
         // The server's own timeout plus a margin: bookmarks come about every minute, so a minute of silence past
@@ -151,8 +162,13 @@ export class ListWatch<T> {
         this.o.onRefused?.(out.name, out.message);
         break;
       case "error":
-        if (out.gone) throw new GoneError(`the watch's resourceVersion is too old (${out.code} ${out.reason}: ${out.message})`);
-        throw new ApiError(out.code, out.reason, `the watch ended with an error: ${out.code} ${out.reason}: ${out.message}`);
+        if (out.gone)
+          throw new GoneError(`the watch's resourceVersion is too old (${out.code} ${out.reason}: ${out.message})`);
+        throw new ApiError(
+          out.code,
+          out.reason,
+          `the watch ended with an error: ${out.code} ${out.reason}: ${out.message}`,
+        );
       case "unchanged":
         break;
     }

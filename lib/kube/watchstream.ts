@@ -36,8 +36,10 @@ export function parseWatchLine(line: string): WatchEvent {
   const o = v !== null && typeof v === "object" && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
   const type = o?.type;
   const object = o?.object;
-  if (typeof type !== "string" || !(WATCH_TYPES as readonly string[]).includes(type)) throw new ProtocolError(`a watch event of unknown type ${JSON.stringify(type)}`);
-  if (object === null || typeof object !== "object" || Array.isArray(object)) throw new ProtocolError(`a ${type} watch event without an object`);
+  if (typeof type !== "string" || !(WATCH_TYPES as readonly string[]).includes(type))
+    throw new ProtocolError(`a watch event of unknown type ${JSON.stringify(type)}`);
+  if (object === null || typeof object !== "object" || Array.isArray(object))
+    throw new ProtocolError(`a ${type} watch event without an object`);
   return { type: type as WatchType, object: object as Record<string, unknown> };
 }
 

@@ -50,7 +50,10 @@ function scalar(raw: string, no: number): unknown {
     if (!s.endsWith("'") || s.length < 2) throw new YamlSubsetError(`line ${no}: unterminated single-quoted string`);
     return s.slice(1, -1).replace(/''/g, "'");
   }
-  if (/^[&*!|>{[]/.test(s) || s === "---" || s === "...") throw new YamlSubsetError(`line ${no}: ${JSON.stringify(s.slice(0, 20))} needs more YAML than this reader knows; give the kubeconfig as JSON (kubectl config view --raw -o json)`);
+  if (/^[&*!|>{[]/.test(s) || s === "---" || s === "...")
+    throw new YamlSubsetError(
+      `line ${no}: ${JSON.stringify(s.slice(0, 20))} needs more YAML than this reader knows; give the kubeconfig as JSON (kubectl config view --raw -o json)`,
+    );
   if (s === "true" || s === "false") return s === "true";
   if (/^-?\d+$/.test(s)) return Number(s);
   return s;
@@ -86,7 +89,8 @@ export function parseYamlSubset(text: string): unknown {
     const next = lines[pos];
     // A key with nothing after it holds the block below, or is null. Kubernetes writes sequences under a key at
     // the key's own indentation ("contexts:\n- name: x"), which YAML allows.
-    if (next && (next.indent > parentIndent || (next.indent === parentIndent && next.text.startsWith("-")))) return block(next.indent);
+    if (next && (next.indent > parentIndent || (next.indent === parentIndent && next.text.startsWith("-"))))
+      return block(next.indent);
     return null;
   }
 
@@ -100,7 +104,8 @@ export function parseYamlSubset(text: string): unknown {
       const kv = splitKey(l.text, l.no);
       if (!kv) throw new YamlSubsetError(`line ${l.no}: expected "key: value"`);
       pos++;
-      if (Object.hasOwn(out, kv[0])) throw new YamlSubsetError(`line ${l.no}: key ${JSON.stringify(kv[0])} appears twice`);
+      if (Object.hasOwn(out, kv[0]))
+        throw new YamlSubsetError(`line ${l.no}: key ${JSON.stringify(kv[0])} appears twice`);
       out[kv[0]] = value(kv[1], indent, l.no);
     }
     return out;

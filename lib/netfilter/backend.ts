@@ -26,6 +26,10 @@ export function defaultBackend(): NetfilterBackend | undefined {
 /** Throw code 100 naming the program when it is not installed: better than nsenter's "exit 127". */
 export function requireTool(name: string, who: string): void {
   if (!hasExecutable(name)) {
-    throw new CniError(ErrorCode.KernelOperationFailed, `${who}: ${name} not found in PATH`, `PATH=${process.env.PATH ?? ""}`);
+    throw new CniError(
+      ErrorCode.KernelOperationFailed,
+      `${who}: ${name} not found in PATH`,
+      `PATH=${process.env.PATH ?? ""}`,
+    );
   }
 }

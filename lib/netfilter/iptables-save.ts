@@ -101,16 +101,27 @@ export function deleteLine(r: SavedRule): string {
 }
 
 const HEADER: Record<string, string> = {
-  "-s": "-s", "--source": "-s", "--src": "-s",
-  "-d": "-d", "--destination": "-d", "--dst": "-d",
-  "-i": "-i", "--in-interface": "-i",
-  "-o": "-o", "--out-interface": "-o",
-  "-p": "-p", "--protocol": "-p",
+  "-s": "-s",
+  "--source": "-s",
+  "--src": "-s",
+  "-d": "-d",
+  "--destination": "-d",
+  "--dst": "-d",
+  "-i": "-i",
+  "--in-interface": "-i",
+  "-o": "-o",
+  "--out-interface": "-o",
+  "-p": "-p",
+  "--protocol": "-p",
 };
 const ALIASES: Record<string, string> = {
-  "--destination-port": "--dport", "--source-port": "--sport",
-  "--destination-ports": "--dports", "--source-ports": "--sports",
-  "--jump": "-j", "--goto": "-g", "--match": "-m",
+  "--destination-port": "--dport",
+  "--source-port": "--sport",
+  "--destination-ports": "--dports",
+  "--source-ports": "--sports",
+  "--jump": "-j",
+  "--goto": "-g",
+  "--match": "-m",
 };
 
 /**
@@ -146,7 +157,9 @@ export function canonicalRule(args: readonly string[]): string {
     }
     body.push(rest[i]!);
   }
-  return [...["-s", "-d", "-i", "-o", "-p"].flatMap((f) => (header.has(f) ? [header.get(f)!] : [])), ...body].join("\u0000");
+  return [...["-s", "-d", "-i", "-o", "-p"].flatMap((f) => (header.has(f) ? [header.get(f)!] : [])), ...body].join(
+    "\u0000",
+  );
 }
 
 /** Whether `chain` holds a rule iptables would treat as `words` (see canonicalRule). */
@@ -159,7 +172,12 @@ export function hasRule(saved: SavedTable, chain: string, words: readonly string
  * The restore line that adds `words` to `chain` unless an equal rule is there already (then none): appended, or
  * inserted at `position` (1: first, for a jump no other rule may shadow). For ensure-jump and constant rules.
  */
-export function ensureRuleLines(saved: SavedTable, chain: string, words: readonly string[], position?: number): string[] {
+export function ensureRuleLines(
+  saved: SavedTable,
+  chain: string,
+  words: readonly string[],
+  position?: number,
+): string[] {
   if (hasRule(saved, chain, words)) return [];
   return [position === undefined ? ruleLine("-A", chain, words) : ruleLine("-I", chain, words, position)];
 }
@@ -171,5 +189,7 @@ export function ruleComment(r: SavedRule): string | undefined {
 
 /** Restore lines deleting every rule (of `chain`, or of any chain) whose comment `pick` selects. */
 export function deleteCommentedLines(saved: SavedTable, pick: (comment: string) => boolean, chain?: string): string[] {
-  return saved.rules.filter((r) => (chain === undefined || r.chain === chain) && pick(ruleComment(r) ?? "")).map(deleteLine);
+  return saved.rules
+    .filter((r) => (chain === undefined || r.chain === chain) && pick(ruleComment(r) ?? ""))
+    .map(deleteLine);
 }

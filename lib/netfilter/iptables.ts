@@ -35,16 +35,29 @@ export function hasSaveRestore(family: Family): boolean {
 }
 
 /** `iptables-save -t TABLE` of a family; not ok (with the reason) when the family's tools cannot read it. */
-export async function saveTable(family: Family, table: string, netns?: string): Promise<{ ok: true; table: SavedTable } | { ok: false; error: string }> {
+export async function saveTable(
+  family: Family,
+  table: string,
+  netns?: string,
+): Promise<{ ok: true; table: SavedTable } | { ok: false; error: string }> {
   const tool = IPTABLES[family].save;
   const [file, args] = inNetns(netns, tool, ["-t", table]);
   const r = await run(file, args, { timeoutMs: TIMEOUT_MS });
-  if (r.code !== 0 || r.timedOut) return { ok: false, error: `${tool} -t ${table}: ${r.timedOut ? `no answer within ${r.timeoutMs} ms, killed` : r.stderr.trim() || `exit ${r.code}`}` };
+  if (r.code !== 0 || r.timedOut)
+    return {
+      ok: false,
+      error: `${tool} -t ${table}: ${r.timedOut ? `no answer within ${r.timeoutMs} ms, killed` : r.stderr.trim() || `exit ${r.code}`}`,
+    };
   return { ok: true, table: parseSave(r.stdout, table) };
 }
 
 /** One atomic `iptables-restore --noflush` of `lines` into TABLE: all of them apply, or none (then `stderr` says why). */
-export async function restoreTable(family: Family, table: string, lines: readonly string[], netns?: string): Promise<{ ok: boolean; stderr: string }> {
+export async function restoreTable(
+  family: Family,
+  table: string,
+  lines: readonly string[],
+  netns?: string,
+): Promise<{ ok: boolean; stderr: string }> {
   const tool = IPTABLES[family].restore;
   // -w: legacy iptables waits for the xtables lock instead of failing; iptables-nft ignores it.
   const [file, args] = inNetns(netns, tool, ["--noflush", "-w"]);
@@ -54,7 +67,13 @@ export async function restoreTable(family: Family, table: string, lines: readonl
 }
 
 /** `iptables -t TABLE -C CHAIN rule…`: iptables' own judgement whether a rule exists, for words we cannot canonicalise. */
-export async function ruleExists(family: Family, table: string, chain: string, words: readonly string[], netns?: string): Promise<boolean> {
+export async function ruleExists(
+  family: Family,
+  table: string,
+  chain: string,
+  words: readonly string[],
+  netns?: string,
+): Promise<boolean> {
   const tool = IPTABLES[family].cmd;
   const [file, args] = inNetns(netns, tool, ["-w", "-t", table, "-C", chain, ...words]);
   const r = await run(file, args, { timeoutMs: TIMEOUT_MS });
@@ -68,7 +87,12 @@ export async function ruleExists(family: Family, table: string, chain: string, w
  * chain under --noflush empties an existing one, and two first ADDs racing on a fresh node would each empty what the
  * other just wrote. Throws a ToolError for any other failure.
  */
-export async function ensureChains(family: Family, table: string, names: readonly string[], netns?: string): Promise<void> {
+export async function ensureChains(
+  family: Family,
+  table: string,
+  names: readonly string[],
+  netns?: string,
+): Promise<void> {
   const tool = IPTABLES[family].cmd;
   for (const name of names) {
     const [file, args] = inNetns(netns, tool, ["-w", "-t", table, "-N", name]);
@@ -86,7 +110,12 @@ export async function ensureChains(family: Family, table: string, names: readonl
  * lines (none: nothing to do). A restore that fails (a lost race) is recomputed by the next step, up to three
  * times. Returns undefined on success, else the last restore's stderr.
  */
-export async function restoreWithRetry(family: Family, table: string, step: (attempt: number) => Promise<readonly string[]>, netns?: string): Promise<string | undefined> {
+export async function restoreWithRetry(
+  family: Family,
+  table: string,
+  step: (attempt: number) => Promise<readonly string[]>,
+  netns?: string,
+): Promise<string | undefined> {
   let error: string | undefined;
   for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
     const lines = await step(attempt);
@@ -102,7 +131,11 @@ export async function restoreWithRetry(family: Family, table: string, step: (att
  * Restore lines that delete `chains` and every rule elsewhere that jumps to them; none when none of it exists.
  * `keepJump` spares a jump (and so its chain, which stays used).
  */
-export function deleteChainLines(saved: SavedTable, chains: ReadonlySet<string>, keepJump?: (r: SavedRule) => boolean): string[] {
+export function deleteChainLines(
+  saved: SavedTable,
+  chains: ReadonlySet<string>,
+  keepJump?: (r: SavedRule) => boolean,
+): string[] {
   const lines: string[] = [];
   const stillUsed = new Set<string>();
   for (const r of saved.rules) {
@@ -139,19 +172,26 @@ export interface DeleteChainsSpec {
  * whose restore still failed after the retries, with the stderr.
  */
 export async function deleteChains(spec: DeleteChainsSpec): Promise<Array<{ family: Family; stderr: string }>> {
-  const outcomes = await Promise.all(([4, 6] as const).map(async (family) => {
-    if (!hasSaveRestore(family)) return undefined;
-    const exact = spec.blind?.[family];
-    if (exact && exact.length > 0 && (await restoreTable(family, spec.table, exact, spec.netns)).ok) return undefined;
-    const stderr = await restoreWithRetry(family, spec.table, async () => {
-      const saved = await saveTable(family, spec.table, spec.netns);
-      if (!saved.ok) {
-        log.debug(`${spec.who}: skipping ${IPTABLES[family].save}: ${saved.error}`);
-        return [];
-      }
-      return deleteChainLines(saved.table, await spec.pick(saved.table), spec.keepJump);
-    }, spec.netns);
-    return stderr === undefined ? undefined : { family, stderr };
-  }));
+  const outcomes = await Promise.all(
+    ([4, 6] as const).map(async (family) => {
+      if (!hasSaveRestore(family)) return undefined;
+      const exact = spec.blind?.[family];
+      if (exact && exact.length > 0 && (await restoreTable(family, spec.table, exact, spec.netns)).ok) return undefined;
+      const stderr = await restoreWithRetry(
+        family,
+        spec.table,
+        async () => {
+          const saved = await saveTable(family, spec.table, spec.netns);
+          if (!saved.ok) {
+            log.debug(`${spec.who}: skipping ${IPTABLES[family].save}: ${saved.error}`);
+            return [];
+          }
+          return deleteChainLines(saved.table, await spec.pick(saved.table), spec.keepJump);
+        },
+        spec.netns,
+      );
+      return stderr === undefined ? undefined : { family, stderr };
+    }),
+  );
   return outcomes.filter((o) => o !== undefined);
 }

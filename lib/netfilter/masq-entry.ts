@@ -57,11 +57,18 @@ export function normalizeEntries(entries: readonly MasqEntry[]): NormalizedMasqE
     requireSafeIdentity(e.network, e.containerID, e.ifname);
     const ip = parseIP(e.ip);
     const subnet = parseCidr(e.subnet);
-    if (ip === undefined) throw new CniError(ErrorCode.Internal, `ipMasq: ${JSON.stringify(e.ip)} is not an IP address`);
-    if (subnet === undefined) throw new CniError(ErrorCode.Internal, `ipMasq: ${JSON.stringify(e.subnet)} is not a CIDR`);
+    if (ip === undefined)
+      throw new CniError(ErrorCode.Internal, `ipMasq: ${JSON.stringify(e.ip)} is not an IP address`);
+    if (subnet === undefined)
+      throw new CniError(ErrorCode.Internal, `ipMasq: ${JSON.stringify(e.subnet)} is not a CIDR`);
     if (!cidrContains(subnet, ip)) {
       throw new CniError(ErrorCode.Internal, `ipMasq: address ${e.ip} is not inside its subnet ${e.subnet}`);
     }
-    return { ...e, family: ip.family, ip: formatIP(ip), subnet: `${bigIntToIP(subnet.family, subnet.network)}/${subnet.prefix}` };
+    return {
+      ...e,
+      family: ip.family,
+      ip: formatIP(ip),
+      subnet: `${bigIntToIP(subnet.family, subnet.network)}/${subnet.prefix}`,
+    };
   });
 }

@@ -25,14 +25,24 @@ import type { Attachment } from "../types.js";
 import { canonicalCidr, hostAddr, hostCidr } from "./addr.js";
 import { requireTool } from "./backend.js";
 import { deleteChains, IPTABLES, restoreTable, restoreWithRetry, saveTable } from "./iptables.js";
-import { option, parseSave, quoteWord, ruleComment, ruleTarget, rulesOf, tokenize, type SavedRule, type SavedTable } from "./iptables-save.js";
+import {
+  option,
+  parseSave,
+  quoteWord,
+  ruleComment,
+  ruleTarget,
+  rulesOf,
+  tokenize,
+  type SavedRule,
+  type SavedTable,
+} from "./iptables-save.js";
 import type { LiveMasqKeys, NormalizedMasqEntry } from "./masq-entry.js";
 
 const MULTICAST: Record<Family, string> = { 4: "224.0.0.0/4", 6: "ff00::/8" };
 
 /** The reference's chain name: "CNI-" + sha512(network + containerID) in hex, cut to 28 characters. */
 export function iptablesMasqChain(network: string, containerID: string): string {
-  return (`CNI-${hashHex("sha512", network + containerID)}`).slice(0, 28);
+  return `CNI-${hashHex("sha512", network + containerID)}`.slice(0, 28);
 }
 
 /** The reference's rule comment, Go's `name: %q id: %q` (identical to JSON quoting for the names we accept). */
@@ -51,18 +61,30 @@ export async function iptAddMasq(entries: readonly NormalizedMasqEntry[], netns?
     // layout can be written without reading the table. `-N` fails if the chain exists (another interface of the
     // container, a leftover), and then nothing of the restore is applied and the read-and-compute path decides.
     if ((await restoreTable(family, "nat", addLines(mine, family, EMPTY_NAT, true), netns)).ok) continue;
-    const error = await restoreWithRetry(family, "nat", async () => {
-      const saved = await saveTable(family, "nat", netns);
-      if (!saved.ok) throw new CniError(ErrorCode.KernelOperationFailed, `iptables ipMasq setup failed: ${saved.error}`);
-      return addLines(mine, family, saved.table);
-    }, netns);
-    if (error !== undefined) throw new CniError(ErrorCode.KernelOperationFailed, `iptables ipMasq setup failed: ${error}`);
+    const error = await restoreWithRetry(
+      family,
+      "nat",
+      async () => {
+        const saved = await saveTable(family, "nat", netns);
+        if (!saved.ok)
+          throw new CniError(ErrorCode.KernelOperationFailed, `iptables ipMasq setup failed: ${saved.error}`);
+        return addLines(mine, family, saved.table);
+      },
+      netns,
+    );
+    if (error !== undefined)
+      throw new CniError(ErrorCode.KernelOperationFailed, `iptables ipMasq setup failed: ${error}`);
   }
 }
 
 const EMPTY_NAT: SavedTable = parseSave("");
 
-function addLines(entries: readonly NormalizedMasqEntry[], family: Family, nat: SavedTable, createChains = false): string[] {
+function addLines(
+  entries: readonly NormalizedMasqEntry[],
+  family: Family,
+  nat: SavedTable,
+  createChains = false,
+): string[] {
   const groups = new Map<string, { comment: string; subnets: string[]; ips: string[] }>();
   for (const e of entries) {
     const chain = iptablesMasqChain(e.network, e.containerID);
@@ -83,7 +105,8 @@ function addLines(entries: readonly NormalizedMasqEntry[], family: Family, nat: 
     if (!g.ips.includes(e.ip)) g.ips.push(e.ip);
   }
   const lines: string[] = [];
-  const same = (a: readonly string[], b: readonly string[]) => a.length === b.length && a.every((l, i) => tokenize(l).join("\0") === tokenize(b[i]!).join("\0"));
+  const same = (a: readonly string[], b: readonly string[]) =>
+    a.length === b.length && a.every((l, i) => tokenize(l).join("\0") === tokenize(b[i]!).join("\0"));
   for (const [chain, g] of groups) {
     const want = [
       ...g.subnets.map((s) => `-A ${chain} -d ${s} -m comment --comment ${g.comment} -j ACCEPT`),
@@ -95,7 +118,8 @@ function addLines(entries: readonly NormalizedMasqEntry[], family: Family, nat: 
     if (createChains) lines.push(`-N ${chain}`, ...want);
     else if (!nat.chains.has(chain) || !same(have, want)) lines.push(`:${chain} - [0:0]`, ...want);
     for (const ip of g.ips) {
-      if (!jumpsFrom(nat, chain, ip, family)) lines.push(`-A POSTROUTING -s ${ip} -m comment --comment ${g.comment} -j ${chain}`);
+      if (!jumpsFrom(nat, chain, ip, family))
+        lines.push(`-A POSTROUTING -s ${ip} -m comment --comment ${g.comment} -j ${chain}`);
     }
   }
   return lines;
@@ -103,7 +127,9 @@ function addLines(entries: readonly NormalizedMasqEntry[], family: Family, nat: 
 
 /** Whether POSTROUTING sends traffic from `ip` to `chain`. */
 function jumpsFrom(nat: SavedTable, chain: string, ip: string, family: Family): boolean {
-  return rulesOf(nat, "POSTROUTING").some((r) => ruleTarget(r) === chain && canonicalCidr(option(r.args, "-s")?.value ?? "", family) === hostCidr(ip, family));
+  return rulesOf(nat, "POSTROUTING").some(
+    (r) => ruleTarget(r) === chain && canonicalCidr(option(r.args, "-s")?.value ?? "", family) === hostCidr(ip, family),
+  );
 }
 
 /** Remove chains (lib/netfilter/iptables deleteChains) and throw code 100 with the first family's error. */
@@ -115,7 +141,11 @@ async function deleteMasqChains(
   blind?: Partial<Record<Family, readonly string[]>>,
 ): Promise<void> {
   const failed = await deleteChains({ table: "nat", pick, keepJump, blind, who: "ipMasq", netns });
-  if (failed.length > 0) throw new CniError(ErrorCode.KernelOperationFailed, `iptables ipMasq teardown of ${what} failed: ${failed[0]!.stderr}`);
+  if (failed.length > 0)
+    throw new CniError(
+      ErrorCode.KernelOperationFailed,
+      `iptables ipMasq teardown of ${what} failed: ${failed[0]!.stderr}`,
+    );
 }
 
 /**
@@ -124,14 +154,22 @@ async function deleteMasqChains(
  * interface of the same pod on the same network keeps its masquerade. Without hints (no prevResult), every jump to
  * the chain and the chain itself go, as the reference's teardown does.
  */
-export async function iptDelMasq(network: string, containerID: string, netns?: string, hints: readonly string[] = []): Promise<void> {
+export async function iptDelMasq(
+  network: string,
+  containerID: string,
+  netns?: string,
+  hints: readonly string[] = [],
+): Promise<void> {
   const chain = iptablesMasqChain(network, containerID);
   const mine = new Set(hints.flatMap((h) => hostAddr(h) ?? []));
-  const keepJump = mine.size === 0 ? undefined : (r: SavedRule) => {
-    const src = option(r.args, "-s")?.value;
-    const a = src ? hostAddr(src) : undefined;
-    return a !== undefined && !mine.has(a);
-  };
+  const keepJump =
+    mine.size === 0
+      ? undefined
+      : (r: SavedRule) => {
+          const src = option(r.args, "-s")?.value;
+          const a = src ? hostAddr(src) : undefined;
+          return a !== undefined && !mine.has(a);
+        };
   // What ADD wrote for these addresses, when the attachment is this container's only one on the network: its jumps,
   // then the chain. One restore instead of a save and a restore on every pod's DEL.
   const comment = quoteWord(iptablesMasqComment(network, containerID));
@@ -163,7 +201,12 @@ function parseComment(text: string): { network: string; containerID: string } | 
  * portmap's chains carry the same comment under other names and are left alone. A chain without any rule names
  * nobody and stays.
  */
-export async function iptGcMasq(network: string, valid: readonly Attachment[], netns?: string, live?: LiveMasqKeys): Promise<void> {
+export async function iptGcMasq(
+  network: string,
+  valid: readonly Attachment[],
+  netns?: string,
+  live?: LiveMasqKeys,
+): Promise<void> {
   const keep = new Set(valid.map((a) => a.containerID));
   await deleteMasqChains(
     netns,
@@ -186,7 +229,10 @@ export async function iptGcMasq(network: string, valid: readonly Attachment[], n
 }
 
 /** CHECK for the iptables backend: chain, its ACCEPT and MASQUERADE rules, and the POSTROUTING jump per address. */
-export async function iptCheckMasq(entries: readonly NormalizedMasqEntry[], netns?: string): Promise<string | undefined> {
+export async function iptCheckMasq(
+  entries: readonly NormalizedMasqEntry[],
+  netns?: string,
+): Promise<string | undefined> {
   for (const family of [4, 6] as const) {
     const mine = entries.filter((e) => e.family === family);
     if (mine.length === 0) continue;
@@ -201,15 +247,19 @@ export async function iptCheckMasq(entries: readonly NormalizedMasqEntry[], netn
       const rules = rulesOf(nat, chain);
       const masq = rules.findIndex((r) => {
         const d = option(r.args, "-d");
-        return ruleTarget(r) === "MASQUERADE" && d?.negated === true && canonicalCidr(d.value, family) === MULTICAST[family];
+        return (
+          ruleTarget(r) === "MASQUERADE" && d?.negated === true && canonicalCidr(d.value, family) === MULTICAST[family]
+        );
       });
       if (masq < 0) return `iptables chain ${chain} of ${who} has no "! -d ${MULTICAST[family]} -j MASQUERADE" rule`;
       const accept = rules.findIndex((r) => {
         const d = option(r.args, "-d");
         return ruleTarget(r) === "ACCEPT" && d?.negated === false && canonicalCidr(d.value, family) === e.subnet;
       });
-      if (accept < 0 || accept > masq) return `iptables chain ${chain} of ${who} does not accept traffic to ${e.subnet} before masquerading`;
-      if (!jumpsFrom(nat, chain, e.ip, family)) return `iptables has no POSTROUTING rule sending traffic from ${e.ip} to ${chain} (${who})`;
+      if (accept < 0 || accept > masq)
+        return `iptables chain ${chain} of ${who} does not accept traffic to ${e.subnet} before masquerading`;
+      if (!jumpsFrom(nat, chain, e.ip, family))
+        return `iptables has no POSTROUTING rule sending traffic from ${e.ip} to ${chain} (${who})`;
     }
   }
   return undefined;

@@ -39,7 +39,18 @@ import { log } from "../log.js";
 import type { Attachment } from "../types.js";
 import { requireTool } from "./backend.js";
 import type { LiveMasqKeys, NormalizedMasqEntry } from "./masq-entry.js";
-import { chainsOf, dropSetElement, elementOf, elementsOf, nftApply, nftApplyWithRetry, nftFailure, nftListTable, type NftElement, type NftFailure } from "./nft.js";
+import {
+  chainsOf,
+  dropSetElement,
+  elementOf,
+  elementsOf,
+  nftApply,
+  nftApplyWithRetry,
+  nftFailure,
+  nftListTable,
+  type NftElement,
+  type NftFailure,
+} from "./nft.js";
 
 /** Family and name of our table (`nft list table inet cni_ts_masq`). */
 export const MASQ_NFT_TABLE = "inet cni_ts_masq";
@@ -59,8 +70,22 @@ interface FamilyLayout {
 }
 
 const LAYOUT: Record<4 | 6, FamilyLayout> = {
-  4: { pods: "pods4", local: "local4", owners: "owners4", proto: "ip", type: "ipv4_addr", multicast: { addr: "224.0.0.0", len: 4 } },
-  6: { pods: "pods6", local: "local6", owners: "owners6", proto: "ip6", type: "ipv6_addr", multicast: { addr: "ff00::", len: 8 } },
+  4: {
+    pods: "pods4",
+    local: "local4",
+    owners: "owners4",
+    proto: "ip",
+    type: "ipv4_addr",
+    multicast: { addr: "224.0.0.0", len: 4 },
+  },
+  6: {
+    pods: "pods6",
+    local: "local6",
+    owners: "owners6",
+    proto: "ip6",
+    type: "ipv6_addr",
+    multicast: { addr: "ff00::", len: 8 },
+  },
 };
 
 function sha512hex(s: string): string {
@@ -127,11 +152,17 @@ function constantRules(): { text: string; json: unknown[] }[] {
  * transaction as the elements, so no packet ever sees the chain empty.
  */
 function declarations(): string[] {
-  const lines = [`add table ${MASQ_NFT_TABLE} { comment "cni-ts bridge ipMasq: masquerade pod traffic leaving its subnet"; }`];
+  const lines = [
+    `add table ${MASQ_NFT_TABLE} { comment "cni-ts bridge ipMasq: masquerade pod traffic leaving its subnet"; }`,
+  ];
   for (const f of [LAYOUT[4], LAYOUT[6]]) {
     lines.push(`add set ${MASQ_NFT_TABLE} ${f.pods} { type ${f.type}; comment "pod addresses"; }`);
-    lines.push(`add set ${MASQ_NFT_TABLE} ${f.local} { type ${f.type} . ${f.type}; flags interval; comment "pod address . pod subnet"; }`);
-    lines.push(`add map ${MASQ_NFT_TABLE} ${f.owners} { type ${f.type} : mark; comment "pod address -> owner tag, guards deletes"; }`);
+    lines.push(
+      `add set ${MASQ_NFT_TABLE} ${f.local} { type ${f.type} . ${f.type}; flags interval; comment "pod address . pod subnet"; }`,
+    );
+    lines.push(
+      `add map ${MASQ_NFT_TABLE} ${f.owners} { type ${f.type} : mark; comment "pod address -> owner tag, guards deletes"; }`,
+    );
   }
   lines.push(`add chain ${MASQ_NFT_TABLE} ${CHAIN} { type nat hook postrouting priority srcnat; policy accept; }`);
   lines.push(`flush chain ${MASQ_NFT_TABLE} ${CHAIN}`);
@@ -169,7 +200,10 @@ function addLines(e: NormalizedMasqEntry): string[] {
 }
 
 /** Run a script on our table; undefined on success, else why it failed (lib/netfilter/nft.ts) and nft's stderr. */
-async function nftScript(lines: readonly string[], netns: string | undefined): Promise<{ failure: NftFailure; stderr: string } | undefined> {
+async function nftScript(
+  lines: readonly string[],
+  netns: string | undefined,
+): Promise<{ failure: NftFailure; stderr: string } | undefined> {
   const e = await nftApply(lines, netns);
   return e && { failure: nftFailure(e, TABLE_NAME), stderr: e.stderr };
 }
@@ -211,7 +245,10 @@ function parseLocal({ val, comment }: NftElement): Listing["locals"][number] | u
   const a = addrOf(parts[0]);
   if (!a) return undefined;
   const net = parts[1] as string | { prefix?: { addr?: string; len?: number } };
-  const cidr = typeof net === "string" ? parseCidr(`${net}/${a.family === 4 ? 32 : 128}`) : parseCidr(`${net.prefix?.addr ?? ""}/${net.prefix?.len ?? ""}`);
+  const cidr =
+    typeof net === "string"
+      ? parseCidr(`${net}/${a.family === 4 ? 32 : 128}`)
+      : parseCidr(`${net.prefix?.addr ?? ""}/${net.prefix?.len ?? ""}`);
   if (!cidr) return undefined;
   return { ...a, key: `${a.ip} . ${bigIntToIP(cidr.family, cidr.network)}/${cidr.prefix}`, comment };
 }
@@ -247,7 +284,13 @@ export async function nftAddMasq(entries: readonly NormalizedMasqEntry[], netns?
 }
 
 /** DEL for the nftables backend: by "ip/prefix" hints when given, else (or when they fall short) by element comment. */
-export async function nftDelMasq(network: string, containerID: string, ifname: string, hints: readonly string[], netns?: string): Promise<void> {
+export async function nftDelMasq(
+  network: string,
+  containerID: string,
+  ifname: string,
+  hints: readonly string[],
+  netns?: string,
+): Promise<void> {
   if (!hasExecutable("nft")) return;
   const tag = nftMasqTag(network, containerID, ifname);
   const comment = nftMasqComment(network, containerID, ifname);
@@ -263,7 +306,12 @@ export async function nftDelMasq(network: string, containerID: string, ifname: s
     if (!r || r.failure === "no-table") return;
     log.debug(`ipMasq: nftables DEL by hints failed (${r.stderr}); looking for the elements by comment`);
   }
-  await releaseMatching(netns, (c) => c === comment, () => tag, `attachment ${network}/${containerID}/${ifname}`);
+  await releaseMatching(
+    netns,
+    (c) => c === comment,
+    () => tag,
+    `attachment ${network}/${containerID}/${ifname}`,
+  );
 }
 
 /**
@@ -280,54 +328,74 @@ async function releaseMatching(
   live?: LiveMasqKeys,
 ): Promise<void> {
   // A stale read (an element taken or gone meanwhile, the table deleted) is read again; anything else is final.
-  const failed = await nftApplyWithRetry(TABLE_NAME, async () => {
-    const listing = await listTable(netns);
-    if (!listing) return [];
-    const doomed = new Map<string, { a: Addr; tag: number; comment: string | undefined }>();
-    for (const [key, o] of listing.owners) {
-      if (!pick(o.comment)) continue;
-      const [fam, ip] = key.split(" ") as [string, string];
-      doomed.set(key, { a: { family: fam === "4" ? 4 : 6, ip }, tag: o.tag, comment: o.comment });
-    }
-    for (const l of listing.locals) {
-      const key = id(l);
-      if (pick(l.comment) && !listing.owners.has(key) && !doomed.has(key)) doomed.set(key, { a: { family: l.family, ip: l.ip }, tag: tagOf(), comment: l.comment });
-    }
-    // Asked after the read (see LiveMasqKeys): an owner that appeared since is still seen, and one whose ADD comes
-    // later writes elements this round never listed and so never deletes (its tag fails our guard on a shared address).
-    if (doomed.size > 0 && live) {
-      const spared = await live();
-      for (const [key, d] of doomed) if (d.comment !== undefined && spared.has(d.comment)) doomed.delete(key);
-    }
-    if (doomed.size === 0) return [];
-    return [...doomed.values()].flatMap(({ a, tag }) =>
-      releaseAddress(
-        a,
-        tag,
-        listing.locals.filter((l) => l.family === a.family && l.ip === a.ip).map((l) => l.key),
-      ),
-    );
-  }, netns);
+  const failed = await nftApplyWithRetry(
+    TABLE_NAME,
+    async () => {
+      const listing = await listTable(netns);
+      if (!listing) return [];
+      const doomed = new Map<string, { a: Addr; tag: number; comment: string | undefined }>();
+      for (const [key, o] of listing.owners) {
+        if (!pick(o.comment)) continue;
+        const [fam, ip] = key.split(" ") as [string, string];
+        doomed.set(key, { a: { family: fam === "4" ? 4 : 6, ip }, tag: o.tag, comment: o.comment });
+      }
+      for (const l of listing.locals) {
+        const key = id(l);
+        if (pick(l.comment) && !listing.owners.has(key) && !doomed.has(key))
+          doomed.set(key, { a: { family: l.family, ip: l.ip }, tag: tagOf(), comment: l.comment });
+      }
+      // Asked after the read (see LiveMasqKeys): an owner that appeared since is still seen, and one whose ADD comes
+      // later writes elements this round never listed and so never deletes (its tag fails our guard on a shared address).
+      if (doomed.size > 0 && live) {
+        const spared = await live();
+        for (const [key, d] of doomed) if (d.comment !== undefined && spared.has(d.comment)) doomed.delete(key);
+      }
+      if (doomed.size === 0) return [];
+      return [...doomed.values()].flatMap(({ a, tag }) =>
+        releaseAddress(
+          a,
+          tag,
+          listing.locals.filter((l) => l.family === a.family && l.ip === a.ip).map((l) => l.key),
+        ),
+      );
+    },
+    netns,
+  );
   if (!failed) return;
   throw new CniError(ErrorCode.KernelOperationFailed, `nftables ipMasq teardown of ${what} failed: ${failed.stderr}`);
 }
 
 /** GC for the nftables backend: addresses whose comment names `network` but none of the valid or live attachments. */
-export async function nftGcMasq(network: string, valid: readonly Attachment[], netns?: string, live?: LiveMasqKeys): Promise<void> {
+export async function nftGcMasq(
+  network: string,
+  valid: readonly Attachment[],
+  netns?: string,
+  live?: LiveMasqKeys,
+): Promise<void> {
   if (!hasExecutable("nft")) return;
   const prefix = `${networkHash(network)}-`;
   const keep = new Set(valid.map((a) => nftMasqComment(network, a.containerID, a.ifname)));
   // An ownerless leftover has no tag to show; guard it with 0, which only fails if someone takes the address meanwhile.
-  await releaseMatching(netns, (c) => c?.startsWith(prefix) === true && !keep.has(c), () => 0, `network ${network}`, live);
+  await releaseMatching(
+    netns,
+    (c) => c?.startsWith(prefix) === true && !keep.has(c),
+    () => 0,
+    `network ${network}`,
+    live,
+  );
 }
 
 /** CHECK for the nftables backend: the two rules, and every entry's three elements, owned by the entry. */
-export async function nftCheckMasq(entries: readonly NormalizedMasqEntry[], netns?: string): Promise<string | undefined> {
+export async function nftCheckMasq(
+  entries: readonly NormalizedMasqEntry[],
+  netns?: string,
+): Promise<string | undefined> {
   requireTool("nft", "ipMasq");
   const listing = await listTable(netns);
   if (!listing) return `nftables table ${MASQ_NFT_TABLE} does not exist`;
   const chain = listing.chain;
-  if (chain?.type !== "nat" || chain.hook !== "postrouting") return `nftables chain ${MASQ_NFT_TABLE} ${CHAIN} is missing or is not a nat postrouting chain`;
+  if (chain?.type !== "nat" || chain.hook !== "postrouting")
+    return `nftables chain ${MASQ_NFT_TABLE} ${CHAIN} is missing or is not a nat postrouting chain`;
   const actual = chain.rules.map((r) => JSON.stringify(r));
   const missingRule = constantRules().find((r) => !actual.includes(JSON.stringify(r.json)));
   if (missingRule) return `nftables chain ${MASQ_NFT_TABLE} ${CHAIN} lacks the rule "${missingRule.text}"`;
@@ -338,9 +406,11 @@ export async function nftCheckMasq(entries: readonly NormalizedMasqEntry[], netn
     if (!listing.pods.has(key)) return `nftables set ${f.pods} has no element ${e.ip} for ${who}`;
     const owner = listing.owners.get(key);
     if (!owner) return `nftables map ${f.owners} has no element ${e.ip} for ${who}`;
-    if (owner.tag !== nftMasqTag(e.network, e.containerID, e.ifname)) return `nftables address ${e.ip} belongs to another attachment than ${who}`;
+    if (owner.tag !== nftMasqTag(e.network, e.containerID, e.ifname))
+      return `nftables address ${e.ip} belongs to another attachment than ${who}`;
     const local = `${e.ip} . ${e.subnet}`;
-    if (!listing.locals.some((l) => l.key === local)) return `nftables set ${f.local} has no element ${local} for ${who}`;
+    if (!listing.locals.some((l) => l.key === local))
+      return `nftables set ${f.local} has no element ${local} for ${who}`;
   }
   return undefined;
 }

@@ -32,11 +32,19 @@ export type MasqBackend = NetfilterBackend;
 export function resolveMasqBackend(configured: string | undefined): MasqBackend {
   if (configured === "iptables" || configured === "nftables") return configured;
   if (configured !== undefined && configured !== "") {
-    throw new CniError(ErrorCode.InvalidNetworkConfig, `unknown ipmasq backend ${JSON.stringify(configured)}`, 'ipMasqBackend must be "iptables" or "nftables"');
+    throw new CniError(
+      ErrorCode.InvalidNetworkConfig,
+      `unknown ipmasq backend ${JSON.stringify(configured)}`,
+      'ipMasqBackend must be "iptables" or "nftables"',
+    );
   }
   const found = defaultBackend();
   if (found) return found;
-  throw new CniError(ErrorCode.KernelOperationFailed, "ipMasq needs iptables or nft: neither iptables nor nft was found in PATH", `PATH=${process.env.PATH ?? ""}`);
+  throw new CniError(
+    ErrorCode.KernelOperationFailed,
+    "ipMasq needs iptables or nft: neither iptables nor nft was found in PATH",
+    `PATH=${process.env.PATH ?? ""}`,
+  );
 }
 
 /** Masquerade every entry's traffic to outside its subnet. Idempotent: a repeated ADD leaves the same state. */
@@ -60,7 +68,14 @@ export async function addMasq(backend: MasqBackend, entries: MasqEntry[], netns?
  * reads the nat table and removes the attachment's chain with every rule that jumps to it: its chain is per
  * (network, containerID), so all interfaces of that container on that network lose their masquerade together.
  */
-export async function delMasq(network: string, containerID: string, ifname: string, ips?: string[], netns?: string, only?: MasqBackend): Promise<void> {
+export async function delMasq(
+  network: string,
+  containerID: string,
+  ifname: string,
+  ips?: string[],
+  netns?: string,
+  only?: MasqBackend,
+): Promise<void> {
   requireSafeIdentity(network, containerID, ifname);
   // Both backends (the attachment may come from another plugin version or an earlier configuration), unless the
   // caller knows which one its ADD wrote (`only`), and at the same time: they touch different tables, and DEL
@@ -70,11 +85,16 @@ export async function delMasq(network: string, containerID: string, ifname: stri
     only === "iptables" ? undefined : nftDelMasq(network, containerID, ifname, ips ?? [], netns),
   ]);
   const errors = outcomes.flatMap((o) => (o.status === "rejected" ? [(o.reason as Error).message] : []));
-  if (errors.length > 0) throw new CniError(ErrorCode.KernelOperationFailed, `ipMasq teardown failed: ${errors.join("; ")}`);
+  if (errors.length > 0)
+    throw new CniError(ErrorCode.KernelOperationFailed, `ipMasq teardown failed: ${errors.join("; ")}`);
 }
 
 /** undefined when every entry's masquerade is in place, else a sentence naming what is missing. */
-export async function checkMasq(backend: MasqBackend, entries: MasqEntry[], netns?: string): Promise<string | undefined> {
+export async function checkMasq(
+  backend: MasqBackend,
+  entries: MasqEntry[],
+  netns?: string,
+): Promise<string | undefined> {
   const norm = normalizeEntries(entries);
   if (norm.length === 0) return undefined;
   return backend === "nftables" ? nftCheckMasq(norm, netns) : iptCheckMasq(norm, netns);

@@ -41,7 +41,11 @@ export async function nftApply(lines: readonly string[], netns?: string): Promis
  * nothing to do). A transaction that fails because the read went stale ("taken", "gone", "no-table") is recomputed
  * by the next step, up to three times; any other failure is final. Undefined on success, else the last failure.
  */
-export async function nftApplyWithRetry(tableName: string, step: (attempt: number) => Promise<readonly string[]>, netns?: string): Promise<ToolError | undefined> {
+export async function nftApplyWithRetry(
+  tableName: string,
+  step: (attempt: number) => Promise<readonly string[]>,
+  netns?: string,
+): Promise<ToolError | undefined> {
   let error: ToolError | undefined;
   for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
     const lines = await step(attempt);
@@ -132,7 +136,8 @@ export function elementsOf(objects: readonly Record<string, unknown>[]): Map<str
     if (typeof set?.name !== "string") continue;
     const elems = out.get(set.name) ?? [];
     // A map element is [key, value]; a set element a value or {elem: {val, comment}} (a concatenation is {concat}).
-    for (const item of set.elem ?? []) elems.push(Array.isArray(item) ? { ...unwrapElem(item[0]), value: item[1] } : unwrapElem(item));
+    for (const item of set.elem ?? [])
+      elems.push(Array.isArray(item) ? { ...unwrapElem(item[0]), value: item[1] } : unwrapElem(item));
     out.set(set.name, elems);
   }
   return out;
@@ -157,11 +162,16 @@ export function chainsOf(objects: readonly Record<string, unknown>[]): Map<strin
   const out = new Map<string, NftChain>();
   for (const obj of objects) {
     const chain = obj.chain as { name?: string; hook?: string; type?: string } | undefined;
-    if (chain?.name) out.set(chain.name, { hook: chain.hook, type: chain.type, rules: out.get(chain.name)?.rules ?? [] });
+    if (chain?.name)
+      out.set(chain.name, { hook: chain.hook, type: chain.type, rules: out.get(chain.name)?.rules ?? [] });
     const rule = obj.rule as { chain?: string; handle?: number; comment?: string; expr?: unknown[] } | undefined;
     if (rule?.chain) {
       const c = out.get(rule.chain) ?? { rules: [] };
-      c.rules.push({ handle: typeof rule.handle === "number" ? rule.handle : undefined, comment: typeof rule.comment === "string" ? rule.comment : undefined, expr: rule.expr ?? [] });
+      c.rules.push({
+        handle: typeof rule.handle === "number" ? rule.handle : undefined,
+        comment: typeof rule.comment === "string" ? rule.comment : undefined,
+        expr: rule.expr ?? [],
+      });
       out.set(rule.chain, c);
     }
   }

@@ -36,7 +36,10 @@ export class TcBatch extends ToolBatch {
     if (this.lines.length === 0) return [] as unknown as T;
     const out = await this.exec(["-json"], netns, what, TC_TIMEOUT_MS);
     try {
-      return out.split("\n").filter((l) => l.trim() !== "").map((l) => JSON.parse(l) as unknown) as T;
+      return out
+        .split("\n")
+        .filter((l) => l.trim() !== "")
+        .map((l) => JSON.parse(l) as unknown) as T;
     } catch {
       throw new CniError(ErrorCode.DecodingFailure, `${what}: unparsable JSON output`, out.slice(0, 200));
     }

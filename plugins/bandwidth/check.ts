@@ -22,7 +22,10 @@ interface QdiscRow {
 interface FilterRow {
   kind: string;
   pref?: number;
-  options?: { flowid?: string; actions?: Array<{ kind?: string; mirred_action?: string; direction?: string; to_dev?: string }> };
+  options?: {
+    flowid?: string;
+    actions?: Array<{ kind?: string; mirred_action?: string; direction?: string; to_dev?: string }>;
+  };
 }
 
 /**
@@ -37,16 +40,26 @@ export function burstMatches(shown: number, t: Tbf): boolean {
 function tbfProblem(rows: QdiscRow[], dev: string, want: Tbf): string | undefined {
   const root = rows.find((q) => q.root === true);
   if (!root) return `no root qdisc on ${dev}`;
-  if (root.kind !== "tbf" || root.handle !== "1:") return `the root qdisc of ${dev} is ${root.kind} ${root.handle}, not tbf 1:`;
-  if (root.options?.rate !== want.rateBytes) return `${dev}: tbf rate is ${root.options?.rate ?? "unset"} bytes/s, want ${want.rateBytes}`;
+  if (root.kind !== "tbf" || root.handle !== "1:")
+    return `the root qdisc of ${dev} is ${root.kind} ${root.handle}, not tbf 1:`;
+  if (root.options?.rate !== want.rateBytes)
+    return `${dev}: tbf rate is ${root.options?.rate ?? "unset"} bytes/s, want ${want.rateBytes}`;
   const shown = root.options?.burst;
-  if (typeof shown !== "number" || !burstMatches(shown, want)) return `${dev}: tbf burst is ${shown ?? "unset"} bytes, want ${want.burstBytes}`;
+  if (typeof shown !== "number" || !burstMatches(shown, want))
+    return `${dev}: tbf burst is ${shown ?? "unset"} bytes, want ${want.burstBytes}`;
   return undefined;
 }
 
 function redirectProblem(qdiscs: QdiscRow[], filters: FilterRow[], s: Shaping): string | undefined {
   if (!qdiscs.some((q) => q.kind === "ingress" && q.handle === "ffff:")) return `no ingress qdisc on ${s.veth}`;
-  const redirects = filters.some((f) => f.kind === "u32" && f.pref === 1 && (f.options?.actions ?? []).some((a) => a.kind === "mirred" && a.mirred_action === "redirect" && a.direction === "egress" && a.to_dev === s.ifb));
+  const redirects = filters.some(
+    (f) =>
+      f.kind === "u32" &&
+      f.pref === 1 &&
+      (f.options?.actions ?? []).some(
+        (a) => a.kind === "mirred" && a.mirred_action === "redirect" && a.direction === "egress" && a.to_dev === s.ifb,
+      ),
+  );
   return redirects ? undefined : `no u32 filter on ${s.veth} redirects to ${s.ifb}`;
 }
 
@@ -54,7 +67,10 @@ function redirectProblem(qdiscs: QdiscRow[], filters: FilterRow[], s: Shaping): 
 export async function shapingProblem(s: Shaping): Promise<string | undefined> {
   const batch = new TcBatch().cmd("qdisc", "show", "dev", s.veth);
   if (s.egress) batch.cmd("filter", "show", "dev", s.veth, "ingress").cmd("qdisc", "show", "dev", s.ifb);
-  const [veth = [], filters = [], ifb = []] = await batch.runJson<[QdiscRow[], FilterRow[], QdiscRow[]]>(undefined, "tc -json -batch (bandwidth CHECK)");
+  const [veth = [], filters = [], ifb = []] = await batch.runJson<[QdiscRow[], FilterRow[], QdiscRow[]]>(
+    undefined,
+    "tc -json -batch (bandwidth CHECK)",
+  );
   if (s.ingress) {
     const p = tbfProblem(veth, s.veth, s.ingress);
     if (p) return p;

@@ -87,7 +87,8 @@ export function parseLimits(conf: NetConf): BandwidthLimits | undefined {
     const rc = c.runtimeConfig;
     if (rc !== undefined && rc !== null && !isObject(rc)) throw invalid("runtimeConfig must be an object");
     const bw = isObject(rc) ? rc.bandwidth : undefined;
-    if (bw !== undefined && bw !== null && !isObject(bw)) throw invalid("runtimeConfig.bandwidth must be an object {ingressRate, ingressBurst, egressRate, egressBurst}");
+    if (bw !== undefined && bw !== null && !isObject(bw))
+      throw invalid("runtimeConfig.bandwidth must be an object {ingressRate, ingressBurst, egressRate, egressBurst}");
     if (isObject(bw)) limits = entry(bw, "runtimeConfig.bandwidth.");
   }
   if (limits) {

@@ -26,11 +26,20 @@ async function peerIndex(ifname: string, netns: string): Promise<number> {
   try {
     links = await ipJson<LinkInfo[]>(["link", "show", "dev", ifname], netns);
   } catch (e) {
-    if (e instanceof CniError && GONE.test(e.message)) throw new CniError(ErrorCode.KernelOperationFailed, `container interface ${ifname} has no veth peer: Link not found`);
+    if (e instanceof CniError && GONE.test(e.message))
+      throw new CniError(
+        ErrorCode.KernelOperationFailed,
+        `container interface ${ifname} has no veth peer: Link not found`,
+      );
     throw e;
   }
   const index = links[0]?.link_index;
-  if (typeof index !== "number" || index <= 0) throw new CniError(ErrorCode.KernelOperationFailed, `container interface ${ifname} has no veth peer`, "the pod interface is not a veth");
+  if (typeof index !== "number" || index <= 0)
+    throw new CniError(
+      ErrorCode.KernelOperationFailed,
+      `container interface ${ifname} has no veth peer`,
+      "the pod interface is not a veth",
+    );
   return index;
 }
 
@@ -49,7 +58,8 @@ function fromSysfs(iface: Interface): { ifindex: number; mtu: number } | undefin
 /** The host veth of the attachment (code 7 when prevResult has no interfaces, 100 when the kernel shows no match). */
 export async function hostVeth(prev: Result, ifname: string, netns: string): Promise<HostVeth> {
   const interfaces = prev.interfaces ?? [];
-  if (interfaces.length === 0) throw new CniError(ErrorCode.InvalidNetworkConfig, "no interfaces provided", "prevResult lists no interfaces");
+  if (interfaces.length === 0)
+    throw new CniError(ErrorCode.InvalidNetworkConfig, "no interfaces provided", "prevResult lists no interfaces");
   const candidates = interfaces.filter((i) => !i.sandbox);
   // Host-side names reach sysfs paths and tc lines.
   for (const c of candidates) validateIfname(c.name, "prevResult interface name", ErrorCode.InvalidNetworkConfig);
@@ -61,6 +71,11 @@ export async function hostVeth(prev: Result, ifname: string, netns: string): Pro
   const links = await ipJson<LinkInfo[]>(["link", "show"]);
   const link = links.find((l) => l.ifindex === peer);
   if (!link) throw new CniError(ErrorCode.KernelOperationFailed, `veth peer with index ${peer} is not in host ns`);
-  if (!candidates.some((c) => c.name === link.ifname)) throw new CniError(ErrorCode.KernelOperationFailed, "no veth peer of container interface found in host ns", `the peer is ${link.ifname}, not a host interface of prevResult`);
+  if (!candidates.some((c) => c.name === link.ifname))
+    throw new CniError(
+      ErrorCode.KernelOperationFailed,
+      "no veth peer of container interface found in host ns",
+      `the peer is ${link.ifname}, not a host interface of prevResult`,
+    );
   return { name: link.ifname, mtu: link.mtu };
 }

@@ -22,7 +22,9 @@ export function ifbName(network: string, containerID: string): string {
  */
 export function linkExists(name: string): boolean {
   try {
-    return readFileSync("/proc/self/net/dev", "utf8").split("\n").some((l) => l.slice(0, l.indexOf(":")).trim() === name);
+    return readFileSync("/proc/self/net/dev", "utf8")
+      .split("\n")
+      .some((l) => l.slice(0, l.indexOf(":")).trim() === name);
   } catch {
     return true; // cannot tell: let the caller's command find out
   }
@@ -30,7 +32,10 @@ export function linkExists(name: string): boolean {
 
 /** Create the ifb (up, with the host veth's MTU, as the reference does) and return its MAC, in one `ip -batch`. */
 export async function createIfb(name: string, mtu: number): Promise<string> {
-  const shown = await new IpBatch().cmd("link", "add", "name", name, "mtu", mtu, "up", "type", "ifb").cmd("link", "show", "dev", name).runJson<LinkInfo[]>(undefined, `create ifb ${name}`);
+  const shown = await new IpBatch()
+    .cmd("link", "add", "name", name, "mtu", mtu, "up", "type", "ifb")
+    .cmd("link", "show", "dev", name)
+    .runJson<LinkInfo[]>(undefined, `create ifb ${name}`);
   return shown[0]?.address ?? "";
 }
 

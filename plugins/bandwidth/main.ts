@@ -18,7 +18,12 @@ import { tbfFor } from "./tbf.js";
 
 function prevResult(ctx: CmdContext, what: string): Result {
   const raw = ctx.config.prevResult;
-  if (raw === undefined || raw === null) throw new CniError(ErrorCode.InvalidNetworkConfig, what, "bandwidth runs chained after a plugin that returns the pod's interfaces (prevResult)");
+  if (raw === undefined || raw === null)
+    throw new CniError(
+      ErrorCode.InvalidNetworkConfig,
+      what,
+      "bandwidth runs chained after a plugin that returns the pod's interfaces (prevResult)",
+    );
   return parseResult(raw, ctx.version);
 }
 
@@ -48,7 +53,12 @@ async function add(ctx: CmdContext): Promise<Result> {
   const plan = shaping(conf.limits, host.name, ifb);
   let ifbMac: string | undefined;
   if (plan.egress) {
-    if (linkExists(ifb)) throw new CniError(ErrorCode.KernelOperationFailed, `adding link: ifb ${ifb} already exists`, `attachment ${ctx.containerID} of network ${conf.name} is shaped already`);
+    if (linkExists(ifb))
+      throw new CniError(
+        ErrorCode.KernelOperationFailed,
+        `adding link: ifb ${ifb} already exists`,
+        `attachment ${ctx.containerID} of network ${conf.name} is shaped already`,
+      );
     ifbMac = await createIfb(ifb, host.mtu);
   }
   try {
@@ -85,7 +95,8 @@ async function check(ctx: CmdContext): Promise<void> {
   const host = await hostVeth(prev, ctx.ifname, ctx.netns);
   const plan = shaping(conf.limits, host.name, ifbName(conf.name, ctx.containerID));
   const where = `attachment ${ctx.containerID}/${ctx.ifname} of network ${conf.name}`;
-  if (plan.egress && !linkExists(plan.ifb)) throw new CniError(ErrorCode.CheckFailed, `bandwidth: get ifb device: ${plan.ifb} not found`, where);
+  if (plan.egress && !linkExists(plan.ifb))
+    throw new CniError(ErrorCode.CheckFailed, `bandwidth: get ifb device: ${plan.ifb} not found`, where);
   const problem = await shapingProblem(plan).catch((e: unknown) => {
     throw kernelError(e);
   });

@@ -27,10 +27,43 @@ interface Line {
 /** The lines of the layout, in the reference's order. */
 export function shapingLines(s: Shaping): Line[] {
   const lines: Line[] = [];
-  if (s.ingress) lines.push({ tokens: ["qdisc", "add", "dev", s.veth, "root", "handle", "1:", ...tbfArgs(s.ingress)], undo: ["qdisc", "del", "dev", s.veth, "root"] });
+  if (s.ingress)
+    lines.push({
+      tokens: ["qdisc", "add", "dev", s.veth, "root", "handle", "1:", ...tbfArgs(s.ingress)],
+      undo: ["qdisc", "del", "dev", s.veth, "root"],
+    });
   if (s.egress) {
-    lines.push({ tokens: ["qdisc", "add", "dev", s.veth, "handle", "ffff:", "ingress"], undo: ["qdisc", "del", "dev", s.veth, "ingress"] });
-    lines.push({ tokens: ["filter", "add", "dev", s.veth, "parent", "ffff:", "protocol", "all", "prio", 1, "u32", "match", "u32", 0, 0, "flowid", "1:1", "action", "mirred", "egress", "redirect", "dev", s.ifb] });
+    lines.push({
+      tokens: ["qdisc", "add", "dev", s.veth, "handle", "ffff:", "ingress"],
+      undo: ["qdisc", "del", "dev", s.veth, "ingress"],
+    });
+    lines.push({
+      tokens: [
+        "filter",
+        "add",
+        "dev",
+        s.veth,
+        "parent",
+        "ffff:",
+        "protocol",
+        "all",
+        "prio",
+        1,
+        "u32",
+        "match",
+        "u32",
+        0,
+        0,
+        "flowid",
+        "1:1",
+        "action",
+        "mirred",
+        "egress",
+        "redirect",
+        "dev",
+        s.ifb,
+      ],
+    });
     lines.push({ tokens: ["qdisc", "add", "dev", s.ifb, "root", "handle", "1:", ...tbfArgs(s.egress)] });
   }
   return lines;

@@ -39,7 +39,10 @@ export function tickInUsec(): number {
   if (tickCache !== undefined) return tickCache;
   tickCache = 15.625;
   try {
-    const [t2us, us2t, clockRes] = readFileSync("/proc/net/psched", "utf8").trim().split(/\s+/).map((h) => parseInt(h, 16));
+    const [t2us, us2t, clockRes] = readFileSync("/proc/net/psched", "utf8")
+      .trim()
+      .split(/\s+/)
+      .map((h) => parseInt(h, 16));
     if (t2us && us2t && clockRes) tickCache = (t2us / us2t) * (clockRes / TIME_UNITS_PER_SEC);
   } catch {
     // no procfs: the constant above
@@ -48,7 +51,11 @@ export function tickInUsec(): number {
 }
 
 const outOfRange = (msg: string, rateBits: number, burstBits: number) =>
-  new CniError(ErrorCode.InvalidNetworkConfig, msg, `rate ${rateBits} bit/s, burst ${burstBits} bit: the kernel's tbf holds a 32-bit buffer (in ticks) and limit (in bytes)`);
+  new CniError(
+    ErrorCode.InvalidNetworkConfig,
+    msg,
+    `rate ${rateBits} bit/s, burst ${burstBits} bit: the kernel's tbf holds a 32-bit buffer (in ticks) and limit (in bytes)`,
+  );
 
 /** The reference's `buffer()`: float64(burst) * 1e6 / float64(rate) to uint32, then ticks to uint32. Undefined when it would wrap. */
 export function referenceTicks(rateBytes: number, burstBytes: number, tick = tickInUsec()): number | undefined {
@@ -63,7 +70,8 @@ export function tbfFor(rateBits: number, burstBits: number, tick = tickInUsec())
   const rateBytes = Math.floor(rateBits / 8);
   const burstBytes = Math.floor(burstBits / 8);
   if (rateBytes < 1) throw outOfRange("rate must be at least 8 bit/s", rateBits, burstBits);
-  if (!Number.isSafeInteger(rateBits) || (rateBytes * LATENCY_USEC) / TIME_UNITS_PER_SEC >= UINT32) throw outOfRange("rate is too high for tbf", rateBits, burstBits);
+  if (!Number.isSafeInteger(rateBits) || (rateBytes * LATENCY_USEC) / TIME_UNITS_PER_SEC >= UINT32)
+    throw outOfRange("rate is too high for tbf", rateBits, burstBits);
   const bufferTicks = referenceTicks(rateBytes, burstBytes, tick);
   if (bufferTicks === undefined) throw outOfRange("burst is too large for this rate", rateBits, burstBits);
   if (bufferTicks === 0) throw outOfRange("burst is too small for this rate", rateBits, burstBits);

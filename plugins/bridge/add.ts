@@ -34,13 +34,26 @@ const PORT_WAIT_MS = [0, 20, 50, 100, 250, 500, 1000, 1000];
  * spoof check come after the veth, so without a veth of ours there are none of ours either, and an ADD refused
  * because the attachment is live (IPAM or the veth said 102) must not strip that live pod's rules.
  */
-async function rollback(conf: BridgeConfig, ctx: CmdContext, hostVeth: string | undefined, ipamDone: boolean, ipamOwner: Record<string, string>): Promise<void> {
-  if (hostVeth) await new IpBatch().cmd("link", "del", "dev", hostVeth).run().catch(() => undefined);
+async function rollback(
+  conf: BridgeConfig,
+  ctx: CmdContext,
+  hostVeth: string | undefined,
+  ipamDone: boolean,
+  ipamOwner: Record<string, string>,
+): Promise<void> {
+  if (hostVeth)
+    await new IpBatch()
+      .cmd("link", "del", "dev", hostVeth)
+      .run()
+      .catch(() => undefined);
   if (hostVeth && conf.macspoofchk) await delSpoofCheck(hostVeth, conf.name).catch(() => undefined);
   if (hostVeth && conf.ipMasq) await delMasq(conf.name, ctx.containerID, ctx.ifname).catch(() => undefined);
   // With this ADD's owner token, our host-local releases what this ADD reserved and nothing else: a concurrent ADD
   // of the same attachment (a runtime retrying after a timeout) may hold it now. Other IPAMs ignore the variable.
-  if (ipamDone && conf.ipamType) await delegate(conf.ipamType, "DEL", ctx, { env: ipamOwner }).catch((e: unknown) => log.warn(`bridge: IPAM DEL during rollback failed: ${String(e)}`));
+  if (ipamDone && conf.ipamType)
+    await delegate(conf.ipamType, "DEL", ctx, { env: ipamOwner }).catch((e: unknown) =>
+      log.warn(`bridge: IPAM DEL during rollback failed: ${String(e)}`),
+    );
 }
 
 /** Names this ADD to host-local (CNI_TS_IPAM_OWNER), so that its rollback can release exactly what it reserved. */
@@ -51,10 +64,21 @@ function ipamOwnerEnv(): Record<string, string> {
 /** Explain a failed node batch: which of the two interfaces is in the way. */
 async function explainVethFailure(e: unknown, ctx: CmdContext, hostVeth: string): Promise<unknown> {
   if (!(e instanceof ToolError && e.kind === "exists")) return e;
-  const inPod = await ipJson<LinkInfo[]>(["link", "show", "dev", ctx.ifname], ctx.netns).then((l) => l.length > 0).catch(() => false);
-  if (inPod) return new CniError(ErrorCode.AlreadyInUse, `container veth name provided (${ctx.ifname}) already exists`, `in ${ctx.netns}`);
+  const inPod = await ipJson<LinkInfo[]>(["link", "show", "dev", ctx.ifname], ctx.netns)
+    .then((l) => l.length > 0)
+    .catch(() => false);
+  if (inPod)
+    return new CniError(
+      ErrorCode.AlreadyInUse,
+      `container veth name provided (${ctx.ifname}) already exists`,
+      `in ${ctx.netns}`,
+    );
   if (await getLink(hostVeth)) {
-    return new CniError(ErrorCode.AlreadyInUse, `host interface ${hostVeth} of ${ctx.containerID}/${ctx.ifname} already exists`, "a previous ADD of this attachment was not followed by DEL: run DEL first");
+    return new CniError(
+      ErrorCode.AlreadyInUse,
+      `host interface ${hostVeth} of ${ctx.containerID}/${ctx.ifname} already exists`,
+      "a previous ADD of this attachment was not followed by DEL: run DEL first",
+    );
   }
   return e;
 }
@@ -71,11 +95,15 @@ async function applyHost(conf: BridgeConfig, read: BridgeState, plan: HostPlan, 
     // Another ADD may have created the bridge or the VLAN gateway pair between our read and our batch. Both come
     // before the pod's veth in the batch, so nothing of this pod exists yet: adopt what is there and go again, once.
     const shared = e instanceof ToolError && e.kind === "exists" ? sharedLinkCreated(e.failedLine, conf) : undefined;
-    const lostRace = (shared === "bridge" && !state.exists) || (shared === "vlan-gateway" && state.vlanGw?.exists === false);
+    const lostRace =
+      (shared === "bridge" && !state.exists) || (shared === "vlan-gateway" && state.vlanGw?.exists === false);
     if (lostRace) {
       const now = view(await readBridge(conf));
       if (now.exists !== state.exists || now.vlanGw?.exists !== state.vlanGw?.exists) {
-        await hostBatch(conf, now, Object.assign(plan, { bridgeMac: now.mac ?? plan.bridgeMac })).run(undefined, "configuring the node");
+        await hostBatch(conf, now, Object.assign(plan, { bridgeMac: now.mac ?? plan.bridgeMac })).run(
+          undefined,
+          "configuring the node",
+        );
         return now;
       }
     }
@@ -117,23 +145,36 @@ async function waitForPort(hostVeth: string, hostMac: string): Promise<void> {
   let state = "unknown";
   for (const ms of PORT_WAIT_MS) {
     if (ms) await new Promise((r) => setTimeout(r, ms));
-    const operstate = operstateFromSysfs(hostVeth, hostMac) ?? (await ipJson<LinkInfo[]>(["link", "show", "dev", hostVeth]).catch(() => [] as LinkInfo[]))[0]?.operstate;
+    const operstate =
+      operstateFromSysfs(hostVeth, hostMac) ??
+      (await ipJson<LinkInfo[]>(["link", "show", "dev", hostVeth]).catch(() => [] as LinkInfo[]))[0]?.operstate;
     state = operstate ?? "missing";
     if (state === "UP") return;
   }
-  throw new CniError(ErrorCode.KernelOperationFailed, `bridge port in error state: ${state}`, `${hostVeth} did not come up within 2.9 s`);
+  throw new CniError(
+    ErrorCode.KernelOperationFailed,
+    `bridge port in error state: ${state}`,
+    `${hostVeth} did not come up within 2.9 s`,
+  );
 }
 
 export async function add(ctx: CmdContext): Promise<Result> {
   const conf = loadBridgeConfig(ctx.config, ctx.args);
   if (!conf.ipamType && !versionAtLeast(ctx.version, "0.3.0")) {
-    throw new CniError(ErrorCode.IncompatibleVersion, "cannot convert: no valid IP addresses", `L2 mode (no ipam) needs cniVersion 0.3.0 or later, config is ${ctx.version}`);
+    throw new CniError(
+      ErrorCode.IncompatibleVersion,
+      "cannot convert: no valid IP addresses",
+      `L2 mode (no ipam) needs cniVersion 0.3.0 or later, config is ${ctx.version}`,
+    );
   }
   if (conf.ipMasq && conf.ipamType) resolveMasqBackend(conf.ipMasqBackend);
   const hostVeth = hostVethName(ctx.containerID, ctx.ifname);
 
   const ipamOwner = ipamOwnerEnv();
-  const [stateR, ipamR] = await Promise.allSettled([readBridge(conf), conf.ipamType ? delegate(conf.ipamType, "ADD", ctx, { env: ipamOwner }) : Promise.resolve(undefined)]);
+  const [stateR, ipamR] = await Promise.allSettled([
+    readBridge(conf),
+    conf.ipamType ? delegate(conf.ipamType, "ADD", ctx, { env: ipamOwner }) : Promise.resolve(undefined),
+  ]);
   const ipamDone = ipamR.status === "fulfilled" && ipamR.value !== undefined;
   if (stateR.status === "rejected" || ipamR.status === "rejected") {
     await rollback(conf, ctx, undefined, ipamDone, ipamOwner);
@@ -143,11 +184,23 @@ export async function add(ctx: CmdContext): Promise<Result> {
   const ipam = ipamR.value;
   let created = false;
   try {
-    if (ipam && (ipam.ips ?? []).length === 0) throw new CniError(ErrorCode.Internal, "IPAM plugin returned missing IP config");
+    if (ipam && (ipam.ips ?? []).length === 0)
+      throw new CniError(ErrorCode.Internal, "IPAM plugin returned missing IP config");
     const { ips, gateways } = gatewaysOf(ipam?.ips ?? [], conf);
     const routes = routesOf(ipam?.routes ?? [], gateways, conf);
     const hostAlias = hostVethAlias(conf.name, ctx.containerID, ctx.ifname);
-    const plan: HostPlan = { hostVeth, hostAlias, hostMac: randomMac(), podIfname: ctx.ifname, podMac: conf.mac ?? randomMac(), netns: ctx.netns, bridgeMac: state.mac ?? randomMac(), gateways, vlanGwMac: randomMac(), vlanGwPortMac: randomMac() };
+    const plan: HostPlan = {
+      hostVeth,
+      hostAlias,
+      hostMac: randomMac(),
+      podIfname: ctx.ifname,
+      podMac: conf.mac ?? randomMac(),
+      netns: ctx.netns,
+      bridgeMac: state.mac ?? randomMac(),
+      gateways,
+      vlanGwMac: randomMac(),
+      vlanGwPortMac: randomMac(),
+    };
     // The veth (with its alias) exists before any masquerade or spoof-check state does: a GC that finds this
     // attachment's state then also finds its veth, and keeps the state (docs/bridge.md, GC).
     let built: BridgeState;
@@ -168,7 +221,10 @@ export async function add(ctx: CmdContext): Promise<Result> {
     const masq = masqBackend ? addMasq(masqBackend, masqEntries(conf, ctx, ips)) : Promise.resolve();
     // The pod's side, then the waits that depend on it, run while the firewall is programmed.
     const pod = async () => {
-      await Promise.all([podScript(conf, ctx.ifname, ips, routes, gateways).run(ctx.netns), applyVlans(conf, hostVeth, built)]);
+      await Promise.all([
+        podScript(conf, ctx.ifname, ips, routes, gateways).run(ctx.netns),
+        applyVlans(conf, hostVeth, built),
+      ]);
       if (conf.enabledad && ips.some((ip) => ip.address.includes(":"))) await waitForDad(ctx.netns, ctx.ifname);
       if (!conf.disableContainerInterface) await waitForPort(hostVeth, plan.hostMac);
     };
@@ -180,7 +236,8 @@ export async function add(ctx: CmdContext): Promise<Result> {
       { name: hostVeth, mac: plan.hostMac },
       { name: ctx.ifname, mac: plan.podMac, sandbox: ctx.netns },
     ];
-    if (built.vlanGw) interfaces.push({ name: vlanGatewayName(conf.bridge, conf.vlan), mac: built.vlanGw.mac ?? plan.vlanGwMac });
+    if (built.vlanGw)
+      interfaces.push({ name: vlanGatewayName(conf.bridge, conf.vlan), mac: built.vlanGw.mac ?? plan.vlanGwMac });
     const result: Result = { interfaces, ips: ips.map((ip) => ({ ...ip, interface: 2 })) };
     if (routes.length > 0) result.routes = routes;
     const dns = conf.dns ?? ipam?.dns;

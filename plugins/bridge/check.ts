@@ -40,20 +40,32 @@ function hasAddr(link: Link, cidr: string): boolean {
 function checkHostSide(conf: BridgeConfig, prev: Result, hostLinks: Link[], pod: Link, ctx: CmdContext): Link {
   const br = hostLinks.find((l) => l.ifname === conf.bridge);
   if (!br) throw failed(`bridge ${conf.bridge} does not exist`);
-  if (br.linkinfo?.info_kind !== "bridge") throw failed(`${conf.bridge} is not a bridge`, `it is a ${br.linkinfo?.info_kind}`);
+  if (br.linkinfo?.info_kind !== "bridge")
+    throw failed(`${conf.bridge} is not a bridge`, `it is a ${br.linkinfo?.info_kind}`);
   const prevBr = prev.interfaces?.find((i) => i.name === conf.bridge && !i.sandbox);
-  if (prevBr?.mac && prevBr.mac !== br.address) throw failed(`bridge ${conf.bridge} MAC ${br.address} does not match ${prevBr.mac}`);
-  if (conf.promiscMode && !(br.promiscuity && br.promiscuity > 0)) throw failed(`bridge ${conf.bridge} is not in promiscuous mode`);
-  if (hasVlans(conf) && !vlanFilteringOn(br)) throw failed(`vlan: bridge ${conf.bridge} has vlan_filtering off`, "its ports' VLANs are not enforced");
+  if (prevBr?.mac && prevBr.mac !== br.address)
+    throw failed(`bridge ${conf.bridge} MAC ${br.address} does not match ${prevBr.mac}`);
+  if (conf.promiscMode && !(br.promiscuity && br.promiscuity > 0))
+    throw failed(`bridge ${conf.bridge} is not in promiscuous mode`);
+  if (hasVlans(conf) && !vlanFilteringOn(br))
+    throw failed(`vlan: bridge ${conf.bridge} has vlan_filtering off`, "its ports' VLANs are not enforced");
 
   const host = hostLinks.find((l) => l.ifindex === pod.link_index && l.linkinfo?.info_kind === "veth");
   if (!host) throw failed(`the host end of ${ctx.ifname} (ifindex ${pod.link_index}) does not exist`);
-  if (host.master !== conf.bridge) throw failed(`${host.ifname} is not attached to ${conf.bridge}`, `its master is ${host.master ?? "none"}`);
+  if (host.master !== conf.bridge)
+    throw failed(`${host.ifname} is not attached to ${conf.bridge}`, `its master is ${host.master ?? "none"}`);
   const prevHost = prev.interfaces?.find((i) => i.name === host.ifname && !i.sandbox);
-  if (prevHost?.mac && prevHost.mac !== host.address) throw failed(`interface ${host.ifname} MAC ${host.address} does not match ${prevHost.mac}`);
+  if (prevHost?.mac && prevHost.mac !== host.address)
+    throw failed(`interface ${host.ifname} MAC ${host.address} does not match ${prevHost.mac}`);
   const port = host.linkinfo?.info_slave_data ?? {};
-  if (Boolean(port.hairpin) !== conf.hairpinMode) throw failed(`hairpin mode of ${host.ifname} is ${port.hairpin ? "on" : "off"}, config says ${conf.hairpinMode ? "on" : "off"}`);
-  if (Boolean(port.isolated) !== conf.portIsolation) throw failed(`port isolation of ${host.ifname} is ${port.isolated ? "on" : "off"}, config says ${conf.portIsolation ? "on" : "off"}`);
+  if (Boolean(port.hairpin) !== conf.hairpinMode)
+    throw failed(
+      `hairpin mode of ${host.ifname} is ${port.hairpin ? "on" : "off"}, config says ${conf.hairpinMode ? "on" : "off"}`,
+    );
+  if (Boolean(port.isolated) !== conf.portIsolation)
+    throw failed(
+      `port isolation of ${host.ifname} is ${port.isolated ? "on" : "off"}, config says ${conf.portIsolation ? "on" : "off"}`,
+    );
   if (conf.mtu && host.mtu !== conf.mtu) throw failed(`MTU of ${host.ifname} is ${host.mtu}, config says ${conf.mtu}`);
 
   if (conf.isGateway) {
@@ -64,21 +76,33 @@ function checkHostSide(conf: BridgeConfig, prev: Result, hostLinks: Link[], pod:
       const found = hostLinks.find((l) => l.ifname === name);
       if (!found) throw failed(`VLAN gateway interface ${name} does not exist`);
       const prevGw = prev.interfaces?.find((i) => i.name === name && !i.sandbox);
-      if (prevGw?.mac && prevGw.mac !== found.address) throw failed(`interface ${name} MAC ${found.address} does not match ${prevGw.mac}`);
+      if (prevGw?.mac && prevGw.mac !== found.address)
+        throw failed(`interface ${name} MAC ${found.address} does not match ${prevGw.mac}`);
       gwLink = found;
     }
     for (const ip of prev.ips ?? []) {
       if (!ip.gateway) continue;
       const prefix = parseCidr(ip.address)!.prefix;
-      if (!hasAddr(gwLink, `${ip.gateway}/${prefix}`)) throw failed(`gateway ${ip.gateway}/${prefix} is not on ${gwLink === br ? "bridge " : ""}${gwLink.ifname}`);
+      if (!hasAddr(gwLink, `${ip.gateway}/${prefix}`))
+        throw failed(`gateway ${ip.gateway}/${prefix} is not on ${gwLink === br ? "bridge " : ""}${gwLink.ifname}`);
     }
   }
   return host;
 }
 
-function checkPodSide(conf: BridgeConfig, prev: Result, podIface: Interface, podIndex: number, pod: Link, routes: Array<RouteInfo & { family: 4 | 6 }>, ctx: CmdContext): void {
-  if (pod.linkinfo?.info_kind !== "veth") throw failed(`${ctx.ifname} in ${ctx.netns} is not a veth`, `it is a ${pod.linkinfo?.info_kind}`);
-  if (podIface.mac && podIface.mac !== pod.address) throw failed(`interface ${ctx.ifname} MAC ${pod.address} does not match ${podIface.mac}`);
+function checkPodSide(
+  conf: BridgeConfig,
+  prev: Result,
+  podIface: Interface,
+  podIndex: number,
+  pod: Link,
+  routes: Array<RouteInfo & { family: 4 | 6 }>,
+  ctx: CmdContext,
+): void {
+  if (pod.linkinfo?.info_kind !== "veth")
+    throw failed(`${ctx.ifname} in ${ctx.netns} is not a veth`, `it is a ${pod.linkinfo?.info_kind}`);
+  if (podIface.mac && podIface.mac !== pod.address)
+    throw failed(`interface ${ctx.ifname} MAC ${pod.address} does not match ${podIface.mac}`);
   if (!conf.disableContainerInterface && !pod.flags.includes("UP")) throw failed(`interface ${ctx.ifname} is down`);
   if (conf.mtu && pod.mtu !== conf.mtu) throw failed(`MTU of ${ctx.ifname} is ${pod.mtu}, config says ${conf.mtu}`);
   for (const ip of prev.ips ?? []) {
@@ -93,12 +117,19 @@ function checkPodSide(conf: BridgeConfig, prev: Result, podIface: Interface, pod
 function routeExists(r: Route, routes: Array<RouteInfo & { family: 4 | 6 }>): boolean {
   const family = r.dst.includes(":") ? 6 : 4;
   const want = canonicalDst(r.dst, family);
-  return routes.some((k) => k.family === family && canonicalDst(k.dst, family) === want && (r.gw === undefined || k.gateway === r.gw) && (r.table === undefined || String(r.table) === k.table || (r.table === 254 && k.table === "main")));
+  return routes.some(
+    (k) =>
+      k.family === family &&
+      canonicalDst(k.dst, family) === want &&
+      (r.gw === undefined || k.gateway === r.gw) &&
+      (r.table === undefined || String(r.table) === k.table || (r.table === 254 && k.table === "main")),
+  );
 }
 
 export async function check(ctx: CmdContext): Promise<void> {
   const conf = loadBridgeConfig(ctx.config, ctx.args);
-  if (ctx.config.prevResult === undefined) throw new CniError(ErrorCode.InvalidNetworkConfig, "Required prevResult missing");
+  if (ctx.config.prevResult === undefined)
+    throw new CniError(ErrorCode.InvalidNetworkConfig, "Required prevResult missing");
   const prev = parseResult(ctx.config.prevResult, ctx.version);
   if (conf.ipamType) await delegate(conf.ipamType, "CHECK", ctx);
 

@@ -76,7 +76,8 @@ function bool(conf: Record<string, unknown>, key: string): boolean {
 function int(conf: Record<string, unknown>, key: string, min: number, max: number, message?: string): number {
   const v = conf[key];
   if (v === undefined || v === null) return 0;
-  if (typeof v !== "number" || !Number.isInteger(v)) throw invalid(`${key} must be an integer, got ${JSON.stringify(v)}`);
+  if (typeof v !== "number" || !Number.isInteger(v))
+    throw invalid(`${key} must be an integer, got ${JSON.stringify(v)}`);
   if (v < min || v > max) throw invalid(message ?? `${key} must be between ${min} and ${max}, got ${v}`);
   return v;
 }
@@ -85,7 +86,8 @@ const MAC = /^([0-9a-fA-F]{2})(:[0-9a-fA-F]{2}){5}$/;
 
 /** A unicast MAC for a container interface; multicast or malformed is code 7 (config) or 4 (CNI_ARGS). */
 export function validateMac(mac: unknown, where: string, code: number = ErrorCode.InvalidNetworkConfig): string {
-  if (typeof mac !== "string" || !MAC.test(mac)) throw new CniError(code, `${where} is not a MAC address: ${JSON.stringify(mac)}`);
+  if (typeof mac !== "string" || !MAC.test(mac))
+    throw new CniError(code, `${where} is not a MAC address: ${JSON.stringify(mac)}`);
   if (parseInt(mac.slice(0, 2), 16) & 1) throw new CniError(code, `${where} ${mac} is a multicast address`);
   if (/^(00:){5}00$/.test(mac)) throw new CniError(code, `${where} ${mac} is the zero address`);
   return mac.toLowerCase();
@@ -99,13 +101,16 @@ function vlanTrunk(v: unknown): VlanRange[] {
     const bad = (why: string) => invalid(`vlanTrunk[${i}]: ${why}`);
     const id = o.id;
     if (id !== undefined && id !== null) {
-      if (typeof id !== "number" || !Number.isInteger(id) || id < 1 || id > 4094) throw bad("incorrect trunk id parameter");
+      if (typeof id !== "number" || !Number.isInteger(id) || id < 1 || id > 4094)
+        throw bad("incorrect trunk id parameter");
       return { min: id, max: id };
     }
     const { minID, maxID } = o;
     if (minID === undefined || maxID === undefined) throw bad("minID and maxID are both required");
-    if (typeof minID !== "number" || !Number.isInteger(minID) || minID < 1 || minID > 4094) throw bad("incorrect trunk minID parameter");
-    if (typeof maxID !== "number" || !Number.isInteger(maxID) || maxID < 1 || maxID > 4094) throw bad("incorrect trunk maxID parameter");
+    if (typeof minID !== "number" || !Number.isInteger(minID) || minID < 1 || minID > 4094)
+      throw bad("incorrect trunk minID parameter");
+    if (typeof maxID !== "number" || !Number.isInteger(maxID) || maxID < 1 || maxID > 4094)
+      throw bad("incorrect trunk maxID parameter");
     if (maxID < minID) throw bad("minID is greater than maxID in trunk parameter");
     return { min: minID, max: maxID };
   });
@@ -119,7 +124,8 @@ function dns(v: unknown): DNS | undefined {
   for (const key of ["nameservers", "search", "options"] as const) {
     const list = o[key];
     if (list === undefined || list === null) continue;
-    if (!Array.isArray(list) || list.some((x) => typeof x !== "string")) throw invalid(`dns.${key} must be an array of strings`);
+    if (!Array.isArray(list) || list.some((x) => typeof x !== "string"))
+      throw invalid(`dns.${key} must be an array of strings`);
     if (list.length > 0) out[key] = list as string[];
   }
   if (o.domain !== undefined && o.domain !== null && o.domain !== "") {
@@ -148,12 +154,17 @@ export function loadBridgeConfig(conf: NetConf, args: CniArgs): BridgeConfig {
   validateIfname(bridge, "bridge", ErrorCode.InvalidNetworkConfig);
 
   const ipam = conf.ipam;
-  if (ipam !== undefined && (typeof ipam !== "object" || ipam === null || Array.isArray(ipam))) throw invalid("ipam must be an object");
-  const ipamType = ipam?.type === undefined || ipam.type === "" ? undefined : validatePluginType(ipam.type, "ipam.type");
+  if (ipam !== undefined && (typeof ipam !== "object" || ipam === null || Array.isArray(ipam)))
+    throw invalid("ipam must be an object");
+  const ipamType =
+    ipam?.type === undefined || ipam.type === "" ? undefined : validatePluginType(ipam.type, "ipam.type");
 
   const backend = c.ipMasqBackend;
   if (backend !== undefined && backend !== null && backend !== "" && backend !== "iptables" && backend !== "nftables") {
-    throw invalid(`unknown ipmasq backend ${JSON.stringify(backend)}`, 'ipMasqBackend must be "iptables" or "nftables"');
+    throw invalid(
+      `unknown ipmasq backend ${JSON.stringify(backend)}`,
+      'ipMasqBackend must be "iptables" or "nftables"',
+    );
   }
 
   const out: BridgeConfig = {
@@ -180,10 +191,15 @@ export function loadBridgeConfig(conf: NetConf, args: CniArgs): BridgeConfig {
     mac: containerMac(conf, args),
   };
   if (out.mtu !== 0 && out.mtu < 68) throw invalid(`mtu ${out.mtu} is below the minimum of 68`);
-  if (out.hairpinMode && out.promiscMode) throw invalid("cannot set hairpin mode and promiscuous mode at the same time");
-  if (out.disableContainerInterface && out.ipamType) throw invalid("cannot use IPAM when DisableContainerInterface flag is set");
+  if (out.hairpinMode && out.promiscMode)
+    throw invalid("cannot set hairpin mode and promiscuous mode at the same time");
+  if (out.disableContainerInterface && out.ipamType)
+    throw invalid("cannot use IPAM when DisableContainerInterface flag is set");
   if (usesVlanGateway(out) && vlanGatewayName(bridge, out.vlan).length > 15) {
-    throw invalid(`VLAN gateway interface name "${vlanGatewayName(bridge, out.vlan)}" is longer than 15 characters`, "with vlan and isGateway the gateway is the interface <bridge>.<vlan>: use a shorter bridge name");
+    throw invalid(
+      `VLAN gateway interface name "${vlanGatewayName(bridge, out.vlan)}" is longer than 15 characters`,
+      "with vlan and isGateway the gateway is the interface <bridge>.<vlan>: use a shorter bridge name",
+    );
   }
   return out;
 }

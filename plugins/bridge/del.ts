@@ -46,10 +46,12 @@ async function readHostVeth(name: string, prevMac: string | undefined): Promise<
       // not in this sysfs: ask ip
     }
   }
-  const links = await ipJson<Array<LinkInfo & { ifalias?: string }>>(["-details", "link", "show", "dev", name]).catch((e: unknown) => {
-    if (isGone(e)) return [];
-    throw e;
-  });
+  const links = await ipJson<Array<LinkInfo & { ifalias?: string }>>(["-details", "link", "show", "dev", name]).catch(
+    (e: unknown) => {
+      if (isGone(e)) return [];
+      throw e;
+    },
+  );
   const l = links[0];
   return l ? { kind: l.linkinfo?.info_kind, alias: l.ifalias, mac: l.address } : undefined;
 }
@@ -69,8 +71,14 @@ function lenientConfig(ctx: CmdContext): Partial<BridgeConfig> & { name: string 
   } catch (e) {
     log.warn(`bridge DEL: config not fully valid (${(e as Error).message}); cleaning up with what can be read`);
     const ipam = ctx.config.ipam;
-    const ipamType = typeof ipam?.type === "string" && /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(ipam.type) ? ipam.type : undefined;
-    return { name: ctx.config.name, ipamType, ipMasq: ctx.config.ipMasq === true, macspoofchk: ctx.config.macspoofchk === true };
+    const ipamType =
+      typeof ipam?.type === "string" && /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(ipam.type) ? ipam.type : undefined;
+    return {
+      name: ctx.config.name,
+      ipamType,
+      ipMasq: ctx.config.ipMasq === true,
+      macspoofchk: ctx.config.macspoofchk === true,
+    };
   }
 }
 
@@ -94,7 +102,14 @@ async function delMasquerade(network: string, ctx: CmdContext, prev: Result | un
   const ips = (prev?.ips ?? []).map((ip) => ip.address);
   if (ips.length === 0 && !hasMarker("masq", network, ctx.containerID, ctx.ifname)) return;
   const backend = markerDetail("masq", network, ctx.containerID, ctx.ifname);
-  await delMasq(network, ctx.containerID, ctx.ifname, ips, undefined, backend === "iptables" || backend === "nftables" ? backend : undefined);
+  await delMasq(
+    network,
+    ctx.containerID,
+    ctx.ifname,
+    ips,
+    undefined,
+    backend === "iptables" || backend === "nftables" ? backend : undefined,
+  );
   unmarkAttachment("masq", network, ctx.containerID, ctx.ifname);
 }
 
@@ -117,9 +132,16 @@ export async function del(ctx: CmdContext): Promise<void> {
   const links = async () => {
     let owner: Ownership = "absent";
     await step("host interface", async () => {
-      owner = hostVethOwner(await readHostVeth(hostVeth, prevHostMac(prev, hostVeth)), hostVethAlias(conf.name, ctx.containerID, ctx.ifname), prevHostMac(prev, hostVeth));
+      owner = hostVethOwner(
+        await readHostVeth(hostVeth, prevHostMac(prev, hostVeth)),
+        hostVethAlias(conf.name, ctx.containerID, ctx.ifname),
+        prevHostMac(prev, hostVeth),
+      );
       if (owner === "ours") await deleteLink(hostVeth);
-      else if (owner === "foreign") log.warn(`bridge DEL: ${hostVeth} is not this attachment's (another network's, or not made by cni-ts): left alone`);
+      else if (owner === "foreign")
+        log.warn(
+          `bridge DEL: ${hostVeth} is not this attachment's (another network's, or not made by cni-ts): left alone`,
+        );
     });
     const podMac = prevPodMac(prev, ctx.ifname);
     if (owner !== "absent" || podMac === undefined || netnsForDel(ctx.netns) !== "ok") return;
@@ -131,13 +153,20 @@ export async function del(ctx: CmdContext): Promise<void> {
       });
       if (!link) return;
       if (sameMac(link.address, podMac)) await deleteLink(ctx.ifname, ctx.netns);
-      else log.warn(`bridge DEL: ${ctx.ifname} in ${ctx.netns} has MAC ${link.address ?? "none"}, not ${podMac} of this attachment's result: left alone`);
+      else
+        log.warn(
+          `bridge DEL: ${ctx.ifname} in ${ctx.netns} has MAC ${link.address ?? "none"}, not ${podMac} of this attachment's result: left alone`,
+        );
     });
   };
   await Promise.all([
     links(),
     // A runtime's DEL releases the whole attachment: an owner token the runtime's environment may carry is dropped.
-    conf.ipamType ? step("IPAM", () => delegate(conf.ipamType!, "DEL", ctx, { env: { CNI_TS_IPAM_OWNER: undefined } }).then(() => undefined)) : undefined,
+    conf.ipamType
+      ? step("IPAM", () =>
+          delegate(conf.ipamType!, "DEL", ctx, { env: { CNI_TS_IPAM_OWNER: undefined } }).then(() => undefined),
+        )
+      : undefined,
     conf.ipMasq ? step("masquerade", () => delMasquerade(conf.name, ctx, prev)) : undefined,
     conf.macspoofchk ? step("macspoofchk", () => delSpoofCheck(hostVeth, conf.name)) : undefined,
   ]);

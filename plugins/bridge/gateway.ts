@@ -21,7 +21,8 @@ export function gatewaysOf(ips: readonly IPConfig[], conf: BridgeConfig): { ips:
     const c = parseCidr(ip.address)!;
     let gw = ip.gateway;
     if (gw === undefined && conf.isGateway) gw = bigIntToIP(c.family, c.network + 1n);
-    if (gw !== undefined && !gateways.some((g) => g.ip === gw)) gateways.push({ family: c.family, cidr: `${gw}/${c.prefix}`, ip: gw });
+    if (gw !== undefined && !gateways.some((g) => g.ip === gw))
+      gateways.push({ family: c.family, cidr: `${gw}/${c.prefix}`, ip: gw });
     return gw === undefined ? { ...ip } : { ...ip, gateway: gw };
   });
   return { ips: out, gateways };

@@ -53,7 +53,11 @@ export async function readBridge(conf: Pick<BridgeConfig, "bridge" | "vlan" | "i
     usesVlanGateway(conf) ? readLink(vlanGatewayName(conf.bridge, conf.vlan)) : Promise.resolve(undefined),
   ]);
   if (state.exists && state.kind !== "bridge") {
-    throw new CniError(ErrorCode.InvalidNetworkConfig, `"${conf.bridge}" already exists but is not a bridge`, `it is a ${state.kind ?? "link of unknown kind"}`);
+    throw new CniError(
+      ErrorCode.InvalidNetworkConfig,
+      `"${conf.bridge}" already exists but is not a bridge`,
+      `it is a ${state.kind ?? "link of unknown kind"}`,
+    );
   }
   return vlanGw ? { ...state, vlanGw } : state;
 }
@@ -62,7 +66,13 @@ export async function readBridge(conf: Pick<BridgeConfig, "bridge" | "vlan" | "i
  * Gateway address changes on `dev` (the bridge, or the VLAN gateway interface), with the reference's rule for an
  * address that is in the way (forceAddress).
  */
-function gatewayLines(b: IpBatch, conf: BridgeConfig, dev: string, addrs: readonly AddrInfo[], gateways: readonly GatewayAddr[]): void {
+function gatewayLines(
+  b: IpBatch,
+  conf: BridgeConfig,
+  dev: string,
+  addrs: readonly AddrInfo[],
+  gateways: readonly GatewayAddr[],
+): void {
   for (const gw of gateways) {
     const want = parseCidr(gw.cidr)!;
     for (const a of addrs) {
@@ -73,7 +83,11 @@ function gatewayLines(b: IpBatch, conf: BridgeConfig, dev: string, addrs: readon
       const overlaps = have.family === 4 || cidrsOverlap(have, want);
       if (!overlaps) continue;
       if (!conf.forceAddress) {
-        throw new CniError(ErrorCode.InvalidNetworkConfig, `"${dev}" already has an IP address different from ${gw.cidr}`, `it has ${a.local}/${a.prefixlen}; set forceAddress to replace it, or remove it`);
+        throw new CniError(
+          ErrorCode.InvalidNetworkConfig,
+          `"${dev}" already has an IP address different from ${gw.cidr}`,
+          `it has ${a.local}/${a.prefixlen}; set forceAddress to replace it, or remove it`,
+        );
       }
       b.cmd("addr", "del", `${a.local}/${a.prefixlen}`, "dev", dev);
     }
@@ -132,7 +146,18 @@ export function hostBatch(conf: BridgeConfig, state: BridgeState, plan: HostPlan
   b.cmd("link", "set", "dev", plan.hostVeth, "alias", plan.hostAlias);
   b.cmd("link", "set", "dev", plan.hostVeth, "master", br);
   if (conf.hairpinMode || conf.portIsolation) {
-    b.cmd("link", "set", "dev", plan.hostVeth, "type", "bridge_slave", "hairpin", conf.hairpinMode ? "on" : "off", "isolated", conf.portIsolation ? "on" : "off");
+    b.cmd(
+      "link",
+      "set",
+      "dev",
+      plan.hostVeth,
+      "type",
+      "bridge_slave",
+      "hairpin",
+      conf.hairpinMode ? "on" : "off",
+      "isolated",
+      conf.portIsolation ? "on" : "off",
+    );
   }
   b.cmd("link", "set", "dev", plan.hostVeth, "up");
   if (conf.isGateway) {
@@ -147,10 +172,15 @@ export function hostBatch(conf: BridgeConfig, state: BridgeState, plan: HostPlan
  * the bridge, the VLAN gateway pair, or neither. A `link add` of one of them failing with `exists` means a concurrent
  * ADD made it between our read and our batch.
  */
-export function sharedLinkCreated(line: string | undefined, conf: Pick<BridgeConfig, "bridge" | "vlan">): "bridge" | "vlan-gateway" | undefined {
+export function sharedLinkCreated(
+  line: string | undefined,
+  conf: Pick<BridgeConfig, "bridge" | "vlan">,
+): "bridge" | "vlan-gateway" | undefined {
   if (line === undefined || !line.startsWith("link add name ")) return undefined;
-  if (line.startsWith(`link add name ${conf.bridge} `) && / type bridge( vlan_filtering 1)?$/.test(line)) return "bridge";
-  if (conf.vlan !== 0 && line.includes(` type veth peer name ${vlanGatewayName(conf.bridge, conf.vlan)} `)) return "vlan-gateway";
+  if (line.startsWith(`link add name ${conf.bridge} `) && / type bridge( vlan_filtering 1)?$/.test(line))
+    return "bridge";
+  if (conf.vlan !== 0 && line.includes(` type veth peer name ${vlanGatewayName(conf.bridge, conf.vlan)} `))
+    return "vlan-gateway";
   return undefined;
 }
 
@@ -163,7 +193,23 @@ function vlanGatewayPairLines(b: IpBatch, conf: BridgeConfig, state: BridgeState
   const port = vlanGatewayPort(conf.bridge, conf.vlan);
   const mtu = conf.mtu || state.mtu;
   const mtuArgs = mtu ? ["mtu", mtu] : [];
-  b.cmd("link", "add", "name", port, "address", plan.vlanGwPortMac, ...mtuArgs, "type", "veth", "peer", "name", gw, "address", plan.vlanGwMac, ...mtuArgs);
+  b.cmd(
+    "link",
+    "add",
+    "name",
+    port,
+    "address",
+    plan.vlanGwPortMac,
+    ...mtuArgs,
+    "type",
+    "veth",
+    "peer",
+    "name",
+    gw,
+    "address",
+    plan.vlanGwMac,
+    ...mtuArgs,
+  );
   b.cmd("link", "set", "dev", port, "master", conf.bridge);
   b.cmd("link", "set", "dev", port, "up");
   b.cmd("link", "set", "dev", gw, "up");

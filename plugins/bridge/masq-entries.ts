@@ -12,9 +12,19 @@ import type { IPConfig } from "../../lib/types.js";
 import type { BridgeConfig } from "./config.js";
 
 /** One entry per address: the pod's IP, masqueraded when it leaves its subnet, keyed by the attachment. */
-export function masqEntries(conf: Pick<BridgeConfig, "name">, ctx: Pick<CmdContext, "containerID" | "ifname">, ips: readonly IPConfig[]): MasqEntry[] {
+export function masqEntries(
+  conf: Pick<BridgeConfig, "name">,
+  ctx: Pick<CmdContext, "containerID" | "ifname">,
+  ips: readonly IPConfig[],
+): MasqEntry[] {
   return ips.map((ip) => {
     const c = parseCidr(ip.address)!;
-    return { network: conf.name, containerID: ctx.containerID, ifname: ctx.ifname, ip: bigIntToIP(c.family, c.ip), subnet: `${bigIntToIP(c.family, c.network)}/${c.prefix}` };
+    return {
+      network: conf.name,
+      containerID: ctx.containerID,
+      ifname: ctx.ifname,
+      ip: bigIntToIP(c.family, c.ip),
+      subnet: `${bigIntToIP(c.family, c.network)}/${c.prefix}`,
+    };
   });
 }

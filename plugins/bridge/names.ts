@@ -26,7 +26,12 @@ export function hostVethAlias(network: string, containerID: string, ifname: stri
 
 /** The masquerade keys an alias written by hostVethAlias carries; none for any other alias. */
 export function masqKeysOfAlias(alias: string | undefined): string[] {
-  return alias?.startsWith(ALIAS_PREFIX) ? alias.slice(ALIAS_PREFIX.length).split(":").filter((k) => k !== "") : [];
+  return alias?.startsWith(ALIAS_PREFIX)
+    ? alias
+        .slice(ALIAS_PREFIX.length)
+        .split(":")
+        .filter((k) => k !== "")
+    : [];
 }
 
 /** A random locally administered unicast MAC. */

@@ -32,7 +32,11 @@ export type Ownership = "ours" | "foreign" | "absent";
  * - a veth with no alias: ours (an ADD stopped between creating the veth and naming it, the next line of its batch);
  * - anything else (another alias, not a veth): foreign, left alone.
  */
-export function hostVethOwner(link: HostVethView | undefined, ownAlias: string, prevMac: string | undefined): Ownership {
+export function hostVethOwner(
+  link: HostVethView | undefined,
+  ownAlias: string,
+  prevMac: string | undefined,
+): Ownership {
   if (!link) return "absent";
   if (prevMac !== undefined && sameMac(link.mac, prevMac)) return "ours";
   if (link.kind !== "veth") return "foreign";

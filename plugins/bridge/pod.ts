@@ -27,7 +27,13 @@ export function routeArgs(route: Route, dev: string, gateways: readonly GatewayA
   return args;
 }
 
-export function podScript(conf: BridgeConfig, ifname: string, ips: readonly IPConfig[], routes: readonly Route[], gateways: readonly GatewayAddr[]): NetnsScript {
+export function podScript(
+  conf: BridgeConfig,
+  ifname: string,
+  ips: readonly IPConfig[],
+  routes: readonly Route[],
+  gateways: readonly GatewayAddr[],
+): NetnsScript {
   const s = new NetnsScript();
   const b = new IpBatch();
   const conf4 = ["net", "ipv4", "conf", ifname];
@@ -64,12 +70,20 @@ export function podScript(conf: BridgeConfig, ifname: string, ips: readonly IPCo
 export async function waitForDad(netns: string, ifname: string): Promise<void> {
   const deadline = Date.now() + 5000;
   for (;;) {
-    const links = await ipJson<LinkAddrs[]>(["-6", "addr", "show", "dev", ifname], netns === "" ? undefined : netns).catch(() => [] as LinkAddrs[]);
+    const links = await ipJson<LinkAddrs[]>(
+      ["-6", "addr", "show", "dev", ifname],
+      netns === "" ? undefined : netns,
+    ).catch(() => [] as LinkAddrs[]);
     const addrs = links.flatMap((l) => l.addr_info);
     const failed = addrs.find((a) => a.dadfailed);
-    if (failed) throw new CniError(ErrorCode.KernelOperationFailed, `duplicate address detection failed for ${failed.local} on ${ifname}`);
+    if (failed)
+      throw new CniError(
+        ErrorCode.KernelOperationFailed,
+        `duplicate address detection failed for ${failed.local} on ${ifname}`,
+      );
     if (!addrs.some((a) => a.tentative)) return;
-    if (Date.now() > deadline) throw new CniError(ErrorCode.TryAgainLater, `IPv6 addresses of ${ifname} still tentative after 5 s`);
+    if (Date.now() > deadline)
+      throw new CniError(ErrorCode.TryAgainLater, `IPv6 addresses of ${ifname} still tentative after 5 s`);
     await new Promise((r) => setTimeout(r, 50));
   }
 }

@@ -37,7 +37,11 @@ const elements = (network: string, hostVeth: string, mac: string) => ({
 
 export async function addSpoofCheck(network: string, hostVeth: string, mac: string): Promise<void> {
   const e = elements(network, hostVeth, mac);
-  await nft(["-f", "-"], `macspoofchk setup for ${hostVeth} failed`, `${[...declarations(), `add element ${TABLE} guarded ${e.guarded}`, `add element ${TABLE} allowed ${e.allowed}`].join("\n")}\n`);
+  await nft(
+    ["-f", "-"],
+    `macspoofchk setup for ${hostVeth} failed`,
+    `${[...declarations(), `add element ${TABLE} guarded ${e.guarded}`, `add element ${TABLE} allowed ${e.allowed}`].join("\n")}\n`,
+  );
 }
 
 interface SpoofState {
@@ -71,7 +75,8 @@ async function readState(): Promise<SpoofState | undefined> {
         const comment = wrapped.elem?.comment ?? "";
         if (set.name === "guarded" && typeof val === "string") state.guarded.set(val, comment);
         const concat = (val as { concat?: unknown[] }).concat;
-        if (set.name === "allowed" && Array.isArray(concat)) state.allowed.set(`${String(concat[0])} ${String(concat[1])}`, comment);
+        if (set.name === "allowed" && Array.isArray(concat))
+          state.allowed.set(`${String(concat[0])} ${String(concat[1])}`, comment);
       }
     }
     if (it.rule) state.ruleOk = true;
@@ -89,7 +94,8 @@ export async function delSpoofCheck(hostVeth: string, network?: string): Promise
   if (!state) return;
   const ours = (veth: string, net: string) => veth === hostVeth && (network === undefined || net === network);
   const lines: string[] = [];
-  for (const [veth, net] of state.guarded) if (ours(veth, net)) lines.push(`delete element ${TABLE} guarded { "${veth}" comment "${net}" }`);
+  for (const [veth, net] of state.guarded)
+    if (ours(veth, net)) lines.push(`delete element ${TABLE} guarded { "${veth}" comment "${net}" }`);
   for (const [key, net] of state.allowed) {
     const [veth, mac] = key.split(" ") as [string, string];
     if (ours(veth, net)) lines.push(`delete element ${TABLE} allowed { "${veth}" . ${mac} }`);
@@ -113,11 +119,16 @@ export async function checkSpoofCheck(hostVeth: string, mac: string): Promise<st
  * after the table was read and only when something is to go, so a veth an ADD made before its elements is seen.
  * Deletes are add-then-delete, so an element a concurrent DEL removed first does not fail the whole GC.
  */
-export async function gcSpoofCheck(network: string, keep: ReadonlySet<string>, live?: () => Promise<ReadonlySet<string>>): Promise<void> {
+export async function gcSpoofCheck(
+  network: string,
+  keep: ReadonlySet<string>,
+  live?: () => Promise<ReadonlySet<string>>,
+): Promise<void> {
   const state = await readState();
   if (!state) return;
   const doomed: Array<{ set: "guarded" | "allowed"; key: string; veth: string }> = [];
-  for (const [veth, net] of state.guarded) if (net === network && !keep.has(veth)) doomed.push({ set: "guarded", key: `"${veth}"`, veth });
+  for (const [veth, net] of state.guarded)
+    if (net === network && !keep.has(veth)) doomed.push({ set: "guarded", key: `"${veth}"`, veth });
   for (const [k, net] of state.allowed) {
     const [veth, mac] = k.split(" ") as [string, string];
     if (net === network && !keep.has(veth)) doomed.push({ set: "allowed", key: `"${veth}" . ${mac}`, veth });

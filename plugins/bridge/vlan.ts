@@ -55,12 +55,16 @@ export function vlanFilteringOn(bridge: Pick<LinkInfo, "linkinfo">): boolean {
 }
 
 /** A pod's host veth: the default VID 1 removed (unless preserveDefaultVlan), the PVID untagged, trunk VIDs tagged. */
-export function portVlanLines(conf: Pick<VlanConf, "vlan" | "vlanTrunk" | "preserveDefaultVlan">, dev: string): string[] {
+export function portVlanLines(
+  conf: Pick<VlanConf, "vlan" | "vlanTrunk" | "preserveDefaultVlan">,
+  dev: string,
+): string[] {
   if (!hasVlans(conf)) return [];
   const lines: string[] = [];
   if (!conf.preserveDefaultVlan) lines.push(`vlan del dev ${dev} vid 1`);
   lines.push(`vlan add dev ${dev} vid ${conf.vlan || 1} pvid untagged`);
-  for (const t of conf.vlanTrunk) lines.push(`vlan add dev ${dev} vid ${t.min === t.max ? t.min : `${t.min}-${t.max}`}`);
+  for (const t of conf.vlanTrunk)
+    lines.push(`vlan add dev ${dev} vid ${t.min === t.max ? t.min : `${t.min}-${t.max}`}`);
   return lines;
 }
 
@@ -69,7 +73,10 @@ export function portVlanLines(conf: Pick<VlanConf, "vlan" | "vlanTrunk" | "prese
  * ADD is between creating the pair and this line still finds its gateway when it returns. Only the ADD that created
  * the pair removes VID 1: the line fails on a port without it.
  */
-export function gatewayPortVlanLines(conf: Pick<VlanConf, "bridge" | "vlan" | "preserveDefaultVlan">, created: boolean): string[] {
+export function gatewayPortVlanLines(
+  conf: Pick<VlanConf, "bridge" | "vlan" | "preserveDefaultVlan">,
+  created: boolean,
+): string[] {
   const dev = vlanGatewayPort(conf.bridge, conf.vlan);
   const lines: string[] = [];
   if (created && !conf.preserveDefaultVlan) lines.push(`vlan del dev ${dev} vid 1`);
@@ -79,29 +86,44 @@ export function gatewayPortVlanLines(conf: Pick<VlanConf, "bridge" | "vlan" | "p
 
 export async function applyVlanLines(lines: readonly string[], what: string): Promise<void> {
   if (lines.length === 0) return;
-  await runOk("bridge", ["-batch", "-"], { input: `${lines.join("\n")}\n`, what: `bridge vlan setup of ${what} failed` });
+  await runOk("bridge", ["-batch", "-"], {
+    input: `${lines.join("\n")}\n`,
+    what: `bridge vlan setup of ${what} failed`,
+  });
 }
 
 /** One port's VLANs as the kernel holds them: VID -> flags, ranges expanded. */
 export type PortVlans = Map<number, string[]>;
 
 export async function readPortVlans(dev: string): Promise<PortVlans> {
-  return parsePortVlans(await runOk("bridge", ["-json", "vlan", "show", "dev", dev], { what: `bridge vlan show dev ${dev} failed` }), dev);
+  return parsePortVlans(
+    await runOk("bridge", ["-json", "vlan", "show", "dev", dev], { what: `bridge vlan show dev ${dev} failed` }),
+    dev,
+  );
 }
 
 export function parsePortVlans(json: string, dev: string): PortVlans {
-  const rows = JSON.parse(json.trim() || "[]") as Array<{ ifname: string; vlans?: Array<{ vlan: number; vlanEnd?: number; flags?: string[] }> }>;
+  const rows = JSON.parse(json.trim() || "[]") as Array<{
+    ifname: string;
+    vlans?: Array<{ vlan: number; vlanEnd?: number; flags?: string[] }>;
+  }>;
   const out: PortVlans = new Map();
-  for (const v of rows.find((r) => r.ifname === dev)?.vlans ?? []) for (let id = v.vlan; id <= (v.vlanEnd ?? v.vlan); id++) out.set(id, v.flags ?? []);
+  for (const v of rows.find((r) => r.ifname === dev)?.vlans ?? [])
+    for (let id = v.vlan; id <= (v.vlanEnd ?? v.vlan); id++) out.set(id, v.flags ?? []);
   return out;
 }
 
 /** What differs between a pod port's VLANs and the config, or undefined. Extra VIDs added by others are not ours. */
-export function portVlanProblem(conf: Pick<VlanConf, "vlan" | "vlanTrunk" | "preserveDefaultVlan">, dev: string, have: PortVlans): string | undefined {
+export function portVlanProblem(
+  conf: Pick<VlanConf, "vlan" | "vlanTrunk" | "preserveDefaultVlan">,
+  dev: string,
+  have: PortVlans,
+): string | undefined {
   if (!hasVlans(conf)) return undefined;
   const pvid = conf.vlan || 1;
   const flags = have.get(pvid);
-  if (!flags?.includes("PVID") || !flags.includes("Egress Untagged")) return `VLAN ${pvid} is not the untagged PVID of ${dev}`;
+  if (!flags?.includes("PVID") || !flags.includes("Egress Untagged"))
+    return `VLAN ${pvid} is not the untagged PVID of ${dev}`;
   for (const t of conf.vlanTrunk) {
     for (let id = t.min; id <= t.max; id++) if (!have.has(id)) return `trunk VLAN ${id} is not on ${dev}`;
   }

@@ -40,10 +40,43 @@ export const FIREWALL_CONF_SHAPE = goExtend(PLUGIN_CONF_SHAPE, {
 export const DEFAULT_ADMIN_CHAIN = "CNI-ADMIN";
 
 /** Chains the layout itself uses: an admin chain of one of these names would jump into itself or into FORWARD. */
-export const RESERVED_CHAINS = ["CNI-FORWARD", "CNI-ISOLATION-STAGE-1", "CNI-ISOLATION-STAGE-2", "INPUT", "FORWARD", "OUTPUT", "PREROUTING", "POSTROUTING"];
+export const RESERVED_CHAINS = [
+  "CNI-FORWARD",
+  "CNI-ISOLATION-STAGE-1",
+  "CNI-ISOLATION-STAGE-2",
+  "INPUT",
+  "FORWARD",
+  "OUTPUT",
+  "PREROUTING",
+  "POSTROUTING",
+];
 
 // Names iptables reads as a target rather than a chain after `-j`.
-const TARGETS = ["ACCEPT", "DROP", "RETURN", "QUEUE", "REJECT", "LOG", "NFLOG", "NFQUEUE", "MARK", "CONNMARK", "MASQUERADE", "SNAT", "DNAT", "REDIRECT", "TRACE", "CT", "AUDIT", "CHECKSUM", "TCPMSS", "TEE", "CLASSIFY", "SECMARK", "CONNSECMARK"];
+const TARGETS = [
+  "ACCEPT",
+  "DROP",
+  "RETURN",
+  "QUEUE",
+  "REJECT",
+  "LOG",
+  "NFLOG",
+  "NFQUEUE",
+  "MARK",
+  "CONNMARK",
+  "MASQUERADE",
+  "SNAT",
+  "DNAT",
+  "REDIRECT",
+  "TRACE",
+  "CT",
+  "AUDIT",
+  "CHECKSUM",
+  "TCPMSS",
+  "TEE",
+  "CLASSIFY",
+  "SECMARK",
+  "CONNSECMARK",
+];
 
 /**
  * An iptables chain name as iptables accepts it (at most 28 characters) and as our restore lines can carry it: no
@@ -65,10 +98,15 @@ export function adminChainOf(c: Record<string, unknown>): string {
   const name = optionalString(c, "iptablesAdminChainName");
   if (name === undefined) return DEFAULT_ADMIN_CHAIN;
   if (!CHAIN_NAME.test(name)) {
-    throw invalid(`iptablesAdminChainName ${quoteInput(name)} is not a valid iptables chain name`, "use letters, digits, _ . - (not first), at most 28 characters");
+    throw invalid(
+      `iptablesAdminChainName ${quoteInput(name)} is not a valid iptables chain name`,
+      "use letters, digits, _ . - (not first), at most 28 characters",
+    );
   }
   if (RESERVED_CHAINS.includes(name) || TARGETS.includes(name)) {
-    throw invalid(`iptablesAdminChainName ${quoteInput(name)} names a built-in chain, a target or a chain of the firewall's own layout`);
+    throw invalid(
+      `iptablesAdminChainName ${quoteInput(name)} names a built-in chain, a target or a chain of the firewall's own layout`,
+    );
   }
   return name;
 }
@@ -88,9 +126,13 @@ function backendOf(c: Record<string, unknown>): Backend {
   const b = optionalString(c, "backend");
   if (b === "iptables" || b === "nftables") return b;
   if (b === "firewalld") {
-    throw invalid('backend "firewalld" is not supported by cni-ts', 'use "iptables" or "nftables"; firewalld zones are not managed');
+    throw invalid(
+      'backend "firewalld" is not supported by cni-ts',
+      'use "iptables" or "nftables"; firewalld zones are not managed',
+    );
   }
-  if (b !== undefined) throw invalid(`unrecognized backend ${quoteInput(b)}`, 'backend must be "iptables" or "nftables"');
+  if (b !== undefined)
+    throw invalid(`unrecognized backend ${quoteInput(b)}`, 'backend must be "iptables" or "nftables"');
   if (hasExecutable("iptables-restore") || !hasExecutable("nft")) return "iptables";
   return "nftables";
 }
@@ -103,7 +145,9 @@ export function loadFirewallConfig(conf: NetConf): FirewallConfig {
   const ingressPolicy = ingressPolicyOf(c);
   const backend = backendOf(c);
   if (backend === "nftables" && optionalString(c, "iptablesAdminChainName") !== undefined) {
-    throw invalid("nftables backend was requested but configuration contains iptables-specific options [iptablesAdminChainName]");
+    throw invalid(
+      "nftables backend was requested but configuration contains iptables-specific options [iptablesAdminChainName]",
+    );
   }
   return { name: conf.name, cniVersion: conf.cniVersion, backend, adminChain, ingressPolicy };
 }

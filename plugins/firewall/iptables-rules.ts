@@ -51,7 +51,14 @@ export function addrRules(a: PodAddr): string[][] {
 
 /** The isolation rules of one bridge and the chains' constant rules (`same-bridge`). */
 export const isolationJump = (): string[] => jumpRule(ISOLATION_COMMENT, STAGE1);
-export const stage1Rule = (bridge: string): string[] => ["-i", bridge, "!", "-o", bridge, ...jumpRule(ISOLATION_COMMENT, STAGE2)];
+export const stage1Rule = (bridge: string): string[] => [
+  "-i",
+  bridge,
+  "!",
+  "-o",
+  bridge,
+  ...jumpRule(ISOLATION_COMMENT, STAGE2),
+];
 export const stage2Rule = (bridge: string): string[] => ["-o", bridge, ...jumpRule(ISOLATION_COMMENT, "DROP")];
 export const returnRule = (): string[] => jumpRule(ISOLATION_COMMENT, "RETURN");
 
@@ -81,8 +88,10 @@ export function addLines(t: SavedTable, plan: AddPlan): string[] {
     ensureChain(FORWARD_CHAIN);
     ensureChain(plan.adminChain);
     if (missing("FORWARD", forwardJump())) lines.push(ruleLine("-I", "FORWARD", forwardJump(), 1));
-    if (missing(FORWARD_CHAIN, adminJump(plan.adminChain))) lines.push(ruleLine("-I", FORWARD_CHAIN, adminJump(plan.adminChain), 1));
-    for (const a of plan.addrs) for (const r of addrRules(a)) if (missing(FORWARD_CHAIN, r)) lines.push(ruleLine("-A", FORWARD_CHAIN, r));
+    if (missing(FORWARD_CHAIN, adminJump(plan.adminChain)))
+      lines.push(ruleLine("-I", FORWARD_CHAIN, adminJump(plan.adminChain), 1));
+    for (const a of plan.addrs)
+      for (const r of addrRules(a)) if (missing(FORWARD_CHAIN, r)) lines.push(ruleLine("-A", FORWARD_CHAIN, r));
   }
   if (plan.bridge !== undefined) {
     // After CNI-FORWARD's jump, inserted at 1: isolation comes first in FORWARD, as the reference orders them.
@@ -99,7 +108,11 @@ export function addLines(t: SavedTable, plan: AddPlan): string[] {
 
 /** Restore lines deleting the address rules that are present (a `-D` of an absent rule would fail the restore). */
 export function delLines(t: SavedTable, addrs: readonly PodAddr[]): string[] {
-  return addrs.flatMap((a) => addrRules(a).filter((r) => hasRule(t, FORWARD_CHAIN, r)).map((r) => ruleLine("-D", FORWARD_CHAIN, r)));
+  return addrs.flatMap((a) =>
+    addrRules(a)
+      .filter((r) => hasRule(t, FORWARD_CHAIN, r))
+      .map((r) => ruleLine("-D", FORWARD_CHAIN, r)),
+  );
 }
 
 /** Restore lines deleting every address rule, present or not: DEL's first try, right whenever ADD's rules are there. */
@@ -112,9 +125,10 @@ export function checkProblem(t: SavedTable, plan: AddPlan): string | undefined {
   if (plan.addrs.length > 0) {
     for (const c of [FORWARD_CHAIN, plan.adminChain]) if (!t.chains.has(c)) return `chain ${c} does not exist`;
     if (!hasRule(t, "FORWARD", forwardJump())) return `expected FORWARD rule ${forwardJump().join(" ")} not found`;
-    if (!hasRule(t, FORWARD_CHAIN, adminJump(plan.adminChain))) return `expected ${FORWARD_CHAIN} rule ${adminJump(plan.adminChain).join(" ")} not found`;
-    for (const a of plan.addrs) for (const r of addrRules(a)) if (!hasRule(t, FORWARD_CHAIN, r)) return `expected rule ${r.join(" ")} not found`;
+    if (!hasRule(t, FORWARD_CHAIN, adminJump(plan.adminChain)))
+      return `expected ${FORWARD_CHAIN} rule ${adminJump(plan.adminChain).join(" ")} not found`;
+    for (const a of plan.addrs)
+      for (const r of addrRules(a)) if (!hasRule(t, FORWARD_CHAIN, r)) return `expected rule ${r.join(" ")} not found`;
   }
   return undefined;
 }
-

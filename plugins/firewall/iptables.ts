@@ -21,7 +21,8 @@ function requireIptables(f: Family): void {
 /** The family's filter table; code 100 when it cannot be read. */
 async function readFilter(f: Family): Promise<SavedTable> {
   const saved = await saveTable(f, "filter");
-  if (!saved.ok) throw new CniError(ErrorCode.KernelOperationFailed, `firewall: cannot read the filter table: ${saved.error}`);
+  if (!saved.ok)
+    throw new CniError(ErrorCode.KernelOperationFailed, `firewall: cannot read the filter table: ${saved.error}`);
   return saved.table;
 }
 
@@ -30,8 +31,11 @@ export async function iptAdd(adminChain: string, addrs: readonly PodAddr[], brid
   const families = familiesOf(addrs);
   for (const f of families) requireIptables(f);
   for (const f of families) {
-    const error = await restoreWithRetry(f, "filter", async () => addLines(await readFilter(f), { adminChain, addrs: ofFamily(addrs, f), bridge }));
-    if (error !== undefined) throw new CniError(ErrorCode.KernelOperationFailed, `firewall: ${IPTABLES[f].restore} failed: ${error}`);
+    const error = await restoreWithRetry(f, "filter", async () =>
+      addLines(await readFilter(f), { adminChain, addrs: ofFamily(addrs, f), bridge }),
+    );
+    if (error !== undefined)
+      throw new CniError(ErrorCode.KernelOperationFailed, `firewall: ${IPTABLES[f].restore} failed: ${error}`);
   }
 }
 
@@ -50,7 +54,8 @@ export async function iptDel(addrs: readonly PodAddr[]): Promise<void> {
       if (error !== undefined) errors.push(`${IPTABLES[f].restore}: ${error}`);
     }),
   );
-  if (errors.length > 0) throw new CniError(ErrorCode.KernelOperationFailed, `firewall: iptables teardown failed: ${errors.join("; ")}`);
+  if (errors.length > 0)
+    throw new CniError(ErrorCode.KernelOperationFailed, `firewall: iptables teardown failed: ${errors.join("; ")}`);
 }
 
 /** CHECK: what the reference checks (chains, jumps, address rules), read from one save per family. */

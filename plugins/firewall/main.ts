@@ -20,12 +20,17 @@ import { bridgeOf, decodeAddrs, encodeAddrs, podAddresses, type PodAddr } from "
 function requirePrev(ctx: CmdContext): Result {
   const raw = ctx.config.prevResult;
   if (raw === undefined || raw === null) {
-    throw new CniError(ErrorCode.InvalidNetworkConfig, "missing prevResult from earlier plugin", "firewall runs chained after a plugin that returns the pod's addresses");
+    throw new CniError(
+      ErrorCode.InvalidNetworkConfig,
+      "missing prevResult from earlier plugin",
+      "firewall runs chained after a plugin that returns the pod's addresses",
+    );
   }
   return parseResult(raw, ctx.version);
 }
 
-const bridgeFor = (conf: FirewallConfig, prev: Result): string | undefined => (conf.ingressPolicy === "same-bridge" ? bridgeOf(prev) : undefined);
+const bridgeFor = (conf: FirewallConfig, prev: Result): string | undefined =>
+  conf.ingressPolicy === "same-bridge" ? bridgeOf(prev) : undefined;
 
 /** The marker's detail word: the backend that holds the rules and the addresses they name. */
 const markerText = (backend: Backend, addrs: readonly PodAddr[]): string => `${backend}:${encodeAddrs(addrs)}`;
@@ -52,7 +57,11 @@ async function add(ctx: CmdContext): Promise<Result> {
  * iptables address rules carry no owner: an address another live attachment still uses (its marker names it, e.g.
  * after the address moved to a new pod before this DEL ran) keeps its rules.
  */
-function notInUseElsewhere(addrs: readonly PodAddr[], self: Attachment & { network: string }, keep?: (a: Attachment & { network: string }) => boolean): PodAddr[] {
+function notInUseElsewhere(
+  addrs: readonly PodAddr[],
+  self: Attachment & { network: string },
+  keep?: (a: Attachment & { network: string }) => boolean,
+): PodAddr[] {
   const used = new Set<string>();
   for (const m of listMarkers("firewall")) {
     if (m.network === self.network && m.containerID === self.containerID && m.ifname === self.ifname) continue;
@@ -64,7 +73,12 @@ function notInUseElsewhere(addrs: readonly PodAddr[], self: Attachment & { netwo
 }
 
 /** Remove one attachment's rules from the backend that holds them. */
-async function teardown(backend: Backend, addrs: readonly PodAddr[], who: Attachment & { network: string }, keep?: (a: Attachment & { network: string }) => boolean): Promise<void> {
+async function teardown(
+  backend: Backend,
+  addrs: readonly PodAddr[],
+  who: Attachment & { network: string },
+  keep?: (a: Attachment & { network: string }) => boolean,
+): Promise<void> {
   if (backend === "nftables") await nftDel(addrs, ownerTag(who.network, who.containerID, who.ifname));
   else await iptDel(notInUseElsewhere(addrs, who, keep));
 }
@@ -106,8 +120,15 @@ async function check(ctx: CmdContext): Promise<void> {
   const addrs = podAddresses(prev);
   if (addrs.length === 0) return;
   const problem =
-    conf.backend === "nftables" ? await nftCheck(addrs, ownerTag(conf.name, ctx.containerID, ctx.ifname), bridgeFor(conf, prev)) : await iptCheck(conf.adminChain, addrs);
-  if (problem) throw new CniError(ErrorCode.CheckFailed, `firewall: ${problem}`, `attachment ${ctx.containerID}/${ctx.ifname} of network ${conf.name}`);
+    conf.backend === "nftables"
+      ? await nftCheck(addrs, ownerTag(conf.name, ctx.containerID, ctx.ifname), bridgeFor(conf, prev))
+      : await iptCheck(conf.adminChain, addrs);
+  if (problem)
+    throw new CniError(
+      ErrorCode.CheckFailed,
+      `firewall: ${problem}`,
+      `attachment ${ctx.containerID}/${ctx.ifname} of network ${conf.name}`,
+    );
 }
 
 /** GC: the rules of this network's marked attachments that are not in the valid list. */
@@ -115,7 +136,8 @@ async function gc(ctx: GcContext): Promise<void> {
   if (ctx.validAttachments === undefined) return;
   const network = ctx.config.name;
   const valid = new Set(ctx.validAttachments.map((a) => `${a.containerID}\n${a.ifname}`));
-  const isValid = (m: Attachment & { network: string }) => m.network !== network || valid.has(`${m.containerID}\n${m.ifname}`);
+  const isValid = (m: Attachment & { network: string }) =>
+    m.network !== network || valid.has(`${m.containerID}\n${m.ifname}`);
   const stale = listMarkers("firewall").filter((m) => !isValid(m));
   const errors: string[] = [];
   for (const m of stale) {
@@ -124,7 +146,8 @@ async function gc(ctx: GcContext): Promise<void> {
     // Addresses still held by a valid attachment keep their rules (stale markers do not count).
     await teardown(held.backend, held.addrs, m, isValid).catch((e: Error) => errors.push(e.message));
   }
-  if (errors.length > 0) throw new CniError(ErrorCode.KernelOperationFailed, `firewall GC failed: ${errors.join("; ")}`);
+  if (errors.length > 0)
+    throw new CniError(ErrorCode.KernelOperationFailed, `firewall GC failed: ${errors.join("; ")}`);
   gcMarkers("firewall", network, ctx.validAttachments);
 }
 
@@ -132,13 +155,19 @@ async function gc(ctx: GcContext): Promise<void> {
 async function status(ctx: CmdContext): Promise<void> {
   const conf = loadFirewallConfig(ctx.config);
   const tool = conf.backend === "nftables" ? "nft" : "iptables-restore";
-  if (!hasExecutable(tool)) throw new CniError(ErrorCode.NotAvailable, `firewall: ${tool} not found in PATH`, `the ${conf.backend} backend needs it`);
+  if (!hasExecutable(tool))
+    throw new CniError(
+      ErrorCode.NotAvailable,
+      `firewall: ${tool} not found in PATH`,
+      `the ${conf.backend} backend needs it`,
+    );
 }
 
 /** The firewall plugin definition for the multi-call executable. */
 export const firewall: PluginDefinition = {
   name: "firewall",
-  about: "CNI firewall plugin (cni-ts): accept forwarded pod traffic and isolate bridges (iptables or nftables), chained after the main plugin",
+  about:
+    "CNI firewall plugin (cni-ts): accept forwarded pod traffic and isolate bridges (iptables or nftables), chained after the main plugin",
   // The rules live on the node; DEL must work after the pod's namespace is gone.
   netns: "ignored",
   config: FIREWALL_CONF_SHAPE,

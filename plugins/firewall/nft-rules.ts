@@ -59,7 +59,9 @@ export function declarations(): string[] {
   const lines = [`add table ${t} { comment "cni-ts firewall: forwarded traffic of pods"; }`];
   for (const f of [LAYOUT[4], LAYOUT[6]]) {
     lines.push(`add set ${t} ${f.pods} { type ${f.type}; comment "pod addresses"; }`);
-    lines.push(`add map ${t} ${f.owners} { type ${f.type} : mark; comment "pod address -> owner tag, guards deletes"; }`);
+    lines.push(
+      `add map ${t} ${f.owners} { type ${f.type} : mark; comment "pod address -> owner tag, guards deletes"; }`,
+    );
   }
   lines.push(`add set ${t} isolated { type ifname; comment "bridges with ingressPolicy same-bridge"; }`);
   lines.push(`add set ${t} bridge_pairs { type ifname . ifname; comment "bridge . the same bridge"; }`);
@@ -71,7 +73,12 @@ export function declarations(): string[] {
 }
 
 /** Lines giving `tag` the addresses (taking over `takeOver`, owned by another attachment) and the bridge. */
-export function addScript(addrs: readonly PodAddr[], tag: number, bridge: string | undefined, takeOver: readonly PodAddr[] = []): string[] {
+export function addScript(
+  addrs: readonly PodAddr[],
+  tag: number,
+  bridge: string | undefined,
+  takeOver: readonly PodAddr[] = [],
+): string[] {
   const t = FIREWALL_NFT_TABLE;
   const lines = declarations();
   for (const a of takeOver) lines.push(`delete element ${t} ${LAYOUT[a.family].owners} { ${a.ip} }`);
@@ -95,7 +102,10 @@ export function delScript(addrs: readonly PodAddr[], tag: number): string[] {
   const lines: string[] = [];
   for (const a of addrs) {
     const f = LAYOUT[a.family];
-    lines.push(`add element ${t} ${f.owners} { ${a.ip} : ${hex32(tag)} }`, `delete element ${t} ${f.owners} { ${a.ip} }`);
+    lines.push(
+      `add element ${t} ${f.owners} { ${a.ip} : ${hex32(tag)} }`,
+      `delete element ${t} ${f.owners} { ${a.ip} }`,
+    );
     lines.push(...dropSetElement(t, f.pods, a.ip));
   }
   return lines;
@@ -123,9 +133,11 @@ export function parseListing(objects: readonly Record<string, unknown>[]): NftSt
   const elems = elementsOf(objects);
   const owners = new Map<string, number>();
   for (const name of ["owners4", "owners6"]) {
-    for (const e of elems.get(name) ?? []) owners.set(String(e.val), typeof e.value === "number" ? e.value : parseInt(String(e.value), 16));
+    for (const e of elems.get(name) ?? [])
+      owners.set(String(e.val), typeof e.value === "number" ? e.value : parseInt(String(e.value), 16));
   }
-  const keys = (...names: string[]) => new Set(names.flatMap((n) => (elems.get(n) ?? []).map((e) => concatText(e.val))));
+  const keys = (...names: string[]) =>
+    new Set(names.flatMap((n) => (elems.get(n) ?? []).map((e) => concatText(e.val))));
   const forward = chainsOf(objects).get("forward");
   return {
     owners,
@@ -138,14 +150,22 @@ export function parseListing(objects: readonly Record<string, unknown>[]): NftSt
 }
 
 /** CHECK: what is missing for this attachment, or undefined. */
-export function nftCheckProblem(s: NftState, addrs: readonly PodAddr[], tag: number, bridge: string | undefined): string | undefined {
+export function nftCheckProblem(
+  s: NftState,
+  addrs: readonly PodAddr[],
+  tag: number,
+  bridge: string | undefined,
+): string | undefined {
   if (s.forwardHook !== "forward") return `nft chain ${FIREWALL_NFT_TABLE} forward is missing or not hooked to forward`;
-  if (s.forwardRules !== forwardRules().length) return `nft chain ${FIREWALL_NFT_TABLE} forward holds ${s.forwardRules} rules, expected ${forwardRules().length}`;
+  if (s.forwardRules !== forwardRules().length)
+    return `nft chain ${FIREWALL_NFT_TABLE} forward holds ${s.forwardRules} rules, expected ${forwardRules().length}`;
   for (const a of addrs) {
     if (!s.pods.has(a.ip)) return `pod address ${a.ip} is not in the set ${LAYOUT[a.family].pods}`;
-    if (s.owners.get(a.ip) !== tag) return `pod address ${a.ip} is owned by another attachment in ${LAYOUT[a.family].owners}`;
+    if (s.owners.get(a.ip) !== tag)
+      return `pod address ${a.ip} is owned by another attachment in ${LAYOUT[a.family].owners}`;
   }
-  if (bridge !== undefined && !(s.isolated.has(bridge) && s.pairs.has(`${bridge} . ${bridge}`))) return `bridge ${bridge} is not in the set isolated`;
+  if (bridge !== undefined && !(s.isolated.has(bridge) && s.pairs.has(`${bridge} . ${bridge}`)))
+    return `bridge ${bridge} is not in the set isolated`;
   return undefined;
 }
 

@@ -7,7 +7,15 @@ import { CniError, ErrorCode } from "../../lib/errors.js";
 import { hasExecutable } from "../../lib/exec.js";
 import { requireTool } from "../../lib/netfilter/backend.js";
 import { nftApply, nftApplyWithRetry, nftFailure, nftListTable } from "../../lib/netfilter/nft.js";
-import { addScript, delScript, FIREWALL_NFT_NAME, nftCheckProblem, ownedByOthers, parseListing, type NftState } from "./nft-rules.js";
+import {
+  addScript,
+  delScript,
+  FIREWALL_NFT_NAME,
+  nftCheckProblem,
+  ownedByOthers,
+  parseListing,
+  type NftState,
+} from "./nft-rules.js";
 import type { PodAddr } from "./pod.js";
 
 async function listState(): Promise<NftState | undefined> {
@@ -37,13 +45,20 @@ export async function nftDel(addrs: readonly PodAddr[], tag: number): Promise<vo
     const state = await listState();
     if (!state) return [];
     const others = new Set(ownedByOthers(state, addrs, tag).map((a) => a.ip));
-    return delScript(addrs.filter((a) => !others.has(a.ip)), tag);
+    return delScript(
+      addrs.filter((a) => !others.has(a.ip)),
+      tag,
+    );
   });
   if (err) throw new CniError(ErrorCode.KernelOperationFailed, `firewall: nft teardown failed: ${err.stderr}`);
 }
 
 /** CHECK: the chain with its constant rules, the addresses owned by this attachment, the isolated bridge. */
-export async function nftCheck(addrs: readonly PodAddr[], tag: number, bridge: string | undefined): Promise<string | undefined> {
+export async function nftCheck(
+  addrs: readonly PodAddr[],
+  tag: number,
+  bridge: string | undefined,
+): Promise<string | undefined> {
   requireTool("nft", "firewall");
   const state = await listState();
   if (!state) return `nft table ${FIREWALL_NFT_NAME} does not exist`;

@@ -18,7 +18,11 @@ export function podAddresses(prev: Result): PodAddr[] {
   const out: PodAddr[] = [];
   for (const ip of prev.ips ?? []) {
     const c = parseCidr(ip.address);
-    if (!c) throw new CniError(ErrorCode.InvalidNetworkConfig, `prevResult address ${JSON.stringify(ip.address)} is not a CIDR`);
+    if (!c)
+      throw new CniError(
+        ErrorCode.InvalidNetworkConfig,
+        `prevResult address ${JSON.stringify(ip.address)} is not a CIDR`,
+      );
     const text = formatIP({ family: c.family, value: c.ip });
     if (!out.some((a) => a.ip === text)) out.push({ family: c.family, ip: text });
   }
@@ -36,7 +40,11 @@ export function hostCidr(a: PodAddr): string {
  */
 export function bridgeOf(prev: Result): string {
   const first = prev.interfaces?.[0];
-  if (!first) throw new CniError(ErrorCode.InvalidNetworkConfig, 'interface needs to be set for ingress policy "same-bridge", make sure to chain "firewall" plugin with "bridge"');
+  if (!first)
+    throw new CniError(
+      ErrorCode.InvalidNetworkConfig,
+      'interface needs to be set for ingress policy "same-bridge", make sure to chain "firewall" plugin with "bridge"',
+    );
   return validateIfname(first.name, "prevResult.interfaces[0].name", ErrorCode.InvalidNetworkConfig);
 }
 

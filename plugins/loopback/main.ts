@@ -46,12 +46,19 @@ async function add(ctx: CmdContext): Promise<Result> {
   requireUsableNetns(ctx.netns, false);
   // Everything the answer depends on is parsed before lo changes: a refused ADD (a malformed prevResult is 6) leaves
   // the pod exactly as it was.
-  const chained = ctx.config.prevResult !== undefined && ctx.config.prevResult !== null ? parseResult(ctx.config.prevResult, ctx.version) : undefined;
+  const chained =
+    ctx.config.prevResult !== undefined && ctx.config.prevResult !== null
+      ? parseResult(ctx.config.prevResult, ctx.version)
+      : undefined;
   // Read after the link is up, in the same process: the kernel adds 127.0.0.1/8 and ::1/128 only then.
-  const [lo] = await new IpBatch().cmd("link", "set", "dev", LO, "up").cmd("addr", "show", "dev", LO).runJson<LoLink[]>(ctx.netns, `bringing ${LO} up in ${ctx.netns}`);
+  const [lo] = await new IpBatch()
+    .cmd("link", "set", "dev", LO, "up")
+    .cmd("addr", "show", "dev", LO)
+    .runJson<LoLink[]>(ctx.netns, `bringing ${LO} up in ${ctx.netns}`);
   if (!lo) throw new CniError(ErrorCode.KernelOperationFailed, `no ${LO} interface in ${quoteInput(ctx.netns)}`);
   const other = (lo.addr_info ?? []).filter((a) => !isLoopbackAddr(a));
-  if (other.length > 0) log.warn(`loopback: ${LO} also has ${other.map((a) => a.local).join(", ")}; reporting only its loopback addresses`);
+  if (other.length > 0)
+    log.warn(`loopback: ${LO} also has ${other.map((a) => a.local).join(", ")}; reporting only its loopback addresses`);
   // Chained after another plugin, the reference passes that plugin's result on untouched.
   if (chained) return chained;
   return { interfaces: [{ name: LO, mac: LO_MAC, sandbox: ctx.netns }], ips: loopbackIPs(lo.addr_info ?? []) };
@@ -79,7 +86,12 @@ async function check(ctx: CmdContext): Promise<void> {
   requireUsableNetns(ctx.netns, false);
   const lo = await readLo(ctx.netns);
   if (!lo) throw new CniError(ErrorCode.CheckFailed, `no ${LO} interface in ${quoteInput(ctx.netns)}`);
-  if (!lo.flags.includes("UP")) throw new CniError(ErrorCode.CheckFailed, "loopback interface is down", `${LO} in ${ctx.netns} has flags ${lo.flags.join(",")}`);
+  if (!lo.flags.includes("UP"))
+    throw new CniError(
+      ErrorCode.CheckFailed,
+      "loopback interface is down",
+      `${LO} in ${ctx.netns} has flags ${lo.flags.join(",")}`,
+    );
 }
 
 /** The loopback plugin definition for the multi-call executable. */

@@ -84,11 +84,15 @@ function port(v: unknown, where: string): number {
 
 function mapping(raw: unknown, i: number): PortMapping {
   const where = `runtimeConfig.portMappings[${i}]`;
-  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) throw invalid(`${where} must be an object {hostPort, containerPort, protocol, hostIP?}`);
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw))
+    throw invalid(`${where} must be an object {hostPort, containerPort, protocol, hostIP?}`);
   const o = raw as Record<string, unknown>;
   const protocol = typeof o.protocol === "string" ? o.protocol.toLowerCase() : o.protocol;
   // Kubernetes lower-cases the protocol and the reference hands it to iptables as given; nft needs lower case.
-  if (!PROTOS.includes(protocol as Proto)) throw invalid(`${where}.protocol must be one of ${PROTOS.join(", ")}, got ${JSON.stringify(o.protocol) ?? "nothing"}`);
+  if (!PROTOS.includes(protocol as Proto))
+    throw invalid(
+      `${where}.protocol must be one of ${PROTOS.join(", ")}, got ${JSON.stringify(o.protocol) ?? "nothing"}`,
+    );
   const out: PortMapping = {
     hostPort: port(o.hostPort, `${where}.hostPort`),
     containerPort: port(o.containerPort, `${where}.containerPort`),
@@ -114,7 +118,10 @@ function dedupe(mappings: readonly PortMapping[]): PortMapping[] {
     const key = `${m.family ?? "*"} ${m.hostIP ?? "*"} ${m.protocol} ${m.hostPort}`;
     const prev = seen.get(key);
     if (prev && prev.containerPort !== m.containerPort) {
-      throw invalid(`hostPort ${m.hostPort}/${m.protocol}${m.hostIP ? ` on ${m.hostIP}` : ""} is mapped twice`, `to container ports ${prev.containerPort} and ${m.containerPort}`);
+      throw invalid(
+        `hostPort ${m.hostPort}/${m.protocol}${m.hostIP ? ` on ${m.hostIP}` : ""} is mapped twice`,
+        `to container ports ${prev.containerPort} and ${m.containerPort}`,
+      );
     }
     if (prev) continue;
     seen.set(key, m);
@@ -161,14 +168,21 @@ function chooseBackend(c: Record<string, unknown>, v4: string[], v6: string[], e
   note(backendOfConditions(v6), "conditionsV6");
   let backend: Backend;
   if (c.backend === "iptables" || c.backend === "nftables") backend = c.backend;
-  else if (c.backend !== undefined && c.backend !== null && c.backend !== "") throw invalid(`unrecognized backend ${JSON.stringify(c.backend)}`, 'backend must be "iptables" or "nftables"');
+  else if (c.backend !== undefined && c.backend !== null && c.backend !== "")
+    throw invalid(`unrecognized backend ${JSON.stringify(c.backend)}`, 'backend must be "iptables" or "nftables"');
   else if (wants.size === 1) backend = [...wants.keys()][0]!;
   else backend = defaultBackend() ?? "iptables";
   const wrong = wants.get(backend === "iptables" ? "nftables" : "iptables");
-  if (wrong) throw invalid(`${backend} backend was requested but configuration contains ${backend === "iptables" ? "nftables" : "iptables"}-specific options [${wrong.join(" ")}]`);
+  if (wrong)
+    throw invalid(
+      `${backend} backend was requested but configuration contains ${backend === "iptables" ? "nftables" : "iptables"}-specific options [${wrong.join(" ")}]`,
+    );
   for (const list of [v4, v6]) {
     const bad = list.find((s) => UNSAFE_CONDITION[backend].test(s));
-    if (bad !== undefined) throw invalid(`condition ${JSON.stringify(bad.slice(0, 64))} contains a character not allowed in a ${backend} rule`);
+    if (bad !== undefined)
+      throw invalid(
+        `condition ${JSON.stringify(bad.slice(0, 64))} contains a character not allowed in a ${backend} rule`,
+      );
   }
   return backend;
 }
@@ -182,12 +196,16 @@ const CHAIN_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,27}$/;
  */
 export function loadPortmapConfig(conf: NetConf): PortmapConfig {
   const c = conf as Record<string, unknown>;
-  const external = c.externalSetMarkChain === undefined || c.externalSetMarkChain === null ? undefined : c.externalSetMarkChain;
+  const external =
+    c.externalSetMarkChain === undefined || c.externalSetMarkChain === null ? undefined : c.externalSetMarkChain;
   if (external !== undefined && (typeof external !== "string" || !CHAIN_NAME.test(external))) {
-    throw invalid(`externalSetMarkChain must be an iptables chain name (letters, digits, _ . -, at most 28), got ${JSON.stringify(external)}`);
+    throw invalid(
+      `externalSetMarkChain must be an iptables chain name (letters, digits, _ . -, at most 28), got ${JSON.stringify(external)}`,
+    );
   }
   const markRaw = c.markMasqBit;
-  if (markRaw !== undefined && markRaw !== null && external !== undefined) throw invalid("Cannot specify externalSetMarkChain and markMasqBit");
+  if (markRaw !== undefined && markRaw !== null && external !== undefined)
+    throw invalid("Cannot specify externalSetMarkChain and markMasqBit");
   const markMasqBit = markRaw === undefined || markRaw === null ? DEFAULT_MARK_BIT : markRaw;
   if (typeof markMasqBit !== "number" || !Number.isInteger(markMasqBit) || markMasqBit < 0 || markMasqBit > 31) {
     throw invalid(`MasqMarkBit must be between 0 and 31, got ${JSON.stringify(markRaw)}`);

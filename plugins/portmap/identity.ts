@@ -15,12 +15,12 @@ const sha512hex = (s: string): string => hashHex("sha512", s);
 
 /** The reference's per-container DNAT chain: "CNI-DN-" + sha512(network + containerID) hex, 28 characters in all. */
 export function dnatChainName(network: string, containerID: string): string {
-  return (`CNI-DN-${sha512hex(network + containerID)}`).slice(0, 28);
+  return `CNI-DN-${sha512hex(network + containerID)}`.slice(0, 28);
 }
 
 /** The per-container SNAT chain of portmap versions before 0.7; the reference still removes it on DEL. */
 export function oldSnatChainName(network: string, containerID: string): string {
-  return (`CNI-SN-${sha512hex(network + containerID)}`).slice(0, 28);
+  return `CNI-SN-${sha512hex(network + containerID)}`.slice(0, 28);
 }
 
 /** The reference's entry-rule comment (Go `dnat name: "%s" id: "%s"`, cut to iptables' 255 characters). */

@@ -25,7 +25,14 @@ export const MASQ = "CNI-HOSTPORT-MASQ";
 /** The jump from PREROUTING and OUTPUT to the shared DNAT chain: only traffic to a local address. */
 export const DNAT_ENTRY: readonly string[] = ["-m", "addrtype", "--dst-type", "LOCAL", "-j", TOP_DNAT];
 /** The jump from POSTROUTING to the masquerade chain, inserted first so ptp/bridge masquerade rules cannot shadow it. */
-export const MASQ_ENTRY: readonly string[] = ["-m", "comment", "--comment", "CNI portfwd requiring masquerade", "-j", MASQ];
+export const MASQ_ENTRY: readonly string[] = [
+  "-m",
+  "comment",
+  "--comment",
+  "CNI portfwd requiring masquerade",
+  "-j",
+  MASQ,
+];
 
 /** The mark as the reference spells it: "0x2000/0x2000" for bit 13. */
 export function markDef(bit: number): string {
@@ -89,7 +96,21 @@ export function dnatEntryRules(conf: PortmapConfig, family: Family, chain: strin
   for (const proto of [...byProto.keys()].sort()) {
     const ports = byProto.get(proto)!;
     for (let i = 0; i < ports.length; i += 15) {
-      rules.push(["-m", "comment", "--comment", comment, "-m", "multiport", "-p", proto, "--destination-ports", ports.slice(i, i + 15).join(","), ...conditions, "-j", chain]);
+      rules.push([
+        "-m",
+        "comment",
+        "--comment",
+        comment,
+        "-m",
+        "multiport",
+        "-p",
+        proto,
+        "--destination-ports",
+        ports.slice(i, i + 15).join(","),
+        ...conditions,
+        "-j",
+        chain,
+      ]);
     }
   }
   return rules;

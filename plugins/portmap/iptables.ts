@@ -9,12 +9,41 @@ import type { Family } from "../../lib/cidr.js";
 import { CniError, ErrorCode } from "../../lib/errors.js";
 import { canonicalAddr } from "../../lib/netfilter/addr.js";
 import { requireTool } from "../../lib/netfilter/backend.js";
-import { deleteChains, ensureChains, IPTABLES, restoreWithRetry, ruleExists, saveTable } from "../../lib/netfilter/iptables.js";
-import { canonicalRule, deleteLine, ensureRuleLines, hasRule, option, ruleComment, ruleLine, ruleTarget, rulesOf, type SavedTable } from "../../lib/netfilter/iptables-save.js";
+import {
+  deleteChains,
+  ensureChains,
+  IPTABLES,
+  restoreWithRetry,
+  ruleExists,
+  saveTable,
+} from "../../lib/netfilter/iptables.js";
+import {
+  canonicalRule,
+  deleteLine,
+  ensureRuleLines,
+  hasRule,
+  option,
+  ruleComment,
+  ruleLine,
+  ruleTarget,
+  rulesOf,
+  type SavedTable,
+} from "../../lib/netfilter/iptables-save.js";
 import type { Attachment } from "../../lib/types.js";
 import type { PortmapConfig } from "./config.js";
 import { dnatChainName, dnatComment, oldSnatChainName } from "./identity.js";
-import { appliesTo, dnatChainRules, dnatEntryRules, DNAT_ENTRY, MASQ, MASQ_ENTRY, masqRule, SETMARK, setMarkRule, TOP_DNAT } from "./iptables-rules.js";
+import {
+  appliesTo,
+  dnatChainRules,
+  dnatEntryRules,
+  DNAT_ENTRY,
+  MASQ,
+  MASQ_ENTRY,
+  masqRule,
+  SETMARK,
+  setMarkRule,
+  TOP_DNAT,
+} from "./iptables-rules.js";
 import type { PodAddr } from "./pod.js";
 
 const canon = (words: readonly string[]): string => canonicalRule(words);
@@ -36,7 +65,13 @@ function claimsOf(nat: SavedTable, except: string): Claim[] {
     const port = Number(option(r.args, "--dport", "--destination-port")?.value);
     const d = option(r.args, "-d", "--destination");
     if (!proto || !Number.isInteger(port)) continue;
-    out.push({ chain: r.chain, proto, port, hostIP: d ? canonicalAddr(d.value).replace(/\/(32|128)$/, "") : undefined, to: option(r.args, "--to-destination")?.value ?? "?" });
+    out.push({
+      chain: r.chain,
+      proto,
+      port,
+      hostIP: d ? canonicalAddr(d.value).replace(/\/(32|128)$/, "") : undefined,
+      to: option(r.args, "--to-destination")?.value ?? "?",
+    });
   }
   return out;
 }
@@ -46,7 +81,9 @@ function refuseConflicts(conf: PortmapConfig, family: Family, nat: SavedTable, c
   const claims = claimsOf(nat, chain);
   for (const m of conf.mappings) {
     if (!appliesTo(m, family)) continue;
-    const c = claims.find((x) => x.proto === m.protocol && x.port === m.hostPort && (!x.hostIP || !m.hostIP || x.hostIP === m.hostIP));
+    const c = claims.find(
+      (x) => x.proto === m.protocol && x.port === m.hostPort && (!x.hostIP || !m.hostIP || x.hostIP === m.hostIP),
+    );
     if (!c) continue;
     const owner = rulesOf(nat, TOP_DNAT).find((r) => ruleTarget(r) === c.chain);
     const who = (owner && ruleComment(owner)) ?? c.chain;
@@ -106,13 +143,17 @@ function refuse(conf: PortmapConfig, family: Family, nat: SavedTable, containerI
   refuseConflicts(conf, family, nat, dnatChainName(conf.name, containerID));
   const ext = conf.externalSetMarkChain;
   if (conf.snat && ext !== undefined && !nat.chains.has(ext)) {
-    throw new CniError(ErrorCode.InvalidNetworkConfig, `externalSetMarkChain ${ext} does not exist in the ${IPTABLES[family].cmd} nat table`);
+    throw new CniError(
+      ErrorCode.InvalidNetworkConfig,
+      `externalSetMarkChain ${ext} does not exist in the ${IPTABLES[family].cmd} nat table`,
+    );
   }
 }
 
 async function readNat(family: Family): Promise<SavedTable> {
   const saved = await saveTable(family, "nat");
-  if (!saved.ok) throw new CniError(ErrorCode.KernelOperationFailed, `portmap: cannot read the nat table: ${saved.error}`);
+  if (!saved.ok)
+    throw new CniError(ErrorCode.KernelOperationFailed, `portmap: cannot read the nat table: ${saved.error}`);
   return saved.table;
 }
 
@@ -150,7 +191,11 @@ export async function iptAdd(conf: PortmapConfig, containerID: string, pods: rea
 async function deletePortmapChains(pick: (nat: SavedTable) => Set<string>, what: string): Promise<void> {
   const failed = await deleteChains({ table: "nat", pick, who: "portmap", netns: undefined });
   const errors = failed.map((f) => `${IPTABLES[f.family].restore}: ${f.stderr}`);
-  if (errors.length > 0) throw new CniError(ErrorCode.KernelOperationFailed, `portmap: iptables teardown of ${what} failed: ${errors.join("; ")}`);
+  if (errors.length > 0)
+    throw new CniError(
+      ErrorCode.KernelOperationFailed,
+      `portmap: iptables teardown of ${what} failed: ${errors.join("; ")}`,
+    );
 }
 
 /** DEL: the attachment's chain (and the pre-0.7 SNAT chain), with every jump to them; no addresses needed. */
@@ -181,7 +226,11 @@ export async function iptGc(network: string, valid: readonly Attachment[]): Prom
 }
 
 /** CHECK: every rule ADD wrote for the pod's addresses; undefined when all is there, else what is missing. */
-export async function iptCheck(conf: PortmapConfig, containerID: string, pods: readonly PodAddr[]): Promise<string | undefined> {
+export async function iptCheck(
+  conf: PortmapConfig,
+  containerID: string,
+  pods: readonly PodAddr[],
+): Promise<string | undefined> {
   const chain = dnatChainName(conf.name, containerID);
   for (const pod of pods) {
     const tool = IPTABLES[pod.family].cmd;
@@ -193,17 +242,21 @@ export async function iptCheck(conf: PortmapConfig, containerID: string, pods: r
     const have = rulesOf(nat, chain).map((r) => canon(r.args));
     const want = dnatChainRules(conf, pod);
     const missing = want.find((w, i) => have[i] !== canon(w));
-    if (missing || have.length !== want.length) return `${tool} chain ${chain} does not hold the expected rules${missing ? `: "${missing.join(" ")}" is missing or out of order` : ""}`;
+    if (missing || have.length !== want.length)
+      return `${tool} chain ${chain} does not hold the expected rules${missing ? `: "${missing.join(" ")}" is missing or out of order` : ""}`;
     for (const w of dnatEntryRules(conf, pod.family, chain, dnatComment(conf.name, containerID))) {
       // Conditions may use spellings our canonical form does not know: then iptables itself decides.
-      if (!hasRule(nat, TOP_DNAT, w) && !(await ruleExists(pod.family, "nat", TOP_DNAT, w))) return `${tool} chain ${TOP_DNAT} has no rule "${w.join(" ")}"`;
+      if (!hasRule(nat, TOP_DNAT, w) && !(await ruleExists(pod.family, "nat", TOP_DNAT, w)))
+        return `${tool} chain ${TOP_DNAT} has no rule "${w.join(" ")}"`;
     }
     for (const entry of ["PREROUTING", "OUTPUT"]) {
       if (!hasRule(nat, entry, DNAT_ENTRY)) return `${tool} chain ${entry} does not jump to ${TOP_DNAT}`;
     }
     if (conf.snat && conf.externalSetMarkChain === undefined) {
-      if (!hasRule(nat, SETMARK, setMarkRule(conf.markMasqBit))) return `${tool} chain ${SETMARK} does not set the mark ${setMarkRule(conf.markMasqBit).at(-1)}`;
-      if (!hasRule(nat, MASQ, masqRule(conf.markMasqBit))) return `${tool} chain ${MASQ} does not masquerade the mark ${setMarkRule(conf.markMasqBit).at(-1)}`;
+      if (!hasRule(nat, SETMARK, setMarkRule(conf.markMasqBit)))
+        return `${tool} chain ${SETMARK} does not set the mark ${setMarkRule(conf.markMasqBit).at(-1)}`;
+      if (!hasRule(nat, MASQ, masqRule(conf.markMasqBit)))
+        return `${tool} chain ${MASQ} does not masquerade the mark ${setMarkRule(conf.markMasqBit).at(-1)}`;
       if (!hasRule(nat, "POSTROUTING", MASQ_ENTRY)) return `${tool} chain POSTROUTING does not jump to ${MASQ}`;
     }
     if (conf.snat && conf.externalSetMarkChain !== undefined && !nat.chains.has(conf.externalSetMarkChain)) {

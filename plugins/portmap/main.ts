@@ -18,7 +18,12 @@ import { podAddresses, type PodAddr } from "./pod.js";
 
 function requirePrev(ctx: CmdContext, what: string): Result {
   const raw = ctx.config.prevResult;
-  if (raw === undefined || raw === null) throw new CniError(ErrorCode.InvalidNetworkConfig, what, "portmap runs chained after a plugin that returns the pod's addresses (prevResult)");
+  if (raw === undefined || raw === null)
+    throw new CniError(
+      ErrorCode.InvalidNetworkConfig,
+      what,
+      "portmap runs chained after a plugin that returns the pod's addresses (prevResult)",
+    );
   return parseResult(raw, ctx.version);
 }
 
@@ -33,7 +38,10 @@ async function add(ctx: CmdContext): Promise<Result> {
   const v4 = pods.find((p) => p.family === 4);
   await Promise.all([
     conf.snat && v4 ? enableLocalnet(v4.ip) : undefined,
-    flushUdpConntrack(conf.mappings, pods.map((p) => p.family)),
+    flushUdpConntrack(
+      conf.mappings,
+      pods.map((p) => p.family),
+    ),
   ]);
   return prev;
 }
@@ -45,10 +53,14 @@ async function add(ctx: CmdContext): Promise<Result> {
  */
 async function del(ctx: CmdContext): Promise<void> {
   if (!mapsPorts(ctx) && !hasMarker("portmap", ctx.config.name, ctx.containerID, ctx.ifname)) return;
-  const outcomes = await Promise.allSettled([iptDel(ctx.config.name, ctx.containerID), nftDel(ctx.config.name, ctx.containerID, ctx.ifname)]);
+  const outcomes = await Promise.allSettled([
+    iptDel(ctx.config.name, ctx.containerID),
+    nftDel(ctx.config.name, ctx.containerID, ctx.ifname),
+  ]);
   const errors = outcomes.flatMap((o) => (o.status === "rejected" ? [o.reason as Error] : []));
   for (const e of errors) log.warn(`portmap DEL: ${e.message}`);
-  if (errors[0]) throw errors[0] instanceof CniError ? errors[0] : new CniError(ErrorCode.KernelOperationFailed, errors[0].message);
+  if (errors[0])
+    throw errors[0] instanceof CniError ? errors[0] : new CniError(ErrorCode.KernelOperationFailed, errors[0].message);
   unmarkAttachment("portmap", ctx.config.name, ctx.containerID, ctx.ifname);
 }
 
@@ -62,7 +74,10 @@ function mapsPorts(ctx: CmdContext): boolean {
 }
 
 async function problemOf(conf: PortmapConfig, ctx: CmdContext, pods: readonly PodAddr[]): Promise<string | undefined> {
-  const rules = conf.backend === "nftables" ? await nftCheck(conf, ctx.containerID, ctx.ifname, pods) : await iptCheck(conf, ctx.containerID, pods);
+  const rules =
+    conf.backend === "nftables"
+      ? await nftCheck(conf, ctx.containerID, ctx.ifname, pods)
+      : await iptCheck(conf, ctx.containerID, pods);
   if (rules) return rules;
   const v4 = pods.find((p) => p.family === 4);
   return conf.snat && v4 ? localnetProblem(v4.ip) : undefined;
@@ -75,7 +90,12 @@ async function check(ctx: CmdContext): Promise<void> {
   const pods = podAddresses(prev, ctx.ifname);
   if (conf.mappings.length === 0 || pods.length === 0) return;
   const problem = await problemOf(conf, ctx, pods);
-  if (problem) throw new CniError(ErrorCode.CheckFailed, `portmap: ${problem}`, `attachment ${ctx.containerID}/${ctx.ifname} of network ${conf.name}`);
+  if (problem)
+    throw new CniError(
+      ErrorCode.CheckFailed,
+      `portmap: ${problem}`,
+      `attachment ${ctx.containerID}/${ctx.ifname} of network ${conf.name}`,
+    );
 }
 
 /** GC: both backends drop the state of this network's attachments that are not in the valid list. */
@@ -92,13 +112,19 @@ async function gc(ctx: GcContext): Promise<void> {
 async function status(ctx: CmdContext): Promise<void> {
   const conf = loadPortmapConfig(ctx.config);
   const tool = conf.backend === "nftables" ? "nft" : "iptables-restore";
-  if (!hasExecutable(tool)) throw new CniError(ErrorCode.NotAvailable, `portmap: ${tool} not found in PATH`, `the ${conf.backend} backend needs it`);
+  if (!hasExecutable(tool))
+    throw new CniError(
+      ErrorCode.NotAvailable,
+      `portmap: ${tool} not found in PATH`,
+      `the ${conf.backend} backend needs it`,
+    );
 }
 
 /** The portmap plugin definition for the multi-call executable. */
 export const portmap: PluginDefinition = {
   name: "portmap",
-  about: "CNI portmap plugin (cni-ts): hostPort forwarding to pods (iptables or nftables), chained after the main plugin",
+  about:
+    "CNI portmap plugin (cni-ts): hostPort forwarding to pods (iptables or nftables), chained after the main plugin",
   // The pod's namespace is never entered: the rules live on the node. DEL must work after it is gone.
   netns: "ignored",
   config: PORTMAP_CONF_SHAPE,

@@ -48,7 +48,15 @@ interface FamilyLayout {
 
 /** Names per family. */
 export const LAYOUT: Record<Family, FamilyLayout> = {
-  4: { dnat: "dnat4", dnatip: "dnatip4", masq: "masq4", proto: "ip", nfproto: "ipv4", addr: "ipv4_addr", any: "0.0.0.0/0" },
+  4: {
+    dnat: "dnat4",
+    dnatip: "dnatip4",
+    masq: "masq4",
+    proto: "ip",
+    nfproto: "ipv4",
+    addr: "ipv4_addr",
+    any: "0.0.0.0/0",
+  },
   6: { dnat: "dnat6", dnatip: "dnatip6", masq: "masq6", proto: "ip6", nfproto: "ipv6", addr: "ipv6_addr", any: "::/0" },
 };
 
@@ -65,7 +73,12 @@ export interface Claim {
 
 /** Two claims that the kernel could not tell apart for some packet. */
 export function claimsOverlap(a: Claim, b: Claim): boolean {
-  return a.family === b.family && a.proto === b.proto && a.port === b.port && (a.hostIP === undefined || b.hostIP === undefined || a.hostIP === b.hostIP);
+  return (
+    a.family === b.family &&
+    a.proto === b.proto &&
+    a.port === b.port &&
+    (a.hostIP === undefined || b.hostIP === undefined || a.hostIP === b.hostIP)
+  );
 }
 
 /** One map element: key and value in nft's element syntax. */
@@ -127,7 +140,15 @@ function withoutContained(elems: SetElem[]): SetElem[] {
     const [src, dst, proto, port] = e.key.split(" . ");
     const covered = elems.some((o) => {
       const [os, od, op, opt] = o.key.split(" . ");
-      return o !== e && o.set === e.set && os === src && op === proto && opt === port && (od === "0.0.0.0/0" || od === "::/0") && od !== dst;
+      return (
+        o !== e &&
+        o.set === e.set &&
+        os === src &&
+        op === proto &&
+        opt === port &&
+        (od === "0.0.0.0/0" || od === "::/0") &&
+        od !== dst
+      );
     });
     if (!covered && !out.some((x) => x.set === e.set && x.key === e.key)) out.push(e);
   }
@@ -150,7 +171,13 @@ export function desiredState(conf: PortmapConfig, owner: string, pods: readonly 
         const dst = m.hostIP ? [`${f.proto} daddr ${m.hostIP}`] : [];
         const target = pod.family === 6 ? `[${pod.ip}]:${m.containerPort}` : `${pod.ip}:${m.containerPort}`;
         d.rules.push({
-          text: [`meta nfproto ${f.nfproto}`, ...conditions, ...dst, `meta l4proto ${m.protocol} th dport ${m.hostPort}`, `dnat ${f.proto} to ${target}`].join(" "),
+          text: [
+            `meta nfproto ${f.nfproto}`,
+            ...conditions,
+            ...dst,
+            `meta l4proto ${m.protocol} th dport ${m.hostPort}`,
+            `dnat ${f.proto} to ${target}`,
+          ].join(" "),
           comment: condComment(owner, claim),
         });
       } else if (m.hostIP) {
@@ -159,7 +186,8 @@ export function desiredState(conf: PortmapConfig, owner: string, pods: readonly 
         d.maps.push({ map: f.dnat, key: join(m.protocol, m.hostPort), value: to });
       }
       if (!conf.snat) continue;
-      for (const src of masqSources(conf, pod)) d.sets.push({ set: f.masq, key: join(netText(src), netText(m.hostIP ?? f.any), m.protocol, m.hostPort) });
+      for (const src of masqSources(conf, pod))
+        d.sets.push({ set: f.masq, key: join(netText(src), netText(m.hostIP ?? f.any), m.protocol, m.hostPort) });
     }
   }
   d.sets = withoutContained(d.sets);
@@ -168,7 +196,8 @@ export function desiredState(conf: PortmapConfig, owner: string, pods: readonly 
 
 /** The claim a dnat map element stands for. */
 export function claimOfMapElem(e: MapElem): Claim | undefined {
-  const family = e.map === "dnat4" || e.map === "dnatip4" ? 4 : e.map === "dnat6" || e.map === "dnatip6" ? 6 : undefined;
+  const family =
+    e.map === "dnat4" || e.map === "dnatip4" ? 4 : e.map === "dnat6" || e.map === "dnatip6" ? 6 : undefined;
   if (family === undefined) return undefined;
   const parts = e.key.split(" . ");
   const specific = e.map.startsWith("dnatip");
@@ -186,8 +215,14 @@ export function constantRules(): { chain: string; text: string }[] {
   ];
   for (const fam of [4, 6] as const) {
     const f = LAYOUT[fam];
-    rules.push({ chain: "hostports", text: `meta nfproto ${f.nfproto} dnat ${f.proto} to ${f.proto} daddr . meta l4proto . th dport map @${f.dnatip}` });
-    rules.push({ chain: "hostports", text: `meta nfproto ${f.nfproto} dnat ${f.proto} to meta l4proto . th dport map @${f.dnat}` });
+    rules.push({
+      chain: "hostports",
+      text: `meta nfproto ${f.nfproto} dnat ${f.proto} to ${f.proto} daddr . meta l4proto . th dport map @${f.dnatip}`,
+    });
+    rules.push({
+      chain: "hostports",
+      text: `meta nfproto ${f.nfproto} dnat ${f.proto} to meta l4proto . th dport map @${f.dnat}`,
+    });
   }
   for (const p of PROTOS) {
     for (const fam of [4, 6] as const) {
@@ -202,7 +237,11 @@ export function constantRules(): { chain: string; text: string }[] {
 }
 
 /** The base chains and the hook each must have. */
-export const BASE_CHAINS: Record<string, string> = { prerouting: "prerouting", output: "output", postrouting: "postrouting" };
+export const BASE_CHAINS: Record<string, string> = {
+  prerouting: "prerouting",
+  output: "output",
+  postrouting: "postrouting",
+};
 
 /**
  * Declarations that make every ADD self-sufficient: `add` of an existing table, map or chain is a no-op; the
@@ -214,9 +253,15 @@ export function declarations(): string[] {
   const lines = [`add table ${t} { comment "cni-ts portmap: hostPort mappings of pods"; }`];
   for (const fam of [4, 6] as const) {
     const f = LAYOUT[fam];
-    lines.push(`add map ${t} ${f.dnat} { type inet_proto . inet_service : ${f.addr} . inet_service; comment "proto . hostPort -> pod . port"; }`);
-    lines.push(`add map ${t} ${f.dnatip} { type ${f.addr} . inet_proto . inet_service : ${f.addr} . inet_service; comment "hostIP . proto . hostPort -> pod . port"; }`);
-    lines.push(`add set ${t} ${f.masq} { type ${f.addr} . ${f.addr} . inet_proto . inet_service; flags interval; comment "source . hostIP . proto . hostPort to masquerade"; }`);
+    lines.push(
+      `add map ${t} ${f.dnat} { type inet_proto . inet_service : ${f.addr} . inet_service; comment "proto . hostPort -> pod . port"; }`,
+    );
+    lines.push(
+      `add map ${t} ${f.dnatip} { type ${f.addr} . inet_proto . inet_service : ${f.addr} . inet_service; comment "hostIP . proto . hostPort -> pod . port"; }`,
+    );
+    lines.push(
+      `add set ${t} ${f.masq} { type ${f.addr} . ${f.addr} . inet_proto . inet_service; flags interval; comment "source . hostIP . proto . hostPort to masquerade"; }`,
+    );
   }
   lines.push(`add chain ${t} conditional`);
   lines.push(`add chain ${t} hostports`);

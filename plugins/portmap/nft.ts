@@ -72,8 +72,10 @@ function listingOf(objects: readonly Record<string, unknown>[]): Listing {
   const out: Listing = { maps: [], sets: [], rules: [], chains: new Map() };
   for (const [name, elems] of elementsOf(objects)) {
     for (const e of elems) {
-      if (MAPS.has(name) && e.value !== undefined) out.maps.push({ map: name, key: concatText(e.val), value: concatText(e.value), owner: e.comment });
-      else if (SETS.has(name) && e.value === undefined) out.sets.push({ set: name, key: concatText(e.val), owner: e.comment });
+      if (MAPS.has(name) && e.value !== undefined)
+        out.maps.push({ map: name, key: concatText(e.val), value: concatText(e.value), owner: e.comment });
+      else if (SETS.has(name) && e.value === undefined)
+        out.sets.push({ set: name, key: concatText(e.val), owner: e.comment });
     }
   }
   for (const [name, chain] of chainsOf(objects)) {
@@ -83,7 +85,12 @@ function listingOf(objects: readonly Record<string, unknown>[]): Listing {
       if (rule.handle === undefined) continue;
       const fam = /"ipv6"|"(family|protocol)":"ip6"/.test(JSON.stringify(rule.expr)) ? 6 : 4;
       const parsed = rule.comment !== undefined ? parseCondComment(rule.comment, fam) : undefined;
-      out.rules.push({ handle: rule.handle, comment: rule.comment, owner: parsed?.owner ?? rule.comment?.split(" ")[0], claim: parsed?.claim });
+      out.rules.push({
+        handle: rule.handle,
+        comment: rule.comment,
+        owner: parsed?.owner ?? rule.comment?.split(" ")[0],
+        claim: parsed?.claim,
+      });
     }
   }
   return out;
@@ -93,7 +100,6 @@ async function listTable(): Promise<Listing | undefined> {
   const objects = await nftListTable(TABLE_NAME);
   return objects && listingOf(objects);
 }
-
 
 /** Lines removing every element and conditional rule whose owner `pick` selects. */
 function dropLines(listing: Listing, pick: (owner: string | undefined) => boolean): string[] {
@@ -111,12 +117,18 @@ function foreignClaims(listing: Listing, owner: string): Array<{ claim: Claim; o
     const claim = claimOfMapElem(e);
     if (claim && e.owner !== owner) out.push({ claim, owner: e.owner, to: e.value.replace(" . ", ":") });
   }
-  for (const r of listing.rules) if (r.claim && r.owner !== owner) out.push({ claim: r.claim, owner: r.owner, to: "a conditional rule" });
+  for (const r of listing.rules)
+    if (r.claim && r.owner !== owner) out.push({ claim: r.claim, owner: r.owner, to: "a conditional rule" });
   return out;
 }
 
 /** ADD: code 102 for a hostPort another attachment holds; otherwise one transaction replacing our state. */
-export async function nftAdd(conf: PortmapConfig, containerID: string, ifname: string, pods: readonly PodAddr[]): Promise<void> {
+export async function nftAdd(
+  conf: PortmapConfig,
+  containerID: string,
+  ifname: string,
+  pods: readonly PodAddr[],
+): Promise<void> {
   requireTool("nft", "portmap");
   const owner = nftOwner(conf.name, containerID, ifname);
   // Derived again in every round, from the state that round reads.
@@ -139,11 +151,16 @@ export async function nftAdd(conf: PortmapConfig, containerID: string, ifname: s
       const keepMap = new Set(want.maps.map((e) => `${e.map} ${e.key} ${e.value}`));
       const keepSet = new Set(want.sets.map((e) => `${e.set} ${e.key}`));
       lines.push(
-        ...listing.maps.filter((e) => e.owner === owner && !keepMap.has(`${e.map} ${e.key} ${e.value}`)).flatMap(dropMapElem),
+        ...listing.maps
+          .filter((e) => e.owner === owner && !keepMap.has(`${e.map} ${e.key} ${e.value}`))
+          .flatMap(dropMapElem),
         ...listing.sets.filter((e) => e.owner === owner && !keepSet.has(`${e.set} ${e.key}`)).flatMap(dropSetElem),
         ...listing.rules.filter((r) => r.owner === owner).map((r) => dropRule(r.handle)),
       );
-      const mine = new Set([...listing.maps.filter((e) => e.owner === owner).map((e) => `${e.map} ${e.key} ${e.value}`), ...listing.sets.filter((e) => e.owner === owner).map((e) => `${e.set} ${e.key}`)]);
+      const mine = new Set([
+        ...listing.maps.filter((e) => e.owner === owner).map((e) => `${e.map} ${e.key} ${e.value}`),
+        ...listing.sets.filter((e) => e.owner === owner).map((e) => `${e.set} ${e.key}`),
+      ]);
       want.maps = want.maps.filter((e) => !mine.has(`${e.map} ${e.key} ${e.value}`));
       want.sets = want.sets.filter((e) => !mine.has(`${e.set} ${e.key}`));
     }
@@ -159,7 +176,11 @@ async function dropMatching(pick: (owner: string | undefined) => boolean, what: 
     const listing = await listTable();
     return listing ? dropLines(listing, pick) : [];
   });
-  if (failed) throw new CniError(ErrorCode.KernelOperationFailed, `portmap: nftables teardown of ${what} failed: ${failed.stderr}`);
+  if (failed)
+    throw new CniError(
+      ErrorCode.KernelOperationFailed,
+      `portmap: nftables teardown of ${what} failed: ${failed.stderr}`,
+    );
 }
 
 /** DEL: the attachment's elements and rules, found by owner; nothing else needed. */
@@ -179,21 +200,31 @@ export async function nftGc(network: string, valid: readonly Attachment[]): Prom
 function structureProblem(listing: Listing): string | undefined {
   for (const [name, hook] of Object.entries(BASE_CHAINS)) {
     const c = listing.chains.get(name);
-    if (c?.type !== "nat" || c.hook !== hook) return `nftables chain ${PORTMAP_NFT_TABLE} ${name} is missing or is not a nat ${hook} chain`;
-    if (name !== "postrouting" && !c.rules.some((r) => r.includes('"jump":{"target":"hostports"}'))) return `nftables chain ${name} does not jump to hostports`;
+    if (c?.type !== "nat" || c.hook !== hook)
+      return `nftables chain ${PORTMAP_NFT_TABLE} ${name} is missing or is not a nat ${hook} chain`;
+    if (name !== "postrouting" && !c.rules.some((r) => r.includes('"jump":{"target":"hostports"}')))
+      return `nftables chain ${name} does not jump to hostports`;
   }
   const hostports = listing.chains.get("hostports")?.rules ?? [];
   for (const f of [LAYOUT[4], LAYOUT[6]]) {
-    for (const m of [f.dnat, f.dnatip]) if (!hostports.some((r) => r.includes(`"@${m}"`))) return `nftables chain hostports does not look up @${m}`;
+    for (const m of [f.dnat, f.dnatip])
+      if (!hostports.some((r) => r.includes(`"@${m}"`))) return `nftables chain hostports does not look up @${m}`;
     const post = listing.chains.get("postrouting")?.rules ?? [];
-    if (!post.some((r) => r.includes(`"@${f.masq}"`) && r.includes("masquerade"))) return `nftables chain postrouting does not masquerade by @${f.masq}`;
+    if (!post.some((r) => r.includes(`"@${f.masq}"`) && r.includes("masquerade")))
+      return `nftables chain postrouting does not masquerade by @${f.masq}`;
   }
-  if (!hostports.some((r) => r.includes('"jump":{"target":"conditional"}'))) return "nftables chain hostports does not jump to conditional";
+  if (!hostports.some((r) => r.includes('"jump":{"target":"conditional"}')))
+    return "nftables chain hostports does not jump to conditional";
   return undefined;
 }
 
 /** CHECK: structure, then every element and rule ADD made, owned by this attachment. */
-export async function nftCheck(conf: PortmapConfig, containerID: string, ifname: string, pods: readonly PodAddr[]): Promise<string | undefined> {
+export async function nftCheck(
+  conf: PortmapConfig,
+  containerID: string,
+  ifname: string,
+  pods: readonly PodAddr[],
+): Promise<string | undefined> {
   requireTool("nft", "portmap");
   const owner = nftOwner(conf.name, containerID, ifname);
   const want = desiredState(conf, owner, pods);
@@ -204,13 +235,16 @@ export async function nftCheck(conf: PortmapConfig, containerID: string, ifname:
   for (const e of want.maps) {
     const have = listing.maps.find((x) => x.map === e.map && x.key === e.key);
     if (!have) return `nftables map ${e.map} has no element ${e.key} -> ${e.value}`;
-    if (have.owner !== owner || have.value !== e.value) return `nftables map ${e.map} element ${e.key} maps to ${have.value} for owner ${have.owner ?? "unknown"}, not to ${e.value} for this attachment (${owner})`;
+    if (have.owner !== owner || have.value !== e.value)
+      return `nftables map ${e.map} element ${e.key} maps to ${have.value} for owner ${have.owner ?? "unknown"}, not to ${e.value} for this attachment (${owner})`;
   }
   for (const e of want.sets) {
-    if (!listing.sets.some((x) => x.set === e.set && x.key === e.key && x.owner === owner)) return `nftables set ${e.set} has no element ${e.key} of this attachment`;
+    if (!listing.sets.some((x) => x.set === e.set && x.key === e.key && x.owner === owner))
+      return `nftables set ${e.set} has no element ${e.key} of this attachment`;
   }
   for (const r of want.rules) {
-    if (!listing.rules.some((x) => x.comment === r.comment)) return `nftables chain conditional has no rule "${r.text}"`;
+    if (!listing.rules.some((x) => x.comment === r.comment))
+      return `nftables chain conditional has no rule "${r.text}"`;
   }
   return undefined;
 }

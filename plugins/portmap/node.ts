@@ -43,19 +43,26 @@ export async function enableLocalnet(podIPv4: string): Promise<string | undefine
 export async function localnetProblem(podIPv4: string): Promise<string | undefined> {
   const dev = await routeDevice(podIPv4);
   if (dev === undefined) return `no route to ${podIPv4} on the node`;
-  return readSysctl(["net", "ipv4", "conf", dev, "route_localnet"]) === "1" ? undefined : `net.ipv4.conf.${dev}.route_localnet is not 1`;
+  return readSysctl(["net", "ipv4", "conf", dev, "route_localnet"]) === "1"
+    ? undefined
+    : `net.ipv4.conf.${dev}.route_localnet is not 1`;
 }
 
 /** Delete UDP conntrack entries whose original destination port is a mapped host port. */
 export async function flushUdpConntrack(mappings: readonly PortMapping[], families: readonly Family[]): Promise<void> {
   const ports = [...new Set(mappings.filter((m) => m.protocol === "udp").map((m) => m.hostPort))];
   if (ports.length === 0) return;
-  if (!hasExecutable("conntrack")) return log.debug("portmap: conntrack not in PATH; stale UDP flows to the mapped ports are not flushed");
+  if (!hasExecutable("conntrack"))
+    return log.debug("portmap: conntrack not in PATH; stale UDP flows to the mapped ports are not flushed");
   await Promise.all(
     families.flatMap((f) =>
       ports.map(async (p) => {
         // Exit 1 just means "nothing matched".
-        const r = await run("conntrack", ["-D", "-f", f === 4 ? "ipv4" : "ipv6", "-p", "udp", "--orig-port-dst", String(p)], { timeoutMs: 5000 });
+        const r = await run(
+          "conntrack",
+          ["-D", "-f", f === 4 ? "ipv4" : "ipv6", "-p", "udp", "--orig-port-dst", String(p)],
+          { timeoutMs: 5000 },
+        );
         if (r.code !== 0 && r.code !== 1) log.debug(`portmap: conntrack -D for udp/${p}: ${r.stderr.trim()}`);
       }),
     ),

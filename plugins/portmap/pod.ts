@@ -30,7 +30,11 @@ export function podAddresses(prev: Result, ifname: string): PodAddr[] {
       const intf = interfaces[idx]!;
       if (intf.name !== ifname || !intf.sandbox) continue;
     }
-    out.set(c.family, { family: c.family, ip: bigIntToIP(c.family, c.ip), subnet: `${bigIntToIP(c.family, c.network)}/${c.prefix}` });
+    out.set(c.family, {
+      family: c.family,
+      ip: bigIntToIP(c.family, c.ip),
+      subnet: `${bigIntToIP(c.family, c.network)}/${c.prefix}`,
+    });
   }
   return [...out.values()].sort((a, b) => a.family - b.family);
 }

@@ -48,14 +48,26 @@ async function applyHost(conf: RoutesConfig, ops: Op[]): Promise<Applied> {
 export async function add(ctx: CmdContext): Promise<Result> {
   const conf = loadRoutesConfig(ctx.config);
   if (ctx.config.prevResult === undefined || ctx.config.prevResult === null) {
-    throw new CniError(ErrorCode.InvalidNetworkConfig, "Required prevResult missing", "routes is a chained plugin: list it after the plugin that creates the interface");
+    throw new CniError(
+      ErrorCode.InvalidNetworkConfig,
+      "Required prevResult missing",
+      "routes is a chained plugin: list it after the plugin that creates the interface",
+    );
   }
   const prev = parseResult(ctx.config.prevResult, ctx.version);
   const ifname = conf.interface ?? ctx.ifname;
-  const [link, pod, node] = await Promise.all([getLink(ifname, ctx.netns), readRoutes(ctx.netns), conf.hostRoutes.length > 0 ? readRoutes() : Promise.resolve([])]);
+  const [link, pod, node] = await Promise.all([
+    getLink(ifname, ctx.netns),
+    readRoutes(ctx.netns),
+    conf.hostRoutes.length > 0 ? readRoutes() : Promise.resolve([]),
+  ]);
   if (!link) {
     const from = conf.interface === undefined ? "CNI_IFNAME" : "interface";
-    throw new CniError(ErrorCode.InvalidNetworkConfig, `${from} ${ifname} does not exist in ${ctx.netns}`, "the routes plugin changes routes of an interface an earlier plugin created");
+    throw new CniError(
+      ErrorCode.InvalidNetworkConfig,
+      `${from} ${ifname} does not exist in ${ctx.netns}`,
+      "the routes plugin changes routes of an interface an earlier plugin created",
+    );
   }
   const plan = planPod(conf, prev, ifname, ctx.netns, pod);
   const nodeOps = await hostOps(conf, node);
@@ -67,7 +79,9 @@ export async function add(ctx: CmdContext): Promise<Result> {
     const problem = await undoOps(podDone);
     if (podDone.ops.length === 0) throw e;
     const err = asCniError(e);
-    const undo = problem ? `undoing the pod's routes failed too: ${problem}` : "the pod's routes were put back as they were";
+    const undo = problem
+      ? `undoing the pod's routes failed too: ${problem}`
+      : "the pod's routes were put back as they were";
     throw new CniError(err.code, err.message, [err.details, undo].filter((x) => x !== "").join("; "));
   }
   return podResult(prev, conf, plan, pod);

@@ -41,13 +41,18 @@ export class ApplyError extends CniError {
 
 const BATCH_TIMEOUT_MS = 30_000;
 
-async function runBatch(lines: readonly Token[][], netns: string | undefined, force: boolean): Promise<{ ok: boolean; failedLine: number | undefined; stderr: string; kind: ToolErrorKind }> {
+async function runBatch(
+  lines: readonly Token[][],
+  netns: string | undefined,
+  force: boolean,
+): Promise<{ ok: boolean; failedLine: number | undefined; stderr: string; kind: ToolErrorKind }> {
   const b = new IpBatch();
   for (const l of lines) b.cmd(...l);
   const [file, args] = inNetns(netns, "ip", force ? ["-force", "-batch", "-"] : ["-batch", "-"]);
   const r = await run(file, args, { input: b.text(), timeoutMs: BATCH_TIMEOUT_MS });
   if (r.code === 0 && !r.timedOut) return { ok: true, failedLine: undefined, stderr: r.stderr, kind: "failed" };
-  if (r.timedOut) return { ok: false, failedLine: undefined, stderr: `no answer within ${r.timeoutMs} ms, killed`, kind: "timeout" };
+  if (r.timedOut)
+    return { ok: false, failedLine: undefined, stderr: `no answer within ${r.timeoutMs} ms, killed`, kind: "timeout" };
   return { ok: false, failedLine: failedBatchIndex(r.stderr), stderr: r.stderr, kind: classifyStderr(r.stderr) };
 }
 
@@ -62,7 +67,11 @@ function reason(stderr: string): string {
  */
 export async function applyOps(ops: readonly Op[], netns: string | undefined, where: string): Promise<Applied> {
   if (ops.length === 0) return { netns, ops: [] };
-  const r = await runBatch(ops.map((o) => o.tokens), netns, false);
+  const r = await runBatch(
+    ops.map((o) => o.tokens),
+    netns,
+    false,
+  );
   if (r.ok) return { netns, ops: [...ops] };
   // Without a line number (ip itself failed to start, a timeout) nothing says how far it got: revert all of it,
   // which -force makes harmless for lines that never ran.
@@ -70,13 +79,20 @@ export async function applyOps(ops: readonly Op[], netns: string | undefined, wh
   const undoProblem = await undoOps({ netns, ops: [...applied] });
   const failed = r.failedLine === undefined ? undefined : ops[r.failedLine - 1];
   const cmd = failed ? `ip ${failed.tokens.join(" ")}` : "ip -batch";
-  const details = undoProblem ? `undoing the earlier changes in ${where} failed too: ${undoProblem}` : applied.length > 0 ? `the ${applied.length} earlier change(s) in ${where} were undone` : "";
+  const details = undoProblem
+    ? `undoing the earlier changes in ${where} failed too: ${undoProblem}`
+    : applied.length > 0
+      ? `the ${applied.length} earlier change(s) in ${where} were undone`
+      : "";
   throw new ApplyError(r.kind, `${cmd} in ${where}: ${reason(r.stderr)}`, details);
 }
 
 /** Revert applied ops, newest first. Returns undefined on success, or what went wrong (for an error's details). */
 export async function undoOps(applied: Applied): Promise<string | undefined> {
-  const lines = applied.ops.map((o) => o.undo).filter((u): u is Token[] => u !== undefined).reverse();
+  const lines = applied.ops
+    .map((o) => o.undo)
+    .filter((u): u is Token[] => u !== undefined)
+    .reverse();
   if (lines.length === 0) return undefined;
   try {
     const r = await runBatch(lines, applied.netns, true);

@@ -22,16 +22,18 @@ function onIface(k: KernelRoute, ifname: string): boolean {
 }
 
 /** The first way the pod differs from what ADD left, as a message naming the route and the key; undefined when none. */
-export function podProblem(conf: RoutesConfig, prev: Result, ifname: string, kernel: readonly KernelRoute[]): string | undefined {
+export function podProblem(
+  conf: RoutesConfig,
+  prev: Result,
+  ifname: string,
+  kernel: readonly KernelRoute[],
+): string | undefined {
   const listed = (k: KernelRoute) => (prev.routes ?? []).some((r) => represents(r, k));
   for (const [i, a] of conf.addroutes.entries()) {
     // Without gw the next hop was derived from a gateway the final result may no longer list (flushgateway): any
     // next hop on the interface will do.
     const found = kernel.some(
-      (k) =>
-        onIface(k, ifname) &&
-        k.type === 1 &&
-        satisfies({ ...a, gw: a.gw ?? k.gateway }, k),
+      (k) => onIface(k, ifname) && k.type === 1 && satisfies({ ...a, gw: a.gw ?? k.gateway }, k),
     );
     if (!found) return `route ${describeRoute(a)} (addroutes[${i}]) is missing on ${ifname}`;
   }
@@ -53,7 +55,8 @@ export function podProblem(conf: RoutesConfig, prev: Result, ifname: string, ker
 /** The first configured node route that is not there; undefined when all are. */
 export function hostProblem(conf: RoutesConfig, kernel: readonly KernelRoute[]): string | undefined {
   for (const [i, h] of conf.hostRoutes.entries()) {
-    if (!kernel.some((k) => satisfies(h, k))) return `route ${describeRoute(h)} (hostRoutes[${i}]) is missing on the node`;
+    if (!kernel.some((k) => satisfies(h, k)))
+      return `route ${describeRoute(h)} (hostRoutes[${i}]) is missing on the node`;
   }
   return undefined;
 }
@@ -62,10 +65,15 @@ export function hostProblem(conf: RoutesConfig, kernel: readonly KernelRoute[]):
 export async function check(ctx: CmdContext): Promise<void> {
   const conf = loadRoutesConfig(ctx.config);
   if (conf.skipcheck) return;
-  if (ctx.config.prevResult === undefined || ctx.config.prevResult === null) throw new CniError(ErrorCode.InvalidNetworkConfig, "Required prevResult missing");
+  if (ctx.config.prevResult === undefined || ctx.config.prevResult === null)
+    throw new CniError(ErrorCode.InvalidNetworkConfig, "Required prevResult missing");
   const prev = parseResult(ctx.config.prevResult, ctx.version);
   const ifname = conf.interface ?? ctx.ifname;
-  const [link, pod, node] = await Promise.all([getLink(ifname, ctx.netns), readRoutes(ctx.netns), conf.hostRoutes.length > 0 ? readRoutes() : Promise.resolve([])]);
+  const [link, pod, node] = await Promise.all([
+    getLink(ifname, ctx.netns),
+    readRoutes(ctx.netns),
+    conf.hostRoutes.length > 0 ? readRoutes() : Promise.resolve([]),
+  ]);
   if (!link) throw new CniError(ErrorCode.CheckFailed, `interface ${ifname} does not exist in ${ctx.netns}`);
   const problem = podProblem(conf, prev, ifname, pod) ?? hostProblem(conf, node);
   if (problem) throw new CniError(ErrorCode.CheckFailed, problem, `in ${ctx.netns}`);

@@ -54,10 +54,10 @@ Exit status: 0 in sync (or stopped by a signal); 1 a change failed or a peer was
 2 usage or input error.
 `;
 
-
 function seconds(flag: string, text: string, min: number, max: number): number {
   const s = Number(text);
-  if (!/^\d+(\.\d+)?$/.test(text) || !(s >= min) || s > max) throw new InputError(`${flag} must be a number of seconds between ${min} and ${max}, got ${JSON.stringify(text)}`);
+  if (!/^\d+(\.\d+)?$/.test(text) || !(s >= min) || s > max)
+    throw new InputError(`${flag} must be a number of seconds between ${min} and ${max}, got ${JSON.stringify(text)}`);
   return s * 1000;
 }
 
@@ -65,7 +65,10 @@ function seconds(flag: string, text: string, min: number, max: number): number {
 export function parseListen(text: string): { host: string; port: number } {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]*)):(\d{1,5})$/.exec(text);
   const port = m ? Number(m[3]) : NaN;
-  if (!m || !(port >= 1 && port <= 65535)) throw new InputError(`--listen must be ADDR:PORT (e.g. 127.0.0.1:9808, [::1]:9808, :9808), got ${JSON.stringify(text)}`);
+  if (!m || !(port >= 1 && port <= 65535))
+    throw new InputError(
+      `--listen must be ADDR:PORT (e.g. 127.0.0.1:9808, [::1]:9808, :9808), got ${JSON.stringify(text)}`,
+    );
   return { host: m[1] ?? (m[2] || "0.0.0.0"), port };
 }
 
@@ -119,7 +122,16 @@ export function parseSyncArgs(argv: readonly string[], env: NodeJS.ProcessEnv = 
     return { mode: "cleanup", dryRun };
   }
   if (kube) {
-    only("--kubernetes", ["--kubernetes", "--kubeconfig", "--node", "--resync", "--listen", "--health-file", "--request-timeout", "--forward-accept"]);
+    only("--kubernetes", [
+      "--kubernetes",
+      "--kubeconfig",
+      "--node",
+      "--resync",
+      "--listen",
+      "--health-file",
+      "--request-timeout",
+      "--forward-accept",
+    ]);
     const node = v.get("--node") ?? env.NODE_NAME ?? "";
     if (node === "") throw new InputError("--node NAME (or NODE_NAME in the environment) is required");
     if (!isNodeName(node)) throw new InputError(`--node ${JSON.stringify(node)} is not a Kubernetes node name`);
@@ -131,7 +143,9 @@ export function parseSyncArgs(argv: readonly string[], env: NodeJS.ProcessEnv = 
       node,
       dryRun,
       resyncMs: v.has("--resync") ? seconds("--resync", v.get("--resync")!, 10, 86400) : 300_000,
-      requestTimeoutMs: v.has("--request-timeout") ? seconds("--request-timeout", v.get("--request-timeout")!, 1, 600) : 30_000,
+      requestTimeoutMs: v.has("--request-timeout")
+        ? seconds("--request-timeout", v.get("--request-timeout")!, 1, 600)
+        : 30_000,
       listen: v.has("--listen") ? parseListen(v.get("--listen")!) : undefined,
       healthFile: v.get("--health-file") || undefined,
       forward,
@@ -140,7 +154,8 @@ export function parseSyncArgs(argv: readonly string[], env: NodeJS.ProcessEnv = 
   only("--nodes", ["--nodes", "--node", "--interval", "--forward-accept"]);
   const nodes = v.get("--nodes");
   const node = v.get("--node");
-  if (nodes === undefined || nodes === "") throw new InputError("--nodes FILE|- is required (or --kubernetes, or --cleanup)");
+  if (nodes === undefined || nodes === "")
+    throw new InputError("--nodes FILE|- is required (or --kubernetes, or --cleanup)");
   if (node === undefined || node === "") throw new InputError("--node NAME is required");
   let intervalMs: number | undefined;
   const interval = v.get("--interval");
@@ -257,10 +272,16 @@ async function cleanup(dryRun: boolean, io: SyncOutput): Promise<number> {
     for (const r of rules) for (const line of r.changes) io.out(line);
     const chains = rules.filter((r) => r.lines.length > 0).length;
     if (dryRun) {
-      io.out(`dry run: ${plan.changes.length} route(s) of routes sync would be deleted, ${chains} forward chain(s); nothing changed`);
+      io.out(
+        `dry run: ${plan.changes.length} route(s) of routes sync would be deleted, ${chains} forward chain(s); nothing changed`,
+      );
       return 0;
     }
-    await applyOps(plan.changes.map((c) => c.op), undefined, "this node");
+    await applyOps(
+      plan.changes.map((c) => c.op),
+      undefined,
+      "this node",
+    );
     if (chains > 0) await syncForward({ 4: [], 6: [] }, false);
     io.out(`${plan.changes.length} route(s) of routes sync deleted, ${chains} forward chain(s)`);
     return 0;

@@ -67,7 +67,10 @@ const ROUTE_KEYS_SHAPE: Record<(typeof ARGS_KEYS)[number] | "hostRoutes", GoType
 };
 
 /** route-override's `RouteOverrideConfig` (keys also under `args.cni`) and ours: keys match as Go reads them. */
-export const ROUTES_CONF_SHAPE = goExtend(PLUGIN_CONF_SHAPE, { ...ROUTE_KEYS_SHAPE, args: goStruct({ cni: goStruct(ROUTE_KEYS_SHAPE) }) });
+export const ROUTES_CONF_SHAPE = goExtend(PLUGIN_CONF_SHAPE, {
+  ...ROUTE_KEYS_SHAPE,
+  args: goStruct({ cni: goStruct(ROUTE_KEYS_SHAPE) }),
+});
 
 const invalid = (msg: string, details = "") => new CniError(ErrorCode.InvalidNetworkConfig, msg, details);
 const unsupported = (msg: string, details = "") => new CniError(ErrorCode.UnsupportedField, msg, details);
@@ -129,25 +132,33 @@ function ifname(v: string, where: string): string {
 
 /** One route object with every spec 1.1 field; `dev` only where the caller allows it (node routes). */
 export function parseRoute(v: unknown, where: string, allowDev = false): HostRoute {
-  if (v === null || typeof v !== "object" || Array.isArray(v)) throw invalid(`${where} must be an object {dst, gw?, ...}, got ${shown(v)}`);
+  if (v === null || typeof v !== "object" || Array.isArray(v))
+    throw invalid(`${where} must be an object {dst, gw?, ...}, got ${shown(v)}`);
   const o = v as Record<string, unknown>;
   const known: readonly string[] = allowDev ? [...ROUTE_KEYS, "dev"] : ROUTE_KEYS;
   // A misspelt key ("via", "metric") would otherwise give a route quietly different from the one meant.
   const unknown = Object.keys(o).filter((k) => !known.includes(k));
-  if (unknown.length > 0) throw invalid(`${where}: unknown key ${quoteInput(unknown[0]!)}`, `route keys are ${known.join(", ")}`);
+  if (unknown.length > 0)
+    throw invalid(`${where}: unknown key ${quoteInput(unknown[0]!)}`, `route keys are ${known.join(", ")}`);
 
-  if (typeof o.dst !== "string" || o.dst === "") throw invalid(`${where}.dst is required and must be a CIDR string, got ${shown(o.dst)}`);
+  if (typeof o.dst !== "string" || o.dst === "")
+    throw invalid(`${where}.dst is required and must be a CIDR string, got ${shown(o.dst)}`);
   const dst = parseCidr(o.dst);
   if (!dst) throw invalid(`${where}.dst: ${quoteInput(o.dst)} is not a CIDR (address/prefix, e.g. 10.96.0.0/12)`);
   const network = `${bigIntToIP(dst.family, dst.network)}/${dst.prefix}`;
-  if (!isNetworkAddress(dst)) throw invalid(`${where}.dst: ${quoteInput(o.dst)} is not a network address`, `host bits are set: did you mean ${network}?`);
+  if (!isNetworkAddress(dst))
+    throw invalid(
+      `${where}.dst: ${quoteInput(o.dst)} is not a network address`,
+      `host bits are set: did you mean ${network}?`,
+    );
   const route: HostRoute = { dst: network };
 
   if (o.gw !== undefined && o.gw !== null && o.gw !== "") {
     if (typeof o.gw !== "string") throw invalid(`${where}.gw must be an IP address string, got ${shown(o.gw)}`);
     const gw = parseIP(o.gw);
     if (!gw) throw invalid(`${where}.gw: ${quoteInput(o.gw)} is not an IP address`);
-    if (gw.family !== dst.family) throw invalid(`${where}.gw ${formatIP(gw)} is IPv${gw.family} but dst ${network} is IPv${dst.family}`);
+    if (gw.family !== dst.family)
+      throw invalid(`${where}.gw ${formatIP(gw)} is IPv${gw.family} but dst ${network} is IPv${dst.family}`);
     route.gw = formatIP(gw);
   }
   const mtu = uint(o.mtu, `${where}.mtu`, dst.family === 4 ? 68 : 1280, 65535, true);
@@ -160,10 +171,19 @@ export function parseRoute(v: unknown, where: string, allowDev = false): HostRou
   if (table !== undefined) route.table = table;
   const scope = uint(o.scope, `${where}.scope`, 0, 255, false);
   if (scope !== undefined) {
-    if (!(scope in SCOPES)) throw unsupported(`${where}.scope ${scope} is not supported`, "use 0 (global), 200 (site), 253 (link) or 254 (host)");
+    if (!(scope in SCOPES))
+      throw unsupported(
+        `${where}.scope ${scope} is not supported`,
+        "use 0 (global), 200 (site), 253 (link) or 254 (host)",
+      );
     // Linux keeps no scope on IPv6 routes: accepting one would promise something CHECK could never see.
-    if (dst.family === 6 && scope !== 0) throw unsupported(`${where}.scope ${scope} is not supported for IPv6 routes`, "Linux IPv6 routes have no scope; leave it out");
-    if (route.gw !== undefined && scope >= 253) throw invalid(`${where}: a route via a gateway cannot have ${SCOPES[scope]} scope (${scope})`);
+    if (dst.family === 6 && scope !== 0)
+      throw unsupported(
+        `${where}.scope ${scope} is not supported for IPv6 routes`,
+        "Linux IPv6 routes have no scope; leave it out",
+      );
+    if (route.gw !== undefined && scope >= 253)
+      throw invalid(`${where}: a route via a gateway cannot have ${SCOPES[scope]} scope (${scope})`);
     route.scope = scope;
   }
   if (allowDev && o.dev !== undefined && o.dev !== null && o.dev !== "") {
@@ -190,7 +210,8 @@ function rejectDuplicates(routes: readonly Route[], where: string): void {
   routes.forEach((r, i) => {
     const key = routeKey(r);
     const first = seen.get(key);
-    if (first !== undefined) throw invalid(`${where}[${i}] has the same dst, table and priority as ${where}[${first}] (${key})`);
+    if (first !== undefined)
+      throw invalid(`${where}[${i}] has the same dst, table and priority as ${where}[${first}] (${key})`);
     seen.set(key, i);
   });
 }
@@ -202,11 +223,17 @@ function rejectDuplicates(routes: readonly Route[], where: string): void {
 export function loadRoutesConfig(conf: NetConf): RoutesConfig {
   const top = conf as Record<string, unknown>;
   const rawArgs = conf.args;
-  if (rawArgs !== undefined && rawArgs !== null && (typeof rawArgs !== "object" || Array.isArray(rawArgs))) throw invalid("args must be an object");
+  if (rawArgs !== undefined && rawArgs !== null && (typeof rawArgs !== "object" || Array.isArray(rawArgs)))
+    throw invalid("args must be an object");
   const rawCni = rawArgs?.cni;
-  if (rawCni !== undefined && rawCni !== null && (typeof rawCni !== "object" || Array.isArray(rawCni))) throw invalid("args.cni must be an object");
+  if (rawCni !== undefined && rawCni !== null && (typeof rawCni !== "object" || Array.isArray(rawCni)))
+    throw invalid("args.cni must be an object");
   const cni = (rawCni ?? {}) as Record<string, unknown>;
-  if (cni.hostRoutes !== undefined) throw unsupported("args.cni.hostRoutes is not accepted", "node routes come from the network configuration only, never from per-pod args");
+  if (cni.hostRoutes !== undefined)
+    throw unsupported(
+      "args.cni.hostRoutes is not accepted",
+      "node routes come from the network configuration only, never from per-pod args",
+    );
 
   const pick = (key: (typeof ARGS_KEYS)[number]): { value: unknown; where: string } =>
     cni[key] !== undefined ? { value: cni[key], where: `args.cni.${key}` } : { value: top[key], where: key };
@@ -230,7 +257,8 @@ export function loadRoutesConfig(conf: NetConf): RoutesConfig {
   rejectDuplicates(out.addroutes, add.where);
   rejectDuplicates(out.hostRoutes, "hostRoutes");
   if (iface.value !== undefined && iface.value !== null && iface.value !== "") {
-    if (typeof iface.value !== "string") throw invalid(`${iface.where} must be an interface name, got ${shown(iface.value)}`);
+    if (typeof iface.value !== "string")
+      throw invalid(`${iface.where} must be an interface name, got ${shown(iface.value)}`);
     out.interface = ifname(iface.value, iface.where);
   }
   for (const [i, r] of out.hostRoutes.entries()) {

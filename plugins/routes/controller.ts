@@ -41,7 +41,11 @@ class Repeats {
   }
 }
 
-export async function runController(args: KubernetesArgs, log: Logger = jsonLogger(), env: NodeJS.ProcessEnv = process.env): Promise<number> {
+export async function runController(
+  args: KubernetesArgs,
+  log: Logger = jsonLogger(),
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<number> {
   let target: KubeTarget;
   try {
     target = resolveTarget(args.kubeconfig, env);
@@ -101,7 +105,9 @@ export async function runController(args: KubernetesArgs, log: Logger = jsonLogg
       if (r.forwardError !== undefined) log.error(`forward rules: ${r.forwardError}`);
       for (const ch of r.plan.host.changes) process.stdout.write(`${describeChange(ch)}\n`);
       for (const line of forwardChanges(r)) process.stdout.write(`${line}\n`);
-      process.stdout.write(`dry run: ${r.plan.host.changes.length} change(s) planned, ${r.plan.host.unchanged.length} route(s) already in place; nothing changed\n`);
+      process.stdout.write(
+        `dry run: ${r.plan.host.changes.length} change(s) planned, ${r.plan.host.unchanged.length} route(s) already in place; nothing changed\n`,
+      );
       return r.status;
     } catch (e) {
       log.error((e as Error).message);
@@ -147,7 +153,8 @@ export async function runController(args: KubernetesArgs, log: Logger = jsonLogg
       const now = new Date();
       metrics.lastSuccess = now.getTime() / 1000;
       if (args.healthFile) writeHealthFile(args.healthFile, now);
-      if (first || r.applied.length > 0) log.info("in sync", { why, changes: r.applied.length, routes, nodes: nodes.length, ms: Date.now() - started });
+      if (first || r.applied.length > 0)
+        log.info("in sync", { why, changes: r.applied.length, routes, nodes: nodes.length, ms: Date.now() - started });
       return true;
     } catch (e) {
       metrics.syncErrors++;
@@ -155,7 +162,9 @@ export async function runController(args: KubernetesArgs, log: Logger = jsonLogg
       return false;
     }
   };
-  runner = new SyncRunner(sync, new Backoff({ initialMs: 1000, maxMs: 30_000 }), (delayMs) => log.info("sync will be retried", { retryInMs: delayMs }));
+  runner = new SyncRunner(sync, new Backoff({ initialMs: 1000, maxMs: 30_000 }), (delayMs) =>
+    log.info("sync will be retried", { retryInMs: delayMs }),
+  );
 
   let server: import("node:http").Server | undefined;
   if (args.listen) {
@@ -168,7 +177,13 @@ export async function runController(args: KubernetesArgs, log: Logger = jsonLogg
       return 2;
     }
   }
-  log.info("started", { node: args.node, server: target.server.origin, from: target.source, resyncSeconds: args.resyncMs / 1000, listen: args.listen ? `${args.listen.host}:${args.listen.port}` : undefined });
+  log.info("started", {
+    node: args.node,
+    server: target.server.origin,
+    from: target.source,
+    resyncSeconds: args.resyncMs / 1000,
+    listen: args.listen ? `${args.listen.host}:${args.listen.port}` : undefined,
+  });
   try {
     await lw.run(stop.signal);
   } finally {

@@ -15,7 +15,13 @@ import { planForward, type ForwardPlan } from "./forward.js";
 
 async function readFilter(family: Family, netns: string | undefined): Promise<SavedTable> {
   const saved = await saveTable(family, "filter", netns);
-  if (!saved.ok) throw new ToolError({ tool: IPTABLES[family].save, what: `reading the filter table for --forward-accept`, status: 1, stderr: saved.error });
+  if (!saved.ok)
+    throw new ToolError({
+      tool: IPTABLES[family].save,
+      what: `reading the filter table for --forward-accept`,
+      status: 1,
+      stderr: saved.error,
+    });
   return saved.table;
 }
 
@@ -25,20 +31,39 @@ async function readFilter(family: Family, netns: string | undefined): Promise<Sa
  * asked to accept CIDRs there, it is an error. Returns the plans that were applied (or would be); throws on failure
  * (a family that failed changed nothing: its restore is atomic).
  */
-export async function syncForward(cidrs: Record<Family, readonly string[]>, dryRun: boolean, netns?: string): Promise<ForwardPlan[]> {
-  const plans = await Promise.all(([4, 6] as const).map(async (family): Promise<ForwardPlan | undefined> => {
-    if (!hasSaveRestore(family)) {
-      if (cidrs[family].length === 0) return undefined;
-      throw new Error(`--forward-accept needs ${IPTABLES[family].save} and ${IPTABLES[family].restore} for ${cidrs[family].join(", ")}: not found in PATH`);
-    }
-    let plan: ForwardPlan | undefined;
-    if (dryRun) return planForward(family, await readFilter(family, netns), cidrs[family]);
-    const error = await restoreWithRetry(family, "filter", async () => {
-      plan = planForward(family, await readFilter(family, netns), cidrs[family]);
-      return plan.lines;
-    }, netns);
-    if (error !== undefined) throw new ToolError({ tool: IPTABLES[family].restore, what: `--forward-accept (IPv${family})`, status: 1, stderr: error });
-    return plan;
-  }));
+export async function syncForward(
+  cidrs: Record<Family, readonly string[]>,
+  dryRun: boolean,
+  netns?: string,
+): Promise<ForwardPlan[]> {
+  const plans = await Promise.all(
+    ([4, 6] as const).map(async (family): Promise<ForwardPlan | undefined> => {
+      if (!hasSaveRestore(family)) {
+        if (cidrs[family].length === 0) return undefined;
+        throw new Error(
+          `--forward-accept needs ${IPTABLES[family].save} and ${IPTABLES[family].restore} for ${cidrs[family].join(", ")}: not found in PATH`,
+        );
+      }
+      let plan: ForwardPlan | undefined;
+      if (dryRun) return planForward(family, await readFilter(family, netns), cidrs[family]);
+      const error = await restoreWithRetry(
+        family,
+        "filter",
+        async () => {
+          plan = planForward(family, await readFilter(family, netns), cidrs[family]);
+          return plan.lines;
+        },
+        netns,
+      );
+      if (error !== undefined)
+        throw new ToolError({
+          tool: IPTABLES[family].restore,
+          what: `--forward-accept (IPv${family})`,
+          status: 1,
+          stderr: error,
+        });
+      return plan;
+    }),
+  );
   return plans.filter((p): p is ForwardPlan => p !== undefined);
 }

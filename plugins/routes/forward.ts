@@ -18,7 +18,15 @@
  *   const plan = planForward(4, parseSave(iptablesSaveText, "filter"), cidrs[4]);
  */
 import { bigIntToIP, isNetworkAddress, parseCidr, type Cidr, type Family } from "../../lib/cidr.js";
-import { canonicalRule, deleteLine, option, ruleLine, ruleTarget, rulesOf, type SavedTable } from "../../lib/netfilter/iptables-save.js";
+import {
+  canonicalRule,
+  deleteLine,
+  option,
+  ruleLine,
+  ruleTarget,
+  rulesOf,
+  type SavedTable,
+} from "../../lib/netfilter/iptables-save.js";
 import { deleteChainLines } from "../../lib/netfilter/iptables.js";
 import { InputError, type NodeEntry } from "./nodelist.js";
 
@@ -49,7 +57,8 @@ function canonical(c: Cidr): string {
 export function parseForwardAccept(text: string): ForwardSpec | undefined {
   if (text === "") return undefined;
   const items = text.split(",");
-  if (items.length > MAX_CIDRS) throw new InputError(`--forward-accept takes at most ${MAX_CIDRS} items, got ${items.length}`);
+  if (items.length > MAX_CIDRS)
+    throw new InputError(`--forward-accept takes at most ${MAX_CIDRS} items, got ${items.length}`);
   const spec: ForwardSpec = { auto: false, cidrs: [] };
   for (const item of items) {
     if (item === "auto") {
@@ -57,8 +66,12 @@ export function parseForwardAccept(text: string): ForwardSpec | undefined {
       continue;
     }
     const c = parseCidr(item);
-    if (!c) throw new InputError(`--forward-accept: ${JSON.stringify(item.slice(0, 80))} is not a CIDR (give CIDR[,CIDR...] or auto)`);
-    if (!isNetworkAddress(c)) throw new InputError(`--forward-accept: ${item} is not a network address (did you mean ${canonical(c)}?)`);
+    if (!c)
+      throw new InputError(
+        `--forward-accept: ${JSON.stringify(item.slice(0, 80))} is not a CIDR (give CIDR[,CIDR...] or auto)`,
+      );
+    if (!isNetworkAddress(c))
+      throw new InputError(`--forward-accept: ${item} is not a network address (did you mean ${canonical(c)}?)`);
     const text = canonical(c);
     if (!spec.cidrs.includes(text)) spec.cidrs.push(text);
   }
@@ -137,11 +150,21 @@ export function planForward(family: Family, saved: SavedTable, cidrs: readonly s
   if (cidrs.length === 0) {
     const exists = saved.chains.has(FORWARD_CHAIN) || saved.rules.some((r) => ruleTarget(r) === FORWARD_CHAIN);
     if (!exists) return { family, cidrs: [], lines: [], changes: [] };
-    return { family, cidrs: [], lines: deleteChainLines(saved, new Set([FORWARD_CHAIN])), changes: [`forward-accept: delete chain ${FORWARD_CHAIN} and its jump from FORWARD (${fam}${had.length > 0 ? `; it accepted ${had.join(", ")}` : ""})`] };
+    return {
+      family,
+      cidrs: [],
+      lines: deleteChainLines(saved, new Set([FORWARD_CHAIN])),
+      changes: [
+        `forward-accept: delete chain ${FORWARD_CHAIN} and its jump from FORWARD (${fam}${had.length > 0 ? `; it accepted ${had.join(", ")}` : ""})`,
+      ],
+    };
   }
   const want = chainRules(cidrs);
   const have = rulesOf(saved, FORWARD_CHAIN);
-  const chainOk = saved.chains.has(FORWARD_CHAIN) && have.length === want.length && have.every((r, i) => canonicalRule(r.args) === canonicalRule(want[i]!));
+  const chainOk =
+    saved.chains.has(FORWARD_CHAIN) &&
+    have.length === want.length &&
+    have.every((r, i) => canonicalRule(r.args) === canonicalRule(want[i]!));
   const jumpKey = canonicalRule(JUMP_WORDS);
   const jumps = saved.rules.filter((r) => r.chain === "FORWARD" && ruleTarget(r) === FORWARD_CHAIN);
   const keep = jumps.find((r) => canonicalRule(r.args) === jumpKey);
@@ -149,9 +172,11 @@ export function planForward(family: Family, saved: SavedTable, cidrs: readonly s
   const changes: string[] = [];
   if (!chainOk) {
     lines.push(`:${FORWARD_CHAIN} - [0:0]`, ...want.map((w) => ruleLine("-A", FORWARD_CHAIN, w)));
-    for (const c of cidrs) if (!had.includes(c)) changes.push(`forward-accept: accept ${c} (${fam}, forwarded from and to)`);
+    for (const c of cidrs)
+      if (!had.includes(c)) changes.push(`forward-accept: accept ${c} (${fam}, forwarded from and to)`);
     for (const c of had) if (!cidrs.includes(c)) changes.push(`forward-accept: stop accepting ${c} (${fam})`);
-    if (changes.length === 0) changes.push(`forward-accept: rewrite chain ${FORWARD_CHAIN} (${fam}): its rules differ from ours`);
+    if (changes.length === 0)
+      changes.push(`forward-accept: rewrite chain ${FORWARD_CHAIN} (${fam}): its rules differ from ours`);
   }
   for (const r of jumps) {
     if (r === keep) continue;

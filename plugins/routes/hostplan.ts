@@ -63,19 +63,38 @@ function withProto(tokens: ReturnType<typeof routeTokens>, proto: number): Retur
 function addOp(r: HostRoute, proto: number): Op {
   return {
     tokens: withProto(routeTokens("add", r, r.gw, r.dev), proto),
-    undo: ["route", "del", r.dst, "table", effectiveTable(r), "metric", effectiveMetric(r), "proto", proto, ...(r.gw ? ["via", r.gw] : [])],
+    undo: [
+      "route",
+      "del",
+      r.dst,
+      "table",
+      effectiveTable(r),
+      "metric",
+      effectiveMetric(r),
+      "proto",
+      proto,
+      ...(r.gw ? ["via", r.gw] : []),
+    ],
   };
 }
 
 /** Plan the node's routes. `proto` marks ours; `prune` deletes ours in the main table that are not wanted. */
-export function planHost(wanted: readonly WantedRoute[], current: readonly KernelRoute[], proto: number, prune: boolean, pruneWhy = "no longer wanted"): HostPlan {
+export function planHost(
+  wanted: readonly WantedRoute[],
+  current: readonly KernelRoute[],
+  proto: number,
+  prune: boolean,
+  pruneWhy = "no longer wanted",
+): HostPlan {
   const plan: HostPlan = { changes: [], unchanged: [], conflicts: [] };
   const claimed = new Set<KernelRoute>();
   const deletes: HostChange[] = [];
   const rest: HostChange[] = [];
   for (const want of wanted) {
     const r = want.route;
-    const same = current.filter((k) => k.family === familyOf(r.dst) && k.dst === r.dst && k.table === effectiveTable(r));
+    const same = current.filter(
+      (k) => k.family === familyOf(r.dst) && k.dst === r.dst && k.table === effectiveTable(r),
+    );
     const exact = same.find((k) => satisfies(r, k));
     if (exact) {
       claimed.add(exact);
@@ -93,10 +112,21 @@ export function planHost(wanted: readonly WantedRoute[], current: readonly Kerne
     const slot = same.find((k) => k.metric === effectiveMetric(r));
     for (const k of same) {
       claimed.add(k);
-      if (k !== slot) deletes.push({ kind: "delete", old: k, why: `superseded by ${want.label}`, op: { tokens: deleteTokens(k), undo: restoreTokens(k) } });
+      if (k !== slot)
+        deletes.push({
+          kind: "delete",
+          old: k,
+          why: `superseded by ${want.label}`,
+          op: { tokens: deleteTokens(k), undo: restoreTokens(k) },
+        });
     }
     if (slot) {
-      rest.push({ kind: "replace", want, old: slot, op: { tokens: withProto(routeTokens("replace", r, r.gw, r.dev), proto), undo: restoreTokens(slot, "replace") } });
+      rest.push({
+        kind: "replace",
+        want,
+        old: slot,
+        op: { tokens: withProto(routeTokens("replace", r, r.gw, r.dev), proto), undo: restoreTokens(slot, "replace") },
+      });
     } else {
       rest.push({ kind: "add", want, op: addOp(r, proto) });
     }

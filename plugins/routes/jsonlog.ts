@@ -17,7 +17,10 @@ export interface Logger {
 }
 
 /** A logger writing JSON lines through `write` (stderr unless told). */
-export function jsonLogger(write: (line: string) => void = (l) => void process.stderr.write(l), now: () => Date = () => new Date()): Logger {
+export function jsonLogger(
+  write: (line: string) => void = (l) => void process.stderr.write(l),
+  now: () => Date = () => new Date(),
+): Logger {
   const emit = (level: string, msg: string, fields: Fields = {}) => {
     const rec: Record<string, unknown> = { time: now().toISOString(), level, msg };
     for (const [k, v] of Object.entries(fields)) if (v !== undefined && !(k in rec)) rec[k] = v;

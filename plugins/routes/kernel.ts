@@ -39,7 +39,12 @@ export function describeRoute(r: HostRoute): string {
  * `ip route add|replace` tokens for a configured route, marked with our protocol. The family follows from dst
  * (a batch accepts no -4/-6); `via` is the next hop already resolved by the caller.
  */
-export function routeTokens(verb: "add" | "replace", r: Route, via: string | undefined, dev: string | undefined): Token[] {
+export function routeTokens(
+  verb: "add" | "replace",
+  r: Route,
+  via: string | undefined,
+  dev: string | undefined,
+): Token[] {
   const t: Token[] = ["route", verb, r.dst];
   if (via !== undefined) t.push("via", via);
   if (dev !== undefined) t.push("dev", dev);
@@ -52,14 +57,37 @@ export function routeTokens(verb: "add" | "replace", r: Route, via: string | und
 
 /** Tokens that delete exactly this kernel route (and not a neighbour with another metric or next hop). */
 export function deleteTokens(k: KernelRoute): Token[] {
-  const t: Token[] = ["route", "del", TYPE_NAMES[k.type] ?? "unicast", k.dst, "table", k.table, "metric", k.metric, "proto", k.protocol];
+  const t: Token[] = [
+    "route",
+    "del",
+    TYPE_NAMES[k.type] ?? "unicast",
+    k.dst,
+    "table",
+    k.table,
+    "metric",
+    k.metric,
+    "proto",
+    k.protocol,
+  ];
   if (k.gateway) t.push("via", k.gateway);
   if (k.dev) t.push("dev", k.dev);
   return t;
 }
 
 // Metrics `ip route` can set, by their JSON names: what a restored route needs to be the route it was.
-const SETTABLE_METRICS = ["mtu", "advmss", "hoplimit", "initcwnd", "initrwnd", "window", "cwnd", "ssthresh", "reordering", "quickack", "fastopen_no_cookie"];
+const SETTABLE_METRICS = [
+  "mtu",
+  "advmss",
+  "hoplimit",
+  "initcwnd",
+  "initrwnd",
+  "window",
+  "cwnd",
+  "ssthresh",
+  "reordering",
+  "quickack",
+  "fastopen_no_cookie",
+];
 
 /** Tokens that put back a route deleted earlier, with the attributes it had (used by undo). */
 export function restoreTokens(k: KernelRoute, verb: "add" | "replace" = "add"): Token[] {

@@ -38,12 +38,16 @@ export function parseNodeList(text: string, source: string): NodeEntry[] {
   try {
     doc = JSON.parse(text);
   } catch (e) {
-    throw new InputError(`${source} is not JSON (${(e as Error).message}); expected the output of \`kubectl get nodes -o json\``);
+    throw new InputError(
+      `${source} is not JSON (${(e as Error).message}); expected the output of \`kubectl get nodes -o json\``,
+    );
   }
   const root = obj(doc);
   if (!root) throw new InputError(`${source} is not a JSON object; expected a NodeList`);
   if (root.kind !== undefined && !LIST_KINDS.includes(String(root.kind))) {
-    throw new InputError(`${source} is a ${JSON.stringify(root.kind)}, not a NodeList; use \`kubectl get nodes -o json\` (not a single node)`);
+    throw new InputError(
+      `${source} is a ${JSON.stringify(root.kind)}, not a NodeList; use \`kubectl get nodes -o json\` (not a single node)`,
+    );
   }
   if (!Array.isArray(root.items)) throw new InputError(`${source} has no "items" array; expected a NodeList`);
   if (root.items.length === 0) throw new InputError(`${source} lists no nodes (items is empty)`);
@@ -63,7 +67,8 @@ export function parseNodeList(text: string, source: string): NodeEntry[] {
  * other than Node is an InputError here: the values are judged per node by the sync plan.
  */
 export function parseNode(item: Record<string, unknown>, where: string): NodeEntry {
-  if (item.kind !== undefined && item.kind !== "Node") throw new InputError(`${where} is a ${JSON.stringify(item.kind)}, not a Node`);
+  if (item.kind !== undefined && item.kind !== "Node")
+    throw new InputError(`${where} is a ${JSON.stringify(item.kind)}, not a Node`);
   const name = obj(item.metadata)?.name;
   if (typeof name !== "string" || name === "") throw new InputError(`${where} has no metadata.name`);
   const spec = obj(item.spec) ?? {};

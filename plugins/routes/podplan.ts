@@ -11,7 +11,15 @@ import type { Family } from "../../lib/cidr.js";
 import { CniError, ErrorCode } from "../../lib/errors.js";
 import type { Result, Route } from "../../lib/types.js";
 import type { Op } from "./apply.js";
-import { defaultDst, effectiveMetric, effectiveTable, familyOf, ROUTES_PROTO, routeKey, type RoutesConfig } from "./config.js";
+import {
+  defaultDst,
+  effectiveMetric,
+  effectiveTable,
+  familyOf,
+  ROUTES_PROTO,
+  routeKey,
+  type RoutesConfig,
+} from "./config.js";
 import type { KernelRoute } from "../../lib/ip/routes.js";
 import { deleteTokens, describeKernel, describeRoute, restoreTokens, routeTokens } from "./kernel.js";
 
@@ -49,7 +57,12 @@ export function nextHop(r: Route, prev: Result, ifindex: number): string | undef
   if (r.gw !== undefined) return r.gw;
   if (r.scope !== undefined && r.scope >= 253) return undefined;
   const family = familyOf(r.dst);
-  const ip = (prev.ips ?? []).find((i) => i.gateway !== undefined && familyOf(i.address) === family && (i.interface === undefined || i.interface === ifindex));
+  const ip = (prev.ips ?? []).find(
+    (i) =>
+      i.gateway !== undefined &&
+      familyOf(i.address) === family &&
+      (i.interface === undefined || i.interface === ifindex),
+  );
   return ip?.gateway;
 }
 
@@ -110,7 +123,13 @@ export function doomed(conf: RoutesConfig, ifname: string, kernel: readonly Kern
 }
 
 /** Plan ADD in the pod; throws code 102 when an added route's kernel slot is taken by a route that stays. */
-export function planPod(conf: RoutesConfig, prev: Result, ifname: string, netns: string, kernel: readonly KernelRoute[]): PodPlan {
+export function planPod(
+  conf: RoutesConfig,
+  prev: Result,
+  ifname: string,
+  netns: string,
+  kernel: readonly KernelRoute[],
+): PodPlan {
   const ifindex = targetIndex(prev, ifname, netns);
   const deletes = doomed(conf, ifname, kernel);
   const remaining = kernel.filter((k) => !deletes.includes(k));
@@ -136,14 +155,34 @@ export function planPod(conf: RoutesConfig, prev: Result, ifname: string, netns:
     ...deletes.map((k) => ({ tokens: deleteTokens(k), undo: restoreTokens(k) })),
     ...adds.map((p) => ({
       tokens: routeTokens("add", p.route, p.via, ifname),
-      undo: ["route", "del", p.route.dst, "table", effectiveTable(p.route), "metric", effectiveMetric(p.route), "proto", ROUTES_PROTO, "dev", ifname],
+      undo: [
+        "route",
+        "del",
+        p.route.dst,
+        "table",
+        effectiveTable(p.route),
+        "metric",
+        effectiveMetric(p.route),
+        "proto",
+        ROUTES_PROTO,
+        "dev",
+        ifname,
+      ],
     })),
   ];
   return { ifname, ifindex, deletes, adds, present, ops };
 }
 
 function sameRoute(a: Route, b: Route): boolean {
-  return a.dst === b.dst && a.gw === b.gw && a.mtu === b.mtu && a.advmss === b.advmss && a.priority === b.priority && a.table === b.table && a.scope === b.scope;
+  return (
+    a.dst === b.dst &&
+    a.gw === b.gw &&
+    a.mtu === b.mtu &&
+    a.advmss === b.advmss &&
+    a.priority === b.priority &&
+    a.table === b.table &&
+    a.scope === b.scope
+  );
 }
 
 /** Would the config's deletions pick this result route (used for result routes the kernel no longer had)? */
@@ -151,7 +190,11 @@ function removedByConfig(conf: RoutesConfig, r: Route): boolean {
   if (conf.flushgateway && isDefault(r)) return true;
   if (conf.flushroutes && (r.gw !== undefined || isDefault(r))) return true;
   return conf.delroutes.some(
-    (d) => d.dst === r.dst && effectiveTable(d) === effectiveTable(r) && (d.gw === undefined || d.gw === r.gw) && (d.priority === undefined || d.priority === r.priority),
+    (d) =>
+      d.dst === r.dst &&
+      effectiveTable(d) === effectiveTable(r) &&
+      (d.gw === undefined || d.gw === r.gw) &&
+      (d.priority === undefined || d.priority === r.priority),
   );
 }
 
@@ -161,7 +204,12 @@ function removedByConfig(conf: RoutesConfig, r: Route): boolean {
  * target interface's addresses lose their `gateway` (route-override writes 0.0.0.0 / :: there, which other
  * plugins' CHECK would then look for on their bridge).
  */
-export function podResult(prev: Result, conf: RoutesConfig, plan: PodPlan, kernelBefore: readonly KernelRoute[]): Result {
+export function podResult(
+  prev: Result,
+  conf: RoutesConfig,
+  plan: PodPlan,
+  kernelBefore: readonly KernelRoute[],
+): Result {
   const remaining = kernelBefore.filter((k) => !plan.deletes.includes(k));
   const routes = (prev.routes ?? []).filter((r) => {
     if (remaining.some((k) => represents(r, k))) return true;

@@ -14,7 +14,10 @@
 import type { Server } from "node:http";
 import type { ControllerMetrics } from "./metrics.js";
 
-export async function startStatusServer(listen: { host: string; port: number }, metrics: ControllerMetrics): Promise<Server> {
+export async function startStatusServer(
+  listen: { host: string; port: number },
+  metrics: ControllerMetrics,
+): Promise<Server> {
   const { createServer } = await import("node:http");
   const server = createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0];

@@ -8,7 +8,16 @@
  * @example
  *   const plan = planSync(parseNodeList(text, "nodes.json"), "node1", await readRoutes(), await localNetworks());
  */
-import { cidrContains, cidrsOverlap, formatIP, isNetworkAddress, parseCidr, parseIP, bigIntToIP, type Cidr } from "../../lib/cidr.js";
+import {
+  cidrContains,
+  cidrsOverlap,
+  formatIP,
+  isNetworkAddress,
+  parseCidr,
+  parseIP,
+  bigIntToIP,
+  type Cidr,
+} from "../../lib/cidr.js";
 import { ipJson, type LinkAddrs } from "../../lib/ip/read.js";
 import { applyOps } from "./apply.js";
 import { SYNC_PROTO } from "./config.js";
@@ -60,7 +69,11 @@ export function isNodeName(name: string): boolean {
  * on. Nodes are judged in the order given (sorted by name in the controller), so of two nodes that claim the
  * same or overlapping pod subnets, the first keeps it.
  */
-export function wantedRoutes(nodes: readonly NodeEntry[], self: string, nets: readonly LocalNet[]): Pick<SyncPlan, "wanted" | "skipped" | "problems"> {
+export function wantedRoutes(
+  nodes: readonly NodeEntry[],
+  self: string,
+  nets: readonly LocalNet[],
+): Pick<SyncPlan, "wanted" | "skipped" | "problems"> {
   const wanted: WantedRoute[] = [];
   const skipped: string[] = [];
   const problems: string[] = [];
@@ -113,7 +126,9 @@ export function wantedRoutes(nodes: readonly NodeEntry[], self: string, nets: re
       // A pod subnet over a network this node is on would steer (part of) that network to the peer.
       const onLink = nets.find((n) => n.cidr.family === c.family && cidrsOverlap(n.cidr, c));
       if (onLink !== undefined) {
-        problems.push(`skip node ${node.name}: podCIDR ${dst} overlaps ${bigIntToIP(onLink.cidr.family, onLink.cidr.network)}/${onLink.cidr.prefix} on ${onLink.ifname}, a network of this node`);
+        problems.push(
+          `skip node ${node.name}: podCIDR ${dst} overlaps ${bigIntToIP(onLink.cidr.family, onLink.cidr.network)}/${onLink.cidr.prefix} on ${onLink.ifname}, a network of this node`,
+        );
         continue;
       }
       if (nets.some((n) => n.cidr.family === ip.family && n.cidr.ip === ip.value)) {
@@ -124,7 +139,9 @@ export function wantedRoutes(nodes: readonly NodeEntry[], self: string, nets: re
       // onlink) the packets vanish. Say so rather than blackhole the peer's pods.
       const direct = nets.some((n) => n.cidr.prefix < (n.cidr.family === 4 ? 32 : 128) && cidrContains(n.cidr, ip));
       if (!direct) {
-        problems.push(`skip node ${node.name}: InternalIP ${gw} is not on a directly connected network of this node, so ${dst} via ${gw} would not work`);
+        problems.push(
+          `skip node ${node.name}: InternalIP ${gw} is not on a directly connected network of this node, so ${dst} via ${gw} would not work`,
+        );
         continue;
       }
       owners.push({ cidr: c, dst, node: node.name });
@@ -135,12 +152,19 @@ export function wantedRoutes(nodes: readonly NodeEntry[], self: string, nets: re
 }
 
 /** The full plan for this node. Throws InputError when `self` is not in the list. */
-export function planSync(nodes: readonly NodeEntry[], self: string, current: readonly KernelRoute[], nets: readonly LocalNet[]): SyncPlan {
-  if (!nodes.some((n) => n.name === self)) throw new InputError(`node ${JSON.stringify(self)} is not in the node list (--node must name this node)`);
+export function planSync(
+  nodes: readonly NodeEntry[],
+  self: string,
+  current: readonly KernelRoute[],
+  nets: readonly LocalNet[],
+): SyncPlan {
+  if (!nodes.some((n) => n.name === self))
+    throw new InputError(`node ${JSON.stringify(self)} is not in the node list (--node must name this node)`);
   const w = wantedRoutes(nodes, self, nets);
   const host = planHost(w.wanted, current, SYNC_PROTO, true, "no node in the list has this podCIDR any more");
   const conflicts = host.conflicts.map(
-    (c) => `conflict ${c.want.route.dst} via ${c.want.route.gw} (${c.want.label}): ${describeKernel(c.existing)} is in the way and was not installed by routes sync; left alone`,
+    (c) =>
+      `conflict ${c.want.route.dst} via ${c.want.route.gw} (${c.want.label}): ${describeKernel(c.existing)} is in the way and was not installed by routes sync; left alone`,
   );
   return { host, ...w, problems: [...w.problems, ...conflicts] };
 }
@@ -182,7 +206,12 @@ export interface SyncResult {
  * Plan against this node's routes and addresses and (unless dryRun) apply the plan in one batch. InputError
  * propagates (`self` not in the list).
  */
-export async function syncNodes(nodes: readonly NodeEntry[], self: string, dryRun: boolean, forward?: ForwardSpec): Promise<SyncResult> {
+export async function syncNodes(
+  nodes: readonly NodeEntry[],
+  self: string,
+  dryRun: boolean,
+  forward?: ForwardSpec,
+): Promise<SyncResult> {
   const [current, nets] = await Promise.all([readRoutes(), localNetworks()]);
   const plan = planSync(nodes, self, current, nets);
   const changes = plan.host.changes;
@@ -190,7 +219,11 @@ export async function syncNodes(nodes: readonly NodeEntry[], self: string, dryRu
   const [routes, fwd] = await Promise.all([
     dryRun || changes.length === 0
       ? Promise.resolve({ applied: [] as HostChange[], error: undefined })
-      : applyOps(changes.map((c) => c.op), undefined, "this node").then(
+      : applyOps(
+          changes.map((c) => c.op),
+          undefined,
+          "this node",
+        ).then(
           () => ({ applied: [...changes], error: undefined }),
           (e: unknown) => ({ applied: [] as HostChange[], error: (e as Error).message }),
         ),
@@ -215,7 +248,14 @@ export function forwardChanges(r: SyncResult): string[] {
  * syncNodes, reported: skips and problems to `err`, one line per change and a summary to `out`. Returns the exit
  * status. InputError propagates (status 2 for the caller).
  */
-export async function syncOnce(nodes: readonly NodeEntry[], self: string, dryRun: boolean, io: SyncOutput, quietWhenInSync = false, forward?: ForwardSpec): Promise<number> {
+export async function syncOnce(
+  nodes: readonly NodeEntry[],
+  self: string,
+  dryRun: boolean,
+  io: SyncOutput,
+  quietWhenInSync = false,
+  forward?: ForwardSpec,
+): Promise<number> {
   const r = await syncNodes(nodes, self, dryRun, forward);
   const { plan } = r;
   for (const s of plan.skipped) io.err(s);
@@ -224,9 +264,16 @@ export async function syncOnce(nodes: readonly NodeEntry[], self: string, dryRun
   for (const ch of changes) io.out(describeChange(ch));
   const fwd = forwardChanges(r);
   for (const line of fwd) io.out(line);
-  const rules = r.forward === undefined ? "" : fwd.length > 0 ? `; forward rules: ${fwd.length} change(s)` : "; forward rules in place";
+  const rules =
+    r.forward === undefined
+      ? ""
+      : fwd.length > 0
+        ? `; forward rules: ${fwd.length} change(s)`
+        : "; forward rules in place";
   if (dryRun) {
-    io.out(`dry run: ${changes.length} change(s) planned, ${plan.host.unchanged.length} route(s) already in place${rules}; nothing changed`);
+    io.out(
+      `dry run: ${changes.length} change(s) planned, ${plan.host.unchanged.length} route(s) already in place${rules}; nothing changed`,
+    );
   } else if (r.error !== undefined) {
     io.err(`routes sync failed, nothing changed: ${r.error}`);
   } else if (changes.length === 0 && fwd.length === 0) {

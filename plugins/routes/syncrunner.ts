@@ -17,7 +17,11 @@ export class SyncRunner {
   private stopped = false;
 
   /** `sync` gets why it runs ("list", "ADDED node4, DELETED node3") and says whether it succeeded. */
-  constructor(private readonly sync: (why: string) => Promise<boolean>, private readonly backoff: Backoff, private readonly onRetry?: (delayMs: number) => void) {}
+  constructor(
+    private readonly sync: (why: string) => Promise<boolean>,
+    private readonly backoff: Backoff,
+    private readonly onRetry?: (delayMs: number) => void,
+  ) {}
 
   request(why: string): void {
     if (this.stopped) return;

@@ -20,9 +20,15 @@ export function readAllowlist(file = ALLOWLIST_FILE): string[] | undefined {
     text = readFileSync(file, "utf8");
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw new CniError(ErrorCode.IOFailure, `cannot read the sysctl allowlist ${file}: ${(e as NodeJS.ErrnoException).code ?? e}`);
+    throw new CniError(
+      ErrorCode.IOFailure,
+      `cannot read the sysctl allowlist ${file}: ${(e as NodeJS.ErrnoException).code ?? e}`,
+    );
   }
-  return text.split("\n").map((l) => l.trim()).filter((l) => l !== "");
+  return text
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l !== "");
 }
 
 /** Throw code 7 for the first key no pattern matches (keys as configured, before IFNAME is replaced). */
@@ -32,11 +38,18 @@ export function checkAllowlist(keys: readonly string[], patterns: readonly strin
     try {
       return new RegExp(p, "u");
     } catch {
-      throw new CniError(ErrorCode.InvalidNetworkConfig, `the sysctl allowlist ${ALLOWLIST_FILE} has an invalid pattern ${quoteInput(p)}`);
+      throw new CniError(
+        ErrorCode.InvalidNetworkConfig,
+        `the sysctl allowlist ${ALLOWLIST_FILE} has an invalid pattern ${quoteInput(p)}`,
+      );
     }
   });
   const refused = keys.find((k) => !res.some((re) => re.test(k)));
   if (refused !== undefined) {
-    throw new CniError(ErrorCode.InvalidNetworkConfig, `Sysctl ${quoteInput(refused)} is not allowed`, `the node's ${ALLOWLIST_FILE} allows only: ${patterns.join(" ")}`);
+    throw new CniError(
+      ErrorCode.InvalidNetworkConfig,
+      `Sysctl ${quoteInput(refused)} is not allowed`,
+      `the node's ${ALLOWLIST_FILE} allows only: ${patterns.join(" ")}`,
+    );
   }
 }

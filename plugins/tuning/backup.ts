@@ -83,13 +83,19 @@ export class PendingBackup {
   private readonly tmp: string;
 
   /** Create the data directory and the temporary file; code 5 when the node cannot hold the backup. */
-  constructor(private readonly path: string, dataDir: string) {
+  constructor(
+    private readonly path: string,
+    dataDir: string,
+  ) {
     this.tmp = `${path}.${process.pid}.tmp`;
     try {
       mkdirSync(dataDir, { recursive: true, mode: 0o700 });
       this.fd = openSync(this.tmp, "wx", 0o600);
     } catch (e) {
-      throw new CniError(ErrorCode.IOFailure, `failed to create backup file in ${dataDir}: ${(e as NodeJS.ErrnoException).code ?? e}`);
+      throw new CniError(
+        ErrorCode.IOFailure,
+        `failed to create backup file in ${dataDir}: ${(e as NodeJS.ErrnoException).code ?? e}`,
+      );
     }
   }
 
@@ -134,6 +140,7 @@ export function removeBackup(path: string): void {
   try {
     unlinkSync(path);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw new CniError(ErrorCode.IOFailure, `failed to remove ${path}: ${(e as NodeJS.ErrnoException).code ?? e}`);
+    if ((e as NodeJS.ErrnoException).code !== "ENOENT")
+      throw new CniError(ErrorCode.IOFailure, `failed to remove ${path}: ${(e as NodeJS.ErrnoException).code ?? e}`);
   }
 }

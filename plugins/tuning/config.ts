@@ -30,7 +30,14 @@ export const MTU_MAX = 65535;
 /** The kernel keeps txqueuelen in an unsigned int. */
 export const TXQLEN_MAX = 0xffff_ffff;
 
-const TUNING_ARGS_SHAPE = goStruct({ sysctl: goMap(GO_ANY), mac: GO_ANY, promisc: GO_ANY, mtu: GO_ANY, allmulti: GO_ANY, txQLen: GO_ANY });
+const TUNING_ARGS_SHAPE = goStruct({
+  sysctl: goMap(GO_ANY),
+  mac: GO_ANY,
+  promisc: GO_ANY,
+  mtu: GO_ANY,
+  allmulti: GO_ANY,
+  txQLen: GO_ANY,
+});
 
 /** The reference's `TuningConf` (and its `IPAMArgs` under `args.cni`), for Go's case-insensitive key match. */
 export const TUNING_CONF_SHAPE = goExtend(PLUGIN_CONF_SHAPE, {
@@ -75,7 +82,8 @@ const absent = (v: unknown): boolean => v === undefined || v === null;
 
 function object(v: unknown, where: string): Record<string, unknown> | undefined {
   if (absent(v)) return undefined;
-  if (typeof v !== "object" || Array.isArray(v)) throw invalid(`${where} must be an object`, `got ${quoteInput(JSON.stringify(v) ?? "")}`);
+  if (typeof v !== "object" || Array.isArray(v))
+    throw invalid(`${where} must be an object`, `got ${quoteInput(JSON.stringify(v) ?? "")}`);
   return v as Record<string, unknown>;
 }
 
@@ -87,7 +95,8 @@ function bool(v: unknown, where: string): boolean | undefined {
 
 function integer(v: unknown, where: string, min: number, max: number, zeroMeansUnset: boolean): number | undefined {
   if (absent(v)) return undefined;
-  if (typeof v !== "number" || !Number.isInteger(v)) throw invalid(`${where} must be an integer`, `got ${quoteInput(JSON.stringify(v))}`);
+  if (typeof v !== "number" || !Number.isInteger(v))
+    throw invalid(`${where} must be an integer`, `got ${quoteInput(JSON.stringify(v))}`);
   if (zeroMeansUnset && v === 0) return undefined;
   if (v < min || v > max) throw invalid(`${where} must be between ${min} and ${max}`, `got ${v}`);
   return v;
@@ -108,18 +117,24 @@ export function parseMac(text: string, where = "mac"): string {
   let hex: string | undefined;
   if (/^[0-9A-Fa-f]{2}([:-])[0-9A-Fa-f]{2}(\1[0-9A-Fa-f]{2}){4}$/.test(text)) hex = text.replace(/[:-]/g, "");
   else if (/^[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}$/.test(text)) hex = text.replaceAll(".", "");
-  if (hex === undefined) throw invalid(`invalid ${where} ${quoteInput(text)}`, "a MAC address is six bytes: aa:bb:cc:dd:ee:ff");
+  if (hex === undefined)
+    throw invalid(`invalid ${where} ${quoteInput(text)}`, "a MAC address is six bytes: aa:bb:cc:dd:ee:ff");
   const bytes = hex.toLowerCase().match(/../g)!;
-  if ((parseInt(bytes[0]!, 16) & 1) === 1) throw invalid(`invalid ${where} ${quoteInput(text)}: a multicast address`, "an interface needs a unicast address");
-  if (bytes.every((b) => b === "00")) throw invalid(`invalid ${where} ${quoteInput(text)}: all zeros`, "an interface needs a unicast address");
+  if ((parseInt(bytes[0]!, 16) & 1) === 1)
+    throw invalid(`invalid ${where} ${quoteInput(text)}: a multicast address`, "an interface needs a unicast address");
+  if (bytes.every((b) => b === "00"))
+    throw invalid(`invalid ${where} ${quoteInput(text)}: all zeros`, "an interface needs a unicast address");
   return bytes.join(":");
 }
 
 /** A sysctl value: any text the kernel may parse, without the bytes an argument cannot carry or a file read would split. */
 function sysctlValue(v: unknown, key: string): string {
-  if (typeof v !== "string") throw invalid(`sysctl ${quoteInput(key)} must have a string value`, `got ${quoteInput(JSON.stringify(v) ?? "")}`);
-  if (/[\x00-\x08\x0a-\x1f\x7f]/.test(v)) throw invalid(`sysctl ${quoteInput(key)}: the value contains a control character`, "values are one line of text");
-  if (Buffer.byteLength(v, "utf8") > MAX_SYSCTL_VALUE_BYTES) throw invalid(`sysctl ${quoteInput(key)}: the value is longer than ${MAX_SYSCTL_VALUE_BYTES} bytes`);
+  if (typeof v !== "string")
+    throw invalid(`sysctl ${quoteInput(key)} must have a string value`, `got ${quoteInput(JSON.stringify(v) ?? "")}`);
+  if (/[\x00-\x08\x0a-\x1f\x7f]/.test(v))
+    throw invalid(`sysctl ${quoteInput(key)}: the value contains a control character`, "values are one line of text");
+  if (Buffer.byteLength(v, "utf8") > MAX_SYSCTL_VALUE_BYTES)
+    throw invalid(`sysctl ${quoteInput(key)}: the value is longer than ${MAX_SYSCTL_VALUE_BYTES} bytes`);
   return v;
 }
 
@@ -149,7 +164,8 @@ export function loadTuningConfig(conf: NetConf, args: CniArgs, ifname: string): 
   const paths = new Map<string, string>();
   for (const s of sysctls) {
     const other = paths.get(s.path);
-    if (other !== undefined) throw invalid(`sysctls ${quoteInput(other)} and ${quoteInput(s.key)} name the same file`, s.path);
+    if (other !== undefined)
+      throw invalid(`sysctls ${quoteInput(other)} and ${quoteInput(s.key)} name the same file`, s.path);
     paths.set(s.path, s.key);
   }
 
@@ -159,12 +175,19 @@ export function loadTuningConfig(conf: NetConf, args: CniArgs, ifname: string): 
     [args.get("MAC"), "CNI_ARGS MAC"],
     [string(runtime?.mac, "runtimeConfig.mac"), "runtimeConfig.mac"],
   ];
-  let mac = macSources.reduce<{ text: string; where: string } | undefined>((m, [text, where]) => (text ? { text, where } : m), undefined);
+  let mac = macSources.reduce<{ text: string; where: string } | undefined>(
+    (m, [text, where]) => (text ? { text, where } : m),
+    undefined,
+  );
   const argsMac = string(argsCni?.mac, "args.cni.mac");
   if (argsMac !== undefined) mac = argsMac === "" ? undefined : { text: argsMac, where: "args.cni.mac" };
 
-  const mtu = integer(argsCni?.mtu, "args.cni.mtu", MTU_MIN, MTU_MAX, true) ?? (absent(argsCni?.mtu) ? integer(c.mtu, "mtu", MTU_MIN, MTU_MAX, true) : undefined);
-  const txQLen = integer(argsCni?.txQLen, "args.cni.txQLen", 0, TXQLEN_MAX, false) ?? integer(c.txQLen, "txQLen", 0, TXQLEN_MAX, false);
+  const mtu =
+    integer(argsCni?.mtu, "args.cni.mtu", MTU_MIN, MTU_MAX, true) ??
+    (absent(argsCni?.mtu) ? integer(c.mtu, "mtu", MTU_MIN, MTU_MAX, true) : undefined);
+  const txQLen =
+    integer(argsCni?.txQLen, "args.cni.txQLen", 0, TXQLEN_MAX, false) ??
+    integer(c.txQLen, "txQLen", 0, TXQLEN_MAX, false);
   const promisc = bool(argsCni?.promisc, "args.cni.promisc") ?? bool(c.promisc, "promisc") ?? false;
   const allmulti = bool(argsCni?.allmulti, "args.cni.allmulti") ?? bool(c.allmulti, "allmulti");
 

@@ -12,13 +12,24 @@ import type { Result } from "../../lib/types.js";
 import { parseResult } from "../../lib/version.js";
 import { readAllowlist, checkAllowlist } from "./allowlist.js";
 import { PendingBackup, backupPath, readBackup, removeBackup, type Backup } from "./backup.js";
-import { TUNING_CONF_SHAPE, changesLink, loadTuningConfig, parseDataDir, type LinkSettings, type TuningConfig } from "./config.js";
+import {
+  TUNING_CONF_SHAPE,
+  changesLink,
+  loadTuningConfig,
+  parseDataDir,
+  type LinkSettings,
+  type TuningConfig,
+} from "./config.js";
 import { applyInPod, readPod, restoreTokens, setLinkInPod, type LinkState } from "./pod.js";
 
 function requirePrev(ctx: CmdContext): Result {
   const raw = ctx.config.prevResult;
   if (raw === undefined || raw === null) {
-    throw new CniError(ErrorCode.InvalidNetworkConfig, "Required prevResult missing", "tuning runs chained after the plugin that creates the interface");
+    throw new CniError(
+      ErrorCode.InvalidNetworkConfig,
+      "Required prevResult missing",
+      "tuning runs chained after the plugin that creates the interface",
+    );
   }
   return parseResult(raw, ctx.version);
 }
@@ -26,7 +37,11 @@ function requirePrev(ctx: CmdContext): Result {
 /** The config, with the node's sysctl allowlist applied (read only when the config sets sysctls). */
 function load(ctx: CmdContext): TuningConfig {
   const conf = loadTuningConfig(ctx.config, ctx.args, ctx.ifname);
-  if (conf.sysctls.length > 0) checkAllowlist(conf.sysctls.map((s) => s.key), readAllowlist());
+  if (conf.sysctls.length > 0)
+    checkAllowlist(
+      conf.sysctls.map((s) => s.key),
+      readAllowlist(),
+    );
   return conf;
 }
 
@@ -57,7 +72,9 @@ async function add(ctx: CmdContext): Promise<Result> {
   const prev = requirePrev(ctx);
   const link = changesLink(conf);
   // Opened before the pod changes: a data directory that cannot hold the backup fails the ADD with nothing changed.
-  const pending = link ? new PendingBackup(backupPath(conf.dataDir, ctx.containerID, ctx.ifname), conf.dataDir) : undefined;
+  const pending = link
+    ? new PendingBackup(backupPath(conf.dataDir, ctx.containerID, ctx.ifname), conf.dataDir)
+    : undefined;
   try {
     const before = await applyInPod(ctx.netns, ctx.ifname, { sysctls: conf.sysctls, link: linkTokens(conf) });
     if (pending && before.link) pending.commit(backupOf(conf, before.link));
@@ -95,13 +112,22 @@ async function del(ctx: CmdContext): Promise<void> {
 }
 
 /** The first difference between the config and the pod, in the reference's order and words. */
-export function checkProblem(conf: TuningConfig, ifname: string, sysctls: readonly string[], link: LinkState): string | undefined {
+export function checkProblem(
+  conf: TuningConfig,
+  ifname: string,
+  sysctls: readonly string[],
+  link: LinkState,
+): string | undefined {
   for (const [i, s] of conf.sysctls.entries()) {
-    if (sysctls[i] !== s.value) return `Tuning configured value of ${s.path} is ${s.value}, current value is ${sysctls[i] ?? "unreadable"}`;
+    if (sysctls[i] !== s.value)
+      return `Tuning configured value of ${s.path} is ${s.value}, current value is ${sysctls[i] ?? "unreadable"}`;
   }
-  if (conf.mac && conf.mac !== link.mac) return `Tuning configured Ethernet of ${ifname} is ${conf.mac}, current value is ${link.mac}`;
-  if (conf.promisc !== link.promisc) return `Tuning link ${ifname} configured promisc is ${conf.promisc}, current value is ${link.promisc ? 1 : 0}`;
-  if (conf.mtu && conf.mtu !== link.mtu) return `Tuning configured MTU of ${ifname} is ${conf.mtu}, current value is ${link.mtu}`;
+  if (conf.mac && conf.mac !== link.mac)
+    return `Tuning configured Ethernet of ${ifname} is ${conf.mac}, current value is ${link.mac}`;
+  if (conf.promisc !== link.promisc)
+    return `Tuning link ${ifname} configured promisc is ${conf.promisc}, current value is ${link.promisc ? 1 : 0}`;
+  if (conf.mtu && conf.mtu !== link.mtu)
+    return `Tuning configured MTU of ${ifname} is ${conf.mtu}, current value is ${link.mtu}`;
   if (conf.allmulti !== undefined && conf.allmulti !== link.allmulti) {
     return `Tuning configured all-multicast mode of ${ifname} is ${conf.allmulti}, current value is ${link.allmulti}`;
   }
@@ -115,15 +141,25 @@ export function checkProblem(conf: TuningConfig, ifname: string, sysctls: readon
 async function check(ctx: CmdContext): Promise<void> {
   const conf = load(ctx);
   requirePrev(ctx);
-  const pod = await readPod(ctx.netns, ctx.ifname, conf.sysctls.map((s) => s.path));
+  const pod = await readPod(
+    ctx.netns,
+    ctx.ifname,
+    conf.sysctls.map((s) => s.path),
+  );
   const problem = checkProblem(conf, ctx.ifname, pod.sysctls, pod.link!);
-  if (problem) throw new CniError(ErrorCode.CheckFailed, `Error: ${problem}`, `attachment ${ctx.containerID}/${ctx.ifname} of network ${conf.name}`);
+  if (problem)
+    throw new CniError(
+      ErrorCode.CheckFailed,
+      `Error: ${problem}`,
+      `attachment ${ctx.containerID}/${ctx.ifname} of network ${conf.name}`,
+    );
 }
 
 /** The tuning plugin definition for the multi-call executable. */
 export const tuning: PluginDefinition = {
   name: "tuning",
-  about: "CNI tuning plugin (cni-ts): pod sysctls (net.*), MAC, MTU, promisc, allmulti, txqueuelen, chained after the main plugin",
+  about:
+    "CNI tuning plugin (cni-ts): pod sysctls (net.*), MAC, MTU, promisc, allmulti, txqueuelen, chained after the main plugin",
   netns: "required",
   argsKeys: ["MAC"],
   config: TUNING_CONF_SHAPE,

@@ -100,7 +100,13 @@ function linkState(line: string | undefined): LinkState | undefined {
   const l = links[0];
   if (!l || typeof l.mtu !== "number") return undefined;
   const flags = l.flags ?? [];
-  return { mac: (l.address ?? "").toLowerCase(), mtu: l.mtu, promisc: flags.includes("PROMISC"), allmulti: flags.includes("ALLMULTI"), txQLen: l.txqlen ?? 0 };
+  return {
+    mac: (l.address ?? "").toLowerCase(),
+    mtu: l.mtu,
+    promisc: flags.includes("PROMISC"),
+    allmulti: flags.includes("ALLMULTI"),
+    txQLen: l.txqlen ?? 0,
+  };
 }
 
 /** `ip link set` arguments that put `b`'s attributes back (the backup's, or the state before a failed ADD). */
@@ -127,9 +133,17 @@ async function exec(netns: string, file: string, args: string[], input: string):
 
 /** sh could not find `cat` or `ip` (exit 127): the node lacks a tool tuning needs; nothing was written. */
 const missingTool = (r: RunResult) =>
-  new CniError(ErrorCode.Internal, "tuning needs cat (coreutils) and ip (iproute2) in PATH inside the pod's namespace", r.stderr.trim());
+  new CniError(
+    ErrorCode.Internal,
+    "tuning needs cat (coreutils) and ip (iproute2) in PATH inside the pod's namespace",
+    r.stderr.trim(),
+  );
 
-const stderrOf = (r: RunResult) => r.stderr.replace(/cni-ts-tuning: .*\n?/g, "").replace(/\s*Command failed -:\d+\s*/g, " ").trim();
+const stderrOf = (r: RunResult) =>
+  r.stderr
+    .replace(/cni-ts-tuning: .*\n?/g, "")
+    .replace(/\s*Command failed -:\d+\s*/g, " ")
+    .trim();
 
 /**
  * Apply `change` in the namespace at `netns`; returns the state before it. On failure, undoes what was done and
@@ -143,17 +157,39 @@ export async function applyInPod(netns: string, ifname: string, change: PodChang
   const r =
     n === 0
       ? await exec(netns, "ip", ["-json", "-batch", "-"], batch)
-      : await exec(netns, "sh", ["-c", ADD_SCRIPT, SH_NAME, String(n), link ? "1" : "0", ...change.sysctls.map((s) => s.value), ...change.sysctls.map((s) => s.path)], batch);
+      : await exec(
+          netns,
+          "sh",
+          [
+            "-c",
+            ADD_SCRIPT,
+            SH_NAME,
+            String(n),
+            link ? "1" : "0",
+            ...change.sysctls.map((s) => s.value),
+            ...change.sysctls.map((s) => s.path),
+          ],
+          batch,
+        );
   const lines = r.stdout.split("\n");
   const olds = n > 0 && lines.length > n ? lines.slice(0, n) : [];
   const before: PodState = { sysctls: olds, link: link ? linkState(lines[n]) : undefined };
   if (r.code === 0) {
-    if (link && !before.link) throw new CniError(ErrorCode.DecodingFailure, `ip link show dev ${ifname}: unparsable output`, r.stdout.slice(0, 200));
+    if (link && !before.link)
+      throw new CniError(
+        ErrorCode.DecodingFailure,
+        `ip link show dev ${ifname}: unparsable output`,
+        r.stdout.slice(0, 200),
+      );
     return before;
   }
   if (r.code === 127) throw missingTool(r);
   if (r.code === 12) {
-    throw new CniError(ErrorCode.InvalidNetworkConfig, "a sysctl of the config does not exist in the pod's namespace", r.stderr.replace("cni-ts-tuning: ", "").trim());
+    throw new CniError(
+      ErrorCode.InvalidNetworkConfig,
+      "a sysctl of the config does not exist in the pod's namespace",
+      r.stderr.replace("cni-ts-tuning: ", "").trim(),
+    );
   }
   // Something was written: how much, and what must be put back.
   const wrote = r.code === 13 ? Number(/write (\d+) failed/.exec(r.stderr)?.[1] ?? n + 1) - 1 : n;
@@ -161,15 +197,39 @@ export async function applyInPod(netns: string, ifname: string, change: PodChang
   await undo(netns, ifname, change, olds, wrote, linkStep === 2 ? before.link : undefined);
   if (r.code === 13) {
     const s = change.sysctls[wrote];
-    throw new CniError(ErrorCode.KernelOperationFailed, `the kernel refused ${s ? `${JSON.stringify(s.value)} for ${s.path}` : "a sysctl value"}`, stderrOf(r));
+    throw new CniError(
+      ErrorCode.KernelOperationFailed,
+      `the kernel refused ${s ? `${JSON.stringify(s.value)} for ${s.path}` : "a sysctl value"}`,
+      stderrOf(r),
+    );
   }
-  if (linkStep === 1) throw new CniError(ErrorCode.KernelOperationFailed, `failed to get ${JSON.stringify(ifname)} in the pod's namespace`, stderrOf(r));
-  throw new CniError(ErrorCode.KernelOperationFailed, `ip link set dev ${ifname} ${link?.join(" ") ?? ""}: ${stderrOf(r)}`.trim());
+  if (linkStep === 1)
+    throw new CniError(
+      ErrorCode.KernelOperationFailed,
+      `failed to get ${JSON.stringify(ifname)} in the pod's namespace`,
+      stderrOf(r),
+    );
+  throw new CniError(
+    ErrorCode.KernelOperationFailed,
+    `ip link set dev ${ifname} ${link?.join(" ") ?? ""}: ${stderrOf(r)}`.trim(),
+  );
 }
 
 /** Put back the first `wrote` sysctls and, when given, the interface's attributes; failures are only logged. */
-async function undo(netns: string, ifname: string, change: PodChange, olds: string[], wrote: number, link: LinkState | undefined): Promise<void> {
-  const sysctls = olds.length === change.sysctls.length ? change.sysctls.slice(0, wrote).flatMap((s, i) => (olds[i] === UNREADABLE ? [] : [{ path: s.path, value: olds[i]! }])) : [];
+async function undo(
+  netns: string,
+  ifname: string,
+  change: PodChange,
+  olds: string[],
+  wrote: number,
+  link: LinkState | undefined,
+): Promise<void> {
+  const sysctls =
+    olds.length === change.sysctls.length
+      ? change.sysctls
+          .slice(0, wrote)
+          .flatMap((s, i) => (olds[i] === UNREADABLE ? [] : [{ path: s.path, value: olds[i]! }]))
+      : [];
   const tokens = link ? restoreTokens(link) : undefined;
   if (sysctls.length === 0 && !tokens) return;
   try {
@@ -189,7 +249,12 @@ export async function readPod(netns: string, ifname: string, paths: readonly str
   const lines = r.stdout.split("\n");
   const link = linkState(lines[0]);
   if (!link) throw new CniError(ErrorCode.CheckFailed, `Cannot find container link ${ifname}`, r.stderr.trim());
-  if (r.code !== 0) throw new CniError(ErrorCode.CheckFailed, "a sysctl of the config cannot be read in the pod's namespace", r.stderr.trim());
+  if (r.code !== 0)
+    throw new CniError(
+      ErrorCode.CheckFailed,
+      "a sysctl of the config cannot be read in the pod's namespace",
+      r.stderr.trim(),
+    );
   return { link, sysctls: lines.slice(1, 1 + paths.length) };
 }
 

@@ -23,7 +23,11 @@ const KEY_PART = /^[A-Za-z0-9_][A-Za-z0-9_-]*$/;
 export const MAX_SYSCTL_KEY_BYTES = 255;
 
 const invalid = (key: string, why: string) =>
-  new CniError(ErrorCode.InvalidNetworkConfig, `invalid net sysctl key ${quoteInput(key)}: ${why}`, "a key is a sysctl name under net. (dots or slashes between its parts), IFNAME standing for CNI_IFNAME");
+  new CniError(
+    ErrorCode.InvalidNetworkConfig,
+    `invalid net sysctl key ${quoteInput(key)}: ${why}`,
+    "a key is a sysctl name under net. (dots or slashes between its parts), IFNAME standing for CNI_IFNAME",
+  );
 
 /**
  * The path parts of `key` with the first IFNAME replaced by `ifname` (already validated by skel), or a CniError
@@ -31,12 +35,14 @@ const invalid = (key: string, why: string) =>
  */
 export function sysctlKeyParts(key: string, ifname: string): string[] {
   if (key === "") throw invalid(key, "empty");
-  if (Buffer.byteLength(key, "utf8") > MAX_SYSCTL_KEY_BYTES) throw invalid(key, `longer than ${MAX_SYSCTL_KEY_BYTES} bytes`);
+  if (Buffer.byteLength(key, "utf8") > MAX_SYSCTL_KEY_BYTES)
+    throw invalid(key, `longer than ${MAX_SYSCTL_KEY_BYTES} bytes`);
   if (/[\x00-\x1f\x7f]/.test(key)) throw invalid(key, "contains a control character");
   if (key.includes("..")) throw invalid(key, "contains ..");
   const parts = key.replaceAll(".", "/").split("/");
   const bad = parts.find((p) => !KEY_PART.test(p));
-  if (bad !== undefined) throw invalid(key, bad === "" ? "has an empty part" : `part ${quoteInput(bad)} is not a plain name`);
+  if (bad !== undefined)
+    throw invalid(key, bad === "" ? "has an empty part" : `part ${quoteInput(bad)} is not a plain name`);
   if (parts[0] !== "net") throw invalid(key, "only sysctls under net. belong to the pod's network namespace");
   if (parts.length < 2) throw invalid(key, "names the whole net. tree, not one sysctl");
   const at = parts.findIndex((p) => p.includes("IFNAME"));

@@ -67,11 +67,36 @@ class BwLab {
 
   /** Run the bandwidth plugin of `bin` (this lab's unless given) in this node. */
   bw(cmd: string, conf: Conf, netns: string, containerID: string, bin = this.bwBin): CniCall {
-    const env = { PATH: bwPath(), CNI_COMMAND: cmd, CNI_CONTAINERID: containerID, CNI_NETNS: netns, CNI_IFNAME: "eth0", CNI_PATH: bin };
+    const env = {
+      PATH: bwPath(),
+      CNI_COMMAND: cmd,
+      CNI_CONTAINERID: containerID,
+      CNI_NETNS: netns,
+      CNI_IFNAME: "eth0",
+      CNI_PATH: bin,
+    };
     const t = performance.now();
-    const r = spawnSync("ip", ["netns", "exec", this.node.name, "env", "-i", ...Object.entries(env).map(([k, v]) => `${k}=${v}`), join(bin, "bandwidth")], { input: JSON.stringify(conf), encoding: "utf8", timeout: 60_000 });
+    const r = spawnSync(
+      "ip",
+      [
+        "netns",
+        "exec",
+        this.node.name,
+        "env",
+        "-i",
+        ...Object.entries(env).map(([k, v]) => `${k}=${v}`),
+        join(bin, "bandwidth"),
+      ],
+      { input: JSON.stringify(conf), encoding: "utf8", timeout: 60_000 },
+    );
     const stdout = r.stdout ?? "";
-    return { status: r.status, stdout, stderr: r.stderr ?? "", out: stdout.trim() === "" ? undefined : (JSON.parse(stdout) as Record<string, any>), ms: performance.now() - t };
+    return {
+      status: r.status,
+      stdout,
+      stderr: r.stderr ?? "",
+      out: stdout.trim() === "" ? undefined : (JSON.parse(stdout) as Record<string, any>),
+      ms: performance.now() - t,
+    };
   }
 
   /** A pod attached by our bridge; its host veth from the result. */
@@ -95,13 +120,19 @@ class BwLab {
 
   /** Our traces on the node: every qdisc that is not a link's default, and every ifb. */
   shaping(): { qdiscs: string[]; ifbs: string[] } {
-    const qdiscs = this.qdiscs().filter((q) => q.kind !== "noqueue" && q.kind !== "pfifo_fast").map((q) => `${q.dev} ${q.kind} ${q.handle}`);
-    const ifbs = JSON.parse(nsRun(this.node.name, "ip", ["-json", "link", "show", "type", "ifb"]).stdout || "[]") as Array<{ ifname: string }>;
+    const qdiscs = this.qdiscs()
+      .filter((q) => q.kind !== "noqueue" && q.kind !== "pfifo_fast")
+      .map((q) => `${q.dev} ${q.kind} ${q.handle}`);
+    const ifbs = JSON.parse(
+      nsRun(this.node.name, "ip", ["-json", "link", "show", "type", "ifb"]).stdout || "[]",
+    ) as Array<{ ifname: string }>;
     return { qdiscs, ifbs: ifbs.map((l) => l.ifname) };
   }
 
   filters(dev: string): Array<Record<string, any>> {
-    return JSON.parse(nsRun(this.node.name, "tc", ["-json", "filter", "show", "dev", dev, "ingress"]).stdout || "[]") as Array<Record<string, any>>;
+    return JSON.parse(
+      nsRun(this.node.name, "tc", ["-json", "filter", "show", "dev", dev, "ingress"]).stdout || "[]",
+    ) as Array<Record<string, any>>;
   }
 
   /** Everything a refused call must leave as it was. */
@@ -135,13 +166,19 @@ else:
 /** Send for `seconds` from `from` to `toIp` (a listener in `to`); the rate the receiver saw, in bits/s. */
 async function bulkRate(from: Ns, to: Ns, toIp: string, seconds: number): Promise<number> {
   const port = 5201;
-  const recv = spawn("ip", ["netns", "exec", to.name, "python3", "-c", BULK, "recv", String(port)], { stdio: ["ignore", "pipe", "pipe"] });
+  const recv = spawn("ip", ["netns", "exec", to.name, "python3", "-c", BULK, "recv", String(port)], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let out = "";
   recv.stdout.on("data", (d: Buffer) => (out += d.toString()));
   const done = new Promise<void>((resolve) => recv.on("close", () => resolve()));
   const deadline = Date.now() + 10_000;
   while (!out.includes("ready") && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-  const s = spawnSync("ip", ["netns", "exec", from.name, "python3", "-c", BULK, "send", toIp, String(port), String(seconds)], { encoding: "utf8", timeout: 60_000 });
+  const s = spawnSync(
+    "ip",
+    ["netns", "exec", from.name, "python3", "-c", BULK, "send", toIp, String(port), String(seconds)],
+    { encoding: "utf8", timeout: 60_000 },
+  );
   if (s.status !== 0) throw new Error(`sender failed: ${s.stderr}`);
   await done;
   const [bytes, secs] = out.split("\n")[1]!.trim().split(" ").map(Number);
@@ -158,10 +195,15 @@ describe("bandwidth: traffic", () => {
     const ingressRate = 8_000_000; // to the pod
     const egressRate = 4_000_000; // from the pod
     const result = l.shape(a, { ingressRate, ingressBurst: 256_000, egressRate, egressBurst: 256_000 });
-    expect(result.interfaces.map((i: { name: string }) => i.name)).toEqual([...a.prev.interfaces.map((i: { name: string }) => i.name), expect.stringMatching(/^bwp[0-9a-f]{12}$/)]);
+    expect(result.interfaces.map((i: { name: string }) => i.name)).toEqual([
+      ...a.prev.interfaces.map((i: { name: string }) => i.name),
+      expect.stringMatching(/^bwp[0-9a-f]{12}$/),
+    ]);
     const into = await bulkRate(b.pod, a.pod, podIp(a), 3);
     const outOf = await bulkRate(a.pod, b.pod, podIp(b), 3);
-    console.info(`bandwidth: into the pod ${Math.round(into)} bit/s (limit ${ingressRate}), out of it ${Math.round(outOf)} bit/s (limit ${egressRate})`);
+    console.info(
+      `bandwidth: into the pod ${Math.round(into)} bit/s (limit ${ingressRate}), out of it ${Math.round(outOf)} bit/s (limit ${egressRate})`,
+    );
     expect(Math.abs(into - ingressRate) / ingressRate, `b -> a at ${Math.round(into)} bit/s`).toBeLessThan(0.2);
     expect(Math.abs(outOf - egressRate) / egressRate, `a -> b at ${Math.round(outOf)} bit/s`).toBeLessThan(0.2);
     // The unshaped pod is not limited: b's traffic to a third pod runs far above both rates.
@@ -182,12 +224,32 @@ describe("bandwidth: layout, CHECK, DEL", () => {
     const ifb = out.interfaces[3].name as string;
     const rows = l.qdiscs().filter((q) => q.kind !== "noqueue");
     expect(rows).toEqual([
-      expect.objectContaining({ kind: "tbf", handle: "1:", dev: a.veth, root: true, options: { rate: 1_000_000, burst: 10_000, lat: 25_000 } }),
+      expect.objectContaining({
+        kind: "tbf",
+        handle: "1:",
+        dev: a.veth,
+        root: true,
+        options: { rate: 1_000_000, burst: 10_000, lat: 25_000 },
+      }),
       expect.objectContaining({ kind: "ingress", handle: "ffff:", dev: a.veth }),
-      expect.objectContaining({ kind: "tbf", handle: "1:", dev: ifb, root: true, options: { rate: 2_000_000, burst: 20_000, lat: 25_000 } }),
+      expect.objectContaining({
+        kind: "tbf",
+        handle: "1:",
+        dev: ifb,
+        root: true,
+        options: { rate: 2_000_000, burst: 20_000, lat: 25_000 },
+      }),
     ]);
     const redirect = l.filters(a.veth).find((f) => f.options?.actions);
-    expect(redirect).toMatchObject({ protocol: "all", pref: 1, kind: "u32", options: { flowid: "1:1", actions: [{ kind: "mirred", mirred_action: "redirect", direction: "egress", to_dev: ifb }] } });
+    expect(redirect).toMatchObject({
+      protocol: "all",
+      pref: 1,
+      kind: "u32",
+      options: {
+        flowid: "1:1",
+        actions: [{ kind: "mirred", mirred_action: "redirect", direction: "egress", to_dev: ifb }],
+      },
+    });
     const conf = l.bwConf(limits, out);
     expect(l.bw("CHECK", conf, a.pod.path, a.containerID).status).toBe(0);
     nsRun(l.node.name, "tc", ["qdisc", "del", "dev", a.veth, "root"]);
@@ -202,7 +264,9 @@ describe("bandwidth: layout, CHECK, DEL", () => {
     const conf = l.bwConf(limits, out);
     expect(l.bw("DEL", conf, a.pod.path, a.containerID).status).toBe(0);
     expect(l.shaping().ifbs).toEqual([]);
-    expect(l.lab.cni("DEL", l.lab.withPrev(l.bridgeConf(), out), { pod: a.pod, containerID: a.containerID }).status).toBe(0);
+    expect(
+      l.lab.cni("DEL", l.lab.withPrev(l.bridgeConf(), out), { pod: a.pod, containerID: a.containerID }).status,
+    ).toBe(0);
     expect(l.shaping()).toEqual({ qdiscs: [], ifbs: [] });
     expect(l.bw("DEL", conf, a.pod.path, a.containerID).status).toBe(0); // again: nothing left, no error
   });
@@ -216,7 +280,12 @@ describe("bandwidth: layout, CHECK, DEL", () => {
       expect(l.shaping().ifbs).toEqual([out.interfaces[3].name]);
       const r = l.bw("DEL", l.bwConf(limits, out), netns === "" ? "" : a.pod.path, a.containerID);
       expect(r.status, r.stdout).toBe(0);
-      expect(l.lab.cni("DEL", l.lab.withPrev(l.bridgeConf(), out), { pod: netns === "" ? "" : a.pod.path, containerID: a.containerID }).status).toBe(0);
+      expect(
+        l.lab.cni("DEL", l.lab.withPrev(l.bridgeConf(), out), {
+          pod: netns === "" ? "" : a.pod.path,
+          containerID: a.containerID,
+        }).status,
+      ).toBe(0);
       expect(l.shaping()).toEqual({ qdiscs: [], ifbs: [] });
     }
   });
@@ -264,7 +333,10 @@ describe("bandwidth: layout, CHECK, DEL", () => {
       expect(l.snapshot(), JSON.stringify(limits)).toBe(before);
     }
     // Without prevResult (not chained) and before 0.3.0: refused before anything is read from the kernel.
-    expect(l.bw("ADD", l.bwConf(limits), a.pod.path, a.containerID).out).toMatchObject({ code: 7, msg: "must be called as chained plugin" });
+    expect(l.bw("ADD", l.bwConf(limits), a.pod.path, a.containerID).out).toMatchObject({
+      code: 7,
+      msg: "must be called as chained plugin",
+    });
     expect(l.bw("ADD", l.bwConf(limits, a.prev, "0.2.0"), a.pod.path, a.containerID).out).toMatchObject({ code: 1 });
     expect(l.snapshot()).toBe(before);
   });
@@ -283,14 +355,27 @@ describe("bandwidth: layout, CHECK, DEL", () => {
 
 describe("bandwidth: the same as the reference", () => {
   it("makes the reference's qdiscs, filter target and ifb name; each CHECK passes on the other's layout", () => {
-    const limits = { runtimeConfig: { bandwidth: { IngressRate: 8_000_000, IngressBurst: 80_000, EgressRate: 7_777_777, EgressBurst: 33_333 } } };
+    const limits = {
+      runtimeConfig: {
+        bandwidth: { IngressRate: 8_000_000, IngressBurst: 80_000, EgressRate: 7_777_777, EgressBurst: 33_333 },
+      },
+    };
     const ours = new BwLab("bwours");
     const ref = new BwLab("bwref", REFERENCE_BIN);
     const view = (l: BwLab, a: Attachment, out: Record<string, any>) => {
       const ifb = out.interfaces[3].name as string;
       const name = (dev: string) => (dev === a.veth ? "VETH" : dev === ifb ? "IFB" : dev);
-      const qdiscs = l.qdiscs().filter((q) => q.kind !== "noqueue").map((q) => ({ ...q, dev: name(q.dev) }));
-      const redirects = l.filters(a.veth).flatMap((f) => (f.options?.actions ?? []).filter((x: any) => x.control_action?.type === "stolen").map((x: any) => `${f.kind} ${f.pref} ${f.options.flowid} ${x.kind} ${x.mirred_action} ${name(x.to_dev)}`));
+      const qdiscs = l
+        .qdiscs()
+        .filter((q) => q.kind !== "noqueue")
+        .map((q) => ({ ...q, dev: name(q.dev) }));
+      const redirects = l
+        .filters(a.veth)
+        .flatMap((f) =>
+          (f.options?.actions ?? [])
+            .filter((x: any) => x.control_action?.type === "stolen")
+            .map((x: any) => `${f.kind} ${f.pref} ${f.options.flowid} ${x.kind} ${x.mirred_action} ${name(x.to_dev)}`),
+        );
       return { ifb, qdiscs, redirects };
     };
     const id = `ctr-${sb.id}-same`;
@@ -303,15 +388,32 @@ describe("bandwidth: the same as the reference", () => {
     expect(o.view.qdiscs).toEqual(r.view.qdiscs);
     expect(o.view.redirects).toEqual(r.view.redirects);
     expect(o.view.ifb).toBe(r.view.ifb);
-    expect(o.out.interfaces.map((i: { name: string }) => i.name).slice(3)).toEqual(r.out.interfaces.map((i: { name: string }) => i.name).slice(3));
+    expect(o.out.interfaces.map((i: { name: string }) => i.name).slice(3)).toEqual(
+      r.out.interfaces.map((i: { name: string }) => i.name).slice(3),
+    );
     // Our CHECK on the reference's layout, the reference's CHECK on ours (each in the other's node, with its result).
-    for (const [owner, checker] of [[r, o], [o, r]] as const) {
-      const call = owner.l.bw("CHECK", owner.l.bwConf(limits, owner.out), owner.a.pod.path, owner.a.containerID, checker.l.bwBin);
+    for (const [owner, checker] of [
+      [r, o],
+      [o, r],
+    ] as const) {
+      const call = owner.l.bw(
+        "CHECK",
+        owner.l.bwConf(limits, owner.out),
+        owner.a.pod.path,
+        owner.a.containerID,
+        checker.l.bwBin,
+      );
       expect(call.status, `${checker.l.bwBin} CHECK: ${call.stdout}`).toBe(0);
     }
     // DEL of either removes the other's ifb (the same name, from the same identity).
-    for (const [owner, deleter] of [[r, o], [o, r]] as const) {
-      expect(owner.l.bw("DEL", owner.l.bwConf(limits, owner.out), owner.a.pod.path, owner.a.containerID, deleter.l.bwBin).status).toBe(0);
+    for (const [owner, deleter] of [
+      [r, o],
+      [o, r],
+    ] as const) {
+      expect(
+        owner.l.bw("DEL", owner.l.bwConf(limits, owner.out), owner.a.pod.path, owner.a.containerID, deleter.l.bwBin)
+          .status,
+      ).toBe(0);
       expect(owner.l.shaping().ifbs).toEqual([]);
     }
   });

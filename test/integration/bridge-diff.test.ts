@@ -7,7 +7,19 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { hostVethName } from "../../plugins/bridge/names.js";
-import { addrsOf, BridgeLab, type CniCall, type Conf, iptNat, linkNames, linkOf, type Ns, REFERENCE_BIN, routesOf, sysctl } from "./bridge-lab.js";
+import {
+  addrsOf,
+  BridgeLab,
+  type CniCall,
+  type Conf,
+  iptNat,
+  linkNames,
+  linkOf,
+  type Ns,
+  REFERENCE_BIN,
+  routesOf,
+  sysctl,
+} from "./bridge-lab.js";
 import { requireBuilt, ROOT, Sandbox, sh } from "./helpers.js";
 
 const sb = new Sandbox();
@@ -33,7 +45,11 @@ it("docs/bridge-differences.md has a [diff] row for every difference asserted he
   const rows = readFileSync(join(ROOT, "docs/bridge-differences.md"), "utf8")
     .split("\n")
     .filter((l) => l.startsWith("| ") && l.includes("**[diff]**"));
-  for (const d of INTENDED_DIFFERENCES) expect(rows.some((r) => r.startsWith(`| ${d}`)), d).toBe(true);
+  for (const d of INTENDED_DIFFERENCES)
+    expect(
+      rows.some((r) => r.startsWith(`| ${d}`)),
+      d,
+    ).toBe(true);
   expect(rows).toHaveLength(INTENDED_DIFFERENCES.length);
 });
 
@@ -43,10 +59,17 @@ type Kind = "reference" | "cni-ts";
 const KINDS: Kind[] = ["reference", "cni-ts"];
 
 function newLab(kind: Kind, label: string): BridgeLab {
-  return kind === "reference" ? new BridgeLab(sb, `r${label}`, REFERENCE_BIN, "diffnet") : new BridgeLab(sb, `o${label}`, undefined, "diffnet");
+  return kind === "reference"
+    ? new BridgeLab(sb, `r${label}`, REFERENCE_BIN, "diffnet")
+    : new BridgeLab(sb, `o${label}`, undefined, "diffnet");
 }
 
-const POD_SYSCTLS = ["net.ipv6.conf.eth0.accept_dad", "net.ipv4.conf.eth0.arp_notify", "net.ipv6.conf.eth0.disable_ipv6", "net.ipv6.conf.eth0.keep_addr_on_down"];
+const POD_SYSCTLS = [
+  "net.ipv6.conf.eth0.accept_dad",
+  "net.ipv4.conf.eth0.arp_notify",
+  "net.ipv6.conf.eth0.disable_ipv6",
+  "net.ipv6.conf.eth0.keep_addr_on_down",
+];
 const NODE_SYSCTLS = ["net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding", "net.ipv6.conf.cni0.accept_ra"];
 
 /** Everything one ADD (and CHECK) leaves observable, on one side. */
@@ -109,7 +132,16 @@ const CONFLISTS: Array<{ label: string; title: string; conf: (lab: BridgeLab) =>
   {
     label: "ds",
     title: "dual-stack, isDefaultGateway + hairpinMode",
-    conf: (lab) => lab.conf({ isDefaultGateway: true, hairpinMode: true, ipam: { type: "host-local", dataDir: lab.dataDir, ranges: [[{ subnet: "10.53.0.0/24" }], [{ subnet: "fd53::/64" }]] } }),
+    conf: (lab) =>
+      lab.conf({
+        isDefaultGateway: true,
+        hairpinMode: true,
+        ipam: {
+          type: "host-local",
+          dataDir: lab.dataDir,
+          ranges: [[{ subnet: "10.53.0.0/24" }], [{ subnet: "fd53::/64" }]],
+        },
+      }),
   },
   { label: "l2", title: "L2 (ipam {})", conf: (lab) => lab.conf({ ipam: {} }), l2: true },
 ];
@@ -120,10 +152,19 @@ describe.skipIf(!HAVE_REFERENCE)("same conflist, reference 1.1.1 vs cni-ts, cniV
 
     // Result shape: same keys (but dns, below), same interfaces in the same order with the same keys, same ips
     // and routes (same subnets, fresh data dirs: same addresses).
-    const keys = (r: Record<string, unknown>) => Object.keys(r).filter((k) => k !== "dns").sort();
+    const keys = (r: Record<string, unknown>) =>
+      Object.keys(r)
+        .filter((k) => k !== "dns")
+        .sort();
     expect(keys(ours.result)).toEqual(keys(ref.result));
     expect(ours.result.interfaces).toHaveLength(ref.result.interfaces.length);
-    const ifaceShape = (r: Record<string, any>) => (r.interfaces as Array<Record<string, string>>).map((i) => ({ ...i, mac: "MAC", name: i.name!.replace(/^veth[0-9a-f]{8}$/, "vethXXXXXXXX"), sandbox: i.sandbox ? "SANDBOX" : undefined }));
+    const ifaceShape = (r: Record<string, any>) =>
+      (r.interfaces as Array<Record<string, string>>).map((i) => ({
+        ...i,
+        mac: "MAC",
+        name: i.name!.replace(/^veth[0-9a-f]{8}$/, "vethXXXXXXXX"),
+        sandbox: i.sandbox ? "SANDBOX" : undefined,
+      }));
     expect(ifaceShape(ours.result)).toEqual(ifaceShape(ref.result));
     expect(ours.result.interfaces[2].sandbox).toBe(ours.pod.path);
     expect(ours.result.ips).toEqual(ref.result.ips);
@@ -148,7 +189,10 @@ describe.skipIf(!HAVE_REFERENCE)("same conflist, reference 1.1.1 vs cni-ts, cniV
     expect(ours.result.interfaces[1].name).toBe(hostVethName(CID, "eth0"));
     // keep_addr_on_down: 1.1.1 does not set it; we set it to 1 with IPv6 addresses, as the reference does since.
     const v6 = (ours.result.ips ?? []).some((ip: { address: string }) => ip.address.includes(":"));
-    expect(ours.podSysctls).toEqual({ ...ref.podSysctls, "net.ipv6.conf.eth0.keep_addr_on_down": v6 ? "1" : ref.podSysctls["net.ipv6.conf.eth0.keep_addr_on_down"] });
+    expect(ours.podSysctls).toEqual({
+      ...ref.podSysctls,
+      "net.ipv6.conf.eth0.keep_addr_on_down": v6 ? "1" : ref.podSysctls["net.ipv6.conf.eth0.keep_addr_on_down"],
+    });
     if (v6) expect(ref.podSysctls["net.ipv6.conf.eth0.keep_addr_on_down"]).toBe("0");
 
     if (l2) {
@@ -219,7 +263,11 @@ describe.skipIf(!HAVE_REFERENCE)("where cni-ts differs on purpose (reference 1.1
       const d = lab.cni("DEL", conf, { pod: "", containerID: CID });
       expect([d.status, d.stdout]).toEqual([0, ""]);
       expect(lab.reservations()).toEqual([]);
-      return { veths: linkNames(lab.node.name).filter((n) => n.startsWith("veth")).length, podLinks: linkNames(pod.name), masq: iptNat(lab.node.name).includes("CNI-") };
+      return {
+        veths: linkNames(lab.node.name).filter((n) => n.startsWith("veth")).length,
+        podLinks: linkNames(pod.name),
+        masq: iptNat(lab.node.name).includes("CNI-"),
+      };
     });
     expect(left).toEqual([
       { veths: 1, podLinks: ["eth0", "lo"], masq: true },
@@ -231,8 +279,16 @@ describe.skipIf(!HAVE_REFERENCE)("where cni-ts differs on purpose (reference 1.1
     const out = KINDS.map((k) => {
       const lab = newLab(k, "dupdef");
       const pod = lab.pod("a");
-      const r = lab.cni("ADD", lab.conf({ isDefaultGateway: true, ipam: lab.hostLocal(["10.55.0.0/24"]) }), { pod, containerID: CID });
-      return { code: r.out?.code, defaults: routesOf(pod.name, 4).filter((x) => x.dst === "default").map((x) => x.gateway) };
+      const r = lab.cni("ADD", lab.conf({ isDefaultGateway: true, ipam: lab.hostLocal(["10.55.0.0/24"]) }), {
+        pod,
+        containerID: CID,
+      });
+      return {
+        code: r.out?.code,
+        defaults: routesOf(pod.name, 4)
+          .filter((x) => x.dst === "default")
+          .map((x) => x.gateway),
+      };
     });
     expect(out[0]!.code).toBe(999);
     expect(out[1]).toEqual({ code: undefined, defaults: ["10.55.0.1"] });
@@ -245,7 +301,12 @@ describe.skipIf(!HAVE_REFERENCE)("where cni-ts differs on purpose (reference 1.1
       const ipam = { ...lab.hostLocal(["10.56.0.0/24"]), routes: [{ dst: "10.200.0.0/16", gw: "192.0.2.1" }] };
       const r = lab.cni("ADD", lab.conf({ isGateway: true, ipam }), { pod, containerID: CID });
       expect(r.status).toBe(1);
-      return { code: r.out?.code, veths: linkNames(lab.node.name).filter((n) => n.startsWith("veth")).length, podLinks: linkNames(pod.name), reservations: lab.reservations() };
+      return {
+        code: r.out?.code,
+        veths: linkNames(lab.node.name).filter((n) => n.startsWith("veth")).length,
+        podLinks: linkNames(pod.name),
+        reservations: lab.reservations(),
+      };
     });
     expect(out).toEqual([
       { code: 999, veths: 1, podLinks: ["eth0", "lo"], reservations: [] },

@@ -20,14 +20,35 @@ import { hostVethName } from "../../plugins/bridge/names.js";
 import { nsRun } from "../../sandbox/exec.js";
 import { iptNat, linkNames, nftRuleset } from "../../sandbox/kernel.js";
 import type { Ns, Sandbox } from "../../sandbox/netns.js";
-import { type CallOpts, type CniCall, type Conf, cniEnv, parseCall, runInNode, spawnInNode } from "../../sandbox/plugin.js";
+import {
+  type CallOpts,
+  type CniCall,
+  type Conf,
+  cniEnv,
+  parseCall,
+  runInNode,
+  spawnInNode,
+} from "../../sandbox/plugin.js";
 import { labPath } from "../../sandbox/tools.js";
 import { wire as wireNs } from "../../sandbox/topology.js";
 import { pingOnce } from "../../sandbox/traffic.js";
 import { installInto } from "./helpers.js";
 
 export { nsRun } from "../../sandbox/exec.js";
-export { addrsOf, defaultGw, ipj, iptNat, type Link, linkNames, linkOf, nftRuleset, nftTables, type RouteRow, routesOf, sysctl } from "../../sandbox/kernel.js";
+export {
+  addrsOf,
+  defaultGw,
+  ipj,
+  iptNat,
+  type Link,
+  linkNames,
+  linkOf,
+  nftRuleset,
+  nftTables,
+  type RouteRow,
+  routesOf,
+  sysctl,
+} from "../../sandbox/kernel.js";
 export type { Ns } from "../../sandbox/netns.js";
 export type { CallOpts, CniCall, Conf } from "../../sandbox/plugin.js";
 export { labPath, recordingTools } from "../../sandbox/tools.js";
@@ -43,7 +64,15 @@ export function ping(from: Ns | string, to: string, tries = 1): boolean {
 }
 
 /** Wire an "outside" namespace to the node: a veth pair, node side `nodeIf`, other side eth0; no DAD, no routes back. */
-export function wire(node: Ns, other: Ns, nodeIf: string, node4: string, node6: string, other4: string, other6: string): void {
+export function wire(
+  node: Ns,
+  other: Ns,
+  nodeIf: string,
+  node4: string,
+  node6: string,
+  other4: string,
+  other6: string,
+): void {
   wireNs(node.name, other.name, nodeIf, [node4, node6], [other4, other6]);
 }
 
@@ -58,7 +87,8 @@ export const REFERENCE_BIN = "/usr/lib/cni";
 /** Does this kernel create a bridge with vlan_filtering? (Tried in a namespace of its own.) */
 export function kernelHasVlanFiltering(sb: Sandbox): boolean {
   const n = sb.netns("vlanprobe");
-  const ok = nsRun(n.name, "ip", ["link", "add", "brprobe", "type", "bridge", "vlan_filtering", "1"], true).status === 0;
+  const ok =
+    nsRun(n.name, "ip", ["link", "add", "brprobe", "type", "bridge", "vlan_filtering", "1"], true).status === 0;
   sb.delNetns(n.name);
   return ok;
 }
@@ -92,7 +122,13 @@ export class BridgeLab {
   /** host-local IPAM with this lab's data dir; one range set per subnet, plus default routes of the families used. */
   hostLocal(subnets: string[], extra: Conf = {}): Conf {
     const routes = [...new Set(subnets.map((s) => (s.includes(":") ? "::/0" : "0.0.0.0/0")))].map((dst) => ({ dst }));
-    return { type: "host-local", dataDir: this.dataDir, ranges: subnets.map((subnet) => [{ subnet }]), routes, ...extra };
+    return {
+      type: "host-local",
+      dataDir: this.dataDir,
+      ranges: subnets.map((subnet) => [{ subnet }]),
+      routes,
+      ...extra,
+    };
   }
 
   /** A bridge config for this lab's network. */
@@ -178,7 +214,13 @@ export class BridgeLab {
 
   /** What must be the same before ADD and after DEL: node links, nat state, reservations. */
   snapshot(): { links: string[]; nft: string; ipt: string; reservations: string[]; data: string[] } {
-    return { links: linkNames(this.node.name), nft: nftRuleset(this.node.name), ipt: iptNat(this.node.name), reservations: this.reservations(), data: this.dataFiles() };
+    return {
+      links: linkNames(this.node.name),
+      nft: nftRuleset(this.node.name),
+      ipt: iptNat(this.node.name),
+      reservations: this.reservations(),
+      data: this.dataFiles(),
+    };
   }
 }
 
@@ -197,7 +239,8 @@ export function withoutIdleNat(ruleset: string): string {
       const header = block[0]!.replace(/ \{$/, "");
       const body = block.slice(1).map((l) => l.trim());
       const idleOurs = header === "table inet cni_ts_masq" && !body.some((l) => l.startsWith("elements ="));
-      const idleNat = /^table ip6? nat$/.test(header) && body.every((l) => l === "" || l === "}" || /^(chain|type) /.test(l));
+      const idleNat =
+        /^table ip6? nat$/.test(header) && body.every((l) => l === "" || l === "}" || /^(chain|type) /.test(l));
       if (!idleOurs && !idleNat) out.push(...block);
       block = undefined;
     }

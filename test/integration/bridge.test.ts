@@ -46,7 +46,8 @@ const withoutLock = (files: string[]) => files.filter((f) => !f.endsWith("/lock"
 
 describe("L3 at every version with a result (host-local ranges)", () => {
   const cases: Array<[string, Family]> = [];
-  for (const v of ["0.3.1", "0.4.0", "1.0.0", "1.1.0"]) for (const f of ["v4", "v6", "dual"] as Family[]) cases.push([v, f]);
+  for (const v of ["0.3.1", "0.4.0", "1.0.0", "1.1.0"])
+    for (const f of ["v4", "v6", "dual"] as Family[]) cases.push([v, f]);
 
   it.each(cases)("cniVersion %s, %s: result, kernel state, connectivity, CHECK, GC/STATUS, DEL", (version, family) => {
     const nets = FAMILIES[family];
@@ -118,7 +119,9 @@ describe("L3 at every version with a result (host-local ranges)", () => {
     }
 
     if (version === "1.1.0") {
-      const valid = { "cni.dev/valid-attachments": [a, b].map((p) => ({ containerID: `ctr-${p.name}`, ifname: "eth0" })) };
+      const valid = {
+        "cni.dev/valid-attachments": [a, b].map((p) => ({ containerID: `ctr-${p.name}`, ifname: "eth0" })),
+      };
       const gc = lab.cni("GC", { ...conf, ...valid });
       expect([gc.status, gc.stdout]).toEqual([0, ""]);
       expect(lab.reservations()).toHaveLength(2 * nets.length);
@@ -141,41 +144,44 @@ describe("L2 mode (no IPAM)", () => {
   it.each([
     ["ipam {}", { ipam: {} }],
     ["ipam absent", {}],
-  ] as Array<[string, Conf]>)("%s: 3 interfaces, no ips, pod link up, L2 traffic flows, CHECK passes, DEL cleans", (_label, extra) => {
-    const lab = new BridgeLab(sb, `l2${extra.ipam ? "e" : "a"}`);
-    const conf = lab.conf(extra);
-    const [a, b] = [lab.pod("a"), lab.pod("b")];
-    const r = lab.add(conf, { pod: a });
-    expect(r.interfaces).toHaveLength(3);
-    expect(r.interfaces[2]).toMatchObject({ name: "eth0", sandbox: a.path });
-    expect(r.ips ?? []).toEqual([]);
-    expect(linkOf(a.name, "eth0")!.flags).toContain("UP");
-    expect(addrsOf(a.name, "eth0")).toEqual([]);
-    expect(addrsOf(lab.node.name, "cni0")).toEqual([]);
+  ] as Array<[string, Conf]>)(
+    "%s: 3 interfaces, no ips, pod link up, L2 traffic flows, CHECK passes, DEL cleans",
+    (_label, extra) => {
+      const lab = new BridgeLab(sb, `l2${extra.ipam ? "e" : "a"}`);
+      const conf = lab.conf(extra);
+      const [a, b] = [lab.pod("a"), lab.pod("b")];
+      const r = lab.add(conf, { pod: a });
+      expect(r.interfaces).toHaveLength(3);
+      expect(r.interfaces[2]).toMatchObject({ name: "eth0", sandbox: a.path });
+      expect(r.ips ?? []).toEqual([]);
+      expect(linkOf(a.name, "eth0")!.flags).toContain("UP");
+      expect(addrsOf(a.name, "eth0")).toEqual([]);
+      expect(addrsOf(lab.node.name, "cni0")).toEqual([]);
 
-    const rb = lab.add(conf, { pod: b });
-    // The bridge MAC is pinned: it neither is nor becomes a port's MAC (the reference's follows its lowest port).
-    const brMac = linkOf(lab.node.name, "cni0")!.address;
-    expect(brMac).toBe(r.interfaces[0].mac);
-    expect(rb.interfaces[0].mac).toBe(brMac);
-    expect(brMac).not.toBe(r.interfaces[1].mac);
-    expect(brMac).not.toBe(rb.interfaces[1].mac);
-    expect(linkOf(lab.node.name, r.interfaces[1].name)!.address).toBe(r.interfaces[1].mac);
+      const rb = lab.add(conf, { pod: b });
+      // The bridge MAC is pinned: it neither is nor becomes a port's MAC (the reference's follows its lowest port).
+      const brMac = linkOf(lab.node.name, "cni0")!.address;
+      expect(brMac).toBe(r.interfaces[0].mac);
+      expect(rb.interfaces[0].mac).toBe(brMac);
+      expect(brMac).not.toBe(r.interfaces[1].mac);
+      expect(brMac).not.toBe(rb.interfaces[1].mac);
+      expect(linkOf(lab.node.name, r.interfaces[1].name)!.address).toBe(r.interfaces[1].mac);
 
-    // Plain L2: addresses the pods give themselves reach each other across the bridge.
-    nsRun(a.name, "ip", ["addr", "add", "192.168.77.1/24", "dev", "eth0"]);
-    nsRun(b.name, "ip", ["addr", "add", "192.168.77.2/24", "dev", "eth0"]);
-    expect(ping(a, "192.168.77.2", 2)).toBe(true);
+      // Plain L2: addresses the pods give themselves reach each other across the bridge.
+      nsRun(a.name, "ip", ["addr", "add", "192.168.77.1/24", "dev", "eth0"]);
+      nsRun(b.name, "ip", ["addr", "add", "192.168.77.2/24", "dev", "eth0"]);
+      expect(ping(a, "192.168.77.2", 2)).toBe(true);
 
-    const check = lab.cni("CHECK", lab.withPrev(conf, r), { pod: a });
-    expect([check.status, check.stdout]).toEqual([0, ""]);
+      const check = lab.cni("CHECK", lab.withPrev(conf, r), { pod: a });
+      expect([check.status, check.stdout]).toEqual([0, ""]);
 
-    expect(lab.cni("DEL", lab.withPrev(conf, r), { pod: a }).status).toBe(0);
-    expect(lab.cni("DEL", lab.withPrev(conf, rb), { pod: b }).status).toBe(0);
-    expect(vethsOf(lab)).toEqual([]);
-    expect(linkOf(a.name, "eth0")).toBeUndefined();
-    expect(linkOf(b.name, "eth0")).toBeUndefined();
-  });
+      expect(lab.cni("DEL", lab.withPrev(conf, r), { pod: a }).status).toBe(0);
+      expect(lab.cni("DEL", lab.withPrev(conf, rb), { pod: b }).status).toBe(0);
+      expect(vethsOf(lab)).toEqual([]);
+      expect(linkOf(a.name, "eth0")).toBeUndefined();
+      expect(linkOf(b.name, "eth0")).toBeUndefined();
+    },
+  );
 
   it("at 0.2.0 an L2 ADD fails with code 1 and creates nothing", () => {
     const lab = new BridgeLab(sb, "l2old");
@@ -194,38 +200,50 @@ describe("hairpinMode", () => {
   // frames, so the pod's packet is sent back out of the very port it came in on: only a hairpin port allows that.
   const VIP = "10.99.99.99";
 
-  it.each([true, false])("hairpinMode %s: port flag, and a pod reaches itself through a DNAT on the node only with it", (hairpin) => {
-    const lab = new BridgeLab(sb, `hp${hairpin ? 1 : 0}`);
-    const conf = lab.conf({ isGateway: true, hairpinMode: hairpin, ipam: lab.hostLocal(["10.32.0.0/24"]) });
-    const a = lab.pod("a");
-    const r = lab.add(conf, { pod: a });
-    const podIP = ipOnly(r.ips[0].address);
-    const port = linkOf(lab.node.name, r.interfaces[1].name)!;
-    expect(port.linkinfo?.info_slave_kind).toBe("bridge");
-    expect(port.linkinfo?.info_slave_data?.hairpin).toBe(hairpin);
-    expect(nsRun(lab.node.name, "cat", ["/proc/sys/net/bridge/bridge-nf-call-iptables"]).stdout.trim()).toBe("1");
+  it.each([true, false])(
+    "hairpinMode %s: port flag, and a pod reaches itself through a DNAT on the node only with it",
+    (hairpin) => {
+      const lab = new BridgeLab(sb, `hp${hairpin ? 1 : 0}`);
+      const conf = lab.conf({ isGateway: true, hairpinMode: hairpin, ipam: lab.hostLocal(["10.32.0.0/24"]) });
+      const a = lab.pod("a");
+      const r = lab.add(conf, { pod: a });
+      const podIP = ipOnly(r.ips[0].address);
+      const port = linkOf(lab.node.name, r.interfaces[1].name)!;
+      expect(port.linkinfo?.info_slave_kind).toBe("bridge");
+      expect(port.linkinfo?.info_slave_data?.hairpin).toBe(hairpin);
+      expect(nsRun(lab.node.name, "cat", ["/proc/sys/net/bridge/bridge-nf-call-iptables"]).stdout.trim()).toBe("1");
 
-    nsRun(
-      lab.node.name,
-      "nft",
-      ["-f", "-"],
-      false,
-      `table ip hairpin_test {
+      nsRun(
+        lab.node.name,
+        "nft",
+        ["-f", "-"],
+        false,
+        `table ip hairpin_test {
   chain pre { type nat hook prerouting priority dstnat; ip daddr ${VIP} dnat to ${podIP}; }
   chain post { type nat hook postrouting priority srcnat; ip saddr ${podIP} ip daddr ${podIP} masquerade; }
 }`,
-    );
-    expect(ping(a, VIP, 2)).toBe(hairpin);
-    expect(ping(a, "10.32.0.1")).toBe(true);
+      );
+      expect(ping(a, VIP, 2)).toBe(hairpin);
+      expect(ping(a, "10.32.0.1")).toBe(true);
 
-    const check = lab.cni("CHECK", lab.withPrev(conf, r), { pod: a });
-    expect(check.status).toBe(0);
-    // Our CHECK also verifies the port flag (the reference does not).
-    nsRun(lab.node.name, "ip", ["link", "set", "dev", r.interfaces[1].name, "type", "bridge_slave", "hairpin", hairpin ? "off" : "on"]);
-    const bad = lab.cni("CHECK", lab.withPrev(conf, r), { pod: a });
-    expect(bad.out).toMatchObject({ code: 103, msg: expect.stringContaining("hairpin") });
-    expect(lab.cni("DEL", lab.withPrev(conf, r), { pod: a }).status).toBe(0);
-  });
+      const check = lab.cni("CHECK", lab.withPrev(conf, r), { pod: a });
+      expect(check.status).toBe(0);
+      // Our CHECK also verifies the port flag (the reference does not).
+      nsRun(lab.node.name, "ip", [
+        "link",
+        "set",
+        "dev",
+        r.interfaces[1].name,
+        "type",
+        "bridge_slave",
+        "hairpin",
+        hairpin ? "off" : "on",
+      ]);
+      const bad = lab.cni("CHECK", lab.withPrev(conf, r), { pod: a });
+      expect(bad.out).toMatchObject({ code: 103, msg: expect.stringContaining("hairpin") });
+      expect(lab.cni("DEL", lab.withPrev(conf, r), { pod: a }).status).toBe(0);
+    },
+  );
 });
 
 describe("mtu", () => {
@@ -348,7 +366,9 @@ describe.each(["nftables", "iptables"])("ipMasq with ipMasqBackend %s", (backend
     // What DEL leaves on purpose: for nftables our table with its 4 constant rules and empty maps; for iptables
     // the `ip nat`/`ip6 nat` tables iptables-nft created, with no rule in them (iptables never deletes a table).
     expect(withoutIdleNat(after.nft)).toBe(withoutIdleNat(before.nft));
-    expect(nftTables(after.nft)).toEqual(backend === "nftables" ? ["table inet cni_ts_masq"] : ["table ip nat", "table ip6 nat"]);
+    expect(nftTables(after.nft)).toEqual(
+      backend === "nftables" ? ["table inet cni_ts_masq"] : ["table ip nat", "table ip6 nat"],
+    );
     expect(nftTables(before.nft)).toEqual([]);
   });
 });
@@ -359,7 +379,12 @@ describe.each(["nftables", "iptables"])("DEL leaves nothing behind (%s masquerad
   let clean: ReturnType<BridgeLab["snapshot"]>;
   beforeAll(() => {
     lab = new BridgeLab(sb, `del${backend.slice(0, 3)}`);
-    conf = lab.conf({ isGateway: true, ipMasq: true, ipMasqBackend: backend, ipam: lab.hostLocal(["10.36.0.0/24", "fd36::/64"]) });
+    conf = lab.conf({
+      isGateway: true,
+      ipMasq: true,
+      ipMasqBackend: backend,
+      ipam: lab.hostLocal(["10.36.0.0/24", "fd36::/64"]),
+    });
     // Warm up so the bridge and the idle nat tables exist: then "before" and "after" compare exactly.
     const w = lab.pod("warm");
     lab.add(conf, { pod: w });
@@ -421,7 +446,6 @@ describe.each(["nftables", "iptables"])("DEL leaves nothing behind (%s masquerad
   });
 });
 
-
 // GC at 1.1.0 with a list that leaves pods out, as a runtime's list does when it was computed before their ADDs
 // finished: the bridge keeps the state of every pod whose host veth exists, and collects it once the namespace (and
 // with it the veth) is gone. host-local applies its own rule to the reservations (gcGraceSeconds).
@@ -432,7 +456,11 @@ describe.each(["nftables", "iptables"])("GC (%s masquerade, macspoofchk)", (back
     const ipam = lab.hostLocal(["10.37.0.0/24", "fd37::/64"]);
     const conf = lab.conf({ isGateway: true, ipMasq: true, ipMasqBackend: backend, macspoofchk: true, ipam }, "1.1.0");
     const gc = (valid: Array<{ containerID: string; ifname: string }>, grace?: number) => {
-      const g = lab.cni("GC", { ...conf, ipam: grace === undefined ? ipam : { ...ipam, gcGraceSeconds: grace }, "cni.dev/valid-attachments": valid });
+      const g = lab.cni("GC", {
+        ...conf,
+        ipam: grace === undefined ? ipam : { ...ipam, gcGraceSeconds: grace },
+        "cni.dev/valid-attachments": valid,
+      });
       expect([g.status, g.stdout], g.stderr).toEqual([0, ""]);
     };
     const healthy = (pod: Ns, r: unknown) => {
@@ -441,7 +469,8 @@ describe.each(["nftables", "iptables"])("GC (%s masquerade, macspoofchk)", (back
       expect(ping(pod, "10.77.0.2", 2)).toBe(true);
     };
     // Mentions of an address as a whole (10.37.0.3, not 10.37.0.30) in a rule set.
-    const mentions = (text: string, ip: string) => new RegExp(`(^|[^0-9a-f:.])${ip.replace(/\./g, "\\.")}([^0-9a-f:.]|$)`, "m").test(text);
+    const mentions = (text: string, ip: string) =>
+      new RegExp(`(^|[^0-9a-f:.])${ip.replace(/\./g, "\\.")}([^0-9a-f:.]|$)`, "m").test(text);
     // Warm up so the bridge and the idle tables exist: then "before" and "after" compare exactly.
     const w = lab.pod("warm");
     lab.add(conf, { pod: w });
@@ -500,21 +529,33 @@ describe("errors: the right code, and nothing created or reserved", () => {
     expect(linkNames(pod.name)).toEqual(["eth0", "eth0peer", "lo"]);
   });
 
-  it.each(["iptables", "nftables"])("a second ADD of a live attachment (%s): 102, and the first pod keeps its address, veth and masquerade", (backend) => {
-    const lab = new BridgeLab(sb, `readd${backend.slice(0, 3)}`);
-    const conf = lab.conf({ isGateway: true, ipMasq: true, ipMasqBackend: backend, macspoofchk: true, ipam: lab.hostLocal(["10.36.0.0/24"]) }, "1.1.0");
-    const pod = lab.pod();
-    const first = lab.cni("ADD", conf, { pod });
-    expect(first.status, first.stdout + first.stderr).toBe(0);
-    const before = lab.snapshot();
-    const again = lab.cni("ADD", conf, { pod });
-    expect(again.status).toBe(1);
-    expect(again.out).toMatchObject({ code: 102 });
-    // The refused ADD rolled back only what it made itself: nothing, since it made nothing.
-    expect(lab.snapshot()).toEqual(before);
-    expect(lab.cni("CHECK", lab.withPrev(conf, first.out), { pod })).toMatchObject({ status: 0, stdout: "" });
-    expect(lab.cni("DEL", lab.withPrev(conf, first.out), { pod }).status).toBe(0);
-  });
+  it.each(["iptables", "nftables"])(
+    "a second ADD of a live attachment (%s): 102, and the first pod keeps its address, veth and masquerade",
+    (backend) => {
+      const lab = new BridgeLab(sb, `readd${backend.slice(0, 3)}`);
+      const conf = lab.conf(
+        {
+          isGateway: true,
+          ipMasq: true,
+          ipMasqBackend: backend,
+          macspoofchk: true,
+          ipam: lab.hostLocal(["10.36.0.0/24"]),
+        },
+        "1.1.0",
+      );
+      const pod = lab.pod();
+      const first = lab.cni("ADD", conf, { pod });
+      expect(first.status, first.stdout + first.stderr).toBe(0);
+      const before = lab.snapshot();
+      const again = lab.cni("ADD", conf, { pod });
+      expect(again.status).toBe(1);
+      expect(again.out).toMatchObject({ code: 102 });
+      // The refused ADD rolled back only what it made itself: nothing, since it made nothing.
+      expect(lab.snapshot()).toEqual(before);
+      expect(lab.cni("CHECK", lab.withPrev(conf, first.out), { pod })).toMatchObject({ status: 0, stdout: "" });
+      expect(lab.cni("DEL", lab.withPrev(conf, first.out), { pod }).status).toBe(0);
+    },
+  );
 
   it("a node batch that fails after creating the veth (IPv6 disabled on the bridge): 100, no veth, no reservation left", () => {
     const lab = new BridgeLab(sb, "halfbatch");
@@ -561,7 +602,11 @@ describe("errors: the right code, and nothing created or reserved", () => {
 
   it("IPAM failure (range of one address, second pod): IPAM's code, no veth, pod untouched", () => {
     const lab = new BridgeLab(sb, "ipamfail");
-    const ipam = { type: "host-local", dataDir: lab.dataDir, ranges: [[{ subnet: "10.40.0.0/29", rangeStart: "10.40.0.2", rangeEnd: "10.40.0.2" }]] };
+    const ipam = {
+      type: "host-local",
+      dataDir: lab.dataDir,
+      ranges: [[{ subnet: "10.40.0.0/29", rangeStart: "10.40.0.2", rangeEnd: "10.40.0.2" }]],
+    };
     const conf = lab.conf({ isGateway: true, ipam });
     const [a, b] = [lab.pod("a"), lab.pod("b")];
     lab.add(conf, { pod: a });
@@ -599,8 +644,29 @@ describe("port wait", () => {
     const veth = hostVethName(`ctr-${pod.name}`, "eth0");
     nsRun(other.name, "ip", ["link", "add", veth, "type", "veth", "peer", "name", "decoypeer"]);
     const conf = lab.conf({ isGateway: true, ipam: lab.hostLocal(["10.46.0.0/24"]) });
-    const env = { PATH: labPath(sb), CNI_COMMAND: "ADD", CNI_CONTAINERID: `ctr-${pod.name}`, CNI_NETNS: pod.path, CNI_IFNAME: "eth0", CNI_PATH: lab.bin };
-    const r = spawnSync("ip", ["netns", "exec", other.name, "nsenter", `--net=${lab.node.path}`, "env", "-i", ...Object.entries(env).map(([k, v]) => `${k}=${v}`), `${lab.bin}/bridge`], { input: JSON.stringify(conf), encoding: "utf8", timeout: 30_000 });
+    const env = {
+      PATH: labPath(sb),
+      CNI_COMMAND: "ADD",
+      CNI_CONTAINERID: `ctr-${pod.name}`,
+      CNI_NETNS: pod.path,
+      CNI_IFNAME: "eth0",
+      CNI_PATH: lab.bin,
+    };
+    const r = spawnSync(
+      "ip",
+      [
+        "netns",
+        "exec",
+        other.name,
+        "nsenter",
+        `--net=${lab.node.path}`,
+        "env",
+        "-i",
+        ...Object.entries(env).map(([k, v]) => `${k}=${v}`),
+        `${lab.bin}/bridge`,
+      ],
+      { input: JSON.stringify(conf), encoding: "utf8", timeout: 30_000 },
+    );
     expect([r.status, r.stderr]).toEqual([0, ""]);
     const result = JSON.parse(r.stdout) as Record<string, any>;
     expect(result.interfaces[1].name).toBe(veth);
@@ -612,7 +678,12 @@ describe("port wait", () => {
 describe("concurrency", () => {
   it("8 pods ADDed at once on one node: distinct addresses, all reach the gateway; DELed at once: nothing left", async () => {
     const lab = new BridgeLab(sb, "conc");
-    const conf = lab.conf({ isGateway: true, ipMasq: true, ipMasqBackend: "nftables", ipam: lab.hostLocal(["10.43.0.0/24", "fd43::/64"]) });
+    const conf = lab.conf({
+      isGateway: true,
+      ipMasq: true,
+      ipMasqBackend: "nftables",
+      ipam: lab.hostLocal(["10.43.0.0/24", "fd43::/64"]),
+    });
     const pods = Array.from({ length: 8 }, (_, i) => lab.pod(`c${i}`));
     const adds = await Promise.all(pods.map((pod) => lab.cniAsync("ADD", conf, { pod })));
     for (const a of adds) expect([a.status, a.out?.code, a.out?.msg]).toEqual([0, undefined, undefined]);
@@ -623,7 +694,9 @@ describe("concurrency", () => {
     expect(vethsOf(lab)).toHaveLength(8);
     for (const pod of pods) expect(ping(pod, "10.43.0.1")).toBe(true);
     for (const pod of pods) expect(ping(pod, "fd43::1", 4)).toBe(true);
-    const checks = await Promise.all(pods.map((pod, i) => lab.cniAsync("CHECK", lab.withPrev(conf, results[i]), { pod })));
+    const checks = await Promise.all(
+      pods.map((pod, i) => lab.cniAsync("CHECK", lab.withPrev(conf, results[i]), { pod })),
+    );
     for (const c of checks) expect([c.status, c.stdout]).toEqual([0, ""]);
 
     const dels = await Promise.all(pods.map((pod, i) => lab.cniAsync("DEL", lab.withPrev(conf, results[i]), { pod })));

@@ -14,7 +14,11 @@ const REFERENCE = "/usr/lib/cni";
 const work = mkdtempSync(join(tmpdir(), "cni-ts-conformance-test-"));
 
 function conformance(args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync("node", [join(ROOT, "scripts/conformance.mjs"), ...args], { cwd: ROOT, encoding: "utf8", timeout: 300_000 });
+  const r = spawnSync("node", [join(ROOT, "scripts/conformance.mjs"), ...args], {
+    cwd: ROOT,
+    encoding: "utf8",
+    timeout: 300_000,
+  });
   return { status: r.status, stdout: r.stdout ?? "", stderr: r.stderr ?? "" };
 }
 
@@ -39,7 +43,13 @@ describe("npm run conformance against dist/bin", () => {
     const r = conformance(["--plugins", DIST_BIN, "--only", SUBSET, "--json", json]);
     expect(lastLine(r.stdout), r.stdout + r.stderr).toMatch(/^\d+ passed, 0 failed(, \d+ skipped)?$/);
     expect(r.status).toBe(0);
-    const report = JSON.parse(readFileSync(json, "utf8")) as { runId: string; summary: { passed: number; failed: number }; leftovers: string[]; outcomes: Array<{ status: string; case: string }>; plugins: { impl: string } };
+    const report = JSON.parse(readFileSync(json, "utf8")) as {
+      runId: string;
+      summary: { passed: number; failed: number };
+      leftovers: string[];
+      outcomes: Array<{ status: string; case: string }>;
+      plugins: { impl: string };
+    };
     expect(report.plugins.impl).toBe("cni-ts");
     expect(report.summary.failed).toBe(0);
     expect(report.summary.passed).toBeGreaterThan(40);
@@ -60,33 +70,62 @@ describe("npm run conformance against dist/bin", () => {
   });
 });
 
-describe.skipIf(!existsSync(join(REFERENCE, "bridge")))("the reference plugins (Debian containernetworking-plugins)", () => {
-  it("fails only in documented ways; 1.1.0, GC and STATUS are skipped with the reason", () => {
-    const json = join(work, "ref.json");
-    const r = conformance(["--plugins", REFERENCE, "--only", "l2-mode,v110-bridge,kubenet-style,del-netns-gone", "--json", json]);
-    expect(lastLine(r.stdout), r.stdout).toMatch(/^\d+ passed, 0 failed, \d+ skipped$/);
-    expect(r.status).toBe(0);
-    expect(r.stdout).toMatch(/^XFAIL l2-mode #check-l2 CHECK a .*no plugin name provided/m);
-    expect(r.stdout).toMatch(/^SKIP {2}v110-bridge #2 ADD a .*needs spec:1\.1\.0/m);
-    const report = JSON.parse(readFileSync(json, "utf8")) as { runId: string; plugins: { impl: string }; leftovers: string[] };
-    expect(report.plugins.impl).toBe("reference");
-    expect(report.leftovers).toEqual([]);
-    expect(netnsWith(`${report.runId}-`)).toEqual([]);
-  });
+describe.skipIf(!existsSync(join(REFERENCE, "bridge")))(
+  "the reference plugins (Debian containernetworking-plugins)",
+  () => {
+    it("fails only in documented ways; 1.1.0, GC and STATUS are skipped with the reason", () => {
+      const json = join(work, "ref.json");
+      const r = conformance([
+        "--plugins",
+        REFERENCE,
+        "--only",
+        "l2-mode,v110-bridge,kubenet-style,del-netns-gone",
+        "--json",
+        json,
+      ]);
+      expect(lastLine(r.stdout), r.stdout).toMatch(/^\d+ passed, 0 failed, \d+ skipped$/);
+      expect(r.status).toBe(0);
+      expect(r.stdout).toMatch(/^XFAIL l2-mode #check-l2 CHECK a .*no plugin name provided/m);
+      expect(r.stdout).toMatch(/^SKIP {2}v110-bridge #2 ADD a .*needs spec:1\.1\.0/m);
+      const report = JSON.parse(readFileSync(json, "utf8")) as {
+        runId: string;
+        plugins: { impl: string };
+        leftovers: string[];
+      };
+      expect(report.plugins.impl).toBe("reference");
+      expect(report.leftovers).toEqual([]);
+      expect(netnsWith(`${report.runId}-`)).toEqual([]);
+    });
 
-  it("differential mode separates intended differences from unexpected ones", () => {
-    const json = join(work, "diff.json");
-    const r = conformance(["--plugins", DIST_BIN, "--reference", REFERENCE, "--only", "l2-mode,exhaustion,version", "--json", json]);
-    expect(r.stdout).toMatch(/^differential: \d+ steps compared, \d+ identical, [1-9]\d* intended differences, 0 unexpected differences$/m);
-    expect(lastLine(r.stdout)).toMatch(/^\d+ passed, 0 failed$/);
-    const report = JSON.parse(readFileSync(json, "utf8")) as { differential: { differences: Array<{ field: string; intended?: string }> } };
-    expect(report.differential.differences.some((d) => d.field === "error.code" && d.intended)).toBe(true);
-  });
-});
+    it("differential mode separates intended differences from unexpected ones", () => {
+      const json = join(work, "diff.json");
+      const r = conformance([
+        "--plugins",
+        DIST_BIN,
+        "--reference",
+        REFERENCE,
+        "--only",
+        "l2-mode,exhaustion,version",
+        "--json",
+        json,
+      ]);
+      expect(r.stdout).toMatch(
+        /^differential: \d+ steps compared, \d+ identical, [1-9]\d* intended differences, 0 unexpected differences$/m,
+      );
+      expect(lastLine(r.stdout)).toMatch(/^\d+ passed, 0 failed$/);
+      const report = JSON.parse(readFileSync(json, "utf8")) as {
+        differential: { differences: Array<{ field: string; intended?: string }> };
+      };
+      expect(report.differential.differences.some((d) => d.field === "error.code" && d.intended)).toBe(true);
+    });
+  },
+);
 
 describe("runSample() (the README demo)", () => {
   it("ADDs 3 pods, pings every pair, DELs them and leaves nothing", async () => {
-    const { importConformance } = (await import(join(ROOT, "scripts/conformance.mjs"))) as { importConformance: () => Promise<{ runSample: (o: object) => Promise<Record<string, unknown>> }> };
+    const { importConformance } = (await import(join(ROOT, "scripts/conformance.mjs"))) as {
+      importConformance: () => Promise<{ runSample: (o: object) => Promise<Record<string, unknown>> }>;
+    };
     const { runSample } = await importConformance();
     const s = (await runSample({ plugins: DIST_BIN, casesDir: join(ROOT, "conformance/cases") })) as {
       ok: boolean;

@@ -5,14 +5,22 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { ROOT, requireBuilt } from "./helpers.js";
 
-const netnsList = () => spawnSync("ip", ["netns", "list"], { encoding: "utf8" }).stdout.split("\n").filter((l) => l.startsWith("ctslab"));
+const netnsList = () =>
+  spawnSync("ip", ["netns", "list"], { encoding: "utf8" })
+    .stdout.split("\n")
+    .filter((l) => l.startsWith("ctslab"));
 
 function demo(args: string[]): string {
   requireBuilt();
   const before = netnsList();
-  const r = spawnSync(process.execPath, [join(ROOT, "scripts/demo.mjs"), ...args], { encoding: "utf8", timeout: 120_000 });
+  const r = spawnSync(process.execPath, [join(ROOT, "scripts/demo.mjs"), ...args], {
+    encoding: "utf8",
+    timeout: 120_000,
+  });
   expect(r.status, r.stdout + r.stderr).toBe(0);
-  expect(r.stdout).toMatch(/after DEL: no veth, no reservation, no cache entry, no hostPort or per-pod firewall rule left/);
+  expect(r.stdout).toMatch(
+    /after DEL: no veth, no reservation, no cache entry, no hostPort or per-pod firewall rule left/,
+  );
   expect(r.stdout.trim().split("\n").at(-1)).toBe("verdict: OK");
   expect(netnsList()).toEqual(before);
   return r.stdout;
@@ -29,7 +37,9 @@ describe("npm run demo (the cluster lab)", () => {
   it("every pod gets a distinct address and pings every other pod across nodes; portmap and firewall, chained, wrote their rules at ADD; the lab is gone afterwards", () => {
     const out = demo([]);
     expect(out).toMatch(/5 pods, 5 distinct addresses; 20\/20 pings answered/);
-    expect(out).toMatch(/same-node 4\/4, cross-node 16\/16 pings answered; hostPort 172\.31\.250\.11:8080 \(-> web-0 10\.244\.1\.\d+:8080\) from node2: answered/);
+    expect(out).toMatch(
+      /same-node 4\/4, cross-node 16\/16 pings answered; hostPort 172\.31\.250\.11:8080 \(-> web-0 10\.244\.1\.\d+:8080\) from node2: answered/,
+    );
     const rules = out.slice(out.indexOf("what portmap and firewall"), out.indexOf("ping matrix"));
     // Read from node1's kernel after the ADDs: portmap's DNAT of the hostPort to web-0, firewall's accept rules of both pods.
     expect(rules).toMatch(/-A CNI-DN-\S+ -p tcp -m tcp --dport 8080 -j DNAT --to-destination 10\.244\.1\.\d+:8080/);
@@ -43,12 +53,17 @@ describe("npm run demo (the cluster lab)", () => {
     const out = demo(["--forward-drop"]);
     expect(section(out, "what portmap and firewall")).toMatch(/-P FORWARD DROP/);
     const closed = section(out, "ping matrix with FORWARD policy DROP", 2);
-    expect(closed).toMatch(/same-node 4\/4, cross-node 0\/16 pings answered; hostPort \S+ \(-> web-0 \S+\) from node2: no answer/);
+    expect(closed).toMatch(
+      /same-node 4\/4, cross-node 0\/16 pings answered; hostPort \S+ \(-> web-0 \S+\) from node2: no answer/,
+    );
     const step = section(out, "the firewall step");
     for (const n of [1, 2, 3]) expect(step).toMatch(new RegExp(`node${n}: forward-accept: accept 10\\.244\\.1\\.0/24`));
-    for (const n of [1, 2, 3]) expect(step).toMatch(new RegExp(`-A CNI-TS-FORWARD -d 10\\.244\\.${n}\\.0/24 -j ACCEPT`));
+    for (const n of [1, 2, 3])
+      expect(step).toMatch(new RegExp(`-A CNI-TS-FORWARD -d 10\\.244\\.${n}\\.0/24 -j ACCEPT`));
     const open = section(out, "ping matrix after the firewall step", 2);
-    expect(open).toMatch(/same-node 4\/4, cross-node 16\/16 pings answered; hostPort \S+ \(-> web-0 \S+\) from node2: answered/);
+    expect(open).toMatch(
+      /same-node 4\/4, cross-node 16\/16 pings answered; hostPort \S+ \(-> web-0 \S+\) from node2: answered/,
+    );
     expect(out).toMatch(/5 pods, 5 distinct addresses; 20\/20 pings answered/);
   });
 });

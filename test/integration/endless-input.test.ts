@@ -32,7 +32,13 @@ function argv(plugin: string, cmd: string, extra: Record<string, string>): strin
   return inNodeArgv(lab.node.name, join(lab.bin, plugin), lab.env(cmd, { pod, containerID: "endless", env: extra }));
 }
 
-const parse = (status: number | null, stdout: string, stderr: string): CniCall => ({ status, stdout, stderr, out: stdout.trim() ? (JSON.parse(stdout) as Record<string, any>) : undefined, ms: 0 });
+const parse = (status: number | null, stdout: string, stderr: string): CniCall => ({
+  status,
+  stdout,
+  stderr,
+  out: stdout.trim() ? (JSON.parse(stdout) as Record<string, any>) : undefined,
+  ms: 0,
+});
 
 /** stdin a FIFO that this test holds open for writing (so no end of file ever comes), with `written` in it. */
 function overPipe(plugin: string, cmd: string, written: string, extra: Record<string, string> = {}): CniCall {
@@ -42,7 +48,11 @@ function overPipe(plugin: string, cmd: string, written: string, extra: Record<st
   const reader = openSync(fifo, "r");
   try {
     if (written) writeSync(writer, written);
-    const r = spawnSync("ip", argv(plugin, cmd, extra), { stdio: [reader, "pipe", "pipe"], encoding: "utf8", timeout: 60_000 });
+    const r = spawnSync("ip", argv(plugin, cmd, extra), {
+      stdio: [reader, "pipe", "pipe"],
+      encoding: "utf8",
+      timeout: 60_000,
+    });
     return parse(r.status, r.stdout ?? "", r.stderr ?? "");
   } finally {
     closeSync(reader);
@@ -51,7 +61,12 @@ function overPipe(plugin: string, cmd: string, written: string, extra: Record<st
 }
 
 /** stdin a socket that this test never shuts down. */
-function overSocket(plugin: string, cmd: string, written: string, extra: Record<string, string> = {}): Promise<CniCall> {
+function overSocket(
+  plugin: string,
+  cmd: string,
+  written: string,
+  extra: Record<string, string> = {},
+): Promise<CniCall> {
   return new Promise((resolve, reject) => {
     const child = spawn("ip", argv(plugin, cmd, extra), { stdio: ["pipe", "pipe", "pipe"] });
     let stdout = "";
@@ -76,11 +91,14 @@ const expectDeadline = (c: CniCall, ms: number, what: string) => {
 };
 
 describe("a stdin that never ends", () => {
-  it.each(["ADD", "CHECK", "DEL", "GC", "STATUS"])("bridge %s over a pipe, nothing written: 5 after the deadline, nothing changed", (cmd) => {
-    const before = lab.snapshot();
-    expectDeadline(overPipe("bridge", cmd, "", DEADLINE), 1000, cmd);
-    expect(lab.snapshot()).toEqual(before);
-  });
+  it.each(["ADD", "CHECK", "DEL", "GC", "STATUS"])(
+    "bridge %s over a pipe, nothing written: 5 after the deadline, nothing changed",
+    (cmd) => {
+      const before = lab.snapshot();
+      expectDeadline(overPipe("bridge", cmd, "", DEADLINE), 1000, cmd);
+      expect(lab.snapshot()).toEqual(before);
+    },
+  );
 
   it("bridge ADD over a pipe with the whole config written but never closed: 5 (the config is not taken half-read)", () => {
     const before = lab.snapshot();
@@ -88,11 +106,14 @@ describe("a stdin that never ends", () => {
     expect(lab.snapshot()).toEqual(before);
   });
 
-  it.each(["host-local", "loopback", "routes", "portmap"])("%s ADD over a socket: 5 after the deadline", async (plugin) => {
-    const before = lab.snapshot();
-    expectDeadline(await overSocket(plugin, "ADD", '{"cniVersion":"1.0.0",', DEADLINE), 1000, plugin);
-    expect(lab.snapshot()).toEqual(before);
-  });
+  it.each(["host-local", "loopback", "routes", "portmap"])(
+    "%s ADD over a socket: 5 after the deadline",
+    async (plugin) => {
+      const before = lab.snapshot();
+      expectDeadline(await overSocket(plugin, "ADD", '{"cniVersion":"1.0.0",', DEADLINE), 1000, plugin);
+      expect(lab.snapshot()).toEqual(before);
+    },
+  );
 
   it("the default deadline is 10 s", () => {
     expectDeadline(overPipe("bridge", "ADD", ""), 10_000, "ADD");
@@ -114,9 +135,17 @@ describe("a stdin that never ends", () => {
   });
 
   it("a config that is written and closed still works over both: ADD over a socket, DEL over a pipe", () => {
-    const r = spawnSync("ip", argv("bridge", "ADD", DEADLINE), { input: JSON.stringify(conf), encoding: "utf8", timeout: 60_000 });
+    const r = spawnSync("ip", argv("bridge", "ADD", DEADLINE), {
+      input: JSON.stringify(conf),
+      encoding: "utf8",
+      timeout: 60_000,
+    });
     expect(r.status, r.stdout).toBe(0);
-    const del = spawnSync("sh", ["-c", 'printf %s "$0" | exec "$@"', JSON.stringify(conf), "ip", ...argv("bridge", "DEL", DEADLINE)], { encoding: "utf8", timeout: 60_000 });
+    const del = spawnSync(
+      "sh",
+      ["-c", 'printf %s "$0" | exec "$@"', JSON.stringify(conf), "ip", ...argv("bridge", "DEL", DEADLINE)],
+      { encoding: "utf8", timeout: 60_000 },
+    );
     expect([del.status, del.stdout]).toEqual([0, ""]);
     expect(lab.reservations()).toEqual([]);
   });

@@ -54,34 +54,71 @@ describe("bad input gets one JSON error object with the right code", () => {
   beforeAll(() => {
     podPath = netns().path;
   });
-  const conf = (o: Record<string, unknown> = {}) => JSON.stringify({ cniVersion: "1.0.0", name: "net1", type: "bridge", ipam: { type: "host-local", subnet: "10.99.0.0/24" }, ...o });
-  const env = (o: Record<string, string> = {}) => ({ CNI_COMMAND: "ADD", CNI_CONTAINERID: "ctr1", CNI_NETNS: podPath, CNI_IFNAME: "eth0", CNI_PATH: "/opt/cni/bin", ...o });
+  const conf = (o: Record<string, unknown> = {}) =>
+    JSON.stringify({
+      cniVersion: "1.0.0",
+      name: "net1",
+      type: "bridge",
+      ipam: { type: "host-local", subnet: "10.99.0.0/24" },
+      ...o,
+    });
+  const env = (o: Record<string, string> = {}) => ({
+    CNI_COMMAND: "ADD",
+    CNI_CONTAINERID: "ctr1",
+    CNI_NETNS: podPath,
+    CNI_IFNAME: "eth0",
+    CNI_PATH: "/opt/cni/bin",
+    ...o,
+  });
 
   const cases: Array<[string, () => { env: Record<string, string>; stdin: string }, number, RegExp?]> = [
     ["stdin not JSON", () => ({ env: env(), stdin: "{nope" }), 6],
     ["stdin empty", () => ({ env: env(), stdin: "" }), 6],
-    ["unknown CNI_COMMAND", () => ({ env: env({ CNI_COMMAND: "EXPLODE" }), stdin: conf() }), 4, /unknown CNI_COMMAND: EXPLODE/],
+    [
+      "unknown CNI_COMMAND",
+      () => ({ env: env({ CNI_COMMAND: "EXPLODE" }), stdin: conf() }),
+      4,
+      /unknown CNI_COMMAND: EXPLODE/,
+    ],
     ["missing CNI_NETNS", () => ({ env: env({ CNI_NETNS: "" }), stdin: conf() }), 4, /\[CNI_NETNS\]/],
     ["missing CNI_CONTAINERID", () => ({ env: env({ CNI_CONTAINERID: "" }), stdin: conf() }), 4, /\[CNI_CONTAINERID\]/],
     ["missing CNI_IFNAME", () => ({ env: env({ CNI_IFNAME: "" }), stdin: conf() }), 4, /\[CNI_IFNAME\]/],
     ["missing CNI_PATH", () => ({ env: env({ CNI_PATH: "" }), stdin: conf() }), 4, /\[CNI_PATH\]/],
     ["container ID with /", () => ({ env: env({ CNI_CONTAINERID: "a/b" }), stdin: conf() }), 4, /containerID/],
     ["container ID with a space", () => ({ env: env({ CNI_CONTAINERID: "a b" }), stdin: conf() }), 4, /containerID/],
-    ["container ID with a leading -", () => ({ env: env({ CNI_CONTAINERID: "-rf" }), stdin: conf() }), 4, /containerID/],
+    [
+      "container ID with a leading -",
+      () => ({ env: env({ CNI_CONTAINERID: "-rf" }), stdin: conf() }),
+      4,
+      /containerID/,
+    ],
     ["ifname of 16 bytes", () => ({ env: env({ CNI_IFNAME: "a".repeat(16) }), stdin: conf() }), 4, /too long/],
     ["ifname .", () => ({ env: env({ CNI_IFNAME: "." }), stdin: conf() }), 4],
     ["ifname ..", () => ({ env: env({ CNI_IFNAME: ".." }), stdin: conf() }), 4],
     ["ifname with /", () => ({ env: env({ CNI_IFNAME: "a/b" }), stdin: conf() }), 4],
     ["ifname with whitespace", () => ({ env: env({ CNI_IFNAME: "eth 0" }), stdin: conf() }), 4],
-    ["unsupported cniVersion", () => ({ env: env(), stdin: conf({ cniVersion: "9.9.9" }) }), 1, /incompatible CNI versions/],
+    [
+      "unsupported cniVersion",
+      () => ({ env: env(), stdin: conf({ cniVersion: "9.9.9" }) }),
+      1,
+      /incompatible CNI versions/,
+    ],
     ["network name with /", () => ({ env: env(), stdin: conf({ name: "a/b" }) }), 7],
     ["network name ..", () => ({ env: env(), stdin: conf({ name: ".." }) }), 7],
     ["network name with ../", () => ({ env: env(), stdin: conf({ name: "../../etc" }) }), 7],
     ["CHECK at 0.3.1", () => ({ env: env({ CNI_COMMAND: "CHECK" }), stdin: conf({ cniVersion: "0.3.1" }) }), 1],
     ["GC at 1.0.0", () => ({ env: env({ CNI_COMMAND: "GC" }), stdin: conf() }), 1],
-    ["CNI_NETNS is the plugin's own namespace", () => ({ env: env({ CNI_NETNS: "/proc/self/ns/net" }), stdin: conf() }), 8],
+    [
+      "CNI_NETNS is the plugin's own namespace",
+      () => ({ env: env({ CNI_NETNS: "/proc/self/ns/net" }), stdin: conf() }),
+      8,
+    ],
     ["CNI_NETNS is a regular file", () => ({ env: env({ CNI_NETNS: "/etc/hostname" }), stdin: conf() }), 4],
-    ["CNI_NETNS does not exist", () => ({ env: env({ CNI_NETNS: "/var/run/netns/cni-ts-no-such-ns" }), stdin: conf() }), 3],
+    [
+      "CNI_NETNS does not exist",
+      () => ({ env: env({ CNI_NETNS: "/var/run/netns/cni-ts-no-such-ns" }), stdin: conf() }),
+      3,
+    ],
     ["relative CNI_PATH entry", () => ({ env: env({ CNI_PATH: "bin" }), stdin: conf() }), 4],
     ["CNI_ARGS with an unknown key", () => ({ env: env({ CNI_ARGS: "FOO=1" }), stdin: conf() }), 4, /unknown args/],
     ["CNI_ARGS that is not K=V", () => ({ env: env({ CNI_ARGS: "FOO" }), stdin: conf() }), 4, /invalid pair/],
@@ -112,7 +149,11 @@ describe("NODE_OPTIONS and friends cannot inject code", () => {
     const hook = join(dir, "x.js");
     writeFileSync(hook, `require("fs").writeFileSync(${JSON.stringify(marker)}, "ran")\n`);
     for (const p of PLUGINS) {
-      const r = runExe(join(optBin, p), { CNI_COMMAND: "VERSION", NODE_OPTIONS: `--require ${hook}` }, '{"cniVersion":"1.0.0"}');
+      const r = runExe(
+        join(optBin, p),
+        { CNI_COMMAND: "VERSION", NODE_OPTIONS: `--require ${hook}` },
+        '{"cniVersion":"1.0.0"}',
+      );
       expect(r.status).toBe(0);
       expect(r.json?.cniVersion).toBe("1.0.0");
     }
@@ -129,11 +170,17 @@ describe("the working directory and the Node.js variables change nothing", () =>
     const dir = sandbox.tmpdir("cwd");
     const marker = join(dir, "hook-ran");
     const hook = join(dir, "hook.cjs");
-    writeFileSync(hook, `require("fs").writeFileSync(${JSON.stringify(marker)}, "ran"); process.stdout.write("INJECTED");\n`);
+    writeFileSync(
+      hook,
+      `require("fs").writeFileSync(${JSON.stringify(marker)}, "ran"); process.stdout.write("INJECTED");\n`,
+    );
     const cwd = join(dir, "cwd");
     mkdirSync(cwd);
     // Autoloaded, each would show: .env sets CNI_COMMAND, bunfig.toml preloads the hook, the JSON files do not parse.
-    writeFileSync(join(cwd, ".env"), `CNI_COMMAND=VERSION\nBUN_OPTIONS=--preload ${hook}\nNODE_OPTIONS=--require ${hook}\n`);
+    writeFileSync(
+      join(cwd, ".env"),
+      `CNI_COMMAND=VERSION\nBUN_OPTIONS=--preload ${hook}\nNODE_OPTIONS=--require ${hook}\n`,
+    );
     writeFileSync(join(cwd, "bunfig.toml"), `preload = [${JSON.stringify(hook)}]\n`);
     writeFileSync(join(cwd, "package.json"), `{ "type": "module", "imports": { "#x": "./x.js" }, `);
     writeFileSync(join(cwd, "tsconfig.json"), `{ "compilerOptions": { "paths": `);
@@ -163,7 +210,10 @@ describe("the working directory and the Node.js variables change nothing", () =>
     ["NODE_CHANNEL_FD=3 with NODE_UNIQUE_ID=1", () => ({ NODE_CHANNEL_FD: "3", NODE_UNIQUE_ID: "1" })],
     ["NODE_V8_COVERAGE", (d) => ({ NODE_V8_COVERAGE: join(d, "coverage") })],
     ["NODE_REDIRECT_WARNINGS", (d) => ({ NODE_REDIRECT_WARNINGS: join(d, "warnings") })],
-    ["NODE_DEBUG and NODE_DEBUG_NATIVE", () => ({ NODE_DEBUG: "child_process,fs,net", NODE_DEBUG_NATIVE: "SEA,MKSNAPSHOT" })],
+    [
+      "NODE_DEBUG and NODE_DEBUG_NATIVE",
+      () => ({ NODE_DEBUG: "child_process,fs,net", NODE_DEBUG_NATIVE: "SEA,MKSNAPSHOT" }),
+    ],
     ["JSC_dumpOptions (JSC's own prefix)", () => ({ JSC_dumpOptions: "1" })],
   ];
   it.each(inert)("%s: same answer, nothing on stderr, nothing written, no hook ran", (_name, make) => {

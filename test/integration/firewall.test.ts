@@ -7,7 +7,19 @@
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { binDir, BridgeLab, type CniCall, type Conf, labPath, nsRun, type Ns, ping, recordingTools, REFERENCE_BIN, wire } from "./bridge-lab.js";
+import {
+  binDir,
+  BridgeLab,
+  type CniCall,
+  type Conf,
+  labPath,
+  nsRun,
+  type Ns,
+  ping,
+  recordingTools,
+  REFERENCE_BIN,
+  wire,
+} from "./bridge-lab.js";
 import { requireBuilt, Sandbox } from "./helpers.js";
 
 const sb = new Sandbox();
@@ -20,7 +32,14 @@ type Backend = "iptables" | "nftables";
 const ourBin = (label: string): string => binDir(sb, label);
 
 /** Run plugin `type` from `exeDir` in the lab's node namespace. */
-function call(lab: BridgeLab, type: string, cmd: string, conf: Conf, pod: Ns | string, o: { containerID?: string; exeDir?: string; path?: string } = {}): CniCall {
+function call(
+  lab: BridgeLab,
+  type: string,
+  cmd: string,
+  conf: Conf,
+  pod: Ns | string,
+  o: { containerID?: string; exeDir?: string; path?: string } = {},
+): CniCall {
   const env = {
     PATH: o.path ?? labPath(sb),
     CNI_COMMAND: cmd,
@@ -30,16 +49,39 @@ function call(lab: BridgeLab, type: string, cmd: string, conf: Conf, pod: Ns | s
     CNI_PATH: o.exeDir ?? lab.bin,
   };
   const t = performance.now();
-  const r = spawnSync("ip", ["netns", "exec", lab.node.name, "env", "-i", ...Object.entries(env).map(([k, v]) => `${k}=${v}`), join(o.exeDir ?? lab.bin, type)], {
-    input: JSON.stringify(conf),
-    encoding: "utf8",
-    timeout: 60_000,
-  });
+  const r = spawnSync(
+    "ip",
+    [
+      "netns",
+      "exec",
+      lab.node.name,
+      "env",
+      "-i",
+      ...Object.entries(env).map(([k, v]) => `${k}=${v}`),
+      join(o.exeDir ?? lab.bin, type),
+    ],
+    {
+      input: JSON.stringify(conf),
+      encoding: "utf8",
+      timeout: 60_000,
+    },
+  );
   const stdout = r.stdout ?? "";
-  return { status: r.status, stdout, stderr: r.stderr ?? "", out: stdout.trim() === "" ? undefined : (JSON.parse(stdout) as Record<string, any>), ms: performance.now() - t };
+  return {
+    status: r.status,
+    stdout,
+    stderr: r.stderr ?? "",
+    out: stdout.trim() === "" ? undefined : (JSON.parse(stdout) as Record<string, any>),
+    ms: performance.now() - t,
+  };
 }
 
-const fwConf = (lab: BridgeLab, extra: Conf = {}, cniVersion = "1.0.0"): Conf => ({ cniVersion, name: lab.network, type: "firewall", ...extra });
+const fwConf = (lab: BridgeLab, extra: Conf = {}, cniVersion = "1.0.0"): Conf => ({
+  cniVersion,
+  name: lab.network,
+  type: "firewall",
+  ...extra,
+});
 
 /** bridge ADD then firewall ADD with bridge's result; returns the bridge result. */
 function chainAdd(lab: BridgeLab, bridgeConf: Conf, fw: Conf, pod: Ns, exeDir?: string): Record<string, any> {
@@ -61,9 +103,13 @@ function filterTables(node: string): string {
   return `${clean(nsRun(node, "iptables-save", ["-t", "filter"]).stdout)}\n--- ip6\n${clean(nsRun(node, "ip6tables-save", ["-t", "filter"]).stdout)}`;
 }
 
-const firewallTable = (node: string): string => nsRun(node, "nft", ["list", "table", "inet", "cni_ts_firewall"], true).stdout;
+const firewallTable = (node: string): string =>
+  nsRun(node, "nft", ["list", "table", "inet", "cni_ts_firewall"], true).stdout;
 const state = (node: string): string => `${filterTables(node)}\n${nsRun(node, "nft", ["list", "ruleset"]).stdout}`;
-const addrOf = (res: Record<string, any>, family: 4 | 6): string => (res.ips as Array<{ address: string }>).find((i) => i.address.includes(family === 4 ? "." : ":"))!.address.split("/")[0]!;
+const addrOf = (res: Record<string, any>, family: 4 | 6): string =>
+  (res.ips as Array<{ address: string }>)
+    .find((i) => i.address.includes(family === 4 ? "." : ":"))!
+    .address.split("/")[0]!;
 
 /**
  * Two nodes on one underlay (192.0.2.0/24, 2001:db8:1::/64), each with a bridge network of its own and routes to the
@@ -209,7 +255,10 @@ describe("firewall nftables", () => {
     const lab = new BridgeLab(sb, "fwnc", ourBin("fwnc-bin"), "fwnet");
     const conf = lab.conf({ isGateway: true, ipam: lab.hostLocal(["10.83.0.0/24"]) });
     const fw = fwConf(lab, { backend: "nftables" });
-    const rules = () => firewallTable(lab.node.name).split("\n").filter((l) => /accept|drop|jump/.test(l) && !/policy|comment/.test(l)).length;
+    const rules = () =>
+      firewallTable(lab.node.name)
+        .split("\n")
+        .filter((l) => /accept|drop|jump/.test(l) && !/policy|comment/.test(l)).length;
     chainAdd(lab, conf, fw, lab.pod());
     const one = rules();
     chainAdd(lab, conf, fw, lab.pod());
@@ -224,7 +273,10 @@ describe("firewall ingressPolicy same-bridge", () => {
     it(`${backend}: two isolated bridges of one node cannot reach each other; the same bridge and the node still can`, () => {
       const lab = new BridgeLab(sb, `fwsb${backend.slice(0, 3)}`, ourBin(`fwsb${backend.slice(0, 3)}-bin`), "net1");
       const conf1 = lab.conf({ isGateway: true, bridge: "cni0", ipam: lab.hostLocal(["10.84.0.0/24"]) });
-      const conf2 = { ...lab.conf({ isGateway: true, bridge: "cni1", ipam: lab.hostLocal(["10.85.0.0/24"]) }), name: "net2" };
+      const conf2 = {
+        ...lab.conf({ isGateway: true, bridge: "cni1", ipam: lab.hostLocal(["10.85.0.0/24"]) }),
+        name: "net2",
+      };
       const [a, a2, c] = [lab.pod("a"), lab.pod("a2"), lab.pod("c")];
       const resA = lab.add(conf1, { pod: a });
       const resA2 = lab.add(conf1, { pod: a2 });
@@ -232,7 +284,11 @@ describe("firewall ingressPolicy same-bridge", () => {
       expect(ping(a, addrOf(resC, 4))).toBe(true);
       const fw1 = { cniVersion: "1.0.0", name: "net1", type: "firewall", backend, ingressPolicy: "same-bridge" };
       const fw2 = { ...fw1, name: "net2" };
-      for (const [fw, res, pod] of [[fw1, resA, a], [fw1, resA2, a2], [fw2, resC, c]] as const) {
+      for (const [fw, res, pod] of [
+        [fw1, resA, a],
+        [fw1, resA2, a2],
+        [fw2, resC, c],
+      ] as const) {
         const r = call(lab, "firewall", "ADD", { ...fw, prevResult: res }, pod);
         expect(r.status, r.stdout + r.stderr).toBe(0);
       }
@@ -276,8 +332,13 @@ describe("firewall hostile input", () => {
     }
     // A bridge name that would be a rule of its own, and no prevResult at all.
     const evil = { ...res, interfaces: [{ name: 'x" -j ACCEPT' }] };
-    expect(call(lab, "firewall", "ADD", { ...fwConf(lab, { ingressPolicy: "same-bridge" }), prevResult: evil }, pod).out).toMatchObject({ code: 7 });
-    expect(call(lab, "firewall", "ADD", fwConf(lab), pod).out).toMatchObject({ code: 7, msg: "missing prevResult from earlier plugin" });
+    expect(
+      call(lab, "firewall", "ADD", { ...fwConf(lab, { ingressPolicy: "same-bridge" }), prevResult: evil }, pod).out,
+    ).toMatchObject({ code: 7 });
+    expect(call(lab, "firewall", "ADD", fwConf(lab), pod).out).toMatchObject({
+      code: 7,
+      msg: "missing prevResult from earlier plugin",
+    });
     expect(state(lab.node.name)).toBe(before);
   });
 });
@@ -308,7 +369,13 @@ describe("firewall GC", () => {
       const [p1, p2] = [lab.pod(), lab.pod()];
       const r1 = chainAdd(lab, { ...conf, cniVersion: "1.1.0" }, fw, p1);
       const r2 = chainAdd(lab, { ...conf, cniVersion: "1.1.0" }, fw, p2);
-      const gc = call(lab, "firewall", "GC", { ...fw, "cni.dev/valid-attachments": [{ containerID: `ctr-${p1.name}`, ifname: "eth0" }] }, "");
+      const gc = call(
+        lab,
+        "firewall",
+        "GC",
+        { ...fw, "cni.dev/valid-attachments": [{ containerID: `ctr-${p1.name}`, ifname: "eth0" }] },
+        "",
+      );
       expect(gc.status, gc.stdout + gc.stderr).toBe(0);
       const s = state(lab.node.name);
       expect(s).toContain(addrOf(r1, 4));
@@ -333,8 +400,18 @@ describe("firewall beside the reference (/usr/lib/cni/firewall 1.1.1)", () => {
     expect(layouts[0]).toBe(layouts[1]);
     // Cross DEL: the reference removes our rules, ours removes the reference's.
     const ourDir = ourBin("fwdx-bin");
-    for (const [lab, exeDir, res] of [[ours, REFERENCE_BIN, results[0]!], [ref, ourDir, results[1]!]] as const) {
-      const r = call(lab, "firewall", "DEL", { ...fwConf(lab, { backend: "iptables", ingressPolicy: "same-bridge" }), prevResult: res }, "", { containerID: `ctr-${lab.label}-p`, exeDir });
+    for (const [lab, exeDir, res] of [
+      [ours, REFERENCE_BIN, results[0]!],
+      [ref, ourDir, results[1]!],
+    ] as const) {
+      const r = call(
+        lab,
+        "firewall",
+        "DEL",
+        { ...fwConf(lab, { backend: "iptables", ingressPolicy: "same-bridge" }), prevResult: res },
+        "",
+        { containerID: `ctr-${lab.label}-p`, exeDir },
+      );
       expect(r.status, r.stdout + r.stderr).toBe(0);
       expect(filterTables(lab.node.name)).not.toContain(addrOf(res, 4));
     }

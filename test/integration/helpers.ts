@@ -16,10 +16,20 @@ export { toolPath } from "../../sandbox/tools.js";
 
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 export const DIST_BIN = join(ROOT, "dist/bin");
-export const PLUGINS = ["bridge", "host-local", "routes", "loopback", "portmap", "firewall", "tuning", "bandwidth"] as const;
+export const PLUGINS = [
+  "bridge",
+  "host-local",
+  "routes",
+  "loopback",
+  "portmap",
+  "firewall",
+  "tuning",
+  "bandwidth",
+] as const;
 
 export function requireBuilt(): void {
-  if (!existsSync(join(DIST_BIN, "cni-ts"))) throw new Error("dist/bin/cni-ts is missing: run `npm run build` first (npm test does)");
+  if (!existsSync(join(DIST_BIN, "cni-ts")))
+    throw new Error("dist/bin/cni-ts is missing: run `npm run build` first (npm test does)");
 }
 
 /** Run a built plugin by its full path with only `env` (plus the tools PATH). */

@@ -4,7 +4,17 @@
 // executables run inside a node namespace of this run (host-local itself never enters a netns, but it runs where
 // bridge runs it); pods are namespaces beside it. Planted links point at victim files of a per-test temp dir.
 import { spawnSync } from "node:child_process";
-import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { dirname, join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { hostVethName } from "../../plugins/bridge/names.js";
@@ -39,19 +49,33 @@ class Net {
     return join(this.dataDir, ".cni-ts", this.name);
   }
   conf(top: Json = {}): string {
-    return JSON.stringify({ cniVersion: "1.1.0", name: this.name, type: "bridge", ...top, ipam: { type: "host-local", dataDir: this.dataDir, ranges: this.ranges } });
+    return JSON.stringify({
+      cniVersion: "1.1.0",
+      name: this.name,
+      type: "bridge",
+      ...top,
+      ipam: { type: "host-local", dataDir: this.dataDir, ranges: this.ranges },
+    });
   }
   run(cmd: string, id = "", ifname = "eth0", o: { top?: Json; env?: Record<string, string> } = {}): ExeResult {
     const env: Record<string, string> = { PATH: labPath(sb), CNI_COMMAND: cmd, CNI_PATH: DIST_BIN, ...o.env };
     if (id !== "") Object.assign(env, { CNI_CONTAINERID: id, CNI_IFNAME: ifname, CNI_NETNS: "/var/run/netns/none" });
     // `ip netns exec NODE env -i ... host-local`: run where bridge would run it.
     const kv = Object.entries(env).map(([k, v]) => `${k}=${v}`);
-    return runExe("/usr/sbin/ip", { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" }, this.conf(o.top), ["netns", "exec", node, "env", "-i", ...kv, HOST_LOCAL]);
+    return runExe("/usr/sbin/ip", { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" }, this.conf(o.top), [
+      "netns",
+      "exec",
+      node,
+      "env",
+      "-i",
+      ...kv,
+      HOST_LOCAL,
+    ]);
   }
   add(id: string, o: Parameters<Net["run"]>[3] = {}): string {
     const r = this.run("ADD", id, "eth0", o);
     expect(r.status, r.stdout + r.stderr).toBe(0);
-    return ((r.json as { ips: Array<{ address: string }> }).ips[0]!.address.split("/")[0]) as string;
+    return (r.json as { ips: Array<{ address: string }> }).ips[0]!.address.split("/")[0] as string;
   }
   /** address -> content of every reservation file that is a regular file. */
   reservations(): Record<string, string> {
@@ -130,7 +154,8 @@ describe("links planted where host-local writes are never written through (issue
       plant(join(net.meta, "claims", `c${round}@eth0`));
       // The names the earlier design wrote its temporary files under (<pid>.<n>), for the next pids.
       const lastPid = Number(readFileSync("/proc/sys/kernel/ns_last_pid", "utf8"));
-      for (let p = lastPid + 1; p <= lastPid + 40; p++) for (let k = 1; k <= 4; k++) symlinkSync(victim, join(net.meta, "tmp", `${p}.${k}`));
+      for (let p = lastPid + 1; p <= lastPid + 40; p++)
+        for (let k = 1; k <= 4; k++) symlinkSync(victim, join(net.meta, "tmp", `${p}.${k}`));
 
       // ADD works around every link: the linked address is not handed out, the others are replaced by real files.
       const got = net.add(`c${round}`);
@@ -162,9 +187,11 @@ function makeSpecial(kind: Kind, path: string, scratch: string): void {
   rmSync(path, { force: true });
   const ok = (r: { status: number | null; stderr: string | Buffer }) => expect(r.status, String(r.stderr)).toBe(0);
   if (kind === "fifo") ok(spawnSync("mkfifo", [path]));
-  else if (kind === "socket") ok(spawnSync("python3", ["-c", "import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])", path]));
+  else if (kind === "socket")
+    ok(spawnSync("python3", ["-c", "import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])", path]));
   else if (kind === "directory") mkdirSync(path);
-  else if (kind === "device") ok(spawnSync("mknod", [path, "c", "1", "3"])); // what /dev/null is
+  else if (kind === "device")
+    ok(spawnSync("mknod", [path, "c", "1", "3"])); // what /dev/null is
   else {
     const fifo = join(scratch, `fifo-${Math.random().toString(36).slice(2)}`);
     ok(spawnSync("mkfifo", [fifo]));
@@ -177,7 +204,9 @@ describe("special files in the store never hang host-local and never get an addr
   const ROUNDS = 4;
   const cases = KINDS.flatMap((k) => Array.from({ length: ROUNDS }, (_, i) => [k, i] as [Kind, number]));
   it.each(cases)("%s, round %i: DEL of an unknown attachment, GC, ADD (requested and round robin)", (kind, round) => {
-    const net = new Net(`special${round}`, [[{ subnet: "10.62.0.0/24", rangeStart: "10.62.0.248", rangeEnd: "10.62.0.252" }]]);
+    const net = new Net(`special${round}`, [
+      [{ subnet: "10.62.0.0/24", rangeStart: "10.62.0.248", rangeEnd: "10.62.0.252" }],
+    ]);
     const scratch = sb.tmpdir(`scratch${round}`);
     expect(net.add("a")).toBe("10.62.0.248");
     expect(net.add("b")).toBe("10.62.0.249");
@@ -187,7 +216,16 @@ describe("special files in the store never hang host-local and never get an addr
 
     // Each of these hung forever on a FIFO before; runExe gives up after 60 s (status null).
     expectOk(net.run("DEL", "ghost"));
-    expectOk(net.run("GC", "", "", { top: { "cni.dev/valid-attachments": [{ containerID: "a", ifname: "eth0" }, { containerID: "b", ifname: "eth0" }] } }));
+    expectOk(
+      net.run("GC", "", "", {
+        top: {
+          "cni.dev/valid-attachments": [
+            { containerID: "a", ifname: "eth0" },
+            { containerID: "b", ifname: "eth0" },
+          ],
+        },
+      }),
+    );
     expectOk(net.run("STATUS"));
     // The address in the special file's name is never handed out: not on request, not in turn.
     expectError(net.run("ADD", "c", "eth0", { env: { CNI_ARGS: "IP=10.62.0.250" } }), 102);
@@ -218,7 +256,9 @@ describe("six ADDs of one attachment at once, bridge + host-local in namespaces 
     for (let round = 0; round < ROUNDS; round++) {
       const id = `race${round}`;
       const pod = lab.pod(`r${round}`);
-      const calls = await Promise.all(Array.from({ length: 6 }, () => lab.cniAsync("ADD", conf, { pod, containerID: id })));
+      const calls = await Promise.all(
+        Array.from({ length: 6 }, () => lab.cniAsync("ADD", conf, { pod, containerID: id })),
+      );
       const winners = calls.filter((c) => c.status === 0);
       expect(winners, calls.map((c) => c.stdout + c.stderr).join("\n")).toHaveLength(1);
       for (const c of calls.filter((x) => x.status !== 0)) expect(c.out?.code, c.stdout).toBe(102);
@@ -228,7 +268,10 @@ describe("six ADDs of one attachment at once, bridge + host-local in namespaces 
       // The winner's pod holds its address; the store lists it as the winner's, in the files and in the index.
       expect(addrsOf(pod.name, "eth0")).toEqual([addr]);
       expect(reservations()[ip]).toBe(`${id}\r\neth0`);
-      const entry = JSON.parse(readFileSync(join(net.meta, "attachments", `${id}@eth0`), "utf8")) as { state: string; ips: string[] };
+      const entry = JSON.parse(readFileSync(join(net.meta, "attachments", `${id}@eth0`), "utf8")) as {
+        state: string;
+        ips: string[];
+      };
       expect(entry).toMatchObject({ state: "added", ips: [ip] });
       // No address twice, no attachment with two addresses, one veth for the attachment, no claim left.
       const owners = Object.values(reservations());
@@ -270,7 +313,9 @@ describe("CHECK with a prevResult that does not decode is code 6 (issue 16.7)", 
       expectError(r, 6);
       expect(String(r.json?.msg)).toContain("prevResult");
     }
-    expectOk(net.run("CHECK", "c1", "eth0", { top: { prevResult: { cniVersion: "1.1.0", ips: [{ address: `${ip}/24` }] } } }));
+    expectOk(
+      net.run("CHECK", "c1", "eth0", { top: { prevResult: { cniVersion: "1.1.0", ips: [{ address: `${ip}/24` }] } } }),
+    );
     expectOk(net.run("DEL", "c1", "eth0", { top: { prevResult: { ips: "x" } } }));
     expect(net.reservations()).toEqual({});
   });
@@ -296,15 +341,45 @@ describe("a refused ADD changes nothing, bookkeeping included (issue 16.9)", () 
   });
 
   const refusals: Array<[string, number, (net: Net) => void, (net: Net) => ExeResult]> = [
-    ["exhausted range (101)", 101, (n) => {
+    [
+      "exhausted range (101)",
+      101,
+      (n) => {
         for (const id of ["x1", "x2"]) n.add(id);
-      }, (n) => n.run("ADD", "x3")],
+      },
+      (n) => n.run("ADD", "x3"),
+    ],
     ["a repeated ADD of the attachment (102)", 102, (n) => n.add("x1"), (n) => n.run("ADD", "x1")],
-    ["a requested address that is taken (102)", 102, (n) => n.add("x1"), (n) => n.run("ADD", "x2", "eth0", { env: { CNI_ARGS: "IP=10.67.0.2" } })],
-    ["a requested gateway (7)", 7, (n) => n.add("x1"), (n) => n.run("ADD", "x2", "eth0", { env: { CNI_ARGS: "IP=10.67.0.1" } })],
-    ["a requested address outside every range (7)", 7, (n) => n.add("x1"), (n) => n.run("ADD", "x2", "eth0", { env: { CNI_ARGS: "IP=10.99.0.1" } })],
-    ["a requested address that is no address (7)", 7, (n) => n.add("x1"), (n) => n.run("ADD", "x2", "eth0", { env: { CNI_ARGS: "IP=10.67.0.999" } })],
-    ["a malformed owner token (4)", 4, (n) => n.add("x1"), (n) => n.run("ADD", "x2", "eth0", { env: { CNI_TS_IPAM_OWNER: "nope" } })],
+    [
+      "a requested address that is taken (102)",
+      102,
+      (n) => n.add("x1"),
+      (n) => n.run("ADD", "x2", "eth0", { env: { CNI_ARGS: "IP=10.67.0.2" } }),
+    ],
+    [
+      "a requested gateway (7)",
+      7,
+      (n) => n.add("x1"),
+      (n) => n.run("ADD", "x2", "eth0", { env: { CNI_ARGS: "IP=10.67.0.1" } }),
+    ],
+    [
+      "a requested address outside every range (7)",
+      7,
+      (n) => n.add("x1"),
+      (n) => n.run("ADD", "x2", "eth0", { env: { CNI_ARGS: "IP=10.99.0.1" } }),
+    ],
+    [
+      "a requested address that is no address (7)",
+      7,
+      (n) => n.add("x1"),
+      (n) => n.run("ADD", "x2", "eth0", { env: { CNI_ARGS: "IP=10.67.0.999" } }),
+    ],
+    [
+      "a malformed owner token (4)",
+      4,
+      (n) => n.add("x1"),
+      (n) => n.run("ADD", "x2", "eth0", { env: { CNI_TS_IPAM_OWNER: "nope" } }),
+    ],
     [
       "the second range set taken after the first reserved (102): last_reserved_ip.0 as before",
       102,
@@ -318,13 +393,18 @@ describe("a refused ADD changes nothing, bookkeeping included (issue 16.9)", () 
         n.add("x1");
         const start = readFileSync(`/proc/${process.pid}/stat`, "utf8");
         const fields = start.slice(start.lastIndexOf(")") + 2).split(" ");
-        writeFileSync(join(n.meta, "claims", "x2@eth0"), JSON.stringify({ token: "t", pid: process.pid, start: fields[19], time: Date.now() }));
+        writeFileSync(
+          join(n.meta, "claims", "x2@eth0"),
+          JSON.stringify({ token: "t", pid: process.pid, start: fields[19], time: Date.now() }),
+        );
       },
       (n) => n.run("ADD", "x2"),
     ],
   ];
   it.each(refusals)("host-local: %s", (_label, code, setup, refused) => {
-    const ranges = _label.startsWith("the second") ? [[{ subnet: "10.67.0.0/24" }], [{ subnet: "fd67::/64" }]] : [[{ subnet: "10.67.0.0/24", rangeEnd: "10.67.0.3" }]];
+    const ranges = _label.startsWith("the second")
+      ? [[{ subnet: "10.67.0.0/24" }], [{ subnet: "fd67::/64" }]]
+      : [[{ subnet: "10.67.0.0/24", rangeEnd: "10.67.0.3" }]];
     const net = new Net("refusals", ranges);
     setup(net);
     const before = snapshot(net.dataDir);

@@ -3,7 +3,18 @@
 // interoperability, crash leftovers, concurrency, kill -9, path safety and bad configs. No netns is needed:
 // host-local never enters one, so CNI_NETNS is any absolute path.
 import type { ChildProcess } from "node:child_process";
-import { existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type ProcResult, spawnPlugin } from "../../sandbox/plugin.js";
@@ -30,7 +41,13 @@ type Json = Record<string, unknown>;
 /** A network configuration: extra's top-level keys win, extra.ipam is merged over the default ipam. */
 function conf(version: string, extra: Json & { ipam?: Json } = {}): string {
   const { ipam, ...top } = extra;
-  return JSON.stringify({ cniVersion: version, name: "net1", type: "bridge", ...top, ipam: { type: "host-local", ...ipam } });
+  return JSON.stringify({
+    cniVersion: version,
+    name: "net1",
+    type: "bridge",
+    ...top,
+    ipam: { type: "host-local", ...ipam },
+  });
 }
 
 /** The environment a runtime sets for one verb (empty id/ifname are left out, as for GC and STATUS). */
@@ -95,7 +112,12 @@ class Net {
     const { ipam, ...rest } = top as Json & { ipam?: Json };
     return conf(version, { name: this.name, ...rest, ipam: { dataDir: this.dataDir, ...this.ipam, ...ipam } });
   }
-  run(cmd: string, id = "", ifname = "", o: { exe?: string; top?: Json; env?: Record<string, string>; version?: string } = {}): ExeResult {
+  run(
+    cmd: string,
+    id = "",
+    ifname = "",
+    o: { exe?: string; top?: Json; env?: Record<string, string>; version?: string } = {},
+  ): ExeResult {
     return runExe(o.exe ?? OURS, env(cmd, id, ifname, o.env), this.conf(o.top, o.version ?? this.version));
   }
   /** ADD that must succeed; returns the result. */
@@ -132,7 +154,9 @@ class Net {
   /** Every address an entry of our attachment index claims (the index must never outlive a release). */
   claims(): string[] {
     if (!existsSync(this.attachments)) return [];
-    return readdirSync(this.attachments).flatMap((f) => (JSON.parse(readFileSync(join(this.attachments, f), "utf8")) as { ips: string[] }).ips);
+    return readdirSync(this.attachments).flatMap(
+      (f) => (JSON.parse(readFileSync(join(this.attachments, f), "utf8")) as { ips: string[] }).ips,
+    );
   }
   /** Make a file look as if a crash left it long ago. */
   age(file: string): void {
@@ -159,7 +183,12 @@ class Net {
 }
 
 /** runExe, but asynchronous (spawn), so that many run at once; onSpawn gets the child (to kill it). */
-function runAsync(file: string, e: Record<string, string>, stdin: string, onSpawn?: (c: ChildProcess) => void): Promise<ProcResult> {
+function runAsync(
+  file: string,
+  e: Record<string, string>,
+  stdin: string,
+  onSpawn?: (c: ChildProcess) => void,
+): Promise<ProcResult> {
   return spawnPlugin(file, [], stdin, { env: e, ...(onSpawn ? { onSpawn } : {}) });
 }
 
@@ -191,7 +220,8 @@ describe.each([
   it("ADD prints the result of the version and writes the reference's files", () => {
     const net = mk("add");
     const result = net.add("ctr1", "eth0");
-    const ip = (address: string, gateway: string, family: string) => (old ? { version: family, address, gateway } : { address, gateway });
+    const ip = (address: string, gateway: string, family: string) =>
+      old ? { version: family, address, gateway } : { address, gateway };
     const expected: Json = {
       cniVersion: version,
       ips: [ip(`${v4}.2/24`, `${v4}.1`, "4"), ip(`${v6}:2/64`, `${v6}:1`, "6")],
@@ -295,7 +325,9 @@ describe("round robin", () => {
   });
 
   it("wraps from rangeEnd to rangeStart and skips what is taken", () => {
-    const net = new Net("wrap", { ranges: [[{ subnet: "10.2.1.0/24", rangeStart: "10.2.1.10", rangeEnd: "10.2.1.12" }]] });
+    const net = new Net("wrap", {
+      ranges: [[{ subnet: "10.2.1.0/24", rangeStart: "10.2.1.10", rangeEnd: "10.2.1.12" }]],
+    });
     expect(net.addrOf("x1")).toEqual(["10.2.1.10"]);
     expect(net.addrOf("x2")).toEqual(["10.2.1.11"]);
     expect(net.addrOf("x3")).toEqual(["10.2.1.12"]);
@@ -305,7 +337,11 @@ describe("round robin", () => {
     expect(net.addrOf("x5")).toEqual(["10.2.1.12"]);
     expectError(net.run("ADD", "x6", "eth0"), 101);
     expect(net.read("last_reserved_ip.0")).toBe("10.2.1.12");
-    expect(net.reservations()).toEqual({ "10.2.1.10": "x4\r\neth0", "10.2.1.11": "x2\r\neth0", "10.2.1.12": "x5\r\neth0" });
+    expect(net.reservations()).toEqual({
+      "10.2.1.10": "x4\r\neth0",
+      "10.2.1.11": "x2\r\neth0",
+      "10.2.1.12": "x5\r\neth0",
+    });
   });
 });
 
@@ -433,7 +469,12 @@ describe("GC (1.1.0)", () => {
       "10.5.0.4": "a3\r\neth0",
       "fd05::4": "a3\r\neth0",
     });
-    expect(untouched(net, before.map((b) => b.f))).toEqual(before);
+    expect(
+      untouched(
+        net,
+        before.map((b) => b.f),
+      ),
+    ).toEqual(before);
     // The released ones are really gone for DEL and CHECK too; the kept ones still check.
     expectError(net.run("CHECK", "a2", "eth0"), 103);
     expectOk(net.run("CHECK", "a1", "eth0"));
@@ -453,7 +494,12 @@ describe("GC (1.1.0)", () => {
     expectOk(net.gc({ "cni.dev/valid-attachments": [] }));
     expect(net.files()).toEqual(LR);
     expect(net.claims()).toEqual([]);
-    expect(untouched(net, before.map((b) => b.f))).toEqual(before);
+    expect(
+      untouched(
+        net,
+        before.map((b) => b.f),
+      ),
+    ).toEqual(before);
   });
 
   it("a legacy ID-only file is kept while an attachment of that container is listed", () => {
@@ -528,7 +574,9 @@ describe("interoperability with the reference host-local (Debian v1.1.1) on one 
   });
 
   it("(b) ours ADDs 3, the reference ADDs and DELs in between, ours never hands out a used address", () => {
-    const net = new Net("interop-b", { ranges: [[{ subnet: "10.6.1.0/24", rangeStart: "10.6.1.2", rangeEnd: "10.6.1.7" }]] });
+    const net = new Net("interop-b", {
+      ranges: [[{ subnet: "10.6.1.0/24", rangeStart: "10.6.1.2", rangeEnd: "10.6.1.7" }]],
+    });
     expect(["c1", "c2", "c3"].map((id) => net.addrOf(id)[0])).toEqual(["10.6.1.2", "10.6.1.3", "10.6.1.4"]);
     expect(net.addrOf("r4", "eth0", ref)).toEqual(["10.6.1.5"]);
     net.del("c2", "eth0", ref);
@@ -541,7 +589,15 @@ describe("interoperability with the reference host-local (Debian v1.1.1) on one 
     expectError(net.run("ADD", "c8", "eth0"), 101);
     // Ours still knows c2 is gone (DEL is a no-op) and that r4 holds .5 (DEL releases it).
     net.del("c2");
-    expect(net.files()).toEqual(["10.6.1.2", "10.6.1.3", "10.6.1.4", "10.6.1.5", "10.6.1.6", "10.6.1.7", "last_reserved_ip.0"]);
+    expect(net.files()).toEqual([
+      "10.6.1.2",
+      "10.6.1.3",
+      "10.6.1.4",
+      "10.6.1.5",
+      "10.6.1.6",
+      "10.6.1.7",
+      "last_reserved_ip.0",
+    ]);
     expect(net.reservations()).toEqual({
       "10.6.1.2": "c1\r\neth0",
       "10.6.1.3": "c7\r\neth0",
@@ -562,7 +618,9 @@ describe("interoperability with the reference host-local (Debian v1.1.1) on one 
     const adds = await Promise.all(jobs.map((j) => runAsync(j.exe, env("ADD", j.id, "eth0"), net.conf())));
     for (const r of adds) expect(r.status, r.stdout + r.stderr).toBe(0);
     const got = adds.map((r) => Net.addrs(JSON.parse(r.stdout) as Json));
-    expect(sorted(got.map((a) => a[0] as string))).toEqual(sorted(Array.from({ length: 24 }, (_, i) => `10.6.0.${i + 2}`)));
+    expect(sorted(got.map((a) => a[0] as string))).toEqual(
+      sorted(Array.from({ length: 24 }, (_, i) => `10.6.0.${i + 2}`)),
+    );
     expect(new Set(got.map((a) => a[1])).size).toBe(24);
     const res = net.reservations();
     jobs.forEach((j, i) => {
@@ -665,10 +723,12 @@ describe("tombstones are swept without GC (at most once an hour, on ADD or DEL)"
   const entryFile = (net: Net, id: string) => join(net.attachments, `${id}@eth0`);
   /** Every index entry as "id state". */
   const index = (net: Net) =>
-    sorted(readdirSync(net.attachments).map((f) => {
-      const e = JSON.parse(readFileSync(join(net.attachments, f), "utf8")) as { id: string; state: string };
-      return `${e.id} ${e.state}`;
-    }));
+    sorted(
+      readdirSync(net.attachments).map((f) => {
+        const e = JSON.parse(readFileSync(join(net.attachments, f), "utf8")) as { id: string; state: string };
+        return `${e.id} ${e.state}`;
+      }),
+    );
 
   it("DEL sweeps tombstones older than an hour once the last sweep is an hour old; young ones, adding and added stay", () => {
     const net = new Net("sweep", { ranges: [[{ subnet: "10.11.0.0/24" }]] });
@@ -686,11 +746,24 @@ describe("tombstones are swept without GC (at most once an hour, on ADD or DEL)"
 
     // The last sweep (when the network was first used) is recent: this DEL only stats the marker.
     net.del("nobody1");
-    expect(index(net)).toEqual(["live added", "nobody1 released", "old1 released", "old2 released", "stuck adding", "young released"]);
+    expect(index(net)).toEqual([
+      "live added",
+      "nobody1 released",
+      "old1 released",
+      "old2 released",
+      "stuck adding",
+      "young released",
+    ]);
 
     ageBy(join(meta(net), "swept"), HOUR + 60_000);
     net.del("nobody2");
-    expect(index(net)).toEqual(["live added", "nobody1 released", "nobody2 released", "stuck adding", "young released"]);
+    expect(index(net)).toEqual([
+      "live added",
+      "nobody1 released",
+      "nobody2 released",
+      "stuck adding",
+      "young released",
+    ]);
     expect(readdirSync(join(meta(net), "tmp"))).toEqual(["999999.2"]);
     expect(Date.now() - statSync(join(meta(net), "swept")).mtimeMs).toBeLessThan(60_000);
     expect(net.reservations()).toEqual(reservations);
@@ -789,7 +862,12 @@ describe("kill -9 during ADD", () => {
     // Our tmp/ may keep a killed writer's file until GC finds it old enough (the working-tree design sweeps after 60 s).
     // `lock` and the tombstone sweep's marker `swept` are empty by design.
     const empty = tree(net.dataDir).filter(
-      (p) => !p.endsWith("/") && p !== "net1/lock" && p !== ".cni-ts/net1/swept" && !p.startsWith(".cni-ts/net1/tmp/") && statSync(join(net.dataDir, p)).size === 0,
+      (p) =>
+        !p.endsWith("/") &&
+        p !== "net1/lock" &&
+        p !== ".cni-ts/net1/swept" &&
+        !p.startsWith(".cni-ts/net1/tmp/") &&
+        statSync(join(net.dataDir, p)).size === 0,
     );
     expect(empty).toEqual([]);
     expect(net.claims()).toEqual([]);
@@ -829,7 +907,9 @@ describe("path safety", () => {
       const r = runExe(OURS, env("ADD", "c1", "eth0"), conf("1.0.0", { ipam: { dataDir, ...dualStack(10) } }));
       expectError(r, 7);
       expect(String(r.json?.msg)).toContain("dataDir");
-      expect(runExe(OURS, env("DEL", "c1", "eth0"), conf("1.0.0", { ipam: { dataDir, ...dualStack(10) } })).json?.code).toBe(7);
+      expect(
+        runExe(OURS, env("DEL", "c1", "eth0"), conf("1.0.0", { ipam: { dataDir, ...dualStack(10) } })).json?.code,
+      ).toBe(7);
     }
     expect(existsSync(join(process.cwd(), rel))).toBe(false);
     expect(tree(base)).toEqual([]);
@@ -844,16 +924,19 @@ describe("path safety", () => {
     expect(lstatSync(net.dir).isSymbolicLink()).toBe(true);
   });
 
-  it.each([".cni-ts", ".cni-ts/net1"])("a symlink planted at <dataDir>/%s is refused with 7 and its target stays empty", (where) => {
-    const net = new Net("symlink-meta", dualStack(10));
-    const target = sandbox.tmpdir("hl-symlink-meta-target");
-    mkdirSync(join(net.dataDir, ".cni-ts"), { mode: 0o755, recursive: true });
-    if (where === ".cni-ts") rmSync(join(net.dataDir, ".cni-ts"), { recursive: true });
-    symlinkSync(target, join(net.dataDir, where));
-    expectError(net.run("ADD", "c1", "eth0"), 7);
-    expect(tree(target)).toEqual([]);
-    expect(existsSync(join(net.dir, "10.10.0.2"))).toBe(false);
-  });
+  it.each([".cni-ts", ".cni-ts/net1"])(
+    "a symlink planted at <dataDir>/%s is refused with 7 and its target stays empty",
+    (where) => {
+      const net = new Net("symlink-meta", dualStack(10));
+      const target = sandbox.tmpdir("hl-symlink-meta-target");
+      mkdirSync(join(net.dataDir, ".cni-ts"), { mode: 0o755, recursive: true });
+      if (where === ".cni-ts") rmSync(join(net.dataDir, ".cni-ts"), { recursive: true });
+      symlinkSync(target, join(net.dataDir, where));
+      expectError(net.run("ADD", "c1", "eth0"), 7);
+      expect(tree(target)).toEqual([]);
+      expect(existsSync(join(net.dir, "10.10.0.2"))).toBe(false);
+    },
+  );
 });
 
 // --- 11. bad configs --------------------------------------------------------------------------------------------

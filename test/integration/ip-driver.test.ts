@@ -30,7 +30,9 @@ describe("ip driver in a namespace", () => {
     const addrs = (await listAddrs(ns.path, "dummy0"))[0]?.addr_info.map((a) => `${a.local}/${a.prefixlen}`);
     expect(addrs).toEqual(expect.arrayContaining(["10.77.0.2/24", "fd77::2/64"]));
     const routes = await listRoutes(4, ns.path);
-    expect(routes).toEqual(expect.arrayContaining([expect.objectContaining({ dst: "10.78.0.0/16", gateway: "10.77.0.1", dev: "dummy0" })]));
+    expect(routes).toEqual(
+      expect.arrayContaining([expect.objectContaining({ dst: "10.78.0.0/16", gateway: "10.77.0.1", dev: "dummy0" })]),
+    );
   });
 
   it("an absent link reads as undefined", async () => {

@@ -30,18 +30,52 @@ interface Call {
 }
 
 /** Run a loopback executable (ours unless `exe`) in the node namespace with a clean environment. */
-function lo(cmd: string, netns: string, conf: Record<string, unknown>, o: { exe?: string; ifname?: string } = {}): Call {
-  const env = { PATH: labPath(sb), CNI_COMMAND: cmd, CNI_CONTAINERID: "lo-ctr", CNI_NETNS: netns, CNI_IFNAME: o.ifname ?? "lo", CNI_PATH: bin };
-  const r = spawnSync("ip", ["netns", "exec", node.name, "env", "-i", ...Object.entries(env).map(([k, v]) => `${k}=${v}`), o.exe ?? join(bin, "loopback")], {
-    input: JSON.stringify(conf),
-    encoding: "utf8",
-    timeout: 30_000,
-  });
+function lo(
+  cmd: string,
+  netns: string,
+  conf: Record<string, unknown>,
+  o: { exe?: string; ifname?: string } = {},
+): Call {
+  const env = {
+    PATH: labPath(sb),
+    CNI_COMMAND: cmd,
+    CNI_CONTAINERID: "lo-ctr",
+    CNI_NETNS: netns,
+    CNI_IFNAME: o.ifname ?? "lo",
+    CNI_PATH: bin,
+  };
+  const r = spawnSync(
+    "ip",
+    [
+      "netns",
+      "exec",
+      node.name,
+      "env",
+      "-i",
+      ...Object.entries(env).map(([k, v]) => `${k}=${v}`),
+      o.exe ?? join(bin, "loopback"),
+    ],
+    {
+      input: JSON.stringify(conf),
+      encoding: "utf8",
+      timeout: 30_000,
+    },
+  );
   const stdout = r.stdout ?? "";
-  return { status: r.status, stdout, stderr: r.stderr ?? "", out: stdout.trim() === "" ? undefined : (JSON.parse(stdout) as Record<string, any>) };
+  return {
+    status: r.status,
+    stdout,
+    stderr: r.stderr ?? "",
+    out: stdout.trim() === "" ? undefined : (JSON.parse(stdout) as Record<string, any>),
+  };
 }
 
-const conf = (cniVersion: string, extra: Record<string, unknown> = {}) => ({ cniVersion, name: "lonet", type: "loopback", ...extra });
+const conf = (cniVersion: string, extra: Record<string, unknown> = {}) => ({
+  cniVersion,
+  name: "lonet",
+  type: "loopback",
+  ...extra,
+});
 const pod = (label: string): Ns => {
   const p = sb.netns(label);
   nsRun(p.name, "ip", ["link", "set", "lo", "down"]);
@@ -59,7 +93,10 @@ describe("loopback (cni-ts)", () => {
     expect(r.out).toEqual({
       cniVersion: "1.0.0",
       interfaces: [{ mac: "00:00:00:00:00:00", name: "lo", sandbox: p.path }],
-      ips: [{ address: "127.0.0.1/8", interface: 0 }, { address: "::1/128", interface: 0 }],
+      ips: [
+        { address: "127.0.0.1/8", interface: 0 },
+        { address: "::1/128", interface: 0 },
+      ],
     });
   });
 
@@ -69,7 +106,8 @@ describe("loopback (cni-ts)", () => {
       const r = lo("ADD", p.path, conf(v), { ifname: "eth0" });
       expect([r.status, r.out?.cniVersion], v).toEqual([0, v]);
       expect(isUp(p)).toBe(true);
-      if (v === "0.1.0" || v === "0.2.0") expect(r.out).toEqual({ cniVersion: v, ip4: { ip: "127.0.0.1/8" }, ip6: { ip: "::1/128" }, dns: {} });
+      if (v === "0.1.0" || v === "0.2.0")
+        expect(r.out).toEqual({ cniVersion: v, ip4: { ip: "127.0.0.1/8" }, ip6: { ip: "::1/128" }, dns: {} });
       else expect(r.out!.interfaces).toEqual([{ name: "lo", mac: "00:00:00:00:00:00", sandbox: p.path }]);
     }
   });
@@ -83,7 +121,11 @@ describe("loopback (cni-ts)", () => {
 
   it("passes a prevResult through unchanged when chained", () => {
     const p = pod("chained");
-    const prev = { cniVersion: "1.0.0", interfaces: [{ name: "eth0", sandbox: p.path }], ips: [{ address: "10.9.0.5/24", interface: 0 }] };
+    const prev = {
+      cniVersion: "1.0.0",
+      interfaces: [{ name: "eth0", sandbox: p.path }],
+      ips: [{ address: "10.9.0.5/24", interface: 0 }],
+    };
     const r = lo("ADD", p.path, conf("1.0.0", { prevResult: prev }));
     expect(r.out).toEqual(prev);
     expect(isUp(p)).toBe(true);
@@ -124,22 +166,39 @@ describe("loopback (cni-ts)", () => {
       const r = lo("VERSION", "", conf(v));
       expect(JSON.parse(r.stdout)).toEqual({ cniVersion: v, supportedVersions: VERSIONS });
     }
-    for (const cmd of ["GC", "STATUS"]) expect(lo(cmd, "", conf("1.1.0", { "cni.dev/valid-attachments": [] })), cmd).toMatchObject({ status: 0, stdout: "" });
+    for (const cmd of ["GC", "STATUS"])
+      expect(lo(cmd, "", conf("1.1.0", { "cni.dev/valid-attachments": [] })), cmd).toMatchObject({
+        status: 0,
+        stdout: "",
+      });
   });
 });
 
 /** The differences asserted below, as the rows of docs/loopback.md name them (each marked [diff] there). */
-const INTENDED_DIFFERENCES = ["Result at 0.1.0 and 0.2.0", "`version` in ips at 0.3.x/0.4.0", "`dns` in the result", "Non-loopback addresses on lo", "DEL on an unmounted namespace file", "Error codes", "Version 1.1.0, GC, STATUS"];
+const INTENDED_DIFFERENCES = [
+  "Result at 0.1.0 and 0.2.0",
+  "`version` in ips at 0.3.x/0.4.0",
+  "`dns` in the result",
+  "Non-loopback addresses on lo",
+  "DEL on an unmounted namespace file",
+  "Error codes",
+  "Version 1.1.0, GC, STATUS",
+];
 
 describe.skipIf(!HAVE_REFERENCE)("loopback: cni-ts vs the reference 1.1.1, same calls side by side", () => {
   const ref = join(REFERENCE_BIN, "loopback");
-  const strip = (o: Record<string, any> | undefined, p: Ns) => JSON.parse(JSON.stringify(o).replaceAll(p.path, "SANDBOX")) as Record<string, any>;
+  const strip = (o: Record<string, any> | undefined, p: Ns) =>
+    JSON.parse(JSON.stringify(o).replaceAll(p.path, "SANDBOX")) as Record<string, any>;
 
   it("docs/loopback.md has a [diff] row for every difference asserted here", () => {
     const rows = readFileSync(join(ROOT, "docs/loopback.md"), "utf8")
       .split("\n")
       .filter((l) => l.startsWith("| ") && l.includes("**[diff]**"));
-    for (const d of INTENDED_DIFFERENCES) expect(rows.some((r) => r.startsWith(`| ${d}`)), d).toBe(true);
+    for (const d of INTENDED_DIFFERENCES)
+      expect(
+        rows.some((r) => r.startsWith(`| ${d}`)),
+        d,
+      ).toBe(true);
     expect(rows).toHaveLength(INTENDED_DIFFERENCES.length);
   });
 
@@ -153,11 +212,18 @@ describe.skipIf(!HAVE_REFERENCE)("loopback: cni-ts vs the reference 1.1.1, same 
       expect(r, v).toEqual({
         cniVersion: v,
         interfaces: [{ name: "lo", mac: "00:00:00:00:00:00", sandbox: "SANDBOX" }],
-        ips: [{ interface: 0, address: "127.0.0.1/8" }, { interface: 0, address: "::1/128" }],
+        ips: [
+          { interface: 0, address: "127.0.0.1/8" },
+          { interface: 0, address: "::1/128" },
+        ],
         dns: {},
       });
       if (v === "1.0.0") expect(o).toEqual({ ...r, dns: undefined });
-      else if (v.startsWith("0.3") || v === "0.4.0") expect(o).toEqual({ ...r, ips: r.ips.map((ip: { address: string }) => ({ ...ip, version: ip.address.includes(":") ? "6" : "4" })) });
+      else if (v.startsWith("0.3") || v === "0.4.0")
+        expect(o).toEqual({
+          ...r,
+          ips: r.ips.map((ip: { address: string }) => ({ ...ip, version: ip.address.includes(":") ? "6" : "4" })),
+        });
       else expect(o).toEqual({ cniVersion: v, ip4: { ip: "127.0.0.1/8" }, ip6: { ip: "::1/128" }, dns: {} });
     }
   });
@@ -178,7 +244,10 @@ describe.skipIf(!HAVE_REFERENCE)("loopback: cni-ts vs the reference 1.1.1, same 
     lo("ADD", p.path, conf("1.0.0"));
     for (const exe of [ref, undefined]) expect(lo("CHECK", p.path, conf("1.0.0"), { exe }).status).toBe(0);
     nsRun(p.name, "ip", ["link", "set", "lo", "down"]);
-    expect(lo("CHECK", p.path, conf("1.0.0"), { exe: ref }).out).toMatchObject({ code: 999, msg: "loopback interface is down" });
+    expect(lo("CHECK", p.path, conf("1.0.0"), { exe: ref }).out).toMatchObject({
+      code: 999,
+      msg: "loopback interface is down",
+    });
     expect(lo("CHECK", p.path, conf("1.0.0")).out).toMatchObject({ code: 103, msg: "loopback interface is down" });
     nsRun(p.name, "ip", ["link", "set", "lo", "up"]);
     for (const exe of [ref, undefined]) {
@@ -196,9 +265,15 @@ describe.skipIf(!HAVE_REFERENCE)("loopback: cni-ts vs the reference 1.1.1, same 
   it("a non-loopback address on lo: the reference fails ADD, cni-ts reports the loopback addresses only", () => {
     const [pr, po] = [pod("dextra-r"), pod("dextra-o")];
     for (const p of [pr, po]) nsRun(p.name, "ip", ["addr", "add", "10.9.9.9/32", "dev", "lo"]);
-    expect(lo("ADD", pr.path, conf("1.0.0"), { exe: ref }).out).toMatchObject({ code: 999, msg: 'loopback interface found with non-loopback address "10.9.9.9"' });
+    expect(lo("ADD", pr.path, conf("1.0.0"), { exe: ref }).out).toMatchObject({
+      code: 999,
+      msg: 'loopback interface found with non-loopback address "10.9.9.9"',
+    });
     const o = lo("ADD", po.path, conf("1.0.0"));
-    expect(o.out!.ips).toEqual([{ address: "127.0.0.1/8", interface: 0 }, { address: "::1/128", interface: 0 }]);
+    expect(o.out!.ips).toEqual([
+      { address: "127.0.0.1/8", interface: 0 },
+      { address: "::1/128", interface: 0 },
+    ]);
   });
 
   it("1.1.0: the reference refuses the version (and so GC and STATUS); cni-ts serves it", () => {

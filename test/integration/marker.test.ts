@@ -15,14 +15,24 @@ afterAll(() => sb.cleanup());
 /** Where the plugin running in `lab`'s node namespace keeps the marker of an attachment. */
 function markerFile(lab: BridgeLab, kind: "masq" | "portmap", containerID: string, ifname = "eth0"): string {
   const ino = statSync(lab.node.path).ino;
-  return join("/run/cni-ts", kind, String(ino), createHash("sha256").update(`${lab.network}\n${containerID}\n${ifname}`).digest("hex"));
+  return join(
+    "/run/cni-ts",
+    kind,
+    String(ino),
+    createHash("sha256").update(`${lab.network}\n${containerID}\n${ifname}`).digest("hex"),
+  );
 }
 
 describe("bridge masquerade markers", () => {
   for (const backend of ["iptables", "nftables"] as const) {
     it(`ADD with ${backend} marks the attachment with its backend; a DEL without prevResult removes the masquerade and the marker`, () => {
       const lab = new BridgeLab(sb, `mk${backend.slice(0, 3)}`);
-      const conf: Conf = lab.conf({ isGateway: true, ipMasq: true, ipMasqBackend: backend, ipam: lab.hostLocal(["10.71.0.0/24"]) });
+      const conf: Conf = lab.conf({
+        isGateway: true,
+        ipMasq: true,
+        ipMasqBackend: backend,
+        ipam: lab.hostLocal(["10.71.0.0/24"]),
+      });
       const pod = lab.pod();
       const id = `ctr-${pod.name}`;
       const res = lab.add(conf, { pod });
@@ -42,7 +52,12 @@ describe("bridge masquerade markers", () => {
 
   it("the marker decides where a DEL without prevResult looks: one naming the other backend leaves this one's rules", () => {
     const lab = new BridgeLab(sb, "mkwrong");
-    const conf: Conf = lab.conf({ isGateway: true, ipMasq: true, ipMasqBackend: "iptables", ipam: lab.hostLocal(["10.72.0.0/24"]) });
+    const conf: Conf = lab.conf({
+      isGateway: true,
+      ipMasq: true,
+      ipMasqBackend: "iptables",
+      ipam: lab.hostLocal(["10.72.0.0/24"]),
+    });
     const pod = lab.pod();
     const id = `ctr-${pod.name}`;
     const res = lab.add(conf, { pod });
@@ -58,7 +73,12 @@ describe("bridge masquerade markers", () => {
 
   it("a marker of an older cni-ts (no backend named) makes DEL look at both backends", () => {
     const lab = new BridgeLab(sb, "mkold");
-    const conf: Conf = lab.conf({ isGateway: true, ipMasq: true, ipMasqBackend: "nftables", ipam: lab.hostLocal(["10.73.0.0/24"]) });
+    const conf: Conf = lab.conf({
+      isGateway: true,
+      ipMasq: true,
+      ipMasqBackend: "nftables",
+      ipam: lab.hostLocal(["10.73.0.0/24"]),
+    });
     const pod = lab.pod();
     const id = `ctr-${pod.name}`;
     const res = lab.add(conf, { pod });

@@ -13,13 +13,27 @@ import { mkdirSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CniError } from "../../lib/errors.js";
-import { addMasq, checkMasq, delMasq, gcMasq, masqKeys, resolveMasqBackend, type MasqBackend, type MasqEntry } from "../../lib/netfilter/masq.js";
+import {
+  addMasq,
+  checkMasq,
+  delMasq,
+  gcMasq,
+  masqKeys,
+  resolveMasqBackend,
+  type MasqBackend,
+  type MasqEntry,
+} from "../../lib/netfilter/masq.js";
 import { iptablesMasqChain, iptablesMasqComment } from "../../lib/netfilter/masq-iptables.js";
 import { MASQ_NFT_TABLE, nftMasqComment } from "../../lib/netfilter/masq-nft.js";
 import { Sandbox } from "./helpers.js";
 
 const sb = new Sandbox();
-const ns = { node: { name: "", path: "" }, pod: { name: "", path: "" }, peer: { name: "", path: "" }, out: { name: "", path: "" } };
+const ns = {
+  node: { name: "", path: "" },
+  pod: { name: "", path: "" },
+  peer: { name: "", path: "" },
+  out: { name: "", path: "" },
+};
 
 const NET = "masqnet";
 const CID = "c0ffee0000000000000000000000000000000000000000000000000000000001";
@@ -41,7 +55,9 @@ function ping(to: string): boolean {
 
 /** Echo requests counted so far by the receiver's probe table, per counter name. */
 function probe(nsName: string): Record<string, number> {
-  const doc = JSON.parse(sb.exec(nsName, "nft", ["-j", "list", "counters", "table", "inet", "probe"])) as { nftables: Array<{ counter?: { name: string; packets: number } }> };
+  const doc = JSON.parse(sb.exec(nsName, "nft", ["-j", "list", "counters", "table", "inet", "probe"])) as {
+    nftables: Array<{ counter?: { name: string; packets: number } }>;
+  };
   const out: Record<string, number> = {};
   for (const o of doc.nftables) if (o.counter) out[o.counter.name] = o.counter.packets;
   return out;
@@ -125,7 +141,10 @@ function iptablesState(): string {
       .filter((l) => !l.startsWith("#"))
       .map((l) => l.replace(/\[\d+:\d+\]/, "[0:0]"))
       .join("\n");
-  return clean(sb.exec(ns.node.name, "iptables-save", ["-t", "nat"])) + clean(sb.exec(ns.node.name, "ip6tables-save", ["-t", "nat"]));
+  return (
+    clean(sb.exec(ns.node.name, "iptables-save", ["-t", "nat"])) +
+    clean(sb.exec(ns.node.name, "ip6tables-save", ["-t", "nat"]))
+  );
 }
 
 function snapshot(): { nft: Map<string, string>; ipt: string } {
@@ -136,7 +155,14 @@ function entry(i: number, over: Partial<MasqEntry> = {}): MasqEntry[] {
   const id = `c${i.toString().padStart(3, "0")}`;
   return [
     { network: NET, containerID: id, ifname: "eth0", ip: `10.61.2.${i}`, subnet: "10.61.0.0/16", ...over },
-    { network: NET, containerID: id, ifname: "eth0", ip: `fd61:0:0:2::${i.toString(16)}`, subnet: "fd61::/48", ...over },
+    {
+      network: NET,
+      containerID: id,
+      ifname: "eth0",
+      ip: `fd61:0:0:2::${i.toString(16)}`,
+      subnet: "fd61::/48",
+      ...over,
+    },
   ];
 }
 
@@ -242,13 +268,28 @@ describe.each(["nftables", "iptables"] as MasqBackend[])("ipMasq with the %s bac
           /^nftables chain inet cni_ts_masq postrouting lacks the rule "ip saddr @pods4 ip daddr != 224\.0\.0\.0\/4 ip saddr \. ip daddr != @local4 masquerade"$/,
         );
       } else {
-        sb.exec(ns.node.name, "iptables", ["-t", "nat", "-D", "POSTROUTING", "-s", "10.61.0.2/32", "-m", "comment", "--comment", iptablesMasqComment(NET, CID), "-j", chain]);
+        sb.exec(ns.node.name, "iptables", [
+          "-t",
+          "nat",
+          "-D",
+          "POSTROUTING",
+          "-s",
+          "10.61.0.2/32",
+          "-m",
+          "comment",
+          "--comment",
+          iptablesMasqComment(NET, CID),
+          "-j",
+          chain,
+        ]);
         expect(await checkMasq(backend, [pod4, pod6], ns.node.path)).toBe(
           `iptables has no POSTROUTING rule sending traffic from 10.61.0.2 to ${chain} (${NET}/${CID})`,
         );
         expect(await checkMasq(backend, [pod6], ns.node.path)).toBeUndefined();
         sb.exec(ns.node.name, "ip6tables", ["-t", "nat", "-D", chain, "2"]);
-        expect(await checkMasq(backend, [pod6], ns.node.path)).toBe(`iptables chain ${chain} of ${NET}/${CID} has no "! -d ff00::/8 -j MASQUERADE" rule`);
+        expect(await checkMasq(backend, [pod6], ns.node.path)).toBe(
+          `iptables chain ${chain} of ${NET}/${CID} has no "! -d ff00::/8 -j MASQUERADE" rule`,
+        );
       }
       await addMasq(backend, [pod4, pod6], ns.node.path);
       expect(await checkMasq(backend, [pod4, pod6], ns.node.path)).toBeUndefined();
@@ -256,7 +297,11 @@ describe.each(["nftables", "iptables"] as MasqBackend[])("ipMasq with the %s bac
     } finally {
       await delMasq(NET, CID, "eth0", undefined, ns.node.path);
     }
-    expect(await checkMasq(backend, [pod4], ns.node.path)).toMatch(backend === "nftables" ? /^nftables set pods4 has no element 10\.61\.0\.2/ : /^iptables chain CNI-[0-9a-f]{24} \(nat\) .* is missing$/);
+    expect(await checkMasq(backend, [pod4], ns.node.path)).toMatch(
+      backend === "nftables"
+        ? /^nftables set pods4 has no element 10\.61\.0\.2/
+        : /^iptables chain CNI-[0-9a-f]{24} \(nat\) .* is missing$/,
+    );
   });
 
   it("DEL succeeds twice, for an unknown attachment, and in a namespace without any table", async () => {
@@ -292,7 +337,8 @@ describe.each(["nftables", "iptables"] as MasqBackend[])("ipMasq with the %s bac
       await gcMasq(NET, [], ns.node.path);
       expect(snapshot()).toEqual(before);
     } finally {
-      for (const e of [a, b, c, other]) await delMasq(e[0]!.network, e[0]!.containerID, "eth0", undefined, ns.node.path);
+      for (const e of [a, b, c, other])
+        await delMasq(e[0]!.network, e[0]!.containerID, "eth0", undefined, ns.node.path);
     }
   });
 
@@ -306,7 +352,15 @@ describe.each(["nftables", "iptables"] as MasqBackend[])("ipMasq with the %s bac
       return new Set(keys);
     };
     try {
-      await gcMasq(NET, [{ containerID: "c005", ifname: "eth0" }, { containerID: "c006", ifname: "eth0" }], ns.node.path, live([]));
+      await gcMasq(
+        NET,
+        [
+          { containerID: "c005", ifname: "eth0" },
+          { containerID: "c006", ifname: "eth0" },
+        ],
+        ns.node.path,
+        live([]),
+      );
       expect(asked).toBe(0);
       // Nothing listed, b live: a goes, b stays.
       await gcMasq(NET, [], ns.node.path, live(masqKeys(NET, "c006", "eth0")));
@@ -334,11 +388,21 @@ describe.each(["nftables", "iptables"] as MasqBackend[])("ipMasq with the %s bac
       expect(await checkMasq(backend, [pod4, pod6], ns.node.path)).toBeUndefined();
       // iptables: the leaked chain and its jumps stay beside the new owner's (both masquerade the same way).
       if (backend === "iptables") expect(iptablesState()).toContain(iptablesMasqChain(NET, LEAKED));
-      await gcMasq(NET, [{ containerID: CID, ifname: "eth0" }], ns.node.path, async () => new Set(masqKeys(NET, CID, "eth0")));
+      await gcMasq(
+        NET,
+        [{ containerID: CID, ifname: "eth0" }],
+        ns.node.path,
+        async () => new Set(masqKeys(NET, CID, "eth0")),
+      );
       expect(await checkMasq(backend, [pod4, pod6], ns.node.path)).toBeUndefined();
       expect(ping("10.62.0.2") && ping("fd62::2")).toBe(true);
-      const text = backend === "nftables" ? sb.exec(ns.node.name, "nft", ["list", "table", "inet", "cni_ts_masq"]) : iptablesState();
-      expect(text).not.toContain(backend === "nftables" ? nftMasqComment(NET, LEAKED, "eth0") : iptablesMasqChain(NET, LEAKED));
+      const text =
+        backend === "nftables"
+          ? sb.exec(ns.node.name, "nft", ["list", "table", "inet", "cni_ts_masq"])
+          : iptablesState();
+      expect(text).not.toContain(
+        backend === "nftables" ? nftMasqComment(NET, LEAKED, "eth0") : iptablesMasqChain(NET, LEAKED),
+      );
     } finally {
       await delMasq(NET, CID, "eth0", undefined, ns.node.path);
       await delMasq(NET, LEAKED, "eth0", undefined, ns.node.path);
@@ -378,9 +442,18 @@ describe("ipMasq nftables cost and backend choice", () => {
     const all = Array.from({ length: 20 }, (_, i) => entry(10 + i));
     const count = () => {
       const doc = JSON.parse(sb.exec(ns.node.name, "nft", ["-j", "list", "table", "inet", "cni_ts_masq"])) as {
-        nftables: Array<{ rule?: unknown; set?: { name: string; elem?: unknown[] }; map?: { name: string; elem?: unknown[] } }>;
+        nftables: Array<{
+          rule?: unknown;
+          set?: { name: string; elem?: unknown[] };
+          map?: { name: string; elem?: unknown[] };
+        }>;
       };
-      const sets = Object.fromEntries(doc.nftables.map((o) => o.set ?? o.map).filter((s) => s !== undefined).map((s) => [s.name, s.elem?.length ?? 0]));
+      const sets = Object.fromEntries(
+        doc.nftables
+          .map((o) => o.set ?? o.map)
+          .filter((s) => s !== undefined)
+          .map((s) => [s.name, s.elem?.length ?? 0]),
+      );
       return { rules: doc.nftables.filter((o) => o.rule).length, ...sets };
     };
     await Promise.all(all.map((e) => addMasq("nftables", e, ns.node.path)));
@@ -388,7 +461,17 @@ describe("ipMasq nftables cost and backend choice", () => {
       expect(count()).toEqual({ rules: 2, pods4: 20, local4: 20, owners4: 20, pods6: 20, local6: 20, owners6: 20 });
       expect(await checkMasq("nftables", all.flat(), ns.node.path)).toBeUndefined();
     } finally {
-      await Promise.all(all.map((e, i) => delMasq(NET, e[0]!.containerID, "eth0", i % 2 === 0 ? [`${e[0]!.ip}/16`, `${e[1]!.ip}/48`] : undefined, ns.node.path)));
+      await Promise.all(
+        all.map((e, i) =>
+          delMasq(
+            NET,
+            e[0]!.containerID,
+            "eth0",
+            i % 2 === 0 ? [`${e[0]!.ip}/16`, `${e[1]!.ip}/48`] : undefined,
+            ns.node.path,
+          ),
+        ),
+      );
     }
     expect(count()).toEqual({ rules: 2, pods4: 0, local4: 0, owners4: 0, pods6: 0, local6: 0, owners6: 0 });
   });
@@ -400,7 +483,9 @@ describe("ipMasq nftables cost and backend choice", () => {
     try {
       await addMasq("nftables", narrow, ns.node.path);
       expect(await checkMasq("nftables", narrow, ns.node.path)).toBeUndefined();
-      expect(await checkMasq("nftables", wide, ns.node.path)).toBe("nftables set local4 has no element 10.61.2.7 . 10.61.0.0/16 for attachment masqnet/c007/eth0");
+      expect(await checkMasq("nftables", wide, ns.node.path)).toBe(
+        "nftables set local4 has no element 10.61.2.7 . 10.61.0.0/16 for attachment masqnet/c007/eth0",
+      );
       const table = sb.exec(ns.node.name, "nft", ["list", "table", "inet", "cni_ts_masq"]);
       expect(table.match(/10\.61\.2\.7 \. /g)).toHaveLength(1);
     } finally {
@@ -411,13 +496,16 @@ describe("ipMasq nftables cost and backend choice", () => {
   it("resolveMasqBackend validates the config value and falls back like the reference", () => {
     expect(resolveMasqBackend("nftables")).toBe("nftables");
     expect(resolveMasqBackend("iptables")).toBe("iptables");
-    expect(() => resolveMasqBackend("ipchains")).toThrow(expect.objectContaining({ code: 7, message: 'unknown ipmasq backend "ipchains"' }));
+    expect(() => resolveMasqBackend("ipchains")).toThrow(
+      expect.objectContaining({ code: 7, message: 'unknown ipmasq backend "ipchains"' }),
+    );
     const saved = process.env.PATH;
     const dir = sb.tmpdir("masq-path");
     const only = (name: string, tools: string[]) => {
       const d = join(dir, name);
       mkdirSync(d);
-      for (const t of tools) symlinkSync(spawnSync("sh", ["-c", `command -v ${t}`], { encoding: "utf8" }).stdout.trim(), join(d, t));
+      for (const t of tools)
+        symlinkSync(spawnSync("sh", ["-c", `command -v ${t}`], { encoding: "utf8" }).stdout.trim(), join(d, t));
       return d;
     };
     const withIpt = only("ipt", ["iptables", "nft"]);

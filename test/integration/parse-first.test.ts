@@ -17,41 +17,96 @@ beforeAll(() => {
 afterAll(() => sb.cleanup());
 let seq = 0;
 
-function plugin(node: Ns, name: string, cmd: string, conf: Conf, netns: string, containerID = "pf-ctr", ifname = "eth0"): CniCall {
-  const env = { PATH: labPath(sb), CNI_COMMAND: cmd, CNI_CONTAINERID: containerID, CNI_NETNS: netns, CNI_IFNAME: ifname, CNI_PATH: bin };
-  const r = spawnSync("ip", ["netns", "exec", node.name, "env", "-i", ...Object.entries(env).map(([k, v]) => `${k}=${v}`), join(bin, name)], {
-    input: JSON.stringify(conf),
-    encoding: "utf8",
-    timeout: 60_000,
-  });
+function plugin(
+  node: Ns,
+  name: string,
+  cmd: string,
+  conf: Conf,
+  netns: string,
+  containerID = "pf-ctr",
+  ifname = "eth0",
+): CniCall {
+  const env = {
+    PATH: labPath(sb),
+    CNI_COMMAND: cmd,
+    CNI_CONTAINERID: containerID,
+    CNI_NETNS: netns,
+    CNI_IFNAME: ifname,
+    CNI_PATH: bin,
+  };
+  const r = spawnSync(
+    "ip",
+    ["netns", "exec", node.name, "env", "-i", ...Object.entries(env).map(([k, v]) => `${k}=${v}`), join(bin, name)],
+    {
+      input: JSON.stringify(conf),
+      encoding: "utf8",
+      timeout: 60_000,
+    },
+  );
   const stdout = r.stdout ?? "";
-  return { status: r.status, stdout, stderr: r.stderr ?? "", out: stdout.trim() === "" ? undefined : (JSON.parse(stdout) as Record<string, any>), ms: 0 };
+  return {
+    status: r.status,
+    stdout,
+    stderr: r.stderr ?? "",
+    out: stdout.trim() === "" ? undefined : (JSON.parse(stdout) as Record<string, any>),
+    ms: 0,
+  };
 }
 
 describe("loopback", () => {
-  it.each([{ ips: "x" }, { interfaces: 5 }, "text", 7])("ADD with a malformed prevResult %j: 6, and lo stays down", (prevResult) => {
-    const node = sb.netns(`pflo${++seq}`);
-    const pod = sb.netns(`pflopod${seq}`);
-    nsRun(pod.name, "ip", ["link", "set", "lo", "down"]);
-    const r = plugin(node, "loopback", "ADD", { cniVersion: "1.0.0", name: "pf", type: "loopback", prevResult }, pod.path, "pf-ctr", "lo");
-    expect([r.status, r.out?.code]).toEqual([1, 6]);
-    expect(linkOf(pod.name, "lo")!.flags).not.toContain("UP");
-  });
+  it.each([{ ips: "x" }, { interfaces: 5 }, "text", 7])(
+    "ADD with a malformed prevResult %j: 6, and lo stays down",
+    (prevResult) => {
+      const node = sb.netns(`pflo${++seq}`);
+      const pod = sb.netns(`pflopod${seq}`);
+      nsRun(pod.name, "ip", ["link", "set", "lo", "down"]);
+      const r = plugin(
+        node,
+        "loopback",
+        "ADD",
+        { cniVersion: "1.0.0", name: "pf", type: "loopback", prevResult },
+        pod.path,
+        "pf-ctr",
+        "lo",
+      );
+      expect([r.status, r.out?.code]).toEqual([1, 6]);
+      expect(linkOf(pod.name, "lo")!.flags).not.toContain("UP");
+    },
+  );
 });
 
 describe("portmap (iptables)", () => {
   const prev = (pod: Ns, v4: string, v6: string) => ({
     cniVersion: "1.0.0",
     interfaces: [{ name: "eth0", mac: "02:00:00:00:61:02", sandbox: pod.path }],
-    ips: [{ address: v4, interface: 0 }, { address: v6, interface: 0 }],
+    ips: [
+      { address: v4, interface: 0 },
+      { address: v6, interface: 0 },
+    ],
   });
-  const pm = (p: unknown, mappings: unknown[], extra: Conf = {}) => ({ cniVersion: "1.0.0", name: "pfnet", type: "portmap", backend: "iptables", runtimeConfig: { portMappings: mappings }, prevResult: p, ...extra });
+  const pm = (p: unknown, mappings: unknown[], extra: Conf = {}) => ({
+    cniVersion: "1.0.0",
+    name: "pfnet",
+    type: "portmap",
+    backend: "iptables",
+    runtimeConfig: { portMappings: mappings },
+    prevResult: p,
+    ...extra,
+  });
 
   it("a missing externalSetMarkChain: 7, and not even the shared chains are created", () => {
     const node = sb.netns("pfext");
     const pod = sb.netns("pfextpod");
     const before = iptNat(node.name);
-    const r = plugin(node, "portmap", "ADD", pm(prev(pod, "10.61.0.2/24", "fd61::2/64"), [{ hostPort: 18090, containerPort: 80, protocol: "tcp" }], { externalSetMarkChain: "NO-SUCH-CHAIN" }), pod.path);
+    const r = plugin(
+      node,
+      "portmap",
+      "ADD",
+      pm(prev(pod, "10.61.0.2/24", "fd61::2/64"), [{ hostPort: 18090, containerPort: 80, protocol: "tcp" }], {
+        externalSetMarkChain: "NO-SUCH-CHAIN",
+      }),
+      pod.path,
+    );
     expect([r.status, r.out?.code], r.stdout).toEqual([1, 7]);
     expect(iptNat(node.name)).toBe(before);
   });
@@ -60,11 +115,27 @@ describe("portmap (iptables)", () => {
     const node = sb.netns("pfconf");
     const pod = sb.netns("pfconfpod");
     const other = sb.netns("pfconfother");
-    const a = plugin(node, "portmap", "ADD", pm(prev(other, "10.62.0.3/24", "fd62::3/64"), [{ hostPort: 18091, containerPort: 80, protocol: "tcp", hostIP: "::" }]), other.path, "pf-first");
+    const a = plugin(
+      node,
+      "portmap",
+      "ADD",
+      pm(prev(other, "10.62.0.3/24", "fd62::3/64"), [
+        { hostPort: 18091, containerPort: 80, protocol: "tcp", hostIP: "::" },
+      ]),
+      other.path,
+      "pf-first",
+    );
     expect(a.status, a.stdout).toBe(0);
     const before = iptNat(node.name);
     expect(before).toContain("18091");
-    const r = plugin(node, "portmap", "ADD", pm(prev(pod, "10.62.0.2/24", "fd62::2/64"), [{ hostPort: 18091, containerPort: 80, protocol: "tcp" }]), pod.path, "pf-second");
+    const r = plugin(
+      node,
+      "portmap",
+      "ADD",
+      pm(prev(pod, "10.62.0.2/24", "fd62::2/64"), [{ hostPort: 18091, containerPort: 80, protocol: "tcp" }]),
+      pod.path,
+      "pf-second",
+    );
     expect([r.status, r.out?.code], r.stdout).toEqual([1, 102]);
     expect(iptNat(node.name)).toBe(before);
   });
@@ -78,7 +149,19 @@ describe("routes", () => {
     nsRun(pod.name, "ip", ["addr", "add", "10.63.0.2/24", "dev", "eth0"]);
     nsRun(pod.name, "ip", ["link", "set", "eth0", "up"]);
     const before = nsRun(pod.name, "ip", ["-json", "route", "show", "table", "all"]).stdout;
-    const r = plugin(node, "routes", "ADD", { cniVersion: "1.0.0", name: "pf", type: "routes", addroutes: [{ dst: "10.99.0.0/16", gw: "10.63.0.1" }], prevResult: { ips: [{ address: "nope" }] } }, pod.path);
+    const r = plugin(
+      node,
+      "routes",
+      "ADD",
+      {
+        cniVersion: "1.0.0",
+        name: "pf",
+        type: "routes",
+        addroutes: [{ dst: "10.99.0.0/16", gw: "10.63.0.1" }],
+        prevResult: { ips: [{ address: "nope" }] },
+      },
+      pod.path,
+    );
     expect([r.status, r.out?.code], r.stdout).toEqual([1, 6]);
     expect(nsRun(pod.name, "ip", ["-json", "route", "show", "table", "all"]).stdout).toBe(before);
   });

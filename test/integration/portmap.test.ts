@@ -9,7 +9,21 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { dnatChainName, nftOwner } from "../../plugins/portmap/identity.js";
-import { binDir, BridgeLab, type CniCall, type Conf, iptNat, labPath, nftRuleset, nsRun, type Ns, recordingTools, REFERENCE_BIN, sysctl, wire } from "./bridge-lab.js";
+import {
+  binDir,
+  BridgeLab,
+  type CniCall,
+  type Conf,
+  iptNat,
+  labPath,
+  nftRuleset,
+  nsRun,
+  type Ns,
+  recordingTools,
+  REFERENCE_BIN,
+  sysctl,
+  wire,
+} from "./bridge-lab.js";
 import { requireBuilt, ROOT, Sandbox, sh } from "./helpers.js";
 import { answer, POD_PORT, serve, stop, stopAll, talk } from "./traffic.js";
 
@@ -49,11 +63,20 @@ class PortmapLab {
   }
 
   bridgeConf(cniVersion = "1.0.0"): Conf {
-    const ipam = { type: "host-local", dataDir: this.lab.dataDir, ranges: [[{ subnet: SUBNET4 }], [{ subnet: SUBNET6 }]] };
+    const ipam = {
+      type: "host-local",
+      dataDir: this.lab.dataDir,
+      ranges: [[{ subnet: SUBNET4 }], [{ subnet: SUBNET6 }]],
+    };
     return this.lab.conf({ isDefaultGateway: true, hairpinMode: true, ipam }, cniVersion);
   }
 
-  pmConf(backend: Backend | undefined, portMappings: unknown[] | undefined, extra: Conf = {}, cniVersion = "1.0.0"): Conf {
+  pmConf(
+    backend: Backend | undefined,
+    portMappings: unknown[] | undefined,
+    extra: Conf = {},
+    cniVersion = "1.0.0",
+  ): Conf {
     return {
       cniVersion,
       name: this.lab.network,
@@ -65,30 +88,85 @@ class PortmapLab {
   }
 
   /** Run this lab's portmap (or the one in `exeDir`) in the node namespace. */
-  pm(cmd: string, conf: Conf, pod: Ns | string, containerID: string, exeDir = this.lab.bin, path = labPath(sb)): CniCall {
+  pm(
+    cmd: string,
+    conf: Conf,
+    pod: Ns | string,
+    containerID: string,
+    exeDir = this.lab.bin,
+    path = labPath(sb),
+  ): CniCall {
     const netns = typeof pod === "string" ? pod : pod.path;
-    const env = { PATH: path, CNI_COMMAND: cmd, CNI_CONTAINERID: containerID, CNI_NETNS: netns, CNI_IFNAME: "eth0", CNI_PATH: exeDir };
+    const env = {
+      PATH: path,
+      CNI_COMMAND: cmd,
+      CNI_CONTAINERID: containerID,
+      CNI_NETNS: netns,
+      CNI_IFNAME: "eth0",
+      CNI_PATH: exeDir,
+    };
     const t = performance.now();
-    const r = spawnSync("ip", ["netns", "exec", this.node.name, "env", "-i", ...Object.entries(env).map(([k, v]) => `${k}=${v}`), join(exeDir, "portmap")], {
-      input: JSON.stringify(conf),
-      encoding: "utf8",
-      timeout: 60_000,
-    });
+    const r = spawnSync(
+      "ip",
+      [
+        "netns",
+        "exec",
+        this.node.name,
+        "env",
+        "-i",
+        ...Object.entries(env).map(([k, v]) => `${k}=${v}`),
+        join(exeDir, "portmap"),
+      ],
+      {
+        input: JSON.stringify(conf),
+        encoding: "utf8",
+        timeout: 60_000,
+      },
+    );
     const stdout = r.stdout ?? "";
-    return { status: r.status, stdout, stderr: r.stderr ?? "", out: stdout.trim() === "" ? undefined : (JSON.parse(stdout) as Record<string, any>), ms: performance.now() - t };
+    return {
+      status: r.status,
+      stdout,
+      stderr: r.stderr ?? "",
+      out: stdout.trim() === "" ? undefined : (JSON.parse(stdout) as Record<string, any>),
+      ms: performance.now() - t,
+    };
   }
 
   /** The same as pm, as a separate process that runs concurrently with others. */
   pmAsync(cmd: string, conf: Conf, pod: Ns, containerID: string): Promise<CniCall> {
-    const env = { PATH: labPath(sb), CNI_COMMAND: cmd, CNI_CONTAINERID: containerID, CNI_NETNS: pod.path, CNI_IFNAME: "eth0", CNI_PATH: this.lab.bin };
+    const env = {
+      PATH: labPath(sb),
+      CNI_COMMAND: cmd,
+      CNI_CONTAINERID: containerID,
+      CNI_NETNS: pod.path,
+      CNI_IFNAME: "eth0",
+      CNI_PATH: this.lab.bin,
+    };
     return new Promise((resolve, reject) => {
-      const child = spawn("ip", ["netns", "exec", this.node.name, "env", "-i", ...Object.entries(env).map(([k, v]) => `${k}=${v}`), join(this.lab.bin, "portmap")]);
+      const child = spawn("ip", [
+        "netns",
+        "exec",
+        this.node.name,
+        "env",
+        "-i",
+        ...Object.entries(env).map(([k, v]) => `${k}=${v}`),
+        join(this.lab.bin, "portmap"),
+      ]);
       let stdout = "";
       let stderr = "";
       child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
       child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
       child.on("error", reject);
-      child.on("close", (status) => resolve({ status, stdout, stderr, out: stdout.trim() === "" ? undefined : (JSON.parse(stdout) as Record<string, any>), ms: 0 }));
+      child.on("close", (status) =>
+        resolve({
+          status,
+          stdout,
+          stderr,
+          out: stdout.trim() === "" ? undefined : (JSON.parse(stdout) as Record<string, any>),
+          ms: 0,
+        }),
+      );
       child.stdin.end(JSON.stringify(conf));
     });
   }
@@ -103,7 +181,14 @@ class PortmapLab {
 
   /** CHECK both plugins with the cached result. */
   check(pod: Ns, containerID: string, pmConf: Conf, result: Record<string, any>): [CniCall, CniCall] {
-    return [this.lab.cni("CHECK", { ...this.bridgeConf(pmConf.cniVersion as string), prevResult: result }, { pod, containerID }), this.pm("CHECK", { ...pmConf, prevResult: result }, pod, containerID)];
+    return [
+      this.lab.cni(
+        "CHECK",
+        { ...this.bridgeConf(pmConf.cniVersion as string), prevResult: result },
+        { pod, containerID },
+      ),
+      this.pm("CHECK", { ...pmConf, prevResult: result }, pod, containerID),
+    ];
   }
 
   /** DEL in reverse order, each with the cached result. */
@@ -201,7 +286,10 @@ describe.each(["iptables", "nftables"] as const)("portmap, %s backend", (backend
     const br = pl.lab.add(pl.bridgeConf(), { pod, containerID: id });
     const add = pl.pm("ADD", { ...conf, prevResult: br }, pod, id, undefined, path);
     expect([add.status, add.out], add.stderr).toEqual([0, br]);
-    for (const [netns, prev] of [[pod.path, { prevResult: br }], ["", {}]] as const) {
+    for (const [netns, prev] of [
+      [pod.path, { prevResult: br }],
+      ["", {}],
+    ] as const) {
       const d = pl.pm("DEL", { ...conf, ...prev }, netns, id, undefined, path);
       expect([d.status, d.stdout], d.stderr).toEqual([0, ""]);
     }
@@ -267,7 +355,8 @@ describe.each(["iptables", "nftables"] as const)("portmap, %s backend", (backend
     const id = cid();
     const conf = pl.pmConf(backend, [MAPPINGS[0]]);
     const result = pl.up(pod, id, conf);
-    if (backend === "nftables") nsRun(pl.node.name, "nft", ["delete", "element", "inet", "cni_ts_portmap", "dnat4", "{ tcp . 8080 }"]);
+    if (backend === "nftables")
+      nsRun(pl.node.name, "nft", ["delete", "element", "inet", "cni_ts_portmap", "dnat4", "{ tcp . 8080 }"]);
     else nsRun(pl.node.name, "iptables", ["-t", "nat", "-F", dnatChainName("pmnet", id)]);
     const c = pl.pm("CHECK", { ...conf, prevResult: result }, pod, id);
     expect(c.out?.code).toBe(103);
@@ -298,11 +387,22 @@ describe.each(["iptables", "nftables"] as const)("portmap, %s backend", (backend
       stop(server);
     }
     // Another network's GC leaves ours alone.
-    expect(pl.pm("GC", { ...pl.pmConf(undefined, undefined, { "cni.dev/valid-attachments": [] }, "1.1.0"), name: "othernet" }, "", "").status).toBe(0);
+    expect(
+      pl.pm(
+        "GC",
+        { ...pl.pmConf(undefined, undefined, { "cni.dev/valid-attachments": [] }, "1.1.0"), name: "othernet" },
+        "",
+        "",
+      ).status,
+    ).toBe(0);
     expect(pl.rules()).toBe(onlyA);
     expect(gc([]).status).toBe(0);
     expect(pl.rules()).toBe(before);
-    for (const [p, id, c, r] of [[a, ida, ca, ra], [b, idb, cb, rb]] as const) pl.down(p, id, c, r);
+    for (const [p, id, c, r] of [
+      [a, ida, ca, ra],
+      [b, idb, cb, rb],
+    ] as const)
+      pl.down(p, id, c, r);
   });
 
   it("masqAll: outside clients are masqueraded too; snat false: no masquerade, so no loopback and no hairpin", async () => {
@@ -351,31 +451,56 @@ describe.each(["iptables", "nftables"] as const)("portmap, %s backend", (backend
     const pods = [0, 1, 2, 3, 4, 5].map((i) => {
       const pod = fresh.lab.pod(`race${i}`);
       const id = `race-${i}`;
-      const conf = fresh.pmConf(backend, [{ hostPort: 7100 + i, containerPort: POD_PORT, protocol: i % 2 ? "udp" : "tcp" }]);
+      const conf = fresh.pmConf(backend, [
+        { hostPort: 7100 + i, containerPort: POD_PORT, protocol: i % 2 ? "udp" : "tcp" },
+      ]);
       return { pod, id, conf, br: fresh.lab.add(fresh.bridgeConf(), { pod, containerID: id }) };
     });
     const adds = await Promise.all(pods.map((p) => fresh.pmAsync("ADD", { ...p.conf, prevResult: p.br }, p.pod, p.id)));
     for (const a of adds) expect([a.status, a.out?.msg], a.stderr).toEqual([0, undefined]);
-    for (const p of pods) expect(fresh.pm("CHECK", { ...p.conf, prevResult: p.br }, p.pod, p.id), p.id).toMatchObject({ status: 0, stdout: "" });
+    for (const p of pods)
+      expect(fresh.pm("CHECK", { ...p.conf, prevResult: p.br }, p.pod, p.id), p.id).toMatchObject({
+        status: 0,
+        stdout: "",
+      });
     for (const p of pods) fresh.down(p.pod, p.id, p.conf, p.br);
     expect(fresh.rules()).not.toMatch(/CNI-DN-|comment "[0-9a-f]{16}-/);
   });
 
-  it.runIf(backend === "nftables")("a pod adds map and set elements, never a rule: the rule count stays the same", () => {
-    const ruleCount = () => (JSON.parse(nsRun(pl.node.name, "nft", ["-j", "list", "table", "inet", "cni_ts_portmap"]).stdout) as { nftables: object[] }).nftables.filter((o) => "rule" in o).length;
-    const elements = () => (nsRun(pl.node.name, "nft", ["list", "table", "inet", "cni_ts_portmap"]).stdout.match(/comment "[0-9a-f]{16}-[0-9a-f]{16}"/g) ?? []).length;
-    const base = ruleCount();
-    const pods = [0, 1, 2].map((i) => ({ pod: pl.lab.pod(`cost${i}`), id: cid(), conf: pl.pmConf(backend, [{ hostPort: 7000 + i, containerPort: POD_PORT, protocol: "tcp" }]) }));
-    const results = pods.map((p) => pl.up(p.pod, p.id, p.conf));
-    expect(ruleCount()).toBe(base);
-    // Per pod: IPv4 one dnat element and two masquerade elements (pod subnet, loopback); IPv6 one of each.
-    expect(elements()).toBe(3 * 5);
-    expect(nsRun(pl.node.name, "nft", ["list", "table", "inet", "cni_ts_portmap"]).stdout).toContain(nftOwner("pmnet", pods[0]!.id, "eth0"));
-    pods.forEach((p, i) => {
-      pl.down(p.pod, p.id, p.conf, results[i]);
-    });
-    expect(pl.rules()).toBe(before);
-  });
+  it.runIf(backend === "nftables")(
+    "a pod adds map and set elements, never a rule: the rule count stays the same",
+    () => {
+      const ruleCount = () =>
+        (
+          JSON.parse(nsRun(pl.node.name, "nft", ["-j", "list", "table", "inet", "cni_ts_portmap"]).stdout) as {
+            nftables: object[];
+          }
+        ).nftables.filter((o) => "rule" in o).length;
+      const elements = () =>
+        (
+          nsRun(pl.node.name, "nft", ["list", "table", "inet", "cni_ts_portmap"]).stdout.match(
+            /comment "[0-9a-f]{16}-[0-9a-f]{16}"/g,
+          ) ?? []
+        ).length;
+      const base = ruleCount();
+      const pods = [0, 1, 2].map((i) => ({
+        pod: pl.lab.pod(`cost${i}`),
+        id: cid(),
+        conf: pl.pmConf(backend, [{ hostPort: 7000 + i, containerPort: POD_PORT, protocol: "tcp" }]),
+      }));
+      const results = pods.map((p) => pl.up(p.pod, p.id, p.conf));
+      expect(ruleCount()).toBe(base);
+      // Per pod: IPv4 one dnat element and two masquerade elements (pod subnet, loopback); IPv6 one of each.
+      expect(elements()).toBe(3 * 5);
+      expect(nsRun(pl.node.name, "nft", ["list", "table", "inet", "cni_ts_portmap"]).stdout).toContain(
+        nftOwner("pmnet", pods[0]!.id, "eth0"),
+      );
+      pods.forEach((p, i) => {
+        pl.down(p.pod, p.id, p.conf, results[i]);
+      });
+      expect(pl.rules()).toBe(before);
+    },
+  );
 });
 
 describe("portmap protocol details", () => {
@@ -400,12 +525,32 @@ describe("portmap protocol details", () => {
   it("refuses bad mappings and a missing prevResult with code 7; STATUS answers", () => {
     const pod = pl.lab.pod("bad");
     const br = pl.lab.add(pl.bridgeConf(), { pod, containerID: "bad" });
-    for (const m of [{ hostPort: 70000, containerPort: 80, protocol: "tcp" }, { hostPort: 80, containerPort: 80, protocol: "icmp" }, { hostPort: 80, containerPort: 80, protocol: "tcp", hostIP: "x" }]) {
-      expect(pl.pm("ADD", { ...pl.pmConf("iptables", [m]), prevResult: br }, pod, "bad").out?.code, JSON.stringify(m)).toBe(7);
+    for (const m of [
+      { hostPort: 70000, containerPort: 80, protocol: "tcp" },
+      { hostPort: 80, containerPort: 80, protocol: "icmp" },
+      { hostPort: 80, containerPort: 80, protocol: "tcp", hostIP: "x" },
+    ]) {
+      expect(
+        pl.pm("ADD", { ...pl.pmConf("iptables", [m]), prevResult: br }, pod, "bad").out?.code,
+        JSON.stringify(m),
+      ).toBe(7);
     }
-    expect(pl.pm("ADD", pl.pmConf("iptables", [MAPPINGS[0]]), pod, "bad").out).toMatchObject({ code: 7, msg: "must be called as chained plugin" });
-    expect(pl.pm("ADD", { ...pl.pmConf("nftables", [MAPPINGS[0]], { conditionsV4: ["-s", "10.0.0.0/8"] }), prevResult: br }, pod, "bad").out?.code).toBe(7);
-    expect(pl.pm("STATUS", pl.pmConf("nftables", undefined, {}, "1.1.0"), "", "")).toMatchObject({ status: 0, stdout: "" });
+    expect(pl.pm("ADD", pl.pmConf("iptables", [MAPPINGS[0]]), pod, "bad").out).toMatchObject({
+      code: 7,
+      msg: "must be called as chained plugin",
+    });
+    expect(
+      pl.pm(
+        "ADD",
+        { ...pl.pmConf("nftables", [MAPPINGS[0]], { conditionsV4: ["-s", "10.0.0.0/8"] }), prevResult: br },
+        pod,
+        "bad",
+      ).out?.code,
+    ).toBe(7);
+    expect(pl.pm("STATUS", pl.pmConf("nftables", undefined, {}, "1.1.0"), "", "")).toMatchObject({
+      status: 0,
+      stdout: "",
+    });
     expect(pl.lab.cni("DEL", { ...pl.bridgeConf(), prevResult: br }, { pod, containerID: "bad" }).status).toBe(0);
   });
 });
@@ -436,7 +581,11 @@ describe.skipIf(!HAVE_REFERENCE)("portmap: cni-ts vs the reference 1.1.1 (iptabl
     const rows = readFileSync(join(ROOT, "docs/portmap.md"), "utf8")
       .split("\n")
       .filter((l) => l.startsWith("| ") && l.includes("**[diff]**"));
-    for (const d of INTENDED_DIFFERENCES) expect(rows.some((r) => r.startsWith(`| ${d}`)), d).toBe(true);
+    for (const d of INTENDED_DIFFERENCES)
+      expect(
+        rows.some((r) => r.startsWith(`| ${d}`)),
+        d,
+      ).toBe(true);
     expect(rows).toHaveLength(INTENDED_DIFFERENCES.length);
   });
 
@@ -452,13 +601,18 @@ describe.skipIf(!HAVE_REFERENCE)("portmap: cni-ts vs the reference 1.1.1 (iptabl
     });
     const [ref, our] = res as [(typeof res)[0], (typeof res)[0]];
     expect(iptNat(our.pl.node.name)).toBe(iptNat(ref.pl.node.name));
-    expect(sysctl(our.pl.node.name, "net.ipv4.conf.cni0.route_localnet")).toBe(sysctl(ref.pl.node.name, "net.ipv4.conf.cni0.route_localnet"));
+    expect(sysctl(our.pl.node.name, "net.ipv4.conf.cni0.route_localnet")).toBe(
+      sysctl(ref.pl.node.name, "net.ipv4.conf.cni0.route_localnet"),
+    );
     // Both pass the bridge's result through (the reference adds its `"dns": {}`).
     expect(ref.add.out).toEqual({ ...ref.br, dns: {} });
     expect(our.add.out).toEqual(our.br);
 
     // Cross-DEL: our executable in the reference's node, the reference's in ours.
-    for (const [side, exe] of [[ref, binDir(sb, "pd-ours")], [our, REFERENCE_BIN]] as const) {
+    for (const [side, exe] of [
+      [ref, binDir(sb, "pd-ours")],
+      [our, REFERENCE_BIN],
+    ] as const) {
       const d = side.pl.pm("DEL", { ...conf(side.pl), prevResult: side.add.out }, side.pod, CID, exe);
       expect(d.status, d.stdout).toBe(0);
       expect(iptNat(side.pl.node.name)).not.toContain("CNI-DN-");
@@ -508,7 +662,12 @@ describe.skipIf(!HAVE_REFERENCE)("portmap: cni-ts vs the reference 1.1.1 (iptabl
     const out = [reference(), ours()].map((pl) => {
       const pod = pl.lab.pod("badport");
       const br = pl.lab.add(pl.bridgeConf(), { pod, containerID: CID });
-      const r = pl.pm("ADD", { ...pl.pmConf(undefined, [{ hostPort: 70000, containerPort: 80, protocol: "tcp" }]), prevResult: br }, pod, CID);
+      const r = pl.pm(
+        "ADD",
+        { ...pl.pmConf(undefined, [{ hostPort: 70000, containerPort: 80, protocol: "tcp" }]), prevResult: br },
+        pod,
+        CID,
+      );
       return r.out?.code;
     });
     expect(out).toEqual([999, 7]);

@@ -29,34 +29,101 @@ function sh(cmd: string, args: string[], cwd?: string): string {
 
 /** A CA, and a certificate it signs (SAN: the API address for a server, a user name for a client). */
 function makeCa(name: string): void {
-  sh("openssl", ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj", `/CN=${name}`, "-keyout", `${name}.key`, "-out", `${name}.crt`], dir);
+  sh(
+    "openssl",
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:P-256",
+      "-nodes",
+      "-days",
+      "2",
+      "-subj",
+      `/CN=${name}`,
+      "-keyout",
+      `${name}.key`,
+      "-out",
+      `${name}.crt`,
+    ],
+    dir,
+  );
 }
 function makeCert(name: string, ca: string, ext: string): void {
-  sh("openssl", ["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", `/CN=${name}`, "-keyout", `${name}.key`, "-out", `${name}.csr`], dir);
+  sh(
+    "openssl",
+    [
+      "req",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:P-256",
+      "-nodes",
+      "-subj",
+      `/CN=${name}`,
+      "-keyout",
+      `${name}.key`,
+      "-out",
+      `${name}.csr`,
+    ],
+    dir,
+  );
   writeFileSync(join(dir, `${name}.ext`), ext);
-  sh("openssl", ["x509", "-req", "-in", `${name}.csr`, "-CA", `${ca}.crt`, "-CAkey", `${ca}.key`, "-CAcreateserial", "-days", "2", "-extfile", `${name}.ext`, "-out", `${name}.crt`], dir);
+  sh(
+    "openssl",
+    [
+      "x509",
+      "-req",
+      "-in",
+      `${name}.csr`,
+      "-CA",
+      `${ca}.crt`,
+      "-CAkey",
+      `${ca}.key`,
+      "-CAcreateserial",
+      "-days",
+      "2",
+      "-extfile",
+      `${name}.ext`,
+      "-out",
+      `${name}.crt`,
+    ],
+    dir,
+  );
 }
 const file = (name: string) => readFileSync(join(dir, name));
 const b64 = (name: string) => file(name).toString("base64");
 
 /** A kubeconfig (JSON, which kubectl reads too) for the server on `port`. */
-function kubeconfig(name: string, cluster: Record<string, unknown>, user: Record<string, unknown>, port: number): string {
+function kubeconfig(
+  name: string,
+  cluster: Record<string, unknown>,
+  user: Record<string, unknown>,
+  port: number,
+): string {
   const path = join(dir, name);
-  writeFileSync(path, JSON.stringify({
-    apiVersion: "v1",
-    kind: "Config",
-    clusters: [{ name: "c", cluster: { server: `https://${API_IP}:${port}`, ...cluster } }],
-    users: [{ name: "u", user }],
-    contexts: [{ name: "x", context: { cluster: "c", user: "u" } }],
-    "current-context": "x",
-  }));
+  writeFileSync(
+    path,
+    JSON.stringify({
+      apiVersion: "v1",
+      kind: "Config",
+      clusters: [{ name: "c", cluster: { server: `https://${API_IP}:${port}`, ...cluster } }],
+      users: [{ name: "u", user }],
+      contexts: [{ name: "x", context: { cluster: "c", user: "u" } }],
+      "current-context": "x",
+    }),
+  );
   return path;
 }
 
 function run(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
   // Not spawnSync: the API server answering it lives in this process.
   return new Promise((resolve) => {
-    const c = spawn("ip", ["netns", "exec", node1, "env", "-i", `PATH=${PATH}`, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    const c = spawn("ip", ["netns", "exec", node1, "env", "-i", `PATH=${PATH}`, ...args], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     let stdout = "";
     let stderr = "";
     c.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
@@ -69,9 +136,30 @@ function run(args: string[]): Promise<{ status: number | null; stdout: string; s
 async function conflist(kc: string): Promise<{ status: number | null; stderr: string; ranges: unknown }> {
   const template = join(dir, "t.json");
   const out = join(dir, `out-${Math.random().toString(36).slice(2)}.conflist`);
-  writeFileSync(template, JSON.stringify({ cniVersion: "1.0.0", name: "k8s", plugins: [{ type: "bridge", ipam: { type: "host-local", ranges: "__RANGES__" } }] }));
-  const r = await run([join(DIST_BIN, "cni-ts"), "conflist", "--template", template, "--out", out, "--node", "node1", "--kubeconfig", kc]);
-  const ranges = existsSync(out) ? (JSON.parse(readFileSync(out, "utf8")) as { plugins: Array<{ ipam: { ranges: unknown } }> }).plugins[0]!.ipam.ranges : undefined;
+  writeFileSync(
+    template,
+    JSON.stringify({
+      cniVersion: "1.0.0",
+      name: "k8s",
+      plugins: [{ type: "bridge", ipam: { type: "host-local", ranges: "__RANGES__" } }],
+    }),
+  );
+  const r = await run([
+    join(DIST_BIN, "cni-ts"),
+    "conflist",
+    "--template",
+    template,
+    "--out",
+    out,
+    "--node",
+    "node1",
+    "--kubeconfig",
+    kc,
+  ]);
+  const ranges = existsSync(out)
+    ? (JSON.parse(readFileSync(out, "utf8")) as { plugins: Array<{ ipam: { ranges: unknown } }> }).plugins[0]!.ipam
+        .ranges
+    : undefined;
   return { status: r.status, stderr: r.stderr, ranges };
 }
 
@@ -109,19 +197,30 @@ afterAll(async () => {
 
 describe("the Kubernetes client over HTTPS (built executable)", () => {
   it("checks the server against certificate-authority (a file) and sends the token", async () => {
-    const r = await conflist(kubeconfig("file.kubeconfig", { "certificate-authority": join(dir, "ca.crt") }, { token: TOKEN }, 6443));
+    const r = await conflist(
+      kubeconfig("file.kubeconfig", { "certificate-authority": join(dir, "ca.crt") }, { token: TOKEN }, 6443),
+    );
     expect(r.status, r.stderr).toBe(0);
     expect(r.ranges).toEqual([[{ subnet: "10.244.1.0/24" }]]);
   });
 
   it("takes certificate-authority-data and a client certificate from data instead of a token", async () => {
-    const r = await conflist(kubeconfig("data.kubeconfig", { "certificate-authority-data": b64("ca.crt") }, { "client-certificate-data": b64("client.crt"), "client-key-data": b64("client.key") }, 6444));
+    const r = await conflist(
+      kubeconfig(
+        "data.kubeconfig",
+        { "certificate-authority-data": b64("ca.crt") },
+        { "client-certificate-data": b64("client.crt"), "client-key-data": b64("client.key") },
+        6444,
+      ),
+    );
     expect(r.status, r.stderr).toBe(0);
     expect(r.ranges).toEqual([[{ subnet: "10.244.1.0/24" }]]);
   });
 
   it("refuses a server its CA did not sign, and writes nothing", async () => {
-    const r = await conflist(kubeconfig("wrong-ca.kubeconfig", { "certificate-authority": join(dir, "other-ca.crt") }, { token: TOKEN }, 6443));
+    const r = await conflist(
+      kubeconfig("wrong-ca.kubeconfig", { "certificate-authority": join(dir, "other-ca.crt") }, { token: TOKEN }, 6443),
+    );
     expect(r.status).not.toBe(0);
     expect(r.ranges).toBeUndefined();
     expect(r.stderr).toMatch(/certificate|self.signed|verify|issuer/i);
@@ -135,7 +234,26 @@ describe("the Kubernetes client over HTTPS (built executable)", () => {
 
   it("the controller routes the other node over HTTPS and keeps the route after SIGTERM", async () => {
     const kc = kubeconfig("ctl.kubeconfig", { "certificate-authority": join(dir, "ca.crt") }, { token: TOKEN }, 6443);
-    const ctl = spawn("ip", ["netns", "exec", node1, "env", "-i", `PATH=${PATH}`, join(DIST_BIN, "routes"), "sync", "--kubeconfig", kc, "--node", "node1", "--resync", "3600"], { stdio: ["ignore", "ignore", "pipe"] });
+    const ctl = spawn(
+      "ip",
+      [
+        "netns",
+        "exec",
+        node1,
+        "env",
+        "-i",
+        `PATH=${PATH}`,
+        join(DIST_BIN, "routes"),
+        "sync",
+        "--kubeconfig",
+        kc,
+        "--node",
+        "node1",
+        "--resync",
+        "3600",
+      ],
+      { stdio: ["ignore", "ignore", "pipe"] },
+    );
     let log = "";
     ctl.stderr!.on("data", (d: Buffer) => (log += d.toString()));
     const exited = new Promise<number | null>((resolve) => ctl.on("exit", (code) => resolve(code)));

@@ -41,7 +41,13 @@ function ip(ns: string, ...args: string[]): string {
 /** This node's routes of routes sync, as "dst via gw", sorted. */
 function ours(ns = node1): string[] {
   return [4, 6]
-    .flatMap((f) => JSON.parse(ip(ns, "-json", `-${f}`, "route", "show", "proto", "208")) as Array<{ dst: string; gateway?: string }>)
+    .flatMap(
+      (f) =>
+        JSON.parse(ip(ns, "-json", `-${f}`, "route", "show", "proto", "208")) as Array<{
+          dst: string;
+          gateway?: string;
+        }>,
+    )
     .map((r) => `${r.dst} via ${r.gateway}`)
     .sort();
 }
@@ -49,7 +55,9 @@ function ours(ns = node1): string[] {
 /** The subnets this node's forward chain (--forward-accept auto) accepts, both families, sorted. */
 function accepted(ns = node1): string[] {
   return ["iptables", "ip6tables"]
-    .flatMap((tool) => spawnSync("ip", ["netns", "exec", ns, tool, "-S", "CNI-TS-FORWARD"], { encoding: "utf8" }).stdout.split("\n"))
+    .flatMap((tool) =>
+      spawnSync("ip", ["netns", "exec", ns, tool, "-S", "CNI-TS-FORWARD"], { encoding: "utf8" }).stdout.split("\n"),
+    )
     .flatMap((l) => /^-A CNI-TS-FORWARD -s (\S+) -j ACCEPT$/.exec(l)?.slice(1) ?? [])
     .sort();
 }
@@ -67,13 +75,19 @@ async function until(cond: () => boolean, what: string, ms = 20_000): Promise<vo
 }
 
 function curl(path: string): { code: string; body: string } {
-  const r = spawnSync("ip", ["netns", "exec", node1, "curl", "-s", "-o", "-", "-w", "\n%{http_code}", `http://127.0.0.1:9808${path}`], { encoding: "utf8" });
+  const r = spawnSync(
+    "ip",
+    ["netns", "exec", node1, "curl", "-s", "-o", "-", "-w", "\n%{http_code}", `http://127.0.0.1:9808${path}`],
+    { encoding: "utf8" },
+  );
   const lines = r.stdout.split("\n");
   return { code: lines.pop() ?? "", body: lines.join("\n") };
 }
 
 function metric(name: string): number {
-  const line = curl("/metrics").body.split("\n").find((l) => l.startsWith(`${name} `));
+  const line = curl("/metrics")
+    .body.split("\n")
+    .find((l) => l.startsWith(`${name} `));
   return line ? Number(line.split(" ")[1]) : NaN;
 }
 
@@ -91,7 +105,10 @@ function runAsync(cmd: string, args: string[]): Promise<{ status: number | null;
 const logged = (re: RegExp) => logs.some((l) => re.test(String(l.msg)));
 
 function peer(n: number, o: { ip4?: string; podCIDRs?: string[] } = {}) {
-  return nodeObject(`node${n}`, o.podCIDRs ?? [`10.244.${n}.0/24`, `fd44:${n}::/64`], [o.ip4 ?? `172.31.250.${n}`, `fd31:250::${n}`]);
+  return nodeObject(`node${n}`, o.podCIDRs ?? [`10.244.${n}.0/24`, `fd44:${n}::/64`], [
+    o.ip4 ?? `172.31.250.${n}`,
+    `fd31:250::${n}`,
+  ]);
 }
 
 beforeAll(async () => {
@@ -110,14 +127,57 @@ beforeAll(async () => {
   await api.start(() => listenInNetns(apiNs.path, API_IP, 6443));
   kubeconfig = join(dir, "kubeconfig");
   // YAML, as kubeadm writes it.
-  writeFileSync(kubeconfig, [
-    "apiVersion: v1", "kind: Config", "clusters:", "- cluster:", `    server: http://${API_IP}:6443`, "  name: lab",
-    "contexts:", "- context:", "    cluster: lab", "    user: routes", "  name: lab", "current-context: lab",
-    "users:", "- name: routes", "  user:", `    token: ${TOKEN}`, "",
-  ].join("\n"));
+  writeFileSync(
+    kubeconfig,
+    [
+      "apiVersion: v1",
+      "kind: Config",
+      "clusters:",
+      "- cluster:",
+      `    server: http://${API_IP}:6443`,
+      "  name: lab",
+      "contexts:",
+      "- context:",
+      "    cluster: lab",
+      "    user: routes",
+      "  name: lab",
+      "current-context: lab",
+      "users:",
+      "- name: routes",
+      "  user:",
+      `    token: ${TOKEN}`,
+      "",
+    ].join("\n"),
+  );
   healthFile = join(dir, "healthy");
-  controller = spawn("ip", ["netns", "exec", node1, "env", "-i", `PATH=${PATH}`, join(DIST_BIN, "routes"), "sync", "--kubeconfig", kubeconfig, "--node", "node1",
-    "--listen", "127.0.0.1:9808", "--health-file", healthFile, "--resync", "3600", "--request-timeout", "2", "--forward-accept", "auto"], { stdio: ["ignore", "pipe", "pipe"] });
+  controller = spawn(
+    "ip",
+    [
+      "netns",
+      "exec",
+      node1,
+      "env",
+      "-i",
+      `PATH=${PATH}`,
+      join(DIST_BIN, "routes"),
+      "sync",
+      "--kubeconfig",
+      kubeconfig,
+      "--node",
+      "node1",
+      "--listen",
+      "127.0.0.1:9808",
+      "--health-file",
+      healthFile,
+      "--resync",
+      "3600",
+      "--request-timeout",
+      "2",
+      "--forward-accept",
+      "auto",
+    ],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
   exited = new Promise((resolve) => controller!.on("exit", (code) => resolve(code)));
   let buf = "";
   controller.stderr!.on("data", (d: Buffer) => {
@@ -146,7 +206,12 @@ afterAll(async () => {
 
 describe("routes sync --kubernetes (a controller watching the Node API)", () => {
   it("lists (paged), then routes every other node's podCIDRs (IPv4 and IPv6), and says so: /readyz, /metrics, the health file", async () => {
-    const all = ["10.244.2.0/24 via 172.31.250.2", "10.244.3.0/24 via 172.31.250.3", "fd44:2::/64 via fd31:250::2", "fd44:3::/64 via fd31:250::3"];
+    const all = [
+      "10.244.2.0/24 via 172.31.250.2",
+      "10.244.3.0/24 via 172.31.250.3",
+      "fd44:2::/64 via fd31:250::2",
+      "fd44:3::/64 via fd31:250::3",
+    ];
     await until(() => ours().length === 4, "the first sync");
     expect(ours()).toEqual(all);
     await until(() => curl("/readyz").code === "200", "readiness");
@@ -156,7 +221,14 @@ describe("routes sync --kubernetes (a controller watching the Node API)", () => 
     expect(metric("cni_ts_routes_sync_nodes")).toBe(3);
     expect(metric("cni_ts_routes_sync_last_success_timestamp_seconds")).toBeGreaterThan(1.6e9);
     // --forward-accept auto: every node's podCIDRs, this node's included, one restore per family.
-    expect(accepted()).toEqual(["10.244.1.0/24", "10.244.2.0/24", "10.244.3.0/24", "fd44:1::/64", "fd44:2::/64", "fd44:3::/64"]);
+    expect(accepted()).toEqual([
+      "10.244.1.0/24",
+      "10.244.2.0/24",
+      "10.244.3.0/24",
+      "fd44:1::/64",
+      "fd44:2::/64",
+      "fd44:3::/64",
+    ]);
     expect(metric("cni_ts_routes_sync_forward_changes_total")).toBe(2);
     expect(metric("cni_ts_routes_sync_forward_errors_total")).toBe(0);
     expect(curl("/healthz").code).toBe("200");
@@ -169,14 +241,24 @@ describe("routes sync --kubernetes (a controller watching the Node API)", () => 
 
   it("ADDED: the new node is routed", async () => {
     api.upsert(peer(4));
-    await until(() => ours().includes("10.244.4.0/24 via 172.31.250.4") && ours().includes("fd44:4::/64 via fd31:250::4"), "node4's routes");
+    await until(
+      () => ours().includes("10.244.4.0/24 via 172.31.250.4") && ours().includes("fd44:4::/64 via fd31:250::4"),
+      "node4's routes",
+    );
     expect(ours()).toHaveLength(6);
-    await until(() => accepted().includes("10.244.4.0/24") && accepted().includes("fd44:4::/64"), "node4's subnets accepted");
+    await until(
+      () => accepted().includes("10.244.4.0/24") && accepted().includes("fd44:4::/64"),
+      "node4's subnets accepted",
+    );
   });
 
   it("MODIFIED: a status heartbeat changes nothing; a new InternalIP replaces the route", async () => {
     const syncs = metric("cni_ts_routes_sync_syncs_total");
-    api.upsert(nodeObject("node4", ["10.244.4.0/24", "fd44:4::/64"], ["172.31.250.4", "fd31:250::4"], { status: { conditions: [{ type: "Ready", status: "False" }] } }));
+    api.upsert(
+      nodeObject("node4", ["10.244.4.0/24", "fd44:4::/64"], ["172.31.250.4", "fd31:250::4"], {
+        status: { conditions: [{ type: "Ready", status: "False" }] },
+      }),
+    );
     api.upsert(peer(4, { ip4: "172.31.250.44" }));
     await until(() => ours().includes("10.244.4.0/24 via 172.31.250.44"), "node4's new next hop");
     expect(metric('cni_ts_routes_sync_routes_applied_total{change="replace"}')).toBe(1);
@@ -253,9 +335,15 @@ describe("routes sync --kubernetes (a controller watching the Node API)", () => 
     api.upsert(peer(9));
     await until(() => ours().includes("10.244.9.0/24 via 172.31.250.9"), "node9 beside the bad ones");
     const table = allRoutes();
-    for (const dst of ["10.244.20.", "10.244.21.", "10.244.1.0/24 via", "172.31.250.128", "10.244.24."]) expect(table).not.toContain(dst);
-    for (const re of [/skip node inject: podCIDR "10.244.20.0\/24 dev eth1\\nroute flush table main" is not a network CIDR/, /skip node v6only: no IPv4 InternalIP/, /skip node thief: podCIDR 10.244.1.0\/24 is also node node1's/,
-      /skip node underlay: podCIDR 172.31.250.128\/25 overlaps 172.31.250.0\/24 on eth1/, /skip node badip: InternalIP "172.31.250.24 dev lo" is not an IP address/]) {
+    for (const dst of ["10.244.20.", "10.244.21.", "10.244.1.0/24 via", "172.31.250.128", "10.244.24."])
+      expect(table).not.toContain(dst);
+    for (const re of [
+      /skip node inject: podCIDR "10.244.20.0\/24 dev eth1\\nroute flush table main" is not a network CIDR/,
+      /skip node v6only: no IPv4 InternalIP/,
+      /skip node thief: podCIDR 10.244.1.0\/24 is also node node1's/,
+      /skip node underlay: podCIDR 172.31.250.128\/25 overlaps 172.31.250.0\/24 on eth1/,
+      /skip node badip: InternalIP "172.31.250.24 dev lo" is not an IP address/,
+    ]) {
       await until(() => logged(re), `a log line ${re}`);
     }
     expect(metric("cni_ts_routes_sync_nodes_refused")).toBe(4);
@@ -265,25 +353,63 @@ describe("routes sync --kubernetes (a controller watching the Node API)", () => 
   it("cni-ts conflist reads this node's pod subnets with the same client", async () => {
     const template = join(dir, "t.json");
     const out = join(dir, "10-cni-ts.conflist");
-    writeFileSync(template, JSON.stringify({ cniVersion: "1.0.0", name: "k8s", plugins: [{ type: "bridge", ipam: { type: "host-local", ranges: "__RANGES__" } }] }));
+    writeFileSync(
+      template,
+      JSON.stringify({
+        cniVersion: "1.0.0",
+        name: "k8s",
+        plugins: [{ type: "bridge", ipam: { type: "host-local", ranges: "__RANGES__" } }],
+      }),
+    );
     // Not spawnSync: the API server answering it lives in this process.
-    const r = await runAsync("ip", ["netns", "exec", node2, "env", "-i", `PATH=${PATH}`, join(DIST_BIN, "cni-ts"), "conflist", "--template", template, "--out", out, "--node", "node2", "--kubeconfig", kubeconfig]);
+    const r = await runAsync("ip", [
+      "netns",
+      "exec",
+      node2,
+      "env",
+      "-i",
+      `PATH=${PATH}`,
+      join(DIST_BIN, "cni-ts"),
+      "conflist",
+      "--template",
+      template,
+      "--out",
+      out,
+      "--node",
+      "node2",
+      "--kubeconfig",
+      kubeconfig,
+    ]);
     expect(r.status, r.stderr).toBe(0);
-    expect((JSON.parse(readFileSync(out, "utf8")) as { plugins: Array<{ ipam: { ranges: unknown } }> }).plugins[0]!.ipam.ranges).toEqual([[{ subnet: "10.244.2.0/24" }], [{ subnet: "fd44:2::/64" }]]);
+    expect(
+      (JSON.parse(readFileSync(out, "utf8")) as { plugins: Array<{ ipam: { ranges: unknown } }> }).plugins[0]!.ipam
+        .ranges,
+    ).toEqual([[{ subnet: "10.244.2.0/24" }], [{ subnet: "fd44:2::/64" }]]);
   });
 
   it("the API going away changes no route; a change made while it was away arrives when it returns", async () => {
-    await until(() => !ours().some((r) => r.startsWith("10.244.20.")) && metric("cni_ts_routes_sync_nodes_refused") === 0, "the bad nodes gone");
+    await until(
+      () => !ours().some((r) => r.startsWith("10.244.20.")) && metric("cni_ts_routes_sync_nodes_refused") === 0,
+      "the bad nodes gone",
+    );
     const before = allRoutes();
     const failures = logs.filter((l) => /watch failed/.test(String(l.msg))).length;
     await api.stop();
-    await until(() => logs.filter((l) => /watch failed/.test(String(l.msg))).length >= failures + 3, "three failed reconnects", 30_000);
+    await until(
+      () => logs.filter((l) => /watch failed/.test(String(l.msg))).length >= failures + 3,
+      "three failed reconnects",
+      30_000,
+    );
     expect(allRoutes()).toBe(before);
     expect(curl("/healthz").code).toBe("200");
     api.delete("node5");
     api.compact();
     await api.start(() => listenInNetns(apiNs.path, API_IP, 6443));
-    await until(() => !ours().some((r) => r.startsWith("10.244.5.")), "node5's routes gone after the API returned", 60_000);
+    await until(
+      () => !ours().some((r) => r.startsWith("10.244.5.")),
+      "node5's routes gone after the API returned",
+      60_000,
+    );
   });
 
   it("SIGTERM stops it with status 0 and leaves the routes in place; --cleanup removes ours and nothing else", async () => {
@@ -295,11 +421,19 @@ describe("routes sync --kubernetes (a controller watching the Node API)", () => 
     expect(logged(/SIGTERM: stopping; the routes stay in place/)).toBe(true);
     expect(ours()).toEqual(before);
     expect(accepted().length).toBeGreaterThan(0);
-    const dry = spawnSync("ip", ["netns", "exec", node1, "env", "-i", `PATH=${PATH}`, join(DIST_BIN, "routes"), "sync", "--cleanup", "--dry-run"], { encoding: "utf8" });
+    const dry = spawnSync(
+      "ip",
+      ["netns", "exec", node1, "env", "-i", `PATH=${PATH}`, join(DIST_BIN, "routes"), "sync", "--cleanup", "--dry-run"],
+      { encoding: "utf8" },
+    );
     expect(dry.status, dry.stderr).toBe(0);
     expect(dry.stdout).toContain(`dry run: ${before.length} route(s) of routes sync would be deleted`);
     expect(ours()).toEqual(before);
-    const r = spawnSync("ip", ["netns", "exec", node1, "env", "-i", `PATH=${PATH}`, join(DIST_BIN, "routes"), "sync", "--cleanup"], { encoding: "utf8" });
+    const r = spawnSync(
+      "ip",
+      ["netns", "exec", node1, "env", "-i", `PATH=${PATH}`, join(DIST_BIN, "routes"), "sync", "--cleanup"],
+      { encoding: "utf8" },
+    );
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toContain(`${before.length} route(s) of routes sync deleted`);
     expect(ours()).toEqual([]);

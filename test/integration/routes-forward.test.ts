@@ -22,16 +22,36 @@ const podIPs: Array<{ v4: string; v6: string }> = [];
 let tools: Array<ReturnType<typeof recordingTools>> = [];
 let nodesFile = "";
 // Rules of someone else in FORWARD, which no step may touch.
-const FOREIGN = [["-A", "FORWARD", "-o", "nosuch0", "-j", "DROP"], ["-N", "OTHER"], ["-A", "OTHER", "-j", "RETURN"], ["-A", "FORWARD", "-i", "nosuch0", "-j", "OTHER"]];
+const FOREIGN = [
+  ["-A", "FORWARD", "-o", "nosuch0", "-j", "DROP"],
+  ["-N", "OTHER"],
+  ["-A", "OTHER", "-j", "RETURN"],
+  ["-A", "FORWARD", "-i", "nosuch0", "-j", "OTHER"],
+];
 
 /** `routes sync ARGS` in node i (0: A, 1: B), with that node's recording PATH; `calls`: the tools it started. */
 function sync(i: number, args: string[]): { status: number | null; stdout: string; stderr: string; calls: string[] } {
   const before = tools[i]!.calls().length;
-  const r = spawnSync("ip", ["netns", "exec", labs[i]!.node.name, "env", "-i", `PATH=${tools[i]!.path}`, join(DIST_BIN, "routes"), "sync", ...args], { encoding: "utf8", timeout: 30_000 });
+  const r = spawnSync(
+    "ip",
+    [
+      "netns",
+      "exec",
+      labs[i]!.node.name,
+      "env",
+      "-i",
+      `PATH=${tools[i]!.path}`,
+      join(DIST_BIN, "routes"),
+      "sync",
+      ...args,
+    ],
+    { encoding: "utf8", timeout: 30_000 },
+  );
   return { status: r.status, stdout: r.stdout ?? "", stderr: r.stderr ?? "", calls: tools[i]!.calls().slice(before) };
 }
 
-const byNode = (args: string[]) => (i: number) => sync(i, ["--nodes", nodesFile, "--node", i === 0 ? "node-a" : "node-b", ...args]);
+const byNode = (args: string[]) => (i: number) =>
+  sync(i, ["--nodes", nodesFile, "--node", i === 0 ? "node-a" : "node-b", ...args]);
 
 /** Both families' filter tables, without counters and comments. */
 const filterTables = (i: number): string => iptablesSave(labs[i]!.node.name, "filter");
@@ -55,7 +75,9 @@ beforeAll(() => {
   const items = labs.map((lab, i) => {
     const n = i + 1;
     const pod = lab.pod("p");
-    const out = lab.add(lab.conf({ isGateway: true, ipam: lab.hostLocal([`10.245.${n}.0/24`, `fd45:${n}::/64`]) }), { pod });
+    const out = lab.add(lab.conf({ isGateway: true, ipam: lab.hostLocal([`10.245.${n}.0/24`, `fd45:${n}::/64`]) }), {
+      pod,
+    });
     const addrs = (out.ips as Array<{ address: string }>).map((x) => x.address.split("/")[0]!);
     pods.push(pod);
     podIPs.push({ v4: addrs.find((a) => !a.includes(":"))!, v6: addrs.find((a) => a.includes(":"))! });
@@ -68,7 +90,12 @@ beforeAll(() => {
       kind: "Node",
       metadata: { name: i === 0 ? "node-a" : "node-b" },
       spec: { podCIDR: `10.245.${n}.0/24`, podCIDRs: [`10.245.${n}.0/24`, `fd45:${n}::/64`] },
-      status: { addresses: [{ type: "InternalIP", address: `172.31.251.${n}` }, { type: "InternalIP", address: `fd31:251::${n}` }] },
+      status: {
+        addresses: [
+          { type: "InternalIP", address: `172.31.251.${n}` },
+          { type: "InternalIP", address: `fd31:251::${n}` },
+        ],
+      },
     };
   });
   nodesFile = join(sb.tmpdir("fwnodes"), "nodes.json");
@@ -129,7 +156,10 @@ describe("routes sync --forward-accept on nodes with FORWARD policy DROP", () =>
     const before = [filterTables(0), filterTables(1)];
     for (const i of [0, 1]) {
       const r = byNode(["--forward-accept", "auto"])(i);
-      expect(r).toMatchObject({ status: 0, stdout: "in sync: 2 route(s) in place, nothing to change; forward rules in place\n" });
+      expect(r).toMatchObject({
+        status: 0,
+        stdout: "in sync: 2 route(s) in place, nothing to change; forward rules in place\n",
+      });
       expect(r.calls.filter((c) => c.includes("tables")).sort()).toEqual(["ip6tables-save", "iptables-save"]);
     }
     expect([filterTables(0), filterTables(1)]).toEqual(before);
@@ -140,8 +170,16 @@ describe("routes sync --forward-accept on nodes with FORWARD policy DROP", () =>
     expect(r.status, r.stderr).toBe(0);
     expect(r.calls.filter((c) => c.endsWith("-restore")).sort()).toEqual(["ip6tables-restore", "iptables-restore"]);
     expect(r.stdout).toContain("forward-accept: stop accepting 10.245.2.0/24 (IPv4)");
-    expect(rules(0, 4, "CNI-TS-FORWARD")).toEqual(["-N CNI-TS-FORWARD", "-A CNI-TS-FORWARD -s 10.245.0.0/16 -j ACCEPT", "-A CNI-TS-FORWARD -d 10.245.0.0/16 -j ACCEPT"]);
-    expect(rules(0, 6, "CNI-TS-FORWARD")).toEqual(["-N CNI-TS-FORWARD", "-A CNI-TS-FORWARD -s fd45::/16 -j ACCEPT", "-A CNI-TS-FORWARD -d fd45::/16 -j ACCEPT"]);
+    expect(rules(0, 4, "CNI-TS-FORWARD")).toEqual([
+      "-N CNI-TS-FORWARD",
+      "-A CNI-TS-FORWARD -s 10.245.0.0/16 -j ACCEPT",
+      "-A CNI-TS-FORWARD -d 10.245.0.0/16 -j ACCEPT",
+    ]);
+    expect(rules(0, 6, "CNI-TS-FORWARD")).toEqual([
+      "-N CNI-TS-FORWARD",
+      "-A CNI-TS-FORWARD -s fd45::/16 -j ACCEPT",
+      "-A CNI-TS-FORWARD -d fd45::/16 -j ACCEPT",
+    ]);
     for (const f of [4, 6] as const) {
       expect(rules(0, f, "FORWARD").filter((l) => l.endsWith("-j CNI-TS-FORWARD"))).toHaveLength(1);
       expect(rules(0, f, "OTHER")).toEqual(["-N OTHER", "-A OTHER -j RETURN"]);
@@ -151,7 +189,13 @@ describe("routes sync --forward-accept on nodes with FORWARD policy DROP", () =>
 
   it("hostile CIDRs: status 2, no process started, nothing changed", () => {
     const before = filterTables(0);
-    for (const bad of ["10.0.0.0/8 -j ACCEPT", "10.0.0.0/8\n-P FORWARD ACCEPT", "10.245.1.7/16", "auto,", '0.0.0.0/0"']) {
+    for (const bad of [
+      "10.0.0.0/8 -j ACCEPT",
+      "10.0.0.0/8\n-P FORWARD ACCEPT",
+      "10.245.1.7/16",
+      "auto,",
+      '0.0.0.0/0"',
+    ]) {
       const r = byNode(["--forward-accept", bad])(0);
       expect(r.status, bad).toBe(2);
       expect(r.stderr).toContain("--forward-accept");
@@ -162,14 +206,22 @@ describe("routes sync --forward-accept on nodes with FORWARD policy DROP", () =>
 
   it("--cleanup removes our chain and jump with our routes, and leaves every other rule; the DROP is back", () => {
     const dry = sync(0, ["--cleanup", "--dry-run"]);
-    expect(dry.stdout).toContain("forward-accept: delete chain CNI-TS-FORWARD and its jump from FORWARD (IPv4; it accepted 10.245.0.0/16)");
-    expect(dry.stdout).toContain("dry run: 2 route(s) of routes sync would be deleted, 2 forward chain(s); nothing changed");
+    expect(dry.stdout).toContain(
+      "forward-accept: delete chain CNI-TS-FORWARD and its jump from FORWARD (IPv4; it accepted 10.245.0.0/16)",
+    );
+    expect(dry.stdout).toContain(
+      "dry run: 2 route(s) of routes sync would be deleted, 2 forward chain(s); nothing changed",
+    );
     const r = sync(0, ["--cleanup"]);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toContain("2 route(s) of routes sync deleted, 2 forward chain(s)");
     for (const f of [4, 6] as const) {
       expect(rules(0, f, "CNI-TS-FORWARD")).toEqual([]);
-      expect(rules(0, f, "FORWARD")).toEqual(["-P FORWARD DROP", "-A FORWARD -o nosuch0 -j DROP", "-A FORWARD -i nosuch0 -j OTHER"]);
+      expect(rules(0, f, "FORWARD")).toEqual([
+        "-P FORWARD DROP",
+        "-A FORWARD -o nosuch0 -j DROP",
+        "-A FORWARD -i nosuch0 -j OTHER",
+      ]);
       expect(rules(0, f, "OTHER")).toEqual(["-N OTHER", "-A OTHER -j RETURN"]);
     }
     // The routes again, without the flag: node A's DROP stops the pods' traffic once more.

@@ -34,7 +34,9 @@ interface Row {
 }
 
 function routes(nsName: string): Row[] {
-  return [4, 6].flatMap((f) => JSON.parse(ip(nsName, "-json", "-d", `-${f}`, "route", "show", "table", "all")) as Row[]);
+  return [4, 6].flatMap(
+    (f) => JSON.parse(ip(nsName, "-json", "-d", `-${f}`, "route", "show", "table", "all")) as Row[],
+  );
 }
 
 function allTables(): Row[][] {
@@ -43,7 +45,11 @@ function allTables(): Row[][] {
 
 /** `routes sync ARGS` in node i (1-based), the executable by its plugin name, with a clean environment. */
 function sync(i: number, args: string[], input?: string): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync("ip", ["netns", "exec", nodes[i - 1]!.name, "env", "-i", `PATH=${PATH}`, join(DIST_BIN, "routes"), "sync", ...args], { encoding: "utf8", input, timeout: 30_000 });
+  const r = spawnSync(
+    "ip",
+    ["netns", "exec", nodes[i - 1]!.name, "env", "-i", `PATH=${PATH}`, join(DIST_BIN, "routes"), "sync", ...args],
+    { encoding: "utf8", input, timeout: 30_000 },
+  );
   return { status: r.status, stdout: r.stdout ?? "", stderr: r.stderr ?? "" };
 }
 
@@ -53,19 +59,21 @@ function ping(from: number, to: string): boolean {
 
 /** The NodeList as `kubectl get nodes -o json` prints it (kind List), for nodes given as [N, ip4?, ip6?]. */
 function nodeList(entries: Array<{ n: number; ip4?: string; ip6?: string; podCIDRs?: string[] }>): string {
-  const items = entries.map(({ n, ip4 = `172.31.250.${n}`, ip6 = `fd31:250::${n}`, podCIDRs = [`10.244.${n}.0/24`, `fd44:${n}::/64`] }) => ({
-    apiVersion: "v1",
-    kind: "Node",
-    metadata: { name: `node${n}`, labels: { "kubernetes.io/os": "linux" } },
-    spec: { podCIDR: podCIDRs[0], podCIDRs },
-    status: {
-      addresses: [
-        { type: "InternalIP", address: ip4 },
-        { type: "InternalIP", address: ip6 },
-        { type: "Hostname", address: `node${n}` },
-      ],
-    },
-  }));
+  const items = entries.map(
+    ({ n, ip4 = `172.31.250.${n}`, ip6 = `fd31:250::${n}`, podCIDRs = [`10.244.${n}.0/24`, `fd44:${n}::/64`] }) => ({
+      apiVersion: "v1",
+      kind: "Node",
+      metadata: { name: `node${n}`, labels: { "kubernetes.io/os": "linux" } },
+      spec: { podCIDR: podCIDRs[0], podCIDRs },
+      status: {
+        addresses: [
+          { type: "InternalIP", address: ip4 },
+          { type: "InternalIP", address: ip6 },
+          { type: "Hostname", address: `node${n}` },
+        ],
+      },
+    }),
+  );
   return JSON.stringify({ apiVersion: "v1", kind: "List", items, metadata: { resourceVersion: "" } }, null, 2);
 }
 
@@ -150,13 +158,22 @@ describe("routes sync on three nodes", () => {
       expect(r.status, r.stderr).toBe(0);
       expect(r.stdout).toContain("4 change(s) applied, 0 route(s) already in place");
     }
-    expect(routes(nodes[0]!.name).filter((r) => r.protocol === SYNC_PROTO).map((r) => `${r.dst} via ${r.gateway}`)).toEqual([
+    expect(
+      routes(nodes[0]!.name)
+        .filter((r) => r.protocol === SYNC_PROTO)
+        .map((r) => `${r.dst} via ${r.gateway}`),
+    ).toEqual([
       "10.244.2.0/24 via 172.31.250.2",
       "10.244.3.0/24 via 172.31.250.3",
       "fd44:2::/64 via fd31:250::2",
       "fd44:3::/64 via fd31:250::3",
     ]);
-    for (const [from, to] of [[1, 2], [1, 3], [2, 3], [3, 1]] as const) {
+    for (const [from, to] of [
+      [1, 2],
+      [1, 3],
+      [2, 3],
+      [3, 1],
+    ] as const) {
       expect(ping(from, `10.244.${to}.2`), `pod${from} -> pod${to}`).toBe(true);
       expect(ping(from, `fd44:${to}::2`), `pod${from} -> pod${to} (IPv6)`).toBe(true);
     }
@@ -175,8 +192,13 @@ describe("routes sync on three nodes", () => {
     const f = file("moved.json", nodeList([{ n: 1 }, { n: 2, ip4: "172.31.250.12" }, { n: 3 }]));
     const r = sync(1, ["--nodes", f, "--node", "node1"]);
     expect(r.status, r.stderr).toBe(0);
-    expect(r.stdout).toContain("replace 10.244.2.0/24 via 172.31.250.12 (node node2; was 10.244.2.0/24 via 172.31.250.2 dev eth1)");
-    expect(routes(nodes[0]!.name).find((x) => x.dst === "10.244.2.0/24")).toMatchObject({ gateway: "172.31.250.12", protocol: SYNC_PROTO });
+    expect(r.stdout).toContain(
+      "replace 10.244.2.0/24 via 172.31.250.12 (node node2; was 10.244.2.0/24 via 172.31.250.2 dev eth1)",
+    );
+    expect(routes(nodes[0]!.name).find((x) => x.dst === "10.244.2.0/24")).toMatchObject({
+      gateway: "172.31.250.12",
+      protocol: SYNC_PROTO,
+    });
     expect(ping(1, "10.244.2.2")).toBe(true);
     expect(sync(1, ["--nodes", file("all.json", nodeList(ALL)), "--node", "node1"]).status).toBe(0);
   });
@@ -206,7 +228,9 @@ describe("routes sync on three nodes", () => {
     ip(nodes[2]!.name, "route", "del", "10.244.2.0/24");
     const r = sync(3, ["--nodes", file("all.json", nodeList(ALL)), "--node", "node3"]);
     expect(r.status).toBe(1);
-    expect(r.stderr).toContain("conflict 10.244.1.0/24 via 172.31.250.1 (node node1): 10.244.1.0/24 via 172.31.250.2 dev eth1 proto 3 is in the way and was not installed by routes sync; left alone");
+    expect(r.stderr).toContain(
+      "conflict 10.244.1.0/24 via 172.31.250.1 (node node1): 10.244.1.0/24 via 172.31.250.2 dev eth1 proto 3 is in the way and was not installed by routes sync; left alone",
+    );
     expect(r.stdout).toContain("add 10.244.2.0/24 via 172.31.250.2 (node node2)");
     const table = routes(nodes[2]!.name);
     expect(table.find((x) => x.dst === "10.244.1.0/24")).toMatchObject({ gateway: "172.31.250.2", protocol: "boot" });
@@ -216,18 +240,29 @@ describe("routes sync on three nodes", () => {
   });
 
   it("a node without podCIDR is skipped (exit 0); a peer off the connected networks is reported (exit 1), no route to it", () => {
-    const text = JSON.parse(nodeList([...ALL, { n: 5, ip4: "192.168.50.5", ip6: "fd31:999::5" }])) as { items: Array<Record<string, any>> };
-    text.items.push({ kind: "Node", metadata: { name: "fresh" }, spec: {}, status: { addresses: [{ type: "InternalIP", address: "172.31.250.9" }] } });
+    const text = JSON.parse(nodeList([...ALL, { n: 5, ip4: "192.168.50.5", ip6: "fd31:999::5" }])) as {
+      items: Array<Record<string, any>>;
+    };
+    text.items.push({
+      kind: "Node",
+      metadata: { name: "fresh" },
+      spec: {},
+      status: { addresses: [{ type: "InternalIP", address: "172.31.250.9" }] },
+    });
     const before = allTables();
     const r = sync(1, ["--nodes", file("odd.json", JSON.stringify(text)), "--node", "node1"]);
     expect(r.status).toBe(1);
     expect(r.stderr).toContain("skip node fresh: no spec.podCIDR");
-    expect(r.stderr).toContain("skip node node5: InternalIP 192.168.50.5 is not on a directly connected network of this node, so 10.244.5.0/24 via 192.168.50.5 would not work");
+    expect(r.stderr).toContain(
+      "skip node node5: InternalIP 192.168.50.5 is not on a directly connected network of this node, so 10.244.5.0/24 via 192.168.50.5 would not work",
+    );
     expect(r.stderr).toContain("skip node node5: InternalIP fd31:999::5 is not on a directly connected network");
     expect(allTables()).toEqual(before);
     const fresh = JSON.parse(nodeList(ALL)) as { items: unknown[] };
     fresh.items.push(text.items[text.items.length - 1]);
-    expect(sync(1, ["--nodes", file("fresh.json", JSON.stringify(fresh)), "--node", "node1"])).toMatchObject({ status: 0 });
+    expect(sync(1, ["--nodes", file("fresh.json", JSON.stringify(fresh)), "--node", "node1"])).toMatchObject({
+      status: 0,
+    });
   });
 
   it("the node list on stdin (--nodes -)", () => {
@@ -239,12 +274,37 @@ describe("routes sync on three nodes", () => {
 describe("routes sync: bad input is exit 2 with a message, nothing changed", () => {
   const cases: Array<[string, () => string[], RegExp]> = [
     ["not JSON", () => ["--nodes", file("bad1.json", "<html>"), "--node", "node1"], /is not JSON/],
-    ["no items", () => ["--nodes", file("bad2.json", JSON.stringify({ kind: "List", items: [] })), "--node", "node1"], /lists no nodes/],
-    ["wrong kind", () => ["--nodes", file("bad3.json", JSON.stringify({ kind: "PodList", items: [{ kind: "Pod" }] })), "--node", "node1"], /is a "PodList", not a NodeList/],
-    ["a missing file", () => ["--nodes", join(dir, "nope.json"), "--node", "node1"], /cannot read .*nope\.json: ENOENT/],
-    ["--node not in the list", () => ["--nodes", file("all.json", nodeList(ALL)), "--node", "node7"], /node "node7" is not in the node list/],
+    [
+      "no items",
+      () => ["--nodes", file("bad2.json", JSON.stringify({ kind: "List", items: [] })), "--node", "node1"],
+      /lists no nodes/,
+    ],
+    [
+      "wrong kind",
+      () => [
+        "--nodes",
+        file("bad3.json", JSON.stringify({ kind: "PodList", items: [{ kind: "Pod" }] })),
+        "--node",
+        "node1",
+      ],
+      /is a "PodList", not a NodeList/,
+    ],
+    [
+      "a missing file",
+      () => ["--nodes", join(dir, "nope.json"), "--node", "node1"],
+      /cannot read .*nope\.json: ENOENT/,
+    ],
+    [
+      "--node not in the list",
+      () => ["--nodes", file("all.json", nodeList(ALL)), "--node", "node7"],
+      /node "node7" is not in the node list/,
+    ],
     ["no --node", () => ["--nodes", file("all.json", nodeList(ALL))], /--node NAME is required/],
-    ["an unknown option", () => ["--nodes", file("all.json", nodeList(ALL)), "--node", "node1", "--yes"], /unknown argument "--yes"/],
+    [
+      "an unknown option",
+      () => ["--nodes", file("all.json", nodeList(ALL)), "--node", "node1", "--yes"],
+      /unknown argument "--yes"/,
+    ],
   ];
   for (const [what, argv, msg] of cases) {
     it(what, () => {
@@ -263,7 +323,26 @@ describe("routes sync: bad input is exit 2 with a message, nothing changed", () 
 describe("routes sync --interval", () => {
   it("re-reads the file each round and stops cleanly on SIGTERM", async () => {
     const f = file("loop.json", nodeList([{ n: 1 }, { n: 2 }]));
-    const child = spawn("ip", ["netns", "exec", nodes[0]!.name, "env", "-i", `PATH=${PATH}`, join(DIST_BIN, "routes"), "sync", "--nodes", f, "--node", "node1", "--interval", "1"], { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(
+      "ip",
+      [
+        "netns",
+        "exec",
+        nodes[0]!.name,
+        "env",
+        "-i",
+        `PATH=${PATH}`,
+        join(DIST_BIN, "routes"),
+        "sync",
+        "--nodes",
+        f,
+        "--node",
+        "node1",
+        "--interval",
+        "1",
+      ],
+      { stdio: ["ignore", "pipe", "pipe"] },
+    );
     let out = "";
     let err = "";
     child.stdout.on("data", (d: Buffer) => (out += d.toString()));

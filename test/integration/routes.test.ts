@@ -31,11 +31,33 @@ interface Call {
 }
 
 /** One plugin run inside the node namespace with a clean environment, config on stdin. */
-function cni(plugin: string, cmd: string, conf: Conf, pod: Ns | undefined, o: { ifname?: string; cid?: string } = {}): Call {
-  const env = [`PATH=${PATH}`, `CNI_COMMAND=${cmd}`, `CNI_CONTAINERID=${o.cid ?? (pod ? `c-${pod.name}` : "none")}`, `CNI_NETNS=${pod?.path ?? ""}`, `CNI_IFNAME=${o.ifname ?? "eth0"}`, `CNI_PATH=${bin}`];
-  const r = spawnSync("ip", ["netns", "exec", node.name, "env", "-i", ...env, join(bin, plugin)], { input: JSON.stringify(conf), encoding: "utf8", timeout: 60_000 });
+function cni(
+  plugin: string,
+  cmd: string,
+  conf: Conf,
+  pod: Ns | undefined,
+  o: { ifname?: string; cid?: string } = {},
+): Call {
+  const env = [
+    `PATH=${PATH}`,
+    `CNI_COMMAND=${cmd}`,
+    `CNI_CONTAINERID=${o.cid ?? (pod ? `c-${pod.name}` : "none")}`,
+    `CNI_NETNS=${pod?.path ?? ""}`,
+    `CNI_IFNAME=${o.ifname ?? "eth0"}`,
+    `CNI_PATH=${bin}`,
+  ];
+  const r = spawnSync("ip", ["netns", "exec", node.name, "env", "-i", ...env, join(bin, plugin)], {
+    input: JSON.stringify(conf),
+    encoding: "utf8",
+    timeout: 60_000,
+  });
   const stdout = r.stdout ?? "";
-  return { status: r.status, out: stdout.trim() ? (JSON.parse(stdout) as Record<string, any>) : undefined, stdout, stderr: r.stderr ?? "" };
+  return {
+    status: r.status,
+    out: stdout.trim() ? (JSON.parse(stdout) as Record<string, any>) : undefined,
+    stdout,
+    stderr: r.stderr ?? "",
+  };
 }
 
 function ok(c: Call, what: string): Record<string, any> | undefined {
@@ -63,7 +85,9 @@ interface Row {
 
 /** `ip -json -d route show table all`, both families. */
 function routes(nsName: string): Row[] {
-  return [4, 6].flatMap((f) => JSON.parse(ip(nsName, "-json", "-d", `-${f}`, "route", "show", "table", "all")) as Row[]);
+  return [4, 6].flatMap(
+    (f) => JSON.parse(ip(nsName, "-json", "-d", `-${f}`, "route", "show", "table", "all")) as Row[],
+  );
 }
 
 /** Both namespaces' full route tables, for "nothing changed" comparisons. */
@@ -72,7 +96,9 @@ function snapshot(pod: Ns): { pod: Row[]; node: Row[] } {
 }
 
 function find(rows: Row[], dst: string, o: Partial<Row> = {}): Row | undefined {
-  return rows.find((r) => r.dst === dst && Object.entries(o).every(([k, v]) => (r as unknown as Record<string, unknown>)[k] === v));
+  return rows.find(
+    (r) => r.dst === dst && Object.entries(o).every(([k, v]) => (r as unknown as Record<string, unknown>)[k] === v),
+  );
 }
 
 function bridgeConf(version: string): Conf {
@@ -92,7 +118,13 @@ function bridgeConf(version: string): Conf {
 }
 
 function routesConf(version: string, keys: Conf, prevResult?: unknown): Conf {
-  return { cniVersion: version, name: "rnet", type: "routes", ...keys, ...(prevResult === undefined ? {} : { prevResult }) };
+  return {
+    cniVersion: version,
+    name: "rnet",
+    type: "routes",
+    ...keys,
+    ...(prevResult === undefined ? {} : { prevResult }),
+  };
 }
 
 interface Chain {
@@ -169,12 +201,26 @@ describe.each(["0.4.0", "1.0.0", "1.1.0"])("bridge + routes chain at %s", (versi
 
   it("adds every route with every field, as ip -json -d shows it", () => {
     const pod = routes(c.pod.name);
-    expect(find(pod, "10.50.0.0/16")).toMatchObject({ gateway: "10.71.0.1", dev: "eth0", table: "100", metric: 5, protocol: String(PROTO), scope: "global", metrics: [{ mtu: 1400, advmss: 1300 }] });
+    expect(find(pod, "10.50.0.0/16")).toMatchObject({
+      gateway: "10.71.0.1",
+      dev: "eth0",
+      table: "100",
+      metric: 5,
+      protocol: String(PROTO),
+      scope: "global",
+      metrics: [{ mtu: 1400, advmss: 1300 }],
+    });
     expect(find(pod, "10.51.0.0/16")).toMatchObject({ dev: "eth0", table: "main", scope: "link" });
     expect(find(pod, "10.51.0.0/16")!.gateway).toBeUndefined();
     // No gw: prevResult's gateway of the family (the spec's "default gateway ... as determined by the plugin").
     expect(find(pod, "10.52.0.0/16")).toMatchObject({ gateway: "10.71.0.1", dev: "eth0", metric: 7, scope: "site" });
-    expect(find(pod, "fd50::/64")).toMatchObject({ gateway: "fd71::1", dev: "eth0", table: "100", metric: 9, metrics: [{ mtu: 1380, advmss: 1280 }] });
+    expect(find(pod, "fd50::/64")).toMatchObject({
+      gateway: "fd71::1",
+      dev: "eth0",
+      table: "100",
+      metric: 9,
+      metrics: [{ mtu: 1380, advmss: 1280 }],
+    });
     expect(find(pod, "fd51::/64")).toMatchObject({ gateway: "fd71::1", dev: "eth0", table: "main", metric: 1024 });
   });
 
@@ -182,7 +228,12 @@ describe.each(["0.4.0", "1.0.0", "1.1.0"])("bridge + routes chain at %s", (versi
     const pod = routes(c.pod.name);
     expect(find(pod, "10.99.0.0/16")).toBeUndefined();
     expect(find(pod, "default", { gateway: "10.71.0.1" })).toBeDefined();
-    expect(find(routes(node.name), "10.245.0.0/16")).toMatchObject({ gateway: "10.71.0.200", dev: "cni0", protocol: String(PROTO), metrics: [{ mtu: 1450 }] });
+    expect(find(routes(node.name), "10.245.0.0/16")).toMatchObject({
+      gateway: "10.71.0.200",
+      dev: "cni0",
+      protocol: String(PROTO),
+      metrics: [{ mtu: 1450 }],
+    });
   });
 
   it("outputs prevResult with its routes as the pod has them, in the config's version", () => {
@@ -241,14 +292,19 @@ describe("keys", () => {
   it("delroutes then addroutes: a route replaced by one via another gateway", () => {
     const keys = { delroutes: [{ dst: "0.0.0.0/0" }], addroutes: [{ dst: "0.0.0.0/0", gw: "10.71.0.254" }] };
     const c = chain("1.1.0", keys);
-    expect(routes(c.pod.name).filter((r) => r.dst === "default" && !r.dst.includes(":") && r.gateway?.includes("."))).toMatchObject([{ gateway: "10.71.0.254" }]);
+    expect(
+      routes(c.pod.name).filter((r) => r.dst === "default" && !r.dst.includes(":") && r.gateway?.includes(".")),
+    ).toMatchObject([{ gateway: "10.71.0.254" }]);
     expect(c.final.routes).toEqual([{ dst: "::/0" }, { dst: "10.99.0.0/16" }, { dst: "0.0.0.0/0", gw: "10.71.0.254" }]);
     expect(check(c, "routes").status).toBe(0);
     del(c);
   });
 
   it("args.cni wins over the top-level keys", () => {
-    const keys = { addroutes: [{ dst: "10.61.0.0/16" }], args: { cni: { addroutes: [{ dst: "10.62.0.0/16", gw: "10.71.0.1" }] } } };
+    const keys = {
+      addroutes: [{ dst: "10.61.0.0/16" }],
+      args: { cni: { addroutes: [{ dst: "10.62.0.0/16", gw: "10.71.0.1" }] } },
+    };
     const c = chain("1.1.0", keys);
     const pod = routes(c.pod.name);
     expect(find(pod, "10.61.0.0/16")).toBeUndefined();
@@ -263,7 +319,10 @@ describe("keys", () => {
     ip(pod.name, "addr", "add", "192.168.70.2/24", "dev", "net1");
     ip(pod.name, "link", "set", "net1", "up");
     ip(pod.name, "link", "set", "net1p", "up");
-    const keys = { interface: "net1", addroutes: [{ dst: "10.63.0.0/16", gw: "192.168.70.1" }, { dst: "10.64.0.0/16" }] };
+    const keys = {
+      interface: "net1",
+      addroutes: [{ dst: "10.63.0.0/16", gw: "192.168.70.1" }, { dst: "10.64.0.0/16" }],
+    };
     const final = ok(cni("routes", "ADD", routesConf("1.1.0", keys, first), pod), "routes ADD")!;
     const rows = routes(pod.name);
     expect(find(rows, "10.63.0.0/16")).toMatchObject({ gateway: "192.168.70.1", dev: "net1" });
@@ -271,7 +330,12 @@ describe("keys", () => {
     expect(find(rows, "10.64.0.0/16")).toMatchObject({ dev: "net1", scope: "link" });
     const c: Chain = { pod, version: "1.1.0", bridge, keys, first, final };
     expect(check(c, "routes").status).toBe(0);
-    const missing = cni("routes", "ADD", routesConf("1.1.0", { interface: "net9", addroutes: [{ dst: "10.65.0.0/16" }] }, first), pod);
+    const missing = cni(
+      "routes",
+      "ADD",
+      routesConf("1.1.0", { interface: "net9", addroutes: [{ dst: "10.65.0.0/16" }] }, first),
+      pod,
+    );
     expect(missing.out).toMatchObject({ code: 7, msg: `interface net9 does not exist in ${pod.path}` });
     del(c);
   });
@@ -282,12 +346,23 @@ describe("keys", () => {
     const b = chain("1.1.0", keys);
     expect(routes(node.name).filter((r) => r.dst === "10.246.0.0/16")).toHaveLength(1);
     const moved = chain("1.1.0", { hostRoutes: [{ dst: "10.246.0.0/16", gw: "10.71.0.202" }] });
-    expect(routes(node.name).filter((r) => r.dst === "10.246.0.0/16")).toMatchObject([{ gateway: "10.71.0.202", protocol: String(PROTO) }]);
+    expect(routes(node.name).filter((r) => r.dst === "10.246.0.0/16")).toMatchObject([
+      { gateway: "10.71.0.202", protocol: String(PROTO) },
+    ]);
 
     ip(node.name, "route", "add", "10.247.0.0/16", "via", "10.71.0.203");
     const { pod, first } = addBridge("1.1.0");
     const before = snapshot(pod);
-    const r = cni("routes", "ADD", routesConf("1.1.0", { delroutes: [{ dst: "10.99.0.0/16" }], hostRoutes: [{ dst: "10.247.0.0/16", gw: "10.71.0.204" }] }, first), pod);
+    const r = cni(
+      "routes",
+      "ADD",
+      routesConf(
+        "1.1.0",
+        { delroutes: [{ dst: "10.99.0.0/16" }], hostRoutes: [{ dst: "10.247.0.0/16", gw: "10.71.0.204" }] },
+        first,
+      ),
+      pod,
+    );
     expect(r.out).toMatchObject({ code: 102 });
     expect(r.out!.msg).toContain("hostRoutes[0] 10.247.0.0/16 via 10.71.0.204");
     expect(snapshot(pod)).toEqual(before);
@@ -304,12 +379,18 @@ describe("keys", () => {
 });
 
 describe("CHECK fails for the right reasons", () => {
-  const keys = { addroutes: [{ dst: "10.67.0.0/16", gw: "10.71.0.1", table: 100 }], delroutes: [{ dst: "10.99.0.0/16" }] };
+  const keys = {
+    addroutes: [{ dst: "10.67.0.0/16", gw: "10.71.0.1", table: 100 }],
+    delroutes: [{ dst: "10.99.0.0/16" }],
+  };
 
   it("an added route deleted by hand: code 103 naming it", () => {
     const c = chain("1.1.0", keys);
     ip(c.pod.name, "route", "del", "10.67.0.0/16", "table", "100");
-    expect(check(c, "routes").out).toMatchObject({ code: 103, msg: "route 10.67.0.0/16 via 10.71.0.1 table 100 (addroutes[0]) is missing on eth0" });
+    expect(check(c, "routes").out).toMatchObject({
+      code: 103,
+      msg: "route 10.67.0.0/16 via 10.71.0.1 table 100 (addroutes[0]) is missing on eth0",
+    });
     del(c);
   });
 
@@ -323,7 +404,10 @@ describe("CHECK fails for the right reasons", () => {
   it("a deleted route re-added by hand: 103 naming it and the key", () => {
     const c = chain("1.1.0", keys);
     ip(c.pod.name, "route", "add", "10.99.0.0/16", "via", "10.71.0.1");
-    expect(check(c, "routes").out).toMatchObject({ code: 103, msg: "route 10.99.0.0/16 via 10.71.0.1 dev eth0 proto 3 is present, but delroutes[0] (10.99.0.0/16) removes it" });
+    expect(check(c, "routes").out).toMatchObject({
+      code: 103,
+      msg: "route 10.99.0.0/16 via 10.71.0.1 dev eth0 proto 3 is present, but delroutes[0] (10.99.0.0/16) removes it",
+    });
     del(c);
   });
 
@@ -338,13 +422,19 @@ describe("CHECK fails for the right reasons", () => {
   it("a hostRoute removed from the node: 103", () => {
     const c = chain("1.1.0", { hostRoutes: [{ dst: "10.248.0.0/16", gw: "10.71.0.205" }] });
     ip(node.name, "route", "del", "10.248.0.0/16");
-    expect(check(c, "routes").out).toMatchObject({ code: 103, msg: "route 10.248.0.0/16 via 10.71.0.205 (hostRoutes[0]) is missing on the node" });
+    expect(check(c, "routes").out).toMatchObject({
+      code: 103,
+      msg: "route 10.248.0.0/16 via 10.71.0.205 (hostRoutes[0]) is missing on the node",
+    });
     del(c);
   });
 
   it("without prevResult: code 7", () => {
     const c = chain("1.1.0", keys);
-    expect(cni("routes", "CHECK", routesConf("1.1.0", keys), c.pod).out).toMatchObject({ code: 7, msg: "Required prevResult missing" });
+    expect(cni("routes", "CHECK", routesConf("1.1.0", keys), c.pod).out).toMatchObject({
+      code: 7,
+      msg: "Required prevResult missing",
+    });
     del(c);
   });
 });
@@ -353,30 +443,95 @@ describe("GC and STATUS", () => {
   it("are answered (exit 0, no output) at 1.1.0", () => {
     const gc = cni("routes", "GC", { ...routesConf("1.1.0", EVERY_FIELD), "cni.dev/valid-attachments": [] }, undefined);
     expect(gc).toMatchObject({ status: 0, stdout: "" });
-    expect(cni("routes", "STATUS", routesConf("1.1.0", EVERY_FIELD), undefined)).toMatchObject({ status: 0, stdout: "" });
+    expect(cni("routes", "STATUS", routesConf("1.1.0", EVERY_FIELD), undefined)).toMatchObject({
+      status: 0,
+      stdout: "",
+    });
   });
 
   it("STATUS reports an invalid config (code 7), since ADD could not work", () => {
-    expect(cni("routes", "STATUS", routesConf("1.1.0", { addroutes: [{ dst: "nope" }] }), undefined).out).toMatchObject({ code: 7 });
+    expect(cni("routes", "STATUS", routesConf("1.1.0", { addroutes: [{ dst: "nope" }] }), undefined).out).toMatchObject(
+      { code: 7 },
+    );
   });
 });
 
 describe("bad input: the right code, and nothing changed in the pod or on the node", () => {
   const cases: Array<[string, Conf, number, string]> = [
-    ["malformed route (dst not a CIDR)", { addroutes: [{ dst: "10.68.0.0" }] }, 7, 'addroutes[0].dst: "10.68.0.0" is not a CIDR'],
-    ["dst not a network address", { delroutes: [{ dst: "10.0.0.0/8" }], addroutes: [{ dst: "10.68.1.0/16" }] }, 7, 'addroutes[0].dst: "10.68.1.0/16" is not a network address'],
-    ["gw not an IP", { addroutes: [{ dst: "10.68.0.0/16", gw: "gateway" }] }, 7, 'addroutes[0].gw: "gateway" is not an IP address'],
-    ["gw of the other family", { addroutes: [{ dst: "10.68.0.0/16", gw: "fd71::1" }] }, 7, "addroutes[0].gw fd71::1 is IPv6 but dst 10.68.0.0/16 is IPv4"],
-    ["negative priority", { addroutes: [{ dst: "10.68.0.0/16", priority: -1 }] }, 7, "addroutes[0].priority must be between 0 and 4294967295"],
-    ["unknown scope value", { addroutes: [{ dst: "10.68.0.0/16", scope: 42 }] }, 2, "addroutes[0].scope 42 is not supported"],
+    [
+      "malformed route (dst not a CIDR)",
+      { addroutes: [{ dst: "10.68.0.0" }] },
+      7,
+      'addroutes[0].dst: "10.68.0.0" is not a CIDR',
+    ],
+    [
+      "dst not a network address",
+      { delroutes: [{ dst: "10.0.0.0/8" }], addroutes: [{ dst: "10.68.1.0/16" }] },
+      7,
+      'addroutes[0].dst: "10.68.1.0/16" is not a network address',
+    ],
+    [
+      "gw not an IP",
+      { addroutes: [{ dst: "10.68.0.0/16", gw: "gateway" }] },
+      7,
+      'addroutes[0].gw: "gateway" is not an IP address',
+    ],
+    [
+      "gw of the other family",
+      { addroutes: [{ dst: "10.68.0.0/16", gw: "fd71::1" }] },
+      7,
+      "addroutes[0].gw fd71::1 is IPv6 but dst 10.68.0.0/16 is IPv4",
+    ],
+    [
+      "negative priority",
+      { addroutes: [{ dst: "10.68.0.0/16", priority: -1 }] },
+      7,
+      "addroutes[0].priority must be between 0 and 4294967295",
+    ],
+    [
+      "unknown scope value",
+      { addroutes: [{ dst: "10.68.0.0/16", scope: 42 }] },
+      2,
+      "addroutes[0].scope 42 is not supported",
+    ],
     ["unknown route key", { addroutes: [{ dst: "10.68.0.0/16", metric: 5 }] }, 7, 'addroutes[0]: unknown key "metric"'],
     ["flag that is not a boolean", { flushroutes: "always" }, 7, 'flushroutes must be a boolean, got "always"'],
-    ["hostRoutes from args.cni", { args: { cni: { hostRoutes: [{ dst: "10.0.0.0/8", gw: "10.71.0.1" }] } } }, 2, "args.cni.hostRoutes is not accepted"],
-    ["an added route's slot taken", { addroutes: [{ dst: "10.99.0.0/16", gw: "10.71.0.9" }] }, 102, "addroutes[0] 10.99.0.0/16 via 10.71.0.9"],
+    [
+      "hostRoutes from args.cni",
+      { args: { cni: { hostRoutes: [{ dst: "10.0.0.0/8", gw: "10.71.0.1" }] } } },
+      2,
+      "args.cni.hostRoutes is not accepted",
+    ],
+    [
+      "an added route's slot taken",
+      { addroutes: [{ dst: "10.99.0.0/16", gw: "10.71.0.9" }] },
+      102,
+      "addroutes[0] 10.99.0.0/16 via 10.71.0.9",
+    ],
     // The kernel refuses the third line: the delete and the first add before it are undone.
-    ["a route the kernel refuses, after others", { delroutes: [{ dst: "10.99.0.0/16" }], addroutes: [{ dst: "10.68.0.0/16", gw: "10.71.0.1" }, { dst: "10.69.0.0/16", gw: "192.168.99.1" }] }, 100, "ip route add 10.69.0.0/16 via 192.168.99.1 dev eth0"],
+    [
+      "a route the kernel refuses, after others",
+      {
+        delroutes: [{ dst: "10.99.0.0/16" }],
+        addroutes: [
+          { dst: "10.68.0.0/16", gw: "10.71.0.1" },
+          { dst: "10.69.0.0/16", gw: "192.168.99.1" },
+        ],
+      },
+      100,
+      "ip route add 10.69.0.0/16 via 192.168.99.1 dev eth0",
+    ],
     // The pod part succeeds, the node part fails: the pod part is undone.
-    ["a node route the kernel refuses", { flushgateway: true, addroutes: [{ dst: "10.68.0.0/16" }], hostRoutes: [{ dst: "10.249.0.0/16", gw: "192.168.98.1" }] }, 100, "ip route add 10.249.0.0/16 via 192.168.98.1"],
+    [
+      "a node route the kernel refuses",
+      {
+        flushgateway: true,
+        addroutes: [{ dst: "10.68.0.0/16" }],
+        hostRoutes: [{ dst: "10.249.0.0/16", gw: "192.168.98.1" }],
+      },
+      100,
+      "ip route add 10.249.0.0/16 via 192.168.98.1",
+    ],
   ];
   let pod: Ns;
   let first: Record<string, any>;
@@ -397,7 +552,10 @@ describe("bad input: the right code, and nothing changed in the pod or on the no
 
   it("without prevResult: code 7, nothing changed", () => {
     const before = snapshot(pod);
-    expect(cni("routes", "ADD", routesConf("1.1.0", { addroutes: [{ dst: "10.68.0.0/16" }] }), pod).out).toMatchObject({ code: 7, msg: "Required prevResult missing" });
+    expect(cni("routes", "ADD", routesConf("1.1.0", { addroutes: [{ dst: "10.68.0.0/16" }] }), pod).out).toMatchObject({
+      code: 7,
+      msg: "Required prevResult missing",
+    });
     expect(snapshot(pod)).toEqual(before);
   });
 });

@@ -60,7 +60,8 @@ interface Network {
 function libcniStdin(net: Network, plugin: Plugin, caps: Record<string, GoStructText>, prevResult?: unknown): string {
   const conf: Record<string, unknown> = { ...plugin, name: net.name, cniVersion: net.cniVersion };
   const rc: Record<string, unknown> = {};
-  for (const [cap, on] of Object.entries(plugin.capabilities ?? {})) if (on && caps[cap] !== undefined) rc[cap] = caps[cap];
+  for (const [cap, on] of Object.entries(plugin.capabilities ?? {}))
+    if (on && caps[cap] !== undefined) rc[cap] = caps[cap];
   if (Object.keys(rc).length > 0) conf.runtimeConfig = rc;
   if (prevResult !== undefined) conf.prevResult = prevResult;
   return goMarshal(conf);
@@ -94,10 +95,34 @@ class Node {
   }
 
   call(command: string, type: string, pod: Pod, ifname: string, stdin: string, netns = pod.ns.path): Call {
-    const env = { PATH: labPath(sb), CNI_COMMAND: command, CNI_CONTAINERID: pod.id, CNI_NETNS: netns, CNI_IFNAME: ifname, CNI_ARGS: pod.args, CNI_PATH: this.bin };
-    const r = spawnSync("ip", ["netns", "exec", this.node.name, "env", "-i", ...Object.entries(env).map(([k, v]) => `${k}=${v}`), join(this.bin, type)], { input: stdin, encoding: "utf8", timeout: 60_000 });
+    const env = {
+      PATH: labPath(sb),
+      CNI_COMMAND: command,
+      CNI_CONTAINERID: pod.id,
+      CNI_NETNS: netns,
+      CNI_IFNAME: ifname,
+      CNI_ARGS: pod.args,
+      CNI_PATH: this.bin,
+    };
+    const r = spawnSync(
+      "ip",
+      [
+        "netns",
+        "exec",
+        this.node.name,
+        "env",
+        "-i",
+        ...Object.entries(env).map(([k, v]) => `${k}=${v}`),
+        join(this.bin, type),
+      ],
+      { input: stdin, encoding: "utf8", timeout: 60_000 },
+    );
     const raw = r.stdout ?? "";
-    return { status: r.status, out: raw.trim() ? (JSON.parse(raw) as Record<string, any>) : undefined, raw: `${raw} ${r.stderr ?? ""}` };
+    return {
+      status: r.status,
+      out: raw.trim() ? (JSON.parse(raw) as Record<string, any>) : undefined,
+      raw: `${raw} ${r.stderr ?? ""}`,
+    };
   }
 
   /** AddNetworkList: every plugin in order, each given the previous result; the final result. */
@@ -112,7 +137,14 @@ class Node {
   }
 
   /** DelNetworkList: every plugin in reverse order, with the cached result (if any) as prevResult. */
-  delList(net: Network, pod: Pod, ifname: string, caps: Record<string, GoStructText>, cached: unknown, netns: string): void {
+  delList(
+    net: Network,
+    pod: Pod,
+    ifname: string,
+    caps: Record<string, GoStructText>,
+    cached: unknown,
+    netns: string,
+  ): void {
     for (const p of [...net.plugins].reverse()) {
       const r = this.call("DEL", p.type, pod, ifname, libcniStdin(net, p, caps, cached), netns);
       expect(r.status, `${net.name} ${p.type} DEL (netns ${JSON.stringify(netns)}): ${r.raw}`).toBe(0);
@@ -152,16 +184,26 @@ const RUNTIMES: Record<string, Runtime> = {
       cniVersion: "1.0.0",
       name: "containerd-net",
       plugins: [
-        { type: "bridge", bridge: "cni0", isGateway: true, ipMasq: true, promiscMode: true, ipam: { type: "host-local", dataDir, ranges: [[{ subnet: "10.88.0.0/16" }]], routes: [{ dst: "0.0.0.0/0" }] } },
+        {
+          type: "bridge",
+          bridge: "cni0",
+          isGateway: true,
+          ipMasq: true,
+          promiscMode: true,
+          ipam: { type: "host-local", dataDir, ranges: [[{ subnet: "10.88.0.0/16" }]], routes: [{ dst: "0.0.0.0/0" }] },
+        },
         { type: "portmap", capabilities: { portMappings: true } },
       ],
     }),
     // go-cni PortMapping and DNS have no JSON tags.
     caps: {
       portMappings: new GoStructText('[{"HostPort":18080,"ContainerPort":80,"Protocol":"tcp","HostIP":""}]'),
-      dns: new GoStructText('{"Servers":["10.96.0.10"],"Searches":["default.svc.cluster.local"],"Options":["ndots:5"]}'),
+      dns: new GoStructText(
+        '{"Servers":["10.96.0.10"],"Searches":["default.svc.cluster.local"],"Options":["ndots:5"]}',
+      ),
     },
-    args: (id) => `IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web;K8S_POD_INFRA_CONTAINER_ID=${id};K8S_POD_UID=7d3c9a4e-0b1f-4e8a-9d2c-5f6e7a8b9c0d`,
+    args: (id) =>
+      `IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web;K8S_POD_INFRA_CONTAINER_ID=${id};K8S_POD_UID=7d3c9a4e-0b1f-4e8a-9d2c-5f6e7a8b9c0d`,
     loopbackPlugin: true,
     hostPort: 18080,
     expectIn: /^10\.88\.\d+\.\d+\/16$/,
@@ -172,15 +214,25 @@ const RUNTIMES: Record<string, Runtime> = {
       name: "containerd-net",
       plugins: [
         // No static ranges: the pod subnet comes from the runtime (as kubelet's podCIDR reaches CRI-O).
-        { type: "bridge", bridge: "cni0", isGateway: true, ipMasq: true, capabilities: { ipRanges: true }, ipam: { type: "host-local", dataDir, routes: [{ dst: "0.0.0.0/0" }] } },
+        {
+          type: "bridge",
+          bridge: "cni0",
+          isGateway: true,
+          ipMasq: true,
+          capabilities: { ipRanges: true },
+          ipam: { type: "host-local", dataDir, routes: [{ dst: "0.0.0.0/0" }] },
+        },
         { type: "portmap", capabilities: { portMappings: true } },
       ],
     }),
     caps: {
-      ipRanges: new GoStructText('[[{"Subnet":"10.77.0.0/24","RangeStart":"10.77.0.50","RangeEnd":"10.77.0.59","Gateway":"10.77.0.1"}]]'),
+      ipRanges: new GoStructText(
+        '[[{"Subnet":"10.77.0.0/24","RangeStart":"10.77.0.50","RangeEnd":"10.77.0.59","Gateway":"10.77.0.1"}]]',
+      ),
       portMappings: new GoStructText('[{"HostPort":18081,"ContainerPort":80,"Protocol":"tcp","HostIP":""}]'),
     },
-    args: (id) => `IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web;K8S_POD_INFRA_CONTAINER_ID=${id};K8S_POD_UID=1b2c3d4e-0000-4000-8000-000000000001`,
+    args: (id) =>
+      `IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web;K8S_POD_INFRA_CONTAINER_ID=${id};K8S_POD_UID=1b2c3d4e-0000-4000-8000-000000000001`,
     loopbackPlugin: true,
     hostPort: 18081,
     expectIn: /^10\.77\.0\.5\d\/24$/,
@@ -191,12 +243,20 @@ const RUNTIMES: Record<string, Runtime> = {
       cniVersion: "1.0.0",
       name: "crio",
       plugins: [
-        { type: "bridge", bridge: "cni0", isGateway: true, ipMasq: true, hairpinMode: true, ipam: { type: "host-local", dataDir, routes: [{ dst: "0.0.0.0/0" }], ranges: [[{ subnet: "10.85.0.0/16" }]] } },
+        {
+          type: "bridge",
+          bridge: "cni0",
+          isGateway: true,
+          ipMasq: true,
+          hairpinMode: true,
+          ipam: { type: "host-local", dataDir, routes: [{ dst: "0.0.0.0/0" }], ranges: [[{ subnet: "10.85.0.0/16" }]] },
+        },
         { type: "portmap", capabilities: { portMappings: true } },
       ],
     }),
     caps: { portMappings: new GoStructText('[{"hostPort":18082,"containerPort":80,"protocol":"tcp","hostIP":""}]') },
-    args: (id) => `IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web;K8S_POD_INFRA_CONTAINER_ID=${id};K8S_POD_UID=2b2c3d4e-0000-4000-8000-000000000002`,
+    args: (id) =>
+      `IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web;K8S_POD_INFRA_CONTAINER_ID=${id};K8S_POD_UID=2b2c3d4e-0000-4000-8000-000000000002`,
     loopbackPlugin: false,
     hostPort: 18082,
     expectIn: /^10\.85\.\d+\.\d+\/16$/,
@@ -206,7 +266,15 @@ const RUNTIMES: Record<string, Runtime> = {
       cniVersion: "1.0.0",
       name: "crio",
       plugins: [
-        { type: "bridge", bridge: "cni0", isGateway: true, ipMasq: true, hairpinMode: true, capabilities: { ipRanges: true }, ipam: { type: "host-local", dataDir, routes: [{ dst: "0.0.0.0/0" }] } },
+        {
+          type: "bridge",
+          bridge: "cni0",
+          isGateway: true,
+          ipMasq: true,
+          hairpinMode: true,
+          capabilities: { ipRanges: true },
+          ipam: { type: "host-local", dataDir, routes: [{ dst: "0.0.0.0/0" }] },
+        },
         { type: "portmap", capabilities: { portMappings: true } },
       ],
     }),
@@ -214,7 +282,8 @@ const RUNTIMES: Record<string, Runtime> = {
       portMappings: new GoStructText('[{"hostPort":18084,"containerPort":80,"protocol":"tcp","hostIP":""}]'),
       ipRanges: new GoStructText('[[{"subnet":"10.85.3.0/24"}]]'),
     },
-    args: (id) => `IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web;K8S_POD_INFRA_CONTAINER_ID=${id};K8S_POD_UID=3b2c3d4e-0000-4000-8000-000000000003`,
+    args: (id) =>
+      `IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web;K8S_POD_INFRA_CONTAINER_ID=${id};K8S_POD_UID=3b2c3d4e-0000-4000-8000-000000000003`,
     loopbackPlugin: false,
     hostPort: 18084,
     expectIn: /^10\.85\.3\.\d+\/24$/,
@@ -226,7 +295,19 @@ const RUNTIMES: Record<string, Runtime> = {
       cniVersion: "1.0.0",
       name: "podman",
       plugins: [
-        { type: "bridge", bridge: "cni-podman0", isGateway: true, ipMasq: true, hairpinMode: true, ipam: { type: "host-local", dataDir, routes: [{ dst: "0.0.0.0/0" }], ranges: [[{ subnet: "10.89.0.0/24", gateway: "10.89.0.1" }]] } },
+        {
+          type: "bridge",
+          bridge: "cni-podman0",
+          isGateway: true,
+          ipMasq: true,
+          hairpinMode: true,
+          ipam: {
+            type: "host-local",
+            dataDir,
+            routes: [{ dst: "0.0.0.0/0" }],
+            ranges: [[{ subnet: "10.89.0.0/24", gateway: "10.89.0.1" }]],
+          },
+        },
         { type: "portmap", capabilities: { portMappings: true } },
       ],
     }),
@@ -292,7 +373,11 @@ describe.each(Object.entries(RUNTIMES))("%s: a pod's life", (_name, rt) => {
     const shape = (r: Record<string, any> | undefined) => ({
       cniVersion: r?.cniVersion,
       interfaces: (r?.interfaces as Array<{ name: string }> | undefined)?.length,
-      ips: (r?.ips as Array<{ address: string; gateway?: string; interface?: number }> | undefined)?.map((ip) => ({ gateway: ip.gateway, interface: ip.interface, prefix: ip.address.split("/")[1] })),
+      ips: (r?.ips as Array<{ address: string; gateway?: string; interface?: number }> | undefined)?.map((ip) => ({
+        gateway: ip.gateway,
+        interface: ip.interface,
+        prefix: ip.address.split("/")[1],
+      })),
       routes: r?.routes,
     });
     expect(shape(results["cni-ts"])).toEqual(shape(results.reference));
@@ -304,8 +389,31 @@ describe.each(Object.entries(RUNTIMES))("%s: a pod's life", (_name, rt) => {
 it("portmap takes containerd's exact stdin (capitalised port mapping keys) and the port answers", async () => {
   const node = new Node(`rt${++n}`, binDir(sb, "rt-bin-exact"));
   const ns = sb.netns(`rt${n}-pod`);
-  const pod: Pod = { ns, id: `${sb.id}exact`, args: `IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web;K8S_POD_INFRA_CONTAINER_ID=${sb.id}exact;K8S_POD_UID=x` };
-  const bridge = node.call("ADD", "bridge", pod, "eth0", JSON.stringify({ cniVersion: "1.0.0", name: "containerd-net", type: "bridge", bridge: "cni0", isGateway: true, ipMasq: true, ipam: { type: "host-local", dataDir: node.dataDir, ranges: [[{ subnet: "10.88.0.0/16" }]], routes: [{ dst: "0.0.0.0/0" }] } }));
+  const pod: Pod = {
+    ns,
+    id: `${sb.id}exact`,
+    args: `IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web;K8S_POD_INFRA_CONTAINER_ID=${sb.id}exact;K8S_POD_UID=x`,
+  };
+  const bridge = node.call(
+    "ADD",
+    "bridge",
+    pod,
+    "eth0",
+    JSON.stringify({
+      cniVersion: "1.0.0",
+      name: "containerd-net",
+      type: "bridge",
+      bridge: "cni0",
+      isGateway: true,
+      ipMasq: true,
+      ipam: {
+        type: "host-local",
+        dataDir: node.dataDir,
+        ranges: [[{ subnet: "10.88.0.0/16" }]],
+        routes: [{ dst: "0.0.0.0/0" }],
+      },
+    }),
+  );
   expect(bridge.status, bridge.raw).toBe(0);
   const stdin = `{"capabilities":{"portMappings":true},"cniVersion":"1.0.0","name":"containerd-net","prevResult":${JSON.stringify(bridge.out)},"runtimeConfig":{"portMappings":[{"HostPort":18090,"ContainerPort":${POD_PORT},"Protocol":"tcp","HostIP":""}]},"type":"portmap"}`;
   const pm = node.call("ADD", "portmap", pod, "eth0", stdin);
@@ -335,7 +443,13 @@ describe("the reference's order of checks, ours beside the reference", () => {
       const ours = new Node(`ord${++n}`, binDir(sb, `ord-bin-${n}`));
       const pod: Pod = { ns: { name: "gone", path: "/nonexistent/cni-ts-netns" }, id: "c1", args: "" };
       const mine = ours.call(command, type, pod, "eth0", stdin.replace('"bridge"', JSON.stringify(type)));
-      const ref = new Node(`ord${++n}`, REFERENCE_BIN).call(command, type, pod, "eth0", stdin.replace('"bridge"', JSON.stringify(type)));
+      const ref = new Node(`ord${++n}`, REFERENCE_BIN).call(
+        command,
+        type,
+        pod,
+        "eth0",
+        stdin.replace('"bridge"', JSON.stringify(type)),
+      );
       expect(ref.out?.code, `reference: ${ref.raw}`).toBe(code);
       expect(mine.out?.code, `cni-ts: ${mine.raw}`).toBe(code);
     });

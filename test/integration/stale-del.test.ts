@@ -13,7 +13,19 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { hostVethName } from "../../plugins/bridge/names.js";
-import { addrsOf, BridgeLab, type CniCall, type Conf, labPath, linkNames, linkOf, nftRuleset, type Ns, nsRun, ping } from "./bridge-lab.js";
+import {
+  addrsOf,
+  BridgeLab,
+  type CniCall,
+  type Conf,
+  labPath,
+  linkNames,
+  linkOf,
+  nftRuleset,
+  type Ns,
+  nsRun,
+  ping,
+} from "./bridge-lab.js";
 import { requireBuilt, Sandbox } from "./helpers.js";
 
 const sb = new Sandbox();
@@ -21,15 +33,48 @@ beforeAll(() => requireBuilt());
 afterAll(() => sb.cleanup());
 
 /** Run any plugin of the lab's bin directory in its node namespace, as BridgeLab.cni runs bridge. */
-function plugin(lab: BridgeLab, name: string, cmd: string, conf: Conf, netns: string, containerID: string, ifname = "eth0"): CniCall {
-  const env = { PATH: labPath(sb), CNI_COMMAND: cmd, CNI_CONTAINERID: containerID, CNI_NETNS: netns, CNI_IFNAME: ifname, CNI_PATH: lab.bin };
-  const r = spawnSync("ip", ["netns", "exec", lab.node.name, "env", "-i", ...Object.entries(env).map(([k, v]) => `${k}=${v}`), join(lab.bin, name)], {
-    input: JSON.stringify(conf),
-    encoding: "utf8",
-    timeout: 60_000,
-  });
+function plugin(
+  lab: BridgeLab,
+  name: string,
+  cmd: string,
+  conf: Conf,
+  netns: string,
+  containerID: string,
+  ifname = "eth0",
+): CniCall {
+  const env = {
+    PATH: labPath(sb),
+    CNI_COMMAND: cmd,
+    CNI_CONTAINERID: containerID,
+    CNI_NETNS: netns,
+    CNI_IFNAME: ifname,
+    CNI_PATH: lab.bin,
+  };
+  const r = spawnSync(
+    "ip",
+    [
+      "netns",
+      "exec",
+      lab.node.name,
+      "env",
+      "-i",
+      ...Object.entries(env).map(([k, v]) => `${k}=${v}`),
+      join(lab.bin, name),
+    ],
+    {
+      input: JSON.stringify(conf),
+      encoding: "utf8",
+      timeout: 60_000,
+    },
+  );
   const stdout = r.stdout ?? "";
-  return { status: r.status, stdout, stderr: r.stderr ?? "", out: stdout.trim() === "" ? undefined : (JSON.parse(stdout) as Record<string, any>), ms: 0 };
+  return {
+    status: r.status,
+    stdout,
+    stderr: r.stderr ?? "",
+    out: stdout.trim() === "" ? undefined : (JSON.parse(stdout) as Record<string, any>),
+    ms: 0,
+  };
 }
 
 /** Paths that are not network namespaces: an unmounted namespace's empty file, a directory, /dev/null. */
@@ -47,28 +92,36 @@ describe("DEL with a CNI_NETNS that is no longer a network namespace", () => {
   let conf: Conf;
   beforeAll(() => {
     lab = new BridgeLab(sb, "dead");
-    conf = lab.conf({ isGateway: true, ipMasq: true, ipMasqBackend: "nftables", ipam: lab.hostLocal(["10.57.0.0/24"]) });
+    conf = lab.conf({
+      isGateway: true,
+      ipMasq: true,
+      ipMasqBackend: "nftables",
+      ipam: lab.hostLocal(["10.57.0.0/24"]),
+    });
   });
 
-  it.each(["an empty file", "a directory", "/dev/null"])("bridge: DEL with %s succeeds, releases the address, removes the veth and the masquerade", (kind) => {
-    const pod = lab.pod();
-    const r = lab.add(conf, { pod });
-    const cid = `ctr-${pod.name}`;
-    const hostVeth = hostVethName(cid, "eth0");
-    const addr = r.ips[0].address.split("/")[0];
-    expect(lab.reservations()).toContain(addr);
-    expect(nftRuleset(lab.node.name)).toContain(addr);
-    const path = deadPaths("dead-del")[kind]!;
-    const d = lab.cni("DEL", lab.withPrev(conf, r), { pod: path, containerID: cid });
-    expect([d.status, d.stdout]).toEqual([0, ""]);
-    expect(lab.reservations()).not.toContain(addr);
-    expect(linkOf(lab.node.name, hostVeth)).toBeUndefined();
-    expect(nftRuleset(lab.node.name)).not.toContain(addr);
-    // The pod's end went with its host end.
-    expect(linkNames(pod.name)).toEqual(["lo"]);
-    // Repeated, as a runtime retries: still success.
-    expect(lab.cni("DEL", lab.withPrev(conf, r), { pod: path, containerID: cid }).status).toBe(0);
-  });
+  it.each(["an empty file", "a directory", "/dev/null"])(
+    "bridge: DEL with %s succeeds, releases the address, removes the veth and the masquerade",
+    (kind) => {
+      const pod = lab.pod();
+      const r = lab.add(conf, { pod });
+      const cid = `ctr-${pod.name}`;
+      const hostVeth = hostVethName(cid, "eth0");
+      const addr = r.ips[0].address.split("/")[0];
+      expect(lab.reservations()).toContain(addr);
+      expect(nftRuleset(lab.node.name)).toContain(addr);
+      const path = deadPaths("dead-del")[kind]!;
+      const d = lab.cni("DEL", lab.withPrev(conf, r), { pod: path, containerID: cid });
+      expect([d.status, d.stdout]).toEqual([0, ""]);
+      expect(lab.reservations()).not.toContain(addr);
+      expect(linkOf(lab.node.name, hostVeth)).toBeUndefined();
+      expect(nftRuleset(lab.node.name)).not.toContain(addr);
+      // The pod's end went with its host end.
+      expect(linkNames(pod.name)).toEqual(["lo"]);
+      // Repeated, as a runtime retries: still success.
+      expect(lab.cni("DEL", lab.withPrev(conf, r), { pod: path, containerID: cid }).status).toBe(0);
+    },
+  );
 
   it("ADD and CHECK still refuse it (4) and change nothing", () => {
     const path = deadPaths("dead-add")["an empty file"]!;
@@ -85,15 +138,33 @@ describe("DEL with a CNI_NETNS that is no longer a network namespace", () => {
     const pod = lab.pod();
     const cid = `ctr-${pod.name}`;
     const r = lab.add(conf, { pod });
-    const routesConf = { cniVersion: "1.0.0", name: lab.network, type: "routes", addroutes: [{ dst: "10.88.0.0/16" }], prevResult: r };
+    const routesConf = {
+      cniVersion: "1.0.0",
+      name: lab.network,
+      type: "routes",
+      addroutes: [{ dst: "10.88.0.0/16" }],
+      prevResult: r,
+    };
     const routed = plugin(lab, "routes", "ADD", routesConf, pod.path, cid);
     expect(routed.status, routed.stdout).toBe(0);
     const addr = r.ips[0].address.split("/")[0];
     const path = deadPaths("dead-chain")["an empty file"]!;
-    const pm = { cniVersion: "1.0.0", name: lab.network, type: "portmap", backend: "nftables", runtimeConfig: { portMappings: [{ hostPort: 18080, containerPort: 80, protocol: "tcp" }] }, prevResult: routed.out };
+    const pm = {
+      cniVersion: "1.0.0",
+      name: lab.network,
+      type: "portmap",
+      backend: "nftables",
+      runtimeConfig: { portMappings: [{ hostPort: 18080, containerPort: 80, protocol: "tcp" }] },
+      prevResult: routed.out,
+    };
     expect(plugin(lab, "portmap", "ADD", pm, pod.path, cid).status).toBe(0);
     expect(nftRuleset(lab.node.name)).toContain("18080");
-    for (const [name, c] of [["portmap", pm], ["routes", { ...routesConf, prevResult: routed.out }], ["bridge", lab.withPrev(conf, routed.out)], ["loopback", { cniVersion: "1.0.0", name: lab.network, type: "loopback" }]] as const) {
+    for (const [name, c] of [
+      ["portmap", pm],
+      ["routes", { ...routesConf, prevResult: routed.out }],
+      ["bridge", lab.withPrev(conf, routed.out)],
+      ["loopback", { cniVersion: "1.0.0", name: lab.network, type: "loopback" }],
+    ] as const) {
       const d = plugin(lab, name, "DEL", c, path, cid, name === "loopback" ? "lo" : "eth0");
       expect([d.status, d.stdout], `${name} DEL: ${d.stdout}`).toEqual([0, ""]);
     }
@@ -115,7 +186,14 @@ describe("DEL with a CNI_NETNS that is no longer a network namespace", () => {
   it("our own namespace is still refused for DEL (8): nothing of the node is touched", () => {
     const before = lab.snapshot();
     for (const name of ["bridge", "routes", "loopback"]) {
-      const d = plugin(lab, name, "DEL", name === "bridge" ? conf : { cniVersion: "1.0.0", name: lab.network, type: name }, "/proc/self/ns/net", "ctr-self");
+      const d = plugin(
+        lab,
+        name,
+        "DEL",
+        name === "bridge" ? conf : { cniVersion: "1.0.0", name: lab.network, type: name },
+        "/proc/self/ns/net",
+        "ctr-self",
+      );
       expect(d.out?.code, name).toBe(8);
     }
     expect(lab.snapshot()).toEqual(before);
@@ -130,7 +208,13 @@ describe("DEL after a refused ADD leaves a live pod's interfaces alone", () => {
   const liveID = () => `ctr-${pod.name}`;
   beforeAll(() => {
     lab = new BridgeLab(sb, "foreign");
-    conf = lab.conf({ isGateway: true, ipMasq: true, ipMasqBackend: "nftables", macspoofchk: true, ipam: lab.hostLocal(["10.59.0.0/24"]) });
+    conf = lab.conf({
+      isGateway: true,
+      ipMasq: true,
+      ipMasqBackend: "nftables",
+      macspoofchk: true,
+      ipam: lab.hostLocal(["10.59.0.0/24"]),
+    });
     pod = lab.pod();
     live = lab.add(conf, { pod });
   });
@@ -160,7 +244,11 @@ describe("DEL after a refused ADD leaves a live pod's interfaces alone", () => {
   });
 
   it("a DEL of c2 carrying a prevResult that is not the live pod's (other MACs) leaves it alone too", () => {
-    const fake = JSON.parse(JSON.stringify(live).replaceAll(live.interfaces[2].mac, "02:00:00:00:00:99").replaceAll(live.interfaces[1].name, hostVethName("c2-refused", "eth0")));
+    const fake = JSON.parse(
+      JSON.stringify(live)
+        .replaceAll(live.interfaces[2].mac, "02:00:00:00:00:99")
+        .replaceAll(live.interfaces[1].name, hostVethName("c2-refused", "eth0")),
+    );
     const d = lab.cni("DEL", lab.withPrev(conf, fake), { pod, containerID: "c2-refused" });
     expect([d.status, d.stdout]).toEqual([0, ""]);
     expectLiveIntact();
@@ -192,7 +280,15 @@ describe("DEL after a refused ADD leaves a live pod's interfaces alone", () => {
     nsRun(lab.node.name, "ip", ["link", "add", "vethref0001", "type", "veth", "peer", "name", "eth0", "netns", p.name]);
     nsRun(lab.node.name, "ip", ["link", "set", "vethref0001", "master", "cni0", "up"]);
     const mac = linkOf(p.name, "eth0")!.address;
-    const prev = { cniVersion: "1.0.0", interfaces: [{ name: "cni0", mac: "02:00:00:00:00:01" }, { name: "vethref0001", mac: linkOf(lab.node.name, "vethref0001")!.address }, { name: "eth0", mac, sandbox: p.path }], ips: [] };
+    const prev = {
+      cniVersion: "1.0.0",
+      interfaces: [
+        { name: "cni0", mac: "02:00:00:00:00:01" },
+        { name: "vethref0001", mac: linkOf(lab.node.name, "vethref0001")!.address },
+        { name: "eth0", mac, sandbox: p.path },
+      ],
+      ips: [],
+    };
     const d = lab.cni("DEL", lab.withPrev(lab.conf({ isGateway: true }), prev), { pod: p, containerID: "ref-made" });
     expect([d.status, d.stdout]).toEqual([0, ""]);
     expect(linkNames(p.name)).toEqual(["lo"]);

@@ -23,7 +23,10 @@ export function serve(pod: Ns): Promise<ChildProcess> {
 
 /** One request from namespace `ns` to host:port; the pod's answer ("hello tcp from 1.2.3.4"), or undefined. */
 export function talk(ns: Ns, host: string, port: number, proto: Proto): string | undefined {
-  const r = spawnSync("ip", ["netns", "exec", ns.name, ...clientArgv(host, port, proto, "hello")], { encoding: "utf8", timeout: 10_000 });
+  const r = spawnSync("ip", ["netns", "exec", ns.name, ...clientArgv(host, port, proto, "hello")], {
+    encoding: "utf8",
+    timeout: 10_000,
+  });
   return r.status === 0 ? r.stdout.trim() : undefined;
 }
 

@@ -8,7 +8,19 @@ import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { BridgeLab, type CniCall, type Conf, labPath, linkOf, nsRun, type Ns, ping, recordingTools, REFERENCE_BIN, sysctl } from "./bridge-lab.js";
+import {
+  BridgeLab,
+  type CniCall,
+  type Conf,
+  labPath,
+  linkOf,
+  nsRun,
+  type Ns,
+  ping,
+  recordingTools,
+  REFERENCE_BIN,
+  sysctl,
+} from "./bridge-lab.js";
 import { requireBuilt, Sandbox } from "./helpers.js";
 
 const sb = new Sandbox();
@@ -31,10 +43,22 @@ interface Attrs {
 function attrs(pod: Ns, dev = "eth0"): Attrs {
   const l = linkOf(pod.name, dev) as (ReturnType<typeof linkOf> & { txqlen?: number }) | undefined;
   if (!l) throw new Error(`${dev} missing in ${pod.name}`);
-  return { mac: l.address, mtu: l.mtu, promisc: l.flags.includes("PROMISC"), allmulti: l.flags.includes("ALLMULTI"), txqlen: l.txqlen ?? 0 };
+  return {
+    mac: l.address,
+    mtu: l.mtu,
+    promisc: l.flags.includes("PROMISC"),
+    allmulti: l.flags.includes("ALLMULTI"),
+    txqlen: l.txqlen ?? 0,
+  };
 }
 
-const WATCHED_SYSCTLS = ["net.ipv4.conf.eth0.rp_filter", "net.ipv4.conf.all.arp_ignore", "net.core.somaxconn", "net.ipv4.conf.eth0.forwarding", "net.ipv4.ip_forward"];
+const WATCHED_SYSCTLS = [
+  "net.ipv4.conf.eth0.rp_filter",
+  "net.ipv4.conf.all.arp_ignore",
+  "net.core.somaxconn",
+  "net.ipv4.conf.eth0.forwarding",
+  "net.ipv4.ip_forward",
+];
 /** What must be unchanged after a refused ADD: the watched sysctls and the attributes. */
 const podState = (pod: Ns) => ({ sysctls: WATCHED_SYSCTLS.map((k) => sysctl(pod.name, k)), attrs: attrs(pod) });
 
@@ -42,7 +66,10 @@ class TuningLab {
   readonly lab: BridgeLab;
   readonly tuningDir: string;
 
-  constructor(label: string, readonly tuningBin?: string) {
+  constructor(
+    label: string,
+    readonly tuningBin?: string,
+  ) {
     this.lab = new BridgeLab(sb, label, undefined, "tunnet");
     this.tuningDir = join(sb.tmpdir(`${label}-tuning`), "data");
   }
@@ -55,7 +82,10 @@ class TuningLab {
   podWithBridge(cniVersion = "1.0.0"): { pod: Ns; prev: Record<string, any>; cid: string } {
     const pod = this.lab.pod();
     const cid = `ctr-${pod.name}`;
-    const prev = this.lab.add(this.lab.conf({ isGateway: true, ipam: this.lab.hostLocal([SUBNET]) }, cniVersion), { pod, containerID: cid });
+    const prev = this.lab.add(this.lab.conf({ isGateway: true, ipam: this.lab.hostLocal([SUBNET]) }, cniVersion), {
+      pod,
+      containerID: cid,
+    });
     return { pod, prev, cid };
   }
 
@@ -64,7 +94,13 @@ class TuningLab {
   }
 
   /** Run tuning (ours, or the one in `tuningBin`) in the node namespace. */
-  call(cmd: string, conf: Conf, pod: Ns | string, cid: string, o: { ifname?: string; args?: string; path?: string } = {}): CniCall {
+  call(
+    cmd: string,
+    conf: Conf,
+    pod: Ns | string,
+    cid: string,
+    o: { ifname?: string; args?: string; path?: string } = {},
+  ): CniCall {
     const env: Record<string, string> = {
       PATH: o.path ?? labPath(sb),
       CNI_COMMAND: cmd,
@@ -76,13 +112,23 @@ class TuningLab {
     if (o.args !== undefined) env.CNI_ARGS = o.args;
     const exe = join(this.tuningBin ?? this.lab.bin, "tuning");
     const t = performance.now();
-    const r = spawnSync("ip", ["netns", "exec", this.node.name, "env", "-i", ...Object.entries(env).map(([k, v]) => `${k}=${v}`), exe], {
-      input: JSON.stringify(conf),
-      encoding: "utf8",
-      timeout: 60_000,
-    });
+    const r = spawnSync(
+      "ip",
+      ["netns", "exec", this.node.name, "env", "-i", ...Object.entries(env).map(([k, v]) => `${k}=${v}`), exe],
+      {
+        input: JSON.stringify(conf),
+        encoding: "utf8",
+        timeout: 60_000,
+      },
+    );
     const stdout = r.stdout ?? "";
-    return { status: r.status, stdout, stderr: r.stderr ?? "", out: stdout.trim() === "" ? undefined : (JSON.parse(stdout) as Record<string, any>), ms: performance.now() - t };
+    return {
+      status: r.status,
+      stdout,
+      stderr: r.stderr ?? "",
+      out: stdout.trim() === "" ? undefined : (JSON.parse(stdout) as Record<string, any>),
+      ms: performance.now() - t,
+    };
   }
 
   backups(): string[] {
@@ -134,10 +180,22 @@ describe("tuning ADD, CHECK, DEL against the kernel", () => {
 
     // CHECK notices each attribute and sysctl drifting.
     for (const [cmd, fix] of [
-      [["link", "set", "eth0", "mtu", "1500"], ["link", "set", "eth0", "mtu", "1400"]],
-      [["link", "set", "eth0", "promisc", "off"], ["link", "set", "eth0", "promisc", "on"]],
-      [["link", "set", "eth0", "allmulticast", "off"], ["link", "set", "eth0", "allmulticast", "on"]],
-      [["link", "set", "eth0", "txqueuelen", "1000"], ["link", "set", "eth0", "txqueuelen", "500"]],
+      [
+        ["link", "set", "eth0", "mtu", "1500"],
+        ["link", "set", "eth0", "mtu", "1400"],
+      ],
+      [
+        ["link", "set", "eth0", "promisc", "off"],
+        ["link", "set", "eth0", "promisc", "on"],
+      ],
+      [
+        ["link", "set", "eth0", "allmulticast", "off"],
+        ["link", "set", "eth0", "allmulticast", "on"],
+      ],
+      [
+        ["link", "set", "eth0", "txqueuelen", "1000"],
+        ["link", "set", "eth0", "txqueuelen", "500"],
+      ],
     ]) {
       nsRun(pod.name, "ip", cmd!);
       const c = t.call("CHECK", conf, pod, cid);
@@ -145,7 +203,10 @@ describe("tuning ADD, CHECK, DEL against the kernel", () => {
       nsRun(pod.name, "ip", fix!);
     }
     nsRun(pod.name, "sh", ["-c", "echo 0 > /proc/sys/net/core/somaxconn"]);
-    expect(t.call("CHECK", conf, pod, cid).out).toMatchObject({ code: 103, msg: expect.stringMatching(/somaxconn is 512, current value is 0/) });
+    expect(t.call("CHECK", conf, pod, cid).out).toMatchObject({
+      code: 103,
+      msg: expect.stringMatching(/somaxconn is 512, current value is 0/),
+    });
     nsRun(pod.name, "sh", ["-c", "echo 512 > /proc/sys/net/core/somaxconn"]);
     expect(t.call("CHECK", conf, pod, cid).status).toBe(0);
 
@@ -159,18 +220,36 @@ describe("tuning ADD, CHECK, DEL against the kernel", () => {
     // DEL again, and DEL with the namespace gone: nothing to do, success.
     expect(t.call("DEL", conf, pod, cid).status).toBe(0);
     expect(t.call("DEL", conf, "", cid).status).toBe(0);
-    expect(t.lab.cni("DEL", t.lab.conf({ isGateway: true, ipam: t.lab.hostLocal([SUBNET]) }), { pod, containerID: cid }).status).toBe(0);
+    expect(
+      t.lab.cni("DEL", t.lab.conf({ isGateway: true, ipam: t.lab.hostLocal([SUBNET]) }), { pod, containerID: cid })
+        .status,
+    ).toBe(0);
   });
 
   it("reads CNI_ARGS MAC, the mac capability and args.cni (which wins) as the reference does", () => {
     const { pod, prev, cid } = t.podWithBridge();
-    const args = t.call("ADD", t.conf({ mac: "02:00:00:00:00:01" }, prev), pod, cid, { args: "IgnoreUnknown=1;MAC=02:00:00:00:00:02" });
+    const args = t.call("ADD", t.conf({ mac: "02:00:00:00:00:01" }, prev), pod, cid, {
+      args: "IgnoreUnknown=1;MAC=02:00:00:00:00:02",
+    });
     expect(args.status, args.stdout).toBe(0);
     expect(attrs(pod).mac).toBe("02:00:00:00:00:02");
-    const cap = t.call("ADD", t.conf({ runtimeConfig: { mac: "02:00:00:00:00:03" } }, prev), pod, cid, { args: "MAC=02:00:00:00:00:02" });
+    const cap = t.call("ADD", t.conf({ runtimeConfig: { mac: "02:00:00:00:00:03" } }, prev), pod, cid, {
+      args: "MAC=02:00:00:00:00:02",
+    });
     expect(cap.status, cap.stdout).toBe(0);
     expect(attrs(pod).mac).toBe("02:00:00:00:00:03");
-    const a = t.call("ADD", t.conf({ runtimeConfig: { mac: "02:00:00:00:00:03" }, args: { cni: { mac: "02:00:00:00:00:04", mtu: 1300, sysctl: { "net.core.somaxconn": "77" } } } }, prev), pod, cid);
+    const a = t.call(
+      "ADD",
+      t.conf(
+        {
+          runtimeConfig: { mac: "02:00:00:00:00:03" },
+          args: { cni: { mac: "02:00:00:00:00:04", mtu: 1300, sysctl: { "net.core.somaxconn": "77" } } },
+        },
+        prev,
+      ),
+      pod,
+      cid,
+    );
     expect(a.status, a.stdout).toBe(0);
     expect(attrs(pod)).toMatchObject({ mac: "02:00:00:00:00:04", mtu: 1300 });
     expect(sysctl(pod.name, "net.core.somaxconn")).toBe("77");
@@ -194,7 +273,21 @@ describe("tuning ADD, CHECK, DEL against the kernel", () => {
   it("writes sysctls the kernel will not read back first (an unset stable_secret, the write-only route.flush)", () => {
     const { pod, prev, cid } = t.podWithBridge();
     const secret = "2001:db8:1:2:3:4:5:6";
-    const r = t.call("ADD", t.conf({ sysctl: { "net.ipv6.conf.IFNAME.stable_secret": secret, "net.ipv4.route.flush": "1", "net.core.somaxconn": "300" } }, prev), pod, cid);
+    const r = t.call(
+      "ADD",
+      t.conf(
+        {
+          sysctl: {
+            "net.ipv6.conf.IFNAME.stable_secret": secret,
+            "net.ipv4.route.flush": "1",
+            "net.core.somaxconn": "300",
+          },
+        },
+        prev,
+      ),
+      pod,
+      cid,
+    );
     expect(r.status, r.stdout + r.stderr).toBe(0);
     // The kernel shows it in its own spelling.
     expect(sysctl(pod.name, "net.ipv6.conf.eth0.stable_secret")).toBe("2001:0db8:0001:0002:0003:0004:0005:0006");
@@ -235,14 +328,22 @@ describe("tuning refuses hostile input with the right code and changes nothing",
     ["sysctl key outside net.", { sysctl: { "kernel.panic": "1" } }, 7],
     ["sysctl key with ..", { sysctl: { "net/../kernel/panic": "1" } }, 7],
     ["sysctl key with .. in the dot form", { sysctl: { "net.ipv4..conf.all.forwarding": "1" } }, 7],
-    ["sysctl key escaping through IFNAME parts", { sysctl: { "net/ipv4/conf/IFNAME/../../../../kernel/panic": "1" } }, 7],
+    [
+      "sysctl key escaping through IFNAME parts",
+      { sysctl: { "net/ipv4/conf/IFNAME/../../../../kernel/panic": "1" } },
+      7,
+    ],
     ["sysctl key with a slash-led absolute path", { sysctl: { "/proc/sys/kernel/panic": "1" } }, 7],
     ["sysctl key with a control character", { sysctl: { "net.core.somaxconn\n": "1" } }, 7],
     ["sysctl key with shell syntax", { sysctl: { "net.core.$(touch /tmp/x)": "1" } }, 7],
     ["sysctl value of the wrong type", { sysctl: { "net.core.somaxconn": 5 }, mtu: 1400 }, 7],
     ["sysctl value with a newline", { sysctl: { "net.core.somaxconn": "5\n6" } }, 7],
     ["sysctl map of the wrong type", { sysctl: ["net.core.somaxconn=5"] }, 7],
-    ["a sysctl the pod does not have", { sysctl: { "net.core.somaxconn": "5", "net.ipv4.conf.IFNAME.no_such_thing": "1" }, mac: NEW_MAC }, 7],
+    [
+      "a sysctl the pod does not have",
+      { sysctl: { "net.core.somaxconn": "5", "net.ipv4.conf.IFNAME.no_such_thing": "1" }, mac: NEW_MAC },
+      7,
+    ],
     ["mtu of the wrong type", { mtu: "1400" }, 7],
     ["mtu out of range", { mtu: 70000, sysctl: { "net.core.somaxconn": "5" } }, 7],
     ["mtu negative", { mtu: -1 }, 7],
@@ -258,8 +359,17 @@ describe("tuning refuses hostile input with the right code and changes nothing",
     ["CNI_ARGS MAC malformed", { mtu: 1400 }, 4, { args: "MAC=nope" }],
     ["an unknown CNI_ARGS key", { mtu: 1400 }, 4, { args: "FOO=1" }],
     // Refused by the kernel after earlier changes: they are undone.
-    ["a value the kernel refuses, after a sysctl was written", { sysctl: { "net.core.somaxconn": "5", "net.ipv4.conf.IFNAME.forwarding": "abc" }, mac: NEW_MAC }, 100],
-    ["an interface that does not exist, after the sysctls were written", { sysctl: { "net.core.somaxconn": "5", "net.ipv4.ip_forward": "1" }, mtu: 1400 }, 100, { ifname: "eth9" }],
+    [
+      "a value the kernel refuses, after a sysctl was written",
+      { sysctl: { "net.core.somaxconn": "5", "net.ipv4.conf.IFNAME.forwarding": "abc" }, mac: NEW_MAC },
+      100,
+    ],
+    [
+      "an interface that does not exist, after the sysctls were written",
+      { sysctl: { "net.core.somaxconn": "5", "net.ipv4.ip_forward": "1" }, mtu: 1400 },
+      100,
+      { ifname: "eth9" },
+    ],
   ];
 
   it.each(cases)("%s", (_name, o, code, opts) => {
@@ -277,7 +387,9 @@ describe("tuning refuses hostile input with the right code and changes nothing",
       symlinkSync(real, join(dir, tool));
     }
     const before = podState(pod);
-    const r = t.call("ADD", t.conf({ sysctl: { "net.core.somaxconn": "5" }, mtu: 1400 }, prev), pod, cid, { path: dir });
+    const r = t.call("ADD", t.conf({ sysctl: { "net.core.somaxconn": "5" }, mtu: 1400 }, prev), pod, cid, {
+      path: dir,
+    });
     expect([r.status, r.out?.code], r.stdout).toEqual([1, 999]);
     expect(r.out?.msg).toMatch(/needs cat/);
     expect(podState(pod)).toEqual(before);
@@ -290,7 +402,13 @@ describe("tuning refuses hostile input with the right code and changes nothing",
     nsRun(pod.name, "ip", ["link", "add", "link", "eth0", "name", "mv0", "type", "macvlan"]);
     try {
       const before = { ...podState(pod), mv0: attrs(pod, "mv0") };
-      const r = t.call("ADD", t.conf({ sysctl: { "net.core.somaxconn": "5" }, mac: NEW_MAC, mtu: 1600, allmulti: true }, prev), pod, cid, { ifname: "mv0" });
+      const r = t.call(
+        "ADD",
+        t.conf({ sysctl: { "net.core.somaxconn": "5" }, mac: NEW_MAC, mtu: 1600, allmulti: true }, prev),
+        pod,
+        cid,
+        { ifname: "mv0" },
+      );
       expect([r.status, r.out?.code], r.stdout).toEqual([1, 100]);
       expect(r.out?.msg).toMatch(/mtu/i);
       expect({ ...podState(pod), mv0: attrs(pod, "mv0") }).toEqual(before);
@@ -317,7 +435,11 @@ describe.skipIf(!HAVE_REFERENCE)("tuning: cni-ts vs the reference 1.1.1, side by
     const { pod, prev, cid } = t.podWithBridge();
     const before = attrs(pod);
     const add = t.call("ADD", t.conf(SHARED, prev), pod, cid);
-    const after = { attrs: attrs(pod), sysctls: WATCHED_SYSCTLS.map((k) => sysctl(pod.name, k)), backup: JSON.parse(readFileSync(join(t.tuningDir, `${cid}_eth0.json`), "utf8")) };
+    const after = {
+      attrs: attrs(pod),
+      sysctls: WATCHED_SYSCTLS.map((k) => sysctl(pod.name, k)),
+      backup: JSON.parse(readFileSync(join(t.tuningDir, `${cid}_eth0.json`), "utf8")),
+    };
     const del = t.call("DEL", t.conf(SHARED, prev), pod, cid);
     return { before, add, after, del, restored: attrs(pod), backups: t.backups(), pod, prev, cid };
   }
@@ -326,7 +448,8 @@ describe.skipIf(!HAVE_REFERENCE)("tuning: cni-ts vs the reference 1.1.1, side by
     const o = run(ours);
     const r = run(ref);
     expect([o.add.status, r.add.status]).toEqual([0, 0]);
-    const eth0 = (x: CniCall) => (x.out!.interfaces as Array<Record<string, unknown>>).find((i) => i.name === "eth0")!.mac;
+    const eth0 = (x: CniCall) =>
+      (x.out!.interfaces as Array<Record<string, unknown>>).find((i) => i.name === "eth0")!.mac;
     expect(eth0(o.add)).toBe(eth0(r.add));
     expect(o.after.attrs).toEqual({ ...r.after.attrs, txqlen: o.after.attrs.txqlen });
     expect(o.after.sysctls).toEqual(r.after.sysctls);
@@ -341,7 +464,10 @@ describe.skipIf(!HAVE_REFERENCE)("tuning: cni-ts vs the reference 1.1.1, side by
   });
 
   it("a backup written by either is restored by the other (a node can switch implementations with pods running)", () => {
-    for (const [adder, deleter] of [[ref, ours], [ours, ref]] as const) {
+    for (const [adder, deleter] of [
+      [ref, ours],
+      [ours, ref],
+    ] as const) {
       const { pod, prev, cid } = adder.podWithBridge();
       const before = attrs(pod);
       // Both labs must use one dataDir for the hand-over: the adder's.
@@ -362,12 +488,21 @@ describe.skipIf(!HAVE_REFERENCE)("tuning: cni-ts vs the reference 1.1.1, side by
     expect(ours.call("ADD", conf(ours, o.prev), o.pod, o.cid).status).toBe(0);
     expect(ref.call("ADD", conf(ref, r.prev), r.pod, r.cid).status).toBe(0);
     expect(ours.call("CHECK", conf(ours, o.prev), o.pod, o.cid).status).toBe(0);
-    expect(ref.call("CHECK", conf(ref, r.prev), r.pod, r.cid).out).toMatchObject({ code: 999, msg: expect.stringMatching(/IFNAME/) });
+    expect(ref.call("CHECK", conf(ref, r.prev), r.pod, r.cid).out).toMatchObject({
+      code: 999,
+      msg: expect.stringMatching(/IFNAME/),
+    });
     const bad = { sysctl: { "net/../kernel/panic": "1" } };
     expect(ours.call("ADD", ours.conf(bad, o.prev), o.pod, o.cid).out).toMatchObject({ code: 7 });
     // The reference turns every dot into a slash first, so `..` becomes empty parts that filepath.Join drops: it tries
     // /proc/sys/net/kernel/panic, which happens not to exist. Ours refuses the key before anything runs.
-    expect(ref.call("ADD", ref.conf(bad, r.prev), r.pod, r.cid).out).toMatchObject({ code: 999, msg: expect.stringMatching(/net\/kernel\/panic: no such file/) });
-    expect(ref.call("ADD", ref.conf({ sysctl: { "kernel.panic": "1" } }, r.prev), r.pod, r.cid).out).toMatchObject({ code: 999, msg: expect.stringMatching(/invalid net sysctl key/) });
+    expect(ref.call("ADD", ref.conf(bad, r.prev), r.pod, r.cid).out).toMatchObject({
+      code: 999,
+      msg: expect.stringMatching(/net\/kernel\/panic: no such file/),
+    });
+    expect(ref.call("ADD", ref.conf({ sysctl: { "kernel.panic": "1" } }, r.prev), r.pod, r.cid).out).toMatchObject({
+      code: 999,
+      msg: expect.stringMatching(/invalid net sysctl key/),
+    });
   });
 });

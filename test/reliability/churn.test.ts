@@ -11,19 +11,41 @@
 import { spawnSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
 import { BridgeLab, type Conf, type Ns } from "../integration/bridge-lab.js";
-import { COUNTS, diffState, LONG_TIMEOUT, mean, nodeState, percentile, type ProcResult, quietOk, report, round, runIn, fileSandbox } from "./lib.js";
+import {
+  COUNTS,
+  diffState,
+  LONG_TIMEOUT,
+  mean,
+  nodeState,
+  percentile,
+  type ProcResult,
+  quietOk,
+  report,
+  round,
+  runIn,
+  fileSandbox,
+} from "./lib.js";
 
 const sb = fileSandbox();
 
 const BACKENDS = ["nftables", "iptables"] as const;
 
 describe("churn: ADD/DEL cycles of bridge + host-local with ipMasq", () => {
-  it(`${COUNTS.churnCycles} cycles leave nothing behind; memory, descriptors and on-disk state do not grow`, { timeout: LONG_TIMEOUT }, async () => {
+  it(`${COUNTS.churnCycles} cycles leave nothing behind; memory, descriptors and on-disk state do not grow`, {
+    timeout: LONG_TIMEOUT,
+  }, async () => {
     const n = COUNTS.churnCycles;
     const lab = new BridgeLab(sb, "churn");
     const ipam = lab.hostLocal(["10.91.0.0/24", "fd91::/64"]);
-    const conf = (backend: string, version = "1.0.0"): Conf => lab.conf({ isGateway: true, ipMasq: true, ipMasqBackend: backend, hairpinMode: true, ipam }, version);
-    const routes: Conf = { cniVersion: "1.0.0", name: lab.network, type: "routes", addroutes: [{ dst: "10.96.0.0/12", priority: 10 }], hostRoutes: [{ dst: "10.250.0.0/16", dev: "cni0" }] };
+    const conf = (backend: string, version = "1.0.0"): Conf =>
+      lab.conf({ isGateway: true, ipMasq: true, ipMasqBackend: backend, hairpinMode: true, ipam }, version);
+    const routes: Conf = {
+      cniVersion: "1.0.0",
+      name: lab.network,
+      type: "routes",
+      addroutes: [{ dst: "10.96.0.0/12", priority: 10 }],
+      hostRoutes: [{ dst: "10.250.0.0/16", dev: "cni0" }],
+    };
     /** One pod through the chain: bridge ADD, routes ADD; the final result. */
     const addChain = async (backend: string, pod: Ns, sample = false): Promise<[ProcResult, ProcResult]> => {
       const a = await runIn(lab, "ADD", conf(backend), { pod, sample });
@@ -33,7 +55,12 @@ describe("churn: ADD/DEL cycles of bridge + host-local with ipMasq", () => {
       return [a, r];
     };
     /** DEL in reverse order, each with the final result. */
-    const delChain = async (backend: string, pod: Ns, result: unknown, sample = false): Promise<[ProcResult, ProcResult]> => {
+    const delChain = async (
+      backend: string,
+      pod: Ns,
+      result: unknown,
+      sample = false,
+    ): Promise<[ProcResult, ProcResult]> => {
       const r = await runIn(lab, "DEL", { ...routes, prevResult: result }, { pod, plugin: "routes", sample });
       expect(quietOk(r), r.stdout + r.stderr).toBe(true);
       const d = await runIn(lab, "DEL", lab.withPrev(conf(backend), result), { pod, sample });
@@ -80,7 +107,11 @@ describe("churn: ADD/DEL cycles of bridge + host-local with ipMasq", () => {
     const tombstones = after.index.filter((e) => !before.index.includes(e));
 
     // GC at 1.1.0 with an empty list and no grace: the tombstones go too, and nothing else changes.
-    const gc = await runIn(lab, "GC", { ...conf("nftables", "1.1.0"), ipam: { ...ipam, gcGraceSeconds: 0 }, "cni.dev/valid-attachments": [] });
+    const gc = await runIn(lab, "GC", {
+      ...conf("nftables", "1.1.0"),
+      ipam: { ...ipam, gcGraceSeconds: 0 },
+      "cni.dev/valid-attachments": [],
+    });
     const afterGc = nodeState(lab);
 
     const tenth = Math.max(1, Math.floor(n / 10));
@@ -97,8 +128,20 @@ describe("churn: ADD/DEL cycles of bridge + host-local with ipMasq", () => {
       backends: "nftables/iptables alternating per cycle",
       routesMs: { p50: round(percentile(lat(routeCalls), 50)), p99: round(percentile(lat(routeCalls), 99)) },
       distinctAddresses: addresses.size,
-      addMs: { first10pct: round(firstAdd), last10pct: round(lastAdd), ratio: round(lastAdd / firstAdd, 2), p50: round(percentile(lat(adds), 50)), p99: round(percentile(lat(adds), 99)) },
-      delMs: { first10pct: round(firstDel), last10pct: round(lastDel), ratio: round(lastDel / firstDel, 2), p50: round(percentile(lat(dels), 50)), p99: round(percentile(lat(dels), 99)) },
+      addMs: {
+        first10pct: round(firstAdd),
+        last10pct: round(lastAdd),
+        ratio: round(lastAdd / firstAdd, 2),
+        p50: round(percentile(lat(adds), 50)),
+        p99: round(percentile(lat(adds), 99)),
+      },
+      delMs: {
+        first10pct: round(firstDel),
+        last10pct: round(lastDel),
+        ratio: round(lastDel / firstDel, 2),
+        p50: round(percentile(lat(dels), 50)),
+        p99: round(percentile(lat(dels), 99)),
+      },
       peakRssKb: {
         addFirst10pct: round(mean(rss(adds.slice(0, tenth))), 0),
         addLast10pct: round(mean(rss(adds.slice(-tenth))), 0),
@@ -107,7 +150,10 @@ describe("churn: ADD/DEL cycles of bridge + host-local with ipMasq", () => {
         max: Math.max(...rss(all)),
         sampled: rss(all).length,
       },
-      peakFds: { first10pct: Math.max(...adds.slice(0, tenth).map((x) => x.peakFds)), last10pct: Math.max(...adds.slice(-tenth).map((x) => x.peakFds)) },
+      peakFds: {
+        first10pct: Math.max(...adds.slice(0, tenth).map((x) => x.peakFds)),
+        last10pct: Math.max(...adds.slice(-tenth).map((x) => x.peakFds)),
+      },
       leftovers: leftovers.length,
       tombstonesBeforeGc: tombstones.length,
       indexGrowthAlongTheWay: indexGrowth,

@@ -8,7 +8,22 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { BridgeLab, type Conf, type Ns, ping } from "../integration/bridge-lab.js";
-import { COUNTS, diffState, LONG_TIMEOUT, nodeState, percentile, type ProcResult, quietOk, report, rng, round, runIn, SEED, SOAK, fileSandbox } from "./lib.js";
+import {
+  COUNTS,
+  diffState,
+  LONG_TIMEOUT,
+  nodeState,
+  percentile,
+  type ProcResult,
+  quietOk,
+  report,
+  rng,
+  round,
+  runIn,
+  SEED,
+  SOAK,
+  fileSandbox,
+} from "./lib.js";
 
 const sb = fileSandbox();
 
@@ -29,7 +44,10 @@ function labWith(label: string, n: number): { lab: BridgeLab; conf: (backend: st
   const ipam = lab.hostLocal([`10.92.${n}.0/24`, `fd92:${n}::/64`]);
   const conf = (backend: string, extra: Conf = {}): Conf => {
     const { ipam: ipamExtra, ...rest } = extra as Conf & { ipam?: Conf };
-    return lab.conf({ isGateway: true, ipMasq: true, ipMasqBackend: backend, ...rest, ipam: { ...ipam, ...(ipamExtra ?? {}) } }, "1.1.0");
+    return lab.conf(
+      { isGateway: true, ipMasq: true, ipMasqBackend: backend, ...rest, ipam: { ...ipam, ...(ipamExtra ?? {}) } },
+      "1.1.0",
+    );
   };
   return { lab, conf };
 }
@@ -56,7 +74,9 @@ function owners(lab: BridgeLab, result: Record<string, any>): string[] {
 }
 
 describe("concurrency on one node", () => {
-  it(`${COUNTS.concurrentPods} pods ADDed in parallel, then DELed in parallel: distinct addresses, no error, nothing left`, { timeout: LONG_TIMEOUT }, async () => {
+  it(`${COUNTS.concurrentPods} pods ADDed in parallel, then DELed in parallel: distinct addresses, no error, nothing left`, {
+    timeout: LONG_TIMEOUT,
+  }, async () => {
     const n = COUNTS.concurrentPods;
     const { lab, conf } = labWith("par", 1);
     await warm(lab, conf);
@@ -67,7 +87,8 @@ describe("concurrency on one node", () => {
       const t0 = performance.now();
       const adds = await Promise.all(pods.map((pod) => runIn(lab, "ADD", conf(backend), { pod })));
       const addWall = performance.now() - t0;
-      for (const a of adds) expect([a.status, a.jsonError, a.out?.code, a.out?.msg]).toEqual([0, undefined, undefined, undefined]);
+      for (const a of adds)
+        expect([a.status, a.jsonError, a.out?.code, a.out?.msg]).toEqual([0, undefined, undefined, undefined]);
       const results = adds.map((a) => a.out!);
       for (const f of [0, 1]) expect(new Set(results.map((r) => r.ips[f].address)).size).toBe(n);
       results.forEach((r, i) => {
@@ -75,18 +96,28 @@ describe("concurrency on one node", () => {
       });
       const unreachable = pods.filter((pod) => !ping(pod, "10.92.1.1", 3)).map((p) => p.name);
       expect(unreachable).toEqual([]);
-      const checks = await Promise.all(pods.map((pod, i) => runIn(lab, "CHECK", lab.withPrev(conf(backend), results[i]), { pod })));
+      const checks = await Promise.all(
+        pods.map((pod, i) => runIn(lab, "CHECK", lab.withPrev(conf(backend), results[i]), { pod })),
+      );
       for (const c of checks) expect([c.status, c.stdout]).toEqual([0, ""]);
 
       const t1 = performance.now();
-      const dels = await Promise.all(pods.map((pod, i) => runIn(lab, "DEL", lab.withPrev(conf(backend), results[i]), { pod })));
+      const dels = await Promise.all(
+        pods.map((pod, i) => runIn(lab, "DEL", lab.withPrev(conf(backend), results[i]), { pod })),
+      );
       const delWall = performance.now() - t1;
       for (const d of dels) expect(quietOk(d), d.stdout + d.stderr).toBe(true);
       for (const pod of pods) spawnSync("ip", ["netns", "del", pod.name]);
       const leftovers = diffState(before, nodeState(lab), ["index"]);
       figures[backend] = {
         addWallMs: round(addWall, 0),
-        addP50Ms: round(percentile(adds.map((a) => a.ms), 50), 0),
+        addP50Ms: round(
+          percentile(
+            adds.map((a) => a.ms),
+            50,
+          ),
+          0,
+        ),
         addMaxMs: round(Math.max(...adds.map((a) => a.ms)), 0),
         delWallMs: round(delWall, 0),
         errors: adds.filter((a) => a.status !== 0).length + dels.filter((d) => d.status !== 0).length,
@@ -106,14 +137,17 @@ describe("concurrency on one node", () => {
     grace: SOAK && i >= COUNTS.gcRaceRounds - 2 ? 0 : undefined,
   }));
 
-  it(`GC while ${COUNTS.concurrentPods} ADDs run never takes a live attachment's address (${COUNTS.gcRaceRounds} rounds)`, { timeout: LONG_TIMEOUT }, async () => {
+  it(`GC while ${COUNTS.concurrentPods} ADDs run never takes a live attachment's address (${COUNTS.gcRaceRounds} rounds)`, {
+    timeout: LONG_TIMEOUT,
+  }, async () => {
     const n = COUNTS.concurrentPods;
     const random = rng(SEED ^ 0x9c);
     const rounds: Array<Record<string, unknown>> = [];
     try {
       for (const [i, { backend, grace }] of ROUNDS.entries()) {
         const { lab, conf } = labWith(`gc${i}`, 10 + i);
-        const c = (extra: Conf = {}) => conf(backend, grace === undefined ? extra : { ...extra, ipam: { gcGraceSeconds: grace } });
+        const c = (extra: Conf = {}) =>
+          conf(backend, grace === undefined ? extra : { ...extra, ipam: { gcGraceSeconds: grace } });
         await warm(lab, (b) => conf(b));
         const before = nodeState(lab);
 
@@ -165,14 +199,25 @@ describe("concurrency on one node", () => {
           address: a,
           pods: ok
             .filter((p) => (p.add!.out!.ips as Array<{ address: string }>).some((ip) => ip.address === a))
-            .map((p) => ({ id: p.id.slice(-4), addStartMs: rel(p.startedAt), addEndMs: rel(p.endedAt), lostReservation: lost.includes(p) })),
+            .map((p) => ({
+              id: p.id.slice(-4),
+              addStartMs: rel(p.startedAt),
+              addEndMs: rel(p.endedAt),
+              lostReservation: lost.includes(p),
+            })),
         }));
         const unreachable = ok.filter((p) => !ping(p.ns, `10.92.${10 + i}.1`, 3)).map((p) => p.id);
         // CHECK verifies the whole attachment, masquerade included.
-        const checks = await Promise.all(ok.map((p) => runIn(lab, "CHECK", lab.withPrev(c(), p.add!.out), { pod: p.ns })));
-        const checkFailures = checks.map((r, k) => (r.status === 0 ? "" : `${ok[k]!.id}: ${r.out?.msg ?? r.stdout}`)).filter((x) => x !== "");
+        const checks = await Promise.all(
+          ok.map((p) => runIn(lab, "CHECK", lab.withPrev(c(), p.add!.out), { pod: p.ns })),
+        );
+        const checkFailures = checks
+          .map((r, k) => (r.status === 0 ? "" : `${ok[k]!.id}: ${r.out?.msg ?? r.stdout}`))
+          .filter((x) => x !== "");
 
-        const dels = await Promise.all(pods.map((p) => runIn(lab, "DEL", p.add?.out ? lab.withPrev(c(), p.add.out) : c(), { pod: p.ns })));
+        const dels = await Promise.all(
+          pods.map((p) => runIn(lab, "DEL", p.add?.out ? lab.withPrev(c(), p.add.out) : c(), { pod: p.ns })),
+        );
         for (const p of pods) spawnSync("ip", ["netns", "del", p.ns.name]);
         const leftovers = diffState(before, nodeState(lab), ["index"]);
         rounds.push({
@@ -180,7 +225,11 @@ describe("concurrency on one node", () => {
           gcGraceSeconds: grace ?? "default (60)",
           pods: n,
           addOk: ok.length,
-          gcs: gcs.map((g) => ({ atMs: round(g.started - lateStart, 0), validListed: g.valid, ms: round(g.ended - g.started, 0) })),
+          gcs: gcs.map((g) => ({
+            atMs: round(g.started - lateStart, 0),
+            validListed: g.valid,
+            ms: round(g.ended - g.started, 0),
+          })),
           addsOverlappingAGc: ok.filter(inProgressDuringGc).length,
           reservationsLost: lost.length,
           duplicateAddresses: duplicates,

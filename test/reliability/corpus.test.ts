@@ -33,14 +33,26 @@ const DIR = join(import.meta.dirname, "corpus");
 const FILES = readdirSync(DIR)
   .filter((f) => f.endsWith(".json"))
   .sort();
-const CASES: Array<[string, CorpusCase]> = FILES.map((f) => [f.replace(/\.json$/, ""), JSON.parse(readFileSync(join(DIR, f), "utf8")) as CorpusCase]);
+const CASES: Array<[string, CorpusCase]> = FILES.map((f) => [
+  f.replace(/\.json$/, ""),
+  JSON.parse(readFileSync(join(DIR, f), "utf8")) as CorpusCase,
+]);
 
 const sb = new Sandbox();
 let lab: BridgeLab;
 let pod: Ns;
 let vars: Record<string, string>;
 let baseline: NodeState;
-const tally = { tried: 0, refusedAsExpected: 0, acceptedAsExpected: 0, knownBugs: [] as string[], failed: [] as string[], skipped: 0, tombstones: 0, slowestMs: 0 };
+const tally = {
+  tried: 0,
+  refusedAsExpected: 0,
+  acceptedAsExpected: 0,
+  knownBugs: [] as string[],
+  failed: [] as string[],
+  skipped: 0,
+  tombstones: 0,
+  slowestMs: 0,
+};
 
 const DELEGATES: Record<string, { body: string; mode?: number }> = {
   garbage: { body: "echo 'this is { not json'" },
@@ -82,7 +94,15 @@ beforeAll(async () => {
   };
   // Warm-up: the bridge and both backends' idle nat tables exist before the baseline.
   for (const backend of ["nftables", "iptables"]) {
-    const conf = { cniVersion: "1.0.0", name: "corpus", type: "bridge", isGateway: true, ipMasq: true, ipMasqBackend: backend, ipam: lab.hostLocal(["10.94.0.0/24", "fd94::/64"]) };
+    const conf = {
+      cniVersion: "1.0.0",
+      name: "corpus",
+      type: "bridge",
+      isGateway: true,
+      ipMasq: true,
+      ipMasqBackend: backend,
+      ipam: lab.hostLocal(["10.94.0.0/24", "fd94::/64"]),
+    };
     const a = await runIn(lab, "ADD", conf, { pod });
     expect(a.status, a.stdout + a.stderr).toBe(0);
     expect((await runIn(lab, "DEL", conf, { pod })).status).toBe(0);
@@ -91,7 +111,14 @@ beforeAll(async () => {
 });
 
 afterAll(() => {
-  report("hostile-corpus", { ...tally, knownBugs: tally.knownBugs.length, knownBugList: tally.knownBugs, failed: tally.failed.length, failedList: tally.failed, slowestMs: round(tally.slowestMs, 0) });
+  report("hostile-corpus", {
+    ...tally,
+    knownBugs: tally.knownBugs.length,
+    knownBugList: tally.knownBugs,
+    failed: tally.failed.length,
+    failedList: tally.failed,
+    slowestMs: round(tally.slowestMs, 0),
+  });
   sb.cleanup();
   // helpers.toolPath() makes a directory per worker that no one removes; this file's worker is its only user.
   rmSync(toolPath(), { recursive: true, force: true });
@@ -114,14 +141,19 @@ function stdinOf(spec: Part | Part[]): Buffer {
 /** What is wrong with an outcome (empty: as expected). */
 function judge(c: CorpusCase, r: ProcResult): string[] {
   const problems: string[] = [];
-  if (r.signal) return [`killed by the runner (${r.signal}) after ${round(r.ms, 0)} ms: no answer within the deadline or memory bound`];
+  if (r.signal)
+    return [
+      `killed by the runner (${r.signal}) after ${round(r.ms, 0)} ms: no answer within the deadline or memory bound`,
+    ];
   if (c.expectedCode === 0) {
     if (r.status !== 0) problems.push(`exit ${r.status}, stdout ${r.stdout.slice(0, 300)}`);
     return problems;
   }
   if (r.status === 0) problems.push("exit 0");
-  if (r.jsonError !== undefined) problems.push(`stdout is not one JSON value (${r.jsonError}): ${JSON.stringify(r.stdout.slice(0, 200))}`);
-  else if (!r.out || typeof r.out !== "object" || Array.isArray(r.out)) problems.push(`stdout is not an error object: ${JSON.stringify(r.stdout.slice(0, 200))}`);
+  if (r.jsonError !== undefined)
+    problems.push(`stdout is not one JSON value (${r.jsonError}): ${JSON.stringify(r.stdout.slice(0, 200))}`);
+  else if (!r.out || typeof r.out !== "object" || Array.isArray(r.out))
+    problems.push(`stdout is not an error object: ${JSON.stringify(r.stdout.slice(0, 200))}`);
   else {
     if (r.out.code !== c.expectedCode) problems.push(`code ${r.out.code} (${r.out.msg}), expected ${c.expectedCode}`);
     if (typeof r.out.msg !== "string" || r.out.msg === "") problems.push("no msg");
@@ -141,7 +173,15 @@ describe("hostile input corpus", () => {
     const command = c.command ?? "ADD";
     const stdin = stdinOf(c.stdin);
     const env = Object.fromEntries(Object.entries(c.env ?? {}).map(([k, v]) => [k, v === null ? null : subst(v)]));
-    const o = { pod, containerID: `ctr-corpus-${file}`.slice(0, 200), plugin: c.plugin, env, sample: true, maxRssKb: 1_000_000, killAfterMs: c.soakOnly ? 90_000 : c.knownBug ? 5_000 : 20_000 };
+    const o = {
+      pod,
+      containerID: `ctr-corpus-${file}`.slice(0, 200),
+      plugin: c.plugin,
+      env,
+      sample: true,
+      maxRssKb: 1_000_000,
+      killAfterMs: c.soakOnly ? 90_000 : c.knownBug ? 5_000 : 20_000,
+    };
     const r = await runIn(lab, command, stdin, o);
     tally.slowestMs = Math.max(tally.slowestMs, r.ms);
     const problems = judge(c, r);
@@ -165,7 +205,10 @@ describe("hostile input corpus", () => {
     problems.push(...podLinks(pod.name).map((l) => `pod namespace has ${l}`));
     if (changed.length > 0 || newIndex.length > 0) baseline = now; // so one leftover is not blamed on every later input
     if (c.knownBug) {
-      if (problems.length === 0) throw new Error(`known bug fixed? "${c.knownBug}": the outcome is now as expected; remove knownBug from ${file}.json and docs/reliability.md`);
+      if (problems.length === 0)
+        throw new Error(
+          `known bug fixed? "${c.knownBug}": the outcome is now as expected; remove knownBug from ${file}.json and docs/reliability.md`,
+        );
       tally.knownBugs.push(`${file}: ${problems[0]}`);
       return;
     }

@@ -17,7 +17,24 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { hostVethName } from "../../plugins/bridge/names.js";
 import { addrsOf, BridgeLab, type Conf, linkOf, type Ns } from "../integration/bridge-lab.js";
-import { COUNTS, dataTree, diffState, LONG_TIMEOUT, nodeState, percentile, podLinks, type ProcResult, quietOk, report, rng, round, runIn, SEED, waitNoPids, fileSandbox } from "./lib.js";
+import {
+  COUNTS,
+  dataTree,
+  diffState,
+  LONG_TIMEOUT,
+  nodeState,
+  percentile,
+  podLinks,
+  type ProcResult,
+  quietOk,
+  report,
+  rng,
+  round,
+  runIn,
+  SEED,
+  waitNoPids,
+  fileSandbox,
+} from "./lib.js";
 
 const sb = fileSandbox();
 
@@ -26,7 +43,8 @@ const BACKENDS = ["nftables", "iptables"] as const;
 function setup(label: string, n: number): { lab: BridgeLab; conf: (backend: string) => Conf; gc: Conf } {
   const lab = new BridgeLab(sb, label);
   const ipam = { ...lab.hostLocal([`10.93.${n}.0/24`, `fd93:${n}::/64`]), gcGraceSeconds: 0 };
-  const conf = (backend: string): Conf => lab.conf({ isGateway: true, ipMasq: true, ipMasqBackend: backend, hairpinMode: true, ipam }, "1.1.0");
+  const conf = (backend: string): Conf =>
+    lab.conf({ isGateway: true, ipMasq: true, ipMasqBackend: backend, hairpinMode: true, ipam }, "1.1.0");
   return { lab, conf, gc: { ...conf("nftables"), "cni.dev/valid-attachments": [] } };
 }
 
@@ -76,7 +94,9 @@ function phaseReached(lab: BridgeLab, pod: Ns, id: string): string {
 }
 
 describe("crash injection (SIGKILL)", () => {
-  it(`ADD killed at ${COUNTS.crashAdd} random moments, then DEL and GC: the node is back to its state every time`, { timeout: LONG_TIMEOUT }, async () => {
+  it(`ADD killed at ${COUNTS.crashAdd} random moments, then DEL and GC: the node is back to its state every time`, {
+    timeout: LONG_TIMEOUT,
+  }, async () => {
     const { lab, conf, gc } = setup("crashadd", 1);
     // The window: a normal ADD's duration on this node (median of the warm ADDs), process start included.
     const window = (await warm(lab, conf, gc)).addMs;
@@ -110,7 +130,11 @@ describe("crash injection (SIGKILL)", () => {
       if (leftovers.length > 0) break;
     }
     const tmpSwept = await sweepTmp(lab, gc);
-    const deciles = Array.from({ length: 10 }, (_, k) => runs.filter((r) => r.killed && r.delay >= (k * window) / 10 && r.delay < ((k + 1) * window) / 10).length);
+    const deciles = Array.from(
+      { length: 10 },
+      (_, k) =>
+        runs.filter((r) => r.killed && r.delay >= (k * window) / 10 && r.delay < ((k + 1) * window) / 10).length,
+    );
     const failed = runs.filter((r) => r.leftovers.length > 0);
     report("crash-add", {
       runs: runs.length,
@@ -118,7 +142,9 @@ describe("crash injection (SIGKILL)", () => {
       finishedBeforeTheKill: runs.filter((r) => !r.killed).length,
       windowMs: round(window, 0),
       killsPerTenthOfWindow: deciles,
-      phasesReached: Object.fromEntries([...new Set(runs.map((r) => r.phase))].sort().map((p) => [p, runs.filter((r) => r.phase === p).length])),
+      phasesReached: Object.fromEntries(
+        [...new Set(runs.map((r) => r.phase))].sort().map((p) => [p, runs.filter((r) => r.phase === p).length]),
+      ),
       runsWithOrphanedChildren: runs.filter((r) => r.orphans > 0).length,
       tmpFilesLeftByKilledWriters: tmpSwept,
       runsWithLeftovers: failed.length,
@@ -129,7 +155,9 @@ describe("crash injection (SIGKILL)", () => {
     expect(diffState(before, nodeState(lab))).toEqual([]);
   });
 
-  it(`DEL killed at ${COUNTS.crashDel} random moments, then DEL again: the node is back to its state every time`, { timeout: LONG_TIMEOUT }, async () => {
+  it(`DEL killed at ${COUNTS.crashDel} random moments, then DEL again: the node is back to its state every time`, {
+    timeout: LONG_TIMEOUT,
+  }, async () => {
     const { lab, conf, gc } = setup("crashdel", 2);
     // The window: a normal DEL's duration on this node.
     const window = (await warm(lab, conf, gc)).delMs;

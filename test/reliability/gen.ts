@@ -19,9 +19,12 @@ export function rng(seed: number): () => number {
   };
 }
 
-
 /** Runs per property: 400 in `npm test`, 5,000 in the soak, or CNI_TS_SOAK_PROPERTY. */
-export const PROPERTY_RUNS = /^\d+$/.test(process.env.CNI_TS_SOAK_PROPERTY ?? "") ? Number(process.env.CNI_TS_SOAK_PROPERTY) : SOAK ? 5000 : 400;
+export const PROPERTY_RUNS = /^\d+$/.test(process.env.CNI_TS_SOAK_PROPERTY ?? "")
+  ? Number(process.env.CNI_TS_SOAK_PROPERTY)
+  : SOAK
+    ? 5000
+    : 400;
 
 export const PROPERTY_SEED = SEED;
 
@@ -85,7 +88,28 @@ const HOSTILE_STRINGS = [
   "00:00:00:00:00:00",
 ];
 
-const NUMBERS = [0, -0, 1, -1, 2, 68, 1500, 4094, 4095, 65535, 65536, 2 ** 31, 2 ** 32, 2 ** 53, -(2 ** 53), 1.5, 1e308, -1e308, 5e-324, 0.1];
+const NUMBERS = [
+  0,
+  -0,
+  1,
+  -1,
+  2,
+  68,
+  1500,
+  4094,
+  4095,
+  65535,
+  65536,
+  2 ** 31,
+  2 ** 32,
+  2 ** 53,
+  -(2 ** 53),
+  1.5,
+  1e308,
+  -1e308,
+  5e-324,
+  0.1,
+];
 
 export class Gen {
   readonly next: () => number;
@@ -141,7 +165,8 @@ export class Gen {
         return Array.from({ length: this.int(0, 4) }, () => this.json(depth - 1, keys));
       default: {
         const o: { [k: string]: Json } = {};
-        for (let i = this.int(0, 4); i > 0; i--) o[keys.length > 0 && this.chance(0.5) ? this.pick(keys) : this.string()] = this.json(depth - 1, keys);
+        for (let i = this.int(0, 4); i > 0; i--)
+          o[keys.length > 0 && this.chance(0.5) ? this.pick(keys) : this.string()] = this.json(depth - 1, keys);
         return o;
       }
     }
@@ -170,7 +195,8 @@ export class Gen {
       const ks = Object.keys(v);
       const copy = { ...v };
       const r = this.next();
-      if (ks.length === 0 || r < 0.2) copy[this.chance(0.7) && keys.length > 0 ? this.pick(keys) : this.string()] = this.json(2, keys);
+      if (ks.length === 0 || r < 0.2)
+        copy[this.chance(0.7) && keys.length > 0 ? this.pick(keys) : this.string()] = this.json(2, keys);
       else if (r < 0.35) delete copy[this.pick(ks)];
       else {
         const k = this.pick(ks);

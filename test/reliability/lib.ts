@@ -12,7 +12,13 @@ import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, rmSync 
 import { join } from "node:path";
 import { nsRun } from "../../sandbox/exec.js";
 import { ipj, iptablesSave, nftRuleset } from "../../sandbox/kernel.js";
-import { type CallOpts, type Conf, type ProcResult, type SpawnOpts as RunOpts, spawnInNode } from "../../sandbox/plugin.js";
+import {
+  type CallOpts,
+  type Conf,
+  type ProcResult,
+  type SpawnOpts as RunOpts,
+  spawnInNode,
+} from "../../sandbox/plugin.js";
 import { afterAll, beforeAll } from "vitest";
 import type { BridgeLab } from "../integration/bridge-lab.js";
 import { requireBuilt, Sandbox, toolPath } from "../integration/helpers.js";
@@ -74,7 +80,12 @@ export function cniEnv(lab: BridgeLab, cmd: string, o: SpawnOpts): Record<string
  * Run one plugin of the lab inside its node namespace (`ip netns exec NODE env -i … PLUGIN`, which execs, so the
  * child's pid is the plugin's), with stdin `input` (a config object, or raw text/bytes), and resolve when it exits.
  */
-export function runIn(lab: BridgeLab, cmd: string, input: Conf | string | Buffer, o: SpawnOpts = {}): Promise<ProcResult> {
+export function runIn(
+  lab: BridgeLab,
+  cmd: string,
+  input: Conf | string | Buffer,
+  o: SpawnOpts = {},
+): Promise<ProcResult> {
   const stdin = typeof input === "string" || Buffer.isBuffer(input) ? input : JSON.stringify(input);
   return spawnInNode(lab.node.name, join(lab.bin, o.plugin ?? "bridge"), cniEnv(lab, cmd, o), stdin, o);
 }
@@ -134,13 +145,20 @@ export interface NodeState {
 
 function links(nsName: string): string[] {
   return ipj<Array<Record<string, any>>>(nsName, "-d", "link", "show")
-    .map((l) => `${l.ifname} ${l.linkinfo?.info_kind ?? "-"} master=${l.master ?? "-"} mtu=${l.mtu} mac=${l.address ?? "-"} ${(l.flags as string[]).includes("UP") ? "up" : "down"}`)
+    .map(
+      (l) =>
+        `${l.ifname} ${l.linkinfo?.info_kind ?? "-"} master=${l.master ?? "-"} mtu=${l.mtu} mac=${l.address ?? "-"} ${(l.flags as string[]).includes("UP") ? "up" : "down"}`,
+    )
     .sort();
 }
 
 function addrs(nsName: string): string[] {
   return ipj<Array<Record<string, any>>>(nsName, "addr", "show")
-    .flatMap((l) => ((l.addr_info ?? []) as Array<Record<string, any>>).filter((a) => !String(a.local).startsWith("fe80:")).map((a) => `${l.ifname} ${a.local}/${a.prefixlen}`))
+    .flatMap((l) =>
+      ((l.addr_info ?? []) as Array<Record<string, any>>)
+        .filter((a) => !String(a.local).startsWith("fe80:"))
+        .map((a) => `${l.ifname} ${a.local}/${a.prefixlen}`),
+    )
     .sort();
 }
 
@@ -150,13 +168,20 @@ function routes(nsName: string): string[] {
     for (const r of ipj<Array<Record<string, any>>>(nsName, f, "route", "show", "table", "all")) {
       const dst = String(r.dst);
       if (dst.startsWith("fe80:") || dst === "ff00::/8" || (r.type === "multicast" && f === "-6")) continue;
-      out.push(`${f} ${r.type ?? "unicast"} ${dst} gw=${r.gateway ?? "-"} dev=${r.dev ?? "-"} table=${r.table ?? "main"} proto=${r.protocol ?? "-"} scope=${r.scope ?? "-"} src=${r.prefsrc ?? "-"}`);
+      out.push(
+        `${f} ${r.type ?? "unicast"} ${dst} gw=${r.gateway ?? "-"} dev=${r.dev ?? "-"} table=${r.table ?? "main"} proto=${r.protocol ?? "-"} scope=${r.scope ?? "-"} src=${r.prefsrc ?? "-"}`,
+      );
     }
   }
   return out.sort();
 }
 
-const SYSCTLS = ["net/ipv4/ip_forward", "net/ipv6/conf/all/forwarding", "net/ipv6/conf/default/accept_ra", "net/ipv4/conf/all/rp_filter"];
+const SYSCTLS = [
+  "net/ipv4/ip_forward",
+  "net/ipv6/conf/all/forwarding",
+  "net/ipv6/conf/default/accept_ra",
+  "net/ipv4/conf/all/rp_filter",
+];
 
 function sysctls(nsName: string): string[] {
   const r = nsRun(nsName, "sh", ["-c", SYSCTLS.map((k) => `echo ${k}=$(cat /proc/sys/${k})`).join("; ")]);
@@ -186,7 +211,12 @@ export function dataTree(dataDir: string): { data: string[]; index: string[]; tm
       } else if (/^\.cni-ts\/[^/]+\/attachments\//.test(p)) {
         let state = "unreadable";
         try {
-          const j = JSON.parse(readFileSync(full, "utf8")) as { state?: string; id?: string; ifname?: string; ips?: string[] };
+          const j = JSON.parse(readFileSync(full, "utf8")) as {
+            state?: string;
+            id?: string;
+            ifname?: string;
+            ips?: string[];
+          };
           state = `${j.state} ${j.id}/${j.ifname} [${(j.ips ?? []).join(" ")}]`;
         } catch {
           // listed as unreadable
@@ -205,7 +235,15 @@ export function dataTree(dataDir: string): { data: string[]; index: string[]; tm
 /** Everything of the lab's node that a plugin may change. */
 export function nodeState(lab: BridgeLab): NodeState {
   const n = lab.node.name;
-  return { links: links(n), addrs: addrs(n), routes: routes(n), nft: nftRuleset(n), ipt: iptablesSave(n), sysctls: sysctls(n), ...dataTree(lab.dataDir) };
+  return {
+    links: links(n),
+    addrs: addrs(n),
+    routes: routes(n),
+    nft: nftRuleset(n),
+    ipt: iptablesSave(n),
+    sysctls: sysctls(n),
+    ...dataTree(lab.dataDir),
+  };
 }
 
 /** The differences between two states, one line each ("" when equal). `ignore` names fields left out. */
@@ -219,12 +257,18 @@ export function diffState(before: NodeState, after: NodeState, ignore: ReadonlyA
       if (a !== b) {
         const la = String(a).split("\n");
         const lb = String(b).split("\n");
-        out.push(...lb.filter((l) => !la.includes(l)).map((l) => `${key} +${l}`), ...la.filter((l) => !lb.includes(l)).map((l) => `${key} -${l}`));
+        out.push(
+          ...lb.filter((l) => !la.includes(l)).map((l) => `${key} +${l}`),
+          ...la.filter((l) => !lb.includes(l)).map((l) => `${key} -${l}`),
+        );
         if (out.length === 0) out.push(`${key}: reordered`);
       }
       continue;
     }
-    out.push(...b.filter((l) => !a.includes(l)).map((l) => `${key} +${l}`), ...a.filter((l) => !b.includes(l)).map((l) => `${key} -${l}`));
+    out.push(
+      ...b.filter((l) => !a.includes(l)).map((l) => `${key} +${l}`),
+      ...a.filter((l) => !b.includes(l)).map((l) => `${key} -${l}`),
+    );
   }
   return out;
 }

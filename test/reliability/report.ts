@@ -9,7 +9,9 @@ import { appendFileSync } from "node:fs";
 export const SOAK = /^(1|true|yes)$/i.test(process.env.CNI_TS_SOAK ?? "");
 
 /** The seed of this run (CNI_TS_SEED to replay one). */
-export const SEED = /^\d+$/.test(process.env.CNI_TS_SEED ?? "") ? Number(process.env.CNI_TS_SEED) : Date.now() % 2 ** 31;
+export const SEED = /^\d+$/.test(process.env.CNI_TS_SEED ?? "")
+  ? Number(process.env.CNI_TS_SEED)
+  : Date.now() % 2 ** 31;
 
 export function report(section: string, figures: Record<string, unknown>): void {
   const line = { section, mode: SOAK ? "soak" : "short", seed: SEED, at: new Date().toISOString(), ...figures };

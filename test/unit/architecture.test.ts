@@ -12,7 +12,6 @@ import { describe, expect, it } from "vitest";
 const root = resolve(import.meta.dirname, "../..");
 const ROOMS = ["lib", "plugins", "ipam", "cmd"];
 
-
 function tsFiles(dir: string): string[] {
   const out: string[] = [];
   for (const name of readdirSync(join(root, dir)).sort()) {
@@ -78,7 +77,8 @@ function buildGraph(): Graph {
 
 const room = (file: string): string => file.split("/")[0]!;
 /** plugins/bridge/add.ts -> plugins/bridge; ipam/host-local/store.ts -> ipam/host-local; others undefined. */
-const pluginOf = (file: string) => (room(file) === "plugins" || room(file) === "ipam" ? file.split("/").slice(0, 2).join("/") : undefined);
+const pluginOf = (file: string) =>
+  room(file) === "plugins" || room(file) === "ipam" ? file.split("/").slice(0, 2).join("/") : undefined;
 
 /** Each elementary circle found by a depth-first search, once, written from its smallest file. */
 function circles(g: Graph, inScope: (f: string) => boolean): string[] {
@@ -136,7 +136,18 @@ describe("importsOf", () => {
       `const glob = "/sys/class/net/*";`,
       `import { after } from "./after-a-glob.js";`,
     ].join("\n");
-    expect(importsOf(src).sort()).toEqual(["../b.js", "./a.js", "./after-a-glob.js", "./c.js", "./d.js", "./e.js", "./f.js", "./g.js", "./h.js", "node:fs"]);
+    expect(importsOf(src).sort()).toEqual([
+      "../b.js",
+      "./a.js",
+      "./after-a-glob.js",
+      "./c.js",
+      "./d.js",
+      "./e.js",
+      "./f.js",
+      "./g.js",
+      "./h.js",
+      "node:fs",
+    ]);
   });
 });
 

@@ -10,16 +10,31 @@ import { liveLinksOf } from "../../plugins/bridge/live.js";
 import { hostVethAlias, hostVethName, masqKeysOfAlias } from "../../plugins/bridge/names.js";
 import { routeArgs } from "../../plugins/bridge/pod.js";
 
-const base = (o: Record<string, unknown> = {}): NetConf => ({ cniVersion: "1.0.0", name: "net1", type: "bridge", ...o }) as NetConf;
-const load = (o: Record<string, unknown> = {}, args: Array<[string, string]> = []) => loadBridgeConfig(base(o), new Map(args));
-
+const base = (o: Record<string, unknown> = {}): NetConf =>
+  ({ cniVersion: "1.0.0", name: "net1", type: "bridge", ...o }) as NetConf;
+const load = (o: Record<string, unknown> = {}, args: Array<[string, string]> = []) =>
+  loadBridgeConfig(base(o), new Map(args));
 
 describe("bridge config", () => {
   it("has the reference's defaults", () => {
     expect(load()).toMatchObject({
-      bridge: "cni0", isGateway: false, isDefaultGateway: false, forceAddress: false, ipMasq: false, mtu: 0,
-      hairpinMode: false, promiscMode: false, vlan: 0, vlanTrunk: [], preserveDefaultVlan: false, enabledad: false,
-      disableContainerInterface: false, portIsolation: false, ipamType: undefined, dns: undefined, mac: undefined,
+      bridge: "cni0",
+      isGateway: false,
+      isDefaultGateway: false,
+      forceAddress: false,
+      ipMasq: false,
+      mtu: 0,
+      hairpinMode: false,
+      promiscMode: false,
+      vlan: 0,
+      vlanTrunk: [],
+      preserveDefaultVlan: false,
+      enabledad: false,
+      disableContainerInterface: false,
+      portIsolation: false,
+      ipamType: undefined,
+      dns: undefined,
+      mac: undefined,
     });
   });
   it("isDefaultGateway implies isGateway", () => {
@@ -56,12 +71,21 @@ describe("bridge config", () => {
     expect(load({ macspoofchk: true }).macspoofchk).toBe(true);
   });
   it("parses vlan trunks", () => {
-    expect(load({ vlanTrunk: [{ id: 101 }, { minID: 200, maxID: 210 }] }).vlanTrunk).toEqual([{ min: 101, max: 101 }, { min: 200, max: 210 }]);
+    expect(load({ vlanTrunk: [{ id: 101 }, { minID: 200, maxID: 210 }] }).vlanTrunk).toEqual([
+      { min: 101, max: 101 },
+      { min: 200, max: 210 },
+    ]);
   });
   it("container MAC precedence: CNI_ARGS < args.cni.mac < runtimeConfig.mac", () => {
     expect(load({}, [["MAC", "0A:00:00:00:00:01"]]).mac).toBe("0a:00:00:00:00:01");
-    expect(load({ args: { cni: { mac: "0a:00:00:00:00:02" } } }, [["MAC", "0a:00:00:00:00:01"]]).mac).toBe("0a:00:00:00:00:02");
-    expect(load({ args: { cni: { mac: "0a:00:00:00:00:02" } }, runtimeConfig: { mac: "0a:00:00:00:00:03" } }, [["MAC", "0a:00:00:00:00:01"]]).mac).toBe("0a:00:00:00:00:03");
+    expect(load({ args: { cni: { mac: "0a:00:00:00:00:02" } } }, [["MAC", "0a:00:00:00:00:01"]]).mac).toBe(
+      "0a:00:00:00:00:02",
+    );
+    expect(
+      load({ args: { cni: { mac: "0a:00:00:00:00:02" } }, runtimeConfig: { mac: "0a:00:00:00:00:03" } }, [
+        ["MAC", "0a:00:00:00:00:01"],
+      ]).mac,
+    ).toBe("0a:00:00:00:00:03");
     expect(codeOf(() => load({}, [["MAC", "01:00:00:00:00:01"]]))).toBe(4);
     expect(codeOf(() => load({ runtimeConfig: { mac: "zz" } }))).toBe(7);
   });
@@ -74,15 +98,37 @@ describe("bridge config", () => {
 describe("gateways and routes", () => {
   const conf = (o: Record<string, unknown> = {}) => load(o);
   it("keeps IPAM's gateway; computes subnet+1 with isGateway when IPAM gave none", () => {
-    const r = gatewaysOf([{ address: "10.1.0.5/24" }, { address: "fd01::5/64", gateway: "fd01::1" }], conf({ isGateway: true }));
-    expect(r.ips).toEqual([{ address: "10.1.0.5/24", gateway: "10.1.0.1" }, { address: "fd01::5/64", gateway: "fd01::1" }]);
-    expect(r.gateways).toEqual([{ family: 4, cidr: "10.1.0.1/24", ip: "10.1.0.1" }, { family: 6, cidr: "fd01::1/64", ip: "fd01::1" }]);
+    const r = gatewaysOf(
+      [{ address: "10.1.0.5/24" }, { address: "fd01::5/64", gateway: "fd01::1" }],
+      conf({ isGateway: true }),
+    );
+    expect(r.ips).toEqual([
+      { address: "10.1.0.5/24", gateway: "10.1.0.1" },
+      { address: "fd01::5/64", gateway: "fd01::1" },
+    ]);
+    expect(r.gateways).toEqual([
+      { family: 4, cidr: "10.1.0.1/24", ip: "10.1.0.1" },
+      { family: 6, cidr: "fd01::1/64", ip: "fd01::1" },
+    ]);
   });
   it("isDefaultGateway adds a default per family unless IPAM routes one through a gateway", () => {
     const c = conf({ isDefaultGateway: true });
-    const { gateways } = gatewaysOf([{ address: "10.1.0.5/24", gateway: "10.1.0.1" }, { address: "fd01::5/64", gateway: "fd01::1" }], c);
-    expect(routesOf([{ dst: "0.0.0.0/0" }], gateways, c)).toEqual([{ dst: "0.0.0.0/0" }, { dst: "0.0.0.0/0", gw: "10.1.0.1" }, { dst: "::/0", gw: "fd01::1" }]);
-    expect(routesOf([{ dst: "0.0.0.0/0", gw: "10.1.0.254" }], gateways, c)).toEqual([{ dst: "0.0.0.0/0", gw: "10.1.0.254" }, { dst: "::/0", gw: "fd01::1" }]);
+    const { gateways } = gatewaysOf(
+      [
+        { address: "10.1.0.5/24", gateway: "10.1.0.1" },
+        { address: "fd01::5/64", gateway: "fd01::1" },
+      ],
+      c,
+    );
+    expect(routesOf([{ dst: "0.0.0.0/0" }], gateways, c)).toEqual([
+      { dst: "0.0.0.0/0" },
+      { dst: "0.0.0.0/0", gw: "10.1.0.1" },
+      { dst: "::/0", gw: "fd01::1" },
+    ]);
+    expect(routesOf([{ dst: "0.0.0.0/0", gw: "10.1.0.254" }], gateways, c)).toEqual([
+      { dst: "0.0.0.0/0", gw: "10.1.0.254" },
+      { dst: "::/0", gw: "fd01::1" },
+    ]);
   });
   it("a route without gw uses the first gateway of its family", () => {
     const gws = [{ family: 4 as const, cidr: "10.1.0.1/24", ip: "10.1.0.1" }];
@@ -91,8 +137,26 @@ describe("gateways and routes", () => {
   });
   it("turns every 1.1 route field into ip route arguments", () => {
     const gws = [{ family: 4 as const, cidr: "10.1.0.1/24", ip: "10.1.0.1" }];
-    expect(routeArgs({ dst: "10.9.0.0/16", mtu: 1400, advmss: 1360, priority: 100, table: 100, scope: 0 }, "eth0", gws)).toEqual([
-      "route", "append", "10.9.0.0/16", "via", "10.1.0.1", "dev", "eth0", "metric", 100, "table", 100, "scope", 0, "mtu", 1400, "advmss", 1360,
+    expect(
+      routeArgs({ dst: "10.9.0.0/16", mtu: 1400, advmss: 1360, priority: 100, table: 100, scope: 0 }, "eth0", gws),
+    ).toEqual([
+      "route",
+      "append",
+      "10.9.0.0/16",
+      "via",
+      "10.1.0.1",
+      "dev",
+      "eth0",
+      "metric",
+      100,
+      "table",
+      100,
+      "scope",
+      0,
+      "mtu",
+      1400,
+      "advmss",
+      1360,
     ]);
   });
 });
@@ -110,7 +174,10 @@ describe("host veth names", () => {
     // Fits IFALIASZ at any identity length, and is one ip -batch token.
     expect(alias).toMatch(/^cni-ts:[0-9a-f]{16}-[0-9a-f]{16}:CNI-[0-9a-f]{24}$/);
     expect(masqKeysOfAlias(hostVethAlias("net1", "ctr1", "eth0"))).toEqual(masqKeys("net1", "ctr1", "eth0"));
-    expect(masqKeys("net1", "ctr1", "eth0")).toEqual([nftMasqComment("net1", "ctr1", "eth0"), iptablesMasqChain("net1", "ctr1")]);
+    expect(masqKeys("net1", "ctr1", "eth0")).toEqual([
+      nftMasqComment("net1", "ctr1", "eth0"),
+      iptablesMasqChain("net1", "ctr1"),
+    ]);
     expect(masqKeysOfAlias(undefined)).toEqual([]);
     expect(masqKeysOfAlias("uplink to rack 4")).toEqual([]);
     const live = liveLinksOf([

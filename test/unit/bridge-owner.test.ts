@@ -14,7 +14,9 @@ describe("hostVethOwner", () => {
     expect(hostVethOwner({ mac: "0a:00:00:00:00:01" }, own, "0A:00:00:00:00:01")).toBe("ours");
   });
   it("ours: a veth with this attachment's alias, or with none (ADD stopped before naming it)", () => {
-    expect(hostVethOwner({ kind: "veth", alias: own, mac: "0a:00:00:00:00:02" }, own, "0a:00:00:00:00:01")).toBe("ours");
+    expect(hostVethOwner({ kind: "veth", alias: own, mac: "0a:00:00:00:00:02" }, own, "0a:00:00:00:00:01")).toBe(
+      "ours",
+    );
     expect(hostVethOwner({ kind: "veth", mac: "0a:00:00:00:00:02" }, own, undefined)).toBe("ours");
   });
   it("foreign: another network's alias, any other alias, or not a veth", () => {
@@ -28,7 +30,11 @@ describe("hostVethOwner", () => {
 
 describe("MACs from prevResult", () => {
   const prev = {
-    interfaces: [{ name: "cni0", mac: "02:00:00:00:00:01" }, { name: "veth1", mac: "02:00:00:00:00:02" }, { name: "eth0", mac: "02:00:00:00:00:03", sandbox: "/var/run/netns/p" }],
+    interfaces: [
+      { name: "cni0", mac: "02:00:00:00:00:01" },
+      { name: "veth1", mac: "02:00:00:00:00:02" },
+      { name: "eth0", mac: "02:00:00:00:00:03", sandbox: "/var/run/netns/p" },
+    ],
     ips: [],
   };
   it("the host veth's is the one without a sandbox; the pod's the one with", () => {

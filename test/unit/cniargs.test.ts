@@ -2,7 +2,6 @@ import { describe, expect, it } from "vitest";
 import { codeOf } from "./codes.js";
 import { parseCniArgs, splitCniArgs } from "../../lib/cniargs.js";
 
-
 describe("CNI_ARGS", () => {
   it("splits K=V pairs, keeps order and values", () => {
     expect([...splitCniArgs("IgnoreUnknown=1;IP=10.1.2.3/24;MAC=c2:11:22:33:44:55")]).toEqual([

@@ -41,13 +41,22 @@ describe("loadConfDir without a name (go-cni)", () => {
   it("up-converts a single-plugin .conf into a one-element list whose bytes are the rebuilt list", () => {
     const plugin = { type: "ptp", name: "a", cniVersion: "0.4.0", ipam: { type: "host-local" } };
     const list = loadConfDir(confDir({ "a.conf": plugin }));
-    expect(list).toMatchObject({ name: "a", cniVersion: "0.4.0", disableCheck: false, disableGC: false, plugins: [plugin] });
+    expect(list).toMatchObject({
+      name: "a",
+      cniVersion: "0.4.0",
+      disableCheck: false,
+      disableGC: false,
+      plugins: [plugin],
+    });
     expect(JSON.parse(list.bytes.toString())).toEqual({ cniVersion: "0.4.0", name: "a", plugins: [plugin] });
     expect(Object.keys(JSON.parse(list.bytes.toString()))).toEqual(["cniVersion", "name", "plugins"]);
   });
 
   it("orders by bytes, not numerically: 10-x before 2-y", () => {
-    const dir = confDir({ "2-y.conflist": { name: "y", plugins: [{ type: "t" }] }, "10-x.conflist": { name: "x", plugins: [{ type: "t" }] } });
+    const dir = confDir({
+      "2-y.conflist": { name: "y", plugins: [{ type: "t" }] },
+      "10-x.conflist": { name: "x", plugins: [{ type: "t" }] },
+    });
     expect(loadConfDir(dir).name).toBe("x");
   });
 
@@ -57,7 +66,9 @@ describe("loadConfDir without a name (go-cni)", () => {
   });
 
   it("a .conf holding a conflist has no type", () => {
-    expect(() => loadConfDir(confDir({ "a.conf": { name: "a", plugins: [{ type: "t" }] } }))).toThrow("error parsing configuration: missing 'type'");
+    expect(() => loadConfDir(confDir({ "a.conf": { name: "a", plugins: [{ type: "t" }] } }))).toThrow(
+      "error parsing configuration: missing 'type'",
+    );
   });
 });
 
@@ -79,7 +90,10 @@ describe("loadConfDir with a name (libcni LoadNetworkConf)", () => {
     expect(() => loadConfDir(dir, "nope")).toThrow(`no net configuration with name "nope" in ${dir}`);
   });
   it("every file read before the match must parse", () => {
-    const bad = confDir({ "a.conflist": { name: "a", plugins: [] }, "b.conflist": { name: "b", plugins: [{ type: "t" }] } });
+    const bad = confDir({
+      "a.conflist": { name: "a", plugins: [] },
+      "b.conflist": { name: "b", plugins: [{ type: "t" }] },
+    });
     expect(() => loadConfDir(bad, "b")).toThrow("no plugins in list");
   });
 });
@@ -114,7 +128,9 @@ describe("sibling-directory plugins (loadOnlyInlinedPlugins false)", () => {
   it("no plugins from anywhere is an error; so is loadOnlyInlinedPlugins without `plugins`", () => {
     const dir = confDir({ "net.conflist": { name: "net" }, "x.conflist": { name: "x", loadOnlyInlinedPlugins: true } });
     expect(() => loadConfFile(join(dir, "net.conflist"))).toThrow("no plugin configs found");
-    expect(() => loadConfFile(join(dir, "x.conflist"))).toThrow("`loadOnlyInlinedPlugins` is true, and no 'plugins' key");
+    expect(() => loadConfFile(join(dir, "x.conflist"))).toThrow(
+      "`loadOnlyInlinedPlugins` is true, and no 'plugins' key",
+    );
   });
 
   it("a sibling file without type is an error", () => {
@@ -129,7 +145,10 @@ describe("loadConfList: bad lists", () => {
     [{ name: 5, plugins: [{ type: "t" }] }, "invalid name type"],
     [{ name: "n", plugins: [] }, "error parsing configuration list: no plugins in list"],
     [{ name: "n", plugins: {} }, "invalid 'plugins' type"],
-    [{ name: "n", plugins: [{ type: "t" }, { ipam: {} }] }, "failed to parse plugin config 1: error parsing configuration: missing 'type'"],
+    [
+      { name: "n", plugins: [{ type: "t" }, { ipam: {} }] },
+      "failed to parse plugin config 1: error parsing configuration: missing 'type'",
+    ],
     [{ name: "n", plugins: [{ type: "" }] }, "missing 'type'"],
     [{ name: "n", plugins: [{ type: "t", capabilities: { ips: "yes" } }] }, "capabilities"],
     [{ name: "n", disableCheck: "yes", plugins: [{ type: "t" }] }, 'invalid value "yes" for disableCheck'],
@@ -150,7 +169,9 @@ describe("loadConfList: bad lists", () => {
   });
 
   it("without a source, `plugins` makes a list and `type` a single plugin", () => {
-    expect(loadConfList(bytes({ name: "n", cniVersion: "1.0.0", type: "t" })).plugins).toEqual([{ name: "n", cniVersion: "1.0.0", type: "t" }]);
+    expect(loadConfList(bytes({ name: "n", cniVersion: "1.0.0", type: "t" })).plugins).toEqual([
+      { name: "n", cniVersion: "1.0.0", type: "t" },
+    ]);
     expect(loadConfList(bytes({ name: "n", plugins: [{ type: "t" }] })).plugins).toEqual([{ type: "t" }]);
   });
 });
@@ -167,7 +188,9 @@ describe("version negotiation", () => {
     expect(negotiateVersion("", undefined)).toBe("");
   });
   it("is applied by the loader, which keeps cniVersions as written", () => {
-    const list = loadConfList(bytes({ name: "n", cniVersion: "0.4.0", cniVersions: ["1.0.0", "1.1.0", "2.0.0"], plugins: [{ type: "t" }] }));
+    const list = loadConfList(
+      bytes({ name: "n", cniVersion: "0.4.0", cniVersions: ["1.0.0", "1.1.0", "2.0.0"], plugins: [{ type: "t" }] }),
+    );
     expect(list.cniVersion).toBe("1.1.0");
     expect(list.cniVersions).toEqual(["1.0.0", "1.1.0", "2.0.0"]);
   });
@@ -177,7 +200,13 @@ describe("buildRequest", () => {
   const plugin = { type: "t", zeta: { b: 1, a: 2 }, capabilities: { portMappings: true, bandwidth: false, ips: true } };
 
   it("injects name and cniVersion over the object, keys sorted as Go marshals a map", () => {
-    const req = JSON.parse(buildRequest({ ...plugin, name: "old", cniVersion: "0.1.0" }, { name: "net", cniVersion: "1.1.0" }, {}).toString());
+    const req = JSON.parse(
+      buildRequest(
+        { ...plugin, name: "old", cniVersion: "0.1.0" },
+        { name: "net", cniVersion: "1.1.0" },
+        {},
+      ).toString(),
+    );
     expect(req).toMatchObject({ name: "net", cniVersion: "1.1.0", type: "t" });
     expect(Object.keys(req)).toEqual(["capabilities", "cniVersion", "name", "type", "zeta"]);
     expect(Object.keys(req.zeta)).toEqual(["a", "b"]);
@@ -186,7 +215,13 @@ describe("buildRequest", () => {
   });
 
   it("runtimeConfig holds only the args of enabled capabilities", () => {
-    const req = JSON.parse(buildRequest(plugin, { name: "n", cniVersion: "1.1.0" }, { portMappings: [{ hostPort: 80 }], bandwidth: { ingressRate: 1 }, mac: "x" }).toString());
+    const req = JSON.parse(
+      buildRequest(
+        plugin,
+        { name: "n", cniVersion: "1.1.0" },
+        { portMappings: [{ hostPort: 80 }], bandwidth: { ingressRate: 1 }, mac: "x" },
+      ).toString(),
+    );
     expect(req.runtimeConfig).toEqual({ portMappings: [{ hostPort: 80 }] });
   });
 
@@ -194,15 +229,25 @@ describe("buildRequest", () => {
     const withStatic = { ...plugin, runtimeConfig: { static: true } };
     const kept = JSON.parse(buildRequest(withStatic, { name: "n", cniVersion: "1.1.0" }, { mac: "x" }).toString());
     expect(kept.runtimeConfig).toEqual({ static: true });
-    const replaced = JSON.parse(buildRequest(withStatic, { name: "n", cniVersion: "1.1.0" }, { ips: ["10.0.0.9/24"] }).toString());
+    const replaced = JSON.parse(
+      buildRequest(withStatic, { name: "n", cniVersion: "1.1.0" }, { ips: ["10.0.0.9/24"] }).toString(),
+    );
     expect(replaced.runtimeConfig).toEqual({ ips: ["10.0.0.9/24"] });
   });
 
   it("prevResult keeps its own field order unless runtimeConfig was injected", () => {
     const prevResult = { cniVersion: "0.4.0", ips: [{ version: "4", address: "10.0.0.2/24" }], dns: {} };
-    const plain = JSON.parse(buildRequest({ type: "t" }, { name: "n", cniVersion: "0.4.0", prevResult }, {}).toString());
+    const plain = JSON.parse(
+      buildRequest({ type: "t" }, { name: "n", cniVersion: "0.4.0", prevResult }, {}).toString(),
+    );
     expect(Object.keys(plain.prevResult)).toEqual(["cniVersion", "ips", "dns"]);
-    const injected = JSON.parse(buildRequest({ type: "t", capabilities: { ips: true } }, { name: "n", cniVersion: "0.4.0", prevResult }, { ips: [] }).toString());
+    const injected = JSON.parse(
+      buildRequest(
+        { type: "t", capabilities: { ips: true } },
+        { name: "n", cniVersion: "0.4.0", prevResult },
+        { ips: [] },
+      ).toString(),
+    );
     expect(Object.keys(injected.prevResult)).toEqual(["cniVersion", "dns", "ips"]);
   });
 });
@@ -221,16 +266,43 @@ describe("cache encoding", () => {
         result: { ips: [], cniVersion: "1.1.0" },
       }),
     );
-    expect(Object.keys(full)).toEqual(["kind", "containerId", "config", "ifName", "networkName", "netns", "cniArgs", "capabilityArgs", "result"]);
+    expect(Object.keys(full)).toEqual([
+      "kind",
+      "containerId",
+      "config",
+      "ifName",
+      "networkName",
+      "netns",
+      "cniArgs",
+      "capabilityArgs",
+      "result",
+    ]);
     expect(full.config).toBe(Buffer.from("{}").toString("base64"));
     expect(Object.keys(full.capabilityArgs)).toEqual(["a", "b"]);
     expect(Object.keys(full.result)).toEqual(["cniVersion", "ips"]);
-    const bare = JSON.parse(encodeCache({ containerId: "c1", ifName: "eth0", networkName: "net", config: Buffer.alloc(0), netns: "", cniArgs: [], capabilityArgs: {} }));
+    const bare = JSON.parse(
+      encodeCache({
+        containerId: "c1",
+        ifName: "eth0",
+        networkName: "net",
+        config: Buffer.alloc(0),
+        netns: "",
+        cniArgs: [],
+        capabilityArgs: {},
+      }),
+    );
     expect(Object.keys(bare)).toEqual(["kind", "containerId", "config", "ifName", "networkName"]);
   });
 
   it("reads back what it wrote; anything else is not a v1 entry", () => {
-    const e = { containerId: "c1", ifName: "eth0", networkName: "net", config: Buffer.from("abc"), netns: "/ns", result: { cniVersion: "1.1.0" } };
+    const e = {
+      containerId: "c1",
+      ifName: "eth0",
+      networkName: "net",
+      config: Buffer.from("abc"),
+      netns: "/ns",
+      result: { cniVersion: "1.1.0" },
+    };
     expect(decodeCache(encodeCache(e))).toEqual(e);
     expect(decodeCache('{"cniVersion":"1.0.0"}')).toBeUndefined();
     expect(decodeCache("garbage")).toBeUndefined();

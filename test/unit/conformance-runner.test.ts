@@ -1,6 +1,17 @@
 // The runner's verbs against small shell-script plugins that record every invocation (stdin and environment)
 // and answer from per-test response files. No root needed.
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
@@ -62,7 +73,12 @@ function setup(opts: { timeoutMs?: number } = {}) {
   mkdirSync(join(log, "resp"), { recursive: true });
   const cacheDir = join(dir, "cache");
   const cni = new CniRuntime({ cniPath, cacheDir, env: { LOG: log }, ...opts });
-  const respond = (plugin: string, verb: string, body: unknown, extra: { rc?: number; stderr?: string; sleep?: number } = {}) => {
+  const respond = (
+    plugin: string,
+    verb: string,
+    body: unknown,
+    extra: { rc?: number; stderr?: string; sleep?: number } = {},
+  ) => {
     const base = join(log, "resp", `${plugin}.${verb}`);
     writeFileSync(base, typeof body === "string" ? body : JSON.stringify(body));
     for (const ext of [".rc", ".stderr", ".sleep"]) rmSync(`${base}${ext}`, { force: true });
@@ -97,13 +113,24 @@ function setup(opts: { timeoutMs?: number } = {}) {
 }
 
 function list(plugins: Array<Record<string, unknown>>, extra: Record<string, unknown> = {}): NetworkConfigList {
-  return loadConfList(Buffer.from(JSON.stringify({ cniVersion: "1.1.0", name: "net1", plugins, ...extra })), "net1.conflist");
+  return loadConfList(
+    Buffer.from(JSON.stringify({ cniVersion: "1.1.0", name: "net1", plugins, ...extra })),
+    "net1.conflist",
+  );
 }
 
-const rt = (containerID = "c1", ifname = "eth0"): RuntimeConf => ({ containerID, netns: `/var/run/netns/${containerID}`, ifname });
+const rt = (containerID = "c1", ifname = "eth0"): RuntimeConf => ({
+  containerID,
+  netns: `/var/run/netns/${containerID}`,
+  ifname,
+});
 
 const RESULT_A = { cniVersion: "1.1.0", ips: [{ address: "10.0.0.2/24", gateway: "10.0.0.1" }] };
-const RESULT_B = { cniVersion: "1.1.0", interfaces: [{ name: "eth0", sandbox: "/var/run/netns/c1" }], ips: [{ address: "10.0.0.2/24", gateway: "10.0.0.1", interface: 0 }] };
+const RESULT_B = {
+  cniVersion: "1.1.0",
+  interfaces: [{ name: "eth0", sandbox: "/var/run/netns/c1" }],
+  ips: [{ address: "10.0.0.2/24", gateway: "10.0.0.1", interface: 0 }],
+};
 
 /** Running or sleeping; a zombie (killed, not yet reaped by whoever inherited it) counts as gone. */
 function alive(pid: number): boolean {
@@ -138,7 +165,9 @@ describe("plugin lookup", () => {
   it("an ADD naming a missing plugin fails wrapped with the plugin and verb, writing no cache", async () => {
     const t = setup();
     const err = await caught(t.cni.addNetworkList(list([{ type: "alpha" }, { type: "nope", name: "n2" }]), rt()));
-    expect(err.message).toBe(`plugin type="nope" name="n2" failed (add): failed to find plugin "nope" in path [${bin1} ${bin2}]`);
+    expect(err.message).toBe(
+      `plugin type="nope" name="n2" failed (add): failed to find plugin "nope" in path [${bin1} ${bin2}]`,
+    );
     expect(existsSync(cachePath(t.cacheDir, "net1", "c1", "eth0"))).toBe(false);
   });
 });
@@ -154,8 +183,14 @@ describe("ADD", () => {
     ]);
     const conf: RuntimeConf = {
       ...rt(),
-      args: [["IgnoreUnknown", "1"], ["K8S_POD_NAME", "p"]],
-      capabilityArgs: { portMappings: [{ hostPort: 8080, containerPort: 80, protocol: "tcp" }], bandwidth: { ingressRate: 1 } },
+      args: [
+        ["IgnoreUnknown", "1"],
+        ["K8S_POD_NAME", "p"],
+      ],
+      capabilityArgs: {
+        portMappings: [{ hostPort: 8080, containerPort: 80, protocol: "tcp" }],
+        bandwidth: { ingressRate: 1 },
+      },
     };
     const result = await t.cni.addNetworkList(l, conf);
     expect(result).toEqual(RESULT_B);
@@ -163,7 +198,13 @@ describe("ADD", () => {
     const [a, b, ...rest] = t.calls();
     expect(rest).toEqual([]);
     expect([a!.plugin, a!.verb, b!.plugin, b!.verb]).toEqual(["alpha", "ADD", "beta", "ADD"]);
-    expect(a!.config).toEqual({ type: "alpha", name: "net1", cniVersion: "1.1.0", capabilities: { portMappings: true, bandwidth: false }, runtimeConfig: { portMappings: conf.capabilityArgs!.portMappings } });
+    expect(a!.config).toEqual({
+      type: "alpha",
+      name: "net1",
+      cniVersion: "1.1.0",
+      capabilities: { portMappings: true, bandwidth: false },
+      runtimeConfig: { portMappings: conf.capabilityArgs!.portMappings },
+    });
     expect(b!.config.prevResult).toEqual(RESULT_A);
     expect(b!.config.runtimeConfig).toEqual({ static: 1 });
     expect(a!.env).toMatchObject({
@@ -189,7 +230,17 @@ describe("ADD", () => {
     expect(statSync(join(t.cacheDir, "results")).mode & 0o777).toBe(0o700);
     expect(statSync(file).mode & 0o777).toBe(0o600);
     const cached = JSON.parse(readFileSync(file, "utf8"));
-    expect(Object.keys(cached)).toEqual(["kind", "containerId", "config", "ifName", "networkName", "netns", "cniArgs", "capabilityArgs", "result"]);
+    expect(Object.keys(cached)).toEqual([
+      "kind",
+      "containerId",
+      "config",
+      "ifName",
+      "networkName",
+      "netns",
+      "cniArgs",
+      "capabilityArgs",
+      "result",
+    ]);
     expect(cached).toEqual({
       kind: "cniCacheV1",
       containerId: "c1",
@@ -221,7 +272,13 @@ describe("ADD", () => {
     t.respond("alpha", "ADD", { code: 11, msg: "try again", details: "lock busy" }, { rc: 1 });
     const err = await caught(t.cni.addNetworkList(list([{ type: "alpha" }, { type: "beta" }]), rt()));
     expect(err).toBeInstanceOf(PluginError);
-    expect([err.plugin, err.verb, err.code, err.msg, err.details]).toEqual(["alpha", "ADD", 11, "try again", "lock busy"]);
+    expect([err.plugin, err.verb, err.code, err.msg, err.details]).toEqual([
+      "alpha",
+      "ADD",
+      11,
+      "try again",
+      "lock busy",
+    ]);
     expect(err.message).toBe('plugin type="alpha" failed (add): try again; lock busy');
     expect(t.calls().map((c) => c.plugin)).toEqual(["alpha"]);
     expect(existsSync(join(t.cacheDir, "results"))).toBe(false);
@@ -231,8 +288,12 @@ describe("ADD", () => {
     const t = setup();
     const l = list([{ type: "alpha" }]);
     await expect(t.cni.addNetworkList(l, rt("bad/id"))).rejects.toThrow("invalid characters in containerID");
-    await expect(t.cni.addNetworkList(l, { ...rt(), ifname: "a-very-long-ifname" })).rejects.toThrow("interface name is too long");
-    const badName = loadConfList(Buffer.from(JSON.stringify({ name: "../x", cniVersion: "1.1.0", plugins: [{ type: "alpha" }] })));
+    await expect(t.cni.addNetworkList(l, { ...rt(), ifname: "a-very-long-ifname" })).rejects.toThrow(
+      "interface name is too long",
+    );
+    const badName = loadConfList(
+      Buffer.from(JSON.stringify({ name: "../x", cniVersion: "1.1.0", plugins: [{ type: "alpha" }] })),
+    );
     const err = await caught(t.cni.addNetworkList(badName, rt()));
     expect(err).toBeInstanceOf(CniError);
     expect(err.message).toBe("invalid characters found in network name");
@@ -270,7 +331,11 @@ describe("CHECK", () => {
     await t.cni.addNetworkList(list([{ type: "alpha" }], { cniVersion: "1.0.0" }), rt());
     t.clear();
     await t.cni.checkNetworkList(list([{ type: "alpha" }], { cniVersion: "0.4.0" }), rt());
-    expect(t.calls()[0]!.config.prevResult).toEqual({ cniVersion: "0.4.0", ips: [{ version: "4", address: "10.0.0.2/24", gateway: "10.0.0.1" }], dns: {} });
+    expect(t.calls()[0]!.config.prevResult).toEqual({
+      cniVersion: "0.4.0",
+      ips: [{ version: "4", address: "10.0.0.2/24", gateway: "10.0.0.1" }],
+      dns: {},
+    });
   });
 
   it("reads a legacy cache holding a bare result", async () => {
@@ -285,7 +350,9 @@ describe("CHECK", () => {
     const t = setup();
     mkdirSync(join(t.cacheDir, "results"), { recursive: true });
     writeFileSync(cachePath(t.cacheDir, "net1", "c1", "eth0"), JSON.stringify({ cniVersion: "7.7.7" }));
-    await expect(t.cni.checkNetworkList(list([{ type: "alpha" }]), rt())).rejects.toThrow(/^failed to get network "net1" cached result: failed to convert cached result/);
+    await expect(t.cni.checkNetworkList(list([{ type: "alpha" }]), rt())).rejects.toThrow(
+      /^failed to get network "net1" cached result: failed to convert cached result/,
+    );
     expect(t.calls()).toEqual([]);
   });
 
@@ -300,7 +367,11 @@ describe("CHECK", () => {
     const t = setup();
     t.respond("alpha", "CHECK", { code: 103, msg: "veth missing" }, { rc: 1 });
     const err = await caught(t.cni.checkNetworkList(list([{ type: "alpha" }, { type: "beta" }]), rt()));
-    expect([err.verb, err.code, err.message]).toEqual(["CHECK", 103, 'plugin type="alpha" failed (check): veth missing']);
+    expect([err.verb, err.code, err.message]).toEqual([
+      "CHECK",
+      103,
+      'plugin type="alpha" failed (check): veth missing',
+    ]);
     expect(t.calls().map((c) => c.plugin)).toEqual(["alpha"]);
   });
 });
@@ -368,7 +439,11 @@ describe("GC", () => {
 
   it("DELs cached attachments not in the valid set, then GCs every plugin with both attachment keys", async () => {
     const { t, l } = await threeAttachments();
-    expect(t.cni.getCachedAttachments("net1").map((a) => `${a.containerID}/${a.ifname}`)).toEqual(["c1/eth0", "c2/eth0", "c3/net9"]);
+    expect(t.cni.getCachedAttachments("net1").map((a) => `${a.containerID}/${a.ifname}`)).toEqual([
+      "c1/eth0",
+      "c2/eth0",
+      "c3/net9",
+    ]);
     await t.cni.gcNetworkList(l, [{ containerID: "c1", ifname: "eth0" }]);
     const calls = t.calls();
     expect(calls.map((c) => `${c.plugin}.${c.verb}.${c.env.CNI_CONTAINERID}`)).toEqual([
@@ -380,10 +455,21 @@ describe("GC", () => {
       "beta.GC.",
     ]);
     // The synthesised DEL is rebuilt from the cache: netns, CNI_ARGS, capability args, prevResult.
-    expect(calls[0]!.env).toMatchObject({ CNI_NETNS: "/var/run/netns/c2", CNI_ARGS: "K8S_POD_NAME=p2", CNI_IFNAME: "eth0" });
+    expect(calls[0]!.env).toMatchObject({
+      CNI_NETNS: "/var/run/netns/c2",
+      CNI_ARGS: "K8S_POD_NAME=p2",
+      CNI_IFNAME: "eth0",
+    });
     expect(calls[0]!.config.prevResult).toEqual({ cniVersion: "1.1.0" });
     const gc = calls[4]!;
-    expect(gc.env).toMatchObject({ CNI_COMMAND: "GC", CNI_CONTAINERID: "", CNI_NETNS: "", CNI_IFNAME: "", CNI_ARGS: "", CNI_PATH: `${bin1}:${bin2}` });
+    expect(gc.env).toMatchObject({
+      CNI_COMMAND: "GC",
+      CNI_CONTAINERID: "",
+      CNI_NETNS: "",
+      CNI_IFNAME: "",
+      CNI_ARGS: "",
+      CNI_PATH: `${bin1}:${bin2}`,
+    });
     expect(gc.config).toEqual({
       type: "alpha",
       name: "net1",
@@ -416,7 +502,12 @@ describe("GC", () => {
       'failed to delete stale attachment c3 net9: plugin type="alpha" failed (del): del failed',
       'failed to GC plugin alpha: plugin type="alpha" failed (gc): gc failed',
     ]);
-    expect(t.calls().filter((c) => c.verb === "GC").map((c) => c.plugin)).toEqual(["alpha", "beta"]);
+    expect(
+      t
+        .calls()
+        .filter((c) => c.verb === "GC")
+        .map((c) => c.plugin),
+    ).toEqual(["alpha", "beta"]);
   });
 
   it("does nothing with disableGC; only DELs below 1.1.0", async () => {
@@ -441,7 +532,13 @@ describe("STATUS", () => {
     const calls = t.calls();
     expect(calls.map((c) => `${c.plugin}.${c.verb}`)).toEqual(["alpha.STATUS", "beta.STATUS"]);
     expect(calls[0]!.config).toEqual({ type: "alpha", name: "net1", cniVersion: "1.1.0", runtimeConfig: { x: 1 } });
-    expect(calls[0]!.env).toMatchObject({ CNI_CONTAINERID: "", CNI_NETNS: "", CNI_IFNAME: "", CNI_ARGS: "", CNI_PATH: `${bin1}:${bin2}` });
+    expect(calls[0]!.env).toMatchObject({
+      CNI_CONTAINERID: "",
+      CNI_NETNS: "",
+      CNI_IFNAME: "",
+      CNI_ARGS: "",
+      CNI_PATH: `${bin1}:${bin2}`,
+    });
   });
 
   it("stops at the first error, keeping its code", async () => {
@@ -462,10 +559,19 @@ describe("STATUS", () => {
 describe("VERSION", () => {
   it("probes like libcni: stdin cniVersion 1.1.0, dummy NETNS/IFNAME/PATH", async () => {
     const t = setup();
-    expect(await t.cni.getVersionInfo("alpha")).toEqual({ cniVersion: "1.1.0", supportedVersions: ["0.3.1", "0.4.0", "1.0.0", "1.1.0"] });
+    expect(await t.cni.getVersionInfo("alpha")).toEqual({
+      cniVersion: "1.1.0",
+      supportedVersions: ["0.3.1", "0.4.0", "1.0.0", "1.1.0"],
+    });
     const [c] = t.calls();
     expect(c!.config).toEqual({ cniVersion: "1.1.0" });
-    expect(c!.env).toMatchObject({ CNI_COMMAND: "VERSION", CNI_NETNS: "dummy", CNI_IFNAME: "dummy", CNI_PATH: "dummy", CNI_CONTAINERID: "" });
+    expect(c!.env).toMatchObject({
+      CNI_COMMAND: "VERSION",
+      CNI_NETNS: "dummy",
+      CNI_IFNAME: "dummy",
+      CNI_PATH: "dummy",
+      CNI_CONTAINERID: "",
+    });
   });
 
   it('treats "unknown CNI_COMMAND: VERSION" as a 0.1.0-only plugin', async () => {
@@ -479,7 +585,9 @@ describe("VERSION", () => {
     t.respond("alpha", "VERSION", { cniVersion: "0.2.0" });
     expect((await t.cni.getVersionInfo("alpha")).supportedVersions).toEqual(["0.1.0", "0.2.0"]);
     t.respond("alpha", "VERSION", { cniVersion: "1.0.0" });
-    await expect(t.cni.getVersionInfo("alpha")).rejects.toThrow("decoding version info: missing field supportedVersions");
+    await expect(t.cni.getVersionInfo("alpha")).rejects.toThrow(
+      "decoding version info: missing field supportedVersions",
+    );
     t.respond("alpha", "VERSION", { supportedVersions: ["1.0.0"] });
     await expect(t.cni.getVersionInfo("alpha")).rejects.toThrow("decoding version info: missing field cniVersion");
   });
@@ -488,16 +596,26 @@ describe("VERSION", () => {
 describe("validateNetworkList", () => {
   it("returns the union of enabled capabilities when every plugin exists and supports the version", async () => {
     const t = setup();
-    const caps = await t.cni.validateNetworkList(list([{ type: "alpha", capabilities: { portMappings: true, mac: false } }, { type: "beta", capabilities: { ips: true, portMappings: true } }]));
+    const caps = await t.cni.validateNetworkList(
+      list([
+        { type: "alpha", capabilities: { portMappings: true, mac: false } },
+        { type: "beta", capabilities: { ips: true, portMappings: true } },
+      ]),
+    );
     expect(caps).toEqual(["ips", "portMappings"]);
   });
 
   it("reports every missing or incompatible plugin", async () => {
     const t = setup();
     t.respond("legacy", "VERSION", { code: 4, msg: "unknown CNI_COMMAND: VERSION" }, { rc: 1 });
-    const err = await caught(t.cni.validateNetworkList(list([{ type: "legacy" }, { type: "nope" }, { type: "alpha" }])));
+    const err = await caught(
+      t.cni.validateNetworkList(list([{ type: "legacy" }, { type: "nope" }, { type: "alpha" }])),
+    );
     expect(err).toBeInstanceOf(AggregateError);
-    expect(err.errors.map((e: Error) => e.message)).toEqual(['plugin legacy does not support config version "1.1.0"', `failed to find plugin "nope" in path [${bin1} ${bin2}]`]);
+    expect(err.errors.map((e: Error) => e.message)).toEqual([
+      'plugin legacy does not support config version "1.1.0"',
+      `failed to find plugin "nope" in path [${bin1} ${bin2}]`,
+    ]);
   });
 });
 
@@ -505,7 +623,9 @@ describe("failures and the deadline", () => {
   it("empty stdout without stderr, garbage stdout, and a success that is not a result", async () => {
     const t = setup();
     t.respond("alpha", "ADD", "", { rc: 3 });
-    expect((await caught(t.cni.addNetworkList(list([{ type: "alpha" }]), rt()))).msg).toBe("netplugin failed with no error message: exit status 3");
+    expect((await caught(t.cni.addNetworkList(list([{ type: "alpha" }]), rt()))).msg).toBe(
+      "netplugin failed with no error message: exit status 3",
+    );
     t.respond("alpha", "ADD", "oops", { rc: 1 });
     const garbage = await caught(t.cni.addNetworkList(list([{ type: "alpha" }]), rt()));
     expect([garbage.code, garbage.raw]).toEqual([0, "oops"]);

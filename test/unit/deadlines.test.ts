@@ -11,15 +11,23 @@ describe("stdinDeadline", () => {
     expect(DEFAULT_STDIN_TIMEOUT_MS).toBe(10_000);
     for (const verb of ["ADD", "DEL", "CHECK", "GC", "STATUS"]) {
       expect(stdinDeadline({ CNI_COMMAND: verb })).toEqual({ ms: 10_000, onDeadline: "fail" });
-      expect(stdinDeadline({ CNI_COMMAND: verb, CNI_TS_STDIN_TIMEOUT_MS: "2500" })).toEqual({ ms: 2500, onDeadline: "fail" });
+      expect(stdinDeadline({ CNI_COMMAND: verb, CNI_TS_STDIN_TIMEOUT_MS: "2500" })).toEqual({
+        ms: 2500,
+        onDeadline: "fail",
+      });
     }
   });
   it("VERSION goes on with what arrived after 1 s, whatever the variable says", () => {
-    expect(stdinDeadline({ CNI_COMMAND: "VERSION", CNI_TS_STDIN_TIMEOUT_MS: "junk" })).toEqual({ ms: 1000, onDeadline: "resolve" });
+    expect(stdinDeadline({ CNI_COMMAND: "VERSION", CNI_TS_STDIN_TIMEOUT_MS: "junk" })).toEqual({
+      ms: 1000,
+      onDeadline: "resolve",
+    });
   });
   it("a malformed value is refused (4)", () => {
     for (const v of ["10s", "99", "600001", "1e4", " 100"]) {
-      expect(() => stdinDeadline({ CNI_COMMAND: "ADD", CNI_TS_STDIN_TIMEOUT_MS: v }), v).toThrow(expect.objectContaining({ code: 4 }));
+      expect(() => stdinDeadline({ CNI_COMMAND: "ADD", CNI_TS_STDIN_TIMEOUT_MS: v }), v).toThrow(
+        expect.objectContaining({ code: 4 }),
+      );
     }
   });
 });
@@ -40,7 +48,12 @@ describe("child processes", () => {
   });
   it("runOk: a ToolError of kind timeout naming the command and the deadline, which is code 11 at the boundary", async () => {
     const e = await runOk("sleep", ["30"], { timeoutMs: 200, what: "a hung tool" }).catch((x: unknown) => x);
-    expect(e).toMatchObject({ name: "ToolError", kind: "timeout", tool: "sleep", message: "a hung tool: no answer within 200 ms, killed" });
+    expect(e).toMatchObject({
+      name: "ToolError",
+      kind: "timeout",
+      tool: "sleep",
+      message: "a hung tool: no answer within 200 ms, killed",
+    });
     expect(asCniError(e)).toMatchObject({ code: 11, message: "a hung tool: no answer within 200 ms, killed" });
   });
 });

@@ -4,28 +4,60 @@ import type { NetConf, Result } from "../../lib/types.js";
 import { FIREWALL_CONF_SHAPE, loadFirewallConfig } from "../../plugins/firewall/config.js";
 import { parseSave, ruleLine } from "../../lib/netfilter/iptables-save.js";
 import { addLines, addrRules, blindDelLines, checkProblem, delLines } from "../../plugins/firewall/iptables-rules.js";
-import { addScript, declarations, delScript, forwardRules, nftCheckProblem, ownedByOthers, ownerTag, parseListing } from "../../plugins/firewall/nft-rules.js";
-import { bridgeOf, decodeAddrs, encodeAddrs, familiesOf, podAddresses, type PodAddr } from "../../plugins/firewall/pod.js";
+import {
+  addScript,
+  declarations,
+  delScript,
+  forwardRules,
+  nftCheckProblem,
+  ownedByOthers,
+  ownerTag,
+  parseListing,
+} from "../../plugins/firewall/nft-rules.js";
+import {
+  bridgeOf,
+  decodeAddrs,
+  encodeAddrs,
+  familiesOf,
+  podAddresses,
+  type PodAddr,
+} from "../../plugins/firewall/pod.js";
 
-const base = (o: Record<string, unknown> = {}): NetConf => ({ cniVersion: "1.0.0", name: "net1", type: "firewall", backend: "iptables", ...o }) as NetConf;
+const base = (o: Record<string, unknown> = {}): NetConf =>
+  ({ cniVersion: "1.0.0", name: "net1", type: "firewall", backend: "iptables", ...o }) as NetConf;
 const load = (o: Record<string, unknown> = {}) => loadFirewallConfig(base(o));
 
 /** The CniError `f` throws, as a matcher: code (and message) checked with toThrow. */
-const cniError = (code: number, msg?: RegExp | string) => expect.objectContaining({ code, ...(msg === undefined ? {} : { message: expect.stringMatching(msg) }) });
+const cniError = (code: number, msg?: RegExp | string) =>
+  expect.objectContaining({ code, ...(msg === undefined ? {} : { message: expect.stringMatching(msg) }) });
 
 const v4: PodAddr = { family: 4, ip: "10.1.0.5" };
 const v6: PodAddr = { family: 6, ip: "fd00::5" };
 
 describe("firewall config", () => {
   it("has the reference's defaults", () => {
-    expect(load()).toEqual({ name: "net1", cniVersion: "1.0.0", backend: "iptables", adminChain: "CNI-ADMIN", ingressPolicy: "open" });
+    expect(load()).toEqual({
+      name: "net1",
+      cniVersion: "1.0.0",
+      backend: "iptables",
+      adminChain: "CNI-ADMIN",
+      ingressPolicy: "open",
+    });
     expect(load({ ingressPolicy: "" }).ingressPolicy).toBe("open");
-    expect(load({ iptablesAdminChainName: "MY-ADMIN", ingressPolicy: "same-bridge" })).toMatchObject({ adminChain: "MY-ADMIN", ingressPolicy: "same-bridge" });
+    expect(load({ iptablesAdminChainName: "MY-ADMIN", ingressPolicy: "same-bridge" })).toMatchObject({
+      adminChain: "MY-ADMIN",
+      ingressPolicy: "same-bridge",
+    });
     expect(load({ backend: "nftables" }).backend).toBe("nftables");
   });
 
   it("reads keys case-insensitively as Go does", () => {
-    const raw = decodeGo(parseJsonText('{"cniVersion":"1.0.0","name":"n","type":"firewall","Backend":"nftables","IngressPolicy":"same-bridge"}'), FIREWALL_CONF_SHAPE) as NetConf;
+    const raw = decodeGo(
+      parseJsonText(
+        '{"cniVersion":"1.0.0","name":"n","type":"firewall","Backend":"nftables","IngressPolicy":"same-bridge"}',
+      ),
+      FIREWALL_CONF_SHAPE,
+    ) as NetConf;
     expect(loadFirewallConfig(raw)).toMatchObject({ backend: "nftables", ingressPolicy: "same-bridge" });
   });
 
@@ -61,7 +93,11 @@ describe("firewall config", () => {
 describe("firewall prevResult", () => {
   const prev: Result = {
     interfaces: [{ name: "cni0" }, { name: "veth1" }, { name: "eth0", sandbox: "/x" }],
-    ips: [{ address: "10.1.0.5/24", interface: 2 }, { address: "FD00::0005/64", interface: 2 }, { address: "10.1.0.5/24" }],
+    ips: [
+      { address: "10.1.0.5/24", interface: 2 },
+      { address: "FD00::0005/64", interface: 2 },
+      { address: "10.1.0.5/24" },
+    ],
   };
 
   it("takes every address once, canonical, and the first interface as the bridge", () => {
@@ -102,7 +138,11 @@ COMMIT
 
 describe("firewall iptables rules", () => {
   it("builds the reference's whole layout on an empty table, isolation first in FORWARD", () => {
-    const lines = addLines(parseSave("*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n", "filter"), { adminChain: "CNI-ADMIN", addrs: [v4], bridge: "cni0" });
+    const lines = addLines(parseSave("*filter\n:FORWARD ACCEPT [0:0]\nCOMMIT\n", "filter"), {
+      adminChain: "CNI-ADMIN",
+      addrs: [v4],
+      bridge: "cni0",
+    });
     expect(lines).toEqual([
       "-N CNI-FORWARD",
       "-N CNI-ADMIN",
@@ -128,15 +168,20 @@ describe("firewall iptables rules", () => {
       "-A CNI-FORWARD -d 10.1.0.5/32 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
       "-A CNI-FORWARD -s 10.1.0.5/32 -j ACCEPT",
     ]);
-    expect(addLines(t, { adminChain: "CNI-ADMIN", addrs: [{ family: 4, ip: "10.1.0.9" }], bridge: undefined })).toEqual([]);
+    expect(addLines(t, { adminChain: "CNI-ADMIN", addrs: [{ family: 4, ip: "10.1.0.9" }], bridge: undefined })).toEqual(
+      [],
+    );
     expect(addLines(t, { adminChain: "CNI-ADMIN", addrs: [], bridge: undefined })).toEqual([]);
   });
 
   it("a different admin chain gets its own jump at the top of CNI-FORWARD", () => {
-    expect(addLines(parseSave(SAVE, "filter"), { adminChain: "OPS", addrs: [{ family: 4, ip: "10.1.0.9" }], bridge: undefined })).toEqual([
-      "-N OPS",
-      '-I CNI-FORWARD 1 -m comment --comment "CNI firewall plugin admin overrides" -j OPS',
-    ]);
+    expect(
+      addLines(parseSave(SAVE, "filter"), {
+        adminChain: "OPS",
+        addrs: [{ family: 4, ip: "10.1.0.9" }],
+        bridge: undefined,
+      }),
+    ).toEqual(["-N OPS", '-I CNI-FORWARD 1 -m comment --comment "CNI firewall plugin admin overrides" -j OPS']);
   });
 
   it("deletes present address rules only; the blind first try deletes all of them", () => {
@@ -146,18 +191,27 @@ describe("firewall iptables rules", () => {
       "-D CNI-FORWARD -d 10.1.0.9/32 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
       "-D CNI-FORWARD -s 10.1.0.9/32 -j ACCEPT",
     ]);
-    expect(blindDelLines([v6])).toEqual(["-D CNI-FORWARD -d fd00::5/128 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT", "-D CNI-FORWARD -s fd00::5/128 -j ACCEPT"]);
+    expect(blindDelLines([v6])).toEqual([
+      "-D CNI-FORWARD -d fd00::5/128 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+      "-D CNI-FORWARD -s fd00::5/128 -j ACCEPT",
+    ]);
   });
 
   it("CHECK names what is missing", () => {
     const t = parseSave(SAVE, "filter");
-    expect(checkProblem(t, { adminChain: "CNI-ADMIN", addrs: [{ family: 4, ip: "10.1.0.9" }], bridge: undefined })).toBeUndefined();
-    expect(checkProblem(t, { adminChain: "CNI-ADMIN", addrs: [v4], bridge: undefined })).toMatch(/expected rule -d 10.1.0.5\/32/);
+    expect(
+      checkProblem(t, { adminChain: "CNI-ADMIN", addrs: [{ family: 4, ip: "10.1.0.9" }], bridge: undefined }),
+    ).toBeUndefined();
+    expect(checkProblem(t, { adminChain: "CNI-ADMIN", addrs: [v4], bridge: undefined })).toMatch(
+      /expected rule -d 10.1.0.5\/32/,
+    );
     expect(checkProblem(t, { adminChain: "OPS", addrs: [v4], bridge: undefined })).toMatch(/chain OPS does not exist/);
   });
 
   it("quotes words that are not plain", () => {
-    expect(ruleLine("-A", "C", ["-m", "comment", "--comment", 'a "b" \\c'])).toBe('-A C -m comment --comment "a \\"b\\" \\\\c"');
+    expect(ruleLine("-A", "C", ["-m", "comment", "--comment", 'a "b" \\c'])).toBe(
+      '-A C -m comment --comment "a \\"b\\" \\\\c"',
+    );
     expect(addrRules(v6)[1]).toEqual(["-s", "fd00::5/128", "-j", "ACCEPT"]);
   });
 });
@@ -176,10 +230,14 @@ describe("firewall nftables script", () => {
 
   it("adds owner and set elements, the bridge and its pair; takes over stale owners first", () => {
     const s = addScript([v4], tag, "cni0", [v4]).join("\n");
-    expect(s).toContain(`add element inet cni_ts_firewall owners4 { 10.1.0.5 : 0x${tag.toString(16).padStart(8, "0")} }`);
+    expect(s).toContain(
+      `add element inet cni_ts_firewall owners4 { 10.1.0.5 : 0x${tag.toString(16).padStart(8, "0")} }`,
+    );
     expect(s).toContain("add element inet cni_ts_firewall pods4 { 10.1.0.5 }");
     expect(s).toContain('add element inet cni_ts_firewall bridge_pairs { "cni0" . "cni0" }');
-    expect(s.indexOf("delete element inet cni_ts_firewall owners4 { 10.1.0.5 }")).toBeLessThan(s.indexOf("add element inet cni_ts_firewall owners4"));
+    expect(s.indexOf("delete element inet cni_ts_firewall owners4 { 10.1.0.5 }")).toBeLessThan(
+      s.indexOf("add element inet cni_ts_firewall owners4"),
+    );
   });
 
   it("deletes idempotently, guarded by the owner tag", () => {
@@ -194,14 +252,22 @@ describe("firewall nftables script", () => {
 
   it("reads the JSON listing and checks it", () => {
     const listing = [
-        { metainfo: {} },
-        { table: { family: "inet", name: "cni_ts_firewall" } },
-        { set: { name: "pods4", elem: ["10.1.0.5"] } },
-        { map: { name: "owners4", elem: [["10.1.0.5", tag], ["10.1.0.6", 7]] } },
-        { set: { name: "isolated", elem: ["cni0"] } },
-        { set: { name: "bridge_pairs", elem: [{ concat: ["cni0", "cni0"] }] } },
-        { chain: { name: "forward", hook: "forward" } },
-        ...forwardRules().map(() => ({ rule: { chain: "forward" } })),
+      { metainfo: {} },
+      { table: { family: "inet", name: "cni_ts_firewall" } },
+      { set: { name: "pods4", elem: ["10.1.0.5"] } },
+      {
+        map: {
+          name: "owners4",
+          elem: [
+            ["10.1.0.5", tag],
+            ["10.1.0.6", 7],
+          ],
+        },
+      },
+      { set: { name: "isolated", elem: ["cni0"] } },
+      { set: { name: "bridge_pairs", elem: [{ concat: ["cni0", "cni0"] }] } },
+      { chain: { name: "forward", hook: "forward" } },
+      ...forwardRules().map(() => ({ rule: { chain: "forward" } })),
     ];
     const s = parseListing(listing);
     expect(nftCheckProblem(s, [v4], tag, "cni0")).toBeUndefined();

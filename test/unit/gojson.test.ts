@@ -5,7 +5,17 @@
 import { describe, expect, it } from "vitest";
 import { loadHostLocalConfig, HOST_LOCAL_CONF_SHAPE } from "../../ipam/host-local/config.js";
 import { CniError } from "../../lib/errors.js";
-import { decodeGo, foldKey, GO_ANY, goExtend, goList, goMap, goStruct, MAX_JSON_DEPTH, parseJsonText } from "../../lib/gojson.js";
+import {
+  decodeGo,
+  foldKey,
+  GO_ANY,
+  goExtend,
+  goList,
+  goMap,
+  goStruct,
+  MAX_JSON_DEPTH,
+  parseJsonText,
+} from "../../lib/gojson.js";
 import { parseConfig } from "../../lib/skel.js";
 import { parseResult } from "../../lib/version.js";
 import { BRIDGE_CONF_SHAPE, loadBridgeConfig } from "../../plugins/bridge/config.js";
@@ -17,7 +27,7 @@ const stdin = (o: unknown) => Buffer.from(typeof o === "string" ? o : JSON.strin
 describe("parseJsonText", () => {
   const texts = [
     '{"a":1,"b":[1,2,{"c":null}],"d":"x\\"y\\\\z\\u00e9\\n","e":true,"f":false,"g":-0.5e3,"h":{}}',
-    '  [ ]  ',
+    "  [ ]  ",
     '"plain"',
     '{"__proto__":{"polluted":1},"k":"\\ud83d\\ude00"}',
     '{"n":1e400,"m":-0,"big":12345678901234567890}',
@@ -58,7 +68,12 @@ describe("parseJsonText", () => {
 });
 
 describe("decodeGo: Go's key rule", () => {
-  const T = goStruct({ hostPort: GO_ANY, inner: goStruct({ a: GO_ANY, b: GO_ANY }), list: goList(goStruct({ x: GO_ANY })), caps: goMap(GO_ANY) });
+  const T = goStruct({
+    hostPort: GO_ANY,
+    inner: goStruct({ a: GO_ANY, b: GO_ANY }),
+    list: goList(goStruct({ x: GO_ANY })),
+    caps: goMap(GO_ANY),
+  });
   const dec = (text: string) => decodeGo(parseJsonText(text), T) as Record<string, unknown>;
 
   it("matches a key case-insensitively and spells it as the field", () => {
@@ -89,7 +104,11 @@ describe("decodeGo: Go's key rule", () => {
     });
   });
   it("keeps keys that name no field as sent, and values of another type as they are", () => {
-    expect(dec('{"Other":{"HostPort":1},"inner":"text","list":{"x":1}}')).toEqual({ Other: { HostPort: 1 }, inner: "text", list: { x: 1 } });
+    expect(dec('{"Other":{"HostPort":1},"inner":"text","list":{"x":1}}')).toEqual({
+      Other: { HostPort: 1 },
+      inner: "text",
+      list: { x: 1 },
+    });
   });
   it("refuses a struct whose fields differ only in case, and lets an outer field hide an embedded one", () => {
     expect(() => goStruct({ mtu: GO_ANY, MTU: GO_ANY })).toThrow(/differ only in case/);
@@ -105,22 +124,41 @@ describe("decodeGo: Go's key rule", () => {
 // JSON tags, so every key is capitalised; CRI-O (ocicni) and podman tag theirs in lower camel case.
 describe("portmap: the portMappings capability as each runtime sends it", () => {
   const base = { cniVersion: "1.0.0", name: "k8s-pod-network", type: "portmap", capabilities: { portMappings: true } };
-  const load = (runtimeConfig: unknown) => loadPortmapConfig(parseConfig(stdin({ ...base, runtimeConfig }), PORTMAP_CONF_SHAPE));
+  const load = (runtimeConfig: unknown) =>
+    loadPortmapConfig(parseConfig(stdin({ ...base, runtimeConfig }), PORTMAP_CONF_SHAPE));
   it("containerd (go-cni PortMapping{HostPort, ContainerPort, Protocol, HostIP})", () => {
-    const c = load({ portMappings: [{ HostPort: 18080, ContainerPort: 80, Protocol: "tcp", HostIP: "" }, { HostPort: 5353, ContainerPort: 53, Protocol: "udp", HostIP: "127.0.0.1" }] });
+    const c = load({
+      portMappings: [
+        { HostPort: 18080, ContainerPort: 80, Protocol: "tcp", HostIP: "" },
+        { HostPort: 5353, ContainerPort: 53, Protocol: "udp", HostIP: "127.0.0.1" },
+      ],
+    });
     expect(c.mappings).toEqual([
       { hostPort: 18080, containerPort: 80, protocol: "tcp", hostIP: undefined, family: undefined },
       { hostPort: 5353, containerPort: 53, protocol: "udp", hostIP: "127.0.0.1", family: 4 },
     ]);
   });
   it("CRI-O (ocicni PortMapping, lower camel case with an empty hostIP)", () => {
-    expect(load({ portMappings: [{ hostPort: 8080, containerPort: 80, protocol: "tcp", hostIP: "" }] }).mappings).toHaveLength(1);
+    expect(
+      load({ portMappings: [{ hostPort: 8080, containerPort: 80, protocol: "tcp", hostIP: "" }] }).mappings,
+    ).toHaveLength(1);
   });
   it("the runtimeConfig key and the plugin's own keys fold too", () => {
-    const conf = parseConfig(stdin({ ...base, RuntimeConfig: { PortMappings: [{ HostPort: 1, ContainerPort: 2, Protocol: "UDP" }] }, SNAT: false, MasqAll: true, MarkMasqBit: 14 }), PORTMAP_CONF_SHAPE);
+    const conf = parseConfig(
+      stdin({
+        ...base,
+        RuntimeConfig: { PortMappings: [{ HostPort: 1, ContainerPort: 2, Protocol: "UDP" }] },
+        SNAT: false,
+        MasqAll: true,
+        MarkMasqBit: 14,
+      }),
+      PORTMAP_CONF_SHAPE,
+    );
     const c = loadPortmapConfig(conf);
     expect(c).toMatchObject({ snat: false, masqAll: true, markMasqBit: 14 });
-    expect(parseMappings(conf)).toEqual([{ hostPort: 1, containerPort: 2, protocol: "udp", hostIP: undefined, family: undefined }]);
+    expect(parseMappings(conf)).toEqual([
+      { hostPort: 1, containerPort: 2, protocol: "udp", hostIP: undefined, family: undefined },
+    ]);
   });
   it("a missing protocol is still code 7 (no fold can invent it)", () => {
     expect(() => load({ portMappings: [{ HostPort: 1, ContainerPort: 2 }] })).toThrow(CniError);
@@ -128,10 +166,19 @@ describe("portmap: the portMappings capability as each runtime sends it", () => 
 });
 
 describe("host-local: ipam keys, the ipRanges capability, requested IPs", () => {
-  const load = (o: Record<string, unknown>, ip?: string) => loadHostLocalConfig(parseConfig(stdin({ cniVersion: "1.0.0", name: "n", type: "bridge", ...o }), HOST_LOCAL_CONF_SHAPE), ip);
+  const load = (o: Record<string, unknown>, ip?: string) =>
+    loadHostLocalConfig(
+      parseConfig(stdin({ cniVersion: "1.0.0", name: "n", type: "bridge", ...o }), HOST_LOCAL_CONF_SHAPE),
+      ip,
+    );
   it("IPAM, Ranges, Subnet, RangeStart, RangeEnd, Gateway, Routes, DataDir", () => {
     const c = load({
-      IPAM: { Type: "host-local", DataDir: "/tmp/x", Ranges: [[{ Subnet: "10.1.0.0/24", RangeStart: "10.1.0.10", RangeEnd: "10.1.0.20", Gateway: "10.1.0.1" }]], Routes: [{ Dst: "0.0.0.0/0", GW: "10.1.0.254" }] },
+      IPAM: {
+        Type: "host-local",
+        DataDir: "/tmp/x",
+        Ranges: [[{ Subnet: "10.1.0.0/24", RangeStart: "10.1.0.10", RangeEnd: "10.1.0.20", Gateway: "10.1.0.1" }]],
+        Routes: [{ Dst: "0.0.0.0/0", GW: "10.1.0.254" }],
+      },
     });
     expect(c.dataDir).toBe("/tmp/x");
     expect(c.rangeSets).toHaveLength(1);
@@ -141,14 +188,25 @@ describe("host-local: ipam keys, the ipRanges capability, requested IPs", () => 
     expect(load({ ipam: { type: "host-local", Subnet: "10.2.0.0/24" } }).rangeSets).toHaveLength(1);
   });
   it("ipRanges with go-cni's IPRanges keys (Subnet, RangeStart, RangeEnd, Gateway), as a list of range sets", () => {
-    const c = load({ ipam: { type: "host-local", ranges: [[{ subnet: "10.9.0.0/16" }]] }, runtimeConfig: { ipRanges: [[{ Subnet: "10.3.0.0/24", RangeStart: "10.3.0.100", RangeEnd: "10.3.0.110", Gateway: "10.3.0.1" }]] } });
+    const c = load({
+      ipam: { type: "host-local", ranges: [[{ subnet: "10.9.0.0/16" }]] },
+      runtimeConfig: {
+        ipRanges: [[{ Subnet: "10.3.0.0/24", RangeStart: "10.3.0.100", RangeEnd: "10.3.0.110", Gateway: "10.3.0.1" }]],
+      },
+    });
     expect(c.rangeSets).toHaveLength(2);
   });
   it("go-cni's WithCapabilityIPRanges sends a flat list: refused with code 7 as the reference refuses it", () => {
-    expect(() => load({ ipam: { type: "host-local" }, runtimeConfig: { ipRanges: [{ Subnet: "10.3.0.0/24" }] } })).toThrow(/must be an array of ranges/);
+    expect(() =>
+      load({ ipam: { type: "host-local" }, runtimeConfig: { ipRanges: [{ Subnet: "10.3.0.0/24" }] } }),
+    ).toThrow(/must be an array of ranges/);
   });
   it("runtimeConfig.IPs and Args.CNI.IPs", () => {
-    const c = load({ ipam: { type: "host-local", ranges: [[{ subnet: "10.4.0.0/24" }]] }, RuntimeConfig: { IPs: ["10.4.0.7"] }, Args: { CNI: { IPs: ["10.4.0.8/24"] } } });
+    const c = load({
+      ipam: { type: "host-local", ranges: [[{ subnet: "10.4.0.0/24" }]] },
+      RuntimeConfig: { IPs: ["10.4.0.7"] },
+      Args: { CNI: { IPs: ["10.4.0.8/24"] } },
+    });
     expect(c.requestedIPs).toHaveLength(2);
   });
 });
@@ -156,7 +214,20 @@ describe("host-local: ipam keys, the ipRanges capability, requested IPs", () => 
 describe("bridge: its keys and the mac capability", () => {
   it("IsGateway, IPMasq, MTU, HairpinMode, Bridge, VlanTrunk, Args.CNI.MAC, RuntimeConfig.Mac", () => {
     const conf = parseConfig(
-      stdin({ cniVersion: "1.0.0", name: "n", Type: "bridge", Bridge: "cbr0", IsGateway: true, IPMasq: true, MTU: 1460, HairpinMode: true, VlanTrunk: [{ MinID: 10, MaxID: 20 }], Args: { CNI: { MAC: "02:00:00:00:00:01" } }, RuntimeConfig: { Mac: "02:00:00:00:00:02" }, IPAM: { Type: "host-local" } }),
+      stdin({
+        cniVersion: "1.0.0",
+        name: "n",
+        Type: "bridge",
+        Bridge: "cbr0",
+        IsGateway: true,
+        IPMasq: true,
+        MTU: 1460,
+        HairpinMode: true,
+        VlanTrunk: [{ MinID: 10, MaxID: 20 }],
+        Args: { CNI: { MAC: "02:00:00:00:00:01" } },
+        RuntimeConfig: { Mac: "02:00:00:00:00:02" },
+        IPAM: { Type: "host-local" },
+      }),
       BRIDGE_CONF_SHAPE,
     );
     expect(loadBridgeConfig(conf, new Map())).toMatchObject({
@@ -173,25 +244,50 @@ describe("bridge: its keys and the mac capability", () => {
 });
 
 describe("routes: route-override's keys, also under args.cni", () => {
-  const load = (o: Record<string, unknown>) => loadRoutesConfig(parseConfig(stdin({ cniVersion: "1.1.0", name: "n", type: "routes", ...o }), ROUTES_CONF_SHAPE));
+  const load = (o: Record<string, unknown>) =>
+    loadRoutesConfig(parseConfig(stdin({ cniVersion: "1.1.0", name: "n", type: "routes", ...o }), ROUTES_CONF_SHAPE));
   it("AddRoutes with Dst/GW/Priority, FlushGateway, HostRoutes with Dev", () => {
-    const c = load({ AddRoutes: [{ Dst: "10.96.0.0/12", GW: "10.1.0.1", Priority: 5 }], FlushGateway: true, HostRoutes: [{ Dst: "10.2.0.0/24", Dev: "eth1" }] });
+    const c = load({
+      AddRoutes: [{ Dst: "10.96.0.0/12", GW: "10.1.0.1", Priority: 5 }],
+      FlushGateway: true,
+      HostRoutes: [{ Dst: "10.2.0.0/24", Dev: "eth1" }],
+    });
     expect(c.addroutes).toEqual([{ dst: "10.96.0.0/12", gw: "10.1.0.1", priority: 5 }]);
     expect(c.flushgateway).toBe(true);
     expect(c.hostRoutes).toEqual([{ dst: "10.2.0.0/24", dev: "eth1" }]);
   });
   it("Args.CNI.AddRoutes wins, and HostRoutes under args is refused in any case", () => {
-    expect(load({ addroutes: [{ dst: "10.5.0.0/16" }], Args: { CNI: { AddRoutes: [{ Dst: "10.6.0.0/16" }] } } }).addroutes).toEqual([{ dst: "10.6.0.0/16" }]);
-    expect(() => load({ args: { cni: { HOSTROUTES: [{ dst: "10.7.0.0/16", dev: "eth0" }] } } })).toThrow(/args.cni.hostRoutes is not accepted/);
+    expect(
+      load({ addroutes: [{ dst: "10.5.0.0/16" }], Args: { CNI: { AddRoutes: [{ Dst: "10.6.0.0/16" }] } } }).addroutes,
+    ).toEqual([{ dst: "10.6.0.0/16" }]);
+    expect(() => load({ args: { cni: { HOSTROUTES: [{ dst: "10.7.0.0/16", dev: "eth0" }] } } })).toThrow(
+      /args.cni.hostRoutes is not accepted/,
+    );
   });
 });
 
 describe("prevResult and a delegate's result", () => {
   it("Interfaces, IPs, Address, Gateway, Interface, Routes, DNS at 1.0.0", () => {
-    const r = parseResult({ CNIVersion: "1.0.0", Interfaces: [{ Name: "eth0", Mac: "02:00:00:00:00:01", Sandbox: "/x" }], IPs: [{ Address: "10.1.0.5/24", Gateway: "10.1.0.1", Interface: 0 }], Routes: [{ Dst: "0.0.0.0/0" }], DNS: { Nameservers: ["10.0.0.10"] } }, "1.0.0");
-    expect(r).toEqual({ interfaces: [{ name: "eth0", mac: "02:00:00:00:00:01", sandbox: "/x" }], ips: [{ address: "10.1.0.5/24", gateway: "10.1.0.1", interface: 0 }], routes: [{ dst: "0.0.0.0/0" }], dns: { nameservers: ["10.0.0.10"] } });
+    const r = parseResult(
+      {
+        CNIVersion: "1.0.0",
+        Interfaces: [{ Name: "eth0", Mac: "02:00:00:00:00:01", Sandbox: "/x" }],
+        IPs: [{ Address: "10.1.0.5/24", Gateway: "10.1.0.1", Interface: 0 }],
+        Routes: [{ Dst: "0.0.0.0/0" }],
+        DNS: { Nameservers: ["10.0.0.10"] },
+      },
+      "1.0.0",
+    );
+    expect(r).toEqual({
+      interfaces: [{ name: "eth0", mac: "02:00:00:00:00:01", sandbox: "/x" }],
+      ips: [{ address: "10.1.0.5/24", gateway: "10.1.0.1", interface: 0 }],
+      routes: [{ dst: "0.0.0.0/0" }],
+      dns: { nameservers: ["10.0.0.10"] },
+    });
   });
   it("IP4/IP at 0.2.0", () => {
-    expect(parseResult({ cniVersion: "0.2.0", IP4: { IP: "10.1.0.5/24", Gateway: "10.1.0.1" } }, "0.2.0").ips).toEqual([{ address: "10.1.0.5/24", gateway: "10.1.0.1" }]);
+    expect(parseResult({ cniVersion: "0.2.0", IP4: { IP: "10.1.0.5/24", Gateway: "10.1.0.1" } }, "0.2.0").ips).toEqual([
+      { address: "10.1.0.5/24", gateway: "10.1.0.1" },
+    ]);
   });
 });

@@ -15,13 +15,18 @@ describe("hashHex", () => {
   it("equals node:crypto for every length across the block and padding boundaries, and for non-ASCII text", () => {
     const r = new Gen(20261122);
     for (let len = 0; len <= 300; len++) {
-      const s = Array.from({ length: len }, () => String.fromCodePoint(r.int(0, 9) === 0 ? 0x80 + r.int(0, 0x2000) : 0x20 + r.int(0, 94))).join("");
-      for (const alg of ["sha256", "sha512"] as const) expect([alg, len, hashHex(alg, s)]).toEqual([alg, len, createHash(alg).update(s).digest("hex")]);
+      const s = Array.from({ length: len }, () =>
+        String.fromCodePoint(r.int(0, 9) === 0 ? 0x80 + r.int(0, 0x2000) : 0x20 + r.int(0, 94)),
+      ).join("");
+      for (const alg of ["sha256", "sha512"] as const)
+        expect([alg, len, hashHex(alg, s)]).toEqual([alg, len, createHash(alg).update(s).digest("hex")]);
     }
   });
 
   it("names a veth and a masquerade chain as before", () => {
-    expect(hashHex("sha256", "ctr1\r\neth0").slice(0, 8)).toBe(createHash("sha256").update("ctr1\r\neth0").digest("hex").slice(0, 8));
+    expect(hashHex("sha256", "ctr1\r\neth0").slice(0, 8)).toBe(
+      createHash("sha256").update("ctr1\r\neth0").digest("hex").slice(0, 8),
+    );
   });
 });
 

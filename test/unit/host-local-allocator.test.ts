@@ -1,7 +1,13 @@
 import { describe, expect, it } from "vitest";
 import { type IPAddr, formatIP, parseIP } from "../../lib/cidr.js";
 import { CniError } from "../../lib/errors.js";
-import { type ReservationStore, allocate, freeCount, hasFree, iterateRangeSet } from "../../ipam/host-local/allocator.js";
+import {
+  type ReservationStore,
+  allocate,
+  freeCount,
+  hasFree,
+  iterateRangeSet,
+} from "../../ipam/host-local/allocator.js";
 import { type RawRange, type RangeSet, canonicalizeRangeSet } from "../../ipam/host-local/range.js";
 
 /** The disk layout in memory: ip -> "id\r\nifname" (or a bare id for legacy files), and last_reserved_ip.<set>. */
@@ -110,7 +116,10 @@ describe("iterateRangeSet", () => {
   });
 
   it("walks IPv6 with wrap-around, in Go's text form", () => {
-    const s = set({ subnet: "fd09::/120", rangeStart: "fd09::fd" }, { subnet: "fd0a::/120", rangeStart: "fd0a::1", rangeEnd: "fd0a::3" });
+    const s = set(
+      { subnet: "fd09::/120", rangeStart: "fd09::fd" },
+      { subnet: "fd0a::/120", rangeStart: "fd0a::1", rangeEnd: "fd0a::3" },
+    );
     expect(walk(s)).toEqual(["fd09::fd", "fd09::fe", "fd09::ff", "fd0a::2", "fd0a::3"]);
     expect(walk(s, "fd09::ff")).toEqual(["fd0a::2", "fd0a::3", "fd09::fd", "fd09::fe", "fd09::ff"]);
     expect(walk(s, "fd0a::3")).toEqual(["fd09::fd", "fd09::fe", "fd09::ff", "fd0a::2", "fd0a::3"]);
@@ -134,7 +143,9 @@ describe("allocate: round robin", () => {
     const store = new MemStore();
     await allocate(store, [slash29], [], "c1", "eth0");
     await store.release("10.1.2.2");
-    expect(await allocate(store, [slash29], [], "c2", "eth0")).toEqual([{ address: "10.1.2.3/29", gateway: "10.1.2.1" }]);
+    expect(await allocate(store, [slash29], [], "c2", "eth0")).toEqual([
+      { address: "10.1.2.3/29", gateway: "10.1.2.1" },
+    ]);
   });
 
   it("wraps to the start after lastReserved = rangeEnd", async () => {
@@ -168,7 +179,8 @@ describe("allocate: round robin", () => {
   it("exhausts a /29 after exactly five addresses and never hands out the broadcast", async () => {
     const store = new MemStore();
     const got: string[] = [];
-    for (let i = 0; i < 5; i++) got.push(...(await allocate(store, [slash29], [], `c${i}`, "eth0")).map((c) => c.address));
+    for (let i = 0; i < 5; i++)
+      got.push(...(await allocate(store, [slash29], [], `c${i}`, "eth0")).map((c) => c.address));
     expect(got).toEqual(["10.1.2.2/29", "10.1.2.3/29", "10.1.2.4/29", "10.1.2.5/29", "10.1.2.6/29"]);
     expect(await errorOf(allocate(store, [slash29], [], "c5", "eth0"))).toEqual({
       code: 101,
@@ -211,7 +223,9 @@ describe("allocate: duplicate attachments", () => {
     const store = new MemStore();
     await allocate(store, [v4], [], "c1", "eth0");
     expect(await allocate(store, [v4], [], "c1", "eth1")).toEqual([{ address: "10.1.2.3/24", gateway: "10.1.2.1" }]);
-    expect(await allocate(store, [v6], [], "c1", "eth0")).toEqual([{ address: "2001:db8:1::2/64", gateway: "2001:db8:1::1" }]);
+    expect(await allocate(store, [v6], [], "c1", "eth0")).toEqual([
+      { address: "2001:db8:1::2/64", gateway: "2001:db8:1::1" },
+    ]);
   });
 });
 
@@ -271,7 +285,9 @@ describe("allocate: requested IPs", () => {
   it("skips the duplicate check for a requested IP, as the reference does", async () => {
     const store = new MemStore();
     await allocate(store, [v4], [], "c1", "eth0");
-    expect(await allocate(store, [v4], [ip("10.1.2.50")], "c1", "eth0")).toEqual([{ address: "10.1.2.50/24", gateway: "10.1.2.1" }]);
+    expect(await allocate(store, [v4], [ip("10.1.2.50")], "c1", "eth0")).toEqual([
+      { address: "10.1.2.50/24", gateway: "10.1.2.1" },
+    ]);
   });
 });
 
@@ -317,7 +333,18 @@ describe("allocate: rollback", () => {
 describe("freeCount and hasFree", () => {
   it("counts a /29 as five, minus reservations in the set, ignoring others and the gateway", () => {
     expect(freeCount(slash29, [])).toBe(5n);
-    expect(freeCount(slash29, ["10.1.2.2", "10.1.2.6", "10.1.2.6", "10.1.2.1", "10.1.2.7", "10.9.9.9", "fd00::1", "garbage"])).toBe(3n);
+    expect(
+      freeCount(slash29, [
+        "10.1.2.2",
+        "10.1.2.6",
+        "10.1.2.6",
+        "10.1.2.1",
+        "10.1.2.7",
+        "10.9.9.9",
+        "fd00::1",
+        "garbage",
+      ]),
+    ).toBe(3n);
   });
 
   it("counts a /64 without walking it and a gateway outside the range as nothing", () => {

@@ -1,12 +1,29 @@
 // host-local's file primitives (files.ts) and attachment claims (claim.ts) on a temporary directory: a planted link
 // is never written through, a special file never blocks a read, a claim is exclusive while its holder lives.
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { CniError } from "../../lib/errors.js";
-import { CLAIM_MAX_AGE_MS, claimAttachment, isLive, processStart, readClaim, releaseClaim, removeIfStale } from "../../ipam/host-local/claim.js";
+import {
+  CLAIM_MAX_AGE_MS,
+  claimAttachment,
+  isLive,
+  processStart,
+  readClaim,
+  releaseClaim,
+  removeIfStale,
+} from "../../ipam/host-local/claim.js";
 import { NotRegularFileError, createExclusive, readRegular, writeExclusive } from "../../ipam/host-local/files.js";
 
 let dir = "";
@@ -26,7 +43,9 @@ describe("files.ts", () => {
   it("writeExclusive refuses a link planted at its name and leaves the link's target as it was", () => {
     const v = victim();
     symlinkSync(v, join(dir, "planted"));
-    expect(() => writeExclusive(join(dir, "planted"), "index json")).toThrow(expect.objectContaining({ code: "EEXIST" }));
+    expect(() => writeExclusive(join(dir, "planted"), "index json")).toThrow(
+      expect.objectContaining({ code: "EEXIST" }),
+    );
     expect(readFileSync(v, "utf8")).toBe("precious");
     // A dangling link too: O_EXCL does not create its target.
     symlinkSync(join(dir, "not-yet"), join(dir, "dangling"));

@@ -27,10 +27,18 @@ async function add(s: DiskStore, id: string, ip: string): Promise<void> {
 /** Make every index entry (and reservation) look as if it was written `ms` ago: its ADD began that long ago. */
 function age(ms: number): void {
   const t = new Date(Date.now() - ms);
-  for (const dir of [attachments(), join(dataDir, "net1")]) for (const f of readdirSync(dir)) utimesSync(join(dir, f), t, t);
+  for (const dir of [attachments(), join(dataDir, "net1")])
+    for (const f of readdirSync(dir)) utimesSync(join(dir, f), t, t);
 }
 
-const entry = (state: IndexEntry["state"], time: number, extra: Partial<IndexEntry> = {}): IndexEntry => ({ id: "c", ifname: "eth0", ips: [], state, time, ...extra });
+const entry = (state: IndexEntry["state"], time: number, extra: Partial<IndexEntry> = {}): IndexEntry => ({
+  id: "c",
+  ifname: "eth0",
+  ips: [],
+  state,
+  time,
+  ...extra,
+});
 
 describe("keepAttachment", () => {
   const now = 1_000_000_000;

@@ -1,6 +1,16 @@
 // The disk store's contract: the reference's format, atomic reservations, and an attachment index that is a claim
 // checked against the files, never the only way to find a reservation (the reference plugin, a crash of ours).
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from "node:fs";
+import {
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -213,7 +223,8 @@ describe("DiskStore", () => {
 
 describe("removing index entries safely (GC, tombstone sweep)", () => {
   const entryFile = (id: string) => join(dataDir, ".cni-ts", "net1", "attachments", `${id}@eth0`);
-  const hoursAgo = (file: string, h: number) => utimesSync(file, new Date(Date.now() - h * 3_600_000), new Date(Date.now() - h * 3_600_000));
+  const hoursAgo = (file: string, h: number) =>
+    utimesSync(file, new Date(Date.now() - h * 3_600_000), new Date(Date.now() - h * 3_600_000));
   const oldTombstone = (e: EntryNow) => e.entry.state === "released" && Date.now() - e.sinceMs >= TOMBSTONE_TTL_MS;
 
   it("an entry rewritten by its ADD before it is judged is put back", async () => {
@@ -235,20 +246,24 @@ describe("removing index entries safely (GC, tombstone sweep)", () => {
     s.releaseAttachment("c", "eth0");
     hoursAgo(entryFile("c"), 2);
     // Judged old, and dropped, but the ADD wrote its intent in between: that one stays.
-    expect(s.forgetIf("c", "eth0", (e) => {
+    expect(
+      s.forgetIf("c", "eth0", (e) => {
         add.begin("c", "eth0");
         return oldTombstone(e);
-      })).toBe(true);
+      }),
+    ).toBe(true);
     expect(s.entries()).toEqual([expect.objectContaining({ id: "c", state: "adding" })]);
     // Judged young and put back, but the ADD wrote in between: the newer one wins, the old one is not put back.
     add.commit([]);
     // Told apart by inode, not content: two commits within one millisecond write the same bytes.
     const judged = statSync(entryFile("c")).ino;
-    expect(s.forgetIf("c", "eth0", (e) => {
+    expect(
+      s.forgetIf("c", "eth0", (e) => {
         add.begin("c", "eth0");
         add.commit([]);
         return e.entry.state === "released";
-      })).toBe(false);
+      }),
+    ).toBe(false);
     expect(JSON.parse(readFileSync(entryFile("c"), "utf8"))).toMatchObject({ state: "added" });
     expect(statSync(entryFile("c")).ino).not.toBe(judged);
     expect(readdirSync(join(dataDir, ".cni-ts", "net1", "tmp"))).toEqual([]);
@@ -266,7 +281,12 @@ describe("removing index entries safely (GC, tombstone sweep)", () => {
     expect(t.entries()).toHaveLength(4);
     hoursAgo(join(dataDir, ".cni-ts", "net1", "swept"), 1.01);
     expect(t.sweepTombstones()).toBe(1);
-    expect(t.entries().map((e) => `${e.id} ${e.state}`).sort()).toEqual(["live added", "stuck adding", "young released"]);
+    expect(
+      t
+        .entries()
+        .map((e) => `${e.id} ${e.state}`)
+        .sort(),
+    ).toEqual(["live added", "stuck adding", "young released"]);
     hoursAgo(entryFile("young"), 2);
     expect(t.sweepTombstones()).toBe(0); // the marker is fresh again
   });
@@ -274,7 +294,8 @@ describe("removing index entries safely (GC, tombstone sweep)", () => {
 
 describe("resolv.conf", () => {
   it("takes nameserver, domain, search and options; skips comments", () => {
-    const text = "# generated\nnameserver 10.96.0.10\nnameserver fd00::10\n; old\ndomain cluster.local\nsearch default.svc.cluster.local svc.cluster.local\noptions ndots:5 rotate\nbogus line\n";
+    const text =
+      "# generated\nnameserver 10.96.0.10\nnameserver fd00::10\n; old\ndomain cluster.local\nsearch default.svc.cluster.local svc.cluster.local\noptions ndots:5 rotate\nbogus line\n";
     expect(parseResolvConf(text)).toEqual({
       nameservers: ["10.96.0.10", "fd00::10"],
       domain: "cluster.local",

@@ -4,7 +4,8 @@ import { missingCpuFlags } from "../../cmd/install.js";
 
 const cpuinfo = (flags: string) =>
   `processor\t: 0\nvendor_id\t: GenuineIntel\nflags\t\t: ${flags}\nbogomips\t: 4800.00\n\nprocessor\t: 1\nflags\t\t: ${flags}\n`;
-const NEHALEM = "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush mmx fxsr sse sse2 ss syscall nx lm constant_tsc pni ssse3 cx16 sse4_1 sse4_2 popcnt";
+const NEHALEM =
+  "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush mmx fxsr sse sse2 ss syscall nx lm constant_tsc pni ssse3 cx16 sse4_1 sse4_2 popcnt";
 const HASWELL = `${NEHALEM} movbe avx f16c fma abm bmi1 avx2 bmi2`;
 const AVX2 = ["sse4_2", "popcnt", "ssse3", "cx16", "avx", "avx2", "bmi1", "bmi2", "fma", "movbe"];
 const BASELINE = ["sse4_2", "popcnt", "ssse3", "cx16"];

@@ -20,9 +20,21 @@ function script(dir: string, name: string, body: string): string {
 
 const first = join(root, "first");
 const second = join(root, "second");
-script(second, "ipam", `cat >/dev/null; echo '{"cniVersion":"1.0.0","ips":[{"address":"10.5.0.2/24","gateway":"10.5.0.1"}]}'`);
-script(first, "echoenv", `cat >/dev/null; printf '{"cniVersion":"1.0.0","ips":[{"address":"10.6.0.2/24"}],"dns":{"domain":"%s-%s"}}' "$CNI_COMMAND" "$CNI_CONTAINERID"`);
-script(first, "fails", `cat >/dev/null; echo '{"code":50,"msg":"no more addresses","details":"range 10.5.0.0/29"}'; exit 1`);
+script(
+  second,
+  "ipam",
+  `cat >/dev/null; echo '{"cniVersion":"1.0.0","ips":[{"address":"10.5.0.2/24","gateway":"10.5.0.1"}]}'`,
+);
+script(
+  first,
+  "echoenv",
+  `cat >/dev/null; printf '{"cniVersion":"1.0.0","ips":[{"address":"10.6.0.2/24"}],"dns":{"domain":"%s-%s"}}' "$CNI_COMMAND" "$CNI_CONTAINERID"`,
+);
+script(
+  first,
+  "fails",
+  `cat >/dev/null; echo '{"code":50,"msg":"no more addresses","details":"range 10.5.0.0/29"}'; exit 1`,
+);
 script(first, "silent", `cat >/dev/null; echo 'something broke' >&2; exit 1`);
 script(first, "garbage", `cat >/dev/null; echo 'not json'`);
 script(first, "hangs", `sleep 30`);
@@ -87,7 +99,9 @@ describe("delegate", () => {
 
   it("the deadline comes from CNI_TS_DELEGATE_TIMEOUT_MS in the caller's environment", async () => {
     const c = ctx([first]);
-    const err = (await delegate("hangs", "ADD", { ...c, env: { ...c.env, CNI_TS_DELEGATE_TIMEOUT_MS: "300" } }).catch((e: unknown) => e)) as CniError;
+    const err = (await delegate("hangs", "ADD", { ...c, env: { ...c.env, CNI_TS_DELEGATE_TIMEOUT_MS: "300" } }).catch(
+      (e: unknown) => e,
+    )) as CniError;
     expect([err.code, err.message]).toEqual([11, "hangs did not answer within 300 ms"]);
   });
 });

@@ -16,7 +16,9 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 describe("backoff", () => {
   const p = { initialMs: 500, maxMs: 30_000, jitter: 0.5 };
   it("doubles from the initial delay up to the cap; jitter only shortens", () => {
-    expect([0, 1, 2, 3, 4, 5, 6, 7, 100].map((a) => backoffDelay(a, p, 0))).toEqual([500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000]);
+    expect([0, 1, 2, 3, 4, 5, 6, 7, 100].map((a) => backoffDelay(a, p, 0))).toEqual([
+      500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000,
+    ]);
     expect(backoffDelay(0, p, 0.999999)).toBe(250);
     expect(backoffDelay(10, p, 0.5)).toBe(22500);
     expect(backoffDelay(5000, p, 0)).toBe(30000);
@@ -64,8 +66,16 @@ users:
 
 describe("kubeconfig", () => {
   it("the YAML subset kubeconfigs use: mappings, sequences of mappings, quoted and plain scalars, comments", () => {
-    expect(parseYamlSubset("a: 1\nb:\n- x\n- 'y''s'\nc:\n  d: \"e\\n\" # note\n  f: {}\ng: true\nh:\n")).toEqual({ a: 1, b: ["x", "y's"], c: { d: "e\n", f: {} }, g: true, h: null });
-    expect(parseYamlSubset("list:\n  - name: a\n    v: 1\n  - name: b\n")).toEqual({ list: [{ name: "a", v: 1 }, { name: "b" }] });
+    expect(parseYamlSubset("a: 1\nb:\n- x\n- 'y''s'\nc:\n  d: \"e\\n\" # note\n  f: {}\ng: true\nh:\n")).toEqual({
+      a: 1,
+      b: ["x", "y's"],
+      c: { d: "e\n", f: {} },
+      g: true,
+      h: null,
+    });
+    expect(parseYamlSubset("list:\n  - name: a\n    v: 1\n  - name: b\n")).toEqual({
+      list: [{ name: "a", v: 1 }, { name: "b" }],
+    });
   });
   it("refuses YAML it does not know instead of guessing", () => {
     for (const t of ["a: &x 1", "a: |\n  text", "a: {b: 1}", "a: [1, 2]", "a: 1\n   b: 2", "a: 1\na: 2", "- a\nb: 1"]) {
@@ -90,7 +100,8 @@ describe("kubeconfig", () => {
   });
   it("JSON kubeconfigs (kubectl config view --raw -o json), tokens and token files", () => {
     const doc = {
-      kind: "Config", "current-context": "c",
+      kind: "Config",
+      "current-context": "c",
       contexts: [{ name: "c", context: { cluster: "k", user: "u" } }],
       clusters: [{ name: "k", cluster: { server: "http://[fd00::1]:8080", "insecure-skip-tls-verify": true } }],
       users: [{ name: "u", user: { tokenFile: "token" } }],
@@ -103,7 +114,12 @@ describe("kubeconfig", () => {
   });
   it("refuses what it cannot or must not do: exec plugins, basic auth, a missing context, a server with a path, a lone key", () => {
     const base = (user: object, server = "https://h:6443", ctx = "c") =>
-      JSON.stringify({ "current-context": ctx, contexts: [{ name: "c", context: { cluster: "k", user: "u" } }], clusters: [{ name: "k", cluster: { server } }], users: [{ name: "u", user }] });
+      JSON.stringify({
+        "current-context": ctx,
+        contexts: [{ name: "c", context: { cluster: "k", user: "u" } }],
+        clusters: [{ name: "k", cluster: { server } }],
+        users: [{ name: "u", user }],
+      });
     const cases: Array<[string, RegExp]> = [
       [base({ exec: { command: "aws" } }), /another program/],
       [base({ username: "a", password: "b" }), /basic authentication/],
@@ -127,7 +143,8 @@ describe("kubeconfig", () => {
 });
 
 describe("watch stream decoding", () => {
-  const ev = (type: string, name: string, rv: string) => JSON.stringify({ type, object: { kind: "Node", metadata: { name, resourceVersion: rv } } });
+  const ev = (type: string, name: string, rv: string) =>
+    JSON.stringify({ type, object: { kind: "Node", metadata: { name, resourceVersion: rv } } });
   it("events split anywhere across chunks come out whole and in order", () => {
     const text = `${ev("ADDED", "a", "1")}\n${ev("MODIFIED", "a", "2")}\n${ev("BOOKMARK", "", "3")}\n`;
     for (const cut of [1, 7, 50, text.length - 1]) {
@@ -152,15 +169,28 @@ describe("watch stream decoding", () => {
 
 describe("the object cache", () => {
   const node = (name: string, podCIDR: string, ip: string, rv: string, extra: object = {}) => ({
-    kind: "Node", metadata: { name, resourceVersion: rv }, spec: { podCIDR }, status: { addresses: [{ type: "InternalIP", address: ip }], ...extra },
+    kind: "Node",
+    metadata: { name, resourceVersion: rv },
+    spec: { podCIDR },
+    status: { addresses: [{ type: "InternalIP", address: ip }], ...extra },
   });
-  const cache = () => new ObjectCache<NodeEntry>((o) => {
-    const n = parseNode(o, "a Node");
-    return { name: n.name, value: n };
-  });
+  const cache = () =>
+    new ObjectCache<NodeEntry>((o) => {
+      const n = parseNode(o, "a Node");
+      return { name: n.name, value: n };
+    });
   it("a list replaces everything; items without a name are refused, the rest kept", () => {
     const c = cache();
-    expect(c.replace([node("b", "10.1.2.0/24", "1.1.1.2", "5"), node("a", "10.1.1.0/24", "1.1.1.1", "4"), { kind: "Node", metadata: {} }], "9")).toEqual([{ name: undefined, message: "a Node has no metadata.name" }]);
+    expect(
+      c.replace(
+        [
+          node("b", "10.1.2.0/24", "1.1.1.2", "5"),
+          node("a", "10.1.1.0/24", "1.1.1.1", "4"),
+          { kind: "Node", metadata: {} },
+        ],
+        "9",
+      ),
+    ).toEqual([{ name: undefined, message: "a Node has no metadata.name" }]);
     expect(c.values().map((n) => n.name)).toEqual(["a", "b"]);
     expect(c.resourceVersion).toBe("9");
     c.replace([node("c", "10.1.3.0/24", "1.1.1.3", "10")], "10");
@@ -169,26 +199,54 @@ describe("the object cache", () => {
   it("ADDED, MODIFIED, DELETED change it; a heartbeat MODIFIED (only status conditions) does not; BOOKMARK moves the resourceVersion", () => {
     const c = cache();
     c.replace([], "1");
-    expect(c.apply({ type: "ADDED", object: node("a", "10.1.1.0/24", "1.1.1.1", "2") })).toEqual({ kind: "changed", name: "a" });
-    expect(c.apply({ type: "MODIFIED", object: node("a", "10.1.1.0/24", "1.1.1.1", "3", { conditions: [{ type: "Ready" }] }) })).toEqual({ kind: "unchanged", name: "a" });
+    expect(c.apply({ type: "ADDED", object: node("a", "10.1.1.0/24", "1.1.1.1", "2") })).toEqual({
+      kind: "changed",
+      name: "a",
+    });
+    expect(
+      c.apply({
+        type: "MODIFIED",
+        object: node("a", "10.1.1.0/24", "1.1.1.1", "3", { conditions: [{ type: "Ready" }] }),
+      }),
+    ).toEqual({ kind: "unchanged", name: "a" });
     expect(c.resourceVersion).toBe("3");
-    expect(c.apply({ type: "MODIFIED", object: node("a", "10.1.1.0/24", "1.1.1.9", "4") })).toEqual({ kind: "changed", name: "a" });
+    expect(c.apply({ type: "MODIFIED", object: node("a", "10.1.1.0/24", "1.1.1.9", "4") })).toEqual({
+      kind: "changed",
+      name: "a",
+    });
     expect(c.values()[0]?.internalIPs).toEqual(["1.1.1.9"]);
-    expect(c.apply({ type: "BOOKMARK", object: { kind: "Node", metadata: { resourceVersion: "7" } } })).toEqual({ kind: "unchanged" });
+    expect(c.apply({ type: "BOOKMARK", object: { kind: "Node", metadata: { resourceVersion: "7" } } })).toEqual({
+      kind: "unchanged",
+    });
     expect(c.resourceVersion).toBe("7");
-    expect(c.apply({ type: "DELETED", object: node("a", "10.1.1.0/24", "1.1.1.9", "8") })).toEqual({ kind: "changed", name: "a" });
-    expect(c.apply({ type: "DELETED", object: node("a", "10.1.1.0/24", "1.1.1.9", "9") })).toEqual({ kind: "unchanged", name: "a" });
+    expect(c.apply({ type: "DELETED", object: node("a", "10.1.1.0/24", "1.1.1.9", "8") })).toEqual({
+      kind: "changed",
+      name: "a",
+    });
+    expect(c.apply({ type: "DELETED", object: node("a", "10.1.1.0/24", "1.1.1.9", "9") })).toEqual({
+      kind: "unchanged",
+      name: "a",
+    });
     expect(c.size).toBe(0);
   });
   it("an ERROR event says whether to list again (410 Expired) or not", () => {
     const c = cache();
-    expect(c.apply({ type: "ERROR", object: { kind: "Status", code: 410, reason: "Expired", message: "too old resource version: 5 (90)" } })).toMatchObject({ kind: "error", gone: true });
-    expect(c.apply({ type: "ERROR", object: { kind: "Status", code: 500, reason: "InternalError", message: "etcd" } })).toMatchObject({ kind: "error", gone: false, code: 500 });
+    expect(
+      c.apply({
+        type: "ERROR",
+        object: { kind: "Status", code: 410, reason: "Expired", message: "too old resource version: 5 (90)" },
+      }),
+    ).toMatchObject({ kind: "error", gone: true });
+    expect(
+      c.apply({ type: "ERROR", object: { kind: "Status", code: 500, reason: "InternalError", message: "etcd" } }),
+    ).toMatchObject({ kind: "error", gone: false, code: 500 });
   });
   it("an event whose object cannot be read is refused, and the cache keeps what it had", () => {
     const c = cache();
     c.replace([node("a", "10.1.1.0/24", "1.1.1.1", "2")], "2");
-    expect(c.apply({ type: "MODIFIED", object: { kind: "Pod", metadata: { name: "a", resourceVersion: "3" } } })).toMatchObject({ kind: "refused", name: "a" });
+    expect(
+      c.apply({ type: "MODIFIED", object: { kind: "Pod", metadata: { name: "a", resourceVersion: "3" } } }),
+    ).toMatchObject({ kind: "refused", name: "a" });
     expect(c.values()[0]?.podCIDRs).toEqual(["10.1.1.0/24"]);
     expect(c.resourceVersion).toBe("3");
   });

@@ -2,23 +2,53 @@ import { describe, expect, it } from "vitest";
 import { classifyStderr, ToolError } from "../../lib/tool-error.js";
 import { canonicalAddr, canonicalCidr, hostAddr, hostCidr, nftAddrText } from "../../lib/netfilter/addr.js";
 import { deleteChainLines } from "../../lib/netfilter/iptables.js";
-import { canonicalRule, deleteCommentedLines, deleteLine, ensureRuleLines, hasRule, option, parseSave, quoteWord, ruleComment, ruleLine, ruleTarget, rulesOf, tokenize } from "../../lib/netfilter/iptables-save.js";
-import { chainsOf, deleteRuleLine, dropSetElement, elementsOf, nftFailure, parseNftJson, tableMissing, unwrapElem } from "../../lib/netfilter/nft.js";
+import {
+  canonicalRule,
+  deleteCommentedLines,
+  deleteLine,
+  ensureRuleLines,
+  hasRule,
+  option,
+  parseSave,
+  quoteWord,
+  ruleComment,
+  ruleLine,
+  ruleTarget,
+  rulesOf,
+  tokenize,
+} from "../../lib/netfilter/iptables-save.js";
+import {
+  chainsOf,
+  deleteRuleLine,
+  dropSetElement,
+  elementsOf,
+  nftFailure,
+  parseNftJson,
+  tableMissing,
+  unwrapElem,
+} from "../../lib/netfilter/nft.js";
 
 // What nft 1.0.6 prints (kernel 6.18, in a namespace) for each way a transaction on a table of ours can fail.
 const NFT = {
   // A map key held with another value (a hostPort or an address another owner holds).
-  mapValue: "/dev/stdin:1:24-31: Error: Could not process rule: File exists\nadd element inet t m { tcp . 80 : 10.0.0.2 . 80 }\n                       ^^^^^^^^",
+  mapValue:
+    "/dev/stdin:1:24-31: Error: Could not process rule: File exists\nadd element inet t m { tcp . 80 : 10.0.0.2 . 80 }\n                       ^^^^^^^^",
   // An interval overlapping one already there (`create`).
-  overlap: "/dev/stdin:1:27-48: Error: Could not process rule: File exists\ncreate element inet t l { 10.0.0.1 . 10.0.0.0/16 }\n                          ^^^^^^^^^^^^^^^^^^^^^^",
+  overlap:
+    "/dev/stdin:1:27-48: Error: Could not process rule: File exists\ncreate element inet t l { 10.0.0.1 . 10.0.0.0/16 }\n                          ^^^^^^^^^^^^^^^^^^^^^^",
   // Older kernels answer a map key of another value with EBUSY.
   busy: "/dev/stdin:1:24-31: Error: Could not process rule: Device or resource busy\nadd element inet t o { 10.0.0.1 : 0x2 }\n                       ^^^^^^^^",
   // A rule a concurrent DEL removed.
-  handleGone: "/dev/stdin:1:29-31: Error: Could not process rule: No such file or directory\ndelete rule inet t c handle 999\n                            ^^^",
-  elementGone: "/dev/stdin:1:41-48: Error: Could not process rule: No such file or directory\ndelete element inet cni_ts_masq pods4 { 10.0.0.2 }\n                                        ^^^^^^^^",
-  noTable: "/dev/stdin:1:21-31: Error: No such file or directory\ndelete element inet cni_ts_masq pods4 { 10.0.0.2 }\n                    ^^^^^^^^^^^",
-  noSet: "/dev/stdin:1:20-25: Error: No such file or directory\nadd element inet t nosuch { 10.0.0.2 }\n                   ^^^^^^",
-  syntax: "/dev/stdin:1:24-24: Error: syntax error, unexpected newline\nadd rule inet t c bogus\n                       ^",
+  handleGone:
+    "/dev/stdin:1:29-31: Error: Could not process rule: No such file or directory\ndelete rule inet t c handle 999\n                            ^^^",
+  elementGone:
+    "/dev/stdin:1:41-48: Error: Could not process rule: No such file or directory\ndelete element inet cni_ts_masq pods4 { 10.0.0.2 }\n                                        ^^^^^^^^",
+  noTable:
+    "/dev/stdin:1:21-31: Error: No such file or directory\ndelete element inet cni_ts_masq pods4 { 10.0.0.2 }\n                    ^^^^^^^^^^^",
+  noSet:
+    "/dev/stdin:1:20-25: Error: No such file or directory\nadd element inet t nosuch { 10.0.0.2 }\n                   ^^^^^^",
+  syntax:
+    "/dev/stdin:1:24-24: Error: syntax error, unexpected newline\nadd rule inet t c bogus\n                       ^",
 };
 const nftError = (stderr: string) => new ToolError({ tool: "nft", what: "nft -f -", status: 1, stderr });
 
@@ -43,7 +73,12 @@ describe("nft failures", () => {
   it("recognises nft's answer for a missing table, and only that", () => {
     expect(tableMissing(NFT.noTable, "cni_ts_masq")).toBe(true);
     expect(tableMissing(NFT.elementGone, "cni_ts_masq")).toBe(false);
-    expect(tableMissing("/dev/stdin:1:21-26: Error: No such file or directory\ndelete element inet other pods4 { 10.0.0.2 }\n", "cni_ts_masq")).toBe(false);
+    expect(
+      tableMissing(
+        "/dev/stdin:1:21-26: Error: No such file or directory\ndelete element inet other pods4 { 10.0.0.2 }\n",
+        "cni_ts_masq",
+      ),
+    ).toBe(false);
     expect(tableMissing("", "cni_ts_masq")).toBe(false);
   });
 });
@@ -51,7 +86,9 @@ describe("nft failures", () => {
 describe("iptables failures", () => {
   it("takes iptables -N's answer for an existing chain (legacy and nft alike) as kind exists", () => {
     expect(classifyStderr("iptables: Chain already exists.\n")).toBe("exists");
-    expect(classifyStderr("iptables v1.8.9 (nf_tables): CHAIN_USER_ADD failed (File exists): chain CNI-HOSTPORT-DNAT\n")).toBe("exists");
+    expect(
+      classifyStderr("iptables v1.8.9 (nf_tables): CHAIN_USER_ADD failed (File exists): chain CNI-HOSTPORT-DNAT\n"),
+    ).toBe("exists");
     expect(classifyStderr("iptables v1.8.9 (nf_tables): Couldn't load target `NOPE'\n")).toBe("failed");
   });
 });
@@ -66,25 +103,74 @@ describe("nft JSON and element syntax", () => {
     expect(() => parseNftJson("{", "x")).toThrow(expect.objectContaining({ code: 6 }));
   });
   it("reads sets, maps and chains of a listing, with comments, values and rule handles", () => {
-    const objects = parseNftJson(JSON.stringify({ nftables: [
-      { metainfo: { version: "1.0.6" } },
-      { table: { family: "inet", name: "t", handle: 1 } },
-      { set: { family: "inet", name: "s", table: "t", type: "ipv4_addr", elem: ["10.0.0.1", { elem: { val: "10.0.0.2", comment: "o" } }] } },
-      { map: { family: "inet", name: "m", table: "t", type: "ipv4_addr", map: "mark", elem: [[{ elem: { val: "10.0.0.1", comment: "o" } }, 7]] } },
-      { chain: { family: "inet", table: "t", name: "post", handle: 2, type: "nat", hook: "postrouting", prio: 100, policy: "accept" } },
-      { rule: { family: "inet", table: "t", chain: "post", handle: 3, comment: "tag", expr: [{ masquerade: null }] } },
-      { rule: { family: "inet", table: "t", chain: "plain", handle: 4, expr: [{ accept: null }] } },
-    ] }), "x");
+    const objects = parseNftJson(
+      JSON.stringify({
+        nftables: [
+          { metainfo: { version: "1.0.6" } },
+          { table: { family: "inet", name: "t", handle: 1 } },
+          {
+            set: {
+              family: "inet",
+              name: "s",
+              table: "t",
+              type: "ipv4_addr",
+              elem: ["10.0.0.1", { elem: { val: "10.0.0.2", comment: "o" } }],
+            },
+          },
+          {
+            map: {
+              family: "inet",
+              name: "m",
+              table: "t",
+              type: "ipv4_addr",
+              map: "mark",
+              elem: [[{ elem: { val: "10.0.0.1", comment: "o" } }, 7]],
+            },
+          },
+          {
+            chain: {
+              family: "inet",
+              table: "t",
+              name: "post",
+              handle: 2,
+              type: "nat",
+              hook: "postrouting",
+              prio: 100,
+              policy: "accept",
+            },
+          },
+          {
+            rule: {
+              family: "inet",
+              table: "t",
+              chain: "post",
+              handle: 3,
+              comment: "tag",
+              expr: [{ masquerade: null }],
+            },
+          },
+          { rule: { family: "inet", table: "t", chain: "plain", handle: 4, expr: [{ accept: null }] } },
+        ],
+      }),
+      "x",
+    );
     const elements = elementsOf(objects);
     expect(elements.get("s")).toEqual([{ val: "10.0.0.1" }, { val: "10.0.0.2", comment: "o" }]);
     expect(elements.get("m")).toEqual([{ val: "10.0.0.1", comment: "o", value: 7 }]);
     const chains = chainsOf(objects);
-    expect(chains.get("post")).toEqual({ hook: "postrouting", type: "nat", rules: [{ handle: 3, comment: "tag", expr: [{ masquerade: null }] }] });
+    expect(chains.get("post")).toEqual({
+      hook: "postrouting",
+      type: "nat",
+      rules: [{ handle: 3, comment: "tag", expr: [{ masquerade: null }] }],
+    });
     expect(chains.get("plain")).toEqual({ rules: [{ handle: 4, comment: undefined, expr: [{ accept: null }] }] });
     expect(deleteRuleLine("inet t", "post", 3)).toBe("delete rule inet t post handle 3");
   });
   it("deletes a set element whether or not it is there: add, then delete, in one transaction", () => {
-    expect(dropSetElement("inet t", "s", "10.0.0.1")).toEqual(["add element inet t s { 10.0.0.1 }", "delete element inet t s { 10.0.0.1 }"]);
+    expect(dropSetElement("inet t", "s", "10.0.0.1")).toEqual([
+      "add element inet t s { 10.0.0.1 }",
+      "delete element inet t s { 10.0.0.1 }",
+    ]);
   });
 });
 
@@ -133,12 +219,36 @@ describe("iptables-save reading", () => {
     expect(option(rulesOf(nat, "CNI-a")[0]!.args, "--comment")?.value).toBe('name: "net1" id: "c1"');
     expect(option(rulesOf(nat, "CNI-a")[1]!.args, "-d")).toEqual({ value: "224.0.0.0/4", negated: true });
     expect(parseSave(SAVE, "filter").rules.map((r) => r.chain)).toEqual(["INPUT"]);
-    expect(deleteLine(rulesOf(nat, "CNI-a")[0]!)).toBe('-D CNI-a -d 10.1.0.0/24 -m comment --comment "name: \\"net1\\" id: \\"c1\\"" -j ACCEPT');
+    expect(deleteLine(rulesOf(nat, "CNI-a")[0]!)).toBe(
+      '-D CNI-a -d 10.1.0.0/24 -m comment --comment "name: \\"net1\\" id: \\"c1\\"" -j ACCEPT',
+    );
   });
   it("finds a rule however it was spelled", () => {
     const nat = parseSave(SAVE);
-    expect(hasRule(nat, "POSTROUTING", ["-s", "10.1.0.5", "-j", "CNI-a", "-m", "comment", "--comment", 'name: "net1" id: "c1"'])).toBe(false);
-    expect(hasRule(nat, "POSTROUTING", ["-s", "10.1.0.5", "-m", "comment", "--comment", 'name: "net1" id: "c1"', "-j", "CNI-a"])).toBe(true);
+    expect(
+      hasRule(nat, "POSTROUTING", [
+        "-s",
+        "10.1.0.5",
+        "-j",
+        "CNI-a",
+        "-m",
+        "comment",
+        "--comment",
+        'name: "net1" id: "c1"',
+      ]),
+    ).toBe(false);
+    expect(
+      hasRule(nat, "POSTROUTING", [
+        "-s",
+        "10.1.0.5",
+        "-m",
+        "comment",
+        "--comment",
+        'name: "net1" id: "c1"',
+        "-j",
+        "CNI-a",
+      ]),
+    ).toBe(true);
   });
   it("adds a rule only when no equal one is there (ensure-jump), appended or inserted first", () => {
     const nat = parseSave(SAVE);
@@ -160,17 +270,31 @@ describe("iptables-save reading", () => {
     expect(all).toEqual([
       '-D POSTROUTING -s 10.1.0.5/32 -m comment --comment "name: \\"net1\\" id: \\"c1\\"" -j CNI-a',
       '-D POSTROUTING -s 10.1.0.6/32 -m comment --comment "name: \\"net1\\" id: \\"c1\\"" -j CNI-a',
-      "-F CNI-a", "-X CNI-a", "-F CNI-b", "-X CNI-b",
+      "-F CNI-a",
+      "-X CNI-a",
+      "-F CNI-b",
+      "-X CNI-b",
     ]);
     const keep6 = deleteChainLines(nat, new Set(["CNI-a"]), (r) => option(r.args, "-s")?.value === "10.1.0.6/32");
-    expect(keep6).toEqual(['-D POSTROUTING -s 10.1.0.5/32 -m comment --comment "name: \\"net1\\" id: \\"c1\\"" -j CNI-a']);
+    expect(keep6).toEqual([
+      '-D POSTROUTING -s 10.1.0.5/32 -m comment --comment "name: \\"net1\\" id: \\"c1\\"" -j CNI-a',
+    ]);
     expect(deleteChainLines(parseSave(""), new Set(["CNI-a"]))).toEqual([]);
   });
 });
 
 describe("iptables-save reading and canonical rules", () => {
   it("tokenizes quoted comments with escaped quotes", () => {
-    expect(tokenize('-A X -m comment --comment "dnat name: \\"n\\" id: \\"c\\"" -j Y')).toEqual(["-A", "X", "-m", "comment", "--comment", 'dnat name: "n" id: "c"', "-j", "Y"]);
+    expect(tokenize('-A X -m comment --comment "dnat name: \\"n\\" id: \\"c\\"" -j Y')).toEqual([
+      "-A",
+      "X",
+      "-m",
+      "comment",
+      "--comment",
+      'dnat name: "n" id: "c"',
+      "-j",
+      "Y",
+    ]);
   });
   it("quotes words for iptables-restore only when needed, and round-trips them", () => {
     expect(quoteWord("10.0.0.0/8")).toBe("10.0.0.0/8");
@@ -182,10 +306,17 @@ describe("iptables-save reading and canonical rules", () => {
     const ours = ["-p", "tcp", "--dport", "8080", "-d", "192.0.2.1", "-s", "10.77.0.2/24", "-j", "S"];
     const saved = tokenize("-s 10.77.0.0/24 -d 192.0.2.1/32 -p tcp -m tcp --dport 8080 -j S");
     expect(canonicalRule(ours)).toBe(canonicalRule(saved));
-    expect(canonicalRule(["-m", "multiport", "-p", "udp", "--destination-ports", "1,2", "-j", "C"])).toBe(canonicalRule(tokenize("-p udp -m multiport --dports 1,2 -j C")));
-    expect(canonicalRule(["!", "-s", "10.0.0.0/8", "-j", "C"])).not.toBe(canonicalRule(["-s", "10.0.0.0/8", "-j", "C"]));
-    expect(canonicalRule(["-p", "tcp", "--dport", "1", "-s", "0.0.0.0/0", "-j", "C"])).toBe(canonicalRule(tokenize("-p tcp -m tcp --dport 1 -j C")));
-    expect(canonicalRule(["-p", "tcp", "--dport", "1", "-j", "C"])).not.toBe(canonicalRule(["-p", "tcp", "--dport", "2", "-j", "C"]));
+    expect(canonicalRule(["-m", "multiport", "-p", "udp", "--destination-ports", "1,2", "-j", "C"])).toBe(
+      canonicalRule(tokenize("-p udp -m multiport --dports 1,2 -j C")),
+    );
+    expect(canonicalRule(["!", "-s", "10.0.0.0/8", "-j", "C"])).not.toBe(
+      canonicalRule(["-s", "10.0.0.0/8", "-j", "C"]),
+    );
+    expect(canonicalRule(["-p", "tcp", "--dport", "1", "-s", "0.0.0.0/0", "-j", "C"])).toBe(
+      canonicalRule(tokenize("-p tcp -m tcp --dport 1 -j C")),
+    );
+    expect(canonicalRule(["-p", "tcp", "--dport", "1", "-j", "C"])).not.toBe(
+      canonicalRule(["-p", "tcp", "--dport", "2", "-j", "C"]),
+    );
   });
 });
-

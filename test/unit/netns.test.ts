@@ -13,8 +13,14 @@ const sub = join(dir, "sub");
 mkdirSync(sub);
 
 describe("requireUsableNetns", () => {
-  it.each([["an empty file (an unmounted namespace)", empty], ["a directory", sub], ["/dev/null", "/dev/null"]])("%s: 4 for ADD/CHECK, 'not-netns' for DEL", (_, path) => {
-    expect(() => requireUsableNetns(path, false)).toThrow(expect.objectContaining({ code: 4, message: expect.stringContaining("is not a network namespace") }));
+  it.each([
+    ["an empty file (an unmounted namespace)", empty],
+    ["a directory", sub],
+    ["/dev/null", "/dev/null"],
+  ])("%s: 4 for ADD/CHECK, 'not-netns' for DEL", (_, path) => {
+    expect(() => requireUsableNetns(path, false)).toThrow(
+      expect.objectContaining({ code: 4, message: expect.stringContaining("is not a network namespace") }),
+    );
     expect(requireUsableNetns(path, true)).toBe("not-netns");
   });
   it("a missing path: 3 for ADD/CHECK, 'missing' for DEL", () => {

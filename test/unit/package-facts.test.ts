@@ -17,7 +17,10 @@ const major = (v: string) => Number(/^\D*(\d+)/.exec(v)?.[1]);
 function applets(): string[] {
   const m = /export const APPLETS[^\n]*= \{\n([\s\S]*?)\n\};/.exec(read("cmd/cni-ts.ts"));
   if (!m) throw new Error("no APPLETS object literal in cmd/cni-ts.ts");
-  return m[1]!.split("\n").map((e) => /^\s*"?([a-z-]+)"?:/.exec(e)?.[1]).filter((n): n is string => n !== undefined);
+  return m[1]!
+    .split("\n")
+    .map((e) => /^\s*"?([a-z-]+)"?:/.exec(e)?.[1])
+    .filter((n): n is string => n !== undefined);
 }
 
 describe("versions", () => {
@@ -35,7 +38,8 @@ describe("versions", () => {
     const [maj, min] = process.versions.node.split(".").map(Number) as [number, number];
     const [wantMaj, wantMin] = (facts.devNodeMinimum as string).split(".").map(Number) as [number, number];
     expect(maj > wantMaj || (maj === wantMaj && min >= wantMin), `this Node ${process.versions.node}`).toBe(true);
-    for (const f of ["scripts/run-ts.mjs", "scripts/conformance.mjs", "build.mjs"]) expect(read(f)).not.toMatch(/target:\s*"node\d/);
+    for (const f of ["scripts/run-ts.mjs", "scripts/conformance.mjs", "build.mjs"])
+      expect(read(f)).not.toMatch(/target:\s*"node\d/);
   });
 
   it("the fallback build's Node: one version for every architecture, the executable's bundle targets its major, README names it", () => {

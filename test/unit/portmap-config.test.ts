@@ -7,9 +7,11 @@ import type { NetConf, Result } from "../../lib/types.js";
 import { backendOfConditions, loadPortmapConfig } from "../../plugins/portmap/config.js";
 import { podAddresses } from "../../plugins/portmap/pod.js";
 
-const base = (o: Record<string, unknown> = {}): NetConf => ({ cniVersion: "1.0.0", name: "net1", type: "portmap", backend: "iptables", ...o }) as NetConf;
+const base = (o: Record<string, unknown> = {}): NetConf =>
+  ({ cniVersion: "1.0.0", name: "net1", type: "portmap", backend: "iptables", ...o }) as NetConf;
 const load = (o: Record<string, unknown> = {}) => loadPortmapConfig(base(o));
-const withMaps = (portMappings: unknown, o: Record<string, unknown> = {}) => load({ runtimeConfig: { portMappings }, ...o });
+const withMaps = (portMappings: unknown, o: Record<string, unknown> = {}) =>
+  load({ runtimeConfig: { portMappings }, ...o });
 
 function error(f: () => unknown): { code: number; msg: string } | undefined {
   try {
@@ -22,7 +24,16 @@ function error(f: () => unknown): { code: number; msg: string } | undefined {
 
 describe("portmap config", () => {
   it("has the reference's defaults", () => {
-    expect(load()).toMatchObject({ mappings: [], snat: true, masqAll: false, markMasqBit: 13, externalSetMarkChain: undefined, conditionsV4: [], conditionsV6: [], backend: "iptables" });
+    expect(load()).toMatchObject({
+      mappings: [],
+      snat: true,
+      masqAll: false,
+      markMasqBit: 13,
+      externalSetMarkChain: undefined,
+      conditionsV4: [],
+      conditionsV6: [],
+      backend: "iptables",
+    });
   });
 
   it("reads portMappings, lower-cases the protocol, canonicalises hostIP and treats 0.0.0.0 / :: as any address of one family", () => {
@@ -65,18 +76,41 @@ describe("portmap config", () => {
   });
 
   it("keeps one of two identical mappings, and refuses one host port mapped to two container ports", () => {
-    expect(withMaps([{ hostPort: 80, containerPort: 8080, protocol: "tcp" }, { hostPort: 80, containerPort: 8080, protocol: "tcp" }]).mappings).toHaveLength(1);
-    expect(error(() => withMaps([{ hostPort: 80, containerPort: 8080, protocol: "tcp" }, { hostPort: 80, containerPort: 9090, protocol: "tcp" }]))?.code).toBe(7);
+    expect(
+      withMaps([
+        { hostPort: 80, containerPort: 8080, protocol: "tcp" },
+        { hostPort: 80, containerPort: 8080, protocol: "tcp" },
+      ]).mappings,
+    ).toHaveLength(1);
+    expect(
+      error(() =>
+        withMaps([
+          { hostPort: 80, containerPort: 8080, protocol: "tcp" },
+          { hostPort: 80, containerPort: 9090, protocol: "tcp" },
+        ]),
+      )?.code,
+    ).toBe(7);
     // The same port on two protocols, or on two host addresses, is two mappings.
-    expect(withMaps([{ hostPort: 80, containerPort: 1, protocol: "tcp" }, { hostPort: 80, containerPort: 2, protocol: "udp" }]).mappings).toHaveLength(2);
+    expect(
+      withMaps([
+        { hostPort: 80, containerPort: 1, protocol: "tcp" },
+        { hostPort: 80, containerPort: 2, protocol: "udp" },
+      ]).mappings,
+    ).toHaveLength(2);
   });
 
   it("validates snat, masqAll, markMasqBit and externalSetMarkChain like the reference", () => {
-    expect(load({ snat: false, masqAll: true, markMasqBit: 5 })).toMatchObject({ snat: false, masqAll: true, markMasqBit: 5 });
+    expect(load({ snat: false, masqAll: true, markMasqBit: 5 })).toMatchObject({
+      snat: false,
+      masqAll: true,
+      markMasqBit: 5,
+    });
     expect(error(() => load({ markMasqBit: 32 }))?.code).toBe(7);
     expect(error(() => load({ markMasqBit: -1 }))?.code).toBe(7);
     expect(error(() => load({ snat: "yes" }))?.code).toBe(7);
-    expect(error(() => load({ markMasqBit: 13, externalSetMarkChain: "KUBE-MARK-MASQ" }))?.msg).toBe("Cannot specify externalSetMarkChain and markMasqBit");
+    expect(error(() => load({ markMasqBit: 13, externalSetMarkChain: "KUBE-MARK-MASQ" }))?.msg).toBe(
+      "Cannot specify externalSetMarkChain and markMasqBit",
+    );
     expect(load({ externalSetMarkChain: "KUBE-MARK-MASQ" }).externalSetMarkChain).toBe("KUBE-MARK-MASQ");
     expect(error(() => load({ externalSetMarkChain: "-j ACCEPT" }))?.code).toBe(7);
     expect(error(() => load({ externalSetMarkChain: "A".repeat(29) }))?.code).toBe(7);
@@ -87,14 +121,22 @@ describe("portmap config", () => {
     expect(backendOfConditions(["!", "-d", "10.0.0.0/8"])).toBe("iptables");
     expect(backendOfConditions(["ip saddr 10.0.0.0/8"])).toBe("nftables");
     expect(backendOfConditions([])).toBeUndefined();
-    expect(error(() => load({ backend: "nftables", conditionsV4: ["-s", "10.0.0.0/8"] }))?.msg).toContain("iptables-specific options [conditionsV4]");
-    expect(error(() => load({ backend: "nftables", externalSetMarkChain: "X" }))?.msg).toContain("[externalSetMarkChain]");
-    expect(error(() => load({ backend: "iptables", conditionsV6: ["ip6 saddr ::1"] }))?.msg).toContain("nftables-specific options [conditionsV6]");
+    expect(error(() => load({ backend: "nftables", conditionsV4: ["-s", "10.0.0.0/8"] }))?.msg).toContain(
+      "iptables-specific options [conditionsV4]",
+    );
+    expect(error(() => load({ backend: "nftables", externalSetMarkChain: "X" }))?.msg).toContain(
+      "[externalSetMarkChain]",
+    );
+    expect(error(() => load({ backend: "iptables", conditionsV6: ["ip6 saddr ::1"] }))?.msg).toContain(
+      "nftables-specific options [conditionsV6]",
+    );
     expect(error(() => load({ backend: "pf" }))?.code).toBe(7);
   });
 
   it("refuses conditions that could end the rule or add one", () => {
-    expect(error(() => load({ backend: "nftables", conditionsV4: ["ip saddr 10.0.0.0/8; flush ruleset"] }))?.code).toBe(7);
+    expect(error(() => load({ backend: "nftables", conditionsV4: ["ip saddr 10.0.0.0/8; flush ruleset"] }))?.code).toBe(
+      7,
+    );
     expect(error(() => load({ backend: "nftables", conditionsV4: ["ip saddr 10.0.0.0/8 # x"] }))?.code).toBe(7);
     expect(error(() => load({ conditionsV4: ["-s", "10.0.0.0/8\n-A INPUT -j ACCEPT"] }))?.code).toBe(7);
     expect(error(() => load({ conditionsV4: "-s 10.0.0.0/8" }))?.code).toBe(7);
@@ -113,7 +155,8 @@ describe("portmap config", () => {
       for (const t of tools) symlinkSync("/bin/true", join(dir, "bin", t));
       process.env.PATH = join(dir, "bin");
     };
-    const noBackend = (o: Record<string, unknown> = {}) => loadPortmapConfig({ cniVersion: "1.0.0", name: "n", type: "portmap", ...o } as NetConf);
+    const noBackend = (o: Record<string, unknown> = {}) =>
+      loadPortmapConfig({ cniVersion: "1.0.0", name: "n", type: "portmap", ...o } as NetConf);
 
     it("is iptables when iptables exists, nftables when only nft does (the reference's rule)", () => {
       pathWith("iptables", "nft");
@@ -132,7 +175,11 @@ describe("portmap config", () => {
 
 describe("portmap pod addresses (from prevResult)", () => {
   const prev: Result = {
-    interfaces: [{ name: "cni0", mac: "aa:aa:aa:aa:aa:aa" }, { name: "veth1", mac: "bb:bb:bb:bb:bb:bb" }, { name: "eth0", mac: "cc:cc:cc:cc:cc:cc", sandbox: "/var/run/netns/p" }],
+    interfaces: [
+      { name: "cni0", mac: "aa:aa:aa:aa:aa:aa" },
+      { name: "veth1", mac: "bb:bb:bb:bb:bb:bb" },
+      { name: "eth0", mac: "cc:cc:cc:cc:cc:cc", sandbox: "/var/run/netns/p" },
+    ],
     ips: [
       { address: "10.9.9.9/24", interface: 0 },
       { address: "10.1.0.5/24", interface: 2, gateway: "10.1.0.1" },
@@ -149,7 +196,9 @@ describe("portmap pod addresses (from prevResult)", () => {
   });
   it("skips host interfaces and other container interfaces; takes addresses without an index", () => {
     expect(podAddresses(prev, "net1")).toEqual([]);
-    expect(podAddresses({ ips: [{ address: "10.2.0.7/16" }] }, "eth0")).toEqual([{ family: 4, ip: "10.2.0.7", subnet: "10.2.0.0/16" }]);
+    expect(podAddresses({ ips: [{ address: "10.2.0.7/16" }] }, "eth0")).toEqual([
+      { family: 4, ip: "10.2.0.7", subnet: "10.2.0.0/16" },
+    ]);
     expect(podAddresses({ interfaces: [], ips: [{ address: "10.2.0.7/16", interface: 4 }] }, "eth0")).toHaveLength(1);
     expect(podAddresses({}, "eth0")).toEqual([]);
   });

@@ -1,16 +1,45 @@
 import { describe, expect, it } from "vitest";
 import type { NetConf } from "../../lib/types.js";
 import { loadPortmapConfig, type PortmapConfig } from "../../plugins/portmap/config.js";
-import { dnatChainName, dnatComment, nftNetworkTag, nftOwner, oldSnatChainName } from "../../plugins/portmap/identity.js";
+import {
+  dnatChainName,
+  dnatComment,
+  nftNetworkTag,
+  nftOwner,
+  oldSnatChainName,
+} from "../../plugins/portmap/identity.js";
 import { parseDnatComment } from "../../plugins/portmap/iptables.js";
-import { dnatChainRules, dnatEntryRules, markDef, masqRule, setMarkRule } from "../../plugins/portmap/iptables-rules.js";
+import {
+  dnatChainRules,
+  dnatEntryRules,
+  markDef,
+  masqRule,
+  setMarkRule,
+} from "../../plugins/portmap/iptables-rules.js";
 import { canonicalRule, parseSave } from "../../lib/netfilter/iptables-save.js";
 import { parseListing } from "../../plugins/portmap/nft.js";
-import { addLines, claimOfMapElem, claimsOverlap, condComment, constantRules, declarations, desiredState, netText, parseCondComment } from "../../plugins/portmap/nft-rules.js";
+import {
+  addLines,
+  claimOfMapElem,
+  claimsOverlap,
+  condComment,
+  constantRules,
+  declarations,
+  desiredState,
+  netText,
+  parseCondComment,
+} from "../../plugins/portmap/nft-rules.js";
 import type { PodAddr } from "../../plugins/portmap/pod.js";
 
 const conf = (portMappings: unknown[], o: Record<string, unknown> = {}, backend = "iptables"): PortmapConfig =>
-  loadPortmapConfig({ cniVersion: "1.0.0", name: "pmnet", type: "portmap", backend, runtimeConfig: { portMappings }, ...o } as NetConf);
+  loadPortmapConfig({
+    cniVersion: "1.0.0",
+    name: "pmnet",
+    type: "portmap",
+    backend,
+    runtimeConfig: { portMappings },
+    ...o,
+  } as NetConf);
 
 const POD4: PodAddr = { family: 4, ip: "10.77.0.2", subnet: "10.77.0.0/24" };
 const POD6: PodAddr = { family: 6, ip: "fd77::2", subnet: "fd77::/64" };
@@ -42,7 +71,10 @@ const REFERENCE_V6_CHAIN = `*nat
 -A CNI-DN-323d23e06ba2fdaccfbf7 -p tcp -m tcp --dport 8082 -j DNAT --to-destination [fd77::2]:82
 COMMIT`;
 
-const canonOf = (text: string, chain: string) => parseSave(text).rules.filter((r) => r.chain === chain).map((r) => canonicalRule(r.args));
+const canonOf = (text: string, chain: string) =>
+  parseSave(text)
+    .rules.filter((r) => r.chain === chain)
+    .map((r) => canonicalRule(r.args));
 
 describe("portmap identity", () => {
   it("names chains and comments exactly as the reference does", () => {
@@ -72,7 +104,9 @@ describe("portmap iptables rules", () => {
     expect(dnatChainRules(c, POD6).map(canonicalRule)).toEqual(canonOf(REFERENCE_V6_CHAIN, chain));
   });
   it("are the reference's entry rules (ports of every family, grouped by sorted protocol)", () => {
-    expect(dnatEntryRules(c, 4, chain, dnatComment("pmnet", "ctr1")).map(canonicalRule)).toEqual(canonOf(REFERENCE_V4, "CNI-HOSTPORT-DNAT"));
+    expect(dnatEntryRules(c, 4, chain, dnatComment("pmnet", "ctr1")).map(canonicalRule)).toEqual(
+      canonOf(REFERENCE_V4, "CNI-HOSTPORT-DNAT"),
+    );
   });
   it("are the reference's shared mark and masquerade rules", () => {
     expect(canonicalRule(setMarkRule(13))).toEqual(canonOf(REFERENCE_V4, "CNI-HOSTPORT-SETMARK")[0]);
@@ -82,15 +116,25 @@ describe("portmap iptables rules", () => {
   });
   it("mark from anywhere with masqAll, nothing without snat, and jump to an external mark chain", () => {
     const all = dnatChainRules(conf([MAPPINGS[0]], { masqAll: true }), POD4);
-    expect(all.map((r) => r.join(" "))).toEqual(["-p tcp --dport 8080 -s 0.0.0.0/0 -j CNI-HOSTPORT-SETMARK", "-p tcp --dport 8080 -j DNAT --to-destination 10.77.0.2:80"]);
+    expect(all.map((r) => r.join(" "))).toEqual([
+      "-p tcp --dport 8080 -s 0.0.0.0/0 -j CNI-HOSTPORT-SETMARK",
+      "-p tcp --dport 8080 -j DNAT --to-destination 10.77.0.2:80",
+    ]);
     expect(dnatChainRules(conf([MAPPINGS[0]], { snat: false }), POD4)).toHaveLength(1);
-    expect(dnatChainRules(conf([MAPPINGS[0]], { externalSetMarkChain: "KUBE-MARK-MASQ" }), POD6)[0]).toContain("KUBE-MARK-MASQ");
+    expect(dnatChainRules(conf([MAPPINGS[0]], { externalSetMarkChain: "KUBE-MARK-MASQ" }), POD6)[0]).toContain(
+      "KUBE-MARK-MASQ",
+    );
   });
   it("split entry rules at 15 ports (multiport's limit) and append the family's conditions", () => {
     const many = Array.from({ length: 16 }, (_, i) => ({ hostPort: 9000 + i, containerPort: 80 + i, protocol: "tcp" }));
     const entries = dnatEntryRules(conf(many, { conditionsV4: ["-i", "eth0"] }), 4, chain, "c");
     expect(entries).toHaveLength(2);
-    expect(entries[0]).toContain(many.slice(0, 15).map((m) => m.hostPort).join(","));
+    expect(entries[0]).toContain(
+      many
+        .slice(0, 15)
+        .map((m) => m.hostPort)
+        .join(","),
+    );
     expect(entries[1]!.slice(-4)).toEqual(["-i", "eth0", "-j", chain]);
     expect(dnatEntryRules(conf(many, { conditionsV4: ["-i", "eth0"] }), 6, chain, "c")[1]).not.toContain("eth0");
   });
@@ -119,20 +163,48 @@ describe("portmap nftables state", () => {
     expect(d.claims).toHaveLength(4);
   });
   it("masquerades from anywhere with masqAll, not at all without snat, and drops elements another one contains", () => {
-    expect(desiredState(conf([MAPPINGS[0]], { masqAll: true }, "nftables"), owner, [POD4]).sets).toEqual([{ set: "masq4", key: "0.0.0.0/0 . 0.0.0.0/0 . tcp . 8080" }]);
+    expect(desiredState(conf([MAPPINGS[0]], { masqAll: true }, "nftables"), owner, [POD4]).sets).toEqual([
+      { set: "masq4", key: "0.0.0.0/0 . 0.0.0.0/0 . tcp . 8080" },
+    ]);
     expect(desiredState(conf([MAPPINGS[0]], { snat: false }, "nftables"), owner, [POD4]).sets).toEqual([]);
-    const both = desiredState(conf([{ hostPort: 80, containerPort: 1, protocol: "tcp" }, { hostPort: 80, containerPort: 2, protocol: "tcp", hostIP: "192.0.2.1" }], {}, "nftables"), owner, [POD4]);
+    const both = desiredState(
+      conf(
+        [
+          { hostPort: 80, containerPort: 1, protocol: "tcp" },
+          { hostPort: 80, containerPort: 2, protocol: "tcp", hostIP: "192.0.2.1" },
+        ],
+        {},
+        "nftables",
+      ),
+      owner,
+      [POD4],
+    );
     expect(both.maps).toHaveLength(2);
-    expect(both.sets.map((s) => s.key)).toEqual(["10.77.0.0/24 . 0.0.0.0/0 . tcp . 80", "127.0.0.0/8 . 0.0.0.0/0 . tcp . 80"]);
+    expect(both.sets.map((s) => s.key)).toEqual([
+      "10.77.0.0/24 . 0.0.0.0/0 . tcp . 80",
+      "127.0.0.0/8 . 0.0.0.0/0 . tcp . 80",
+    ]);
   });
   it("gives mappings with conditions a rule each, commented with owner and claim", () => {
-    const d = desiredState(conf([MAPPINGS[0], MAPPINGS[1]], { conditionsV4: ['iifname "eth0"'] }, "nftables"), owner, [POD4, POD6]);
+    const d = desiredState(conf([MAPPINGS[0], MAPPINGS[1]], { conditionsV4: ['iifname "eth0"'] }, "nftables"), owner, [
+      POD4,
+      POD6,
+    ]);
     expect(d.rules).toEqual([
-      { text: 'meta nfproto ipv4 iifname "eth0" meta l4proto tcp th dport 8080 dnat ip to 10.77.0.2:80', comment: `${owner} tcp/8080` },
-      { text: 'meta nfproto ipv4 iifname "eth0" ip daddr 192.0.2.1 meta l4proto udp th dport 8081 dnat ip to 10.77.0.2:81', comment: `${owner} udp/8081@192.0.2.1` },
+      {
+        text: 'meta nfproto ipv4 iifname "eth0" meta l4proto tcp th dport 8080 dnat ip to 10.77.0.2:80',
+        comment: `${owner} tcp/8080`,
+      },
+      {
+        text: 'meta nfproto ipv4 iifname "eth0" ip daddr 192.0.2.1 meta l4proto udp th dport 8081 dnat ip to 10.77.0.2:81',
+        comment: `${owner} udp/8081@192.0.2.1`,
+      },
     ]);
     expect(d.maps).toEqual([{ map: "dnat6", key: "tcp . 8080", value: "fd77::2 . 80" }]);
-    expect(parseCondComment(d.rules[1]!.comment, 4)).toEqual({ owner, claim: { family: 4, proto: "udp", port: 8081, hostIP: "192.0.2.1" } });
+    expect(parseCondComment(d.rules[1]!.comment, 4)).toEqual({
+      owner,
+      claim: { family: 4, proto: "udp", port: 8081, hostIP: "192.0.2.1" },
+    });
     expect(condComment(owner, { family: 6, proto: "tcp", port: 1, hostIP: "fd00::1" }).length).toBeLessThanOrEqual(128);
   });
   it("knows which claims collide: same family, protocol and port, and an address that can be the same", () => {
@@ -141,8 +213,18 @@ describe("portmap nftables state", () => {
     expect(claimsOverlap({ ...any, hostIP: "192.0.2.2" }, { ...any, hostIP: "192.0.2.1" })).toBe(false);
     expect(claimsOverlap(any, { ...any, proto: "udp" })).toBe(false);
     expect(claimsOverlap(any, { ...any, family: 6 })).toBe(false);
-    expect(claimOfMapElem({ map: "dnatip6", key: "fd00::1 . sctp . 9", value: "x" })).toEqual({ family: 6, hostIP: "fd00::1", proto: "sctp", port: 9 });
-    expect(claimOfMapElem({ map: "dnat4", key: "udp . 53", value: "x" })).toEqual({ family: 4, hostIP: undefined, proto: "udp", port: 53 });
+    expect(claimOfMapElem({ map: "dnatip6", key: "fd00::1 . sctp . 9", value: "x" })).toEqual({
+      family: 6,
+      hostIP: "fd00::1",
+      proto: "sctp",
+      port: 9,
+    });
+    expect(claimOfMapElem({ map: "dnat4", key: "udp . 53", value: "x" })).toEqual({
+      family: 4,
+      hostIP: undefined,
+      proto: "udp",
+      port: 53,
+    });
   });
   it("writes prefixes the way nft prints them back", () => {
     expect(netText("10.1.0.5/32")).toBe("10.1.0.5");
@@ -160,16 +242,56 @@ describe("portmap nftables state", () => {
     const json = JSON.stringify({
       nftables: [
         { metainfo: { version: "1.0.6" } },
-        { map: { family: "inet", name: "dnat4", table: "cni_ts_portmap", elem: [[{ elem: { val: { concat: ["tcp", 8080] }, comment: owner } }, { concat: ["10.77.0.2", 80] }]] } },
-        { map: { family: "inet", name: "dnatip6", table: "cni_ts_portmap", elem: [[{ concat: ["fd00::1", "sctp", 8080] }, { concat: ["fd77::2", 80] }]] } },
+        {
+          map: {
+            family: "inet",
+            name: "dnat4",
+            table: "cni_ts_portmap",
+            elem: [[{ elem: { val: { concat: ["tcp", 8080] }, comment: owner } }, { concat: ["10.77.0.2", 80] }]],
+          },
+        },
+        {
+          map: {
+            family: "inet",
+            name: "dnatip6",
+            table: "cni_ts_portmap",
+            elem: [[{ concat: ["fd00::1", "sctp", 8080] }, { concat: ["fd77::2", 80] }]],
+          },
+        },
         {
           set: {
-            family: "inet", name: "masq4", table: "cni_ts_portmap",
-            elem: [{ elem: { val: { concat: [{ prefix: { addr: "10.77.0.0", len: 24 } }, { prefix: { addr: "0.0.0.0", len: 0 } }, "tcp", 8080] }, comment: owner } }, { elem: { val: { concat: [{ prefix: { addr: "127.0.0.0", len: 8 } }, "192.0.2.1", "udp", 53] } } }],
+            family: "inet",
+            name: "masq4",
+            table: "cni_ts_portmap",
+            elem: [
+              {
+                elem: {
+                  val: {
+                    concat: [
+                      { prefix: { addr: "10.77.0.0", len: 24 } },
+                      { prefix: { addr: "0.0.0.0", len: 0 } },
+                      "tcp",
+                      8080,
+                    ],
+                  },
+                  comment: owner,
+                },
+              },
+              { elem: { val: { concat: [{ prefix: { addr: "127.0.0.0", len: 8 } }, "192.0.2.1", "udp", 53] } } },
+            ],
           },
         },
         { chain: { family: "inet", table: "cni_ts_portmap", name: "postrouting", type: "nat", hook: "postrouting" } },
-        { rule: { family: "inet", table: "cni_ts_portmap", chain: "conditional", handle: 7, comment: `${owner} udp/53@fd00::1`, expr: [{ dnat: { family: "ip6", addr: "fd77::2", port: 53 } }] } },
+        {
+          rule: {
+            family: "inet",
+            table: "cni_ts_portmap",
+            chain: "conditional",
+            handle: 7,
+            comment: `${owner} udp/53@fd00::1`,
+            expr: [{ dnat: { family: "ip6", addr: "fd77::2", port: 53 } }],
+          },
+        },
       ],
     });
     const l = parseListing(json);
@@ -181,7 +303,14 @@ describe("portmap nftables state", () => {
       { set: "masq4", key: "10.77.0.0/24 . 0.0.0.0/0 . tcp . 8080", owner },
       { set: "masq4", key: "127.0.0.0/8 . 192.0.2.1 . udp . 53", owner: undefined },
     ]);
-    expect(l.rules).toEqual([{ handle: 7, comment: `${owner} udp/53@fd00::1`, owner, claim: { family: 6, proto: "udp", port: 53, hostIP: "fd00::1" } }]);
+    expect(l.rules).toEqual([
+      {
+        handle: 7,
+        comment: `${owner} udp/53@fd00::1`,
+        owner,
+        claim: { family: 6, proto: "udp", port: 53, hostIP: "fd00::1" },
+      },
+    ]);
     expect(l.chains.get("postrouting")).toMatchObject({ type: "nat", hook: "postrouting" });
   });
 });

@@ -31,7 +31,10 @@ const BRIDGE = {
   ipam: {
     type: "host-local",
     dataDir: "/var/lib/cni/networks",
-    ranges: [[{ subnet: "10.1.2.0/24", rangeStart: "10.1.2.10", rangeEnd: "10.1.2.20", gateway: "10.1.2.1" }], [{ subnet: "fd00::/64" }]],
+    ranges: [
+      [{ subnet: "10.1.2.0/24", rangeStart: "10.1.2.10", rangeEnd: "10.1.2.20", gateway: "10.1.2.1" }],
+      [{ subnet: "fd00::/64" }],
+    ],
     routes: [{ dst: "0.0.0.0/0", gw: "10.1.2.1", mtu: 1400, advmss: 1360, priority: 10, table: 100, scope: 0 }],
     gcGraceSeconds: 60,
   },
@@ -41,13 +44,19 @@ const ROUTES = {
   cniVersion: "1.1.0",
   name: "net1",
   type: "routes",
-  addroutes: [{ dst: "10.96.0.0/12", gw: "10.1.2.1", mtu: 1400, priority: 10, table: 100, scope: 0 }, { dst: "fd00:96::/108" }],
+  addroutes: [
+    { dst: "10.96.0.0/12", gw: "10.1.2.1", mtu: 1400, priority: 10, table: 100, scope: 0 },
+    { dst: "fd00:96::/108" },
+  ],
   delroutes: [{ dst: "0.0.0.0/0" }],
   flushroutes: false,
   flushgateway: true,
   skipcheck: false,
   interface: "eth0",
-  hostRoutes: [{ dst: "10.200.0.0/16", dev: "cni0" }, { dst: "10.201.0.0/16", gw: "10.1.2.1" }],
+  hostRoutes: [
+    { dst: "10.200.0.0/16", dev: "cni0" },
+    { dst: "10.201.0.0/16", gw: "10.1.2.1" },
+  ],
   args: { cni: { addroutes: [{ dst: "10.97.0.0/16" }], flushgateway: false } },
 };
 
@@ -94,14 +103,18 @@ function only(codes: readonly number[], f: () => unknown, label: string): string
     f();
     return "ok";
   } catch (e) {
-    if (!(e instanceof CniError)) throw new Error(`${label}: threw ${e instanceof Error ? `${e.constructor.name}: ${e.message}` : String(e)}`);
-    if (!codes.includes(e.code)) throw new Error(`${label}: CniError code ${e.code} (${e.message}), expected one of ${codes.join(", ")}`);
+    if (!(e instanceof CniError))
+      throw new Error(`${label}: threw ${e instanceof Error ? `${e.constructor.name}: ${e.message}` : String(e)}`);
+    if (!codes.includes(e.code))
+      throw new Error(`${label}: CniError code ${e.code} (${e.message}), expected one of ${codes.join(", ")}`);
     return String(e.code);
   }
 }
 
 describe(`config parsers on generated input (${PROPERTY_RUNS} runs each, seed ${PROPERTY_SEED})`, () => {
-  it("stdin bytes -> parseConfig -> loadBridgeConfig / loadHostLocalConfig / loadStoreLocation / loadRoutesConfig: only CniErrors", { timeout: 900_000 }, () => {
+  it("stdin bytes -> parseConfig -> loadBridgeConfig / loadHostLocalConfig / loadStoreLocation / loadRoutesConfig: only CniErrors", {
+    timeout: 900_000,
+  }, () => {
     const g = new Gen(PROPERTY_SEED);
     const tally: Record<string, Record<string, number>> = {};
     const count = (parser: string, outcome: string) => {
@@ -116,10 +129,15 @@ describe(`config parsers on generated input (${PROPERTY_RUNS} runs each, seed ${
       let text = JSON.stringify(value);
       if (g.chance(0.05)) text = text.slice(0, g.int(0, text.length)); // truncated
       let conf: NetConf | undefined;
-      count("parseConfig", only([1, 6, 7], () => (conf = parseConfig(Buffer.from(text))), `${label} parseConfig ${text.slice(0, 300)}`));
+      count(
+        "parseConfig",
+        only([1, 6, 7], () => (conf = parseConfig(Buffer.from(text))), `${label} parseConfig ${text.slice(0, 300)}`),
+      );
       const args = (() => {
         try {
-          return splitCniArgs(g.chance(0.5) ? undefined : g.chance(0.5) ? `IP=${g.string()};MAC=${g.string()}` : g.string());
+          return splitCniArgs(
+            g.chance(0.5) ? undefined : g.chance(0.5) ? `IP=${g.string()};MAC=${g.string()}` : g.string(),
+          );
         } catch (e) {
           expect(e).toBeInstanceOf(CniError);
           return new Map<string, string>();
@@ -129,12 +147,31 @@ describe(`config parsers on generated input (${PROPERTY_RUNS} runs each, seed ${
       // `unknown`, so they also get the raw value.
       if (conf) {
         const c = conf;
-        count("loadBridgeConfig", only([2, 4, 7], () => loadBridgeConfig(c, args), `${label} loadBridgeConfig ${text.slice(0, 300)}`));
-        count("loadRoutesConfig", only([2, 7], () => loadRoutesConfig(c), `${label} loadRoutesConfig ${text.slice(0, 300)}`));
-        count("loadHostLocalConfig", only([7], () => loadHostLocalConfig(c, args.get("IP")), `${label} loadHostLocalConfig ${text.slice(0, 300)}`));
+        count(
+          "loadBridgeConfig",
+          only([2, 4, 7], () => loadBridgeConfig(c, args), `${label} loadBridgeConfig ${text.slice(0, 300)}`),
+        );
+        count(
+          "loadRoutesConfig",
+          only([2, 7], () => loadRoutesConfig(c), `${label} loadRoutesConfig ${text.slice(0, 300)}`),
+        );
+        count(
+          "loadHostLocalConfig",
+          only([7], () => loadHostLocalConfig(c, args.get("IP")), `${label} loadHostLocalConfig ${text.slice(0, 300)}`),
+        );
       }
-      count("loadHostLocalConfig(raw)", only([7], () => loadHostLocalConfig(value, g.chance(0.5) ? undefined : g.string()), `${label} loadHostLocalConfig(raw) ${text.slice(0, 300)}`));
-      count("loadStoreLocation(raw)", only([7], () => loadStoreLocation(value), `${label} loadStoreLocation ${text.slice(0, 300)}`));
+      count(
+        "loadHostLocalConfig(raw)",
+        only(
+          [7],
+          () => loadHostLocalConfig(value, g.chance(0.5) ? undefined : g.string()),
+          `${label} loadHostLocalConfig(raw) ${text.slice(0, 300)}`,
+        ),
+      );
+      count(
+        "loadStoreLocation(raw)",
+        only([7], () => loadStoreLocation(value), `${label} loadStoreLocation ${text.slice(0, 300)}`),
+      );
     }
     report("property-config-parsers", { runs: PROPERTY_RUNS, outcomes: tally });
     // The mutations must reach past the first check often enough to mean something.
@@ -149,9 +186,17 @@ describe(`config parsers on generated input (${PROPERTY_RUNS} runs each, seed ${
     for (let run = 0; run < PROPERTY_RUNS; run++) {
       const b = Buffer.from(good);
       for (let i = g.int(1, 8); i > 0; i--) b[g.int(0, b.length - 1)] = g.int(0, 255);
-      only([1, 6, 7], () => parseConfig(b), `seed ${PROPERTY_SEED} run ${run} bytes ${b.toString("base64").slice(0, 200)}`);
+      only(
+        [1, 6, 7],
+        () => parseConfig(b),
+        `seed ${PROPERTY_SEED} run ${run} bytes ${b.toString("base64").slice(0, 200)}`,
+      );
       const random = Buffer.from(Array.from({ length: g.int(0, 64) }, () => g.int(0, 255)));
-      only([1, 6, 7], () => parseConfig(random), `seed ${PROPERTY_SEED} run ${run} random ${random.toString("base64")}`);
+      only(
+        [1, 6, 7],
+        () => parseConfig(random),
+        `seed ${PROPERTY_SEED} run ${run} random ${random.toString("base64")}`,
+      );
     }
   });
 });

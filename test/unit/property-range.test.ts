@@ -18,7 +18,10 @@ function rangeSet(g: Gen, family: Family): { raws: RawRange[]; set: RangeSet } |
   // Neighbouring subnets of one block, so that ranges sit close together and wrap-around is exercised.
   const prefix = bits - g.int(2, 6);
   const size = 1n << BigInt(bits - prefix);
-  const block = family === 4 ? (g.bits(32) >> BigInt(bits - prefix + 3)) << BigInt(bits - prefix + 3) : (((0xfdn << 120n) | (g.bits(64) << 32n)) >> 16n) << 16n;
+  const block =
+    family === 4
+      ? (g.bits(32) >> BigInt(bits - prefix + 3)) << BigInt(bits - prefix + 3)
+      : (((0xfdn << 120n) | (g.bits(64) << 32n)) >> 16n) << 16n;
   const slots = [0n, 1n, 2n, 3n, 4n, 5n, 6n, 7n].sort(() => g.next() - 0.5).slice(0, g.int(1, 3));
   for (const [i, s] of slots.entries()) {
     const net = block + s * size;
@@ -29,7 +32,11 @@ function rangeSet(g: Gen, family: Family): { raws: RawRange[]; set: RangeSet } |
     if (g.chance(0.5)) raw.rangeStart = text(family, start);
     if (g.chance(0.5)) raw.rangeEnd = text(family, start + BigInt(g.int(0, Number(last - start))));
     // The gateway: default (first address), inside the range, elsewhere in the subnet, or in another range.
-    if (g.chance(0.6)) raw.gateway = text(family, g.chance(0.3) ? block + BigInt(g.int(0, 8 * Number(size) - 1)) : net + BigInt(g.int(0, Number(size) - 1)));
+    if (g.chance(0.6))
+      raw.gateway = text(
+        family,
+        g.chance(0.3) ? block + BigInt(g.int(0, 8 * Number(size) - 1)) : net + BigInt(g.int(0, Number(size) - 1)),
+      );
     raws.push(raw);
   }
   try {
@@ -45,7 +52,8 @@ function allocatable(set: RangeSet): IPAddr[] {
   const out: IPAddr[] = [];
   for (const r of set) {
     for (let v = r.rangeStart.value; v <= r.rangeEnd.value; v++) {
-      if (!(r.gateway.family === r.rangeStart.family && r.gateway.value === v)) out.push({ family: r.rangeStart.family, value: v });
+      if (!(r.gateway.family === r.rangeStart.family && r.gateway.value === v))
+        out.push({ family: r.rangeStart.family, value: v });
     }
   }
   return out;
@@ -70,7 +78,12 @@ describe(`iterateRangeSet on generated range sets (${PROPERTY_RUNS} runs, seed $
       });
       // lastReserved: none, an address of the set (gateways included), or one outside it.
       const r = g.next();
-      const last: IPAddr | undefined = r < 0.25 ? undefined : r < 0.85 && all.length > 0 ? g.pick(all) : { family, value: g.chance(0.5) ? 0n : set[0]!.subnet.network };
+      const last: IPAddr | undefined =
+        r < 0.25
+          ? undefined
+          : r < 0.85 && all.length > 0
+            ? g.pick(all)
+            : { family, value: g.chance(0.5) ? 0n : set[0]!.subnet.network };
       const label = `seed ${PROPERTY_SEED} run ${runs}: ${JSON.stringify(raws)} last ${last ? formatIP(last) : "-"}`;
       const got: string[] = [];
       for (const c of iterateRangeSet(set, last)) {
@@ -82,11 +95,14 @@ describe(`iterateRangeSet on generated range sets (${PROPERTY_RUNS} runs, seed $
       // Every offered address is the reference's file name for it: canonical text that parses back.
       for (const t of got) expect(parseIP(t) && formatIP(parseIP(t)!), label).toBe(t);
       // Round robin: with lastReserved inside the set, the walk begins at the next allocatable address in set order.
-      const inSet = last !== undefined && set.some((x) => last.value >= x.rangeStart.value && last.value <= x.rangeEnd.value);
+      const inSet =
+        last !== undefined && set.some((x) => last.value >= x.rangeStart.value && last.value <= x.rangeEnd.value);
       if (inSet && expected.length > 0) {
         const order = all.map((a) => a.value);
         const at = order.indexOf(last!.value);
-        const next = [...order.slice(at + 1), ...order.slice(0, at + 1)].find((v) => expected.some((e) => e.value === v));
+        const next = [...order.slice(at + 1), ...order.slice(0, at + 1)].find((v) =>
+          expected.some((e) => e.value === v),
+        );
         expect(got[0], label).toBe(text(family, next!));
       } else if (expected.length > 0) {
         expect(got[0], label).toBe(formatIP(expected[0]!));

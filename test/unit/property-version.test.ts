@@ -74,10 +74,13 @@ function result(g: Gen): Result {
 }
 
 /** formatResult, then through JSON text, as a result travels between processes. */
-const wire = (r: Result, v: string): Record<string, unknown> => JSON.parse(JSON.stringify(formatResult(r, v))) as Record<string, unknown>;
+const wire = (r: Result, v: string): Record<string, unknown> =>
+  JSON.parse(JSON.stringify(formatResult(r, v))) as Record<string, unknown>;
 
 describe(`result conversion on generated results (${PROPERTY_RUNS} runs each, seed ${PROPERTY_SEED})`, () => {
-  it("1.0.0 and 1.1.0: model -> JSON -> model is the identity, and the two versions differ only in cniVersion", { timeout: 900_000 }, () => {
+  it("1.0.0 and 1.1.0: model -> JSON -> model is the identity, and the two versions differ only in cniVersion", {
+    timeout: 900_000,
+  }, () => {
     const g = new Gen(PROPERTY_SEED);
     report("property-round-trip", { runs: PROPERTY_RUNS, trips: ["1.0.0 <-> 1.1.0", "0.4.0 -> 1.1.0 -> 0.4.0"] });
     for (let run = 0; run < PROPERTY_RUNS; run++) {
@@ -104,19 +107,50 @@ describe(`result conversion on generated results (${PROPERTY_RUNS} runs each, se
     }
   });
 
-  it("parseResult on mutated results: only CniErrors 1 or 6; what it accepts prints at 0.3.0 to 1.1.0", { timeout: 900_000 }, () => {
+  it("parseResult on mutated results: only CniErrors 1 or 6; what it accepts prints at 0.3.0 to 1.1.0", {
+    timeout: 900_000,
+  }, () => {
     const g = new Gen(PROPERTY_SEED ^ 0x6);
-    const keys = ["cniVersion", "interfaces", "ips", "routes", "dns", "name", "mac", "mtu", "sandbox", "address", "gateway", "interface", "version", "dst", "gw", "table", "scope", "nameservers", "domain", "ip4", "ip6", "ip"];
+    const keys = [
+      "cniVersion",
+      "interfaces",
+      "ips",
+      "routes",
+      "dns",
+      "name",
+      "mac",
+      "mtu",
+      "sandbox",
+      "address",
+      "gateway",
+      "interface",
+      "version",
+      "dst",
+      "gw",
+      "table",
+      "scope",
+      "nameservers",
+      "domain",
+      "ip4",
+      "ip6",
+      "ip",
+    ];
     const tally = { accepted: 0, refused: 0 };
     for (let run = 0; run < PROPERTY_RUNS; run++) {
       const v = g.pick(["0.2.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"]);
-      const mutated = g.mutate(v.startsWith("0.2") ? wire({ ips: [{ address: "10.1.2.3/24", gateway: "10.1.2.1" }], routes: [{ dst: "0.0.0.0/0" }] }, v) : wire(result(g), v), keys) as unknown;
+      const mutated = g.mutate(
+        v.startsWith("0.2")
+          ? wire({ ips: [{ address: "10.1.2.3/24", gateway: "10.1.2.1" }], routes: [{ dst: "0.0.0.0/0" }] }, v)
+          : wire(result(g), v),
+        keys,
+      ) as unknown;
       const label = `seed ${PROPERTY_SEED} run ${run} at ${v}: ${JSON.stringify(mutated).slice(0, 400)}`;
       let parsed: Result | undefined;
       try {
         parsed = parseResult(mutated, g.pick(["0.4.0", "1.0.0", "1.1.0"]));
       } catch (e) {
-        if (!(e instanceof CniError) || ![1, 6].includes(e.code)) throw new Error(`${label}\nthrew ${String(e)} (code ${(e as CniError).code})`);
+        if (!(e instanceof CniError) || ![1, 6].includes(e.code))
+          throw new Error(`${label}\nthrew ${String(e)} (code ${(e as CniError).code})`);
         tally.refused++;
         continue;
       }

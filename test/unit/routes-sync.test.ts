@@ -6,7 +6,12 @@ import type { KernelRoute } from "../../lib/ip/routes.js";
 import { InputError, parseNodeList } from "../../plugins/routes/nodelist.js";
 import { describeChange, planSync, wantedRoutes, type LocalNet } from "../../plugins/routes/sync.js";
 
-function node(name: string, podCIDRs: string[] | string | undefined, ips: string[], extra: Record<string, unknown> = {}) {
+function node(
+  name: string,
+  podCIDRs: string[] | string | undefined,
+  ips: string[],
+  extra: Record<string, unknown> = {},
+) {
   const spec: Record<string, unknown> = {};
   if (typeof podCIDRs === "string") spec.podCIDR = podCIDRs;
   else if (podCIDRs) {
@@ -18,11 +23,15 @@ function node(name: string, podCIDRs: string[] | string | undefined, ips: string
     kind: "Node",
     metadata: { name, labels: { "kubernetes.io/hostname": name } },
     spec,
-    status: { addresses: [...ips.map((address) => ({ type: "InternalIP", address })), { type: "Hostname", address: name }], conditions: [] },
+    status: {
+      addresses: [...ips.map((address) => ({ type: "InternalIP", address })), { type: "Hostname", address: name }],
+      conditions: [],
+    },
     ...extra,
   };
 }
-const list = (items: unknown[], kind = "List") => JSON.stringify({ apiVersion: "v1", kind, items, metadata: { resourceVersion: "" } });
+const list = (items: unknown[], kind = "List") =>
+  JSON.stringify({ apiVersion: "v1", kind, items, metadata: { resourceVersion: "" } });
 
 function inputError(f: () => unknown): string {
   try {
@@ -36,7 +45,20 @@ function inputError(f: () => unknown): string {
 
 function k(dst: string, o: Partial<KernelRoute> = {}): KernelRoute {
   const family = dst.includes(":") ? 6 : 4;
-  return { family, type: 1, dst, table: 254, protocol: 3, scope: 0, metric: family === 6 ? 1024 : 0, metrics: {}, onlink: false, multipath: false, dev: "eth1", ...o };
+  return {
+    family,
+    type: 1,
+    dst,
+    table: 254,
+    protocol: 3,
+    scope: 0,
+    metric: family === 6 ? 1024 : 0,
+    metrics: {},
+    onlink: false,
+    multipath: false,
+    dev: "eth1",
+    ...o,
+  };
 }
 
 const net = (cidr: string, ifname = "eth1"): LocalNet => ({ ifname, cidr: parseCidr(cidr)! });
@@ -44,7 +66,11 @@ const NETS = [net("172.31.250.1/24"), net("fd31:250::1/64"), net("10.244.1.1/24"
 
 describe("NodeList parsing", () => {
   it("reads kubectl's List and the API's NodeList: name, podCIDRs (or podCIDR), InternalIPs", () => {
-    const items = [node("node1", ["10.244.1.0/24", "fd44:1::/64"], ["172.31.250.1", "fd31:250::1"]), node("node2", "10.244.2.0/24", ["172.31.250.2"]), node("node3", undefined, [])];
+    const items = [
+      node("node1", ["10.244.1.0/24", "fd44:1::/64"], ["172.31.250.1", "fd31:250::1"]),
+      node("node2", "10.244.2.0/24", ["172.31.250.2"]),
+      node("node3", undefined, []),
+    ];
     const want = [
       { name: "node1", podCIDRs: ["10.244.1.0/24", "fd44:1::/64"], internalIPs: ["172.31.250.1", "fd31:250::1"] },
       { name: "node2", podCIDRs: ["10.244.2.0/24"], internalIPs: ["172.31.250.2"] },
@@ -56,7 +82,10 @@ describe("NodeList parsing", () => {
 
   it("only InternalIP addresses count (not ExternalIP, Hostname)", () => {
     const n = node("a", "10.1.0.0/24", []);
-    n.status.addresses = [{ type: "ExternalIP", address: "1.2.3.4" }, { type: "InternalIP", address: "172.31.250.7" }];
+    n.status.addresses = [
+      { type: "ExternalIP", address: "1.2.3.4" },
+      { type: "InternalIP", address: "172.31.250.7" },
+    ];
     expect(parseNodeList(list([n]), "f")[0]!.internalIPs).toEqual(["172.31.250.7"]);
   });
 
@@ -101,12 +130,22 @@ describe("sync plan", () => {
 
   it("from an empty table: adds only, with the sync proto", () => {
     const p = planSync(nodes, "node1", [], NETS);
-    expect(p.host.changes.map(describeChange)).toEqual(["add 10.244.2.0/24 via 172.31.250.2 (node node2)", "add fd44:2::/64 via fd31:250::2 (node node2)", "add 10.244.3.0/24 via 172.31.250.3 (node node3)"]);
-    expect(p.host.changes[0]!.op.tokens.join(" ")).toBe(`route add 10.244.2.0/24 via 172.31.250.2 table 254 metric 0 proto ${SYNC_PROTO}`);
+    expect(p.host.changes.map(describeChange)).toEqual([
+      "add 10.244.2.0/24 via 172.31.250.2 (node node2)",
+      "add fd44:2::/64 via fd31:250::2 (node node2)",
+      "add 10.244.3.0/24 via 172.31.250.3 (node node3)",
+    ]);
+    expect(p.host.changes[0]!.op.tokens.join(" ")).toBe(
+      `route add 10.244.2.0/24 via 172.31.250.2 table 254 metric 0 proto ${SYNC_PROTO}`,
+    );
   });
 
   it("in sync: nothing to do", () => {
-    const current = [k("10.244.2.0/24", { gateway: "172.31.250.2", protocol: SYNC_PROTO }), k("fd44:2::/64", { gateway: "fd31:250::2", protocol: SYNC_PROTO }), k("10.244.3.0/24", { gateway: "172.31.250.3", protocol: SYNC_PROTO })];
+    const current = [
+      k("10.244.2.0/24", { gateway: "172.31.250.2", protocol: SYNC_PROTO }),
+      k("fd44:2::/64", { gateway: "fd31:250::2", protocol: SYNC_PROTO }),
+      k("10.244.3.0/24", { gateway: "172.31.250.3", protocol: SYNC_PROTO }),
+    ];
     const p = planSync(nodes, "node1", current, NETS);
     expect(p.host.changes).toEqual([]);
     expect(p.host.unchanged).toHaveLength(3);
@@ -131,8 +170,13 @@ describe("sync plan", () => {
 
   it("a route to a peer's podCIDR that is not ours is a conflict: reported, left alone", () => {
     const p = planSync(nodes, "node1", [k("10.244.3.0/24", { gateway: "172.31.250.99", protocol: 4 })], NETS);
-    expect(p.host.changes.map(describeChange)).toEqual(["add 10.244.2.0/24 via 172.31.250.2 (node node2)", "add fd44:2::/64 via fd31:250::2 (node node2)"]);
-    expect(p.problems).toEqual(["conflict 10.244.3.0/24 via 172.31.250.3 (node node3): 10.244.3.0/24 via 172.31.250.99 dev eth1 proto 4 is in the way and was not installed by routes sync; left alone"]);
+    expect(p.host.changes.map(describeChange)).toEqual([
+      "add 10.244.2.0/24 via 172.31.250.2 (node node2)",
+      "add fd44:2::/64 via fd31:250::2 (node node2)",
+    ]);
+    expect(p.problems).toEqual([
+      "conflict 10.244.3.0/24 via 172.31.250.3 (node node3): 10.244.3.0/24 via 172.31.250.99 dev eth1 proto 4 is in the way and was not installed by routes sync; left alone",
+    ]);
   });
 
   it("an identical route that someone else installed is fine", () => {
@@ -142,9 +186,19 @@ describe("sync plan", () => {
   });
 
   it("skips: no podCIDR, no InternalIP of the family (reported, not a failure)", () => {
-    const n = parseNodeList(list([node("node1", "10.244.1.0/24", ["172.31.250.1"]), node("new", undefined, ["172.31.250.4"]), node("v4only", ["10.244.5.0/24", "fd44:5::/64"], ["172.31.250.5"])]), "f");
+    const n = parseNodeList(
+      list([
+        node("node1", "10.244.1.0/24", ["172.31.250.1"]),
+        node("new", undefined, ["172.31.250.4"]),
+        node("v4only", ["10.244.5.0/24", "fd44:5::/64"], ["172.31.250.5"]),
+      ]),
+      "f",
+    );
     const p = planSync(n, "node1", [], NETS);
-    expect(p.skipped).toEqual(["skip node new: no spec.podCIDR", "skip node v4only: no IPv6 InternalIP for podCIDR fd44:5::/64"]);
+    expect(p.skipped).toEqual([
+      "skip node new: no spec.podCIDR",
+      "skip node v4only: no IPv6 InternalIP for podCIDR fd44:5::/64",
+    ]);
     expect(p.problems).toEqual([]);
     expect(p.wanted.map((w) => w.route.dst)).toEqual(["10.244.5.0/24"]);
   });
@@ -196,24 +250,50 @@ describe("sync plan", () => {
       "skip node v6over: podCIDR fd44:1::/48 overlaps node node1's podCIDR fd44:1::/64",
     ]);
     expect(p.skipped).toEqual(["skip node v4only: no IPv6 InternalIP for podCIDR fd44:9::/64"]);
-    expect(p.wanted.map((w) => `${w.route.dst} via ${w.route.gw}`)).toEqual(["10.244.2.0/24 via 172.31.250.2", "10.244.9.0/24 via 172.31.250.9"]);
+    expect(p.wanted.map((w) => `${w.route.dst} via ${w.route.gw}`)).toEqual([
+      "10.244.2.0/24 via 172.31.250.2",
+      "10.244.9.0/24 via 172.31.250.9",
+    ]);
   });
 
   it("a /32 address is no directly connected network", () => {
-    const n = parseNodeList(list([node("node1", "10.244.1.0/24", ["172.31.250.1"]), node("node2", "10.244.2.0/24", ["172.31.250.2"])]), "f");
+    const n = parseNodeList(
+      list([node("node1", "10.244.1.0/24", ["172.31.250.1"]), node("node2", "10.244.2.0/24", ["172.31.250.2"])]),
+      "f",
+    );
     expect(planSync(n, "node1", [], [net("172.31.250.1/32")]).problems).toHaveLength(1);
   });
 
   it("--node must be in the list", () => {
-    expect(inputError(() => planSync(nodes, "node9", [], NETS))).toBe('node "node9" is not in the node list (--node must name this node)');
+    expect(inputError(() => planSync(nodes, "node9", [], NETS))).toBe(
+      'node "node9" is not in the node list (--node must name this node)',
+    );
   });
 });
 
 describe("sync command line", () => {
   it("parses every option, both spellings", () => {
-    expect(parseSyncArgs(["--nodes", "f.json", "--node", "n1"])).toEqual({ mode: "file", nodes: "f.json", node: "n1", dryRun: false, intervalMs: undefined });
-    expect(parseSyncArgs(["--nodes=-", "--node=n1", "--dry-run"])).toEqual({ mode: "file", nodes: "-", node: "n1", dryRun: true, intervalMs: undefined });
-    expect(parseSyncArgs(["--nodes", "f", "--node", "n1", "--interval", "2.5"])).toEqual({ mode: "file", nodes: "f", node: "n1", dryRun: false, intervalMs: 2500 });
+    expect(parseSyncArgs(["--nodes", "f.json", "--node", "n1"])).toEqual({
+      mode: "file",
+      nodes: "f.json",
+      node: "n1",
+      dryRun: false,
+      intervalMs: undefined,
+    });
+    expect(parseSyncArgs(["--nodes=-", "--node=n1", "--dry-run"])).toEqual({
+      mode: "file",
+      nodes: "-",
+      node: "n1",
+      dryRun: true,
+      intervalMs: undefined,
+    });
+    expect(parseSyncArgs(["--nodes", "f", "--node", "n1", "--interval", "2.5"])).toEqual({
+      mode: "file",
+      nodes: "f",
+      node: "n1",
+      dryRun: false,
+      intervalMs: 2500,
+    });
     expect(parseSyncArgs(["--node", "n1", "--help"])).toBe("help");
   });
 
@@ -223,7 +303,10 @@ describe("sync command line", () => {
     [["--nodes"], "--nodes needs a value"],
     [["--nodes", "f", "--node", "n", "--interval", "0"], "--interval must be a number of seconds between 1 and 86400"],
     [["--nodes", "f", "--node", "n", "--interval", "soon"], "--interval must be a number of seconds"],
-    [["--nodes", "-", "--node", "n", "--interval", "5"], "--interval re-reads the node list each time: give a file, not -"],
+    [
+      ["--nodes", "-", "--node", "n", "--interval", "5"],
+      "--interval re-reads the node list each time: give a file, not -",
+    ],
     [["--nodes", "f", "--node", "n", "--force"], 'unknown argument "--force"'],
     [["f"], 'unknown argument "f"'],
   ];

@@ -7,13 +7,38 @@ import { parseRtt, pingArgv } from "../../sandbox/traffic.js";
 
 describe("sandbox/plugin", () => {
   it("cniEnv: the runtime's variables, a pod's path and container id, overrides last (null removes)", () => {
-    const env = cniEnv("ADD", "/opt/cni/bin", "/tools", { pod: { name: "x-p1", path: "/var/run/netns/x-p1" }, args: "A=1", env: { CNI_IFNAME: "net1", CNI_PATH: null } });
-    expect(env).toEqual({ PATH: "/tools", CNI_COMMAND: "ADD", CNI_CONTAINERID: "ctr-x-p1", CNI_NETNS: "/var/run/netns/x-p1", CNI_IFNAME: "net1", CNI_ARGS: "A=1" });
-    expect(cniEnv("DEL", "/b", "/tools", { pod: "", path: "/rec" })).toMatchObject({ PATH: "/rec", CNI_NETNS: "", CNI_CONTAINERID: "ctr-none", CNI_IFNAME: "eth0" });
+    const env = cniEnv("ADD", "/opt/cni/bin", "/tools", {
+      pod: { name: "x-p1", path: "/var/run/netns/x-p1" },
+      args: "A=1",
+      env: { CNI_IFNAME: "net1", CNI_PATH: null },
+    });
+    expect(env).toEqual({
+      PATH: "/tools",
+      CNI_COMMAND: "ADD",
+      CNI_CONTAINERID: "ctr-x-p1",
+      CNI_NETNS: "/var/run/netns/x-p1",
+      CNI_IFNAME: "net1",
+      CNI_ARGS: "A=1",
+    });
+    expect(cniEnv("DEL", "/b", "/tools", { pod: "", path: "/rec" })).toMatchObject({
+      PATH: "/rec",
+      CNI_NETNS: "",
+      CNI_CONTAINERID: "ctr-none",
+      CNI_IFNAME: "eth0",
+    });
   });
 
   it("inNodeArgv: ip netns exec NODE env -i K=V… EXE, nothing inherited", () => {
-    expect(inNodeArgv("n1", "/b/bridge", { PATH: "/t", CNI_COMMAND: "ADD" })).toEqual(["netns", "exec", "n1", "env", "-i", "PATH=/t", "CNI_COMMAND=ADD", "/b/bridge"]);
+    expect(inNodeArgv("n1", "/b/bridge", { PATH: "/t", CNI_COMMAND: "ADD" })).toEqual([
+      "netns",
+      "exec",
+      "n1",
+      "env",
+      "-i",
+      "PATH=/t",
+      "CNI_COMMAND=ADD",
+      "/b/bridge",
+    ]);
   });
 
   it("parseCall: stdout parsed when not empty, a non-JSON stdout is an error naming it", () => {
@@ -25,11 +50,14 @@ describe("sandbox/plugin", () => {
 
 describe("sandbox/kernel text", () => {
   it("iptables-save without comments, blank lines and chain counters", () => {
-    expect(cleanIptablesSave("# Generated\n*nat\n:POSTROUTING ACCEPT [12:345]\n\n-A X -j MASQUERADE\nCOMMIT\n# Completed\n")).toBe("*nat\n:POSTROUTING ACCEPT [0:0]\n-A X -j MASQUERADE\nCOMMIT");
+    expect(
+      cleanIptablesSave("# Generated\n*nat\n:POSTROUTING ACCEPT [12:345]\n\n-A X -j MASQUERADE\nCOMMIT\n# Completed\n"),
+    ).toBe("*nat\n:POSTROUTING ACCEPT [0:0]\n-A X -j MASQUERADE\nCOMMIT");
   });
 
   it("nft ruleset without counter values, and its table headers", () => {
-    const rs = "table inet cni_ts_masq {\n\tchain post {\n\t\tcounter packets 3 bytes 180 masquerade\n\t}\n}\ntable ip nat {\n}";
+    const rs =
+      "table inet cni_ts_masq {\n\tchain post {\n\t\tcounter packets 3 bytes 180 masquerade\n\t}\n}\ntable ip nat {\n}";
     expect(withoutNftCounters(rs)).toContain("\t\tcounter masquerade");
     expect(nftTables(rs)).toEqual(["table inet cni_ts_masq", "table ip nat"]);
   });

@@ -27,11 +27,20 @@ function recorder(netns: "required" | "ignored" = "ignored") {
 }
 
 const ENV = { CNI_CONTAINERID: "c1", CNI_NETNS: "/var/run/netns/x", CNI_IFNAME: "eth0", CNI_PATH: "/opt/cni/bin" };
-const conf = (o: Record<string, unknown> = {}) => Buffer.from(JSON.stringify({ cniVersion: "1.0.0", name: "net1", type: "rec", ...o }));
+const conf = (o: Record<string, unknown> = {}) =>
+  Buffer.from(JSON.stringify({ cniVersion: "1.0.0", name: "net1", type: "rec", ...o }));
 
-async function call(command: string | undefined, env: Record<string, string> = {}, stdin: Buffer = conf(), netns: "required" | "ignored" = "ignored") {
+async function call(
+  command: string | undefined,
+  env: Record<string, string> = {},
+  stdin: Buffer = conf(),
+  netns: "required" | "ignored" = "ignored",
+) {
   const { plugin, calls } = recorder(netns);
-  const outcome = await runPlugin(plugin, { env: { ...ENV, ...(command === undefined ? {} : { CNI_COMMAND: command }), ...env }, stdin });
+  const outcome = await runPlugin(plugin, {
+    env: { ...ENV, ...(command === undefined ? {} : { CNI_COMMAND: command }), ...env },
+    stdin,
+  });
   const parsed = outcome.stdout ? (JSON.parse(outcome.stdout) as Record<string, unknown>) : undefined;
   return { ...outcome, parsed, calls };
 }
@@ -141,7 +150,10 @@ describe("config parsing and versions", () => {
     expect(String(r.parsed?.details)).toContain('config is "9.9.9"');
   });
   it("missing name is code 7, bad names are code 7", async () => {
-    expect((await call("ADD", {}, conf({ name: undefined }))).parsed).toMatchObject({ code: 7, msg: "missing network name" });
+    expect((await call("ADD", {}, conf({ name: undefined }))).parsed).toMatchObject({
+      code: 7,
+      msg: "missing network name",
+    });
     for (const name of ["../x", "a/b", "..", "a b", ".hidden", "n".repeat(256)]) {
       expect((await call("ADD", {}, conf({ name }))).parsed?.code).toBe(7);
     }
@@ -153,10 +165,17 @@ describe("config parsing and versions", () => {
   });
   it("ADD prints the result in exactly the config's version", async () => {
     const r = await call("ADD", {}, conf({ cniVersion: "0.4.0" }));
-    expect(r.parsed).toEqual({ cniVersion: "0.4.0", ips: [{ version: "4", address: "10.1.2.3/24", gateway: "10.1.2.1" }], dns: {} });
+    expect(r.parsed).toEqual({
+      cniVersion: "0.4.0",
+      ips: [{ version: "4", address: "10.1.2.3/24", gateway: "10.1.2.1" }],
+      dns: {},
+    });
   });
   it("CHECK below 0.4.0 and GC/STATUS below 1.1.0 are code 1", async () => {
-    expect((await call("CHECK", {}, conf({ cniVersion: "0.3.1" }))).parsed).toMatchObject({ code: 1, msg: "config version does not allow CHECK" });
+    expect((await call("CHECK", {}, conf({ cniVersion: "0.3.1" }))).parsed).toMatchObject({
+      code: 1,
+      msg: "config version does not allow CHECK",
+    });
     expect((await call("GC", {}, conf({ cniVersion: "1.0.0" }))).parsed).toMatchObject({ code: 1 });
     expect((await call("STATUS", {}, conf({ cniVersion: "1.0.0" }))).parsed).toMatchObject({ code: 1 });
   });
@@ -172,7 +191,10 @@ describe("config parsing and versions", () => {
     failing.plugin.add = async () => {
       throw new CniError(7, "bad key", "ipam.subnet");
     };
-    const r2 = await runPlugin(failing.plugin, { env: { ...ENV, CNI_COMMAND: "ADD" }, stdin: conf({ cniVersion: "0.4.0" }) });
+    const r2 = await runPlugin(failing.plugin, {
+      env: { ...ENV, CNI_COMMAND: "ADD" },
+      stdin: conf({ cniVersion: "0.4.0" }),
+    });
     expect(JSON.parse(r2.stdout)).toEqual({ cniVersion: "0.4.0", code: 7, msg: "bad key", details: "ipam.subnet" });
   });
   it("a plain exception from a plugin becomes code 999, not a crash", async () => {
@@ -190,7 +212,10 @@ describe("VERSION", () => {
   it("echoes the input's cniVersion and lists all seven", async () => {
     for (const v of ["0.1.0", "0.4.0", "1.1.0"]) {
       const r = await call("VERSION", {}, Buffer.from(JSON.stringify({ cniVersion: v })));
-      expect(r.parsed).toEqual({ cniVersion: v, supportedVersions: ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"] });
+      expect(r.parsed).toEqual({
+        cniVersion: v,
+        supportedVersions: ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"],
+      });
     }
   });
   it("garbage or empty stdin still answers, with 1.1.0", async () => {
@@ -236,7 +261,9 @@ describe("CNI_ARGS and CNI_PATH through the skel", () => {
     expect(ignored.exitCode).toBe(0);
   });
   it("Kubernetes' keys are always accepted", async () => {
-    const r = await call("ADD", { CNI_ARGS: "K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0;K8S_POD_INFRA_CONTAINER_ID=abc;K8S_POD_UID=u" });
+    const r = await call("ADD", {
+      CNI_ARGS: "K8S_POD_NAMESPACE=default;K8S_POD_NAME=web-0;K8S_POD_INFRA_CONTAINER_ID=abc;K8S_POD_UID=u",
+    });
     expect(r.exitCode).toBe(0);
   });
   it("relative CNI_PATH entries are code 4, empty entries are dropped", async () => {
@@ -272,7 +299,10 @@ describe("GC attachments", () => {
       plugin.gc = async (ctx) => {
         seen = ctx.validAttachments;
       };
-      await runPlugin(plugin, { env: { CNI_COMMAND: "GC", CNI_PATH: "/x" }, stdin: conf({ cniVersion: "1.1.0", [key]: list }) });
+      await runPlugin(plugin, {
+        env: { CNI_COMMAND: "GC", CNI_PATH: "/x" },
+        stdin: conf({ cniVersion: "1.1.0", [key]: list }),
+      });
       expect(seen).toEqual(list);
     }
   });
@@ -311,7 +341,10 @@ describe("the reference's order of checks", () => {
   it("a name or cniVersion of the wrong type is a decoding failure (6); the name is checked before the version", async () => {
     expect((await call("ADD", {}, conf({ name: 5 }))).parsed).toMatchObject({ code: 6 });
     expect((await call("ADD", {}, conf({ cniVersion: 1 }))).parsed).toMatchObject({ code: 6 });
-    expect((await call("ADD", {}, conf({ name: undefined, cniVersion: "9.9.9" }))).parsed).toMatchObject({ code: 7, msg: "missing network name" });
+    expect((await call("ADD", {}, conf({ name: undefined, cniVersion: "9.9.9" }))).parsed).toMatchObject({
+      code: 7,
+      msg: "missing network name",
+    });
   });
   it("the environment still comes first: a missing variable is code 4 whatever stdin holds", async () => {
     expect((await call("ADD", { CNI_IFNAME: "" }, Buffer.from("{"))).parsed).toMatchObject({ code: 4 });
@@ -323,27 +356,60 @@ describe("the reference's order of checks", () => {
     expect(r.calls[0]?.ctx.config.name).toBe("net1");
   });
   it("GC's valid attachments match case-insensitively too", async () => {
-    const stdin = Buffer.from(JSON.stringify({ cniVersion: "1.1.0", name: "net1", type: "rec", "CNI.DEV/Valid-Attachments": [{ ContainerID: "c9", IfName: "eth1" }] }));
+    const stdin = Buffer.from(
+      JSON.stringify({
+        cniVersion: "1.1.0",
+        name: "net1",
+        type: "rec",
+        "CNI.DEV/Valid-Attachments": [{ ContainerID: "c9", IfName: "eth1" }],
+      }),
+    );
     const r = await call("GC", {}, stdin);
     expect(r.exitCode).toBe(0);
-    expect((r.calls[0]!.ctx as { validAttachments?: unknown }).validAttachments).toEqual([{ containerID: "c9", ifname: "eth1" }]);
+    expect((r.calls[0]!.ctx as { validAttachments?: unknown }).validAttachments).toEqual([
+      { containerID: "c9", ifname: "eth1" },
+    ]);
   });
 });
 
 describe("the boundary: a tool's failure reaching skel", () => {
   const failing = (e: unknown): PluginDefinition => ({ ...recorder().plugin, add: async () => Promise.reject(e) });
-  const add = async (e: unknown) => JSON.parse((await runPlugin(failing(e), { env: { ...ENV, CNI_COMMAND: "ADD" }, stdin: conf() })).stdout) as Record<string, unknown>;
+  const add = async (e: unknown) =>
+    JSON.parse((await runPlugin(failing(e), { env: { ...ENV, CNI_COMMAND: "ADD" }, stdin: conf() })).stdout) as Record<
+      string,
+      unknown
+    >;
 
   it("is 100 naming the command and its stderr", async () => {
-    const e = new ToolError({ tool: "ip", what: "ip link add name cni0 type bridge", status: 2, stderr: "RTNETLINK answers: Operation not permitted\n" });
-    expect(await add(e)).toEqual({ cniVersion: "1.0.0", code: 100, msg: "ip link add name cni0 type bridge: RTNETLINK answers: Operation not permitted" });
+    const e = new ToolError({
+      tool: "ip",
+      what: "ip link add name cni0 type bridge",
+      status: 2,
+      stderr: "RTNETLINK answers: Operation not permitted\n",
+    });
+    expect(await add(e)).toEqual({
+      cniVersion: "1.0.0",
+      code: 100,
+      msg: "ip link add name cni0 type bridge: RTNETLINK answers: Operation not permitted",
+    });
   });
   it("is 11 when the tool hit its deadline", async () => {
-    const e = new ToolError({ tool: "nft", what: "nft -f -", status: null, stderr: "", kind: "timeout", reason: "no answer within 10000 ms, killed" });
+    const e = new ToolError({
+      tool: "nft",
+      what: "nft -f -",
+      status: null,
+      stderr: "",
+      kind: "timeout",
+      reason: "no answer within 10000 ms, killed",
+    });
     expect(await add(e)).toMatchObject({ code: 11, msg: "nft -f -: no answer within 10000 ms, killed" });
   });
   it("a CniError (a delegate's answer) keeps its code and text; anything else is 999", async () => {
-    expect(await add(new CniError(101, "no IP addresses available in range set", "10.0.0.0/30"))).toMatchObject({ code: 101, msg: "no IP addresses available in range set", details: "10.0.0.0/30" });
+    expect(await add(new CniError(101, "no IP addresses available in range set", "10.0.0.0/30"))).toMatchObject({
+      code: 101,
+      msg: "no IP addresses available in range set",
+      details: "10.0.0.0/30",
+    });
     expect(await add(new Error("boom"))).toMatchObject({ code: 999, msg: "boom" });
   });
 });

@@ -6,7 +6,13 @@ import { decodeGo } from "../../lib/gojson.js";
 import type { NetConf } from "../../lib/types.js";
 import { checkAllowlist, readAllowlist } from "../../plugins/tuning/allowlist.js";
 import { PendingBackup, backupPath, formatBackup, parseBackup, readBackup } from "../../plugins/tuning/backup.js";
-import { DEFAULT_DATA_DIR, TUNING_CONF_SHAPE, changesLink, loadTuningConfig, parseMac } from "../../plugins/tuning/config.js";
+import {
+  DEFAULT_DATA_DIR,
+  TUNING_CONF_SHAPE,
+  changesLink,
+  loadTuningConfig,
+  parseMac,
+} from "../../plugins/tuning/config.js";
 import { backupOf, checkProblem, linkTokens } from "../../plugins/tuning/main.js";
 import { restoreTokens } from "../../plugins/tuning/pod.js";
 import { sysctlKeyParts, sysctlKeyPath } from "../../plugins/tuning/sysctl-key.js";
@@ -21,7 +27,9 @@ describe("tuning sysctl keys", () => {
   it("reads dot and slash forms alike, and replaces the first IFNAME after the dots", () => {
     expect(sysctlKeyPath("net.ipv4.conf.eth0.rp_filter", "eth0")).toBe("/proc/sys/net/ipv4/conf/eth0/rp_filter");
     expect(sysctlKeyPath("net/ipv4/conf/eth0/rp_filter", "eth0")).toBe("/proc/sys/net/ipv4/conf/eth0/rp_filter");
-    expect(sysctlKeyPath("net.ipv4.conf.IFNAME.rp_filter", "eth0.100")).toBe("/proc/sys/net/ipv4/conf/eth0.100/rp_filter");
+    expect(sysctlKeyPath("net.ipv4.conf.IFNAME.rp_filter", "eth0.100")).toBe(
+      "/proc/sys/net/ipv4/conf/eth0.100/rp_filter",
+    );
     expect(sysctlKeyPath("net.core.somaxconn", "eth0")).toBe("/proc/sys/net/core/somaxconn");
     expect(sysctlKeyParts("net.ipv6.conf.IFNAME.IFNAME", "e1")).toEqual(["net", "ipv6", "conf", "e1", "IFNAME"]);
   });
@@ -49,25 +57,61 @@ describe("tuning sysctl keys", () => {
 
 describe("tuning config", () => {
   it("has the reference's defaults", () => {
-    expect(load()).toEqual({ name: "net1", dataDir: DEFAULT_DATA_DIR, sysctls: [], mac: undefined, mtu: undefined, promisc: false, allmulti: undefined, txQLen: undefined });
+    expect(load()).toEqual({
+      name: "net1",
+      dataDir: DEFAULT_DATA_DIR,
+      sysctls: [],
+      mac: undefined,
+      mtu: undefined,
+      promisc: false,
+      allmulti: undefined,
+      txQLen: undefined,
+    });
     expect(changesLink(load())).toBe(false);
   });
 
   it("reads keys case-insensitively as Go does (last duplicate wins) and keeps sysctl map keys exact", () => {
-    const c = load({ MTU: 1400, Mac: "C2-11-22-33-44-55", TxQlen: 0, AllMulti: false, Promisc: true, DataDir: "/tmp/x", SYSCTL: { "net.core.somaxconn": "512" } });
-    expect(c).toMatchObject({ mtu: 1400, mac: "c2:11:22:33:44:55", txQLen: 0, allmulti: false, promisc: true, dataDir: "/tmp/x" });
+    const c = load({
+      MTU: 1400,
+      Mac: "C2-11-22-33-44-55",
+      TxQlen: 0,
+      AllMulti: false,
+      Promisc: true,
+      DataDir: "/tmp/x",
+      SYSCTL: { "net.core.somaxconn": "512" },
+    });
+    expect(c).toMatchObject({
+      mtu: 1400,
+      mac: "c2:11:22:33:44:55",
+      txQLen: 0,
+      allmulti: false,
+      promisc: true,
+      dataDir: "/tmp/x",
+    });
     expect(c.sysctls).toEqual([{ key: "net.core.somaxconn", path: "/proc/sys/net/core/somaxconn", value: "512" }]);
     expect(changesLink(c)).toBe(true);
   });
 
   it("merges in the reference's order: config < CNI_ARGS MAC < runtimeConfig.mac < args.cni", () => {
     expect(load({ mac: "02:00:00:00:00:01" }, { MAC: "02:00:00:00:00:02" }).mac).toBe("02:00:00:00:00:02");
-    expect(load({ mac: "02:00:00:00:00:01", runtimeConfig: { mac: "02:00:00:00:00:03" } }, { MAC: "02:00:00:00:00:02" }).mac).toBe("02:00:00:00:00:03");
-    expect(load({ runtimeConfig: { mac: "02:00:00:00:00:03" }, args: { cni: { mac: "02:00:00:00:00:04" } } }).mac).toBe("02:00:00:00:00:04");
+    expect(
+      load({ mac: "02:00:00:00:00:01", runtimeConfig: { mac: "02:00:00:00:00:03" } }, { MAC: "02:00:00:00:00:02" }).mac,
+    ).toBe("02:00:00:00:00:03");
+    expect(load({ runtimeConfig: { mac: "02:00:00:00:00:03" }, args: { cni: { mac: "02:00:00:00:00:04" } } }).mac).toBe(
+      "02:00:00:00:00:04",
+    );
     expect(load({ mac: "02:00:00:00:00:01", args: { cni: { mac: "" } } }).mac).toBeUndefined();
-    const c = load({ mtu: 1400, promisc: true, sysctl: { "net.core.somaxconn": "1", "net.ipv4.ip_forward": "1" }, args: { CNI: { MTU: 1300, promisc: false, allmulti: true, txQLen: 10, sysctl: { "net.core.somaxconn": "2" } } } });
+    const c = load({
+      mtu: 1400,
+      promisc: true,
+      sysctl: { "net.core.somaxconn": "1", "net.ipv4.ip_forward": "1" },
+      args: { CNI: { MTU: 1300, promisc: false, allmulti: true, txQLen: 10, sysctl: { "net.core.somaxconn": "2" } } },
+    });
     expect(c).toMatchObject({ mtu: 1300, promisc: false, allmulti: true, txQLen: 10 });
-    expect(c.sysctls.map((s) => [s.key, s.value])).toEqual([["net.core.somaxconn", "2"], ["net.ipv4.ip_forward", "1"]]);
+    expect(c.sysctls.map((s) => [s.key, s.value])).toEqual([
+      ["net.core.somaxconn", "2"],
+      ["net.ipv4.ip_forward", "1"],
+    ]);
     expect(load({ mtu: 1400, args: { cni: { mtu: 0 } } }).mtu).toBeUndefined();
     expect(load({ args: { cni: { sysctl: { "net.core.somaxconn": "3" } } } }).sysctls).toHaveLength(1);
   });
@@ -125,7 +169,18 @@ describe("tuning link changes, backup and CHECK", () => {
 
   it("sets what is asked and backs up exactly that (promisc only ever turned on)", () => {
     const c = load({ mac: "02:11:22:33:44:55", mtu: 1400, promisc: true, allmulti: true, txQLen: 500 });
-    expect(linkTokens(c)).toEqual(["address", "02:11:22:33:44:55", "mtu", "1400", "promisc", "on", "allmulticast", "on", "txqueuelen", "500"]);
+    expect(linkTokens(c)).toEqual([
+      "address",
+      "02:11:22:33:44:55",
+      "mtu",
+      "1400",
+      "promisc",
+      "on",
+      "allmulticast",
+      "on",
+      "txqueuelen",
+      "500",
+    ]);
     expect(backupOf(c, old)).toEqual(old);
     expect(linkTokens(load({ promisc: false, mtu: 9000 }))).toEqual(["mtu", "9000"]);
     expect(backupOf(load({ mtu: 9000 }), old)).toEqual({ mtu: 1500 });
@@ -140,13 +195,36 @@ describe("tuning link changes, backup and CHECK", () => {
   });
 
   it("reads a reference backup back (Go's key rule) and refuses values that must not reach ip", () => {
-    expect(parseBackup('{\n "mac": "0A:58:0A:01:00:05",\n "MTU": 1500,\n "promisc": true\n}')).toEqual({ mac: "0a:58:0a:01:00:05", mtu: 1500, promisc: true });
+    expect(parseBackup('{\n "mac": "0A:58:0A:01:00:05",\n "MTU": 1500,\n "promisc": true\n}')).toEqual({
+      mac: "0a:58:0a:01:00:05",
+      mtu: 1500,
+      promisc: true,
+    });
     expect(parseBackup("{}")).toEqual({});
-    for (const bad of ["", "null", "[]", '{"mac":"x y"}', '{"mtu":"1500"}', '{"mtu":-1}', '{"promisc":"on"}', '{"txQLen":1.5}', '{"mac":"02:00:00:00:00:01 promisc on"}']) {
+    for (const bad of [
+      "",
+      "null",
+      "[]",
+      '{"mac":"x y"}',
+      '{"mtu":"1500"}',
+      '{"mtu":-1}',
+      '{"promisc":"on"}',
+      '{"txQLen":1.5}',
+      '{"mac":"02:00:00:00:00:01 promisc on"}',
+    ]) {
       expect(parseBackup(bad)).toBeUndefined();
     }
     expect(restoreTokens({ mac: "0a:58:0a:01:00:05", mtu: 1500, promisc: false, allmulti: true, txQLen: 0 })).toEqual([
-      "mtu", "1500", "address", "0a:58:0a:01:00:05", "promisc", "off", "allmulticast", "on", "txqueuelen", "0",
+      "mtu",
+      "1500",
+      "address",
+      "0a:58:0a:01:00:05",
+      "promisc",
+      "off",
+      "allmulticast",
+      "on",
+      "txqueuelen",
+      "0",
     ]);
   });
 
@@ -193,7 +271,9 @@ describe("tuning backup file", () => {
 describe("tuning sysctl allowlist", () => {
   it("allows everything without a file, otherwise only keys some pattern matches (unanchored, as Go)", () => {
     expect(codeOf(() => checkAllowlist(["net.core.somaxconn"], undefined))).toBeUndefined();
-    expect(codeOf(() => checkAllowlist(["net.ipv4.conf.IFNAME.rp_filter"], ["^net\\.ipv4\\.conf\\.IFNAME\\.[a-z_]*$"]))).toBeUndefined();
+    expect(
+      codeOf(() => checkAllowlist(["net.ipv4.conf.IFNAME.rp_filter"], ["^net\\.ipv4\\.conf\\.IFNAME\\.[a-z_]*$"])),
+    ).toBeUndefined();
     expect(codeOf(() => checkAllowlist(["net.core.somaxconn"], ["somax"]))).toBeUndefined();
     expect(codeOf(() => checkAllowlist(["net.core.somaxconn", "net.ipv4.ip_forward"], ["somax"]))).toBe(7);
     expect(codeOf(() => checkAllowlist(["net.core.somaxconn"], ["("]))).toBe(7);

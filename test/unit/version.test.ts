@@ -225,7 +225,8 @@ describe("supported versions", () => {
 
   it("matches by exact string only", () => {
     for (const v of ALL) expect(isSupportedVersion(v)).toBe(true);
-    for (const v of ["1.1", "v1.1.0", " 1.1.0", "1.1.0 ", "0.5.0", "1.2.0", "", "01.0.0"]) expect(isSupportedVersion(v)).toBe(false);
+    for (const v of ["1.1", "v1.1.0", " 1.1.0", "1.1.0 ", "0.5.0", "1.2.0", "", "01.0.0"])
+      expect(isSupportedVersion(v)).toBe(false);
   });
 });
 
@@ -249,13 +250,16 @@ describe("compareVersions / versionAtLeast", () => {
     expect(versionAtLeast("1.1.0", "1.1.0")).toBe(true);
   });
 
-  it.each(["1.0", "v1.0.0", "", "1.0.0-rc1", "1.0.0.0", "a.b.c", "1..0", " 1.0.0"])("throws code 1 on malformed %j", (bad) => {
-    const err = cniErrorOf(() => compareVersions(bad, "1.0.0"));
-    expect(err.code).toBe(ErrorCode.IncompatibleVersion);
-    expect(err.message).toContain("invalid version");
-    expect(cniErrorOf(() => compareVersions("1.0.0", bad)).code).toBe(ErrorCode.IncompatibleVersion);
-    expect(cniErrorOf(() => versionAtLeast(bad, "0.4.0")).code).toBe(ErrorCode.IncompatibleVersion);
-  });
+  it.each(["1.0", "v1.0.0", "", "1.0.0-rc1", "1.0.0.0", "a.b.c", "1..0", " 1.0.0"])(
+    "throws code 1 on malformed %j",
+    (bad) => {
+      const err = cniErrorOf(() => compareVersions(bad, "1.0.0"));
+      expect(err.code).toBe(ErrorCode.IncompatibleVersion);
+      expect(err.message).toContain("invalid version");
+      expect(cniErrorOf(() => compareVersions("1.0.0", bad)).code).toBe(ErrorCode.IncompatibleVersion);
+      expect(cniErrorOf(() => versionAtLeast(bad, "0.4.0")).code).toBe(ErrorCode.IncompatibleVersion);
+    },
+  );
 });
 
 describe("ipFamily", () => {
@@ -381,7 +385,9 @@ describe("formatResult: L2 result (interfaces only) at every version", () => {
 
   it("an empty result is {cniVersion} at 1.x and carries dns {} at 0.3/0.4", () => {
     expect(formatResult({}, "1.1.0")).toStrictEqual({ cniVersion: "1.1.0" });
-    expect(formatResult({ interfaces: [], ips: [], routes: [], dns: {} }, "1.0.0")).toStrictEqual({ cniVersion: "1.0.0" });
+    expect(formatResult({ interfaces: [], ips: [], routes: [], dns: {} }, "1.0.0")).toStrictEqual({
+      cniVersion: "1.0.0",
+    });
     expect(formatResult({}, "0.3.1")).toStrictEqual({ cniVersion: "0.3.1", dns: {} });
     expect(cniErrorOf(() => formatResult({}, "0.1.0")).code).toBe(ErrorCode.IncompatibleVersion);
   });
@@ -484,7 +490,10 @@ describe("formatResult: Go marshalling details", () => {
 
   it("keeps interface index 0 and host bits of the address", () => {
     const r: Result = { ips: [{ interface: 0, address: "10.0.0.2/8" }] };
-    expect(formatResult(r, "1.0.0")).toStrictEqual({ cniVersion: "1.0.0", ips: [{ interface: 0, address: "10.0.0.2/8" }] });
+    expect(formatResult(r, "1.0.0")).toStrictEqual({
+      cniVersion: "1.0.0",
+      ips: [{ interface: 0, address: "10.0.0.2/8" }],
+    });
   });
 
   it("prints addresses the way Go's net.IP.String spells them", () => {
@@ -540,11 +549,7 @@ describe("convertResult: specific conversions", () => {
         { address: "10.2.0.9/16", gateway: "10.2.0.1" },
         { address: "fd00:2::9/64", gateway: "fd00:2::1" },
       ],
-      routes: [
-        { dst: "0.0.0.0/0", gw: "10.2.0.1" },
-        { dst: "10.96.0.0/12" },
-        { dst: "::/0", gw: "fd00:2::1" },
-      ],
+      routes: [{ dst: "0.0.0.0/0", gw: "10.2.0.1" }, { dst: "10.96.0.0/12" }, { dst: "::/0", gw: "fd00:2::1" }],
       dns: { nameservers: ["10.2.0.1"], domain: "example.net" },
     });
   });
@@ -659,7 +664,9 @@ describe("parseResult", () => {
   it("reads 0.4.0 interfaces as name/mac/sandbox only, like Go's 040 decoder", () => {
     const raw = {
       cniVersion: "0.4.0",
-      interfaces: [{ name: "eth0", mac: "aa:bb:cc:dd:ee:ff", mtu: 1500, sandbox: "/ns", socketPath: "/s", pciID: "0000:00:01.0" }],
+      interfaces: [
+        { name: "eth0", mac: "aa:bb:cc:dd:ee:ff", mtu: 1500, sandbox: "/ns", socketPath: "/s", pciID: "0000:00:01.0" },
+      ],
       ips: [{ version: "4", interface: 0, address: "10.0.0.2/24" }],
     };
     expect(parseResult(raw, "0.4.0")).toStrictEqual({
@@ -716,36 +723,151 @@ describe("parseResult", () => {
     ["cniVersion not a string", { cniVersion: 1 }, "1.1.0", "cniVersion must be a string"],
     ["interfaces not an array", { interfaces: {} }, "1.1.0", "interfaces must be an array"],
     ["interface not an object", { interfaces: [null] }, "1.1.0", "interfaces[0] must be an object"],
-    ["interface without name", { interfaces: [{ mac: "aa:bb:cc:dd:ee:ff" }] }, "1.1.0", "interfaces[0].name must be a string"],
-    ["interface mac not a string", { interfaces: [{ name: "eth0", mac: 5 }] }, "0.4.0", "interfaces[0].mac must be a string"],
-    ["interface mtu negative", { interfaces: [{ name: "eth0", mtu: -5 }] }, "1.1.0", "interfaces[0].mtu must be a non-negative integer"],
-    ["interface pciID not a string", { interfaces: [{ name: "eth0", pciID: 3 }] }, "1.1.0", "interfaces[0].pciID must be a string"],
+    [
+      "interface without name",
+      { interfaces: [{ mac: "aa:bb:cc:dd:ee:ff" }] },
+      "1.1.0",
+      "interfaces[0].name must be a string",
+    ],
+    [
+      "interface mac not a string",
+      { interfaces: [{ name: "eth0", mac: 5 }] },
+      "0.4.0",
+      "interfaces[0].mac must be a string",
+    ],
+    [
+      "interface mtu negative",
+      { interfaces: [{ name: "eth0", mtu: -5 }] },
+      "1.1.0",
+      "interfaces[0].mtu must be a non-negative integer",
+    ],
+    [
+      "interface pciID not a string",
+      { interfaces: [{ name: "eth0", pciID: 3 }] },
+      "1.1.0",
+      "interfaces[0].pciID must be a string",
+    ],
     ["ips not an array", { ips: "10.0.0.2/24" }, "1.0.0", "ips must be an array"],
     ["ip entry not an object", { ips: ["10.0.0.2/24"] }, "1.0.0", "ips[0] must be an object"],
     ["address missing", { ips: [{ gateway: "10.0.0.1" }] }, "1.0.0", "ips[0].address must be a string"],
     ["address a number", { ips: [{ address: 5 }] }, "1.0.0", "ips[0].address must be a string"],
-    ["address without prefix", { ips: [{ address: "10.0.0.2" }] }, "1.0.0", "ips[0].address must be an address with a prefix"],
-    ["address octet > 255", { ips: [{ address: "10.0.0.300/24" }] }, "1.0.0", "ips[0].address must be an address with a prefix"],
-    ["address with leading zero", { ips: [{ address: "010.0.0.2/24" }] }, "1.0.0", "ips[0].address must be an address with a prefix"],
-    ["IPv4 prefix > 32", { ips: [{ address: "10.0.0.2/33" }] }, "1.0.0", "ips[0].address must be an address with a prefix"],
-    ["IPv6 prefix > 128", { ips: [{ address: "fd00::2/129" }] }, "1.0.0", "ips[0].address must be an address with a prefix"],
-    ["IPv6 with a zone", { ips: [{ address: "fe80::1%eth0/64" }] }, "1.0.0", "ips[0].address must be an address with a prefix"],
-    ["IPv4-mapped IPv6", { ips: [{ address: "::ffff:10.0.0.2/120" }] }, "1.0.0", "ips[0].address must be an address with a prefix"],
-    ["gateway not an IP", { ips: [{ address: "10.0.0.2/24", gateway: "10.0.0" }] }, "1.0.0", "ips[0].gateway must be an IP address"],
-    ["gateway a CIDR", { ips: [{ address: "10.0.0.2/24", gateway: "10.0.0.1/24" }] }, "1.0.0", "ips[0].gateway must be an IP address"],
+    [
+      "address without prefix",
+      { ips: [{ address: "10.0.0.2" }] },
+      "1.0.0",
+      "ips[0].address must be an address with a prefix",
+    ],
+    [
+      "address octet > 255",
+      { ips: [{ address: "10.0.0.300/24" }] },
+      "1.0.0",
+      "ips[0].address must be an address with a prefix",
+    ],
+    [
+      "address with leading zero",
+      { ips: [{ address: "010.0.0.2/24" }] },
+      "1.0.0",
+      "ips[0].address must be an address with a prefix",
+    ],
+    [
+      "IPv4 prefix > 32",
+      { ips: [{ address: "10.0.0.2/33" }] },
+      "1.0.0",
+      "ips[0].address must be an address with a prefix",
+    ],
+    [
+      "IPv6 prefix > 128",
+      { ips: [{ address: "fd00::2/129" }] },
+      "1.0.0",
+      "ips[0].address must be an address with a prefix",
+    ],
+    [
+      "IPv6 with a zone",
+      { ips: [{ address: "fe80::1%eth0/64" }] },
+      "1.0.0",
+      "ips[0].address must be an address with a prefix",
+    ],
+    [
+      "IPv4-mapped IPv6",
+      { ips: [{ address: "::ffff:10.0.0.2/120" }] },
+      "1.0.0",
+      "ips[0].address must be an address with a prefix",
+    ],
+    [
+      "gateway not an IP",
+      { ips: [{ address: "10.0.0.2/24", gateway: "10.0.0" }] },
+      "1.0.0",
+      "ips[0].gateway must be an IP address",
+    ],
+    [
+      "gateway a CIDR",
+      { ips: [{ address: "10.0.0.2/24", gateway: "10.0.0.1/24" }] },
+      "1.0.0",
+      "ips[0].gateway must be an IP address",
+    ],
     ["gateway a number", { ips: [{ address: "10.0.0.2/24", gateway: 1 }] }, "1.0.0", "ips[0].gateway must be a string"],
-    ["interface index negative", { ips: [{ address: "10.0.0.2/24", interface: -1 }] }, "1.0.0", "ips[0].interface must be a non-negative integer"],
-    ["interface index fractional", { ips: [{ address: "10.0.0.2/24", interface: 1.5 }] }, "1.0.0", "ips[0].interface must be a non-negative integer"],
-    ["interface index a string", { ips: [{ address: "10.0.0.2/24", interface: "2" }] }, "0.4.0", "ips[0].interface must be a non-negative integer"],
-    ["0.4.0 version not a string", { ips: [{ version: 4, address: "10.0.0.2/24" }] }, "0.4.0", "ips[0].version must be a string"],
-    ["0.4.0 version not the address family", { ips: [{ version: "6", address: "10.0.0.2/24" }] }, "0.3.1", 'ips[0].version must be "4"'],
+    [
+      "interface index negative",
+      { ips: [{ address: "10.0.0.2/24", interface: -1 }] },
+      "1.0.0",
+      "ips[0].interface must be a non-negative integer",
+    ],
+    [
+      "interface index fractional",
+      { ips: [{ address: "10.0.0.2/24", interface: 1.5 }] },
+      "1.0.0",
+      "ips[0].interface must be a non-negative integer",
+    ],
+    [
+      "interface index a string",
+      { ips: [{ address: "10.0.0.2/24", interface: "2" }] },
+      "0.4.0",
+      "ips[0].interface must be a non-negative integer",
+    ],
+    [
+      "0.4.0 version not a string",
+      { ips: [{ version: 4, address: "10.0.0.2/24" }] },
+      "0.4.0",
+      "ips[0].version must be a string",
+    ],
+    [
+      "0.4.0 version not the address family",
+      { ips: [{ version: "6", address: "10.0.0.2/24" }] },
+      "0.3.1",
+      'ips[0].version must be "4"',
+    ],
     ["routes not an array", { routes: { dst: "0.0.0.0/0" } }, "1.1.0", "routes must be an array"],
     ["route without dst", { routes: [{ gw: "10.0.0.1" }] }, "1.1.0", "routes[0].dst must be a string"],
-    ["route dst not a CIDR", { routes: [{ dst: "default" }] }, "1.1.0", "routes[0].dst must be an address with a prefix"],
-    ["route gw not an IP", { routes: [{ dst: "0.0.0.0/0", gw: "gateway" }] }, "1.1.0", "routes[0].gw must be an IP address"],
-    ["route mtu a string", { routes: [{ dst: "0.0.0.0/0", mtu: "1500" }] }, "1.1.0", "routes[0].mtu must be a non-negative integer"],
-    ["route table negative", { routes: [{ dst: "0.0.0.0/0", table: -1 }] }, "1.1.0", "routes[0].table must be a non-negative integer"],
-    ["route scope fractional", { routes: [{ dst: "0.0.0.0/0", scope: 2.5 }] }, "0.4.0", "routes[0].scope must be a non-negative integer"],
+    [
+      "route dst not a CIDR",
+      { routes: [{ dst: "default" }] },
+      "1.1.0",
+      "routes[0].dst must be an address with a prefix",
+    ],
+    [
+      "route gw not an IP",
+      { routes: [{ dst: "0.0.0.0/0", gw: "gateway" }] },
+      "1.1.0",
+      "routes[0].gw must be an IP address",
+    ],
+    [
+      "route mtu a string",
+      { routes: [{ dst: "0.0.0.0/0", mtu: "1500" }] },
+      "1.1.0",
+      "routes[0].mtu must be a non-negative integer",
+    ],
+    [
+      "route table negative",
+      { routes: [{ dst: "0.0.0.0/0", table: -1 }] },
+      "1.1.0",
+      "routes[0].table must be a non-negative integer",
+    ],
+    [
+      "route scope fractional",
+      { routes: [{ dst: "0.0.0.0/0", scope: 2.5 }] },
+      "0.4.0",
+      "routes[0].scope must be a non-negative integer",
+    ],
     ["dns not an object", { dns: ["10.0.0.1"] }, "1.1.0", "dns must be an object"],
     ["dns nameservers not an array", { dns: { nameservers: "10.0.0.1" } }, "1.1.0", "dns.nameservers must be an array"],
     ["dns search entry not a string", { dns: { search: [1] } }, "0.4.0", "dns.search[0] must be a string"],
@@ -754,8 +876,18 @@ describe("parseResult", () => {
     ["0.2.0 ip4 without ip", { ip4: { gateway: "10.0.0.1" } }, "0.2.0", "ip4.ip must be a string"],
     ["0.2.0 ip4 holding IPv6", { ip4: { ip: "fd00::2/64" } }, "0.2.0", "ip4.ip must be an IPv4 CIDR"],
     ["0.2.0 ip6 holding IPv4", { ip6: { ip: "10.0.0.2/24" } }, "0.1.0", "ip6.ip must be an IPv6 CIDR"],
-    ["0.2.0 ip6 routes not an array", { ip6: { ip: "fd00::2/64", routes: {} } }, "0.2.0", "ip6.routes must be an array"],
-    ["0.2.0 ip4 route dst bad", { ip4: { ip: "10.0.0.2/24", routes: [{ dst: "10/8" }] } }, "0.2.0", "ip4.routes[0].dst must be an address"],
+    [
+      "0.2.0 ip6 routes not an array",
+      { ip6: { ip: "fd00::2/64", routes: {} } },
+      "0.2.0",
+      "ip6.routes must be an array",
+    ],
+    [
+      "0.2.0 ip4 route dst bad",
+      { ip4: { ip: "10.0.0.2/24", routes: [{ dst: "10/8" }] } },
+      "0.2.0",
+      "ip4.routes[0].dst must be an address",
+    ],
   ])("%s -> code 6", (_name, raw, version, message) => {
     const err = cniErrorOf(() => parseResult(raw, version));
     expect(err.code).toBe(ErrorCode.DecodingFailure);
