@@ -3,6 +3,7 @@
 // between two pods of the node, each way, must run at the configured rate (within 20%). DEL must leave no qdisc and
 // no ifb, also after the pod's namespace was deleted first; hostile limits are refused with nothing changed; the
 // layout is compared with the reference's (/usr/lib/cni, Debian 1.1.1). Nothing here touches the machine's namespace.
+import { runInNode } from "../../sandbox/plugin.js";
 import { spawn, spawnSync } from "node:child_process";
 import { mkdirSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
@@ -75,28 +76,7 @@ class BwLab {
       CNI_IFNAME: "eth0",
       CNI_PATH: bin,
     };
-    const t = performance.now();
-    const r = spawnSync(
-      "ip",
-      [
-        "netns",
-        "exec",
-        this.node.name,
-        "env",
-        "-i",
-        ...Object.entries(env).map(([k, v]) => `${k}=${v}`),
-        join(bin, "bandwidth"),
-      ],
-      { input: JSON.stringify(conf), encoding: "utf8", timeout: 60_000 },
-    );
-    const stdout = r.stdout ?? "";
-    return {
-      status: r.status,
-      stdout,
-      stderr: r.stderr ?? "",
-      out: stdout.trim() === "" ? undefined : (JSON.parse(stdout) as Record<string, any>),
-      ms: performance.now() - t,
-    };
+    return runInNode(this.node.name, join(bin, "bandwidth"), env, JSON.stringify(conf));
   }
 
   /** A pod attached by our bridge; its host veth from the result. */

@@ -4,6 +4,7 @@
 // between two bridges of one node; DEL (also with the namespace gone and no prevResult) and GC take the rules away.
 // Hostile config values fail with code 7 and change nothing. The reference (/usr/lib/cni/firewall, Debian 1.1.1)
 // runs the same chain beside ours: same rules, and either one's DEL removes the other's.
+import { runInNode } from "../../sandbox/plugin.js";
 import { spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -48,32 +49,7 @@ function call(
     CNI_IFNAME: "eth0",
     CNI_PATH: o.exeDir ?? lab.bin,
   };
-  const t = performance.now();
-  const r = spawnSync(
-    "ip",
-    [
-      "netns",
-      "exec",
-      lab.node.name,
-      "env",
-      "-i",
-      ...Object.entries(env).map(([k, v]) => `${k}=${v}`),
-      join(o.exeDir ?? lab.bin, type),
-    ],
-    {
-      input: JSON.stringify(conf),
-      encoding: "utf8",
-      timeout: 60_000,
-    },
-  );
-  const stdout = r.stdout ?? "";
-  return {
-    status: r.status,
-    stdout,
-    stderr: r.stderr ?? "",
-    out: stdout.trim() === "" ? undefined : (JSON.parse(stdout) as Record<string, any>),
-    ms: performance.now() - t,
-  };
+  return runInNode(lab.node.name, join(o.exeDir ?? lab.bin, type), env, JSON.stringify(conf));
 }
 
 const fwConf = (lab: BridgeLab, extra: Conf = {}, cniVersion = "1.0.0"): Conf => ({

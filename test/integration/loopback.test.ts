@@ -1,6 +1,7 @@
 // The built `loopback` executable, run inside a node namespace of the run (never the machine's own), against pod
 // namespaces beside it; and the same calls through the reference /usr/lib/cni/loopback (Debian 1.1.1) side by
 // side, every difference asserted and listed in docs/loopback.md.
+import { runInNode } from "../../sandbox/plugin.js";
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -44,30 +45,7 @@ function lo(
     CNI_IFNAME: o.ifname ?? "lo",
     CNI_PATH: bin,
   };
-  const r = spawnSync(
-    "ip",
-    [
-      "netns",
-      "exec",
-      node.name,
-      "env",
-      "-i",
-      ...Object.entries(env).map(([k, v]) => `${k}=${v}`),
-      o.exe ?? join(bin, "loopback"),
-    ],
-    {
-      input: JSON.stringify(conf),
-      encoding: "utf8",
-      timeout: 30_000,
-    },
-  );
-  const stdout = r.stdout ?? "";
-  return {
-    status: r.status,
-    stdout,
-    stderr: r.stderr ?? "",
-    out: stdout.trim() === "" ? undefined : (JSON.parse(stdout) as Record<string, any>),
-  };
+  return runInNode(node.name, o.exe ?? join(bin, "loopback"), env, JSON.stringify(conf));
 }
 
 const conf = (cniVersion: string, extra: Record<string, unknown> = {}) => ({

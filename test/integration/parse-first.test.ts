@@ -2,7 +2,7 @@
 // each run inside a node namespace of this run, against pod namespaces beside it.
 //
 // (The reference 1.1.1 loopback also parses prevResult before lo comes up: 999, lo stays down.)
-import { spawnSync } from "node:child_process";
+import { runInNode } from "../../sandbox/plugin.js";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { binDir, type CniCall, type Conf, iptNat, labPath, linkOf, type Ns, nsRun } from "./bridge-lab.js";
@@ -34,23 +34,7 @@ function plugin(
     CNI_IFNAME: ifname,
     CNI_PATH: bin,
   };
-  const r = spawnSync(
-    "ip",
-    ["netns", "exec", node.name, "env", "-i", ...Object.entries(env).map(([k, v]) => `${k}=${v}`), join(bin, name)],
-    {
-      input: JSON.stringify(conf),
-      encoding: "utf8",
-      timeout: 60_000,
-    },
-  );
-  const stdout = r.stdout ?? "";
-  return {
-    status: r.status,
-    stdout,
-    stderr: r.stderr ?? "",
-    out: stdout.trim() === "" ? undefined : (JSON.parse(stdout) as Record<string, any>),
-    ms: 0,
-  };
+  return runInNode(node.name, join(bin, name), env, JSON.stringify(conf));
 }
 
 describe("loopback", () => {

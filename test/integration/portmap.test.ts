@@ -4,7 +4,8 @@
 // node, on the node's own loopback, and in the pod itself (hairpin). Then the same chain through the reference
 // (/usr/lib/cni, Debian 1.1.1, iptables only) side by side; every difference is asserted and listed in
 // docs/portmap.md. Nothing here touches the machine's own namespace.
-import { spawn, spawnSync } from "node:child_process";
+import { runInNode } from "../../sandbox/plugin.js";
+import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -105,32 +106,7 @@ class PortmapLab {
       CNI_IFNAME: "eth0",
       CNI_PATH: exeDir,
     };
-    const t = performance.now();
-    const r = spawnSync(
-      "ip",
-      [
-        "netns",
-        "exec",
-        this.node.name,
-        "env",
-        "-i",
-        ...Object.entries(env).map(([k, v]) => `${k}=${v}`),
-        join(exeDir, "portmap"),
-      ],
-      {
-        input: JSON.stringify(conf),
-        encoding: "utf8",
-        timeout: 60_000,
-      },
-    );
-    const stdout = r.stdout ?? "";
-    return {
-      status: r.status,
-      stdout,
-      stderr: r.stderr ?? "",
-      out: stdout.trim() === "" ? undefined : (JSON.parse(stdout) as Record<string, any>),
-      ms: performance.now() - t,
-    };
+    return runInNode(this.node.name, join(exeDir, "portmap"), env, JSON.stringify(conf));
   }
 
   /** The same as pm, as a separate process that runs concurrently with others. */

@@ -8,7 +8,7 @@
 //
 // (The reference 1.1.1 answers 999 "unknown FS magic" to the first and keeps the address; it deletes the live pod's
 // eth0 in the second. docs/reliability.md, "Stale DEL, foreign interfaces, endless input, parse before change".)
-import { spawnSync } from "node:child_process";
+import { runInNode } from "../../sandbox/plugin.js";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -50,31 +50,7 @@ function plugin(
     CNI_IFNAME: ifname,
     CNI_PATH: lab.bin,
   };
-  const r = spawnSync(
-    "ip",
-    [
-      "netns",
-      "exec",
-      lab.node.name,
-      "env",
-      "-i",
-      ...Object.entries(env).map(([k, v]) => `${k}=${v}`),
-      join(lab.bin, name),
-    ],
-    {
-      input: JSON.stringify(conf),
-      encoding: "utf8",
-      timeout: 60_000,
-    },
-  );
-  const stdout = r.stdout ?? "";
-  return {
-    status: r.status,
-    stdout,
-    stderr: r.stderr ?? "",
-    out: stdout.trim() === "" ? undefined : (JSON.parse(stdout) as Record<string, any>),
-    ms: 0,
-  };
+  return runInNode(lab.node.name, join(lab.bin, name), env, JSON.stringify(conf));
 }
 
 /** Paths that are not network namespaces: an unmounted namespace's empty file, a directory, /dev/null. */

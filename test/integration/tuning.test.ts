@@ -4,7 +4,7 @@
 // namespace, attributes from `ip -json link`), traffic is checked with ping, and hostile configs must fail with the
 // right code and leave the pod exactly as it was (no sysctl written, no backup file). Then the same calls through
 // the reference (/usr/lib/cni/tuning, Debian 1.1.1) side by side. Nothing here touches the machine's own namespace.
-import { spawnSync } from "node:child_process";
+import { runInNode } from "../../sandbox/plugin.js";
 import { existsSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -111,24 +111,7 @@ class TuningLab {
     };
     if (o.args !== undefined) env.CNI_ARGS = o.args;
     const exe = join(this.tuningBin ?? this.lab.bin, "tuning");
-    const t = performance.now();
-    const r = spawnSync(
-      "ip",
-      ["netns", "exec", this.node.name, "env", "-i", ...Object.entries(env).map(([k, v]) => `${k}=${v}`), exe],
-      {
-        input: JSON.stringify(conf),
-        encoding: "utf8",
-        timeout: 60_000,
-      },
-    );
-    const stdout = r.stdout ?? "";
-    return {
-      status: r.status,
-      stdout,
-      stderr: r.stderr ?? "",
-      out: stdout.trim() === "" ? undefined : (JSON.parse(stdout) as Record<string, any>),
-      ms: performance.now() - t,
-    };
+    return runInNode(this.node.name, exe, env, JSON.stringify(conf));
   }
 
   backups(): string[] {
