@@ -20,7 +20,9 @@ import { join } from "node:path";
 import { hashHex } from "./hash.js";
 import { log } from "./log.js";
 
-const ROOT = "/run/cni-ts";
+/** Where markers live: `<ROOT>/<kind>/<netns inode>/<hash>`, so each network namespace (node) has its own. */
+export const MARKER_ROOT = "/run/cni-ts";
+const ROOT = MARKER_ROOT;
 
 /** What a marker stands for: portmap's rules, bridge's masquerade, or the firewall plugin's rules. */
 export type MarkerKind = "portmap" | "masq" | "firewall";

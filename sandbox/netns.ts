@@ -4,9 +4,10 @@
  * other namespace carrying the id), also at process exit and on SIGINT/SIGTERM when asked. The machine's root
  * namespace is never changed: everything a sandbox user creates lives in these namespaces.
  */
-import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { MARKER_ROOT } from "../lib/marker.js";
 import { ipSync, sh } from "./exec.js";
 
 export const NETNS_DIR = "/var/run/netns";
@@ -39,9 +40,31 @@ export function netnsExists(name: string): boolean {
   return existsSync(netnsPath(name));
 }
 
+/**
+ * Remove the plugins' markers (lib/marker.ts) kept for the namespace `name`. They are filed under its inode, and the
+ * kernel gives a new namespace the inode of a deleted one: a node made by a test would otherwise inherit the markers
+ * of an earlier run's node (a firewall DEL would then keep rules for an address "still held" by a pod long gone).
+ */
+export function forgetMarkers(name: string): void {
+  let ino: number;
+  try {
+    ino = statSync(netnsPath(name)).ino;
+  } catch {
+    return;
+  }
+  let kinds: string[];
+  try {
+    kinds = readdirSync(MARKER_ROOT);
+  } catch {
+    return;
+  }
+  for (const kind of kinds) rmSync(join(MARKER_ROOT, kind, String(ino)), { recursive: true, force: true });
+}
+
 /** Create namespace `name`, with lo up unless `lo` is false (a benchmark whose loopback plugin brings it up). */
 export function addNetns(name: string, lo = true): Ns {
   ipSync(["netns", "add", name]);
+  forgetMarkers(name);
   if (lo) ipSync(["-n", name, "link", "set", "lo", "up"]);
   return { name, path: netnsPath(name) };
 }
@@ -102,6 +125,7 @@ export class Sandbox {
   /** Delete one of the run's namespaces (the runtime deleting a pod's netns). Missing is fine. */
   delNetns(name: string): void {
     if (!name.startsWith(`${this.id}-`)) throw new Error(`refusing to delete namespace ${name}: not this run's`);
+    forgetMarkers(name);
     ipSync(["netns", "del", name], true);
     const i = this.names.indexOf(name);
     if (i >= 0) this.names.splice(i, 1);
@@ -125,7 +149,10 @@ export class Sandbox {
    */
   cleanup(): void {
     const names = [...this.names.splice(0).reverse(), ...listNetns().filter((n) => n.startsWith(`${this.id}-`))];
-    for (const n of new Set(names)) ipSync(["netns", "del", n], true);
+    for (const n of new Set(names)) {
+      forgetMarkers(n);
+      ipSync(["netns", "del", n], true);
+    }
     for (const d of this.dirs.splice(0)) rmSync(d, { recursive: true, force: true });
     live.delete(this);
   }
