@@ -128,7 +128,7 @@ export async function main(argv) {
   if (opts.json) writeFileSync(opts.json, JSON.stringify({ machine: m, opts, summary, raw: samples }, null, 2));
 }
 
-/** "bun 1.4.5" or "node 26.10.0", from the file's own usage text; the build's runtime is what is measured. */
+/** "bun 1.4.4" or "node 26.10.0", from the file's own usage text; the build's runtime is what is measured. */
 function runtimeOf(file) {
   const r = spawnSync(file, ["--version"], { env: { PATH: "/usr/bin:/bin" }, encoding: "utf8" });
   return /\(([a-z]+ [0-9.]+)[^)]*\)/.exec(r.stderr)?.[1] ?? "runtime unknown";

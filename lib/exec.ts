@@ -8,9 +8,11 @@
  */
 import { accessSync, constants, statSync } from "node:fs";
 import { delimiter, join } from "node:path";
-import { childProcessModule } from "./builtin.js";
 import { CniError, ErrorCode } from "./errors.js";
+import { type RunResult, SpawnFailure, spawnCollect } from "./spawn.js";
 import { ToolError, classifySpawnErrno } from "./tool-error.js";
+
+export type { RunResult } from "./spawn.js";
 
 export interface RunOptions {
   input?: string | Buffer;
@@ -19,91 +21,35 @@ export interface RunOptions {
   timeoutMs?: number;
   /** Upper bound on captured stdout/stderr each, so a runaway child cannot exhaust memory. */
   maxOutputBytes?: number;
-}
-
-export interface RunResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-  timedOut: boolean;
-  /** The deadline the child had, for messages. */
-  timeoutMs: number;
+  /** Open descriptors the child inherits as fd 3, 4, ... */
+  passFds?: readonly number[];
 }
 
 const DEFAULT_TIMEOUT_MS = 30_000;
 const DEFAULT_MAX_OUTPUT = 8 * 1024 * 1024;
 
-export function run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
-  const max = opts.maxOutputBytes ?? DEFAULT_MAX_OUTPUT;
-  const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  return new Promise((resolve, reject) => {
-    // Own process group, so a deadline kills the child's children too: a grandchild holding our pipes
-    // would otherwise keep us waiting long after the child itself is dead.
-    const child = childProcessModule().spawn(file, args, {
-      env: opts.env ?? process.env,
-      stdio: ["pipe", "pipe", "pipe"],
-      detached: true,
+/** Run to completion; a program that cannot be started at all is a ToolError of the kind its errno names. */
+export async function run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+  try {
+    return await spawnCollect(file, args, {
+      input: opts.input,
+      env: opts.env,
+      timeoutMs: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+      maxOutputBytes: opts.maxOutputBytes ?? DEFAULT_MAX_OUTPUT,
+      passFds: opts.passFds,
     });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    let outLen = 0;
-    let errLen = 0;
-    let timedOut = false;
-    let settled = false;
-    const settle = (code: number | null, signal: NodeJS.Signals | null) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      resolve({
-        code,
-        signal,
-        timedOut,
-        timeoutMs,
-        stdout: Buffer.concat(out).toString("utf8"),
-        stderr: Buffer.concat(err).toString("utf8"),
-      });
-    };
-    const timer = setTimeout(() => {
-      timedOut = true;
-      try {
-        if (child.pid !== undefined) process.kill(-child.pid, "SIGKILL");
-      } catch {
-        child.kill("SIGKILL");
-      }
-      child.stdout.destroy();
-      child.stderr.destroy();
-    }, timeoutMs);
-    child.stdout.on("data", (b: Buffer) => {
-      if (outLen < max) out.push(b);
-      outLen += b.length;
+  } catch (e) {
+    if (!(e instanceof SpawnFailure)) throw e;
+    throw new ToolError({
+      tool: file,
+      what: `cannot execute ${file}`,
+      status: null,
+      stderr: "",
+      kind: classifySpawnErrno(e.code),
+      reason: e.code ?? e.message,
+      errno: e.code,
     });
-    child.stderr.on("data", (b: Buffer) => {
-      if (errLen < max) err.push(b);
-      errLen += b.length;
-    });
-    child.on("error", (e: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
-      reject(
-        new ToolError({
-          tool: file,
-          what: `cannot execute ${file}`,
-          status: null,
-          stderr: "",
-          kind: classifySpawnErrno(e.code),
-          reason: e.code ?? e.message,
-          errno: e.code,
-        }),
-      );
-    });
-    child.on("exit", (code, signal) => {
-      if (timedOut) settle(code, signal);
-    });
-    child.on("close", (code, signal) => settle(code, signal));
-    // A child that exits without reading its stdin makes the write fail with EPIPE: that is its answer, not ours.
-    child.stdin.on("error", () => {});
-    child.stdin.end(opts.input ?? "");
-  });
+  }
 }
 
 /**

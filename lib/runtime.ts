@@ -1,7 +1,8 @@
 /**
  * The one module that knows which JavaScript runtime runs us: a Bun standalone executable (the default build), a
  * Node.js single executable (the fallback build, `npm run build -- --runtime node`), or the bundle/sources run by
- * hand. Everything else uses plain Node.js APIs that both runtimes implement.
+ * hand. Everything else uses plain Node.js APIs that both runtimes implement, except lib/spawn.ts, which starts child
+ * processes through the handle `bunSpawner()` gives it under Bun (no other module reads the `Bun` global).
  *
  * Imported first by cmd/cni-ts.ts: under Node it undoes, before any other module runs, what two Node.js environment
  * variables set up at bootstrap (see neutraliseNodeEnvironment). What no code of ours can undo is listed in
@@ -20,7 +21,32 @@ interface BunGlobal {
   /** The entry script; in a standalone executable it lives in Bun's embedded file system, "/$bunfs/...". */
   main: string;
   version: string;
+  spawn: BunSpawn;
 }
+
+/** What lib/spawn.ts uses of a `Bun.spawn` child. */
+export interface BunChild {
+  readonly pid: number;
+  readonly stdout: ReadableStream<Uint8Array>;
+  readonly stderr: ReadableStream<Uint8Array>;
+  /** Settles when the child has exited; exitCode / signalCode say how. */
+  readonly exited: Promise<number>;
+  readonly exitCode: number | null;
+  readonly signalCode: string | null;
+  kill(signal?: string): void;
+}
+
+/** `Bun.spawn` as lib/spawn.ts calls it: it throws (with an errno `code`) when the program cannot be started. */
+export type BunSpawn = (
+  cmd: string[],
+  options: {
+    env: NodeJS.ProcessEnv;
+    /** stdin (bytes written then closed, or "ignore"), stdout, stderr, then descriptors passed on as fd 3, 4, ... */
+    stdio: [Buffer | "ignore", "pipe", "pipe", ...number[]];
+    /** The child leads a process group (and session) of its own, as node:child_process's `detached`. */
+    detached: boolean;
+  },
+) => BunChild;
 
 /** What build.mjs embeds (esbuild `define`): the runtime and CPU the file was built for. Absent from the sources. */
 interface BuildInfo {
@@ -37,9 +63,14 @@ const bun = (globalThis as { Bun?: BunGlobal }).Bun;
 
 export const runtimeName: "bun" | "node" = bun ? "bun" : "node";
 
-/** The runtime and its version, as `cni-ts --version`-style text: "bun 1.4.5" or "node 26.10.0". */
+/** The runtime and its version, as `cni-ts --version`-style text: "bun 1.4.4" or "node 26.10.0". */
 export function runtimeVersion(): string {
   return bun ? `bun ${bun.version}` : `node ${process.versions.node}`;
+}
+
+/** Bun's process starter under Bun, undefined under Node: lib/spawn.ts picks its way of starting a child by it. */
+export function bunSpawner(): BunSpawn | undefined {
+  return bun ? bun.spawn.bind(bun) : undefined;
 }
 
 /** The build's facts, or undefined when running from the sources or an unbuilt bundle. */

@@ -497,7 +497,7 @@ export class DiskStore implements ReservationStore {
           "remove it; the lock file must be a regular file",
         );
       // The helper locks this descriptor, not the name: nothing swapped in at the name after our check is touched.
-      return await withFileLock(lockFile, waitMs, fn, fd);
+      return await withFileLock(lockFile, fd, waitMs, fn);
     } finally {
       closeSync(fd);
     }

@@ -184,3 +184,19 @@ describe("architecture: the import rules", () => {
     expect(violations(g)).toEqual([]);
   });
 });
+
+// 4. The code is runtime-neutral: the `Bun` global is read in lib/runtime.ts only (which hands lib/spawn.ts its
+//    process starter), and node:child_process is loaded in lib/spawn.ts only, so every child starts in one place.
+describe("architecture: the runtime shows in two modules", () => {
+  const sources = new Map(ROOMS.flatMap(tsFiles).map((f) => [f, stripComments(readFileSync(join(root, f), "utf8"))]));
+  const using = (re: RegExp) => [...sources].filter(([, src]) => re.test(src)).map(([f]) => f);
+
+  it("reads the Bun global only in lib/runtime.ts", () => {
+    expect(using(/\bBun\s*[.?[]|globalThis\s*as[^)]*\bBun\b/)).toEqual(["lib/runtime.ts"]);
+  });
+
+  it("starts child processes only in lib/spawn.ts", () => {
+    expect(using(/["']node:child_process["']/)).toEqual(["lib/spawn.ts"]);
+    expect(using(/\bbunSpawner\s*\(/).sort()).toEqual(["lib/runtime.ts", "lib/spawn.ts"]);
+  });
+});
