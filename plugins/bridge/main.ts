@@ -4,11 +4,7 @@
  */
 import { delegate } from "../../lib/invoke.js";
 import type { CmdContext, PluginDefinition } from "../../lib/skel.js";
-import { add } from "./add.js";
-import { check } from "./check.js";
 import { BRIDGE_CONF_SHAPE, loadBridgeConfig } from "./config.js";
-import { del } from "./del.js";
-import { gc } from "./gc.js";
 
 /** STATUS: bridge itself is always ready; IPAM may not be (a full range is code 50). */
 async function status(ctx: CmdContext): Promise<void> {
@@ -23,9 +19,10 @@ export const bridge: PluginDefinition = {
   // IP is for the IPAM plugin, which gets the same CNI_ARGS.
   argsKeys: ["MAC", "IP"],
   config: BRIDGE_CONF_SHAPE,
-  add,
-  del,
-  check,
-  gc,
+  // Each verb's modules are evaluated only when that verb runs (VERSION and the other verbs never pay for them).
+  add: async (ctx) => (await import("./add.js")).add(ctx),
+  del: async (ctx) => (await import("./del.js")).del(ctx),
+  check: async (ctx) => (await import("./check.js")).check(ctx),
+  gc: async (ctx) => (await import("./gc.js")).gc(ctx),
   status,
 };

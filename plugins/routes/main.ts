@@ -4,9 +4,6 @@
  * cluster. See docs/routes.md.
  */
 import type { CmdContext, PluginDefinition } from "../../lib/skel.js";
-import { add } from "./add.js";
-import { check } from "./check.js";
-import { syncMain } from "./cli.js";
 import { ROUTES_CONF_SHAPE, loadRoutesConfig } from "./config.js";
 
 /** DEL changes nothing: the pod's routes go with its namespace, and hostRoutes are shared by every pod of the node
@@ -24,11 +21,12 @@ export const routes: PluginDefinition = {
   about: "CNI routes plugin (cni-ts): route shaping inside the pod and on the node; `routes sync --help` for node mode",
   netns: "required",
   config: ROUTES_CONF_SHAPE,
-  add,
+  // The modules of a verb (and of `routes sync`) are evaluated only when it runs: VERSION never pays for them.
+  add: async (ctx) => (await import("./add.js")).add(ctx),
   del,
-  check,
+  check: async (ctx) => (await import("./check.js")).check(ctx),
   // Nothing per attachment is kept anywhere, so there is nothing to collect.
   gc: async () => {},
   status,
-  subcommands: { sync: syncMain },
+  subcommands: { sync: async (argv) => (await import("./cli.js")).syncMain(argv) },
 };
