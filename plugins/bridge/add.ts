@@ -218,18 +218,20 @@ export async function add(ctx: CmdContext): Promise<Result> {
     // (lib/marker.ts), so it needs neither prevResult nor a look into the other backend.
     const masqBackend = conf.ipMasq && ips.length > 0 ? resolveMasqBackend(conf.ipMasqBackend) : undefined;
     if (masqBackend) markAttachment("masq", conf.name, ctx.containerID, ctx.ifname, masqBackend);
-    const masq = masqBackend ? addMasq(masqBackend, masqEntries(conf, ctx, ips)) : Promise.resolve();
-    // The pod's side, then the waits that depend on it, run while the firewall is programmed.
-    const pod = async () => {
+    const masqList = masqBackend ? masqEntries(conf, ctx, ips) : [];
+    // The pod's side, then the waits that depend on it, run while the firewall is programmed. It starts first: it
+    // is the longer chain (nsenter, sh, ip), and starting a process takes the main thread a moment.
+    const pod = (async () => {
       await Promise.all([
         podScript(conf, ctx.ifname, ips, routes, gateways).run(ctx.netns),
         applyVlans(conf, hostVeth, built),
       ]);
       if (conf.enabledad && ips.some((ip) => ip.address.includes(":"))) await waitForDad(ctx.netns, ctx.ifname);
       if (!conf.disableContainerInterface) await waitForPort(hostVeth, plan.hostMac);
-    };
+    })();
+    const masq = masqBackend ? addMasq(masqBackend, masqList) : Promise.resolve();
     const spoof = conf.macspoofchk ? addSpoofCheck(conf.name, hostVeth, plan.podMac) : Promise.resolve();
-    await Promise.all([pod(), masq, spoof]);
+    await Promise.all([pod, masq, spoof]);
 
     const interfaces: Interface[] = [
       { name: conf.bridge, mac: plan.bridgeMac },
