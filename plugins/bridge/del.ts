@@ -159,16 +159,22 @@ export async function del(ctx: CmdContext): Promise<void> {
         );
     });
   };
+  // The links first, and alone until their process has started: deleting a veth is the longest step (the kernel
+  // takes ~20 ms to unregister it), and the other steps' first synchronous work (host-local's in-process start, the
+  // masquerade's scripts) would otherwise run before it gets going.
+  const linksDone = links();
+  await new Promise((resolve) => setImmediate(resolve));
+  // Then the steps that wait on processes (masquerade, spoof check), then IPAM, which runs in-process meanwhile.
   await Promise.all([
-    links(),
+    linksDone,
+    conf.ipMasq ? step("masquerade", () => delMasquerade(conf.name, ctx, prev)) : undefined,
+    conf.macspoofchk ? step("macspoofchk", () => delSpoofCheck(hostVeth, conf.name)) : undefined,
     // A runtime's DEL releases the whole attachment: an owner token the runtime's environment may carry is dropped.
     conf.ipamType
       ? step("IPAM", () =>
           delegate(conf.ipamType!, "DEL", ctx, { env: { CNI_TS_IPAM_OWNER: undefined } }).then(() => undefined),
         )
       : undefined,
-    conf.ipMasq ? step("masquerade", () => delMasquerade(conf.name, ctx, prev)) : undefined,
-    conf.macspoofchk ? step("macspoofchk", () => delSpoofCheck(hostVeth, conf.name)) : undefined,
   ]);
   if (errors.length > 0) {
     throw asCniError(errors[0]);
