@@ -1,13 +1,18 @@
 /**
  * SHA-256 / SHA-512 of short strings and random bytes, without node:crypto: loading that module costs every plugin
  * process about 5 ms of CPU, and all we hash are names of a few dozen bytes (veth names, masquerade chain names,
- * host-local index file names). The output is the standard digest (tested against node:crypto), so names derived
- * by earlier versions still match.
+ * host-local index file names). Under Bun the runtime's native digest computes them (lib/runtime.ts `bunDigest`);
+ * under Node the JavaScript one below. The output is the standard digest either way (the JavaScript one is tested
+ * against node:crypto; the integration tests compare the names the Bun build derives with the reference's), so names
+ * derived by earlier versions still match.
  *
  * @example
  *   hashHex("sha256", "ctr1\r\neth0").slice(0, 8)
  */
 import { closeSync, openSync, readSync } from "node:fs";
+import { bunDigest } from "./runtime.js";
+
+const nativeDigest = bunDigest();
 
 const K256 = new Uint32Array([
   0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98,
@@ -150,12 +155,21 @@ function sha512(data: Buffer): Buffer {
 /** Hex digest of the UTF-8 bytes of `data`. */
 export function hashHex(algorithm: "sha256" | "sha512", data: string): string {
   const bytes = Buffer.from(data, "utf8");
+  if (nativeDigest) return Buffer.from(nativeDigest(algorithm, bytes)).toString("hex");
   return (algorithm === "sha256" ? sha256(bytes) : sha512(bytes)).toString("hex");
 }
 
-/** Random bytes from the kernel (/dev/urandom); node:crypto only if that cannot be read. */
+/**
+ * Random bytes from the kernel: Web Crypto's getRandomValues (a global in both runtimes, no module to load), else
+ * /dev/urandom, else node:crypto.
+ */
 export function randomBytes(n: number): Buffer {
   const b = Buffer.alloc(n);
+  const webCrypto = (globalThis as { crypto?: { getRandomValues?: (a: Uint8Array) => Uint8Array } }).crypto;
+  if (typeof webCrypto?.getRandomValues === "function" && n <= 65536) {
+    webCrypto.getRandomValues(b);
+    return b;
+  }
   try {
     const fd = openSync("/dev/urandom", "r");
     try {
