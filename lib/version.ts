@@ -465,6 +465,21 @@ function parseCurrent(obj: Raw, rd: ResultReader, layout: "040" | "100"): Result
  *
  * @example parseResult({ cniVersion: "0.2.0", ip4: { ip: "10.1.0.5/24" } }, "1.1.0") // { ips: [{ address: "10.1.0.5/24" }] }
  */
+/**
+ * A chained plugin's prevResult, parsed: a config without one (absent or null) is code 7 with the plugin's own
+ * message (the reference's words differ by plugin and verb) and `details` saying what it must run after.
+ */
+export function requirePrevResult(
+  config: { prevResult?: unknown },
+  version: string,
+  msg: string,
+  details: string,
+): Result {
+  const raw = config.prevResult;
+  if (raw === undefined || raw === null) throw new CniError(ErrorCode.InvalidNetworkConfig, msg, details);
+  return parseResult(raw, version);
+}
+
 export function parseResult(received: unknown, version: string): Result {
   if (received === null || received === undefined) return {};
   // Go reads a result into its versioned struct, so "IPs" or "Address" is a field as well as "ips" or "address".

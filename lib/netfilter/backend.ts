@@ -23,6 +23,16 @@ export function defaultBackend(): NetfilterBackend | undefined {
   return undefined;
 }
 
+/**
+ * STATUS of a plugin writing firewall state: code 50 (not available: ADD could not work) when the program of its
+ * backend is not installed.
+ */
+export function requireBackendTool(backend: NetfilterBackend, who: string): void {
+  const tool = backend === "nftables" ? "nft" : "iptables-restore";
+  if (!hasExecutable(tool))
+    throw new CniError(ErrorCode.NotAvailable, `${who}: ${tool} not found in PATH`, `the ${backend} backend needs it`);
+}
+
 /** Throw code 100 naming the program when it is not installed: better than nsenter's "exit 127". */
 export function requireTool(name: string, who: string): void {
   if (!hasExecutable(name)) {

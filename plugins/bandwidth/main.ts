@@ -8,7 +8,7 @@ import { log } from "../../lib/log.js";
 import type { CmdContext, PluginDefinition } from "../../lib/skel.js";
 import { ToolError } from "../../lib/tool-error.js";
 import type { Result } from "../../lib/types.js";
-import { parseResult } from "../../lib/version.js";
+import { requirePrevResult } from "../../lib/version.js";
 import { BANDWIDTH_CONF_SHAPE, loadBandwidthConfig, shapesAnything, type BandwidthLimits } from "./config.js";
 import { shapingProblem } from "./check.js";
 import { hostVeth } from "./host.js";
@@ -17,14 +17,12 @@ import { applyShaping, type Shaping } from "./shape.js";
 import { tbfFor } from "./tbf.js";
 
 function prevResult(ctx: CmdContext, what: string): Result {
-  const raw = ctx.config.prevResult;
-  if (raw === undefined || raw === null)
-    throw new CniError(
-      ErrorCode.InvalidNetworkConfig,
-      what,
-      "bandwidth runs chained after a plugin that returns the pod's interfaces (prevResult)",
-    );
-  return parseResult(raw, ctx.version);
+  return requirePrevResult(
+    ctx.config,
+    ctx.version,
+    what,
+    "bandwidth runs chained after a plugin that returns the pod's interfaces (prevResult)",
+  );
 }
 
 /** A tool's failure as the CNI error a runtime gets: code 100, the failing command and the tool's own words. */

@@ -7,10 +7,10 @@
 import { CniError, ErrorCode } from "../../lib/errors.js";
 import { log } from "../../lib/log.js";
 import { gcMarkers, listMarkers, markAttachment, markerDetail, unmarkAttachment } from "../../lib/marker.js";
-import { hasExecutable } from "../../lib/exec.js";
+import { requireBackendTool } from "../../lib/netfilter/backend.js";
 import type { CmdContext, GcContext, PluginDefinition } from "../../lib/skel.js";
 import type { Attachment, Result } from "../../lib/types.js";
-import { parseResult } from "../../lib/version.js";
+import { parseResult, requirePrevResult } from "../../lib/version.js";
 import { FIREWALL_CONF_SHAPE, loadFirewallConfig, type Backend, type FirewallConfig } from "./config.js";
 import { iptAdd, iptCheck, iptDel } from "./iptables.js";
 import { ownerTag } from "./nft-rules.js";
@@ -18,15 +18,12 @@ import { nftAdd, nftCheck, nftDel } from "./nft.js";
 import { bridgeOf, decodeAddrs, encodeAddrs, podAddresses, type PodAddr } from "./pod.js";
 
 function requirePrev(ctx: CmdContext): Result {
-  const raw = ctx.config.prevResult;
-  if (raw === undefined || raw === null) {
-    throw new CniError(
-      ErrorCode.InvalidNetworkConfig,
-      "missing prevResult from earlier plugin",
-      "firewall runs chained after a plugin that returns the pod's addresses",
-    );
-  }
-  return parseResult(raw, ctx.version);
+  return requirePrevResult(
+    ctx.config,
+    ctx.version,
+    "missing prevResult from earlier plugin",
+    "firewall runs chained after a plugin that returns the pod's addresses",
+  );
 }
 
 const bridgeFor = (conf: FirewallConfig, prev: Result): string | undefined =>
@@ -153,14 +150,7 @@ async function gc(ctx: GcContext): Promise<void> {
 
 /** STATUS: the config is valid and its backend's tool is installed (code 50 otherwise). */
 async function status(ctx: CmdContext): Promise<void> {
-  const conf = loadFirewallConfig(ctx.config);
-  const tool = conf.backend === "nftables" ? "nft" : "iptables-restore";
-  if (!hasExecutable(tool))
-    throw new CniError(
-      ErrorCode.NotAvailable,
-      `firewall: ${tool} not found in PATH`,
-      `the ${conf.backend} backend needs it`,
-    );
+  requireBackendTool(loadFirewallConfig(ctx.config).backend, "firewall");
 }
 
 /** The firewall plugin definition for the multi-call executable. */

@@ -6,10 +6,10 @@
 import { CniError, ErrorCode } from "../../lib/errors.js";
 import { log } from "../../lib/log.js";
 import { gcMarkers, hasMarker, markAttachment, unmarkAttachment } from "../../lib/marker.js";
-import { hasExecutable } from "../../lib/exec.js";
+import { requireBackendTool } from "../../lib/netfilter/backend.js";
 import type { CmdContext, GcContext, PluginDefinition } from "../../lib/skel.js";
 import type { Result } from "../../lib/types.js";
-import { parseResult } from "../../lib/version.js";
+import { requirePrevResult } from "../../lib/version.js";
 import { PORTMAP_CONF_SHAPE, loadPortmapConfig, type PortmapConfig } from "./config.js";
 import { iptAdd, iptCheck, iptDel, iptGc } from "./iptables.js";
 import { nftAdd, nftCheck, nftDel, nftGc } from "./nft.js";
@@ -17,14 +17,12 @@ import { enableLocalnet, flushUdpConntrack, localnetProblem } from "./node.js";
 import { podAddresses, type PodAddr } from "./pod.js";
 
 function requirePrev(ctx: CmdContext, what: string): Result {
-  const raw = ctx.config.prevResult;
-  if (raw === undefined || raw === null)
-    throw new CniError(
-      ErrorCode.InvalidNetworkConfig,
-      what,
-      "portmap runs chained after a plugin that returns the pod's addresses (prevResult)",
-    );
-  return parseResult(raw, ctx.version);
+  return requirePrevResult(
+    ctx.config,
+    ctx.version,
+    what,
+    "portmap runs chained after a plugin that returns the pod's addresses (prevResult)",
+  );
 }
 
 async function add(ctx: CmdContext): Promise<Result> {
@@ -110,14 +108,7 @@ async function gc(ctx: GcContext): Promise<void> {
 
 /** STATUS: the config is valid and its backend's tool is installed (code 50 otherwise: ADD could not work). */
 async function status(ctx: CmdContext): Promise<void> {
-  const conf = loadPortmapConfig(ctx.config);
-  const tool = conf.backend === "nftables" ? "nft" : "iptables-restore";
-  if (!hasExecutable(tool))
-    throw new CniError(
-      ErrorCode.NotAvailable,
-      `portmap: ${tool} not found in PATH`,
-      `the ${conf.backend} backend needs it`,
-    );
+  requireBackendTool(loadPortmapConfig(ctx.config).backend, "portmap");
 }
 
 /** The portmap plugin definition for the multi-call executable. */

@@ -9,7 +9,7 @@ import { log } from "../../lib/log.js";
 import { netnsForDel } from "../../lib/netns.js";
 import type { CmdContext, PluginDefinition } from "../../lib/skel.js";
 import type { Result } from "../../lib/types.js";
-import { parseResult } from "../../lib/version.js";
+import { requirePrevResult } from "../../lib/version.js";
 import { readAllowlist, checkAllowlist } from "./allowlist.js";
 import { PendingBackup, backupPath, readBackup, removeBackup, type Backup } from "./backup.js";
 import {
@@ -23,15 +23,12 @@ import {
 import { applyInPod, readPod, restoreTokens, setLinkInPod, type LinkState } from "./pod.js";
 
 function requirePrev(ctx: CmdContext): Result {
-  const raw = ctx.config.prevResult;
-  if (raw === undefined || raw === null) {
-    throw new CniError(
-      ErrorCode.InvalidNetworkConfig,
-      "Required prevResult missing",
-      "tuning runs chained after the plugin that creates the interface",
-    );
-  }
-  return parseResult(raw, ctx.version);
+  return requirePrevResult(
+    ctx.config,
+    ctx.version,
+    "Required prevResult missing",
+    "tuning runs chained after the plugin that creates the interface",
+  );
 }
 
 /** The config, with the node's sysctl allowlist applied (read only when the config sets sysctls). */
