@@ -37,4 +37,10 @@ describe("randomBytes", () => {
     expect([a.length, b.length]).toEqual([16, 16]);
     expect(a.equals(b)).toBe(false);
   });
+
+  it("fills more than one getRandomValues call can (65,536 bytes) to the end", () => {
+    const big = randomBytes(70_000);
+    expect(big.length).toBe(70_000);
+    expect(big.subarray(65_536).some((x) => x !== 0)).toBe(true);
+  });
 });
