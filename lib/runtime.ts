@@ -3,7 +3,7 @@
  * Node.js single executable (the fallback build, `npm run build -- --runtime node`), or the bundle/sources run by
  * hand. Everything else uses plain Node.js APIs that both runtimes implement, except where this module hands out a
  * Bun function under Bun: `bunSpawner()` (lib/spawn.ts starts every child process with it) and `bunDigest()`
- * (lib/hash.ts). No other module reads the `Bun` global.
+ * (lib/hash.ts), and `normalJitPolicy()`. No other module reads the `Bun` global.
  *
  * Imported first by cmd/cni-ts.ts: under Node it undoes, before any other module runs, what two Node.js environment
  * variables set up at bootstrap (see neutraliseNodeEnvironment). What no code of ours can undo is listed in
@@ -24,6 +24,7 @@ interface BunGlobal {
   version: string;
   spawn: BunSpawn;
   CryptoHasher: { hash(algorithm: "sha256" | "sha512", data: Uint8Array): Uint8Array };
+  unsafe?: { setJITPolicy?(scale: number): void };
 }
 
 /** What lib/spawn.ts uses of a `Bun.spawn` child. */
@@ -82,6 +83,15 @@ export function bunSpawner(): BunSpawn | undefined {
  */
 export function bunDigest(): ((algorithm: "sha256" | "sha512", data: Uint8Array) => Uint8Array) | undefined {
   return bun ? (algorithm, data) => bun.CryptoHasher.hash(algorithm, data) : undefined;
+}
+
+/**
+ * The build starts the executable with JavaScriptCore's tier-up thresholds scaled up (build.mjs, BUN_JIT_POLICY):
+ * a plugin call is a few milliseconds of run-once code, and compiling it costs more than it saves. A process that
+ * stays (the `routes sync` controller) calls this once it is running, to get the normal JIT back. Nothing under Node.
+ */
+export function normalJitPolicy(): void {
+  bun?.unsafe?.setJITPolicy?.(1);
 }
 
 /** The build's facts, or undefined when running from the sources or an unbuilt bundle. */

@@ -11,6 +11,7 @@
  */
 import { readFileSync } from "node:fs";
 import { CniError } from "../../lib/errors.js";
+import { normalJitPolicy } from "../../lib/runtime.js";
 import { InputError, parseNodeList, type NodeEntry } from "./nodelist.js";
 import { cleanupPlan, describeChange, isNodeName, syncOnce, type SyncOutput } from "./sync.js";
 import { FORWARD_CHAIN, parseForwardAccept } from "./forward.js";
@@ -253,13 +254,17 @@ export async function syncMain(argv: readonly string[], io: SyncOutput = process
     case "cleanup":
       return cleanup(args.dryRun, io);
     case "kubernetes": {
+      // A controller stays: the JIT the build turns down for plugin calls pays for itself here.
+      normalJitPolicy();
       // Loaded only on this path: the controller, the Kubernetes client and the HTTP server stay out of every
       // plugin call's start-up (cmd/cni-ts.ts bundles them, but nothing runs them until here).
       const { runController } = await import("./controller.js");
       return runController(args);
     }
     case "file":
-      return args.intervalMs === undefined ? once(args, io, false) : loop(args, io, args.intervalMs);
+      if (args.intervalMs === undefined) return once(args, io, false);
+      normalJitPolicy();
+      return loop(args, io, args.intervalMs);
   }
 }
 
