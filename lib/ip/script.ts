@@ -21,6 +21,8 @@ const HEREDOC = "CNI_TS_BATCH_END";
 
 export class NetnsScript {
   private readonly lines: string[] = ["set -e"];
+  /** Index of the `ip -batch` line while it is the script's last command: text() makes the shell exec it. */
+  private lastBatch: number | undefined;
 
   /** Set a sysctl inside the namespace; `optional` tolerates a missing key (IPv6 disabled). */
   sysctl(key: readonly string[], value: string, optional = false): this {
@@ -28,6 +30,7 @@ export class NetnsScript {
       throw new CniError(ErrorCode.Internal, `refusing sysctl value ${JSON.stringify(value)}`);
     const write = `printf '%s' ${value} > ${sysctlPath(key)}`;
     this.lines.push(optional ? `{ ${write}; } 2>/dev/null || :` : write);
+    this.lastBatch = undefined;
     return this;
   }
 
@@ -36,12 +39,19 @@ export class NetnsScript {
     if (b.length === 0) return this;
     const text = b.text();
     if (text.includes(HEREDOC)) throw new CniError(ErrorCode.Internal, "batch contains the here-document terminator");
+    this.lastBatch = this.lines.length;
     this.lines.push(`ip -batch - <<'${HEREDOC}'`, ...text.trimEnd().split("\n"), HEREDOC);
     return this;
   }
 
+  /**
+   * The script. A batch that comes last is exec'd: the shell becomes `ip` instead of forking it and waiting, one
+   * fork fewer on every pod start, with the same exit status.
+   */
   text(): string {
-    return `${this.lines.join("\n")}\n`;
+    const lines = [...this.lines];
+    if (this.lastBatch !== undefined) lines[this.lastBatch] = `exec ${lines[this.lastBatch]}`;
+    return `${lines.join("\n")}\n`;
   }
 
   async run(netns: string, what = "configuring the pod's namespace"): Promise<void> {

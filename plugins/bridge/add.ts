@@ -189,6 +189,9 @@ export async function add(ctx: CmdContext): Promise<Result> {
     const { ips, gateways } = gatewaysOf(ipam?.ips ?? [], conf);
     const routes = routesOf(ipam?.routes ?? [], gateways, conf);
     const hostAlias = hostVethAlias(conf.name, ctx.containerID, ctx.ifname);
+    // Built before anything is made, so that a refusal here leaves nothing to undo on the node or in the pod.
+    const masqBackend = conf.ipMasq && ips.length > 0 ? resolveMasqBackend(conf.ipMasqBackend) : undefined;
+    const masqList = masqBackend ? masqEntries(conf, ctx, ips) : [];
     const plan: HostPlan = {
       hostVeth,
       hostAlias,
@@ -213,14 +216,9 @@ export async function add(ctx: CmdContext): Promise<Result> {
       throw e;
     }
     created = true;
-    nodeSysctls(conf, hostVeth, gateways);
-    // The marker first, naming the backend: a DEL then knows this attachment may hold masquerade, and where
-    // (lib/marker.ts), so it needs neither prevResult nor a look into the other backend.
-    const masqBackend = conf.ipMasq && ips.length > 0 ? resolveMasqBackend(conf.ipMasqBackend) : undefined;
-    if (masqBackend) markAttachment("masq", conf.name, ctx.containerID, ctx.ifname, masqBackend);
-    const masqList = masqBackend ? masqEntries(conf, ctx, ips) : [];
-    // The pod's side, then the waits that depend on it, run while the firewall is programmed. It starts first: it
-    // is the longer chain (nsenter, sh, ip), and starting a process takes the main thread a moment.
+    // The pod's side, then the waits that depend on it, run while the node's sysctls and firewall are done. It
+    // starts first, right after the node batch: it is the longer chain (nsenter, then ip), and everything else
+    // here takes the main thread a moment before its own process starts.
     const pod = (async () => {
       await Promise.all([
         podScript(conf, ctx.ifname, ips, routes, gateways).run(ctx.netns),
@@ -229,9 +227,18 @@ export async function add(ctx: CmdContext): Promise<Result> {
       if (conf.enabledad && ips.some((ip) => ip.address.includes(":"))) await waitForDad(ctx.netns, ctx.ifname);
       if (!conf.disableContainerInterface) await waitForPort(hostVeth, plan.hostMac);
     })();
-    const masq = masqBackend ? addMasq(masqBackend, masqList) : Promise.resolve();
-    const spoof = conf.macspoofchk ? addSpoofCheck(conf.name, hostVeth, plan.podMac) : Promise.resolve();
-    await Promise.all([pod, masq, spoof]);
+    const node = (async () => {
+      nodeSysctls(conf, hostVeth, gateways);
+      // The marker before the masquerade, naming the backend: a DEL then knows this attachment may hold
+      // masquerade, and where (lib/marker.ts), so it needs neither prevResult nor a look into the other backend.
+      if (masqBackend) markAttachment("masq", conf.name, ctx.containerID, ctx.ifname, masqBackend);
+      await Promise.all([
+        masqBackend ? addMasq(masqBackend, masqList) : undefined,
+        conf.macspoofchk ? addSpoofCheck(conf.name, hostVeth, plan.podMac) : undefined,
+      ]);
+    })();
+    // Both settle before a failure is rolled back: nothing of this ADD still runs while its veth is removed.
+    for (const r of await Promise.allSettled([pod, node])) if (r.status === "rejected") throw r.reason;
 
     const interfaces: Interface[] = [
       { name: conf.bridge, mac: plan.bridgeMac },

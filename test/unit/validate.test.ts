@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { codeOf } from "./codes.js";
 import { IpBatch } from "../../lib/ip/batch.js";
+import { NetnsScript } from "../../lib/ip/script.js";
 import { validateContainerID, validateIfname, validateNetworkName, validatePluginType } from "../../lib/validate.js";
 
 describe("name validation", () => {
@@ -57,5 +58,26 @@ describe("ip -batch builder", () => {
     for (const bad of ["", "a b", "a\nlink del eth0", "#x", 'a"', "a'", "a\\", "a\0"]) {
       expect(codeOf(() => new IpBatch().cmd("link", "set", "dev", bad))).toBe(999);
     }
+  });
+});
+
+describe("pod namespace script", () => {
+  const batch = () => new IpBatch().cmd("link", "set", "dev", "eth0", "up");
+  it("sets sysctls first, then execs the batch that comes last (no fork and wait in the shell)", () => {
+    const s = new NetnsScript().sysctl(["net", "ipv4", "conf", "eth0", "arp_notify"], "1").batch(batch());
+    expect(s.text()).toBe(
+      "set -e\nprintf '%s' 1 > /proc/sys/net/ipv4/conf/eth0/arp_notify\n" +
+        "exec ip -batch - <<'CNI_TS_BATCH_END'\nlink set dev eth0 up\nCNI_TS_BATCH_END\n",
+    );
+  });
+  it("keeps the shell when a command follows the batch", () => {
+    const s = new NetnsScript().batch(batch()).sysctl(["net", "ipv4", "conf", "eth0", "arp_notify"], "1", true);
+    expect(s.text()).toContain("\nip -batch - <<'CNI_TS_BATCH_END'\n");
+    expect(s.text()).not.toContain("exec");
+  });
+  it("refuses a sysctl value that is not a number", () => {
+    expect(codeOf(() => new NetnsScript().sysctl(["net", "ipv4", "conf", "eth0", "arp_notify"], "1; reboot"))).toBe(
+      999,
+    );
   });
 });
