@@ -217,7 +217,7 @@ export async function add(ctx: CmdContext): Promise<Result> {
     }
     created = true;
     // The pod's side, then the waits that depend on it, run while the node's sysctls and firewall are done. It
-    // starts first, right after the node batch: it is the longer chain (nsenter, then ip), and everything else
+    // starts first, right after the node batch: it is the longer chain (nsenter, sh, ip), and everything else
     // here takes the main thread a moment before its own process starts.
     const pod = (async () => {
       await Promise.all([
