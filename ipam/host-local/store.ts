@@ -405,6 +405,11 @@ export class DiskStore implements ReservationStore {
    * when the attachment holds no file in the current format.
    */
   held(id: string, ifname: string, hints: readonly string[] = []): string[] {
+    return this.lookup(id, ifname, hints).ips;
+  }
+
+  /** held(), with the index entry it was decided from. */
+  private lookup(id: string, ifname: string, hints: readonly string[]): { ips: string[]; entry?: IndexEntry } {
     const entry = this.readEntry(id, ifname);
     const claimed = entry && entry.state !== "released" ? entry.ips : [];
     const fromHints = this.verified(hints, id, ifname);
@@ -412,10 +417,11 @@ export class DiskStore implements ReservationStore {
     // Conclusive: an entry of ours whose ADD finished (or that DEL already released), or a prevResult that agrees
     // with the files (it lists every address the ADD returned).
     const conclusive = (entry !== undefined && !entry.imported && entry.state !== "adding") || fromHints.length > 0;
-    if (conclusive) return known;
+    if (conclusive) return { ips: known, entry };
     const all = this.scan();
     const exact = all.filter((r) => r.id === id && r.ifname === ifname).map((r) => r.ip);
-    return exact.length > 0 ? exact : all.filter((r) => r.id === id && r.ifname === undefined).map((r) => r.ip);
+    const ips = exact.length > 0 ? exact : all.filter((r) => r.id === id && r.ifname === undefined).map((r) => r.ip);
+    return { ips, entry };
   }
 
   /**
@@ -433,11 +439,14 @@ export class DiskStore implements ReservationStore {
     return ips;
   }
 
-  /** Release everything (id, ifname) holds and leave a tombstone, so a repeated DEL is O(1). */
+  /**
+   * Release everything (id, ifname) holds and leave a tombstone, so a repeated DEL is O(1). A repeated DEL that
+   * finds the tombstone and nothing held (containerd's RemovePodSandbox after StopPodSandbox) writes nothing.
+   */
   releaseAttachment(id: string, ifname: string, hints: readonly string[] = []): string[] {
-    const ips = this.held(id, ifname, hints);
+    const { ips, entry } = this.lookup(id, ifname, hints);
     for (const ip of ips) rmSync(join(this.dir, ip), { force: true });
-    this.writeTombstone(id, ifname);
+    if (ips.length > 0 || entry?.state !== "released") this.writeTombstone(id, ifname);
     return ips;
   }
 

@@ -161,9 +161,10 @@ export async function del(ctx: CmdContext): Promise<void> {
   };
   // The links first, and alone until their process has started: deleting a veth is the longest step (the kernel
   // takes ~20 ms to unregister it), and the other steps' first synchronous work (host-local's in-process start, the
-  // masquerade's scripts) would otherwise run before it gets going.
+  // masquerade's scripts) would otherwise run before it gets going. Without a host veth or a pod namespace (a
+  // repeated DEL) no link process starts, and nothing is worth the wait.
   const linksDone = links();
-  await new Promise((resolve) => setImmediate(resolve));
+  if (hostLinkExists(hostVeth) || netnsForDel(ctx.netns) === "ok") await new Promise((r) => setImmediate(r));
   // Then the steps that wait on processes (masquerade, spoof check), then IPAM, which runs in-process meanwhile.
   await Promise.all([
     linksDone,

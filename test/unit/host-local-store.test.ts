@@ -59,6 +59,23 @@ describe("DiskStore", () => {
     expect(readdirSync(join(dataDir, "net1")).sort()).toEqual(["last_reserved_ip.0", "last_reserved_ip.1", "lock"]);
   });
 
+  it("a repeated DEL that finds the tombstone and nothing held writes nothing; one that finds addresses does", async () => {
+    const s = await open();
+    s.begin("ctr1", "eth0");
+    await s.reserve("10.1.0.2", "ctr1", "eth0", 0);
+    s.commit(["10.1.0.2"]);
+    expect(s.releaseAttachment("ctr1", "eth0")).toEqual(["10.1.0.2"]);
+    const file = join(dataDir, ".cni-ts", "net1", "attachments", "ctr1@eth0");
+    const first = statSync(file).ino;
+    expect((await open()).releaseAttachment("ctr1", "eth0")).toEqual([]);
+    expect(statSync(file).ino).toBe(first);
+    // An address still naming the attachment (a hint from prevResult) is released, and the tombstone written again.
+    await s.reserve("10.1.0.3", "ctr1", "eth0", 0);
+    expect((await open()).releaseAttachment("ctr1", "eth0", ["10.1.0.3"])).toEqual(["10.1.0.3"]);
+    expect(statSync(file).ino).not.toBe(first);
+    expect(JSON.parse(readFileSync(file, "utf8"))).toMatchObject({ state: "released", ips: [] });
+  });
+
   it("a failed ADD of a new attachment leaves no entry at all; of a released one, its tombstone as it was", async () => {
     const s = await open();
     s.begin("ctr1", "eth0");
