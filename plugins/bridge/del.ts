@@ -33,11 +33,16 @@ function hostLinkExists(name: string): boolean {
 }
 
 /**
- * The link named like the attachment's host veth, as far as ownership needs it. With a MAC from prevResult, sysfs
- * answers without a process when it shows our namespace (its MAC there is the one ADD chose); else one `ip -d -json`.
+ * The link named like the attachment's host veth (`present`: hostLinkExists said so), as far as ownership needs it.
+ * With a MAC from prevResult, sysfs answers without a process when it shows our namespace (its MAC there is the one
+ * ADD chose); else one `ip -d -json`.
  */
-async function readHostVeth(name: string, prevMac: string | undefined): Promise<HostVethView | undefined> {
-  if (!hostLinkExists(name)) return undefined;
+async function readHostVeth(
+  name: string,
+  present: boolean,
+  prevMac: string | undefined,
+): Promise<HostVethView | undefined> {
+  if (!present) return undefined;
   if (prevMac !== undefined) {
     try {
       const mac = readFileSync(`/sys/class/net/${name}/address`, "utf8").trim();
@@ -126,6 +131,7 @@ export async function del(ctx: CmdContext): Promise<void> {
   };
   const prev = prevResultOf(ctx);
   const hostVeth = hostVethName(ctx.containerID, ctx.ifname);
+  const vethPresent = hostLinkExists(hostVeth);
   // Only the attachment's own links go (owner.ts). Deleting the host veth deletes its pod end with it, so the pod's
   // namespace is entered only for an interface whose host end has no name we know (made by the reference plugin),
   // and only when prevResult proves it is this attachment's by its MAC.
@@ -133,7 +139,7 @@ export async function del(ctx: CmdContext): Promise<void> {
     let owner: Ownership = "absent";
     await step("host interface", async () => {
       owner = hostVethOwner(
-        await readHostVeth(hostVeth, prevHostMac(prev, hostVeth)),
+        await readHostVeth(hostVeth, vethPresent, prevHostMac(prev, hostVeth)),
         hostVethAlias(conf.name, ctx.containerID, ctx.ifname),
         prevHostMac(prev, hostVeth),
       );
@@ -161,10 +167,10 @@ export async function del(ctx: CmdContext): Promise<void> {
   };
   // The links first, and alone until their process has started: deleting a veth is the longest step (the kernel
   // takes ~20 ms to unregister it), and the other steps' first synchronous work (host-local's in-process start, the
-  // masquerade's scripts) would otherwise run before it gets going. Without a host veth or a pod namespace (a
+  // masquerade's scripts) would otherwise run before it gets going. Without a host veth or a pod namespace path (a
   // repeated DEL) no link process starts, and nothing is worth the wait.
   const linksDone = links();
-  if (hostLinkExists(hostVeth) || netnsForDel(ctx.netns) === "ok") await new Promise((r) => setImmediate(r));
+  if (vethPresent || ctx.netns !== "") await new Promise((r) => setImmediate(r));
   // Then the steps that wait on processes (masquerade, spoof check), then IPAM, which runs in-process meanwhile.
   await Promise.all([
     linksDone,
